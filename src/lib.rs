@@ -1,0 +1,7 @@
+//! clinvault: end-to-end encrypted, tamper-evident medical reports.
+//!
+//! Layers (arrows only point down, see DESIGN.md §1):
+//! `tui` -> `client` -> `seal`, `ledger`, `api`; `server` -> `seal` (verify only), `ledger`, `api`.
+//! `seal` and `ledger` are pure: bytes in, bytes or a typed error out.
+
+pub mod seal;
