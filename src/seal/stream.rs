@@ -70,14 +70,25 @@ struct Chunker<R> {
     next_index: u32,
     total: u64,
     done: bool,
+    failed: bool,
 }
 
 impl<R: Read> Chunker<R> {
-    /// The next `(index, plaintext with TAG_LEN spare capacity, last)`.
+    /// The next `(index, plaintext with TAG_LEN spare capacity, last)`. After an error it
+    /// yields nothing more: a failed read never turns into a shorter report.
     fn next_plain(&mut self) -> Result<Option<(u32, Vec<u8>, bool)>, SealError> {
         if self.done {
             return Ok(None);
         }
+        let result = self.read_next();
+        if result.is_err() {
+            self.done = true;
+            self.failed = true;
+        }
+        result.map(Some)
+    }
+
+    fn read_next(&mut self) -> Result<(u32, Vec<u8>, bool), SealError> {
         let mut buf = Vec::with_capacity(self.chunk_size + TAG_LEN);
         if let Some(b) = self.carry.take() {
             buf.push(b);
@@ -98,7 +109,7 @@ impl<R: Read> Chunker<R> {
         }
         self.total += buf.len() as u64;
         self.done = last;
-        Ok(Some((index, buf, last)))
+        Ok((index, buf, last))
     }
 }
 
@@ -128,6 +139,7 @@ impl<R: Read> ReportSealer<R> {
                 next_index: 0,
                 total: 0,
                 done: false,
+                failed: false,
             },
             chain: Chain::new(report_id),
         })
@@ -145,7 +157,13 @@ impl<R: Read> ReportSealer<R> {
 
     /// The summary for the manifest; errors if chunks remain unread.
     pub fn finish(self) -> Result<SealSummary, SealError> {
-        summary(&self.chunker, &self.chain, self.report_id, self.chunk_size, self.key_commit)
+        summary(
+            &self.chunker,
+            &self.chain,
+            self.report_id,
+            self.chunk_size,
+            self.key_commit,
+        )
     }
 }
 
@@ -156,7 +174,7 @@ fn summary<R>(
     chunk_size: u32,
     key_commit: [u8; 32],
 ) -> Result<SealSummary, SealError> {
-    match (chunker.done, chain.head()) {
+    match (chunker.done && !chunker.failed, chain.head()) {
         (true, Some(head)) => Ok(SealSummary {
             report_id,
             plaintext_len: chunker.total,
@@ -167,7 +185,7 @@ fn summary<R>(
         }),
         _ => Err(SealError::malformed(
             "sealing",
-            "finish called before the last chunk was sealed",
+            "finish called before the last chunk was sealed, or after a failed read",
         )),
     }
 }
@@ -249,7 +267,11 @@ impl ReportOpener {
         if ids.len() != self.manifest.n_chunks as usize {
             return Err(SealError::malformed(
                 "chunk list",
-                format!("{} chunks, the manifest says {}", ids.len(), self.manifest.n_chunks),
+                format!(
+                    "{} chunks, the manifest says {}",
+                    ids.len(),
+                    self.manifest.n_chunks
+                ),
             ));
         }
         if super::chain_head(&self.manifest.report_id, &ids) != Some(self.manifest.head) {
@@ -293,7 +315,10 @@ impl ReportOpener {
         if ciphertext.len() != expected_len {
             // A chunk sealed as last where a full one belongs is truncation, not noise.
             if ciphertext.len() >= TAG_LEN
-                && self.cipher.open_in_place(index, &mut ciphertext, !last).is_ok()
+                && self
+                    .cipher
+                    .open_in_place(index, &mut ciphertext, !last)
+                    .is_ok()
             {
                 return Err(Self::fault(index, ChunkCheck::LastFlag));
             }
