@@ -223,3 +223,31 @@ fn finish_after_a_failed_read_is_an_error() {
     assert!(sealer.next_chunk().unwrap().is_none());
     assert!(sealer.finish().is_err());
 }
+
+#[test]
+fn chunk_sealer_in_any_order_matches_the_stream() {
+    use clinvault::seal::ChunkSealer;
+    let dek = Dek::generate().unwrap();
+    let data = pattern(10_000, 4);
+    let (stream, manifest) = seal_all(&dek, 4096, &data);
+    let sealer = ChunkSealer::new(&dek, REPORT, 4096, data.len() as u64).unwrap();
+    assert_eq!(sealer.n_chunks(), 3);
+    let mut by_index: Vec<Option<SealedChunk>> = vec![None; 3];
+    for index in [2u32, 0, 1] {
+        let (off, len) = sealer.chunk_range(index).unwrap();
+        let plain = data[off as usize..off as usize + len].to_vec();
+        by_index[index as usize] = Some(sealer.seal(index, plain).unwrap());
+    }
+    let chunks: Vec<SealedChunk> = by_index.into_iter().map(Option::unwrap).collect();
+    assert_eq!(chunks, stream);
+    let ids: Vec<[u8; 32]> = chunks.iter().map(|c| c.chunk_id).collect();
+    let s = sealer.summary(&ids).unwrap();
+    assert_eq!(
+        (s.head, s.n_chunks, s.key_commit),
+        (manifest.head, manifest.n_chunks, manifest.key_commit)
+    );
+    // A chunk whose length no longer matches the planned file, or past the end, is refused.
+    assert!(sealer.seal(0, vec![0; 10]).is_err());
+    assert!(sealer.seal(3, vec![]).is_err());
+    assert!(sealer.summary(&ids[..2]).is_err());
+}

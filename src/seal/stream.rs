@@ -198,6 +198,88 @@ impl<R: Read> Iterator for ReportSealer<R> {
     }
 }
 
+/// Seals any chunk of a report whose length is known up front (a file): the form a client
+/// drives itself, reading chunks asynchronously and sealing several at once in any order.
+pub struct ChunkSealer {
+    cipher: ChunkCipher,
+    key_commit: [u8; 32],
+    report_id: Id,
+    chunk_size: u32,
+    plaintext_len: u64,
+    n_chunks: u32,
+}
+
+impl ChunkSealer {
+    pub fn new(
+        dek: &Dek,
+        report_id: Id,
+        chunk_size: u32,
+        plaintext_len: u64,
+    ) -> Result<Self, SealError> {
+        let n_chunks = expected_chunks(plaintext_len, chunk_size)?;
+        let keys = ReportKeys::derive(dek, &report_id);
+        Ok(ChunkSealer {
+            cipher: ChunkCipher::new(&keys, &report_id),
+            key_commit: keys.key_commit(),
+            report_id,
+            chunk_size,
+            plaintext_len,
+            n_chunks,
+        })
+    }
+
+    pub fn n_chunks(&self) -> u32 {
+        self.n_chunks
+    }
+
+    /// Byte offset and length of chunk `index` in the plaintext.
+    pub fn chunk_range(&self, index: u32) -> Result<(u64, usize), SealError> {
+        if index >= self.n_chunks {
+            return Err(SealError::Integrity {
+                chunk: index,
+                check: ChunkCheck::Unexpected,
+            });
+        }
+        let offset = u64::from(index) * u64::from(self.chunk_size);
+        let len = (self.plaintext_len - offset).min(u64::from(self.chunk_size));
+        Ok((offset, len as usize))
+    }
+
+    /// Seals chunk `index` from its plaintext (give the buffer [`TAG_LEN`] spare capacity).
+    /// A buffer of the wrong length is refused: the input changed since the plan was made.
+    pub fn seal(&self, index: u32, plaintext: Vec<u8>) -> Result<SealedChunk, SealError> {
+        let (_, len) = self.chunk_range(index)?;
+        if plaintext.len() != len {
+            return Err(SealError::Integrity {
+                chunk: index,
+                check: ChunkCheck::Length,
+            });
+        }
+        Ok(self
+            .cipher
+            .seal_in_place(index, plaintext, index + 1 == self.n_chunks))
+    }
+
+    /// The manifest's figures from the chunk ids, in order.
+    pub fn summary(&self, chunk_ids: &[[u8; 32]]) -> Result<SealSummary, SealError> {
+        if chunk_ids.len() != self.n_chunks as usize {
+            return Err(SealError::Integrity {
+                chunk: u32::try_from(chunk_ids.len()).map_err(|_| SealError::TooManyChunks)?,
+                check: ChunkCheck::Missing,
+            });
+        }
+        let head = super::chain_head(&self.report_id, chunk_ids).ok_or(SealError::ChainHead)?;
+        Ok(SealSummary {
+            report_id: self.report_id,
+            plaintext_len: self.plaintext_len,
+            chunk_size: self.chunk_size,
+            n_chunks: self.n_chunks,
+            head,
+            key_commit: self.key_commit,
+        })
+    }
+}
+
 /// Seals on every core: reads `batch` chunks, seals them in parallel, hands them to `sink` in
 /// order. Memory is O(chunk_size × batch).
 pub fn seal_parallel<R: Read>(
