@@ -5,3 +5,4 @@
 //! `seal` and `ledger` are pure: bytes in, bytes or a typed error out.
 
 pub mod seal;
+pub mod server;
