@@ -232,6 +232,10 @@ impl ChunkSealer {
         self.n_chunks
     }
 
+    pub fn key_commit(&self) -> [u8; 32] {
+        self.key_commit
+    }
+
     /// Byte offset and length of chunk `index` in the plaintext.
     pub fn chunk_range(&self, index: u32) -> Result<(u64, usize), SealError> {
         if index >= self.n_chunks {
