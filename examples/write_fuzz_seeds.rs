@@ -74,4 +74,14 @@ fn main() {
         "valid",
         &seal_meta(&keys, &report_id, &meta).unwrap(),
     );
+
+    let mut state =
+        clinvault::seal::UploadState::new(report_id, [1; 16], 16, 40, Dek::from_bytes([5; 32]))
+            .unwrap();
+    state.pin(1, &[7; 16]).unwrap();
+    write(
+        "upload_state",
+        "valid",
+        &state.seal(&WrapKey([3; 32])).unwrap(),
+    );
 }

@@ -51,3 +51,8 @@ fn sealed_chunk_corpus() {
 fn meta_corpus() {
     replay("meta", harness::meta);
 }
+
+#[test]
+fn upload_state_corpus() {
+    replay("upload_state", harness::upload_state);
+}
