@@ -336,7 +336,7 @@ impl ReportOpener {
     pub fn new(dek: &Dek, manifest: &Manifest) -> Result<Self, SealError> {
         let keys = ReportKeys::derive(dek, &manifest.report_id);
         keys.check_commit(&manifest.key_commit)?;
-        check_chunk_size(manifest.chunk_size)?;
+        manifest.validate()?;
         Ok(ReportOpener {
             cipher: ChunkCipher::new(&keys, &manifest.report_id),
             manifest: manifest.clone(),
