@@ -10,7 +10,9 @@ use proptest::prelude::*;
 const MAX_LEAVES: u64 = 200;
 
 fn tree(size: u64, salt: u64) -> MerkleTree {
-    MerkleTree::from_leaf_hashes((0..size).map(|i| leaf_hash(&[salt, i].map(u64::to_be_bytes).concat())))
+    MerkleTree::from_leaf_hashes(
+        (0..size).map(|i| leaf_hash(&[salt, i].map(u64::to_be_bytes).concat())),
+    )
 }
 
 /// The ways to spoil a proof: flip one bit, drop one hash, insert one hash.
@@ -217,29 +219,62 @@ fn entry() -> impl Strategy<Value = Entry> {
     let what = prop_oneof![Just(AccessWhat::ReleasedByOtp), Just(AccessWhat::KeyServed)];
     let t = any::<i64>();
     prop_oneof![
-        (t.clone(), id(), role, h32(), h32()).prop_map(|(time_ms, user_id, role, x, e)| {
-            Entry::UserRegistered { time_ms, user_id, role, x25519_public: x, ed25519_public: e }
+        (t, id(), role, h32(), h32()).prop_map(|(time_ms, user_id, role, x, e)| {
+            Entry::UserRegistered {
+                time_ms,
+                user_id,
+                role,
+                x25519_public: x,
+                ed25519_public: e,
+            }
         }),
-        (t.clone(), id(), h32(), h32(), h32()).prop_map(|(time_ms, report_id, m, s1, s2)| {
+        (t, id(), h32(), h32(), h32()).prop_map(|(time_ms, report_id, m, s1, s2)| {
             let mut signature = [0u8; 64];
             signature[..32].copy_from_slice(&s1);
             signature[32..].copy_from_slice(&s2);
-            Entry::ReportCommitted { time_ms, report_id, manifest_hash: m, signature }
+            Entry::ReportCommitted {
+                time_ms,
+                report_id,
+                manifest_hash: m,
+                signature,
+            }
         }),
-        (t.clone(), id(), id(), id(), how).prop_map(|(time_ms, grant_id, report_id, reader_id, how)| {
-            Entry::GrantApproved { time_ms, grant_id, report_id, reader_id, how }
+        (t, id(), id(), id(), how).prop_map(|(time_ms, grant_id, report_id, reader_id, how)| {
+            Entry::GrantApproved {
+                time_ms,
+                grant_id,
+                report_id,
+                reader_id,
+                how,
+            }
         }),
-        (t.clone(), id(), id(), id(), id(), h32()).prop_map(
+        (t, id(), id(), id(), id(), h32()).prop_map(
             |(time_ms, grant_id, report_id, reader_id, wrapper_id, wrapped_key_hash)| {
-                Entry::KeyWrapped { time_ms, grant_id, report_id, reader_id, wrapper_id, wrapped_key_hash }
+                Entry::KeyWrapped {
+                    time_ms,
+                    grant_id,
+                    report_id,
+                    reader_id,
+                    wrapper_id,
+                    wrapped_key_hash,
+                }
             }
         ),
-        (t.clone(), id()).prop_map(|(time_ms, grant_id)| Entry::GrantRevoked { time_ms, grant_id }),
-        (t.clone(), id(), id(), what).prop_map(|(time_ms, report_id, reader_id, what)| {
-            Entry::ReportAccess { time_ms, report_id, reader_id, what }
+        (t, id()).prop_map(|(time_ms, grant_id)| Entry::GrantRevoked { time_ms, grant_id }),
+        (t, id(), id(), what).prop_map(|(time_ms, report_id, reader_id, what)| {
+            Entry::ReportAccess {
+                time_ms,
+                report_id,
+                reader_id,
+                what,
+            }
         }),
         (t, id(), id()).prop_map(|(time_ms, request_id, user_id)| {
-            Entry::OtpVerified { time_ms, request_id, user_id }
+            Entry::OtpVerified {
+                time_ms,
+                request_id,
+                user_id,
+            }
         }),
     ]
 }

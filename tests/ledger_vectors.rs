@@ -23,12 +23,18 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn bytes(case: &Value, key: &str) -> Vec<u8> {
-    let text = case[key].as_str().unwrap_or_else(|| panic!("{key} is not a string"));
-    STANDARD.decode(text).unwrap_or_else(|e| panic!("{key}: {e}"))
+    let text = case[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string"));
+    STANDARD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
 }
 
 fn number(case: &Value, key: &str) -> u64 {
-    case[key].as_u64().unwrap_or_else(|| panic!("{key} is not a u64"))
+    case[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a u64"))
 }
 
 fn proof(case: &Value) -> Vec<Vec<u8>> {
@@ -96,10 +102,18 @@ fn every_rfc6962_case() {
             )),
         }
     }
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     let total = files.len();
     assert!(total > 0, "no vector files under {}", dir.display());
     assert!(accepted > 0 && refused > 0);
-    assert!(inclusion > 0 && inclusion < total, "both inclusion and consistency cases");
+    assert!(
+        inclusion > 0 && inclusion < total,
+        "both inclusion and consistency cases"
+    );
     println!("{total} cases: {accepted} accepted, {refused} refused ({inclusion} inclusion)");
 }

@@ -411,7 +411,11 @@ mod tests {
             assert_eq!(bytes.len(), HEADER_LEN + body_len(e.kind()).unwrap());
             assert_eq!(Entry::from_bytes(&bytes), Ok(e.clone()));
             for n in 0..bytes.len() {
-                assert!(Entry::from_bytes(&bytes[..n]).is_err(), "{} cut to {n}", e.kind());
+                assert!(
+                    Entry::from_bytes(&bytes[..n]).is_err(),
+                    "{} cut to {n}",
+                    e.kind()
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
@@ -435,20 +439,29 @@ mod tests {
             user[code_at] = code;
             assert_eq!(
                 Entry::from_bytes(&user),
-                Err(LedgerError::UnknownCode { field: "role", code })
+                Err(LedgerError::UnknownCode {
+                    field: "role",
+                    code
+                })
             );
         }
         let mut grant = all_kinds()[2].to_bytes();
         *grant.last_mut().unwrap() = 3;
         assert!(matches!(
             Entry::from_bytes(&grant),
-            Err(LedgerError::UnknownCode { field: "grant approval", code: 3 })
+            Err(LedgerError::UnknownCode {
+                field: "grant approval",
+                code: 3
+            })
         ));
         let mut access = all_kinds()[5].to_bytes();
         *access.last_mut().unwrap() = 0;
         assert!(matches!(
             Entry::from_bytes(&access),
-            Err(LedgerError::UnknownCode { field: "access", code: 0 })
+            Err(LedgerError::UnknownCode {
+                field: "access",
+                code: 0
+            })
         ));
         let mut prefix = all_kinds()[6].to_bytes();
         prefix[0] = b'C';

@@ -144,9 +144,11 @@ impl LedgerKey {
     /// Parses the displayed form exactly: the prefix, then canonical padded base64 of a
     /// valid, non-weak Ed25519 key. No whitespace, no other encoding.
     pub fn parse(s: &str) -> Result<LedgerKey, LedgerError> {
-        let b64 = s.strip_prefix(LEDGER_KEY_PREFIX).ok_or(LedgerError::LedgerKey(
-            "it must start with \"clinvault-ledger:\"",
-        ))?;
+        let b64 = s
+            .strip_prefix(LEDGER_KEY_PREFIX)
+            .ok_or(LedgerError::LedgerKey(
+                "it must start with \"clinvault-ledger:\"",
+            ))?;
         let bytes = STANDARD.decode(b64).map_err(|_| {
             LedgerError::LedgerKey("the part after \"clinvault-ledger:\" is not standard base64")
         })?;

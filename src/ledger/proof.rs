@@ -176,7 +176,7 @@ where
     while remaining > 0 {
         let level = u64::BITS - 1 - remaining.leading_zeros();
         let width = 1u64 << level;
-        if pos % width != 0 {
+        if !pos.is_multiple_of(width) {
             return Err(bad().into());
         }
         parts.push(node(Subtree {
@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(inclusion_ranges(4, 7).unwrap(), [5..6, 6..7, 0..4]);
         assert_eq!(inclusion_ranges(6, 7).unwrap(), [4..6, 0..4]);
         assert_eq!(consistency_ranges(3, 7).unwrap(), [2..3, 3..4, 0..2, 4..7]);
-        assert_eq!(consistency_ranges(4, 7).unwrap(), [4..7]);
+        assert_eq!(
+            consistency_ranges(4, 7).unwrap(),
+            [Range { start: 4, end: 7 }]
+        );
         assert_eq!(consistency_ranges(6, 7).unwrap(), [4..6, 6..7, 0..4]);
         assert!(consistency_ranges(7, 7).unwrap().is_empty());
     }
@@ -329,9 +332,13 @@ mod tests {
 
     #[test]
     fn completed_subtrees() {
-        let got: Vec<_> = Subtree::completed_by(5).map(|s| (s.level(), s.index())).collect();
+        let got: Vec<_> = Subtree::completed_by(5)
+            .map(|s| (s.level(), s.index()))
+            .collect();
         assert_eq!(got, [(0, 5), (1, 2)]);
-        let got: Vec<_> = Subtree::completed_by(7).map(|s| (s.level(), s.index())).collect();
+        let got: Vec<_> = Subtree::completed_by(7)
+            .map(|s| (s.level(), s.index()))
+            .collect();
         assert_eq!(got, [(0, 7), (1, 3), (2, 1), (3, 0)]);
         assert_eq!(Subtree::completed_by(4).count(), 1);
         assert_eq!(Subtree::new(2, 1).unwrap().leaves(), 4..8);
