@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "clinvault", version, about = "End-to-end encrypted, tamper-evident medical reports")]
+#[command(
+    name = "clinvault",
+    version,
+    about = "End-to-end encrypted, tamper-evident medical reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
