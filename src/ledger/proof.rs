@@ -86,6 +86,24 @@ where
 }
 
 /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
+///
+/// ```
+/// use clinvault::ledger::{LedgerError, MerkleTree, Subtree, inclusion_proof_with, root};
+/// use clinvault::ledger::verify_inclusion;
+///
+/// let mut tree = MerkleTree::new();
+/// for i in 0..10u8 {
+///     tree.push_entry(&[i]);
+/// }
+/// // Stands in for a table of leaf hashes: one range query per subtree asked for.
+/// let table = tree.leaf_hashes();
+/// let proof = inclusion_proof_with(3, 10, |s: Subtree| -> Result<_, LedgerError> {
+///     let r = s.leaves();
+///     Ok(root(&table[r.start as usize..r.end as usize]))
+/// })?;
+/// verify_inclusion(3, 10, &table[3], &proof, &tree.root())?;
+/// # Ok::<(), LedgerError>(())
+/// ```
 pub fn inclusion_proof_with<E>(
     index: u64,
     size: u64,
