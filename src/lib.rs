@@ -4,5 +4,6 @@
 //! `tui` -> `client` -> `seal`, `ledger`, `api`; `server` -> `seal` (verify only), `ledger`, `api`.
 //! `seal` and `ledger` are pure: bytes in, bytes or a typed error out.
 
+pub mod ledger;
 pub mod seal;
 pub mod server;

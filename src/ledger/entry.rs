@@ -1,0 +1,470 @@
+//! Ledger entries, byte for byte as DESIGN.md §6:
+//! `"clinvault/entry/v1" ‖ kind (u8) ‖ time (i64 BE, unix ms) ‖ body`.
+//! Every kind has a fixed length; the decoder takes exactly that many bytes.
+
+use super::hash::leaf_hash;
+use super::{Hash, Id, LedgerError};
+
+pub const ENTRY_PREFIX: &[u8] = b"clinvault/entry/v1";
+const HEADER_LEN: usize = ENTRY_PREFIX.len() + 1 + 8;
+
+/// A user's role as recorded at registration (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Role {
+    Patient = 1,
+    Doctor = 2,
+    Reception = 3,
+    Admin = 4,
+    Auditor = 5,
+}
+
+/// How a grant was approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum GrantHow {
+    /// The requester entered the code mailed to the patient.
+    Otp = 1,
+    /// The patient approved in their own client and signed the consent.
+    SignedByPatient = 2,
+}
+
+/// What an access entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AccessWhat {
+    /// The patient entered the release code: the report became theirs to open.
+    ReleasedByOtp = 1,
+    /// The server handed a reader their wrapped key.
+    KeyServed = 2,
+}
+
+macro_rules! u8_codes {
+    ($ty:ident, $field:literal, $($variant:ident),+) => {
+        impl TryFrom<u8> for $ty {
+            type Error = LedgerError;
+            fn try_from(code: u8) -> Result<Self, LedgerError> {
+                $(if code == $ty::$variant as u8 {
+                    return Ok($ty::$variant);
+                })+
+                Err(LedgerError::UnknownCode { field: $field, code })
+            }
+        }
+    };
+}
+u8_codes!(Role, "role", Patient, Doctor, Reception, Admin, Auditor);
+u8_codes!(GrantHow, "grant approval", Otp, SignedByPatient);
+u8_codes!(AccessWhat, "access", ReleasedByOtp, KeyServed);
+
+/// One ledger entry. Random ids and hashes only: no names, emails, titles or appointments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// Kind 1: a user's public keys, bound to their id and role.
+    UserRegistered {
+        time_ms: i64,
+        user_id: Id,
+        role: Role,
+        x25519_public: [u8; 32],
+        ed25519_public: [u8; 32],
+    },
+    /// Kind 2: a report's manifest, by hash, with the author's signature over it.
+    ReportCommitted {
+        time_ms: i64,
+        report_id: Id,
+        manifest_hash: Hash,
+        signature: [u8; 64],
+    },
+    /// Kind 3: a reader may be given one report's key.
+    GrantApproved {
+        time_ms: i64,
+        grant_id: Id,
+        report_id: Id,
+        reader_id: Id,
+        how: GrantHow,
+    },
+    /// Kind 4: `wrapper_id` wrapped the report's key to the reader.
+    KeyWrapped {
+        time_ms: i64,
+        grant_id: Id,
+        report_id: Id,
+        reader_id: Id,
+        wrapper_id: Id,
+        wrapped_key_hash: Hash,
+    },
+    /// Kind 5.
+    GrantRevoked { time_ms: i64, grant_id: Id },
+    /// Kind 6: a report was released to, or its key served to, a reader.
+    ReportAccess {
+        time_ms: i64,
+        report_id: Id,
+        reader_id: Id,
+        what: AccessWhat,
+    },
+    /// Kind 7: a one-time code was entered correctly for a request.
+    OtpVerified {
+        time_ms: i64,
+        request_id: Id,
+        user_id: Id,
+    },
+}
+
+/// Body length of each kind, or `None` for an unknown kind.
+fn body_len(kind: u8) -> Option<usize> {
+    Some(match kind {
+        1 => 16 + 1 + 32 + 32,
+        2 => 16 + 32 + 64,
+        3 => 16 * 3 + 1,
+        4 => 16 * 4 + 32,
+        5 => 16,
+        6 => 16 * 2 + 1,
+        7 => 16 * 2,
+        _ => return None,
+    })
+}
+
+impl Entry {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Entry::UserRegistered { .. } => 1,
+            Entry::ReportCommitted { .. } => 2,
+            Entry::GrantApproved { .. } => 3,
+            Entry::KeyWrapped { .. } => 4,
+            Entry::GrantRevoked { .. } => 5,
+            Entry::ReportAccess { .. } => 6,
+            Entry::OtpVerified { .. } => 7,
+        }
+    }
+
+    pub fn time_ms(&self) -> i64 {
+        match self {
+            Entry::UserRegistered { time_ms, .. }
+            | Entry::ReportCommitted { time_ms, .. }
+            | Entry::GrantApproved { time_ms, .. }
+            | Entry::KeyWrapped { time_ms, .. }
+            | Entry::GrantRevoked { time_ms, .. }
+            | Entry::ReportAccess { time_ms, .. }
+            | Entry::OtpVerified { time_ms, .. } => *time_ms,
+        }
+    }
+
+    /// The leaf hash this entry has in the tree: `SHA-256(0x00 ‖ to_bytes())`.
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.to_bytes())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let kind = self.kind();
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len(kind).unwrap_or(0));
+        out.extend_from_slice(ENTRY_PREFIX);
+        out.push(kind);
+        out.extend_from_slice(&self.time_ms().to_be_bytes());
+        match self {
+            Entry::UserRegistered {
+                user_id,
+                role,
+                x25519_public,
+                ed25519_public,
+                ..
+            } => {
+                out.extend_from_slice(user_id);
+                out.push(*role as u8);
+                out.extend_from_slice(x25519_public);
+                out.extend_from_slice(ed25519_public);
+            }
+            Entry::ReportCommitted {
+                report_id,
+                manifest_hash,
+                signature,
+                ..
+            } => {
+                out.extend_from_slice(report_id);
+                out.extend_from_slice(manifest_hash);
+                out.extend_from_slice(signature);
+            }
+            Entry::GrantApproved {
+                grant_id,
+                report_id,
+                reader_id,
+                how,
+                ..
+            } => {
+                out.extend_from_slice(grant_id);
+                out.extend_from_slice(report_id);
+                out.extend_from_slice(reader_id);
+                out.push(*how as u8);
+            }
+            Entry::KeyWrapped {
+                grant_id,
+                report_id,
+                reader_id,
+                wrapper_id,
+                wrapped_key_hash,
+                ..
+            } => {
+                out.extend_from_slice(grant_id);
+                out.extend_from_slice(report_id);
+                out.extend_from_slice(reader_id);
+                out.extend_from_slice(wrapper_id);
+                out.extend_from_slice(wrapped_key_hash);
+            }
+            Entry::GrantRevoked { grant_id, .. } => out.extend_from_slice(grant_id),
+            Entry::ReportAccess {
+                report_id,
+                reader_id,
+                what,
+                ..
+            } => {
+                out.extend_from_slice(report_id);
+                out.extend_from_slice(reader_id);
+                out.push(*what as u8);
+            }
+            Entry::OtpVerified {
+                request_id,
+                user_id,
+                ..
+            } => {
+                out.extend_from_slice(request_id);
+                out.extend_from_slice(user_id);
+            }
+        }
+        out
+    }
+
+    /// Decodes untrusted entry bytes. Refuses a wrong prefix, an unknown kind, any length
+    /// other than the kind's (so trailing bytes too) and unknown role / how / what codes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Entry, LedgerError> {
+        let rest = bytes
+            .strip_prefix(ENTRY_PREFIX)
+            .ok_or(LedgerError::EntryPrefix)?;
+        let (&kind, body) = rest
+            .split_first()
+            .ok_or(LedgerError::EntryTooShort(bytes.len()))?;
+        let want = HEADER_LEN + body_len(kind).ok_or(LedgerError::UnknownKind(kind))?;
+        if bytes.len() != want {
+            return Err(LedgerError::EntryLength {
+                kind,
+                want,
+                got: bytes.len(),
+            });
+        }
+        let mut r = Reader {
+            rest: body,
+            kind,
+            want,
+            got: bytes.len(),
+        };
+        let time_ms = i64::from_be_bytes(r.take()?);
+        let entry = match kind {
+            1 => Entry::UserRegistered {
+                time_ms,
+                user_id: r.take()?,
+                role: Role::try_from(r.byte()?)?,
+                x25519_public: r.take()?,
+                ed25519_public: r.take()?,
+            },
+            2 => Entry::ReportCommitted {
+                time_ms,
+                report_id: r.take()?,
+                manifest_hash: r.take()?,
+                signature: r.take()?,
+            },
+            3 => Entry::GrantApproved {
+                time_ms,
+                grant_id: r.take()?,
+                report_id: r.take()?,
+                reader_id: r.take()?,
+                how: GrantHow::try_from(r.byte()?)?,
+            },
+            4 => Entry::KeyWrapped {
+                time_ms,
+                grant_id: r.take()?,
+                report_id: r.take()?,
+                reader_id: r.take()?,
+                wrapper_id: r.take()?,
+                wrapped_key_hash: r.take()?,
+            },
+            5 => Entry::GrantRevoked {
+                time_ms,
+                grant_id: r.take()?,
+            },
+            6 => Entry::ReportAccess {
+                time_ms,
+                report_id: r.take()?,
+                reader_id: r.take()?,
+                what: AccessWhat::try_from(r.byte()?)?,
+            },
+            7 => Entry::OtpVerified {
+                time_ms,
+                request_id: r.take()?,
+                user_id: r.take()?,
+            },
+            _ => return Err(LedgerError::UnknownKind(kind)),
+        };
+        if !r.rest.is_empty() {
+            return Err(r.length_error());
+        }
+        Ok(entry)
+    }
+}
+
+/// Reads fixed-size fields; running short is a length error, never a panic.
+struct Reader<'a> {
+    rest: &'a [u8],
+    kind: u8,
+    want: usize,
+    got: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or_else(|| self.length_error())?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    fn byte(&mut self) -> Result<u8, LedgerError> {
+        let [b] = self.take::<1>()?;
+        Ok(b)
+    }
+
+    fn length_error(&self) -> LedgerError {
+        LedgerError::EntryLength {
+            kind: self.kind,
+            want: self.want,
+            got: self.got,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_kinds() -> Vec<Entry> {
+        vec![
+            Entry::UserRegistered {
+                time_ms: 1,
+                user_id: [1; 16],
+                role: Role::Doctor,
+                x25519_public: [2; 32],
+                ed25519_public: [3; 32],
+            },
+            Entry::ReportCommitted {
+                time_ms: -1,
+                report_id: [4; 16],
+                manifest_hash: [5; 32],
+                signature: [6; 64],
+            },
+            Entry::GrantApproved {
+                time_ms: i64::MAX,
+                grant_id: [7; 16],
+                report_id: [8; 16],
+                reader_id: [9; 16],
+                how: GrantHow::SignedByPatient,
+            },
+            Entry::KeyWrapped {
+                time_ms: i64::MIN,
+                grant_id: [10; 16],
+                report_id: [11; 16],
+                reader_id: [12; 16],
+                wrapper_id: [13; 16],
+                wrapped_key_hash: [14; 32],
+            },
+            Entry::GrantRevoked {
+                time_ms: 0,
+                grant_id: [15; 16],
+            },
+            Entry::ReportAccess {
+                time_ms: 2,
+                report_id: [16; 16],
+                reader_id: [17; 16],
+                what: AccessWhat::KeyServed,
+            },
+            Entry::OtpVerified {
+                time_ms: 3,
+                request_id: [18; 16],
+                user_id: [19; 16],
+            },
+        ]
+    }
+
+    #[test]
+    fn exact_layout_of_a_user_entry() {
+        let bytes = all_kinds()[0].to_bytes();
+        let mut want = b"clinvault/entry/v1".to_vec();
+        want.push(1);
+        want.extend(1i64.to_be_bytes());
+        want.extend([1; 16]);
+        want.push(2);
+        want.extend([2; 32]);
+        want.extend([3; 32]);
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_refuses_any_other_length() {
+        for e in all_kinds() {
+            let bytes = e.to_bytes();
+            assert_eq!(bytes.len(), HEADER_LEN + body_len(e.kind()).unwrap());
+            assert_eq!(Entry::from_bytes(&bytes), Ok(e.clone()));
+            for n in 0..bytes.len() {
+                assert!(
+                    Entry::from_bytes(&bytes[..n]).is_err(),
+                    "{} cut to {n}",
+                    e.kind()
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(matches!(
+                Entry::from_bytes(&longer),
+                Err(LedgerError::EntryLength { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_and_codes_are_refused() {
+        let mut b = all_kinds()[4].to_bytes();
+        for kind in [0u8, 8, 255] {
+            b[ENTRY_PREFIX.len()] = kind;
+            assert_eq!(Entry::from_bytes(&b), Err(LedgerError::UnknownKind(kind)));
+        }
+        let code_at = HEADER_LEN + 16;
+        let mut user = all_kinds()[0].to_bytes();
+        for code in [0u8, 6, 255] {
+            user[code_at] = code;
+            assert_eq!(
+                Entry::from_bytes(&user),
+                Err(LedgerError::UnknownCode {
+                    field: "role",
+                    code
+                })
+            );
+        }
+        let mut grant = all_kinds()[2].to_bytes();
+        *grant.last_mut().unwrap() = 3;
+        assert!(matches!(
+            Entry::from_bytes(&grant),
+            Err(LedgerError::UnknownCode {
+                field: "grant approval",
+                code: 3
+            })
+        ));
+        let mut access = all_kinds()[5].to_bytes();
+        *access.last_mut().unwrap() = 0;
+        assert!(matches!(
+            Entry::from_bytes(&access),
+            Err(LedgerError::UnknownCode {
+                field: "access",
+                code: 0
+            })
+        ));
+        let mut prefix = all_kinds()[6].to_bytes();
+        prefix[0] = b'C';
+        assert_eq!(Entry::from_bytes(&prefix), Err(LedgerError::EntryPrefix));
+    }
+}
