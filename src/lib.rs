@@ -4,4 +4,8 @@
 //! `tui` -> `client` -> `seal`, `ledger`, `api`; `server` -> `seal` (verify only), `ledger`, `api`.
 //! `seal` and `ledger` are pure: bytes in, bytes or a typed error out.
 
+pub mod api;
+pub mod client;
+pub mod config;
 pub mod seal;
+pub mod server;
