@@ -88,8 +88,16 @@ fn row(name: &str, bytes: usize, d: Duration, base: Option<(&str, Duration)>) {
 fn main() {
     // `cargo test --benches` runs this with --bench absent: stay quick there.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let mib = if quick { 4 } else { env_usize("CLINVAULT_BENCH_MIB", 256) };
-    let runs = if quick { 1 } else { env_usize("CLINVAULT_BENCH_RUNS", 3) };
+    let mib = if quick {
+        4
+    } else {
+        env_usize("CLINVAULT_BENCH_MIB", 256)
+    };
+    let runs = if quick {
+        1
+    } else {
+        env_usize("CLINVAULT_BENCH_RUNS", 3)
+    };
     let len = mib * 1024 * 1024;
     let plain = data(len);
     let dek = Dek::generate().expect("rng");
@@ -105,7 +113,9 @@ fn main() {
         std::is_x86_feature_detected!("sha"),
         std::is_x86_feature_detected!("avx2"),
     );
-    println!("report {mib} MiB, chunk 1 MiB, best of {runs}, {threads} threads for all-core rows\n");
+    println!(
+        "report {mib} MiB, chunk 1 MiB, best of {runs}, {threads} threads for all-core rows\n"
+    );
 
     // Baseline: raw AES-256-GCM in place + SHA-256 of each ciphertext, same buffers, one core.
     let aead = Aes256Gcm::new(&[7u8; 32].into());
@@ -123,31 +133,56 @@ fn main() {
         for (i, mut b) in bufs.into_iter().enumerate() {
             let mut n = [0u8; 12];
             n[8..].copy_from_slice(&(i as u32).to_be_bytes());
-            aead.encrypt_in_place(&Nonce::from(n), b"aad", &mut b).expect("aead");
+            aead.encrypt_in_place(&Nonce::from(n), b"aad", &mut b)
+                .expect("aead");
             black_box(sha2::Sha256::digest(&b));
         }
     });
-    row("baseline: raw aes-gcm + sha2, seal, 1 core", len, raw_seal, None);
+    row(
+        "baseline: raw aes-gcm + sha2, seal, 1 core",
+        len,
+        raw_seal,
+        None,
+    );
 
-    let ours_seal = best_of(runs, || (), |_| {
-        let mut sealer = ReportSealer::new(&dek, REPORT, CHUNK as u32, &plain[..]).expect("sealer");
-        while let Some(c) = sealer.next_chunk().expect("seal") {
-            black_box(c);
-        }
-        black_box(sealer.finish().expect("finish"));
-    });
-    row("clinvault seal (stream from Read), 1 core", len, ours_seal, Some(("raw", raw_seal)));
-
-    let ours_seal_par = best_of(runs, || (), |_| {
-        black_box(
-            seal_parallel(&dek, REPORT, CHUNK as u32, &plain[..], 2 * threads, |c| {
+    let ours_seal = best_of(
+        runs,
+        || (),
+        |_| {
+            let mut sealer =
+                ReportSealer::new(&dek, REPORT, CHUNK as u32, &plain[..]).expect("sealer");
+            while let Some(c) = sealer.next_chunk().expect("seal") {
                 black_box(c);
-                Ok(())
-            })
-            .expect("seal"),
-        );
-    });
-    row("clinvault seal, all cores", len, ours_seal_par, Some(("our 1-core", ours_seal)));
+            }
+            black_box(sealer.finish().expect("finish"));
+        },
+    );
+    row(
+        "clinvault seal (stream from Read), 1 core",
+        len,
+        ours_seal,
+        Some(("raw", raw_seal)),
+    );
+
+    let ours_seal_par = best_of(
+        runs,
+        || (),
+        |_| {
+            black_box(
+                seal_parallel(&dek, REPORT, CHUNK as u32, &plain[..], 2 * threads, |c| {
+                    black_box(c);
+                    Ok(())
+                })
+                .expect("seal"),
+            );
+        },
+    );
+    row(
+        "clinvault seal, all cores",
+        len,
+        ours_seal_par,
+        Some(("our 1-core", ours_seal)),
+    );
 
     // Opening: each run starts from fresh ciphertext buffers, as if just downloaded.
     let (manifest, sealed) = manifest_for(&dek, &plain);
@@ -158,11 +193,18 @@ fn main() {
     let raw_open = best_of(runs, ct_copies, |bufs| {
         for (i, mut b) in bufs.into_iter().enumerate() {
             black_box(sha2::Sha256::digest(&b));
-            cipher.open_in_place(i as u32, &mut b, i + 1 == n).expect("open");
+            cipher
+                .open_in_place(i as u32, &mut b, i + 1 == n)
+                .expect("open");
             black_box(b);
         }
     });
-    row("baseline: raw sha2 + aes-gcm, open, 1 core", len, raw_open, None);
+    row(
+        "baseline: raw sha2 + aes-gcm, open, 1 core",
+        len,
+        raw_open,
+        None,
+    );
 
     let ours_open = best_of(runs, ct_copies, |bufs| {
         let mut opener = ReportOpener::new(&dek, &manifest).expect("opener");
@@ -171,7 +213,12 @@ fn main() {
         }
         opener.finish().expect("finish");
     });
-    row("clinvault open (verifying stream), 1 core", len, ours_open, Some(("raw", raw_open)));
+    row(
+        "clinvault open (verifying stream), 1 core",
+        len,
+        ours_open,
+        Some(("raw", raw_open)),
+    );
 
     let ids: Vec<[u8; 32]> = sealed.iter().map(|c| c.chunk_id).collect();
     let ours_open_par = best_of(runs, ct_copies, |bufs| {
@@ -183,7 +230,12 @@ fn main() {
             black_box(opener.open_chunk(i as u32, b).expect("open"));
         });
     });
-    row("clinvault open, all cores", len, ours_open_par, Some(("our 1-core", ours_open)));
+    row(
+        "clinvault open, all cores",
+        len,
+        ours_open_par,
+        Some(("our 1-core", ours_open)),
+    );
 
     if quick {
         return;
@@ -196,20 +248,32 @@ fn file_rows(dek: &Dek, plain: &[u8], threads: usize, runs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("report.bin");
     std::fs::write(&input, plain).expect("write input");
-    let ours = best_of(runs, || (), |_| {
-        let src = std::fs::File::open(&input).expect("open input");
-        let mut out = BufWriter::with_capacity(4 << 20, std::fs::File::create(dir.path().join("ours.sealed")).expect("out"));
-        seal_parallel(dek, REPORT, CHUNK as u32, src, 2 * threads, |c| {
-            out.write_all(&c.ciphertext)?;
-            Ok(())
-        })
-        .expect("seal");
-        out.flush().expect("flush");
-    });
-    row("clinvault seal file → file, all cores", plain.len(), ours, None);
+    let ours = best_of(
+        runs,
+        || (),
+        |_| {
+            let src = std::fs::File::open(&input).expect("open input");
+            let mut out = BufWriter::with_capacity(
+                4 << 20,
+                std::fs::File::create(dir.path().join("ours.sealed")).expect("out"),
+            );
+            seal_parallel(dek, REPORT, CHUNK as u32, src, 2 * threads, |c| {
+                out.write_all(&c.ciphertext)?;
+                Ok(())
+            })
+            .expect("seal");
+            out.flush().expect("flush");
+        },
+    );
+    row(
+        "clinvault seal file → file, all cores",
+        plain.len(),
+        ours,
+        None,
+    );
 
     let keygen = Command::new("age-keygen").output();
-    let Ok(keygen) = keygen.filter(|o| o.status.success()) else {
+    let Some(keygen) = keygen.ok().filter(|o| o.status.success()) else {
         println!("age: not installed (apt-get install age) — comparison skipped");
         return;
     };
@@ -222,16 +286,25 @@ fn file_rows(dek: &Dek, plain: &[u8], threads: usize, runs: usize) {
         println!("age-keygen printed no public key — comparison skipped");
         return;
     };
-    let age = best_of(runs, || (), |_| {
-        let status = Command::new("age")
-            .args(["-r", &recipient, "-o"])
-            .arg(dir.path().join("age.out"))
-            .arg(&input)
-            .status()
-            .expect("run age");
-        assert!(status.success());
-    });
-    row("age -r (X25519, ChaCha20-Poly1305) file → file", plain.len(), age, None);
+    let age = best_of(
+        runs,
+        || (),
+        |_| {
+            let status = Command::new("age")
+                .args(["-r", &recipient, "-o"])
+                .arg(dir.path().join("age.out"))
+                .arg(&input)
+                .status()
+                .expect("run age");
+            assert!(status.success());
+        },
+    );
+    row(
+        "age -r (X25519, ChaCha20-Poly1305) file → file",
+        plain.len(),
+        age,
+        None,
+    );
     println!(
         "ratio: clinvault all-core sealing to a file / age = {:.2}",
         age.as_secs_f64() / ours.as_secs_f64()

@@ -3,8 +3,8 @@
 // Each takes arbitrary bytes and must return without panicking, whatever they are.
 
 use clinvault::seal::{
-    Dek, Manifest, PublicKeys, ReportOpener, UserSecrets, WrapKey, open_bundle, open_meta,
-    unwrap_dek, verify_manifest, ReportKeys,
+    Dek, Manifest, PublicKeys, ReportKeys, ReportOpener, UserSecrets, WrapKey, open_bundle,
+    open_meta, unwrap_dek, verify_manifest,
 };
 
 fn split(data: &[u8], at: usize) -> (&[u8], &[u8]) {
@@ -23,7 +23,11 @@ pub fn manifest(data: &[u8]) {
     let (bytes, rest) = split(data, clinvault::seal::MANIFEST_LEN);
     let (sig, key) = split(rest, 64);
     if let Ok(m) = Manifest::from_bytes(bytes) {
-        assert_eq!(&m.to_bytes()[..], bytes, "parse then encode must give the same bytes");
+        assert_eq!(
+            &m.to_bytes()[..],
+            bytes,
+            "parse then encode must give the same bytes"
+        );
     }
     let _ = verify_manifest(bytes, sig, &fixed(key));
     let _ = Manifest::from_bytes(data);
@@ -31,7 +35,10 @@ pub fn manifest(data: &[u8]) {
 
 /// A sealed key bundle, opened with a fixed wrap key against fixed public keys.
 pub fn bundle(data: &[u8]) {
-    let public = PublicKeys { x25519: [9; 32], ed25519: fixed(data) };
+    let public = PublicKeys {
+        x25519: [9; 32],
+        ed25519: fixed(data),
+    };
     let _ = open_bundle(data, &WrapKey([3; 32]), &[1; 16], &public);
 }
 
@@ -75,7 +82,9 @@ pub fn sealed_chunk(data: &[u8]) {
         meta_hash: [0; 32],
         key_commit: keys.key_commit(),
     };
-    let Ok(mut opener) = ReportOpener::new(&dek, &manifest) else { return };
+    let Ok(mut opener) = ReportOpener::new(&dek, &manifest) else {
+        return;
+    };
     let mut chunks = Vec::new();
     while rest.len() >= 2 {
         let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));

@@ -121,5 +121,9 @@ fn write_seed_corpus() {
         media_type: "application/pdf".into(),
         note: String::new(),
     };
-    write("meta", "valid", &seal_meta(&keys, &report_id, &meta).unwrap());
+    write(
+        "meta",
+        "valid",
+        &seal_meta(&keys, &report_id, &meta).unwrap(),
+    );
 }

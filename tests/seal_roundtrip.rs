@@ -58,10 +58,16 @@ fn round_trip(chunk_size: u32, len: usize) {
         assert_eq!(c.index as usize, i);
         let plain_len = c.ciphertext.len() - 16;
         if i + 1 < chunks.len() {
-            assert_eq!(plain_len, chunk_size as usize, "every chunk but the last is full");
+            assert_eq!(
+                plain_len, chunk_size as usize,
+                "every chunk but the last is full"
+            );
         } else {
             assert!(plain_len <= chunk_size as usize);
-            assert!(plain_len >= 1 || len == 0, "a multiple of chunk_size gives no empty tail");
+            assert!(
+                plain_len >= 1 || len == 0,
+                "a multiple of chunk_size gives no empty tail"
+            );
         }
     }
     assert_eq!(open_all(&dek, &manifest, &chunks), data);
@@ -93,7 +99,14 @@ fn round_trip(chunk_size: u32, len: usize) {
 #[test]
 fn round_trip_edge_sizes() {
     let cs = 4096u32;
-    for len in [0, 1, cs as usize - 1, cs as usize, cs as usize + 1, 3 * cs as usize] {
+    for len in [
+        0,
+        1,
+        cs as usize - 1,
+        cs as usize,
+        cs as usize + 1,
+        3 * cs as usize,
+    ] {
         round_trip(cs, len);
     }
     round_trip(16, 0);
@@ -168,7 +181,13 @@ fn a_reader_that_fails_midway_is_an_error_not_a_short_report() {
     let dek = Dek::generate().unwrap();
     let sealer = ReportSealer::new(&dek, REPORT, 64, Failing(200)).unwrap();
     let results: Vec<_> = sealer.collect();
-    assert!(results.last().unwrap().is_err());
+    assert_eq!(
+        results.len(),
+        4,
+        "three full chunks, then the error, then nothing"
+    );
+    assert!(results[..3].iter().all(Result::is_ok));
+    assert!(results[3].is_err());
 }
 
 #[test]
@@ -188,4 +207,47 @@ proptest! {
     fn random_sizes_round_trip(len in 0usize..20_000, cs in 16u32..5000) {
         round_trip(cs, len);
     }
+}
+
+#[test]
+fn finish_after_a_failed_read_is_an_error() {
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("unplugged"))
+        }
+    }
+    let dek = Dek::generate().unwrap();
+    let mut sealer = ReportSealer::new(&dek, REPORT, 64, Broken).unwrap();
+    assert!(sealer.next_chunk().is_err());
+    assert!(sealer.next_chunk().unwrap().is_none());
+    assert!(sealer.finish().is_err());
+}
+
+#[test]
+fn chunk_sealer_in_any_order_matches_the_stream() {
+    use clinvault::seal::ChunkSealer;
+    let dek = Dek::generate().unwrap();
+    let data = pattern(10_000, 4);
+    let (stream, manifest) = seal_all(&dek, 4096, &data);
+    let sealer = ChunkSealer::new(&dek, REPORT, 4096, data.len() as u64).unwrap();
+    assert_eq!(sealer.n_chunks(), 3);
+    let mut by_index: Vec<Option<SealedChunk>> = vec![None; 3];
+    for index in [2u32, 0, 1] {
+        let (off, len) = sealer.chunk_range(index).unwrap();
+        let plain = data[off as usize..off as usize + len].to_vec();
+        by_index[index as usize] = Some(sealer.seal(index, plain).unwrap());
+    }
+    let chunks: Vec<SealedChunk> = by_index.into_iter().map(Option::unwrap).collect();
+    assert_eq!(chunks, stream);
+    let ids: Vec<[u8; 32]> = chunks.iter().map(|c| c.chunk_id).collect();
+    let s = sealer.summary(&ids).unwrap();
+    assert_eq!(
+        (s.head, s.n_chunks, s.key_commit),
+        (manifest.head, manifest.n_chunks, manifest.key_commit)
+    );
+    // A chunk whose length no longer matches the planned file, or past the end, is refused.
+    assert!(sealer.seal(0, vec![0; 10]).is_err());
+    assert!(sealer.seal(3, vec![]).is_err());
+    assert!(sealer.summary(&ids[..2]).is_err());
 }

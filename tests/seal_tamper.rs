@@ -45,7 +45,12 @@ fn open_stream(dek: &Dek, manifest: &Manifest, cts: &[Vec<u8>]) -> Result<Vec<u8
 }
 
 /// The same through the stored chunk list, each chunk checked on its own.
-fn open_listed(dek: &Dek, manifest: &Manifest, chunks: &[SealedChunk], cts: &[Vec<u8>]) -> Result<Vec<u8>, SealError> {
+fn open_listed(
+    dek: &Dek,
+    manifest: &Manifest,
+    chunks: &[SealedChunk],
+    cts: &[Vec<u8>],
+) -> Result<Vec<u8>, SealError> {
     let ids = chunks.iter().map(|c| c.chunk_id).collect();
     let opener = ReportOpener::new(dek, manifest)?.with_chunk_ids(ids)?;
     let mut out = Vec::new();
@@ -53,7 +58,10 @@ fn open_listed(dek: &Dek, manifest: &Manifest, chunks: &[SealedChunk], cts: &[Ve
         out.extend(opener.open_chunk(i as u32, ct.clone())?);
     }
     if cts.len() < manifest.n_chunks as usize {
-        return Err(SealError::Integrity { chunk: cts.len() as u32, check: ChunkCheck::Missing });
+        return Err(SealError::Integrity {
+            chunk: cts.len() as u32,
+            check: ChunkCheck::Missing,
+        });
     }
     Ok(out)
 }
@@ -63,7 +71,8 @@ fn cts(chunks: &[SealedChunk]) -> Vec<Vec<u8>> {
 }
 
 fn chunk_of(err: &SealError) -> u32 {
-    err.chunk().unwrap_or_else(|| panic!("error names no chunk: {err}"))
+    err.chunk()
+        .unwrap_or_else(|| panic!("error names no chunk: {err}"))
 }
 
 #[test]
@@ -72,7 +81,10 @@ fn untampered_opens() {
     let (chunks, m) = seal(&dek, REPORT, &data());
     assert_eq!(chunks.len(), 4);
     assert_eq!(open_stream(&dek, &m, &cts(&chunks)).unwrap(), data());
-    assert_eq!(open_listed(&dek, &m, &chunks, &cts(&chunks)).unwrap(), data());
+    assert_eq!(
+        open_listed(&dek, &m, &chunks, &cts(&chunks)).unwrap(),
+        data()
+    );
 }
 
 #[test]
@@ -94,7 +106,8 @@ fn every_flipped_bit_of_every_chunk_is_caught_at_that_chunk() {
                     "listed, chunk {i} byte {byte}"
                 );
                 // The auditor, without keys, names the same chunk.
-                let e = verify_chain(&REPORT, &m.head, &ids, bad.iter().map(|c| c.as_slice())).unwrap_err();
+                let e = verify_chain(&REPORT, &m.head, &ids, bad.iter().map(|c| c.as_slice()))
+                    .unwrap_err();
                 assert_eq!(chunk_of(&e), i as u32);
             }
         }
@@ -108,9 +121,27 @@ fn swapped_chunks_are_caught_at_the_first_misplaced_one() {
     let mut bad = cts(&chunks);
     bad.swap(1, 2);
     let e = open_stream(&dek, &m, &bad).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 1, check: ChunkCheck::Authentication }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 1,
+                check: ChunkCheck::Authentication
+            }
+        ),
+        "{e}"
+    );
     let e = open_listed(&dek, &m, &chunks, &bad).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 1, check: ChunkCheck::ChunkId }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 1,
+                check: ChunkCheck::ChunkId
+            }
+        ),
+        "{e}"
+    );
     // Swapping the ids in the stored list too breaks the chain head.
     let mut chunks2 = chunks.clone();
     chunks2.swap(1, 2);
@@ -135,7 +166,16 @@ fn dropping_the_last_chunk_is_truncation() {
     let mut bad = cts(&chunks);
     bad.pop();
     let e = open_stream(&dek, &m, &bad).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 3, check: ChunkCheck::Missing }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 3,
+                check: ChunkCheck::Missing
+            }
+        ),
+        "{e}"
+    );
     // A full chunk presented as the last one fails the last-chunk flag (STREAM).
     let cipher = ChunkCipher::new(&ReportKeys::derive(&dek, &REPORT), &REPORT);
     assert!(cipher.open(2, &chunks[2].ciphertext, true).is_err());
@@ -143,7 +183,16 @@ fn dropping_the_last_chunk_is_truncation() {
     // The keyless check sees it too.
     let ids: Vec<[u8; 32]> = chunks.iter().map(|c| c.chunk_id).collect();
     let e = verify_chain(&REPORT, &m.head, &ids, bad.iter().map(|c| c.as_slice())).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 3, check: ChunkCheck::Missing }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 3,
+                check: ChunkCheck::Missing
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -153,7 +202,16 @@ fn an_appended_chunk_is_caught() {
     let mut bad = cts(&chunks);
     bad.push(chunks[0].ciphertext.clone());
     let e = open_stream(&dek, &m, &bad).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 4, check: ChunkCheck::Unexpected }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 4,
+                check: ChunkCheck::Unexpected
+            }
+        ),
+        "{e}"
+    );
     // Sealing one more chunk under the same key and presenting the old last one as non-last fails.
     let cipher = ChunkCipher::new(&ReportKeys::derive(&dek, &REPORT), &REPORT);
     let extra = cipher.seal(4, b"appended", true);
@@ -172,7 +230,16 @@ fn a_chunk_from_another_report_is_caught() {
     let mut bad = cts(&chunks);
     bad[2] = other[2].ciphertext.clone();
     let e = open_stream(&dek, &m, &bad).unwrap_err();
-    assert!(matches!(e, SealError::Integrity { chunk: 2, check: ChunkCheck::Authentication }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SealError::Integrity {
+                chunk: 2,
+                check: ChunkCheck::Authentication
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -194,7 +261,10 @@ fn a_dek_that_does_not_match_the_key_commitment_is_refused() {
     let (_, m) = seal(&a, REPORT, &data());
     let wrapped = wrap_dek(&b, &REPORT, &reader_id, &reader.public().x25519).unwrap();
     let got = unwrap_dek(&wrapped, &REPORT, &reader_id, &reader).unwrap();
-    assert!(matches!(ReportOpener::new(&got, &m), Err(SealError::KeyCommitment)));
+    assert!(matches!(
+        ReportOpener::new(&got, &m),
+        Err(SealError::KeyCommitment)
+    ));
 }
 
 #[test]
@@ -208,7 +278,10 @@ fn every_changed_manifest_byte_fails_verification() {
     for i in 0..bytes.len() {
         let mut bad = bytes;
         bad[i] ^= 0x01;
-        assert!(verify_manifest(&bad, &sig, &author.public().ed25519).is_err(), "byte {i}");
+        assert!(
+            verify_manifest(&bad, &sig, &author.public().ed25519).is_err(),
+            "byte {i}"
+        );
     }
     // A flipped signature byte, another author's key, and a truncated or extended manifest.
     for i in 0..64 {
@@ -248,25 +321,49 @@ fn a_dek_wrapped_for_someone_else_does_not_unwrap() {
     let (alice_id, mallory_id) = ([0xa1; 16], [0x66; 16]);
     let dek = Dek::generate().unwrap();
     let wrapped = wrap_dek(&dek, &REPORT, &alice_id, &alice.public().x25519).unwrap();
-    assert_eq!(unwrap_dek(&wrapped, &REPORT, &alice_id, &alice).unwrap().as_bytes(), dek.as_bytes());
+    assert_eq!(
+        unwrap_dek(&wrapped, &REPORT, &alice_id, &alice)
+            .unwrap()
+            .as_bytes(),
+        dek.as_bytes()
+    );
     // Another user's key, even claiming Alice's id.
-    assert!(matches!(unwrap_dek(&wrapped, &REPORT, &alice_id, &mallory), Err(SealError::Unwrap)));
-    assert!(matches!(unwrap_dek(&wrapped, &REPORT, &mallory_id, &mallory), Err(SealError::Unwrap)));
+    assert!(matches!(
+        unwrap_dek(&wrapped, &REPORT, &alice_id, &mallory),
+        Err(SealError::Unwrap)
+    ));
+    assert!(matches!(
+        unwrap_dek(&wrapped, &REPORT, &mallory_id, &mallory),
+        Err(SealError::Unwrap)
+    ));
     // Alice's key, but the wrap presented for another report or another reader id.
-    assert!(matches!(unwrap_dek(&wrapped, &OTHER_REPORT, &alice_id, &alice), Err(SealError::Unwrap)));
-    assert!(matches!(unwrap_dek(&wrapped, &REPORT, &mallory_id, &alice), Err(SealError::Unwrap)));
+    assert!(matches!(
+        unwrap_dek(&wrapped, &OTHER_REPORT, &alice_id, &alice),
+        Err(SealError::Unwrap)
+    ));
+    assert!(matches!(
+        unwrap_dek(&wrapped, &REPORT, &mallory_id, &alice),
+        Err(SealError::Unwrap)
+    ));
     // Any flipped byte.
     for i in 0..wrapped.len() {
         let mut bad = wrapped;
         bad[i] ^= 1;
-        assert!(unwrap_dek(&bad, &REPORT, &alice_id, &alice).is_err(), "byte {i}");
+        assert!(
+            unwrap_dek(&bad, &REPORT, &alice_id, &alice).is_err(),
+            "byte {i}"
+        );
     }
     assert!(unwrap_dek(&wrapped[..79], &REPORT, &alice_id, &alice).is_err());
 }
 
 fn test_params() -> KdfParams {
     // Tests may lower the cost (DESIGN.md §3); the shipped default is checked below.
-    KdfParams { m_kib: 1024, t: 1, p: 1 }
+    KdfParams {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    }
 }
 
 #[test]
@@ -280,16 +377,25 @@ fn a_wrong_password_does_not_open_the_key_bundle() {
     let bundle = secrets.seal_bundle(&right.wrap_key(), &user_id).unwrap();
     let opened = open_bundle(&bundle, &right.wrap_key(), &user_id, &public).unwrap();
     assert_eq!(opened.public(), public);
-    assert!(matches!(open_bundle(&bundle, &wrong.wrap_key(), &user_id, &public), Err(SealError::Bundle)));
+    assert!(matches!(
+        open_bundle(&bundle, &wrong.wrap_key(), &user_id, &public),
+        Err(SealError::Bundle)
+    ));
     // The bundle is bound to its user id and public keys: a server cannot hand it to another
     // account or pair it with keys of its own.
-    assert!(matches!(open_bundle(&bundle, &right.wrap_key(), &[0x12; 16], &public), Err(SealError::Bundle)));
+    assert!(matches!(
+        open_bundle(&bundle, &right.wrap_key(), &[0x12; 16], &public),
+        Err(SealError::Bundle)
+    ));
     let other = UserSecrets::generate().unwrap().public();
     assert!(open_bundle(&bundle, &right.wrap_key(), &user_id, &other).is_err());
     for i in 0..bundle.len() {
         let mut bad = bundle.clone();
         bad[i] ^= 1;
-        assert!(open_bundle(&bad, &right.wrap_key(), &user_id, &public).is_err(), "byte {i}");
+        assert!(
+            open_bundle(&bad, &right.wrap_key(), &user_id, &public).is_err(),
+            "byte {i}"
+        );
     }
 }
 
@@ -307,9 +413,30 @@ fn auth_and_wrap_keys_differ_and_follow_nfkc() {
 #[test]
 fn kdf_parameters_below_the_floor_are_refused() {
     let floor = KdfParams::default();
-    assert_eq!(floor, KdfParams { m_kib: 65536, t: 3, p: 1 });
+    assert_eq!(
+        floor,
+        KdfParams {
+            m_kib: 65536,
+            t: 3,
+            p: 1
+        }
+    );
     assert!(floor.check_floor(&floor).is_ok());
-    assert!(KdfParams { m_kib: 65535, ..floor }.check_floor(&floor).is_err());
+    assert!(
+        KdfParams {
+            m_kib: 65535,
+            ..floor
+        }
+        .check_floor(&floor)
+        .is_err()
+    );
     assert!(KdfParams { t: 2, ..floor }.check_floor(&floor).is_err());
-    assert!(KdfParams { m_kib: 1 << 30, ..floor }.check_floor(&floor).is_err());
+    assert!(
+        KdfParams {
+            m_kib: 1 << 30,
+            ..floor
+        }
+        .check_floor(&floor)
+        .is_err()
+    );
 }

@@ -33,7 +33,13 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "empty", seed: 1, chunk_size: 16, plaintext: vec![], with_manifest: false },
+        Case {
+            name: "empty",
+            seed: 1,
+            chunk_size: 16,
+            plaintext: vec![],
+            with_manifest: false,
+        },
         Case {
             name: "one-short-chunk",
             seed: 2,
@@ -59,7 +65,8 @@ fn derive(tag: &str, seed: u8) -> [u8; 32] {
 fn generate(case: &Case) -> Value {
     let dek = Dek::from_bytes(derive("vector dek", case.seed));
     let report_id: [u8; 16] = derive("vector report", case.seed)[..16].try_into().unwrap();
-    let mut sealer = ReportSealer::new(&dek, report_id, case.chunk_size, &case.plaintext[..]).unwrap();
+    let mut sealer =
+        ReportSealer::new(&dek, report_id, case.chunk_size, &case.plaintext[..]).unwrap();
     let mut chain = Chain::new(report_id);
     let mut chunks = Vec::new();
     while let Some(c) = sealer.next_chunk().unwrap() {
@@ -85,7 +92,9 @@ fn generate(case: &Case) -> Value {
     if case.with_manifest {
         let m = Manifest {
             report_id,
-            patient_id: derive("vector patient", case.seed)[..16].try_into().unwrap(),
+            patient_id: derive("vector patient", case.seed)[..16]
+                .try_into()
+                .unwrap(),
             author_id: derive("vector author", case.seed)[..16].try_into().unwrap(),
             created_at_ms: 1_795_000_000_000,
             plaintext_len: s.plaintext_len,
@@ -164,7 +173,11 @@ fn check(v: &Value) {
         assert_eq!(m.key_commit, arr::<32>(mv, "key_commit"));
         assert_eq!(m.to_bytes().to_vec(), bytes);
         let key = SigningKey::from_bytes(&arr(v, "ed25519_seed"));
-        assert_eq!(m.sign(&key).to_vec(), h(v, "signature"), "Ed25519 is deterministic");
+        assert_eq!(
+            m.sign(&key).to_vec(),
+            h(v, "signature"),
+            "Ed25519 is deterministic"
+        );
         let mut opener = ReportOpener::new(&dek, &m).unwrap();
         let mut out = Vec::new();
         for c in listed {
@@ -187,8 +200,8 @@ fn vectors_match_the_implementation() {
             let text = serde_json::to_string_pretty(&generate(&case)).unwrap();
             std::fs::write(&path, text + "\n").unwrap();
         }
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let v: Value = serde_json::from_str(&text).unwrap();
         check(&v);
         // The file is exactly what this implementation generates from the same inputs.

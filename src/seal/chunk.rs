@@ -51,7 +51,11 @@ impl ChunkCipher {
     pub fn seal_in_place(&self, index: u32, mut buf: Vec<u8>, last: bool) -> SealedChunk {
         let nonce = Nonce::from(chunk_nonce(index, last));
         // Only fails past AES-GCM's 64 GiB message limit; chunks are at most 16 MiB.
-        if self.aead.encrypt_in_place(&nonce, &self.aad, &mut buf).is_err() {
+        if self
+            .aead
+            .encrypt_in_place(&nonce, &self.aad, &mut buf)
+            .is_err()
+        {
             unreachable!("chunk over AES-GCM's message limit");
         }
         SealedChunk {

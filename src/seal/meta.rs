@@ -26,9 +26,13 @@ fn aad(report_id: &Id) -> Vec<u8> {
 }
 
 /// `nonce (12 random bytes) ‖ AES-256-GCM(meta_key, nonce, json, AAD)`.
-pub fn seal_meta(keys: &ReportKeys, report_id: &Id, meta: &ReportMeta) -> Result<Vec<u8>, SealError> {
-    let json = serde_json::to_vec(meta)
-        .map_err(|e| SealError::malformed("metadata", e.to_string()))?;
+pub fn seal_meta(
+    keys: &ReportKeys,
+    report_id: &Id,
+    meta: &ReportMeta,
+) -> Result<Vec<u8>, SealError> {
+    let json =
+        serde_json::to_vec(meta).map_err(|e| SealError::malformed("metadata", e.to_string()))?;
     if json.len() + 12 + TAG_LEN > MAX_META_BLOB {
         return Err(SealError::malformed("metadata", "larger than 64 KiB"));
     }
@@ -36,7 +40,13 @@ pub fn seal_meta(keys: &ReportKeys, report_id: &Id, meta: &ReportMeta) -> Result
     let aead = Aes256Gcm::new(&keys.meta_key.into());
     let aad = aad(report_id);
     let ct = aead
-        .encrypt(&Nonce::from(nonce), Payload { msg: &json, aad: &aad })
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &json,
+                aad: &aad,
+            },
+        )
         .map_err(|_| SealError::Metadata)?;
     Ok([&nonce[..], &ct].concat())
 }

@@ -24,7 +24,9 @@ pub use keys::{
 pub use manifest::{MANIFEST_LEN, Manifest, verify_manifest};
 pub use meta::{ReportMeta, meta_hash, open_meta, seal_meta};
 pub use password::{PasswordProblem, check_password, normalize_password};
-pub use stream::{ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel};
+pub use stream::{
+    ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel,
+};
 pub use wrap::{WRAPPED_DEK_LEN, WrappedDek, unwrap_dek, wrap_dek};
 
 /// Smallest and largest chunk sizes the format allows (readers refuse others).

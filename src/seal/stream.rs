@@ -70,14 +70,25 @@ struct Chunker<R> {
     next_index: u32,
     total: u64,
     done: bool,
+    failed: bool,
 }
 
 impl<R: Read> Chunker<R> {
-    /// The next `(index, plaintext with TAG_LEN spare capacity, last)`.
+    /// The next `(index, plaintext with TAG_LEN spare capacity, last)`. After an error it
+    /// yields nothing more: a failed read never turns into a shorter report.
     fn next_plain(&mut self) -> Result<Option<(u32, Vec<u8>, bool)>, SealError> {
         if self.done {
             return Ok(None);
         }
+        let result = self.read_next();
+        if result.is_err() {
+            self.done = true;
+            self.failed = true;
+        }
+        result.map(Some)
+    }
+
+    fn read_next(&mut self) -> Result<(u32, Vec<u8>, bool), SealError> {
         let mut buf = Vec::with_capacity(self.chunk_size + TAG_LEN);
         if let Some(b) = self.carry.take() {
             buf.push(b);
@@ -98,7 +109,7 @@ impl<R: Read> Chunker<R> {
         }
         self.total += buf.len() as u64;
         self.done = last;
-        Ok(Some((index, buf, last)))
+        Ok((index, buf, last))
     }
 }
 
@@ -128,6 +139,7 @@ impl<R: Read> ReportSealer<R> {
                 next_index: 0,
                 total: 0,
                 done: false,
+                failed: false,
             },
             chain: Chain::new(report_id),
         })
@@ -145,7 +157,13 @@ impl<R: Read> ReportSealer<R> {
 
     /// The summary for the manifest; errors if chunks remain unread.
     pub fn finish(self) -> Result<SealSummary, SealError> {
-        summary(&self.chunker, &self.chain, self.report_id, self.chunk_size, self.key_commit)
+        summary(
+            &self.chunker,
+            &self.chain,
+            self.report_id,
+            self.chunk_size,
+            self.key_commit,
+        )
     }
 }
 
@@ -156,7 +174,7 @@ fn summary<R>(
     chunk_size: u32,
     key_commit: [u8; 32],
 ) -> Result<SealSummary, SealError> {
-    match (chunker.done, chain.head()) {
+    match (chunker.done && !chunker.failed, chain.head()) {
         (true, Some(head)) => Ok(SealSummary {
             report_id,
             plaintext_len: chunker.total,
@@ -167,7 +185,7 @@ fn summary<R>(
         }),
         _ => Err(SealError::malformed(
             "sealing",
-            "finish called before the last chunk was sealed",
+            "finish called before the last chunk was sealed, or after a failed read",
         )),
     }
 }
@@ -177,6 +195,88 @@ impl<R: Read> Iterator for ReportSealer<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_chunk().transpose()
+    }
+}
+
+/// Seals any chunk of a report whose length is known up front (a file): the form a client
+/// drives itself, reading chunks asynchronously and sealing several at once in any order.
+pub struct ChunkSealer {
+    cipher: ChunkCipher,
+    key_commit: [u8; 32],
+    report_id: Id,
+    chunk_size: u32,
+    plaintext_len: u64,
+    n_chunks: u32,
+}
+
+impl ChunkSealer {
+    pub fn new(
+        dek: &Dek,
+        report_id: Id,
+        chunk_size: u32,
+        plaintext_len: u64,
+    ) -> Result<Self, SealError> {
+        let n_chunks = expected_chunks(plaintext_len, chunk_size)?;
+        let keys = ReportKeys::derive(dek, &report_id);
+        Ok(ChunkSealer {
+            cipher: ChunkCipher::new(&keys, &report_id),
+            key_commit: keys.key_commit(),
+            report_id,
+            chunk_size,
+            plaintext_len,
+            n_chunks,
+        })
+    }
+
+    pub fn n_chunks(&self) -> u32 {
+        self.n_chunks
+    }
+
+    /// Byte offset and length of chunk `index` in the plaintext.
+    pub fn chunk_range(&self, index: u32) -> Result<(u64, usize), SealError> {
+        if index >= self.n_chunks {
+            return Err(SealError::Integrity {
+                chunk: index,
+                check: ChunkCheck::Unexpected,
+            });
+        }
+        let offset = u64::from(index) * u64::from(self.chunk_size);
+        let len = (self.plaintext_len - offset).min(u64::from(self.chunk_size));
+        Ok((offset, len as usize))
+    }
+
+    /// Seals chunk `index` from its plaintext (give the buffer [`TAG_LEN`] spare capacity).
+    /// A buffer of the wrong length is refused: the input changed since the plan was made.
+    pub fn seal(&self, index: u32, plaintext: Vec<u8>) -> Result<SealedChunk, SealError> {
+        let (_, len) = self.chunk_range(index)?;
+        if plaintext.len() != len {
+            return Err(SealError::Integrity {
+                chunk: index,
+                check: ChunkCheck::Length,
+            });
+        }
+        Ok(self
+            .cipher
+            .seal_in_place(index, plaintext, index + 1 == self.n_chunks))
+    }
+
+    /// The manifest's figures from the chunk ids, in order.
+    pub fn summary(&self, chunk_ids: &[[u8; 32]]) -> Result<SealSummary, SealError> {
+        if chunk_ids.len() != self.n_chunks as usize {
+            return Err(SealError::Integrity {
+                chunk: u32::try_from(chunk_ids.len()).map_err(|_| SealError::TooManyChunks)?,
+                check: ChunkCheck::Missing,
+            });
+        }
+        let head = super::chain_head(&self.report_id, chunk_ids).ok_or(SealError::ChainHead)?;
+        Ok(SealSummary {
+            report_id: self.report_id,
+            plaintext_len: self.plaintext_len,
+            chunk_size: self.chunk_size,
+            n_chunks: self.n_chunks,
+            head,
+            key_commit: self.key_commit,
+        })
     }
 }
 
@@ -249,7 +349,11 @@ impl ReportOpener {
         if ids.len() != self.manifest.n_chunks as usize {
             return Err(SealError::malformed(
                 "chunk list",
-                format!("{} chunks, the manifest says {}", ids.len(), self.manifest.n_chunks),
+                format!(
+                    "{} chunks, the manifest says {}",
+                    ids.len(),
+                    self.manifest.n_chunks
+                ),
             ));
         }
         if super::chain_head(&self.manifest.report_id, &ids) != Some(self.manifest.head) {
@@ -293,7 +397,10 @@ impl ReportOpener {
         if ciphertext.len() != expected_len {
             // A chunk sealed as last where a full one belongs is truncation, not noise.
             if ciphertext.len() >= TAG_LEN
-                && self.cipher.open_in_place(index, &mut ciphertext, !last).is_ok()
+                && self
+                    .cipher
+                    .open_in_place(index, &mut ciphertext, !last)
+                    .is_ok()
             {
                 return Err(Self::fault(index, ChunkCheck::LastFlag));
             }
