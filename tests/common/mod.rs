@@ -71,6 +71,8 @@ pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = test_config(dir.path());
     if db == Db::Postgres {
         config.server.database_url = fresh_pg_database().await;
+        // Many tests run at once against one PostgreSQL: keep each pool small.
+        config.server.max_db_connections = 6;
     }
     tweak(&mut config);
     let handle = start(config.clone()).await.expect("server starts");
