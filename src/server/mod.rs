@@ -145,6 +145,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         path: data.display().to_string(),
         source,
     })?;
+    // The database, secrets and outbox are the operator's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| StartError::Data {
+                path: data.display().to_string(),
+                source,
+            },
+        )?;
+    }
     let secrets = ServerSecrets::load_or_create(&sc.secrets_path())?;
     let tz: Tz = sc
         .timezone

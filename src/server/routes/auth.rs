@@ -132,7 +132,7 @@ pub fn random_code() -> Result<String, AppError> {
 /// What users type back: case and separators do not matter.
 pub fn normalize_code(code: &str) -> String {
     code.chars()
-        .filter(|c| !matches!(c, '-' | ' '))
+        .filter(|c| *c != '-' && !c.is_whitespace())
         .flat_map(char::to_uppercase)
         .take(64)
         .collect()
