@@ -202,3 +202,29 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let cfg = load(Some(&path), &[("server.listen", "127.0.0.1:9999".into())]).unwrap();
+        assert_eq!(
+            cfg.server.listen, "127.0.0.1:9999",
+            "flags win over the file"
+        );
+        assert_eq!(cfg.server.kdf, KdfParams::default());
+        assert_eq!(cfg.client.kdf_floor, KdfParams::default());
+        assert_eq!(cfg.server.timezone, "Europe/Berlin");
+        assert!(cfg.mail.is_none());
+    }
+
+    #[test]
+    fn bad_time_zone_is_refused() {
+        let mut cfg = Config::default();
+        cfg.server.timezone = "Mars/Olympus".into();
+        assert!(cfg.validate().is_err());
+    }
+}
