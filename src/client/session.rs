@@ -56,3 +56,35 @@ pub fn remove(state_dir: &Path) -> std::io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_owner_only_and_per_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let s = SavedSession {
+            server: "https://a.example".into(),
+            token: "t0k3n".into(),
+            email: "a@example.org".into(),
+            user_id: uuid::Uuid::new_v4(),
+            role: Role::Patient,
+        };
+        save(&state, &s).unwrap();
+        let mode = std::fs::metadata(path(&state))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load(&state, "https://a.example").unwrap().unwrap().token,
+            "t0k3n"
+        );
+        assert!(load(&state, "https://b.example").unwrap().is_none());
+        remove(&state).unwrap();
+        assert!(load(&state, "https://a.example").unwrap().is_none());
+        remove(&state).unwrap();
+    }
+}
