@@ -341,41 +341,105 @@ async fn matrix(db: Db) {
 }
 both_backends!(route_role_owner_matrix, matrix);
 
+/// DESIGN.md §4 written out a second time, independently of the server's table: a policy that
+/// drifts from it, or a route missing here, fails.
 #[test]
 fn policies_follow_design_section_4() {
-    // Spot checks of the table against DESIGN.md §4, so a loosened policy fails here.
+    use Role::*;
+    const ALL: &[Role] = &[Patient, Doctor, Reception, Admin, Auditor];
+    let expected: &[(&str, &str, Option<&[Role]>)] = &[
+        ("GET", "/v1/health", None),
+        ("POST", "/v1/auth/prelogin", None),
+        ("POST", "/v1/auth/verify-email", None),
+        ("POST", "/v1/auth/invite-info", None),
+        ("POST", "/v1/auth/register", None),
+        ("POST", "/v1/auth/login", None),
+        ("POST", "/v1/auth/logout", Some(ALL)),
+        ("GET", "/v1/auth/me", Some(ALL)),
+        ("POST", "/v1/admin/invites", Some(&[Admin])),
+        ("GET", "/v1/admin/users", Some(&[Admin])),
+        ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),
+        (
+            "GET",
+            "/v1/doctors",
+            Some(&[Patient, Doctor, Reception, Admin]),
+        ),
+        (
+            "GET",
+            "/v1/doctors/{id}",
+            Some(&[Patient, Doctor, Reception, Admin]),
+        ),
+        (
+            "GET",
+            "/v1/doctors/{id}/slots",
+            Some(&[Patient, Doctor, Reception, Admin]),
+        ),
+        (
+            "GET",
+            "/v1/doctors/{id}/availability",
+            Some(&[Doctor, Reception, Admin]),
+        ),
+        (
+            "PUT",
+            "/v1/doctors/{id}/availability",
+            Some(&[Doctor, Admin]),
+        ),
+        ("GET", "/v1/patients", Some(&[Reception])),
+        ("GET", "/v1/bookings", Some(&[Patient, Doctor, Reception])),
+        ("POST", "/v1/bookings", Some(&[Patient, Reception])),
+        (
+            "GET",
+            "/v1/bookings/{id}",
+            Some(&[Patient, Doctor, Reception]),
+        ),
+        (
+            "POST",
+            "/v1/bookings/{id}/cancel",
+            Some(&[Patient, Reception]),
+        ),
+        ("POST", "/v1/bookings/{id}/check-in", Some(&[Reception])),
+        ("POST", "/v1/bookings/{id}/complete", Some(&[Doctor])),
+        (
+            "POST",
+            "/v1/bookings/{id}/no-show",
+            Some(&[Doctor, Reception]),
+        ),
+    ];
     let t = table();
-    let find = |m: &str, p: &str| {
-        t.iter()
-            .find(|r| r.method.as_str() == m && r.path == p)
-            .unwrap_or_else(|| panic!("{m} {p} missing"))
-            .policy
-    };
-    let only = |pol: Policy, roles: &[Role]| {
-        for r in Role::ALL {
-            assert_eq!(pol.allows(r), roles.contains(&r), "{r} on {pol:?}");
+    assert_eq!(
+        t.len(),
+        expected.len(),
+        "routes and DESIGN.md §4 differ in number"
+    );
+    for r in &t {
+        let (_, _, roles) = expected
+            .iter()
+            .find(|(m, p, _)| *m == r.method.as_str() && *p == r.path)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} {} is not in DESIGN.md §4's table here",
+                    r.method, r.path
+                )
+            });
+        match roles {
+            None => assert_eq!(r.policy, Policy::Public, "{} {}", r.method, r.path),
+            Some(roles) => {
+                assert!(
+                    matches!(r.policy, Policy::Roles(_)),
+                    "{} {}",
+                    r.method,
+                    r.path
+                );
+                for role in Role::ALL {
+                    assert_eq!(
+                        r.policy.allows(role),
+                        roles.contains(&role),
+                        "{role} on {} {}",
+                        r.method,
+                        r.path
+                    );
+                }
+            }
         }
-    };
-    only(find("POST", "/v1/admin/invites"), &[Role::Admin]);
-    only(
-        find("POST", "/v1/admin/users/{id}/deactivate"),
-        &[Role::Admin],
-    );
-    only(find("GET", "/v1/patients"), &[Role::Reception]);
-    only(
-        find("POST", "/v1/bookings"),
-        &[Role::Patient, Role::Reception],
-    );
-    only(
-        find("POST", "/v1/bookings/{id}/check-in"),
-        &[Role::Reception],
-    );
-    only(find("POST", "/v1/bookings/{id}/complete"), &[Role::Doctor]);
-    only(
-        find("PUT", "/v1/doctors/{id}/availability"),
-        &[Role::Doctor, Role::Admin],
-    );
-    assert!(!find("GET", "/v1/bookings").allows(Role::Auditor));
-    assert!(!find("GET", "/v1/doctors").allows(Role::Auditor));
-    assert_eq!(find("GET", "/v1/health"), Policy::Public);
+    }
 }
