@@ -13,6 +13,18 @@ use clinvault::api::{Availability, BookRequest, InviteRequest, Role, WeeklyBlock
 use clinvault::client::{ApiClient, session};
 use clinvault::config::{self, Config};
 
+/// `println!` that ends quietly when the reader went away (`clinvault slots … | head -1`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "clinvault",
@@ -199,7 +211,7 @@ fn run() -> Result<()> {
         std::process::exit(2);
     };
     if let Command::Formats = command {
-        println!(
+        out!(
             "report format v1: AES-256-GCM chunks ({} B – {} B, default {} B), SHA-256 hash chain, Ed25519 manifest, HPKE-wrapped keys",
             clinvault::seal::MIN_CHUNK_SIZE,
             clinvault::seal::MAX_CHUNK_SIZE,
@@ -244,14 +256,14 @@ async fn serve(cfg: Config) -> Result<()> {
     init_logging("info,sqlx=warn");
     let handle = clinvault::server::start(cfg).await?;
     if let Some(code) = &handle.admin_enrollment_code {
-        println!(
+        out!(
             "No administrator yet. One-time enrollment code (also in {}):\n\n    {code}\n\n\
              Register with: clinvault --server {} register --admin-code {code} --email YOU@EXAMPLE.ORG --name 'YOUR NAME'\n",
             handle.data.join("admin-enrollment.txt").display(),
             handle.url()
         );
     }
-    println!("clinvault serving on {}", handle.url());
+    out!("clinvault serving on {}", handle.url());
     let stop = handle.shutdown_sender();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -368,7 +380,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                     role: logged.login.user.role,
                 },
             )?;
-            println!(
+            out!(
                 "logged in as {} ({}), keys {} ({:.2} s)",
                 logged.login.user.name,
                 logged.login.user.role,
@@ -385,13 +397,13 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                 eprintln!("the server did not confirm the logout: {e}");
             }
             session::remove(&state)?;
-            println!("logged out");
+            out!("logged out");
             Ok(())
         }
         Command::Whoami => {
             let (c, _) = signed_in(&cfg)?;
             let me = c.me().await?;
-            println!("{} <{}> {} {}", me.name, me.email, me.role, me.id);
+            out!("{} <{}> {} {}", me.name, me.email, me.role, me.id);
             Ok(())
         }
         Command::Admin(cmd) => admin(&cfg, cmd).await,
@@ -399,7 +411,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
             let (c, _) = signed_in(&cfg)?;
             let p = c.doctors(&q, &specialty, page).await?;
             for d in &p.items {
-                println!(
+                out!(
                     "{}  {:<28} {:<20} keys {}",
                     d.id,
                     d.name,
@@ -407,14 +419,14 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                     clinvault::seal::fingerprint(&d.public_keys)
                 );
             }
-            println!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
+            out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
             Ok(())
         }
         Command::Slots { doctor, from, to } => {
             let (c, _) = signed_in(&cfg)?;
             let s = c.slots(doctor, from, to).await?;
             for slot in &s.slots {
-                println!(
+                out!(
                     "{}  {} ({} min)",
                     slot.start
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -422,7 +434,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                     (slot.end - slot.start).num_minutes()
                 );
             }
-            println!("{} free slots, times in {}", s.slots.len(), s.timezone);
+            out!("{} free slots, times in {}", s.slots.len(), s.timezone);
             Ok(())
         }
         Command::Book {
@@ -438,7 +450,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                     patient_id: patient,
                 })
                 .await?;
-            println!(
+            out!(
                 "booked {} with {} at {}",
                 b.id,
                 b.doctor_name,
@@ -464,7 +476,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
             }
             let list = c.bookings(&q).await?;
             for b in &list.items {
-                println!(
+                out!(
                     "{}  {}  {:<11} doctor {:<24} patient {}",
                     b.id,
                     b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -473,7 +485,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
                     b.patient_name
                 );
             }
-            println!("{} bookings", list.items.len());
+            out!("{} bookings", list.items.len());
             Ok(())
         }
         Command::Availability(args) => availability(&cfg, args).await,
@@ -481,9 +493,9 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
             let (c, _) = signed_in(&cfg)?;
             let p = c.patients(&q, page).await?;
             for x in &p.items {
-                println!("{}  {:<28} {:<32} {}", x.id, x.name, x.email, x.phone);
+                out!("{}  {:<28} {:<32} {}", x.id, x.name, x.email, x.phone);
             }
-            println!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
+            out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
             Ok(())
         }
     }
@@ -492,7 +504,7 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
 async fn booking_action(cfg: &Config, id: Uuid, action: &str) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let b = c.booking_action(id, action).await?;
-    println!("booking {} is now {}", b.id, b.status.as_str());
+    out!("booking {} is now {}", b.id, b.status.as_str());
     Ok(())
 }
 
@@ -500,12 +512,14 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     let c = client(cfg)?;
     if let Some(code) = a.invite {
         let info = c.invite_info(&code).await?;
-        println!("invite for {} <{}> as {}", info.name, info.email, info.role);
+        out!("invite for {} <{}> as {}", info.name, info.email, info.role);
         let pw = password("New password (15+ characters): ", true)?;
         let r = c.register_invite(&code, &pw).await?;
-        println!(
+        out!(
             "registered {} as {}; now `clinvault login --email {}`",
-            r.user_id, r.role, info.email
+            r.user_id,
+            r.role,
+            info.email
         );
         return Ok(());
     }
@@ -514,7 +528,7 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     if let Some(code) = a.admin_code {
         let pw = password("New password (15+ characters): ", true)?;
         let r = c.register_admin(&code, &email, &name, &pw).await?;
-        println!(
+        out!(
             "registered administrator {}; now `clinvault login --email {email}`",
             r.user_id
         );
@@ -536,7 +550,7 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
         _ => {
             let v = c.verify_email(&email).await?;
             if a.request_code {
-                println!("{}", v.verification_id);
+                out!("{}", v.verification_id);
                 eprintln!(
                     "a code was mailed to {email}; finish with --verification {} --code CODE",
                     v.verification_id
@@ -551,7 +565,7 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     let r = c
         .register_patient(&verification, &code, &email, &name, &a.phone, &pw)
         .await?;
-    println!(
+    out!(
         "registered {}; now `clinvault login --email {email}`",
         r.user_id
     );
@@ -579,7 +593,7 @@ async fn admin(cfg: &Config, cmd: AdminCommand) -> Result<()> {
                     bio,
                 })
                 .await?;
-            println!(
+            out!(
                 "invite {} mailed to {email}; valid until {}",
                 r.invite_id,
                 r.expires_at.to_rfc3339()
@@ -588,7 +602,7 @@ async fn admin(cfg: &Config, cmd: AdminCommand) -> Result<()> {
         AdminCommand::Users { q, page } => {
             let p = c.users(&q, page).await?;
             for u in &p.items {
-                println!(
+                out!(
                     "{}  {:<10} {:<28} {:<32} {}",
                     u.id,
                     u.role.as_str(),
@@ -597,11 +611,11 @@ async fn admin(cfg: &Config, cmd: AdminCommand) -> Result<()> {
                     if u.active { "active" } else { "deactivated" }
                 );
             }
-            println!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
+            out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
         }
         AdminCommand::Deactivate { user } => {
             c.deactivate(user).await?;
-            println!("deactivated {user}");
+            out!("deactivated {user}");
         }
     }
     Ok(())
@@ -633,15 +647,18 @@ async fn availability(cfg: &Config, a: AvailabilityArgs) -> Result<()> {
         Some(av) => c.set_availability(doctor, &av).await?,
         None => c.availability(doctor).await?,
     };
-    println!("doctor {} (times in {})", r.doctor_id, r.timezone);
+    out!("doctor {} (times in {})", r.doctor_id, r.timezone);
     for b in &r.availability.weekly {
-        println!(
+        out!(
             "  {} {}-{} / {} min",
-            b.weekday, b.start, b.end, b.slot_minutes
+            b.weekday,
+            b.start,
+            b.end,
+            b.slot_minutes
         );
     }
     for d in &r.availability.days_off {
-        println!("  off {d}");
+        out!("  off {d}");
     }
     Ok(())
 }
