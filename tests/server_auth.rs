@@ -26,6 +26,12 @@ async fn health_and_headers(db: Db) {
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert!(h.get("server").is_none(), "no server banner");
+    let r = http()
+        .get(format!("{}/v1/ready", ts.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // Unknown route and wrong method: JSON errors too.
     let r = http()
         .get(format!("{}/v1/nope", ts.url))

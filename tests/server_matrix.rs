@@ -112,6 +112,7 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
     let b = w.booking;
     let s = match (method, path) {
         ("GET", "/v1/health") => ("/v1/health".into(), None),
+        ("GET", "/v1/ready") => ("/v1/ready".into(), None),
         ("POST", "/v1/auth/prelogin") => (path.into(), Some(json!({"email": "x@clinic.test"}))),
         ("POST", "/v1/auth/verify-email") => (
             path.into(),
@@ -349,6 +350,7 @@ fn policies_follow_design_section_4() {
     const ALL: &[Role] = &[Patient, Doctor, Reception, Admin, Auditor];
     let expected: &[(&str, &str, Option<&[Role]>)] = &[
         ("GET", "/v1/health", None),
+        ("GET", "/v1/ready", None),
         ("POST", "/v1/auth/prelogin", None),
         ("POST", "/v1/auth/verify-email", None),
         ("POST", "/v1/auth/invite-info", None),
