@@ -272,11 +272,36 @@ fn spawn_sweeper(state: AppState) {
     });
 }
 
+/// One line per request: method, route template (never the concrete path or query, which can
+/// hold ids and searched names), status and time.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "-".into());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
 /// The whole router, built from the policy table.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     policy::build_router(state.clone())
+        .layer(axum::middleware::from_fn(log_request))
         .fallback(|| async { AppError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
