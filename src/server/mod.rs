@@ -25,7 +25,6 @@ use chrono_tz::Tz;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 pub use db::Backend;
@@ -296,6 +295,27 @@ async fn log_request(
     resp
 }
 
+/// A request that takes longer than the limit gets a JSON 503 (`timeout`), like every error.
+async fn time_limit(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            let mut e = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::api::codes::TIMEOUT,
+                "the server took too long to answer; try again",
+            );
+            e.retry_after = Some(1);
+            e.into_response()
+        }
+    }
+}
+
 /// The whole router, built from the policy table.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
@@ -304,10 +324,9 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(log_request))
         .fallback(|| async { AppError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            time_limit(timeout, req, next)
+        }))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
