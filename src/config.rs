@@ -97,6 +97,9 @@ pub struct ClientConfig {
     pub allow_insecure_http: bool,
     /// The weakest KDF a server may ask this client to use.
     pub kdf_floor: KdfParams,
+    /// PEM of the CA (or self-signed certificate) the server's certificate must chain to;
+    /// when set, only it is trusted.
+    pub ca_file: String,
     /// Where the session token lives; empty: `$XDG_STATE_HOME/clinvault` or `~/.local/state/clinvault`.
     pub state_dir: String,
     /// Chunk size for new reports, 4 KiB – 16 MiB.
@@ -109,6 +112,7 @@ impl Default for ClientConfig {
             server: String::new(),
             allow_insecure_http: false,
             kdf_floor: KdfParams::default(),
+            ca_file: String::new(),
             state_dir: String::new(),
             chunk_size: crate::seal::DEFAULT_CHUNK_SIZE,
         }

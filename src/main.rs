@@ -331,11 +331,17 @@ fn server_url(cfg: &Config) -> Result<String> {
 }
 
 fn client(cfg: &Config) -> Result<ApiClient> {
-    Ok(ApiClient::new(
+    let c = ApiClient::new(
         &server_url(cfg)?,
         cfg.client.allow_insecure_http,
         cfg.client.kdf_floor,
-    )?)
+    )?;
+    if cfg.client.ca_file.is_empty() {
+        return Ok(c);
+    }
+    let pem = std::fs::read(&cfg.client.ca_file)
+        .with_context(|| format!("reading [client] ca_file {}", cfg.client.ca_file))?;
+    Ok(c.with_ca_pem(&pem)?)
 }
 
 /// A client with the saved session for this server.

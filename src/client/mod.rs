@@ -128,10 +128,7 @@ impl ApiClient {
         kdf_floor: KdfParams,
     ) -> Result<Self, ClientError> {
         let base = check_url(url, allow_insecure_http)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("clinvault/", env!("CARGO_PKG_VERSION")))
+        let http = Self::http_builder()
             .build()
             .map_err(|e| ClientError::Network(e.to_string()))?;
         Ok(ApiClient {
@@ -140,6 +137,31 @@ impl ApiClient {
             token: None,
             kdf_floor,
         })
+    }
+
+    /// Trusts only the certificate authority (or self-signed certificate) in `pem` for this
+    /// server: for a clinic's own CA, and a pin against any other.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Url("ca_file".into(), e.without_url().to_string()))?;
+        if certs.is_empty() {
+            return Err(ClientError::Url(
+                "ca_file".into(),
+                "no PEM certificate in it".into(),
+            ));
+        }
+        self.http = Self::http_builder()
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(self)
+    }
+
+    fn http_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("clinvault/", env!("CARGO_PKG_VERSION")))
     }
 
     pub fn base_url(&self) -> &Url {
