@@ -502,3 +502,58 @@ both_backends!(
     one_patient_cannot_overlap_under_concurrency,
     one_patient_many_doctors
 );
+
+async fn deactivation_frees_slots(db: Db) {
+    let c = clinic(db).await;
+    let (p1, p1_id) = c.ts.patient("p1@clinic.test", "Paula One").await;
+    let (p2, _) = c.ts.patient("p2@clinic.test", "Peter Two").await;
+    let slots = p1
+        .slots(c.doc_id, Some(day(1)), Some(day(1)))
+        .await
+        .unwrap()
+        .slots;
+    let b1 = p1
+        .book(&BookRequest {
+            doctor_id: c.doc_id,
+            start: slots[0].start,
+            patient_id: None,
+        })
+        .await
+        .unwrap();
+    let b2 = p2
+        .book(&BookRequest {
+            doctor_id: c.doc2_id,
+            start: slots[3].start,
+            patient_id: None,
+        })
+        .await
+        .unwrap();
+    // A deactivated patient's future booking is cancelled and its slot free again.
+    c.admin.deactivate(p1_id).await.unwrap();
+    assert_eq!(
+        c.rec.booking(b1.id).await.unwrap().status,
+        BookingStatus::Cancelled
+    );
+    let free = p2
+        .slots(c.doc_id, Some(day(1)), Some(day(1)))
+        .await
+        .unwrap()
+        .slots;
+    assert!(free.iter().any(|s| s.start == slots[0].start));
+    // A deactivated doctor's patients are told, and the doctor leaves the directory.
+    c.admin.deactivate(c.doc2_id).await.unwrap();
+    assert_eq!(
+        c.rec.booking(b2.id).await.unwrap().status,
+        BookingStatus::Cancelled
+    );
+    assert!(c.ts.last_mail("p2@clinic.test").contains("was cancelled"));
+    assert_eq!(
+        code_of(&p2.doctor(c.doc2_id).await.unwrap_err()),
+        codes::NOT_FOUND
+    );
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(
+    deactivation_cancels_future_bookings,
+    deactivation_frees_slots
+);

@@ -172,6 +172,58 @@ async fn deactivate(
         return Err(AppError::not_found("user"));
     }
     session::revoke_all(&st, &id.to_string()).await?;
+    release_future_bookings(&st, id).await?;
     tracing::info!(user = %id, "account deactivated");
     Ok(Json(Done { ok: true }))
+}
+
+/// A deactivated account's future bookings are cancelled, so its slots are free again; when a
+/// doctor goes, their patients are told by mail.
+async fn release_future_bookings(st: &AppState, id: Uuid) -> Result<(), AppError> {
+    let now = now_ms();
+    let affected = sqlx::query(
+        "SELECT b.starts_at, p.email, d.name AS doctor_name FROM bookings b \
+         JOIN users p ON p.id = b.patient_id JOIN users d ON d.id = b.doctor_id \
+         WHERE b.doctor_id = $1 AND b.status = 'booked' AND b.starts_at > $2",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .fetch_all(&st.db)
+    .await?;
+    let mut tx = st.db.begin().await?;
+    sqlx::query(
+        "UPDATE bookings SET status = 'cancelled', updated_at = $1 \
+         WHERE (doctor_id = $2 OR patient_id = $2) AND status = 'booked' AND starts_at > $1",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM booking_holds WHERE booking_id IN \
+         (SELECT id FROM bookings WHERE (doctor_id = $1 OR patient_id = $1) AND status = 'cancelled')",
+    )
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for r in affected {
+        let email: String = r.try_get("email")?;
+        let doctor: String = r.try_get("doctor_name")?;
+        let when = ms_to_utc(r.try_get("starts_at")?)?
+            .with_timezone(&st.tz)
+            .format("%A %Y-%m-%d at %H:%M");
+        let body = format!(
+            "Your appointment with {doctor} on {when} was cancelled: the doctor is no longer\n\
+             available at this clinic. Please book another appointment.\n"
+        );
+        if let Err(e) = st
+            .mailer
+            .send(&email, "Your appointment was cancelled", body)
+            .await
+        {
+            tracing::warn!(error = %e, "could not mail a cancellation");
+        }
+    }
+    Ok(())
 }
