@@ -108,3 +108,10 @@ pub fn meta(data: &[u8]) {
     let keys = ReportKeys::derive(&Dek::from_bytes([5; 32]), &[6; 16]);
     let _ = open_meta(&keys, &[6; 16], data);
 }
+
+/// A saved upload-state file, opened with a fixed wrap key.
+pub fn upload_state(data: &[u8]) {
+    if let Ok(mut state) = clinvault::seal::UploadState::open(data, &WrapKey([3; 32])) {
+        let _ = state.pin(0, b"x");
+    }
+}

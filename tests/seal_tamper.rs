@@ -440,3 +440,14 @@ fn kdf_parameters_below_the_floor_are_refused() {
         .is_err()
     );
 }
+
+#[test]
+fn an_inconsistent_manifest_struct_is_refused_by_the_opener() {
+    let dek = Dek::generate().unwrap();
+    let (_, mut m) = seal(&dek, REPORT, &data());
+    m.n_chunks = 9; // more chunks than the length allows: would read past the plaintext
+    assert!(ReportOpener::new(&dek, &m).is_err());
+    m.n_chunks = 4;
+    m.plaintext_len = 10;
+    assert!(ReportOpener::new(&dek, &m).is_err());
+}

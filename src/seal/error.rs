@@ -39,6 +39,10 @@ impl fmt::Display for ChunkCheck {
 pub enum SealError {
     #[error("chunk {chunk}: {check}")]
     Integrity { chunk: u32, check: ChunkCheck },
+    #[error(
+        "chunk {chunk}: the input file changed since this upload began; the upload must start over as a new report"
+    )]
+    InputChanged { chunk: u32 },
     #[error("chain head does not match the manifest: the chunk list was altered")]
     ChainHead,
     #[error("total plaintext length {got} does not match the manifest's {expected}")]
@@ -82,7 +86,7 @@ impl SealError {
     /// The chunk at fault, where one is.
     pub fn chunk(&self) -> Option<u32> {
         match self {
-            SealError::Integrity { chunk, .. } => Some(*chunk),
+            SealError::Integrity { chunk, .. } | SealError::InputChanged { chunk } => Some(*chunk),
             _ => None,
         }
     }

@@ -87,20 +87,27 @@ impl Manifest {
             meta_hash: f.take(),
             key_commit: f.take(),
         };
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&m.chunk_size) {
-            return Err(SealError::ChunkSize(m.chunk_size.into()));
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks the sizes agree: chunk size in the format's range, and the chunk count the one
+    /// the length gives.
+    pub fn validate(&self) -> Result<(), SealError> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(SealError::ChunkSize(self.chunk_size.into()));
         }
-        let expected = expected_chunks(m.plaintext_len, m.chunk_size)?;
-        if m.n_chunks != expected {
+        let expected = expected_chunks(self.plaintext_len, self.chunk_size)?;
+        if self.n_chunks != expected {
             return Err(SealError::malformed(
                 "manifest",
                 format!(
                     "{} chunks for {} bytes at chunk size {}, expected {expected}",
-                    m.n_chunks, m.plaintext_len, m.chunk_size
+                    self.n_chunks, self.plaintext_len, self.chunk_size
                 ),
             ));
         }
-        Ok(m)
+        Ok(())
     }
 
     /// SHA-256 of the manifest bytes, as the ledger records it.

@@ -11,6 +11,7 @@ mod keys;
 mod manifest;
 mod meta;
 mod password;
+mod resume;
 mod stream;
 mod wrap;
 
@@ -24,6 +25,7 @@ pub use keys::{
 pub use manifest::{MANIFEST_LEN, Manifest, verify_manifest};
 pub use meta::{ReportMeta, meta_hash, open_meta, seal_meta};
 pub use password::{PasswordProblem, check_password, normalize_password};
+pub use resume::UploadState;
 pub use stream::{
     ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel,
 };

@@ -232,6 +232,10 @@ impl ChunkSealer {
         self.n_chunks
     }
 
+    pub fn key_commit(&self) -> [u8; 32] {
+        self.key_commit
+    }
+
     /// Byte offset and length of chunk `index` in the plaintext.
     pub fn chunk_range(&self, index: u32) -> Result<(u64, usize), SealError> {
         if index >= self.n_chunks {
@@ -332,7 +336,7 @@ impl ReportOpener {
     pub fn new(dek: &Dek, manifest: &Manifest) -> Result<Self, SealError> {
         let keys = ReportKeys::derive(dek, &manifest.report_id);
         keys.check_commit(&manifest.key_commit)?;
-        check_chunk_size(manifest.chunk_size)?;
+        manifest.validate()?;
         Ok(ReportOpener {
             cipher: ChunkCipher::new(&keys, &manifest.report_id),
             manifest: manifest.clone(),
