@@ -1,3 +1,356 @@
-//! The thin storage and metadata server (DESIGN.md §7–§8).
+//! The server (DESIGN.md §1, §7, §8): axum routes over a SQL store. Never imports `client/`.
+//!
+//! [`start`] runs it in-process on a bound address (tests, the TUI's embedded server);
+//! `clinvault serve` calls the same.
 
 pub mod chunk_store;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod mail;
+pub mod policy;
+pub mod ratelimit;
+pub mod routes;
+pub mod schedule;
+pub mod secrets;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use chrono_tz::Tz;
+use sqlx::AnyPool;
+use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::config::Config;
+pub use db::Backend;
+pub use error::AppError;
+use mail::Mailer;
+use secrets::ServerSecrets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data folder {path}: {source}")]
+    Data {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("mail: {0}")]
+    Mail(#[from] mail::MailError),
+    #[error("listen address {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("time zone {0:?} is not an IANA name")]
+    TimeZone(String),
+    #[error("admin enrollment: {0}")]
+    Enrollment(String),
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: AnyPool,
+    pub backend: Backend,
+    pub secrets: ServerSecrets,
+    pub mailer: Mailer,
+    pub config: crate::config::ServerConfig,
+    pub tz: Tz,
+    /// A MAC of a random key, compared against when an email is unknown, so that both paths
+    /// do the same work.
+    pub decoy_mac: [u8; 32],
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    /// Set at first start while no admin exists; also in `DATA/admin-enrollment.txt`.
+    pub admin_enrollment_code: Option<String>,
+    pub data: PathBuf,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    state: AppState,
+}
+
+impl ServerHandle {
+    /// `http://addr` or `https://addr`.
+    pub fn url(&self) -> String {
+        let scheme = if self.state.config.tls_cert.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The pool, for tests that check what the database holds.
+    pub fn db(&self) -> &AnyPool {
+        &self.state.db
+    }
+
+    /// Stops accepting, lets requests in flight finish, then returns.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        let res = match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        self.state.db.close().await;
+        res
+    }
+
+    /// Waits until the server stops (after [`ServerHandle::trigger_shutdown`] or a fatal error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let res = match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        self.state.db.close().await;
+        res
+    }
+
+    /// A sender that, when `true` is sent, begins a graceful shutdown.
+    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the data folder, secrets, database and mailer, binds, and serves in a task.
+pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
+    let sc = config.server.clone();
+    let data = sc.data.clone();
+    std::fs::create_dir_all(&data).map_err(|source| StartError::Data {
+        path: data.display().to_string(),
+        source,
+    })?;
+    // The database, secrets and outbox are the operator's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| StartError::Data {
+                path: data.display().to_string(),
+                source,
+            },
+        )?;
+    }
+    let secrets = ServerSecrets::load_or_create(&sc.secrets_path())?;
+    let tz: Tz = sc
+        .timezone
+        .parse()
+        .map_err(|_| StartError::TimeZone(sc.timezone.clone()))?;
+    let (pool, backend) = db::connect(&sc.database_url, &data, sc.max_db_connections).await?;
+    let mailer = match &config.mail {
+        Some(m) if !m.smtp_host.is_empty() => Mailer::smtp(m)?,
+        _ => Mailer::outbox(data.join("outbox"))?,
+    };
+    if mailer.is_outbox() && !sc.demo {
+        tracing::warn!(
+            outbox = %data.join("outbox").display(),
+            "no [mail] SMTP server configured: mail is written to the outbox folder, not sent"
+        );
+    }
+    let decoy_key =
+        crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
+    let decoy_mac = secrets.mac("auth", &[&decoy_key]);
+    let state = AppState(Arc::new(Inner {
+        db: pool,
+        backend,
+        secrets,
+        mailer,
+        config: sc.clone(),
+        tz,
+        decoy_mac,
+    }));
+
+    let admin_enrollment_code = routes::auth::prepare_admin_enrollment(&state)
+        .await
+        .map_err(|e| StartError::Enrollment(e.message))?;
+
+    let listener =
+        std::net::TcpListener::bind(&sc.listen).map_err(|source| StartError::Listen {
+            addr: sc.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: sc.listen.clone(),
+        source,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Listen {
+            addr: sc.listen.clone(),
+            source,
+        })?;
+    let router = app(state.clone());
+    let (tx, mut rx) = watch::channel(false);
+    let make = router.into_make_service_with_connect_info::<SocketAddr>();
+
+    let task = if sc.tls_cert.is_empty() {
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Listen {
+                addr: sc.listen.clone(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            axum::serve(listener, make)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+        })
+    } else {
+        // Both ring and aws-lc-rs are in the build, so rustls needs to be told which to use.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&sc.tls_cert, &sc.tls_key)
+            .await
+            .map_err(StartError::Tls)?;
+        let handle = axum_server::Handle::new();
+        let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
+            .map_err(StartError::Tls)?
+            .handle(handle.clone());
+        tokio::spawn(async move {
+            let h = handle.clone();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|v| *v).await;
+                h.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            server.serve(make).await
+        })
+    };
+    spawn_sweeper(state.clone());
+    tracing::info!(%addr, ?backend, timezone = %sc.timezone, "clinvault server listening");
+    Ok(ServerHandle {
+        addr,
+        backend,
+        admin_enrollment_code,
+        data,
+        shutdown: tx,
+        task,
+        state,
+    })
+}
+
+/// Removes old rate-limit windows and dead sessions now and then.
+fn spawn_sweeper(state: AppState) {
+    let weak = Arc::downgrade(&state.0);
+    drop(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            let state = AppState(inner);
+            if state.db.is_closed() {
+                break;
+            }
+            if let Err(e) = session::sweep(&state).await {
+                tracing::warn!(error = %e.message, "sweep failed");
+            }
+        }
+    });
+}
+
+/// One line per request: method, route template (never the concrete path or query, which can
+/// hold ids and searched names), status and time.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "-".into());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+/// A request that takes longer than the limit gets a JSON 503 (`timeout`), like every error.
+async fn time_limit(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            let mut e = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::api::codes::TIMEOUT,
+                "the server took too long to answer; try again",
+            );
+            e.retry_after = Some(1);
+            e.into_response()
+        }
+    }
+}
+
+/// The whole router, built from the policy table.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    policy::build_router(state.clone())
+        .layer(axum::middleware::from_fn(log_request))
+        .fallback(|| async { AppError::not_found("route") })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            time_limit(timeout, req, next)
+        }))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}

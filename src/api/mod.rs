@@ -1,0 +1,371 @@
+//! Wire types shared by the client and the server (DESIGN.md §8): JSON over HTTP under `/v1`.
+//!
+//! Byte strings travel as lowercase hex, ids as UUIDs, instants as RFC 3339 in UTC,
+//! calendar days as `YYYY-MM-DD` and times of day as `HH:MM` in the clinic's time zone.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::seal::{KdfParams, PublicKeys};
+
+/// Every error answer: `{ "error": { "code", "message" } }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Stable error codes. The client matches on these, never on messages.
+pub mod codes {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const MALFORMED_JSON: &str = "malformed_json";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const SESSION_EXPIRED: &str = "session_expired";
+    pub const SESSION_REVOKED: &str = "session_revoked";
+    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
+    pub const ACCOUNT_DEACTIVATED: &str = "account_deactivated";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const CODE_INVALID: &str = "code_invalid";
+    pub const CODE_USED: &str = "code_used";
+    pub const CODE_EXPIRED: &str = "code_expired";
+    pub const ID_TAKEN: &str = "id_taken";
+    pub const KDF_PARAMS: &str = "kdf_params";
+    pub const SLOT_TAKEN: &str = "slot_taken";
+    pub const OVERLAPPING_BOOKING: &str = "overlapping_booking";
+    pub const NOT_A_SLOT: &str = "not_a_slot";
+    pub const IN_THE_PAST: &str = "in_the_past";
+    pub const INVALID_STATUS: &str = "invalid_status";
+    pub const CONFLICT: &str = "conflict";
+    pub const TIMEOUT: &str = "timeout";
+    pub const INTERNAL: &str = "internal";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Patient,
+    Doctor,
+    Reception,
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Patient,
+        Role::Doctor,
+        Role::Reception,
+        Role::Admin,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Doctor => "doctor",
+            Role::Reception => "reception",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreloginRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreloginResponse {
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+}
+
+/// Step one of a patient's registration: mail a code proving the address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyEmailRequest {
+    pub email: String,
+}
+
+/// The same for a new and a taken address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyEmailResponse {
+    pub verification_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    /// The parameters the new account's key derivation must use.
+    pub kdf: KdfParams,
+}
+
+/// What an invite code stands for; lets the invited user's client check the password rules
+/// against the name and address before deriving keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteInfoRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteInfo {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub kdf: KdfParams,
+}
+
+/// How an account comes to be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Enrollment {
+    /// A patient with the code mailed by `verify-email`.
+    Patient {
+        verification_id: Uuid,
+        code: String,
+        email: String,
+        name: String,
+        #[serde(default)]
+        phone: String,
+    },
+    /// Staff completing an admin's invite.
+    Invite { code: String },
+    /// The first admin, with the code `serve` printed at first start.
+    Admin {
+        code: String,
+        email: String,
+        name: String,
+    },
+}
+
+/// Registration: keys made on the client; the password never travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub enrollment: Enrollment,
+    pub user_id: Uuid,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    #[serde(with = "hex_bytes")]
+    pub auth_key: Vec<u8>,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    #[serde(with = "hex_bytes")]
+    pub auth_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: UserInfo,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+    pub idle_timeout_secs: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done {
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteRequest {
+    pub role: Role,
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub specialty: String,
+    #[serde(default)]
+    pub bio: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteResponse {
+    pub invite_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Doctor {
+    pub id: Uuid,
+    pub name: String,
+    pub specialty: String,
+    pub bio: String,
+    pub public_keys: PublicKeys,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatientSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// One block of a doctor's weekly template, in the clinic's time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeeklyBlock {
+    /// `mon` … `sun`.
+    pub weekday: String,
+    /// `HH:MM`.
+    pub start: String,
+    pub end: String,
+    pub slot_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub weekly: Vec<WeeklyBlock>,
+    #[serde(default)]
+    pub days_off: Vec<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AvailabilityResponse {
+    pub doctor_id: Uuid,
+    pub timezone: String,
+    pub availability: Availability,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The start in the clinic's time zone, for display.
+    pub local_start: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotsResponse {
+    pub doctor_id: Uuid,
+    pub timezone: String,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Booked,
+    CheckedIn,
+    Completed,
+    Cancelled,
+    NoShow,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Booked => "booked",
+            BookingStatus::CheckedIn => "checked_in",
+            BookingStatus::Completed => "completed",
+            BookingStatus::Cancelled => "cancelled",
+            BookingStatus::NoShow => "no_show",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            BookingStatus::Booked,
+            BookingStatus::CheckedIn,
+            BookingStatus::Completed,
+            BookingStatus::Cancelled,
+            BookingStatus::NoShow,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookRequest {
+    pub doctor_id: Uuid,
+    pub start: DateTime<Utc>,
+    /// Reception books on a patient's behalf; a patient leaves it out.
+    #[serde(default)]
+    pub patient_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Booking {
+    pub id: Uuid,
+    pub doctor_id: Uuid,
+    pub doctor_name: String,
+    pub patient_id: Uuid,
+    pub patient_name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub status: BookingStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookingList {
+    pub items: Vec<Booking>,
+}
+
+/// Lowercase hex for byte strings.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(D::Error::custom)
+    }
+}

@@ -1,0 +1,542 @@
+//! The HTTP API client (DESIGN.md §8) and the account flows that need keys: registration and
+//! login derive keys here, so the password never leaves this process. Never imports `server/`.
+
+pub mod session;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::api::{
+    Availability, AvailabilityResponse, BookRequest, Booking, BookingList, Doctor, Done,
+    Enrollment, ErrorBody, Health, InviteInfo, InviteInfoRequest, InviteRequest, InviteResponse,
+    LoginRequest, LoginResponse, Page, PatientSummary, PreloginRequest, PreloginResponse,
+    RegisterRequest, RegisterResponse, SlotsResponse, UserInfo, VerifyEmailRequest,
+    VerifyEmailResponse,
+};
+use crate::seal::{
+    KdfParams, PasswordProblem, SealError, UserSecrets, check_password, derive_master_key,
+    open_bundle, random_array,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    /// The server's own error answer.
+    #[error("{message} ({code})")]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<u64>,
+    },
+    #[error("unexpected answer from the server ({status}): {why}")]
+    Decode { status: u16, why: String },
+    #[error(transparent)]
+    Password(#[from] PasswordProblem),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(
+        "refusing plain http:// to {0}: use https://, or set allow_insecure_http = true in [client]"
+    )]
+    InsecureUrl(String),
+    #[error("server URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("not logged in: run `clinvault login` first")]
+    NotLoggedIn,
+    #[error("session file: {0}")]
+    Session(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// The server's error code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one server.
+#[derive(Clone)]
+pub struct ApiClient {
+    base: Url,
+    http: reqwest::Client,
+    token: Option<String>,
+    kdf_floor: KdfParams,
+}
+
+/// Is `url` safe to talk to: https, or http to this machine (or explicitly allowed)?
+pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url, ClientError> {
+    let parsed = Url::parse(url).map_err(|e| ClientError::Url(url.into(), e.to_string()))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map(|ip| ip.is_loopback())
+                    .unwrap_or(false);
+            if !loopback && !allow_insecure_http {
+                return Err(ClientError::InsecureUrl(host.to_string()));
+            }
+        }
+        other => {
+            return Err(ClientError::Url(
+                url.into(),
+                format!("scheme {other}: use https:// (or http:// on loopback)"),
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// Keys made for a new account.
+pub struct NewAccountKeys {
+    pub request: RegisterRequest,
+    pub secrets: UserSecrets,
+}
+
+/// A logged-in user with unsealed keys.
+pub struct LoggedIn {
+    pub login: LoginResponse,
+    pub secrets: UserSecrets,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("user", &self.login.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    pub fn new(
+        url: &str,
+        allow_insecure_http: bool,
+        kdf_floor: KdfParams,
+    ) -> Result<Self, ClientError> {
+        let base = check_url(url, allow_insecure_http)?;
+        let http = Self::http_builder()
+            .build()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(ApiClient {
+            base,
+            http,
+            token: None,
+            kdf_floor,
+        })
+    }
+
+    /// Trusts only the certificate authority (or self-signed certificate) in `pem` for this
+    /// server: for a clinic's own CA, and a pin against any other.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Url("ca_file".into(), e.without_url().to_string()))?;
+        if certs.is_empty() {
+            return Err(ClientError::Url(
+                "ca_file".into(),
+                "no PEM certificate in it".into(),
+            ));
+        }
+        self.http = Self::http_builder()
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(self)
+    }
+
+    fn http_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("clinvault/", env!("CARGO_PKG_VERSION")))
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ClientError::Url(path.into(), e.to_string()))?;
+        let mut req = self.http.request(method, url);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                status: status.as_u16(),
+                why: e.to_string(),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(err) => Err(ClientError::Server {
+                status: status.as_u16(),
+                code: err.error.code,
+                message: err.error.message,
+                retry_after,
+            }),
+            Err(_) => Err(ClientError::Server {
+                status: status.as_u16(),
+                code: status_code_name(status),
+                message: format!("HTTP {status}"),
+                retry_after,
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, query, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, &[], Some(body)).await
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/v1/health", &[]).await
+    }
+
+    pub async fn prelogin(&self, email: &str) -> Result<PreloginResponse, ClientError> {
+        self.post(
+            "/v1/auth/prelogin",
+            &PreloginRequest {
+                email: email.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn verify_email(&self, email: &str) -> Result<VerifyEmailResponse, ClientError> {
+        self.post(
+            "/v1/auth/verify-email",
+            &VerifyEmailRequest {
+                email: email.into(),
+            },
+        )
+        .await
+    }
+
+    pub async fn invite_info(&self, code: &str) -> Result<InviteInfo, ClientError> {
+        self.post(
+            "/v1/auth/invite-info",
+            &InviteInfoRequest { code: code.into() },
+        )
+        .await
+    }
+
+    pub async fn register_raw(
+        &self,
+        req: &RegisterRequest,
+    ) -> Result<RegisterResponse, ClientError> {
+        self.post("/v1/auth/register", req).await
+    }
+
+    pub async fn login_raw(&self, req: &LoginRequest) -> Result<LoginResponse, ClientError> {
+        self.post("/v1/auth/login", req).await
+    }
+
+    pub async fn logout(&self) -> Result<Done, ClientError> {
+        self.post("/v1/auth/logout", &serde_json::json!({})).await
+    }
+
+    pub async fn me(&self) -> Result<UserInfo, ClientError> {
+        self.get("/v1/auth/me", &[]).await
+    }
+
+    pub async fn invite(&self, req: &InviteRequest) -> Result<InviteResponse, ClientError> {
+        self.post("/v1/admin/invites", req).await
+    }
+
+    pub async fn users(&self, q: &str, page: u32) -> Result<Page<UserInfo>, ClientError> {
+        self.get(
+            "/v1/admin/users",
+            &[("q", q.to_string()), ("page", page.to_string())],
+        )
+        .await
+    }
+
+    pub async fn deactivate(&self, id: Uuid) -> Result<Done, ClientError> {
+        self.post(
+            &format!("/v1/admin/users/{id}/deactivate"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn doctors(
+        &self,
+        q: &str,
+        specialty: &str,
+        page: u32,
+    ) -> Result<Page<Doctor>, ClientError> {
+        self.get(
+            "/v1/doctors",
+            &[
+                ("q", q.to_string()),
+                ("specialty", specialty.to_string()),
+                ("page", page.to_string()),
+            ],
+        )
+        .await
+    }
+
+    pub async fn doctor(&self, id: Uuid) -> Result<Doctor, ClientError> {
+        self.get(&format!("/v1/doctors/{id}"), &[]).await
+    }
+
+    pub async fn slots(
+        &self,
+        doctor: Uuid,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<SlotsResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(f) = from {
+            q.push(("from", f.to_string()));
+        }
+        if let Some(t) = to {
+            q.push(("to", t.to_string()));
+        }
+        self.get(&format!("/v1/doctors/{doctor}/slots"), &q).await
+    }
+
+    pub async fn availability(&self, doctor: Uuid) -> Result<AvailabilityResponse, ClientError> {
+        self.get(&format!("/v1/doctors/{doctor}/availability"), &[])
+            .await
+    }
+
+    pub async fn set_availability(
+        &self,
+        doctor: Uuid,
+        a: &Availability,
+    ) -> Result<AvailabilityResponse, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/doctors/{doctor}/availability"),
+            &[],
+            Some(a),
+        )
+        .await
+    }
+
+    pub async fn patients(&self, q: &str, page: u32) -> Result<Page<PatientSummary>, ClientError> {
+        self.get(
+            "/v1/patients",
+            &[("q", q.to_string()), ("page", page.to_string())],
+        )
+        .await
+    }
+
+    pub async fn bookings(&self, query: &[(&str, String)]) -> Result<BookingList, ClientError> {
+        self.get("/v1/bookings", query).await
+    }
+
+    pub async fn book(&self, req: &BookRequest) -> Result<Booking, ClientError> {
+        self.post("/v1/bookings", req).await
+    }
+
+    pub async fn booking(&self, id: Uuid) -> Result<Booking, ClientError> {
+        self.get(&format!("/v1/bookings/{id}"), &[]).await
+    }
+
+    /// `action`: `cancel`, `check-in`, `complete` or `no-show`.
+    pub async fn booking_action(&self, id: Uuid, action: &str) -> Result<Booking, ClientError> {
+        self.post(
+            &format!("/v1/bookings/{id}/{action}"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Checks the password rules and the KDF floor, then makes the account's keys.
+    pub fn make_keys(
+        &self,
+        enrollment: Enrollment,
+        password: &str,
+        identity: &[&str],
+        kdf: KdfParams,
+    ) -> Result<NewAccountKeys, ClientError> {
+        check_password(password, identity)?;
+        kdf.check_floor(&self.kdf_floor)?;
+        let user_id = Uuid::new_v4();
+        let salt: [u8; 16] = random_array()?;
+        let master = derive_master_key(password, &salt, &kdf)?;
+        let secrets = UserSecrets::generate()?;
+        let bundle = secrets.seal_bundle(&master.wrap_key(), user_id.as_bytes())?;
+        let request = RegisterRequest {
+            enrollment,
+            user_id,
+            salt: salt.to_vec(),
+            kdf,
+            auth_key: master.auth_key().0.to_vec(),
+            public_keys: secrets.public(),
+            bundle,
+        };
+        Ok(NewAccountKeys { request, secrets })
+    }
+
+    /// Patient registration, after `verify_email` mailed `code`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_patient(
+        &self,
+        verification: &VerifyEmailResponse,
+        code: &str,
+        email: &str,
+        name: &str,
+        phone: &str,
+        password: &str,
+    ) -> Result<RegisterResponse, ClientError> {
+        let keys = self.make_keys(
+            Enrollment::Patient {
+                verification_id: verification.verification_id,
+                code: code.into(),
+                email: email.into(),
+                name: name.into(),
+                phone: phone.into(),
+            },
+            password,
+            &[email, name],
+            verification.kdf,
+        )?;
+        self.register_raw(&keys.request).await
+    }
+
+    /// Completes an admin's invite.
+    pub async fn register_invite(
+        &self,
+        code: &str,
+        password: &str,
+    ) -> Result<RegisterResponse, ClientError> {
+        let info = self.invite_info(code).await?;
+        let keys = self.make_keys(
+            Enrollment::Invite { code: code.into() },
+            password,
+            &[&info.email, &info.name],
+            info.kdf,
+        )?;
+        self.register_raw(&keys.request).await
+    }
+
+    /// The first administrator, with the code `serve` printed. The server's KDF parameters
+    /// come from pre-login (an unknown address gets the server's current ones).
+    pub async fn register_admin(
+        &self,
+        code: &str,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<RegisterResponse, ClientError> {
+        let pre = self.prelogin(email).await?;
+        let keys = self.make_keys(
+            Enrollment::Admin {
+                code: code.into(),
+                email: email.into(),
+                name: name.into(),
+            },
+            password,
+            &[email, name],
+            pre.kdf,
+        )?;
+        self.register_raw(&keys.request).await
+    }
+
+    /// Pre-login, key derivation, login, and the key bundle opened and checked against the
+    /// public keys. Keeps the session token in this client.
+    pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
+        let pre = self.prelogin(email).await?;
+        pre.kdf.check_floor(&self.kdf_floor)?;
+        let salt: [u8; 16] = pre
+            .salt
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Decode {
+                status: 200,
+                why: "salt is not 16 bytes".into(),
+            })?;
+        let master = derive_master_key(password, &salt, &pre.kdf)?;
+        let login = self
+            .login_raw(&LoginRequest {
+                email: email.into(),
+                auth_key: master.auth_key().0.to_vec(),
+            })
+            .await?;
+        let secrets = open_bundle(
+            &login.bundle,
+            &master.wrap_key(),
+            login.user.id.as_bytes(),
+            &login.public_keys,
+        )?;
+        self.token = Some(login.token.clone());
+        Ok(LoggedIn { login, secrets })
+    }
+}
+
+fn status_code_name(status: StatusCode) -> String {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => crate::api::codes::BODY_TOO_LARGE.into(),
+        StatusCode::REQUEST_TIMEOUT => crate::api::codes::TIMEOUT.into(),
+        _ => format!("http_{}", status.as_u16()),
+    }
+}

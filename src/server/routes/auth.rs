@@ -1,0 +1,694 @@
+//! Pre-login, email verification, registration (patient, invite, first admin), login, logout.
+//! Zero knowledge (DESIGN.md §3): the server sees `auth_key`, never a password, and stores
+//! HMAC-SHA256(pepper, auth_key). Unknown and known addresses answer alike.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use chrono::Utc;
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::{clean_phone, clean_text, fold_email, ms_to_utc};
+use crate::api::{
+    Done, Enrollment, InviteInfo, InviteInfoRequest, LoginRequest, LoginResponse, PreloginRequest,
+    PreloginResponse, RegisterRequest, RegisterResponse, Role, UserInfo, VerifyEmailRequest,
+    VerifyEmailResponse, codes,
+};
+use crate::seal::{KdfParams, PublicKeys};
+use crate::server::AppState;
+use crate::server::db::now_ms;
+use crate::server::error::{AppError, is_unique_violation};
+use crate::server::extract::{ApiJson, Caller, ClientIp};
+use crate::server::policy::{ANY_USER, Policy, Route, route};
+use crate::server::{ratelimit, session};
+
+/// nonce ‖ 64 secret bytes ‖ tag (DESIGN.md §3).
+pub const BUNDLE_LEN: usize = 12 + 64 + 16;
+const CODE_TTL_MS: i64 = 10 * 60 * 1000;
+const CODE_TRIES: i64 = 5;
+/// Letters and digits that cannot be mistaken for each other when typed from a mail.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::POST, "/v1/auth/prelogin", Policy::Public, prelogin),
+        route(
+            Method::POST,
+            "/v1/auth/verify-email",
+            Policy::Public,
+            verify_email,
+        ),
+        route(
+            Method::POST,
+            "/v1/auth/invite-info",
+            Policy::Public,
+            invite_info,
+        ),
+        route(Method::POST, "/v1/auth/register", Policy::Public, register),
+        route(Method::POST, "/v1/auth/login", Policy::Public, login),
+        route(
+            Method::POST,
+            "/v1/auth/logout",
+            Policy::Roles(ANY_USER),
+            logout,
+        ),
+        route(Method::GET, "/v1/auth/me", Policy::Roles(ANY_USER), me),
+    ]
+}
+
+async fn per_address(st: &AppState, ip: &std::net::IpAddr, what: &str) -> Result<(), AppError> {
+    let limit = st.config.auth_per_address_per_minute;
+    let limit = if what == "prelogin" {
+        limit.saturating_mul(3)
+    } else {
+        limit
+    };
+    ratelimit::hit(st, &format!("{what}-ip:{ip}"), 60, limit).await
+}
+
+async fn prelogin(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<PreloginRequest>,
+) -> Result<Json<PreloginResponse>, AppError> {
+    per_address(&st, &ip, "prelogin").await?;
+    let email = fold_email(&req.email)?;
+    let row = sqlx::query("SELECT salt, kdf_m, kdf_t, kdf_p FROM users WHERE email = $1")
+        .bind(email.clone())
+        .fetch_optional(&st.db)
+        .await?;
+    // An unknown address gets a stable salt derived with the pepper: same shape, same work.
+    let decoy = st.secrets.mac("decoy-salt", &[email.as_bytes()]);
+    let (salt, kdf) = match row {
+        Some(r) => (
+            r.try_get::<Vec<u8>, _>("salt")?,
+            KdfParams {
+                m_kib: u32::try_from(r.try_get::<i64, _>("kdf_m")?).map_err(AppError::internal)?,
+                t: u32::try_from(r.try_get::<i64, _>("kdf_t")?).map_err(AppError::internal)?,
+                p: u32::try_from(r.try_get::<i64, _>("kdf_p")?).map_err(AppError::internal)?,
+            },
+        ),
+        None => (decoy[..16].to_vec(), st.config.kdf),
+    };
+    Ok(Json(PreloginResponse { salt, kdf }))
+}
+
+fn random_digits() -> Result<String, AppError> {
+    // Rejection sampling keeps the six digits uniform.
+    loop {
+        let b = crate::seal::random_array::<4>().map_err(AppError::internal)?;
+        let n = u32::from_be_bytes(b);
+        if n < 4_294_000_000 {
+            return Ok(format!("{:06}", n % 1_000_000));
+        }
+    }
+}
+
+/// A long one-time code (about 98 bits), grouped for typing: `ABCDE-FGHJK-MNPQR-STVWX`.
+pub fn random_code() -> Result<String, AppError> {
+    let mut out = String::new();
+    let mut n = 0;
+    while n < 20 {
+        let b = crate::seal::random_array::<16>().map_err(AppError::internal)?;
+        for x in b {
+            // 240 = 8 × 30: below it, x % 30 is uniform.
+            if x < 240 && n < 20 {
+                if n > 0 && n % 5 == 0 {
+                    out.push('-');
+                }
+                out.push(CODE_ALPHABET[(x % 30) as usize] as char);
+                n += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What users type back: case and separators do not matter.
+pub fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .flat_map(char::to_uppercase)
+        .take(64)
+        .collect()
+}
+
+async fn verify_email(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<VerifyEmailRequest>,
+) -> Result<Json<VerifyEmailResponse>, AppError> {
+    per_address(&st, &ip, "auth").await?;
+    let email = fold_email(&req.email)?;
+    ratelimit::hit(&st, &format!("verify-acct:{email}"), 3600, 10).await?;
+    let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE email = $1")
+        .bind(email.clone())
+        .fetch_optional(&st.db)
+        .await?;
+    let id = Uuid::new_v4();
+    let now = now_ms();
+    let expires = now + CODE_TTL_MS;
+    let code = random_digits()?;
+    let code_mac = st.secrets.mac("verify", &[id.as_bytes(), code.as_bytes()]);
+    // A taken address gets no code (nothing can complete), and its owner gets a warning.
+    sqlx::query(
+        "INSERT INTO email_verifications (id, email, code_mac, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(email.clone())
+    .bind(taken.is_none().then(|| code_mac.to_vec()))
+    .bind(now)
+    .bind(expires)
+    .execute(&st.db)
+    .await?;
+    let (subject, body) = if taken.is_none() {
+        (
+            "Your clinvault registration code",
+            format!(
+                "Your clinvault registration code is:\n\n    {code}\n\n\
+                 It expires in 10 minutes. If you did not ask for it, ignore this mail.\n"
+            ),
+        )
+    } else {
+        (
+            "Someone tried to register with your address",
+            "Someone (perhaps you) asked to register a new clinvault account with this\n\
+             address, which already has one. If that was you, log in instead.\n\
+             If not, ignore this mail: nothing was changed.\n"
+                .to_string(),
+        )
+    };
+    if let Err(e) = st.mailer.send(&email, subject, body).await {
+        tracing::error!(error = %e, "could not send the verification mail");
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INTERNAL,
+            "the mail could not be sent; try again later",
+        ));
+    }
+    Ok(Json(VerifyEmailResponse {
+        verification_id: id,
+        expires_at: ms_to_utc(expires)?,
+        kdf: st.config.kdf,
+    }))
+}
+
+struct InviteRow {
+    id: String,
+    email: String,
+    name: String,
+    role: Role,
+    specialty: String,
+    bio: String,
+}
+
+/// The invite behind a code, or the specific error (invalid, used, expired).
+async fn find_invite(st: &AppState, code: &str) -> Result<InviteRow, AppError> {
+    let mac = st.secrets.mac("invite", &[normalize_code(code).as_bytes()]);
+    let row = sqlx::query(
+        "SELECT id, email, name, role, specialty, bio, expires_at, used_at FROM invites WHERE code_mac = $1",
+    )
+    .bind(mac.to_vec())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(code_invalid)?;
+    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(code_used());
+    }
+    if row.try_get::<i64, _>("expires_at")? < now_ms() {
+        return Err(code_expired());
+    }
+    let role: String = row.try_get("role")?;
+    Ok(InviteRow {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| AppError::internal("bad role"))?,
+        specialty: row.try_get("specialty")?,
+        bio: row.try_get("bio")?,
+    })
+}
+
+fn code_invalid() -> AppError {
+    AppError::new(
+        StatusCode::BAD_REQUEST,
+        codes::CODE_INVALID,
+        "that code is not valid",
+    )
+}
+
+fn code_used() -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        codes::CODE_USED,
+        "that code was already used",
+    )
+}
+
+fn code_expired() -> AppError {
+    AppError::new(
+        StatusCode::GONE,
+        codes::CODE_EXPIRED,
+        "that code has expired; ask for a new one",
+    )
+}
+
+async fn invite_info(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<InviteInfoRequest>,
+) -> Result<Json<InviteInfo>, AppError> {
+    per_address(&st, &ip, "auth").await?;
+    let inv = find_invite(&st, &req.code).await?;
+    Ok(Json(InviteInfo {
+        email: inv.email,
+        name: inv.name,
+        role: inv.role,
+        kdf: st.config.kdf,
+    }))
+}
+
+/// Checks the key material a registration carries.
+fn check_keys(st: &AppState, req: &RegisterRequest) -> Result<(), AppError> {
+    if req.salt.len() != 16 {
+        return Err(AppError::bad_request("salt: 16 bytes"));
+    }
+    if req.auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key: 32 bytes"));
+    }
+    if req.bundle.len() != BUNDLE_LEN {
+        return Err(AppError::bad_request(format!("bundle: {BUNDLE_LEN} bytes")));
+    }
+    if req.kdf != st.config.kdf {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            codes::KDF_PARAMS,
+            format!(
+                "kdf: this server registers accounts with m={} KiB, t={}, p={}",
+                st.config.kdf.m_kib, st.config.kdf.t, st.config.kdf.p
+            ),
+        ));
+    }
+    check_public_keys(&req.public_keys)?;
+    if req.user_id.is_nil() {
+        return Err(AppError::bad_request("user_id: a random UUID"));
+    }
+    Ok(())
+}
+
+fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
+    if ed25519_dalek::VerifyingKey::from_bytes(&pk.ed25519)
+        .map(|k| k.is_weak())
+        .unwrap_or(true)
+    {
+        return Err(AppError::bad_request(
+            "public_keys.ed25519: not a usable key",
+        ));
+    }
+    if pk.x25519 == [0u8; 32] {
+        return Err(AppError::bad_request(
+            "public_keys.x25519: not a usable key",
+        ));
+    }
+    Ok(())
+}
+
+struct NewUser<'a> {
+    email: &'a str,
+    name: &'a str,
+    phone: &'a str,
+    role: Role,
+}
+
+async fn insert_user(
+    conn: &mut sqlx::AnyConnection,
+    st: &AppState,
+    req: &RegisterRequest,
+    u: &NewUser<'_>,
+) -> Result<(), sqlx::Error> {
+    let auth_mac = st.secrets.mac("auth", &[&req.auth_key]);
+    sqlx::query(
+        "INSERT INTO users (id, email, name, name_fold, phone, role, auth_mac, salt, kdf_m, kdf_t, kdf_p, \
+         x25519_pub, ed25519_pub, bundle, active, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15)",
+    )
+    .bind(req.user_id.to_string())
+    .bind(u.email.to_string())
+    .bind(u.name.to_string())
+    .bind(u.name.to_lowercase())
+    .bind(u.phone.to_string())
+    .bind(u.role.as_str())
+    .bind(auth_mac.to_vec())
+    .bind(req.salt.clone())
+    .bind(i64::from(req.kdf.m_kib))
+    .bind(i64::from(req.kdf.t))
+    .bind(i64::from(req.kdf.p))
+    .bind(req.public_keys.x25519.to_vec())
+    .bind(req.public_keys.ed25519.to_vec())
+    .bind(req.bundle.clone())
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn register(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, AppError> {
+    per_address(&st, &ip, "auth").await?;
+    check_keys(&st, &req)?;
+    let id_taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
+        .bind(req.user_id.to_string())
+        .fetch_optional(&st.db)
+        .await?;
+    if id_taken.is_some() {
+        return Err(AppError::conflict(
+            codes::ID_TAKEN,
+            "user_id is in use; pick another random id",
+        ));
+    }
+    let role = match &req.enrollment {
+        Enrollment::Patient {
+            verification_id,
+            code,
+            email,
+            name,
+            phone,
+        } => {
+            let email = fold_email(email)?;
+            let name = clean_text("name", name, 100, true)?;
+            let phone = clean_phone(phone)?;
+            ratelimit::hit(&st, &format!("register-acct:{email}"), 60, 10).await?;
+            register_patient(&st, &req, *verification_id, code, &email, &name, &phone).await?;
+            Role::Patient
+        }
+        Enrollment::Invite { code } => {
+            let inv = find_invite(&st, code).await?;
+            let mut tx = st.db.begin().await?;
+            let used =
+                sqlx::query("UPDATE invites SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                    .bind(now_ms())
+                    .bind(inv.id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            if used.rows_affected() != 1 {
+                return Err(code_used());
+            }
+            let new = NewUser {
+                email: &inv.email,
+                name: &inv.name,
+                phone: "",
+                role: inv.role,
+            };
+            if let Err(e) = insert_user(&mut tx, &st, &req, &new).await {
+                return Err(if is_unique_violation(&e) {
+                    AppError::conflict(codes::CONFLICT, "an account with this address exists")
+                } else {
+                    e.into()
+                });
+            }
+            if inv.role == Role::Doctor {
+                sqlx::query(
+                    "INSERT INTO doctors (user_id, specialty, specialty_fold, bio) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(req.user_id.to_string())
+                .bind(inv.specialty.clone())
+                .bind(inv.specialty.to_lowercase())
+                .bind(inv.bio.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            inv.role
+        }
+        Enrollment::Admin { code, email, name } => {
+            let email = fold_email(email)?;
+            let name = clean_text("name", name, 100, true)?;
+            let mac = st
+                .secrets
+                .mac("admin-enroll", &[normalize_code(code).as_bytes()]);
+            let mut tx = st.db.begin().await?;
+            let used = sqlx::query(
+                "UPDATE admin_enrollment SET used_at = $1 WHERE code_mac = $2 AND used_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(mac.to_vec())
+            .execute(&mut *tx)
+            .await?;
+            if used.rows_affected() != 1 {
+                drop(tx);
+                let known: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM admin_enrollment WHERE code_mac = $1")
+                        .bind(mac.to_vec())
+                        .fetch_optional(&st.db)
+                        .await?;
+                return Err(if known.is_some() {
+                    code_used()
+                } else {
+                    code_invalid()
+                });
+            }
+            let new = NewUser {
+                email: &email,
+                name: &name,
+                phone: "",
+                role: Role::Admin,
+            };
+            if let Err(e) = insert_user(&mut tx, &st, &req, &new).await {
+                return Err(if is_unique_violation(&e) {
+                    AppError::conflict(codes::CONFLICT, "an account with this address exists")
+                } else {
+                    e.into()
+                });
+            }
+            tx.commit().await?;
+            let _ = std::fs::remove_file(st.config.data.join("admin-enrollment.txt"));
+            Role::Admin
+        }
+    };
+    tracing::info!(user = %req.user_id, role = %role, "account registered");
+    Ok(Json(RegisterResponse {
+        user_id: req.user_id,
+        role,
+    }))
+}
+
+async fn register_patient(
+    st: &AppState,
+    req: &RegisterRequest,
+    verification_id: Uuid,
+    code: &str,
+    email: &str,
+    name: &str,
+    phone: &str,
+) -> Result<(), AppError> {
+    let row = sqlx::query(
+        "SELECT email, code_mac, expires_at, tries, used_at FROM email_verifications WHERE id = $1",
+    )
+    .bind(verification_id.to_string())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(code_invalid)?;
+    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(code_used());
+    }
+    if row.try_get::<i64, _>("expires_at")? < now_ms() {
+        return Err(code_expired());
+    }
+    let tries: i64 = row.try_get("tries")?;
+    if tries >= CODE_TRIES {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            codes::CODE_INVALID,
+            "too many wrong codes; ask for a new one",
+        ));
+    }
+    let stored: Option<Vec<u8>> = row.try_get("code_mac")?;
+    let row_email: String = row.try_get("email")?;
+    let given = st.secrets.mac(
+        "verify",
+        &[verification_id.as_bytes(), code.trim().as_bytes()],
+    );
+    let ok = match &stored {
+        Some(s) => bool::from(s.as_slice().ct_eq(&given[..])) && row_email == email,
+        None => false,
+    };
+    if !ok {
+        sqlx::query("UPDATE email_verifications SET tries = tries + 1 WHERE id = $1")
+            .bind(verification_id.to_string())
+            .execute(&st.db)
+            .await?;
+        let left = (CODE_TRIES - tries - 1).max(0);
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            codes::CODE_INVALID,
+            format!("that code is not valid; {left} tries left"),
+        ));
+    }
+    let mut tx = st.db.begin().await?;
+    let used = sqlx::query(
+        "UPDATE email_verifications SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(verification_id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    if used.rows_affected() != 1 {
+        return Err(code_used());
+    }
+    let new = NewUser {
+        email,
+        name,
+        phone,
+        role: Role::Patient,
+    };
+    if let Err(e) = insert_user(&mut tx, st, req, &new).await {
+        // The address was registered meanwhile: say no more than a bad code would.
+        return Err(if is_unique_violation(&e) {
+            code_invalid()
+        } else {
+            e.into()
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn login(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, AppError> {
+    per_address(&st, &ip, "auth").await?;
+    let email = fold_email(&req.email)?;
+    if req.auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key: 32 bytes"));
+    }
+    let fail_key = format!("login-fail:{email}");
+    let backoff = st.config.account_backoff_secs;
+    ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
+    let row = sqlx::query(
+        "SELECT id, name, role, auth_mac, active, x25519_pub, ed25519_pub, bundle FROM users WHERE email = $1",
+    )
+    .bind(email.clone())
+    .fetch_optional(&st.db)
+    .await?;
+    let given = st.secrets.mac("auth", &[&req.auth_key]);
+    // The same comparison runs for an unknown address, against a decoy.
+    let stored: Vec<u8> = match &row {
+        Some(r) => r.try_get("auth_mac")?,
+        None => st.decoy_mac.to_vec(),
+    };
+    let matches = bool::from(stored.as_slice().ct_eq(&given[..]));
+    let Some(row) = row.filter(|_| matches) else {
+        ratelimit::record(&st, &fail_key, backoff).await?;
+        return Err(AppError::unauthenticated(
+            codes::INVALID_CREDENTIALS,
+            "wrong email or password",
+        ));
+    };
+    if row.try_get::<i64, _>("active")? == 0 {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::ACCOUNT_DEACTIVATED,
+            "this account was deactivated; ask the clinic's administrator",
+        ));
+    }
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
+        .bind(fail_key)
+        .execute(&st.db)
+        .await?;
+    let id: String = row.try_get("id")?;
+    let (token, expires) = session::create(&st, &id).await?;
+    let role: String = row.try_get("role")?;
+    let x: Vec<u8> = row.try_get("x25519_pub")?;
+    let e: Vec<u8> = row.try_get("ed25519_pub")?;
+    let public_keys = PublicKeys {
+        x25519: x
+            .try_into()
+            .map_err(|_| AppError::internal("bad key length"))?,
+        ed25519: e
+            .try_into()
+            .map_err(|_| AppError::internal("bad key length"))?,
+    };
+    Ok(Json(LoginResponse {
+        token,
+        user: UserInfo {
+            id: super::parse_uuid(&id)?,
+            email,
+            name: row.try_get("name")?,
+            role: Role::parse(&role).ok_or_else(|| AppError::internal("bad role"))?,
+            active: true,
+        },
+        public_keys,
+        bundle: row.try_get("bundle")?,
+        idle_timeout_secs: st.config.session_idle_secs,
+        expires_at: ms_to_utc(expires)?,
+    }))
+}
+
+async fn logout(State(st): State<AppState>, caller: Caller) -> Result<Json<Done>, AppError> {
+    session::revoke(&st, &caller.token_hash).await?;
+    Ok(Json(Done { ok: true }))
+}
+
+async fn me(caller: Caller) -> Json<UserInfo> {
+    Json(UserInfo {
+        id: caller.id,
+        email: caller.email,
+        name: caller.name,
+        role: caller.role,
+        active: true,
+    })
+}
+
+/// At start, while no admin exists: a fresh one-time enrollment code, stored as an HMAC and
+/// written to `DATA/admin-enrollment.txt` (0600). Returns it so `serve` can print it.
+pub async fn prepare_admin_enrollment(st: &AppState) -> Result<Option<String>, AppError> {
+    let file = st.config.data.join("admin-enrollment.txt");
+    let admin: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1")
+        .fetch_optional(&st.db)
+        .await?;
+    if admin.is_some() {
+        let _ = std::fs::remove_file(&file);
+        return Ok(None);
+    }
+    let code = random_code()?;
+    let mac = st
+        .secrets
+        .mac("admin-enroll", &[normalize_code(&code).as_bytes()]);
+    let mut tx = st.db.begin().await?;
+    sqlx::query("DELETE FROM admin_enrollment WHERE used_at IS NULL")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO admin_enrollment (code_mac, created_at) VALUES ($1, $2)")
+        .bind(mac.to_vec())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let _ = std::fs::remove_file(&file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(AppError::internal)?;
+    writeln!(
+        f,
+        "{code}\n\nOne-time code to register the first administrator (made {}):\n  \
+         clinvault register --admin-code {code} --email YOU@EXAMPLE.ORG --name 'YOUR NAME'\n",
+        Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
+    .map_err(AppError::internal)?;
+    tracing::info!(file = %file.display(), "no administrator yet: wrote a one-time enrollment code");
+    Ok(Some(code))
+}
