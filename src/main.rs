@@ -202,13 +202,22 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let Some(command) = cli.command else {
-        eprintln!(
-            "clinvault {}: the terminal client is not built yet; run `clinvault serve` and the \
-             commands listed by `clinvault --help`. See README.md.",
-            env!("CARGO_PKG_VERSION")
-        );
-        std::process::exit(2);
+    let command = match cli.command {
+        Some(command) => command,
+        None => {
+            // Until the terminal client lands, the embedded default is the server alone, on a
+            // random loopback port over ./clinvault-data.
+            eprintln!(
+                "clinvault {}: the terminal client is not built yet, so this runs the embedded \
+                 server on its own. Use the commands of `clinvault --help` with the --server URL \
+                 printed below; Ctrl-C stops it.",
+                env!("CARGO_PKG_VERSION")
+            );
+            Command::Serve {
+                data: None,
+                listen: Some("127.0.0.1:0".to_string()),
+            }
+        }
     };
     if let Command::Formats = command {
         out!(

@@ -18,7 +18,7 @@ mod wrap;
 pub use chain::{Chain, chain_head, verify_chain};
 pub use chunk::{ChunkCipher, SealedChunk, chunk_id, chunk_nonce};
 pub use error::{ChunkCheck, SealError};
-pub use identity::{PublicKeys, UserSecrets, fingerprint, open_bundle};
+pub use identity::{BUNDLE_LEN, PublicKeys, UserSecrets, fingerprint, open_bundle};
 pub use keys::{
     AuthKey, Dek, KdfParams, MasterKey, ReportKeys, WrapKey, derive_master_key, random_array,
 };

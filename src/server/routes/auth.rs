@@ -27,8 +27,7 @@ use crate::server::extract::{ApiJson, Caller, ClientIp};
 use crate::server::policy::{ANY_USER, Policy, Route, route};
 use crate::server::{ratelimit, session};
 
-/// nonce ‖ 64 secret bytes ‖ tag (DESIGN.md §3).
-pub const BUNDLE_LEN: usize = 12 + 64 + 16;
+pub use crate::seal::BUNDLE_LEN;
 const CODE_TTL_MS: i64 = 10 * 60 * 1000;
 const CODE_TRIES: i64 = 5;
 /// Letters and digits that cannot be mistaken for each other when typed from a mail.
