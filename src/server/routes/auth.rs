@@ -217,12 +217,7 @@ async fn find_invite(st: &AppState, code: &str) -> Result<InviteRow, AppError> {
     .fetch_optional(&st.db)
     .await?
     .ok_or_else(code_invalid)?;
-    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-        return Err(code_used());
-    }
-    if row.try_get::<i64, _>("expires_at")? < now_ms() {
-        return Err(code_expired());
-    }
+    check_code_unused_and_live(&row)?;
     let role: String = row.try_get("role")?;
     Ok(InviteRow {
         id: row.try_get("id")?,
@@ -240,6 +235,17 @@ fn code_invalid() -> AppError {
         codes::CODE_INVALID,
         "that code is not valid",
     )
+}
+
+/// A single-use code's row (invite or email verification): refused once used or expired.
+fn check_code_unused_and_live(row: &sqlx::any::AnyRow) -> Result<(), AppError> {
+    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(code_used());
+    }
+    if row.try_get::<i64, _>("expires_at")? < now_ms() {
+        return Err(code_expired());
+    }
+    Ok(())
 }
 
 fn code_used() -> AppError {
@@ -496,12 +502,7 @@ async fn register_patient(
     .fetch_optional(&st.db)
     .await?
     .ok_or_else(code_invalid)?;
-    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-        return Err(code_used());
-    }
-    if row.try_get::<i64, _>("expires_at")? < now_ms() {
-        return Err(code_expired());
-    }
+    check_code_unused_and_live(&row)?;
     let tries: i64 = row.try_get("tries")?;
     if tries >= CODE_TRIES {
         return Err(AppError::new(
