@@ -52,6 +52,18 @@ pub struct ServerConfig {
     /// Demo mode (embedded server): the file outbox is expected, not warned about.
     pub demo: bool,
     pub max_db_connections: u32,
+    /// Chunk buckets; empty: two local folders, `DATA/buckets/a` and `DATA/buckets/b`.
+    pub buckets: Vec<crate::server::chunk_store::BucketConfig>,
+    /// Replicas of every chunk (at most the number of buckets).
+    pub replicas: usize,
+    /// Mail the patient a code that must be entered before a new report is theirs to open.
+    pub release_otp: bool,
+    /// How long a grant to another doctor lasts.
+    pub grant_days: u32,
+    /// Code entries and mailings per account (and per request) per minute.
+    pub otp_per_minute: u32,
+    /// Chunks of a report left open and untouched this long are removed.
+    pub open_report_ttl_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +86,12 @@ impl Default for ServerConfig {
             account_backoff_secs: 15 * 60,
             demo: false,
             max_db_connections: 16,
+            buckets: Vec::new(),
+            replicas: 2,
+            release_otp: true,
+            grant_days: 30,
+            otp_per_minute: 10,
+            open_report_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -104,6 +122,12 @@ pub struct ClientConfig {
     pub state_dir: String,
     /// Chunk size for new reports, 4 KiB – 16 MiB.
     pub chunk_size: u32,
+    /// The server's ledger key (`clinvault-ledger:…`); empty: pinned on first use.
+    pub ledger_key: String,
+    /// Signed heads older than this are refused.
+    pub max_head_age_secs: u64,
+    /// Chunk uploads and downloads in flight at once.
+    pub transfers: usize,
 }
 
 impl Default for ClientConfig {
@@ -115,6 +139,9 @@ impl Default for ClientConfig {
             ca_file: String::new(),
             state_dir: String::new(),
             chunk_size: crate::seal::DEFAULT_CHUNK_SIZE,
+            ledger_key: String::new(),
+            max_head_age_secs: 3600,
+            transfers: 4,
         }
     }
 }
@@ -201,6 +228,35 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "server.max_body_bytes below 1024 leaves no room for a request".into(),
+            ));
+        }
+        let buckets = if self.server.buckets.is_empty() {
+            2
+        } else {
+            self.server.buckets.len()
+        };
+        if self.server.replicas == 0 || self.server.replicas > buckets {
+            return Err(ConfigError::Invalid(format!(
+                "server.replicas is {} but there are {buckets} buckets: use 1..={buckets}",
+                self.server.replicas
+            )));
+        }
+        if !(4096..=crate::seal::MAX_CHUNK_SIZE).contains(&self.client.chunk_size) {
+            return Err(ConfigError::Invalid(format!(
+                "client.chunk_size {} is outside 4096..=16777216 bytes",
+                self.client.chunk_size
+            )));
+        }
+        if self.client.transfers == 0 || self.client.transfers > 64 {
+            return Err(ConfigError::Invalid(
+                "client.transfers must be 1..=64".into(),
+            ));
+        }
+        if !self.client.ledger_key.is_empty()
+            && crate::ledger::LedgerKey::parse(&self.client.ledger_key).is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "client.ledger_key must look like clinvault-ledger:<base64 of 32 bytes> (see `clinvault serve`'s start-up log)".into(),
             ));
         }
         Ok(())

@@ -49,6 +49,15 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     pub const TIMEOUT: &str = "timeout";
     pub const INTERNAL: &str = "internal";
+    pub const CODE_LOCKED: &str = "code_locked";
+    pub const CODE_OTHER_ACCOUNT: &str = "code_other_account";
+    pub const CHUNK_MISMATCH: &str = "chunk_mismatch";
+    pub const MISSING_CHUNKS: &str = "missing_chunks";
+    pub const BAD_COMMIT: &str = "bad_commit";
+    pub const REPORT_NOT_OPEN: &str = "report_not_open";
+    pub const NO_VISIT: &str = "no_visit";
+    pub const NOT_APPROVED: &str = "not_approved";
+    pub const STORAGE: &str = "storage";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -357,6 +366,9 @@ pub struct BookingList {
 }
 
 /// Lowercase hex for byte strings.
+mod reports;
+pub use reports::*;
+
 pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 

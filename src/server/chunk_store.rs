@@ -334,6 +334,23 @@ impl ChunkStore {
         }
     }
 
+    /// One replica's bytes as stored, unchecked: for an auditor who checks them itself.
+    pub async fn read_raw(&self, chunk_id: &[u8; 32], bucket: &str) -> Result<Bytes, ReplicaState> {
+        let b = self
+            .bucket(bucket)
+            .map_err(|e| ReplicaState::Unreachable(e.to_string()))?;
+        let key = ObjectPath::from(object_key(chunk_id));
+        let got = match b.store.get(&key).await {
+            Ok(g) => g.bytes().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(bytes) => Ok(bytes),
+            Err(object_store::Error::NotFound { .. }) => Err(ReplicaState::Missing),
+            Err(e) => Err(ReplicaState::Unreachable(e.to_string())),
+        }
+    }
+
     pub async fn check_replica(&self, chunk_id: &[u8; 32], bucket: &str) -> ReplicaState {
         match self.read_replica(chunk_id, bucket).await {
             Ok(_) => ReplicaState::Intact,

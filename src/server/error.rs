@@ -14,7 +14,7 @@ pub struct AppError {
     pub message: String,
     pub retry_after: Option<u64>,
     /// Logged, never sent.
-    cause: Option<String>,
+    pub(crate) cause: Option<String>,
 }
 
 impl AppError {

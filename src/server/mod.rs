@@ -7,6 +7,7 @@ pub mod chunk_store;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod ledger_store;
 pub mod mail;
 pub mod policy;
 pub mod ratelimit;
@@ -57,6 +58,8 @@ pub enum StartError {
     TimeZone(String),
     #[error("admin enrollment: {0}")]
     Enrollment(String),
+    #[error("chunk storage: {0}")]
+    Chunks(#[from] chunk_store::ChunkStoreError),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -68,6 +71,7 @@ pub struct Inner {
     pub backend: Backend,
     pub secrets: ServerSecrets,
     pub mailer: Mailer,
+    pub chunks: chunk_store::ChunkStore,
     pub config: crate::config::ServerConfig,
     pub tz: Tz,
     /// A MAC of a random key, compared against when an email is unknown, so that both paths
@@ -89,6 +93,8 @@ pub struct ServerHandle {
     /// Set at first start while no admin exists; also in `DATA/admin-enrollment.txt`.
     pub admin_enrollment_code: Option<String>,
     pub data: PathBuf,
+    /// `clinvault-ledger:…`, for clients to pin.
+    pub ledger_key: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     state: AppState,
@@ -171,6 +177,24 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             "no [mail] SMTP server configured: mail is written to the outbox folder, not sent"
         );
     }
+    let buckets = if sc.buckets.is_empty() {
+        chunk_store::BucketConfig::default_local(&data)
+    } else {
+        // Relative folders are under the data folder.
+        sc.buckets
+            .iter()
+            .map(|b| match b {
+                chunk_store::BucketConfig::Local { name, path } if path.is_relative() => {
+                    chunk_store::BucketConfig::Local {
+                        name: name.clone(),
+                        path: data.join(path),
+                    }
+                }
+                other => other.clone(),
+            })
+            .collect()
+    };
+    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?;
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
@@ -179,6 +203,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         backend,
         secrets,
         mailer,
+        chunks,
         config: sc.clone(),
         tz,
         decoy_mac,
@@ -240,12 +265,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         })
     };
     spawn_sweeper(state.clone());
-    tracing::info!(%addr, ?backend, timezone = %sc.timezone, "clinvault server listening");
+    let ledger_key = ledger_store::public_key(&state).to_string();
+    tracing::info!(%addr, ?backend, timezone = %sc.timezone, %ledger_key, "clinvault server listening");
     Ok(ServerHandle {
         addr,
         backend,
         admin_enrollment_code,
         data,
+        ledger_key,
         shutdown: tx,
         task,
         state,
@@ -257,7 +284,9 @@ fn spawn_sweeper(state: AppState) {
     let weak = Arc::downgrade(&state.0);
     drop(state);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(Duration::from_secs(
+            (ledger_store::RESIGN_AFTER_MS / 1000) as u64,
+        ));
         loop {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { break };
@@ -267,6 +296,13 @@ fn spawn_sweeper(state: AppState) {
             }
             if let Err(e) = session::sweep(&state).await {
                 tracing::warn!(error = %e.message, "sweep failed");
+            }
+            if let Err(e) = routes::reports::sweep_open(&state).await {
+                tracing::warn!(error = %e.message, "sweep of abandoned uploads failed");
+            }
+            // Keeps a fresh signed head even when nothing is appended.
+            if let Err(e) = ledger_store::latest_head(&state).await {
+                tracing::warn!(error = %e.message, "re-signing the ledger head failed");
             }
         }
     });

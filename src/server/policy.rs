@@ -66,6 +66,16 @@ where
     }
 }
 
+impl Route {
+    /// A larger (or smaller) body limit than the server's default, for this route alone.
+    pub fn with_body_limit(mut self, bytes: usize) -> Route {
+        self.handler = self
+            .handler
+            .layer(axum::extract::DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
 fn all_routes() -> Vec<Route> {
     [
         routes::health::routes(),
@@ -74,6 +84,11 @@ fn all_routes() -> Vec<Route> {
         routes::doctors::routes(),
         routes::patients::routes(),
         routes::bookings::routes(),
+        routes::ledger::routes(),
+        routes::reports::routes(),
+        routes::otp::routes(),
+        routes::grants::routes(),
+        routes::audit::routes(),
     ]
     .into_iter()
     .flatten()

@@ -25,7 +25,7 @@ use crate::server::db::now_ms;
 use crate::server::error::{AppError, is_unique_violation};
 use crate::server::extract::{ApiJson, Caller, ClientIp};
 use crate::server::policy::{ANY_USER, Policy, Route, route};
-use crate::server::{ratelimit, session};
+use crate::server::{ledger_store, ratelimit, session};
 
 pub use crate::seal::BUNDLE_LEN;
 const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -324,6 +324,38 @@ fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Why a new account could not be stored.
+enum InsertError {
+    /// The address (or id) is taken.
+    Taken,
+    Other(AppError),
+}
+
+impl From<sqlx::Error> for InsertError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unique_violation(&e) {
+            InsertError::Taken
+        } else {
+            InsertError::Other(e.into())
+        }
+    }
+}
+
+impl From<AppError> for InsertError {
+    fn from(e: AppError) -> Self {
+        InsertError::Other(e)
+    }
+}
+
+impl From<InsertError> for AppError {
+    fn from(e: InsertError) -> Self {
+        match e {
+            InsertError::Taken => AppError::conflict(codes::CONFLICT, "that account exists"),
+            InsertError::Other(e) => e,
+        }
+    }
+}
+
 struct NewUser<'a> {
     email: &'a str,
     name: &'a str,
@@ -336,7 +368,7 @@ async fn insert_user(
     st: &AppState,
     req: &RegisterRequest,
     u: &NewUser<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), InsertError> {
     let auth_mac = st.secrets.mac("auth", &[&req.auth_key]);
     sqlx::query(
         "INSERT INTO users (id, email, name, name_fold, phone, role, auth_mac, salt, kdf_m, kdf_t, kdf_p, \
@@ -360,6 +392,20 @@ async fn insert_user(
     .bind(now_ms())
     .execute(&mut *conn)
     .await?;
+    // The public keys go into the ledger in the same transaction (DESIGN.md §3).
+    let entry = crate::ledger::Entry::UserRegistered {
+        time_ms: now_ms(),
+        user_id: *req.user_id.as_bytes(),
+        role: ledger_store::ledger_role(u.role),
+        x25519_public: req.public_keys.x25519,
+        ed25519_public: req.public_keys.ed25519,
+    };
+    let index = ledger_store::append(conn, &entry, &[req.user_id.to_string()]).await?;
+    sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
+        .bind(index as i64)
+        .bind(req.user_id.to_string())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -414,7 +460,7 @@ async fn register(
                 role: inv.role,
             };
             if let Err(e) = insert_user(&mut tx, &st, &req, &new).await {
-                return Err(if is_unique_violation(&e) {
+                return Err(if matches!(e, InsertError::Taken) {
                     AppError::conflict(codes::CONFLICT, "an account with this address exists")
                 } else {
                     e.into()
@@ -468,7 +514,7 @@ async fn register(
                 role: Role::Admin,
             };
             if let Err(e) = insert_user(&mut tx, &st, &req, &new).await {
-                return Err(if is_unique_violation(&e) {
+                return Err(if matches!(e, InsertError::Taken) {
                     AppError::conflict(codes::CONFLICT, "an account with this address exists")
                 } else {
                     e.into()
@@ -552,7 +598,7 @@ async fn register_patient(
     };
     if let Err(e) = insert_user(&mut tx, st, req, &new).await {
         // The address was registered meanwhile: say no more than a bad code would.
-        return Err(if is_unique_violation(&e) {
+        return Err(if matches!(e, InsertError::Taken) {
             code_invalid()
         } else {
             e.into()

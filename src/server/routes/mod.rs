@@ -1,11 +1,16 @@
 //! One module per area; each returns its routes with their policies (see `policy`).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod bookings;
 pub mod doctors;
+pub mod grants;
 pub mod health;
+pub mod ledger;
+pub mod otp;
 pub mod patients;
+pub mod reports;
 
 use uuid::Uuid;
 

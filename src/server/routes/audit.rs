@@ -1,0 +1,187 @@
+//! The auditor's routes (DESIGN.md §6): every committed report's manifest and chunk list with
+//! where each replica is, and repair of a replica from a verified copy. No keys involved.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::{page_offset, parse_uuid};
+use crate::api::{AuditChunk, AuditPage, AuditReport, RepairRequest, RepairResponse, Role, codes};
+use crate::server::AppState;
+use crate::server::chunk_store::ReplicaState;
+use crate::server::error::AppError;
+use crate::server::extract::{ApiJson, ApiQuery};
+use crate::server::policy::{Policy, Route, route};
+
+const AUDITOR: &[Role] = &[Role::Auditor];
+const REPORTS_PER_PAGE: i64 = 20;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(
+            Method::GET,
+            "/v1/audit/reports",
+            Policy::Roles(AUDITOR),
+            reports,
+        ),
+        route(
+            Method::POST,
+            "/v1/audit/repair",
+            Policy::Roles(AUDITOR),
+            repair,
+        ),
+    ]
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<u32>,
+}
+
+async fn reports(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<AuditPage>, AppError> {
+    let (page, _) = page_offset(q.page)?;
+    let offset = i64::from(page - 1) * REPORTS_PER_PAGE;
+    let mut conn = st.db.acquire().await?;
+    let rows = sqlx::query(
+        "SELECT id, manifest, signature, ledger_index FROM reports WHERE status = 'committed' \
+         ORDER BY ledger_index LIMIT $1 OFFSET $2",
+    )
+    .bind(REPORTS_PER_PAGE + 1)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let more = rows.len() as i64 > REPORTS_PER_PAGE;
+    let mut out = Vec::new();
+    for row in rows.iter().take(REPORTS_PER_PAGE as usize) {
+        let id: String = row.try_get("id")?;
+        let chunk_rows = sqlx::query(
+            "SELECT rc.chunk_id, cr.bucket FROM report_chunks rc \
+             LEFT JOIN chunk_replicas cr ON cr.chunk_id = rc.chunk_id \
+             WHERE rc.report_id = $1 ORDER BY rc.idx, cr.bucket",
+        )
+        .bind(id.clone())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut chunks: Vec<AuditChunk> = Vec::new();
+        for c in &chunk_rows {
+            let chunk_id: String = c.try_get("chunk_id")?;
+            let bucket: Option<String> = c.try_get("bucket")?;
+            match chunks.last_mut() {
+                Some(last) if last.chunk_id == chunk_id => last.replicas.extend(bucket),
+                _ => chunks.push(AuditChunk {
+                    chunk_id,
+                    replicas: bucket.into_iter().collect(),
+                }),
+            }
+        }
+        let index: i64 = row.try_get("ledger_index")?;
+        out.push(AuditReport {
+            id: parse_uuid(&id)?,
+            manifest: row.try_get::<Option<Vec<u8>>, _>("manifest")?.unwrap_or_default(),
+            signature: row.try_get::<Option<Vec<u8>>, _>("signature")?.unwrap_or_default(),
+            ledger_index: u64::try_from(index).map_err(AppError::internal)?,
+            chunks,
+        });
+    }
+    Ok(Json(AuditPage {
+        reports: out,
+        buckets: st.chunks.bucket_names(),
+        replicas: st.chunks.replicas() as u32,
+        next_page: more.then_some(page + 1),
+    }))
+}
+
+/// Brings one chunk back to `replicas` intact copies: a verified replica is copied over every
+/// bad or missing recorded one, and onto the next buckets in placement order when fewer than
+/// `replicas` recorded buckets can hold it.
+async fn repair(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RepairRequest>,
+) -> Result<Json<RepairResponse>, AppError> {
+    let mut id = [0u8; 32];
+    if req.chunk_id.len() != 64 || hex::decode_to_slice(&req.chunk_id, &mut id).is_err() {
+        return Err(AppError::bad_request("chunk_id: 64 hex digits"));
+    }
+    let chunk_id = hex::encode(id);
+    let recorded: Vec<String> =
+        sqlx::query_scalar("SELECT bucket FROM chunk_replicas WHERE chunk_id = $1")
+            .bind(chunk_id.clone())
+            .fetch_all(&st.db)
+            .await?;
+    if recorded.is_empty() {
+        return Err(AppError::not_found("chunk"));
+    }
+    let (good, _) = st.chunks.get(&id, &recorded).await.map_err(|e| {
+        let mut err = AppError::new(
+            StatusCode::CONFLICT,
+            codes::STORAGE,
+            format!("chunk {chunk_id}: no intact replica is left to repair from"),
+        );
+        err.cause = Some(e.to_string());
+        err
+    })?;
+    let mut intact = Vec::new();
+    let mut written = Vec::new();
+    // Recorded buckets first, then the rest in placement order.
+    let placement: Vec<String> = {
+        let names = st.chunks.bucket_names();
+        st.chunks
+            .placement(&id)
+            .into_iter()
+            .filter_map(|i| names.get(i).cloned())
+            .collect()
+    };
+    let mut order = recorded.clone();
+    order.extend(placement.into_iter().filter(|b| !recorded.contains(b)));
+    for bucket in order {
+        if intact.len() >= st.chunks.replicas() {
+            break;
+        }
+        match st.chunks.check_replica(&id, &bucket).await {
+            ReplicaState::Intact => intact.push(bucket),
+            ReplicaState::Unreachable(why) => {
+                tracing::warn!(chunk = %chunk_id, %bucket, %why, "bucket unreachable during repair");
+            }
+            ReplicaState::Missing | ReplicaState::Corrupt => {
+                match st.chunks.write_replica(&id, &bucket, good.clone()).await {
+                    Ok(()) => {
+                        tracing::info!(chunk = %chunk_id, %bucket, "replica repaired");
+                        written.push(bucket.clone());
+                        intact.push(bucket);
+                    }
+                    Err(e) => tracing::warn!(chunk = %chunk_id, %bucket, error = %e, "repair write failed"),
+                }
+            }
+        }
+    }
+    let mut tx = st.db.begin().await?;
+    sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1")
+        .bind(chunk_id.clone())
+        .execute(&mut *tx)
+        .await?;
+    for b in &intact {
+        sqlx::query("INSERT INTO chunk_replicas (chunk_id, bucket) VALUES ($1, $2)")
+            .bind(chunk_id.clone())
+            .bind(b.clone())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    if intact.len() < st.chunks.replicas() {
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::STORAGE,
+            format!(
+                "chunk {chunk_id}: only {} of {} replicas could be made intact; bring the buckets back and repair again",
+                intact.len(),
+                st.chunks.replicas()
+            ),
+        ));
+    }
+    Ok(Json(RepairResponse { written }))
+}

@@ -1,0 +1,417 @@
+//! One-time codes (DESIGN.md §5): six digits from the CSPRNG, mailed to the patient, bound to
+//! one request id, stored as an HMAC under the pepper, single use, ten minutes, five tries,
+//! compared in constant time, rate limited per account and per request.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{ms_to_utc, parse_uuid};
+use crate::api::{OtpPending, OtpPendingList, OtpVerifyRequest, OtpVerifyResponse, Role, codes};
+use crate::ledger::{AccessWhat, Entry, GrantHow};
+use crate::server::AppState;
+use crate::server::db::now_ms;
+use crate::server::error::AppError;
+use crate::server::extract::{ApiJson, Caller, PathId};
+use crate::server::policy::{Policy, Route, route};
+use crate::server::{ledger_store, ratelimit};
+
+pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
+pub const MAX_TRIES: i64 = 5;
+
+const ENTERERS: &[Role] = &[Role::Patient, Role::Doctor];
+const RESENDERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::POST, "/v1/otp/verify", Policy::Roles(ENTERERS), verify),
+        route(Method::GET, "/v1/otp", Policy::Roles(ENTERERS), pending),
+        route(
+            Method::POST,
+            "/v1/otp/{id}/resend",
+            Policy::Roles(RESENDERS),
+            resend,
+        ),
+    ]
+}
+
+pub struct NewCode {
+    /// `release` or `grant`.
+    pub purpose: &'static str,
+    pub report_id: Uuid,
+    pub grant_id: Option<Uuid>,
+    /// Who enters it: the patient (release) or the requesting doctor (grant).
+    pub user_id: Uuid,
+    /// Who it is mailed to.
+    pub patient_id: Uuid,
+}
+
+pub struct IssuedCode {
+    pub request_id: Uuid,
+    pub code: Zeroizing<String>,
+}
+
+/// Six uniform digits: rejection sampling keeps every code equally likely.
+fn six_digits() -> Result<Zeroizing<String>, AppError> {
+    loop {
+        let raw = u32::from_be_bytes(crate::seal::random_array::<4>().map_err(AppError::internal)?);
+        if raw < 4_294_000_000 {
+            return Ok(Zeroizing::new(format!("{:06}", raw % 1_000_000)));
+        }
+    }
+}
+
+fn code_mac(st: &AppState, request_id: &Uuid, code: &str) -> [u8; 32] {
+    st.secrets.mac("otp", &[request_id.as_bytes(), code.as_bytes()])
+}
+
+/// Stores a new code request in the caller's transaction; the caller mails it after commit.
+pub async fn issue(
+    conn: &mut sqlx::AnyConnection,
+    st: &AppState,
+    new: NewCode,
+) -> Result<IssuedCode, AppError> {
+    let request_id = Uuid::new_v4();
+    let code = six_digits()?;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO otp_requests (id, purpose, report_id, grant_id, user_id, patient_id, code_mac, \
+         created_at, expires_at, tries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+    )
+    .bind(request_id.to_string())
+    .bind(new.purpose)
+    .bind(new.report_id.to_string())
+    .bind(new.grant_id.map(|g| g.to_string()))
+    .bind(new.user_id.to_string())
+    .bind(new.patient_id.to_string())
+    .bind(code_mac(st, &request_id, &code).to_vec())
+    .bind(now)
+    .bind(now + CODE_TTL_MS)
+    .execute(&mut *conn)
+    .await?;
+    Ok(IssuedCode { request_id, code })
+}
+
+/// Mails `user`; a failure is logged (never the body, which holds a code) and reception can
+/// resend.
+pub async fn mail(st: &AppState, user: Uuid, subject: &str, body: String) {
+    let email: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(user.to_string())
+            .fetch_optional(&st.db)
+            .await;
+    let body = Zeroizing::new(body);
+    match email {
+        Ok(Some(to)) => {
+            if let Err(e) = st.mailer.send(&to, subject, body.to_string()).await {
+                tracing::warn!(%user, error = %e, "could not send a code mail; reception can resend it");
+            }
+        }
+        Ok(None) => tracing::warn!(%user, "no such user to mail"),
+        Err(e) => tracing::warn!(%user, error = %e, "could not look up an address to mail"),
+    }
+}
+
+fn code_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::new(status, code, message)
+}
+
+async fn verify(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<OtpVerifyRequest>,
+) -> Result<Json<OtpVerifyResponse>, AppError> {
+    let per_minute = st.config.otp_per_minute;
+    ratelimit::hit(&st, &format!("otp-acct:{}", caller.id), 60, per_minute).await?;
+    ratelimit::hit(&st, &format!("otp-req:{}", req.request_id), 60, per_minute).await?;
+    let code = req.code.trim();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::bad_request("the code is 6 digits, as in the mail"));
+    }
+    let row = sqlx::query(
+        "SELECT purpose, report_id, grant_id, user_id, patient_id, code_mac, expires_at, tries, used_at \
+         FROM otp_requests WHERE id = $1",
+    )
+    .bind(req.request_id.to_string())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(|| {
+        code_error(
+            StatusCode::NOT_FOUND,
+            codes::CODE_INVALID,
+            "no code was issued under this request id; check the id in the mail",
+        )
+    })?;
+    let user_id: String = row.try_get("user_id")?;
+    if user_id != caller.id_str() {
+        return Err(code_error(
+            StatusCode::FORBIDDEN,
+            codes::CODE_OTHER_ACCOUNT,
+            "this code was issued for another account; it works only for the account that asked for it",
+        ));
+    }
+    let used: Option<i64> = row.try_get("used_at")?;
+    if used.is_some() {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::CODE_USED,
+            "this code was already used; each code works once",
+        ));
+    }
+    let expires: i64 = row.try_get("expires_at")?;
+    if expires <= now_ms() {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::CODE_EXPIRED,
+            "this code expired (codes last 10 minutes); ask for a new one",
+        ));
+    }
+    let tries: i64 = row.try_get("tries")?;
+    if tries >= MAX_TRIES {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::CODE_LOCKED,
+            "too many wrong codes for this request; ask for a new code",
+        ));
+    }
+    let stored: Vec<u8> = row.try_get("code_mac")?;
+    let given = code_mac(&st, &req.request_id, code);
+    if !bool::from(given.as_slice().ct_eq(&stored)) {
+        sqlx::query("UPDATE otp_requests SET tries = tries + 1 WHERE id = $1")
+            .bind(req.request_id.to_string())
+            .execute(&st.db)
+            .await?;
+        let left = MAX_TRIES - tries - 1;
+        return Err(if left > 0 {
+            code_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::CODE_INVALID,
+                format!("wrong code; {left} tries left"),
+            )
+        } else {
+            code_error(
+                StatusCode::GONE,
+                codes::CODE_LOCKED,
+                "wrong code, and that was the last try; ask for a new code",
+            )
+        });
+    }
+
+    let purpose: String = row.try_get("purpose")?;
+    let report_id = parse_uuid(&row.try_get::<String, _>("report_id")?)?;
+    let patient_id = parse_uuid(&row.try_get::<String, _>("patient_id")?)?;
+    let grant_id = row
+        .try_get::<Option<String>, _>("grant_id")?
+        .as_deref()
+        .map(parse_uuid)
+        .transpose()?;
+    let now = now_ms();
+    let mut tx = st.db.begin().await?;
+    let subjects = [patient_id.to_string(), caller.id_str()];
+    let ledger_index = ledger_store::append(
+        &mut tx,
+        &Entry::OtpVerified {
+            time_ms: now,
+            request_id: req.request_id.into_bytes(),
+            user_id: caller.id.into_bytes(),
+        },
+        &subjects,
+    )
+    .await?;
+    // Single use even against a concurrent second entry of the same code.
+    let used = sqlx::query(
+        "UPDATE otp_requests SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(req.request_id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    if used.rows_affected() != 1 {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::CODE_USED,
+            "this code was already used; each code works once",
+        ));
+    }
+    match (purpose.as_str(), grant_id) {
+        ("release", _) => {
+            sqlx::query("UPDATE reports SET released_at = $1 WHERE id = $2 AND released_at IS NULL")
+                .bind(now)
+                .bind(report_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            ledger_store::append(
+                &mut tx,
+                &Entry::ReportAccess {
+                    time_ms: now,
+                    report_id: report_id.into_bytes(),
+                    reader_id: caller.id.into_bytes(),
+                    what: AccessWhat::ReleasedByOtp,
+                },
+                &subjects,
+            )
+            .await?;
+        }
+        ("grant", Some(grant)) => {
+            let author: String = sqlx::query_scalar("SELECT author_id FROM reports WHERE id = $1")
+                .bind(report_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            let index = ledger_store::append(
+                &mut tx,
+                &Entry::GrantApproved {
+                    time_ms: now,
+                    grant_id: grant.into_bytes(),
+                    report_id: report_id.into_bytes(),
+                    reader_id: caller.id.into_bytes(),
+                    how: GrantHow::Otp,
+                },
+                &[patient_id.to_string(), caller.id_str(), author],
+            )
+            .await?;
+            let approved = sqlx::query(
+                "UPDATE grants SET status = 'approved', how = 1, approved_at = $1, approval_index = $2 \
+                 WHERE id = $3 AND status = 'requested' AND expires_at > $1",
+            )
+            .bind(now)
+            .bind(index as i64)
+            .bind(grant.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if approved.rows_affected() != 1 {
+                return Err(AppError::conflict(
+                    codes::INVALID_STATUS,
+                    "this request was approved, revoked or expired meanwhile",
+                ));
+            }
+        }
+        _ => return Err(AppError::internal("code request of unknown purpose")),
+    }
+    tx.commit().await?;
+    tracing::info!(request = %req.request_id, purpose, "code verified");
+    Ok(Json(OtpVerifyResponse {
+        purpose,
+        report_id,
+        grant_id,
+        ledger_index,
+    }))
+}
+
+fn pending_row(r: &sqlx::any::AnyRow, now: i64) -> Result<OtpPending, AppError> {
+    let purpose: String = r.try_get("purpose")?;
+    let tries: i64 = r.try_get("tries")?;
+    let author: String = r.try_get("author_name")?;
+    let created: i64 = r.try_get("report_created")?;
+    let day = ms_to_utc(created)?.format("%Y-%m-%d");
+    let unlocks = if purpose == "release" {
+        format!("your report of {day} by Dr {author}")
+    } else {
+        format!("read access to the report of {day} by Dr {author}")
+    };
+    let expires: i64 = r.try_get("expires_at")?;
+    let _ = now;
+    Ok(OtpPending {
+        request_id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        purpose,
+        report_id: parse_uuid(&r.try_get::<String, _>("report_id")?)?,
+        grant_id: r
+            .try_get::<Option<String>, _>("grant_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
+        unlocks,
+        expires_at: ms_to_utc(expires)?,
+        tries_left: u32::try_from((MAX_TRIES - tries).max(0)).unwrap_or(0),
+    })
+}
+
+/// Codes waiting for the caller to enter them.
+async fn pending(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<OtpPendingList>, AppError> {
+    let now = now_ms();
+    let rows = sqlx::query(
+        "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
+         u.name AS author_name, r.created_at AS report_created \
+         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
+         WHERE o.user_id = $1 AND o.used_at IS NULL AND o.expires_at > $2 AND o.tries < $3 \
+         ORDER BY o.created_at DESC LIMIT 50",
+    )
+    .bind(caller.id_str())
+    .bind(now)
+    .bind(MAX_TRIES)
+    .fetch_all(&st.db)
+    .await?;
+    Ok(Json(OtpPendingList {
+        pending: rows
+            .iter()
+            .map(|r| pending_row(r, now))
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
+/// A new code for an unused request (the old one stops working), mailed to the patient.
+/// The one who enters it may ask, and reception on a patient's behalf.
+async fn resend(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<OtpPending>, AppError> {
+    ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
+    let row = sqlx::query(
+        "SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(|| AppError::not_found("code request"))?;
+    let user: String = row.try_get("user_id")?;
+    if caller.role != Role::Reception && user != caller.id_str() {
+        return Err(AppError::not_found("code request"));
+    }
+    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::CODE_USED,
+            "this request's code was already used; nothing to resend",
+        ));
+    }
+    let patient = parse_uuid(&row.try_get::<String, _>("patient_id")?)?;
+    let code = six_digits()?;
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE otp_requests SET code_mac = $1, tries = 0, created_at = $2, expires_at = $3 WHERE id = $4 AND used_at IS NULL",
+    )
+    .bind(code_mac(&st, &id, &code).to_vec())
+    .bind(now)
+    .bind(now + CODE_TTL_MS)
+    .bind(id.to_string())
+    .execute(&st.db)
+    .await?;
+    mail(
+        &st,
+        patient,
+        "Your new clinvault code",
+        format!(
+            "Here is a new code for request {id}:\n\n    {}\n\nIt replaces the earlier one, works once \
+             and expires in 10 minutes. Nobody from the clinic will ever ask you for it.\n",
+            code.as_str()
+        ),
+    )
+    .await;
+    let row = sqlx::query(
+        "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
+         u.name AS author_name, r.created_at AS report_created \
+         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
+         WHERE o.id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&st.db)
+    .await?;
+    Ok(Json(pending_row(&row, now)?))
+}

@@ -1,0 +1,1000 @@
+//! Reports (DESIGN.md §2, §7, §8): open, chunk upload, missing chunks, commit with its ledger
+//! entries in one transaction, lists, details, wrapped keys and chunk reads.
+//!
+//! The server checks what it can without keys (manifest shape, the author's signature, the
+//! chain head over the chunk ids, every chunk present) and never sees a plaintext or a usable
+//! key: wrapped keys are opaque bytes to it.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{ms_to_utc, parse_uuid};
+use crate::api::{
+    COMMIT_GRANT_ID, CommitRequest, CommitResponse, MissingRequest, MissingResponse,
+    OpenReportRequest, OpenReportResponse, ReportDetail, ReportKey, ReportList, ReportSummary,
+    Role, codes,
+};
+use crate::ledger::{AccessWhat, Entry};
+use crate::seal::{
+    MAX_CHUNK_SIZE, Manifest, TAG_LEN, WRAPPED_DEK_LEN, chain_head, meta_hash, verify_manifest,
+};
+use crate::server::AppState;
+use crate::server::db::now_ms;
+use crate::server::error::AppError;
+use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
+use crate::server::ledger_store;
+use crate::server::policy::{Policy, Route, route};
+
+const DOCTOR: &[Role] = &[Role::Doctor];
+const READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
+const KEY_READERS: &[Role] = &[Role::Patient, Role::Doctor];
+const CHUNK_READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Auditor];
+/// Most chunk ids in one commit or one missing query (16 GiB at 4 KiB… plenty at 1 MiB).
+const MAX_CHUNK_IDS: usize = 1 << 20;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(Method::POST, "/v1/reports", Policy::Roles(DOCTOR), open),
+        route(
+            Method::PUT,
+            "/v1/reports/{id}/chunks/{sha256}",
+            Policy::Roles(DOCTOR),
+            put_chunk,
+        )
+        .with_body_limit(MAX_CHUNK_SIZE as usize + TAG_LEN),
+        route(
+            Method::POST,
+            "/v1/reports/{id}/missing",
+            Policy::Roles(DOCTOR),
+            missing,
+        )
+        .with_body_limit(70 * MAX_CHUNK_IDS.min(1 << 16) + 1024),
+        route(
+            Method::POST,
+            "/v1/reports/{id}/commit",
+            Policy::Roles(DOCTOR),
+            commit,
+        )
+        .with_body_limit(70 * MAX_CHUNK_IDS.min(1 << 16) + 64 * 1024),
+        route(Method::GET, "/v1/reports", Policy::Roles(READERS), list),
+        route(Method::GET, "/v1/reports/{id}", Policy::Roles(KEY_READERS), detail),
+        route(
+            Method::GET,
+            "/v1/reports/{id}/key",
+            Policy::Roles(KEY_READERS),
+            key,
+        ),
+        route(
+            Method::GET,
+            "/v1/chunks/{sha256}",
+            Policy::Roles(CHUNK_READERS),
+            get_chunk,
+        ),
+    ]
+}
+
+/// A report row as the handlers use it.
+pub struct ReportRow {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub patient_id: Uuid,
+    pub status: String,
+    pub chunk_size: u32,
+    pub plaintext_len: u64,
+    pub n_chunks: u32,
+    pub created_at: i64,
+    pub released_at: Option<i64>,
+    pub ledger_index: Option<i64>,
+}
+
+const REPORT_COLS: &str = "id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
+     created_at, released_at, ledger_index";
+
+fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
+    let num = |col: &str| -> Result<i64, AppError> { Ok(r.try_get::<i64, _>(col)?) };
+    Ok(ReportRow {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        author_id: parse_uuid(&r.try_get::<String, _>("author_id")?)?,
+        patient_id: parse_uuid(&r.try_get::<String, _>("patient_id")?)?,
+        status: r.try_get("status")?,
+        chunk_size: u32::try_from(num("chunk_size")?).map_err(AppError::internal)?,
+        plaintext_len: u64::try_from(num("plaintext_len")?).map_err(AppError::internal)?,
+        n_chunks: u32::try_from(num("n_chunks")?).map_err(AppError::internal)?,
+        created_at: num("created_at")?,
+        released_at: r.try_get("released_at")?,
+        ledger_index: r.try_get("ledger_index")?,
+    })
+}
+
+pub async fn load_report(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<Option<ReportRow>, AppError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REPORT_COLS} FROM reports WHERE id = $1")))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(report_row).transpose()
+}
+
+/// Whether `user` may read the committed report now: its author, its patient once released,
+/// or a doctor holding a live grant whose key was wrapped.
+pub async fn may_read(
+    conn: &mut sqlx::AnyConnection,
+    report: &ReportRow,
+    user: Uuid,
+) -> Result<bool, AppError> {
+    if report.status != "committed" {
+        return Ok(false);
+    }
+    if report.author_id == user {
+        return Ok(true);
+    }
+    if report.patient_id == user {
+        return Ok(report.released_at.is_some());
+    }
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status = 'wrapped' \
+         AND expires_at > $3",
+    )
+    .bind(report.id.to_string())
+    .bind(user.to_string())
+    .bind(now_ms())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(live.is_some())
+}
+
+fn chunk_hex(raw: &str) -> Result<[u8; 32], AppError> {
+    let mut id = [0u8; 32];
+    if raw.len() != 64 || hex::decode_to_slice(raw, &mut id).is_err() || raw != raw.to_lowercase() {
+        return Err(AppError::bad_request(format!(
+            "chunk id {:?}: must be 64 lowercase hex digits (the SHA-256 of the sealed chunk)",
+            raw.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(id)
+}
+
+async fn user_name(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<String, AppError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(name.unwrap_or_default())
+}
+
+async fn open(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<OpenReportRequest>,
+) -> Result<Json<OpenReportResponse>, AppError> {
+    if !(4096..=MAX_CHUNK_SIZE).contains(&req.chunk_size) {
+        return Err(AppError::bad_request(
+            "chunk_size: 4096 to 16777216 bytes",
+        ));
+    }
+    crate::seal::expected_chunks(req.plaintext_len, req.chunk_size)
+        .map_err(|e| AppError::bad_request(format!("plaintext_len: {e}")))?;
+    let mut conn = st.db.acquire().await?;
+    // A resumed upload opens the same report again: fine while it is open and the same.
+    if let Some(r) = load_report(&mut conn, req.report_id).await? {
+        if r.author_id != caller.id {
+            return Err(AppError::conflict(codes::ID_TAKEN, "report id taken; pick another"));
+        }
+        if r.status != "open" {
+            return Err(AppError::conflict(
+                codes::REPORT_NOT_OPEN,
+                "this report is already committed",
+            ));
+        }
+        if r.patient_id != req.patient_id
+            || r.chunk_size != req.chunk_size
+            || r.plaintext_len != req.plaintext_len
+        {
+            return Err(AppError::conflict(
+                codes::REPORT_NOT_OPEN,
+                "an open report with this id has another patient or size; start a new report",
+            ));
+        }
+        sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(r.id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        let present: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM report_chunks WHERE report_id = $1")
+                .bind(r.id.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
+        return Ok(Json(OpenReportResponse {
+            report_id: r.id,
+            chunks_present: u32::try_from(present).unwrap_or(u32::MAX),
+        }));
+    }
+    // Only for a patient this doctor has seen: a completed visit.
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
+    )
+    .bind(caller.id_str())
+    .bind(req.patient_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if seen.is_none() {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_VISIT,
+            "you can upload a report only for a patient whose visit you marked completed",
+        ));
+    }
+    let now = now_ms();
+    let res = sqlx::query(
+        "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
+         created_at, touched_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7)",
+    )
+    .bind(req.report_id.to_string())
+    .bind(caller.id_str())
+    .bind(req.patient_id.to_string())
+    .bind(i64::from(req.chunk_size))
+    .bind(i64::try_from(req.plaintext_len).map_err(|_| AppError::bad_request("plaintext_len too large"))?)
+    .bind(i64::from(crate::seal::expected_chunks(req.plaintext_len, req.chunk_size).unwrap_or(0)))
+    .bind(now)
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(_) => {}
+        Err(e) if crate::server::error::is_unique_violation(&e) => {
+            return Err(AppError::conflict(codes::ID_TAKEN, "report id taken; pick another"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(OpenReportResponse {
+        report_id: req.report_id,
+        chunks_present: 0,
+    }))
+}
+
+/// The report, if the caller is its author and it is open; 404 for anyone else.
+async fn own_open_report(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+    caller: &Caller,
+) -> Result<ReportRow, AppError> {
+    let r = load_report(conn, id)
+        .await?
+        .filter(|r| r.author_id == caller.id)
+        .ok_or_else(|| AppError::not_found("report"))?;
+    if r.status != "open" {
+        return Err(AppError::conflict(
+            codes::REPORT_NOT_OPEN,
+            "this report is committed; chunks can no longer be added",
+        ));
+    }
+    Ok(r)
+}
+
+async fn put_chunk(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((id, sha)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::not_found("report"))?;
+    let chunk_id = chunk_hex(&sha)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::BODY_TOO_LARGE,
+                "a chunk is at most 16 MiB + 16 bytes",
+            )
+        } else {
+            AppError::bad_request("the chunk body could not be read")
+        }
+    })?;
+    let mut conn = st.db.acquire().await?;
+    let report = own_open_report(&mut conn, id, &caller).await?;
+    if body.len() > report.chunk_size as usize + TAG_LEN || body.len() < TAG_LEN {
+        return Err(AppError::bad_request(format!(
+            "a sealed chunk of this report is {} to {} bytes, got {}",
+            TAG_LEN,
+            report.chunk_size as usize + TAG_LEN,
+            body.len()
+        )));
+    }
+    let size = body.len() as i64;
+    // Idempotent: a chunk already stored durably is not written again.
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chunks WHERE id = $1")
+        .bind(sha.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if known.is_none() {
+        let buckets = st.chunks.put(&chunk_id, body).await.map_err(|e| match e {
+            crate::server::chunk_store::ChunkStoreError::HashMismatch { .. } => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::CHUNK_MISMATCH,
+                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
+            ),
+            other => {
+                let mut err = AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::STORAGE,
+                    "not enough buckets could store the chunk durably; try again",
+                );
+                err.retry_after = Some(2);
+                err.cause = Some(other.to_string());
+                err
+            }
+        })?;
+        let mut tx = st.db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO chunks (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(sha.clone())
+        .bind(size)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            for b in buckets {
+                sqlx::query("INSERT INTO chunk_replicas (chunk_id, bucket) VALUES ($1, $2)")
+                    .bind(sha.clone())
+                    .bind(b)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+    } else {
+        // Same id, so same bytes; still refuse a body that does not hash to it.
+        let actual: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&body).into()
+        };
+        if actual != chunk_id {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::CHUNK_MISMATCH,
+                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
+            ));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO report_chunks (report_id, chunk_id) VALUES ($1, $2) ON CONFLICT (report_id, chunk_id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(sha)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn present_chunks(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<std::collections::HashSet<String>, AppError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn missing(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    ApiJson(req): ApiJson<MissingRequest>,
+) -> Result<Json<MissingResponse>, AppError> {
+    if req.chunk_ids.len() > MAX_CHUNK_IDS {
+        return Err(AppError::bad_request("too many chunk ids in one request"));
+    }
+    for c in &req.chunk_ids {
+        chunk_hex(c)?;
+    }
+    let mut conn = st.db.acquire().await?;
+    own_open_report(&mut conn, id, &caller).await?;
+    let present = present_chunks(&mut conn, id).await?;
+    Ok(Json(MissingResponse {
+        missing: req
+            .chunk_ids
+            .into_iter()
+            .filter(|c| !present.contains(c))
+            .collect(),
+    }))
+}
+
+fn bad_commit(why: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, codes::BAD_COMMIT, why)
+}
+
+async fn public_ed25519(conn: &mut sqlx::AnyConnection, user: Uuid) -> Result<[u8; 32], AppError> {
+    let key: Vec<u8> = sqlx::query_scalar("SELECT ed25519_pub FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    key.try_into()
+        .map_err(|_| AppError::internal("stored public key is not 32 bytes"))
+}
+
+async fn commit(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    ApiJson(req): ApiJson<CommitRequest>,
+) -> Result<Json<CommitResponse>, AppError> {
+    let mut conn = st.db.acquire().await?;
+    let report = load_report(&mut conn, id)
+        .await?
+        .filter(|r| r.author_id == caller.id)
+        .ok_or_else(|| AppError::not_found("report"))?;
+    if report.status == "committed" {
+        // A retried commit whose answer was lost: the same manifest gets the same answer.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT manifest FROM reports WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+        if stored.as_deref() == Some(req.manifest.as_slice()) {
+            let request: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM otp_requests WHERE report_id = $1 AND purpose = 'release' ORDER BY created_at LIMIT 1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            return Ok(Json(CommitResponse {
+                report_id: id,
+                ledger_index: report.ledger_index.unwrap_or(0) as u64,
+                release_request_id: request.as_deref().map(parse_uuid).transpose()?,
+            }));
+        }
+        return Err(AppError::conflict(
+            codes::REPORT_NOT_OPEN,
+            "this report is already committed with another manifest",
+        ));
+    }
+
+    // Everything the server can check without keys.
+    let author_key = public_ed25519(&mut conn, caller.id).await?;
+    let manifest = verify_manifest(&req.manifest, &req.signature, &author_key)
+        .map_err(|e| bad_commit(format!("manifest: {e}")))?;
+    manifest
+        .validate()
+        .map_err(|e| bad_commit(format!("manifest: {e}")))?;
+    check_manifest_matches(&manifest, &report)?;
+    if meta_hash(&req.meta) != manifest.meta_hash {
+        return Err(bad_commit("the metadata blob does not match the manifest's meta_hash"));
+    }
+    if req.meta.len() > 64 * 1024 {
+        return Err(bad_commit("the metadata blob is larger than 64 KiB"));
+    }
+    if req.chunk_ids.len() != manifest.n_chunks as usize {
+        return Err(bad_commit(format!(
+            "{} chunk ids listed, the manifest says {}",
+            req.chunk_ids.len(),
+            manifest.n_chunks
+        )));
+    }
+    let mut ids = Vec::with_capacity(req.chunk_ids.len());
+    for c in &req.chunk_ids {
+        ids.push(chunk_hex(c)?);
+    }
+    if chain_head(&report.id.into_bytes(), &ids) != Some(manifest.head) {
+        return Err(bad_commit(
+            "the chunk ids, chained in order, do not give the manifest's head",
+        ));
+    }
+    let mut unique = std::collections::HashSet::new();
+    if !req.chunk_ids.iter().all(|c| unique.insert(c.as_str())) {
+        return Err(bad_commit("a chunk id is listed twice"));
+    }
+    let present = present_chunks(&mut conn, id).await?;
+    let absent = req.chunk_ids.iter().filter(|c| !present.contains(*c)).count();
+    if absent > 0 {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            codes::MISSING_CHUNKS,
+            format!("{absent} of the report's chunks are not uploaded yet; upload them and commit again"),
+        ));
+    }
+    let mut readers: Vec<Uuid> = req.wrapped_keys.iter().map(|w| w.reader_id).collect();
+    readers.sort();
+    let mut want = vec![report.patient_id, report.author_id];
+    want.sort();
+    if readers != want {
+        return Err(bad_commit(
+            "wrapped keys must be given for exactly the patient and the author",
+        ));
+    }
+    if req.wrapped_keys.iter().any(|w| w.wrapped.len() != WRAPPED_DEK_LEN) {
+        return Err(bad_commit(format!("a wrapped key is {WRAPPED_DEK_LEN} bytes")));
+    }
+    drop(conn);
+
+    // One transaction: the report, its chunk order, its wrapped keys, the release code and
+    // their ledger entries all land, or none does.
+    let now = now_ms();
+    let subjects = [report.patient_id.to_string(), report.author_id.to_string()];
+    let mut tx = st.db.begin().await?;
+    let signature: [u8; 64] = req
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad_commit("signature: 64 bytes"))?;
+    let ledger_index = ledger_store::append(
+        &mut tx,
+        &Entry::ReportCommitted {
+            time_ms: now,
+            report_id: report.id.into_bytes(),
+            manifest_hash: manifest.digest(),
+            signature,
+        },
+        &subjects,
+    )
+    .await?;
+    let released = (!st.config.release_otp).then_some(now);
+    let updated = sqlx::query(
+        "UPDATE reports SET status = 'committed', committed_at = $1, touched_at = $1, manifest = $2, \
+         signature = $3, meta = $4, ledger_index = $5, released_at = $6 WHERE id = $7 AND status = 'open'",
+    )
+    .bind(now)
+    .bind(req.manifest.clone())
+    .bind(req.signature.clone())
+    .bind(req.meta.clone())
+    .bind(ledger_index as i64)
+    .bind(released)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::REPORT_NOT_OPEN,
+            "this report was committed meanwhile",
+        ));
+    }
+    for (i, c) in req.chunk_ids.iter().enumerate() {
+        sqlx::query("UPDATE report_chunks SET idx = $1 WHERE report_id = $2 AND chunk_id = $3")
+            .bind(i as i64)
+            .bind(id.to_string())
+            .bind(c.clone())
+            .execute(&mut *tx)
+            .await?;
+    }
+    for w in &req.wrapped_keys {
+        let entry = Entry::KeyWrapped {
+            time_ms: now,
+            grant_id: COMMIT_GRANT_ID.into_bytes(),
+            report_id: report.id.into_bytes(),
+            reader_id: w.reader_id.into_bytes(),
+            wrapper_id: caller.id.into_bytes(),
+            wrapped_key_hash: sha256(&w.wrapped),
+        };
+        let index = ledger_store::append(&mut tx, &entry, &subjects).await?;
+        sqlx::query(
+            "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(w.reader_id.to_string())
+        .bind(w.wrapped.clone())
+        .bind(caller.id_str())
+        .bind(index as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let release = if st.config.release_otp {
+        Some(
+            super::otp::issue(
+                &mut tx,
+                &st,
+                super::otp::NewCode {
+                    purpose: "release",
+                    report_id: report.id,
+                    grant_id: None,
+                    user_id: report.patient_id,
+                    patient_id: report.patient_id,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    tx.commit().await?;
+    tracing::info!(report = %id, ledger_index, "report committed");
+    let release_request_id = match release {
+        Some(code) => {
+            let author = caller.name.clone();
+            let day = ms_to_utc(report.created_at)?
+                .with_timezone(&st.tz)
+                .format("%Y-%m-%d");
+            super::otp::mail(
+                &st,
+                report.patient_id,
+                "A new report is ready for you",
+                format!(
+                    "Dr {author} has added a report for you, dated {day}.\n\n\
+                     To open it, sign in to clinvault and enter this code:\n\n    {}\n\n\
+                     (request {}). The code works once and expires in 10 minutes; reception can \
+                     send a new one. Nobody from the clinic will ever ask you for it.\n",
+                    code.code.as_str(),
+                    code.request_id
+                ),
+            )
+            .await;
+            Some(code.request_id)
+        }
+        None => None,
+    };
+    Ok(Json(CommitResponse {
+        report_id: id,
+        ledger_index,
+        release_request_id,
+    }))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn check_manifest_matches(m: &Manifest, r: &ReportRow) -> Result<(), AppError> {
+    let mismatch = |what: &str| bad_commit(format!("the manifest's {what} is not this report's"));
+    if m.report_id != r.id.into_bytes() {
+        return Err(mismatch("report id"));
+    }
+    if m.patient_id != r.patient_id.into_bytes() {
+        return Err(mismatch("patient"));
+    }
+    if m.author_id != r.author_id.into_bytes() {
+        return Err(mismatch("author"));
+    }
+    if m.chunk_size != r.chunk_size || m.plaintext_len != r.plaintext_len {
+        return Err(mismatch("size"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    patient: Option<Uuid>,
+}
+
+async fn summary(
+    conn: &mut sqlx::AnyConnection,
+    r: &ReportRow,
+    caller: Uuid,
+) -> Result<ReportSummary, AppError> {
+    let status = match (r.status.as_str(), r.released_at) {
+        ("open", _) => "open",
+        (_, None) => "awaiting_release",
+        (_, Some(_)) => "released",
+    };
+    Ok(ReportSummary {
+        id: r.id,
+        author_id: r.author_id,
+        author_name: user_name(conn, r.author_id).await?,
+        patient_id: r.patient_id,
+        patient_name: user_name(conn, r.patient_id).await?,
+        created_at: ms_to_utc(r.created_at)?,
+        plaintext_len: r.plaintext_len,
+        n_chunks: r.n_chunks,
+        status: status.into(),
+        readable: may_read(conn, r, caller).await?,
+    })
+}
+
+/// Patients: their own committed reports. Doctors: what they wrote or were granted, or with
+/// `?patient=` the committed reports of a patient they have a booking with (that they exist,
+/// to ask consent). Reception: with `?patient=`, that reports exist (author and date).
+async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ReportList>, AppError> {
+    let mut conn = st.db.acquire().await?;
+    let me = caller.id_str();
+    let sql = format!("SELECT {REPORT_COLS} FROM reports WHERE ");
+    let rows = match (caller.role, q.patient) {
+        (Role::Patient, _) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
+                .bind(me)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        (Role::Doctor, None) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{sql} author_id = $1 OR (status = 'committed' AND id IN \
+                 (SELECT report_id FROM grants WHERE reader_id = $1 AND status = 'wrapped' AND expires_at > $2)) \
+                 ORDER BY created_at DESC"
+            )))
+            .bind(me)
+            .bind(now_ms())
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        (Role::Doctor, Some(patient)) => {
+            let booked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status <> 'cancelled' LIMIT 1",
+            )
+            .bind(me)
+            .bind(patient.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if booked.is_none() {
+                return Ok(Json(ReportList { reports: vec![] }));
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
+                .bind(patient.to_string())
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        (Role::Reception, Some(patient)) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
+                .bind(patient.to_string())
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        (Role::Reception, None) => {
+            return Err(AppError::bad_request("reception lists one patient's reports: ?patient=ID"));
+        }
+        _ => return Err(AppError::forbidden("this role has no report list")),
+    };
+    let mut reports = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let r = report_row(row)?;
+        reports.push(summary(&mut conn, &r, caller.id).await?);
+    }
+    Ok(Json(ReportList { reports }))
+}
+
+/// The report's verifiable parts, for its readers (404 for everyone else).
+async fn detail(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<ReportDetail>, AppError> {
+    let mut conn = st.db.acquire().await?;
+    let r = load_report(&mut conn, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("report"))?;
+    if !may_read(&mut conn, &r, caller.id).await? {
+        return Err(AppError::not_found("report"));
+    }
+    let row = sqlx::query("SELECT manifest, signature, meta FROM reports WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    let chunk_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT chunk_id FROM report_chunks WHERE report_id = $1 ORDER BY idx",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let summary = summary(&mut conn, &r, caller.id).await?;
+    let ledger_index = r
+        .ledger_index
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or_else(|| AppError::internal("committed report without ledger index"))?;
+    let commit_entry = ledger_store::entry(&mut conn, ledger_index)
+        .await?
+        .ok_or_else(|| AppError::internal("report's ledger entry missing"))?;
+    Ok(Json(ReportDetail {
+        summary,
+        manifest: row.try_get::<Option<Vec<u8>>, _>("manifest")?.unwrap_or_default(),
+        signature: row.try_get::<Option<Vec<u8>>, _>("signature")?.unwrap_or_default(),
+        meta: row.try_get::<Option<Vec<u8>>, _>("meta")?.unwrap_or_default(),
+        chunk_ids,
+        ledger_index,
+        commit_entry,
+    }))
+}
+
+/// The caller's wrapped key; serving it is recorded in the ledger (the patient sees it).
+async fn key(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<ReportKey>, AppError> {
+    let mut conn = st.db.acquire().await?;
+    let r = load_report(&mut conn, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("report"))?;
+    if !may_read(&mut conn, &r, caller.id).await? {
+        return Err(AppError::not_found("report"));
+    }
+    let row = sqlx::query(
+        "SELECT wrapped, wrapper_id, grant_id, ledger_index FROM wrapped_keys WHERE report_id = $1 AND reader_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(caller.id_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| AppError::not_found("report"))?;
+    let index: i64 = row.try_get("ledger_index")?;
+    let wrap_index = u64::try_from(index).map_err(AppError::internal)?;
+    let wrap_entry = ledger_store::entry(&mut conn, wrap_index)
+        .await?
+        .ok_or_else(|| AppError::internal("wrapped key's ledger entry missing"))?;
+    drop(conn);
+    let mut tx = st.db.begin().await?;
+    ledger_store::append(
+        &mut tx,
+        &Entry::ReportAccess {
+            time_ms: now_ms(),
+            report_id: id.into_bytes(),
+            reader_id: caller.id.into_bytes(),
+            what: AccessWhat::KeyServed,
+        },
+        &[
+            r.patient_id.to_string(),
+            r.author_id.to_string(),
+            caller.id_str(),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    let grant: Option<String> = row.try_get("grant_id")?;
+    Ok(Json(ReportKey {
+        wrapped: row.try_get("wrapped")?,
+        wrap_index,
+        wrap_entry,
+        wrapper_id: parse_uuid(&row.try_get::<String, _>("wrapper_id")?)?,
+        grant_id: grant.as_deref().map(parse_uuid).transpose()?,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ChunkQuery {
+    replica: Option<String>,
+}
+
+/// Readers get verified bytes (with fallback to another replica); auditors may ask for one
+/// replica's raw bytes to check it themselves.
+async fn get_chunk(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(sha): Path<String>,
+    ApiQuery(q): ApiQuery<ChunkQuery>,
+) -> Result<Response, AppError> {
+    let chunk_id = chunk_hex(&sha).map_err(|_| AppError::not_found("chunk"))?;
+    let mut conn = st.db.acquire().await?;
+    if caller.role != Role::Auditor {
+        let reports: Vec<String> = sqlx::query_scalar(
+            "SELECT report_id FROM report_chunks WHERE chunk_id = $1 AND idx IS NOT NULL",
+        )
+        .bind(sha.clone())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut allowed = false;
+        for rid in reports {
+            if let Some(r) = load_report(&mut conn, parse_uuid(&rid)?).await?
+                && may_read(&mut conn, &r, caller.id).await?
+            {
+                allowed = true;
+                break;
+            }
+        }
+        if !allowed || q.replica.is_some() {
+            return Err(AppError::not_found("chunk"));
+        }
+    }
+    let locations: Vec<String> =
+        sqlx::query_scalar("SELECT bucket FROM chunk_replicas WHERE chunk_id = $1 ORDER BY bucket")
+            .bind(sha.clone())
+            .fetch_all(&mut *conn)
+            .await?;
+    drop(conn);
+    if locations.is_empty() {
+        return Err(AppError::not_found("chunk"));
+    }
+    let bytes = match q.replica {
+        Some(bucket) => st.chunks.read_raw(&chunk_id, &bucket).await.map_err(|state| {
+            use crate::server::chunk_store::ReplicaState;
+            match state {
+                ReplicaState::Missing => AppError::not_found("replica"),
+                other => {
+                    let mut e = AppError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        codes::STORAGE,
+                        format!("bucket {bucket} did not answer"),
+                    );
+                    e.cause = Some(format!("{other:?}"));
+                    e
+                }
+            }
+        })?,
+        None => {
+            let (bytes, bad) = st.chunks.get(&chunk_id, &locations).await.map_err(|e| {
+                let mut err = AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::STORAGE,
+                    format!("chunk {sha}: no intact replica could be read; an auditor can check and repair it"),
+                );
+                err.cause = Some(e.to_string());
+                err
+            })?;
+            for b in bad {
+                tracing::warn!(chunk = %sha, bucket = %b.bucket, state = ?b.state, "bad replica served around; run `clinvault audit --repair`");
+            }
+            bytes
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Removes reports left open and untouched longer than `open_report_ttl_secs`, with their
+/// chunks (unless another report holds the same chunk).
+pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
+    let cutoff = now_ms() - (st.config.open_report_ttl_secs as i64).saturating_mul(1000);
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM reports WHERE status = 'open' AND touched_at < $1 LIMIT 100",
+    )
+    .bind(cutoff)
+    .fetch_all(&st.db)
+    .await?;
+    let mut removed = 0;
+    for id in stale {
+        let chunks: Vec<String> = sqlx::query_scalar(
+            "SELECT chunk_id FROM report_chunks rc WHERE report_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM report_chunks o WHERE o.chunk_id = rc.chunk_id AND o.report_id <> $1)",
+        )
+        .bind(id.clone())
+        .fetch_all(&st.db)
+        .await?;
+        let mut tx = st.db.begin().await?;
+        sqlx::query("DELETE FROM report_chunks WHERE report_id = $1")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        for c in &chunks {
+            sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1")
+                .bind(c.clone())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM chunks WHERE id = $1")
+                .bind(c.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let gone = sqlx::query("DELETE FROM reports WHERE id = $1 AND status = 'open' AND touched_at < $2")
+            .bind(id.clone())
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() != 1 {
+            // Touched meanwhile: a resumed upload. Keep everything.
+            tx.rollback().await?;
+            continue;
+        }
+        tx.commit().await?;
+        // Objects go after the rows: a crash here leaves orphans, never dangling rows.
+        for c in &chunks {
+            if let Ok(cid) = chunk_hex(c)
+                && let Err(e) = st.chunks.delete(&cid).await
+            {
+                tracing::warn!(chunk = %c, error = %e, "could not delete a swept chunk");
+            }
+        }
+        removed += 1;
+        tracing::info!(report = %id, chunks = chunks.len(), "swept an abandoned upload");
+    }
+    Ok(removed)
+}
