@@ -14,6 +14,7 @@ use clinvault::client::{ApiClient, session};
 use clinvault::config::{self, Config};
 
 /// `println!` that ends quietly when the reader went away (`clinvault slots … | head -1`).
+#[macro_export]
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
@@ -24,6 +25,8 @@ macro_rules! out {
         }
     }};
 }
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -114,13 +117,59 @@ enum Command {
     },
     /// Show or set a doctor's weekly availability (default: your own).
     Availability(AvailabilityArgs),
-    /// Reception: search patients by name, email or phone.
+    /// Reception: search patients by name, email or phone (doctors: their own patients).
     Patients {
         #[arg(default_value = "")]
         q: String,
         #[arg(long, default_value_t = 1)]
         page: u32,
     },
+    /// Doctor: seal and upload a report for a patient you saw (an interrupted upload of the
+    /// same file resumes, sending only what is missing).
+    Upload {
+        file: PathBuf,
+        /// The patient's email or id.
+        #[arg(long)]
+        patient: String,
+        #[arg(long, default_value = "")]
+        title: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List reports (doctors and reception: --patient ID for one patient's reports).
+    Reports {
+        #[arg(long)]
+        patient: Option<Uuid>,
+    },
+    /// Enter a mailed one-time code (the only one waiting, or --request ID from the mail).
+    Otp {
+        code: String,
+        #[arg(long)]
+        request: Option<Uuid>,
+    },
+    /// Mail a new code for a request (the one who enters it, or reception).
+    OtpResend { request: Uuid },
+    /// Download a report; the file appears only after every check passed.
+    Download {
+        id: Uuid,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Verify a report (or every report you can read) without writing anything.
+    Verify { id: Option<Uuid> },
+    /// Another doctor's access to one report.
+    #[command(subcommand)]
+    Grant(cli::GrantCommand),
+    /// Patient: every grant, code check and download of your reports, checked in the ledger.
+    Access,
+    /// Auditor: replay the ledger and check every replica of every chunk, without keys.
+    Audit {
+        /// Have the server copy a verified replica over every bad or missing one.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Show the verified ledger head (pins the server's ledger key on first use).
+    Ledger,
 }
 
 #[derive(Args)]
@@ -477,6 +526,30 @@ async fn client_command(cfg: Config, command: Command) -> Result<()> {
         Command::CheckIn { booking } => booking_action(&cfg, booking, "check-in").await,
         Command::Complete { booking } => booking_action(&cfg, booking, "complete").await,
         Command::NoShow { booking } => booking_action(&cfg, booking, "no-show").await,
+        Command::Upload {
+            file,
+            patient,
+            title,
+            note,
+        } => cli::upload_cmd(&cfg, file, patient, title, note).await,
+        Command::Reports { patient } => cli::reports_cmd(&cfg, patient).await,
+        Command::Otp { code, request } => cli::otp_cmd(&cfg, code, request).await,
+        Command::OtpResend { request } => {
+            let (c, _) = signed_in(&cfg)?;
+            let p = c.otp_resend(request).await?;
+            out!(
+                "a new code was mailed for {} (expires {})",
+                p.unlocks,
+                p.expires_at.to_rfc3339()
+            );
+            Ok(())
+        }
+        Command::Download { id, output } => cli::download_cmd(&cfg, id, &output).await,
+        Command::Verify { id } => cli::verify_cmd(&cfg, id).await,
+        Command::Grant(cmd) => cli::grant_cmd(&cfg, cmd).await,
+        Command::Access => cli::access_cmd(&cfg).await,
+        Command::Audit { repair } => cli::audit_cmd(&cfg, repair).await,
+        Command::Ledger => cli::ledger_cmd(&cfg).await,
         Command::Bookings { from, to, status } => {
             let (c, _) = signed_in(&cfg)?;
             let mut q = Vec::new();

@@ -89,6 +89,17 @@ impl Role {
         }
     }
 
+    /// The role's code in ledger entries (DESIGN.md §6).
+    pub fn ledger_code(self) -> u8 {
+        match self {
+            Role::Patient => 1,
+            Role::Doctor => 2,
+            Role::Reception => 3,
+            Role::Admin => 4,
+            Role::Auditor => 5,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }

@@ -1,6 +1,9 @@
 //! The HTTP API client (DESIGN.md §8) and the account flows that need keys: registration and
 //! login derive keys here, so the password never leaves this process. Never imports `server/`.
 
+pub mod audit;
+pub mod ledger;
+pub mod reports;
 pub mod session;
 
 use std::net::IpAddr;
@@ -52,6 +55,22 @@ pub enum ClientError {
     NotLoggedIn,
     #[error("session file: {0}")]
     Session(#[from] std::io::Error),
+    /// A ledger check failed: the server's log is not what this client verified before, or
+    /// does not hold what the server claims. Nothing further should be trusted.
+    #[error("LEDGER CHECK FAILED: {0}")]
+    Ledger(String),
+    /// A report failed a check (signature, key commitment, chunk, chain).
+    #[error("report check failed: {0}")]
+    Integrity(String),
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ClientError {
@@ -111,6 +130,8 @@ pub struct NewAccountKeys {
 pub struct LoggedIn {
     pub login: LoginResponse,
     pub secrets: UserSecrets,
+    /// Seals resumable-upload state; never leaves the client.
+    pub wrap_key: crate::seal::WrapKey,
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -222,20 +243,51 @@ impl ApiClient {
                 why: e.to_string(),
             });
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(err) => Err(ClientError::Server {
-                status: status.as_u16(),
-                code: err.error.code,
-                message: err.error.message,
-                retry_after,
-            }),
-            Err(_) => Err(ClientError::Server {
-                status: status.as_u16(),
-                code: status_code_name(status),
-                message: format!("HTTP {status}"),
-                retry_after,
-            }),
+        Err(error_answer(status, retry_after, &bytes))
+    }
+
+    /// A request with a raw body and a raw answer (chunks).
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<bytes::Bytes>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ClientError::Url(path.into(), e.to_string()))?;
+        let mut req = self.http.request(method, url);
+        if !query.is_empty() {
+            req = req.query(query);
         }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(error_answer(status, retry_after, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(
@@ -529,7 +581,28 @@ impl ApiClient {
             &login.public_keys,
         )?;
         self.token = Some(login.token.clone());
-        Ok(LoggedIn { login, secrets })
+        Ok(LoggedIn {
+            login,
+            secrets,
+            wrap_key: master.wrap_key(),
+        })
+    }
+}
+
+fn error_answer(status: StatusCode, retry_after: Option<u64>, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(err) => ClientError::Server {
+            status: status.as_u16(),
+            code: err.error.code,
+            message: err.error.message,
+            retry_after,
+        },
+        Err(_) => ClientError::Server {
+            status: status.as_u16(),
+            code: status_code_name(status),
+            message: format!("HTTP {status}"),
+            retry_after,
+        },
     }
 }
 

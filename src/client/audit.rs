@@ -1,0 +1,228 @@
+//! The integrity audit (DESIGN.md §6), as an auditor, with no key: replay the ledger and
+//! recompute its root, then check every committed report's manifest, signature, commit entry
+//! and chain, and every replica of every chunk; optionally have the server repair replicas.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::ledger::Ledger;
+use super::{ApiClient, ClientError};
+use crate::api::{AuditPage, RepairRequest, RepairResponse};
+use crate::ledger::{Entry, MerkleTree};
+use crate::seal::{chain_head, verify_manifest};
+
+impl ApiClient {
+    pub async fn audit_reports(&self, page: u32) -> Result<AuditPage, ClientError> {
+        self.get("/v1/audit/reports", &[("page", page.to_string())])
+            .await
+    }
+
+    pub async fn audit_repair(&self, chunk_id: &str) -> Result<RepairResponse, ClientError> {
+        self.post(
+            "/v1/audit/repair",
+            &RepairRequest {
+                chunk_id: chunk_id.to_string(),
+            },
+        )
+        .await
+    }
+}
+
+/// One problem the audit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A report's manifest, signature, commit entry or chain is wrong.
+    Report { report: String, what: String },
+    /// A replica is missing from a bucket that should hold it.
+    Missing { chunk: String, bucket: String, report: String, index: usize },
+    /// A replica's bytes do not hash to the chunk id.
+    Corrupt { chunk: String, bucket: String, report: String, index: usize },
+    /// A bucket did not answer.
+    Unreachable { chunk: String, bucket: String },
+    /// Fewer replicas recorded than the server keeps.
+    UnderReplicated { chunk: String, have: usize, want: usize },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Report { report, what } => write!(f, "report {report}: {what}"),
+            Finding::Missing { chunk, bucket, report, index } => {
+                write!(f, "report {report} chunk {index} ({chunk}): MISSING in bucket {bucket}")
+            }
+            Finding::Corrupt { chunk, bucket, report, index } => {
+                write!(f, "report {report} chunk {index} ({chunk}): CORRUPT in bucket {bucket}")
+            }
+            Finding::Unreachable { chunk, bucket } => {
+                write!(f, "chunk {chunk}: bucket {bucket} did not answer")
+            }
+            Finding::UnderReplicated { chunk, have, want } => {
+                write!(f, "chunk {chunk}: {have} of {want} replicas recorded")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct AuditSummary {
+    pub tree_size: u64,
+    pub root_hex: String,
+    pub entries: u64,
+    pub reports: u64,
+    pub chunks: u64,
+    pub replicas_checked: u64,
+    pub missing: u64,
+    pub corrupt: u64,
+    pub findings: Vec<Finding>,
+    /// Chunks the repair wrote a replica of.
+    pub repaired: Vec<String>,
+}
+
+impl AuditSummary {
+    pub fn clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Runs the audit. With `repair`, every chunk with a bad, missing or absent replica is sent to
+/// the server's repair, which copies a verified replica.
+pub async fn audit(client: &ApiClient, ledger: &Ledger, repair: bool) -> Result<AuditSummary, ClientError> {
+    let head = ledger.head().clone();
+    let mut s = AuditSummary {
+        tree_size: head.tree_size,
+        root_hex: hex::encode(head.root),
+        ..AuditSummary::default()
+    };
+    // Replay: every entry decodes, and together they give the signed root.
+    let raw = ledger.raw_entries(0, head.tree_size).await?;
+    let mut tree = MerkleTree::new();
+    let mut keys: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
+    let mut commits: HashMap<u64, Entry> = HashMap::new();
+    for (i, bytes) in raw.iter().enumerate() {
+        let entry = Entry::from_bytes(bytes)
+            .map_err(|e| ClientError::Ledger(format!("entry {i}: {e}")))?;
+        tree.push_entry(bytes);
+        match &entry {
+            Entry::UserRegistered { user_id, ed25519_public, .. } => {
+                keys.insert(*user_id, *ed25519_public);
+            }
+            Entry::ReportCommitted { .. } => {
+                commits.insert(i as u64, entry.clone());
+            }
+            _ => {}
+        }
+    }
+    if tree.size() != head.tree_size || tree.root() != head.root {
+        return Err(ClientError::Ledger(format!(
+            "replaying the {} entries does not give the signed root",
+            head.tree_size
+        )));
+    }
+    s.entries = tree.size();
+
+    let mut page = 1;
+    loop {
+        let p = client.audit_reports(page).await?;
+        for r in &p.reports {
+            s.reports += 1;
+            let rid = r.id.to_string();
+            let mut report_problem = |what: String| {
+                s.findings.push(Finding::Report { report: rid.clone(), what });
+            };
+            let committed = commits.get(&r.ledger_index);
+            let manifest_hash: [u8; 32] = Sha256::digest(&r.manifest).into();
+            let author = crate::seal::Manifest::from_bytes(&r.manifest).map(|m| m.author_id);
+            match (committed, author) {
+                (
+                    Some(Entry::ReportCommitted { report_id, manifest_hash: h, signature, .. }),
+                    Ok(author),
+                ) if *report_id == r.id.into_bytes() && *h == manifest_hash && signature.as_slice() == r.signature.as_slice() => {
+                    match keys.get(&author) {
+                        Some(k) => {
+                            if let Err(e) = verify_manifest(&r.manifest, &r.signature, k) {
+                                report_problem(format!("manifest: {e}"));
+                            }
+                        }
+                        None => report_problem("its author has no key in the ledger".into()),
+                    }
+                }
+                _ => report_problem("its ledger commit entry does not match its manifest".into()),
+            }
+            let ids: Vec<[u8; 32]> = r
+                .chunks
+                .iter()
+                .filter_map(|c| {
+                    let mut b = [0u8; 32];
+                    hex::decode_to_slice(&c.chunk_id, &mut b).ok().map(|_| b)
+                })
+                .collect();
+            if let Ok(m) = crate::seal::Manifest::from_bytes(&r.manifest)
+                && (ids.len() != m.n_chunks as usize || chain_head(&m.report_id, &ids) != Some(m.head))
+            {
+                s.findings.push(Finding::Report {
+                    report: rid.clone(),
+                    what: "its chunk list does not chain to the manifest's head".into(),
+                });
+            }
+            for (index, c) in r.chunks.iter().enumerate() {
+                s.chunks += 1;
+                let mut bad = false;
+                if c.replicas.len() < p.replicas as usize {
+                    bad = true;
+                    s.findings.push(Finding::UnderReplicated {
+                        chunk: c.chunk_id.clone(),
+                        have: c.replicas.len(),
+                        want: p.replicas as usize,
+                    });
+                }
+                for bucket in &c.replicas {
+                    s.replicas_checked += 1;
+                    match client.chunk(&c.chunk_id, Some(bucket)).await {
+                        Ok(bytes) => {
+                            if hex::encode(Sha256::digest(&bytes)) != c.chunk_id {
+                                bad = true;
+                                s.corrupt += 1;
+                                s.findings.push(Finding::Corrupt {
+                                    chunk: c.chunk_id.clone(),
+                                    bucket: bucket.clone(),
+                                    report: rid.clone(),
+                                    index,
+                                });
+                            }
+                        }
+                        Err(ClientError::Server { status: 404, .. }) => {
+                            bad = true;
+                            s.missing += 1;
+                            s.findings.push(Finding::Missing {
+                                chunk: c.chunk_id.clone(),
+                                bucket: bucket.clone(),
+                                report: rid.clone(),
+                                index,
+                            });
+                        }
+                        Err(ClientError::Server { status: 503, .. }) => {
+                            bad = true;
+                            s.findings.push(Finding::Unreachable {
+                                chunk: c.chunk_id.clone(),
+                                bucket: bucket.clone(),
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if bad && repair {
+                    match client.audit_repair(&c.chunk_id).await {
+                        Ok(_) => s.repaired.push(c.chunk_id.clone()),
+                        Err(e) => tracing::warn!(chunk = %c.chunk_id, error = %e, "repair failed"),
+                    }
+                }
+            }
+        }
+        match p.next_page {
+            Some(n) => page = n,
+            None => break,
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,336 @@
+//! The client's side of the ledger (DESIGN.md §6): the server's key pinned per server URL,
+//! the last verified signed head kept in the state folder, a consistency proof on every sync,
+//! and an inclusion proof for every entry the client relies on.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{ApiClient, ClientError};
+use crate::api::{LedgerEntries, LedgerHead, LedgerProof, Role, UserKeys};
+use crate::ledger::{
+    Entry, LedgerKey, SignedHead, leaf_hash, verify_consistency, verify_inclusion,
+};
+use crate::seal::PublicKeys;
+
+/// What is kept per server: the pinned key and the whole last verified head.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    server: String,
+    ledger_key: String,
+    signed_head: String,
+}
+
+fn ledger_error(what: impl std::fmt::Display) -> ClientError {
+    ClientError::Ledger(what.to_string())
+}
+
+/// A ledger view whose head this client verified: signature, age, and consistency with every
+/// head it saw before from this server.
+pub struct Ledger {
+    client: ApiClient,
+    key: LedgerKey,
+    head: SignedHead,
+    path: PathBuf,
+    max_age_secs: u64,
+    /// Set when this sync pinned the key on first use (the caller may want to say so).
+    pub pinned_now: bool,
+}
+
+fn state_file(state_dir: &Path, server: &str) -> PathBuf {
+    let tag = hex::encode(&Sha256::digest(server.as_bytes())[..12]);
+    state_dir.join("ledger").join(format!("{tag}.json"))
+}
+
+fn load(path: &Path) -> Result<Option<Saved>, ClientError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ledger_error(format!(
+                "the saved ledger state {} is unreadable ({e}); it must not be edited by hand",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClientError::Session(e)),
+    }
+}
+
+/// Write to a temporary file, fsync, rename: the saved head is never half-written.
+fn save(path: &Path, saved: &Saved) -> Result<(), ClientError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let bytes = serde_json::to_vec_pretty(saved).map_err(|e| ledger_error(e.to_string()))?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl Ledger {
+    /// Fetches the latest signed head and checks it against the pinned key (from the config,
+    /// else the saved one, else pinned now on first use), its age, and — when a head was
+    /// verified before — a consistency proof from that head. Saves the new head.
+    pub async fn sync(
+        client: &ApiClient,
+        state_dir: &Path,
+        configured_key: Option<&LedgerKey>,
+        max_age_secs: u64,
+    ) -> Result<Ledger, ClientError> {
+        let server = client.base_url().to_string();
+        let path = state_file(state_dir, &server);
+        let saved = load(&path)?;
+        let answer: LedgerHead = client.get("/v1/ledger/head", &[]).await?;
+        let mut pinned_now = false;
+        let key = match (configured_key, &saved) {
+            (Some(k), Some(s)) => {
+                if s.ledger_key != k.to_string() {
+                    return Err(ledger_error(format!(
+                        "the configured ledger key differs from the one pinned earlier for {server}; \
+                         if the clinic really changed it, remove {}",
+                        path.display()
+                    )));
+                }
+                k.clone()
+            }
+            (Some(k), None) => k.clone(),
+            (None, Some(s)) => LedgerKey::parse(&s.ledger_key).map_err(ledger_error)?,
+            (None, None) => {
+                pinned_now = true;
+                LedgerKey::parse(&answer.ledger_key).map_err(|e| {
+                    ledger_error(format!("the server's ledger key is not valid: {e}"))
+                })?
+            }
+        };
+        let head = SignedHead::from_bytes(&answer.signed_head)
+            .map_err(|e| ledger_error(format!("signed head: {e}")))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        head.verify_fresh(key.as_bytes(), now, max_age_secs.saturating_mul(1000))
+            .map_err(|e| ledger_error(format!("signed head: {e}")))?;
+        if let Some(s) = &saved {
+            let bytes = hex::decode(&s.signed_head).map_err(ledger_error)?;
+            let old = SignedHead::from_bytes(&bytes).map_err(ledger_error)?;
+            check_extends(client, &old, &head).await?;
+        }
+        save(
+            &path,
+            &Saved {
+                server,
+                ledger_key: key.to_string(),
+                signed_head: hex::encode(head.to_bytes()),
+            },
+        )?;
+        Ok(Ledger {
+            client: client.clone(),
+            key,
+            head,
+            path,
+            max_age_secs,
+            pinned_now,
+        })
+    }
+
+    /// Syncs again (after this client caused an append): new head, checked against this one.
+    pub async fn refresh(&mut self) -> Result<(), ClientError> {
+        let dir = self
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let fresh = Ledger::sync(&self.client, &dir, Some(&self.key), self.max_age_secs).await?;
+        check_extends(&self.client, &self.head, &fresh.head).await?;
+        self.head = fresh.head;
+        Ok(())
+    }
+
+    pub fn head(&self) -> &SignedHead {
+        &self.head
+    }
+
+    pub fn key(&self) -> &LedgerKey {
+        &self.key
+    }
+
+    /// Checks that `entry` (bytes the caller has checked field by field) is leaf `index` of
+    /// the verified tree.
+    pub async fn check_included(&self, index: u64, entry: &[u8]) -> Result<(), ClientError> {
+        if index >= self.head.tree_size {
+            return Err(ledger_error(format!(
+                "entry {index} is not in the verified tree of {} entries",
+                self.head.tree_size
+            )));
+        }
+        let proof: LedgerProof = self
+            .client
+            .get(
+                "/v1/ledger/inclusion",
+                &[
+                    ("index", index.to_string()),
+                    ("size", self.head.tree_size.to_string()),
+                ],
+            )
+            .await?;
+        verify_inclusion(
+            index,
+            self.head.tree_size,
+            &leaf_hash(entry),
+            &proof.hashes,
+            &self.head.root,
+        )
+        .map_err(|e| ledger_error(format!("inclusion of entry {index}: {e}")))
+    }
+
+    /// Decodes an entry the server handed over and checks its inclusion.
+    pub async fn checked_entry(&self, index: u64, bytes: &[u8]) -> Result<Entry, ClientError> {
+        let entry = Entry::from_bytes(bytes)
+            .map_err(|e| ledger_error(format!("entry {index}: {e}")))?;
+        self.check_included(index, bytes).await?;
+        Ok(entry)
+    }
+
+    /// A user's public keys, checked against their registration entry in the ledger.
+    pub async fn user_keys(
+        &self,
+        user: Uuid,
+        role: Option<Role>,
+    ) -> Result<UserKeys, ClientError> {
+        let keys: UserKeys = self
+            .client
+            .get(&format!("/v1/users/{user}/keys"), &[])
+            .await?;
+        let entry = self.checked_entry(keys.key_index, &keys.key_entry).await?;
+        match entry {
+            Entry::UserRegistered {
+                user_id,
+                role: entry_role,
+                x25519_public,
+                ed25519_public,
+                ..
+            } if user_id == *user.as_bytes()
+                && keys.user_id == user
+                && x25519_public == keys.public_keys.x25519
+                && ed25519_public == keys.public_keys.ed25519
+                && keys.role.ledger_code() == entry_role as u8
+                && role.is_none_or(|r| r == keys.role) =>
+            {
+                Ok(keys)
+            }
+            _ => Err(ledger_error(format!(
+                "the keys the server gave for user {user} are not the ones the ledger registered"
+            ))),
+        }
+    }
+
+    /// At login: the ledger's entry for this user must hold the keys just unsealed, or the
+    /// server substituted keys of its own.
+    pub async fn check_self(&self, user: Uuid, mine: &PublicKeys) -> Result<(), ClientError> {
+        let keys = self.user_keys(user, None).await?;
+        if &keys.public_keys != mine {
+            return Err(ledger_error(
+                "the ledger's keys for your account are not the keys your password unlocks",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every entry the server lets this user read (all of them for auditors and admins),
+    /// each checked for inclusion.
+    pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Entry)>, ClientError> {
+        let mut out = Vec::new();
+        let mut from = start;
+        while from < end {
+            let page: LedgerEntries = self
+                .client
+                .get(
+                    "/v1/ledger/entries",
+                    &[("start", from.to_string()), ("end", end.to_string())],
+                )
+                .await?;
+            if page.entries.is_empty() {
+                break;
+            }
+            for e in &page.entries {
+                out.push((e.index, self.checked_entry(e.index, &e.entry).await?));
+            }
+            from = page.entries.last().map(|e| e.index + 1).unwrap_or(end);
+        }
+        Ok(out)
+    }
+
+    /// Raw entries `start..end` (auditors), for replaying the whole tree.
+    pub async fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut out = Vec::new();
+        let mut from = start;
+        while from < end {
+            let page: LedgerEntries = self
+                .client
+                .get(
+                    "/v1/ledger/entries",
+                    &[("start", from.to_string()), ("end", end.to_string())],
+                )
+                .await?;
+            if page.entries.is_empty() {
+                break;
+            }
+            for e in page.entries {
+                if e.index != from {
+                    return Err(ledger_error(format!(
+                        "the server skipped ledger entry {from} (sent {})",
+                        e.index
+                    )));
+                }
+                out.push(e.entry);
+                from += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The new head must extend the old one: same or larger tree, consistent prefix.
+async fn check_extends(
+    client: &ApiClient,
+    old: &SignedHead,
+    new: &SignedHead,
+) -> Result<(), ClientError> {
+    if new.tree_size < old.tree_size {
+        return Err(ledger_error(format!(
+            "rollback: the server's ledger has {} entries, fewer than the {} this client verified before",
+            new.tree_size, old.tree_size
+        )));
+    }
+    if old.tree_size == 0 {
+        return Ok(());
+    }
+    let proof: Vec<Vec<u8>> = if old.tree_size == new.tree_size {
+        Vec::new()
+    } else {
+        let p: LedgerProof = client
+            .get(
+                "/v1/ledger/consistency",
+                &[
+                    ("from", old.tree_size.to_string()),
+                    ("to", new.tree_size.to_string()),
+                ],
+            )
+            .await?;
+        p.hashes
+    };
+    verify_consistency(old.tree_size, new.tree_size, &old.root, &new.root, &proof).map_err(|e| {
+        ledger_error(format!(
+            "the ledger is not consistent with the head verified before ({} entries): {e}",
+            old.tree_size
+        ))
+    })
+}
