@@ -471,6 +471,14 @@ pub struct VerifiedReport {
     chunk_ids: Vec<[u8; 32]>,
 }
 
+impl std::fmt::Debug for VerifiedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedReport")
+            .field("id", &self.detail.summary.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl VerifiedReport {
     pub fn dek(&self) -> &Dek {
         &self.dek

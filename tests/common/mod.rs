@@ -3,6 +3,8 @@
 //! make accounts through the real API, reading codes from the file outbox.
 #![allow(dead_code)]
 
+pub mod clinic;
+
 use std::path::Path;
 
 use clinvault::api::{InviteRequest, Role};
@@ -233,4 +235,23 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// The two buckets `.ci/run` makes on its S3 server (moto), at CLINVAULT_TEST_S3_ENDPOINT.
+pub fn s3_buckets() -> Vec<clinvault::server::chunk_store::BucketConfig> {
+    let endpoint = std::env::var("CLINVAULT_TEST_S3_ENDPOINT")
+        .expect("needs an S3 server: set CLINVAULT_TEST_S3_ENDPOINT");
+    ["cv-a", "cv-b"]
+        .into_iter()
+        .map(|b| clinvault::server::chunk_store::BucketConfig::S3 {
+            name: b.to_string(),
+            bucket: b.to_string(),
+            endpoint: Some(endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            path_style: true,
+            allow_http: true,
+        })
+        .collect()
 }
