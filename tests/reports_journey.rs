@@ -212,6 +212,42 @@ async fn journey(db: Db, s3: bool) {
             assert!(!contains_code(&bytes, code), "code {code} in {}", f.display());
         }
     }
+    // What lives outside the data folder: the S3 objects and the PostgreSQL rows.
+    let mut elsewhere: Vec<(String, Vec<u8>)> = Vec::new();
+    if s3 {
+        for id in &detail.chunk_ids {
+            for bucket in ["cv-a", "cv-b"] {
+                let bytes = c.auditor.c.chunk(id, Some(bucket)).await.unwrap();
+                elsewhere.push((format!("s3 {bucket}/{id}"), bytes.to_vec()));
+            }
+        }
+    }
+    if db == Db::Postgres {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+        )
+        .fetch_all(c.ts.handle.db())
+        .await
+        .unwrap();
+        for t in tables {
+            // Table names come from the catalogue, not from input.
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT row_to_json(t)::text FROM {t} t"
+            )))
+            .fetch_all(c.ts.handle.db())
+            .await
+            .unwrap();
+            elsewhere.push((format!("table {t}"), rows.join("\n").into_bytes()));
+        }
+    }
+    for (what, bytes) in &elsewhere {
+        searched += bytes.len();
+        assert!(!contains(bytes, &marker), "marker bytes in {what}");
+        assert!(!contains(bytes, PASSWORD.as_bytes()), "password in {what}");
+        for code in &codes {
+            assert!(!contains_code(bytes, code), "code {code} in {what}");
+        }
+    }
     assert!(searched > 40 * 1024 * 1024, "both replicas were searched: {searched} bytes");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("report committed"), "the server's log was searched");
