@@ -12,7 +12,7 @@ use clinvault::api::{CommitRequest, OpenReportRequest, WrappedKeyIn};
 use clinvault::client::ClientError;
 use clinvault::client::audit::{Finding, audit};
 use clinvault::client::reports::{
-    Progress, UploadOptions, check_grant_for_wrap, download, upload,
+    Progress, TransferOptions, UploadOptions, check_grant_for_wrap, download, upload,
 };
 use clinvault::seal::{ChunkSealer, Dek, Manifest, ReportKeys, ReportMeta, seal_meta, wrap_dek};
 use clinvault::server::chunk_store::object_key;
@@ -24,7 +24,11 @@ use uuid::Uuid;
 fn replica_path(c: &Clinic, bucket: &str, chunk_hex: &str) -> std::path::PathBuf {
     let mut id = [0u8; 32];
     hex::decode_to_slice(chunk_hex, &mut id).unwrap();
-    c.ts.dir.path().join("buckets").join(bucket).join(object_key(&id))
+    c.ts.dir
+        .path()
+        .join("buckets")
+        .join(bucket)
+        .join(object_key(&id))
 }
 
 fn flip(path: &std::path::Path, at: usize) {
@@ -57,45 +61,76 @@ async fn replicas_and_repair(db: Db) {
     std::fs::remove_file(replica_path(&c, "b", &ids[0])).unwrap();
     let l = c.pat.ledger().await.unwrap();
     let target = work.path().join("scan-copy.bin");
-    download(&c.pat.c, &c.pat.me, &l, out.report_id, &target, 4, None, None)
-        .await
-        .expect("download falls back to the intact replicas");
+    download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        out.report_id,
+        &target,
+        &TransferOptions::new(4),
+    )
+    .await
+    .expect("download falls back to the intact replicas");
     assert!(std::fs::read(&target).unwrap() == data);
 
     let la = c.auditor.ledger().await.unwrap();
     let s = audit(&c.auditor.c, &la, false).await.unwrap();
     let rid = out.report_id.to_string();
-    assert!(s.findings.contains(&Finding::Corrupt {
-        chunk: ids[1].clone(),
-        bucket: "a".into(),
-        report: rid.clone(),
-        index: 1
-    }), "{:?}", s.findings);
-    assert!(s.findings.contains(&Finding::Missing {
-        chunk: ids[0].clone(),
-        bucket: "b".into(),
-        report: rid.clone(),
-        index: 0
-    }), "{:?}", s.findings);
+    assert!(
+        s.findings.contains(&Finding::Corrupt {
+            chunk: ids[1].clone(),
+            bucket: "a".into(),
+            report: rid.clone(),
+            index: 1
+        }),
+        "{:?}",
+        s.findings
+    );
+    assert!(
+        s.findings.contains(&Finding::Missing {
+            chunk: ids[0].clone(),
+            bucket: "b".into(),
+            report: rid.clone(),
+            index: 0
+        }),
+        "{:?}",
+        s.findings
+    );
     assert_eq!((s.corrupt, s.missing, s.findings.len()), (1, 1, 2));
-    assert!(s.findings[0].to_string().contains(&ids[0]) || s.findings[1].to_string().contains(&ids[0]));
+    assert!(
+        s.findings[0].to_string().contains(&ids[0]) || s.findings[1].to_string().contains(&ids[0])
+    );
 
     let s = audit(&c.auditor.c, &la, true).await.unwrap();
     assert_eq!(s.repaired.len(), 2, "{:?}", s.findings);
     let s = audit(&c.auditor.c, &la, false).await.unwrap();
     assert!(s.clean(), "after repair: {:?}", s.findings);
-    assert_eq!(std::fs::read(replica_path(&c, "b", &ids[0])).unwrap().len(), 1024 * 1024 + 16);
+    assert_eq!(
+        std::fs::read(replica_path(&c, "b", &ids[0])).unwrap().len(),
+        1024 * 1024 + 16
+    );
 
     // Both replicas of chunk 2 damaged: the download fails naming it, and leaves nothing.
     flip(&replica_path(&c, "a", &ids[2]), 7);
     flip(&replica_path(&c, "b", &ids[2]), 9);
     let target2 = work.path().join("scan-again.bin");
-    let e = download(&c.pat.c, &c.pat.me, &l, out.report_id, &target2, 4, None, None)
-        .await
-        .unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        out.report_id,
+        &target2,
+        &TransferOptions::new(4),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("chunk 2"), "{e}");
     assert!(!target2.exists());
-    assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
+    assert!(
+        leftovers(work.path()).is_empty(),
+        "{:?}",
+        leftovers(work.path())
+    );
     // The audit cannot repair what has no good copy, and says so.
     let s = audit(&c.auditor.c, &la, true).await.unwrap();
     assert_eq!(s.corrupt, 2);
@@ -107,10 +142,24 @@ both_backends!(replicas, replicas_and_repair);
 /// could.
 async fn truncate_ledger(c: &Clinic, k: i64) {
     let db = c.ts.handle.db();
-    sqlx::query("DELETE FROM ledger_entries WHERE idx >= $1").bind(k).execute(db).await.unwrap();
-    sqlx::query("DELETE FROM ledger_subjects WHERE idx >= $1").bind(k).execute(db).await.unwrap();
-    sqlx::query("DELETE FROM ledger_heads").execute(db).await.unwrap();
-    let nodes = sqlx::query("SELECT level, idx FROM ledger_nodes").fetch_all(db).await.unwrap();
+    sqlx::query("DELETE FROM ledger_entries WHERE idx >= $1")
+        .bind(k)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_subjects WHERE idx >= $1")
+        .bind(k)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_heads")
+        .execute(db)
+        .await
+        .unwrap();
+    let nodes = sqlx::query("SELECT level, idx FROM ledger_nodes")
+        .fetch_all(db)
+        .await
+        .unwrap();
     for n in nodes {
         let (level, idx): (i64, i64) = (n.get("level"), n.get("idx"));
         if (idx + 1) << level > k {
@@ -122,7 +171,11 @@ async fn truncate_ledger(c: &Clinic, k: i64) {
                 .unwrap();
         }
     }
-    sqlx::query("UPDATE ledger_state SET size = $1").bind(k).execute(db).await.unwrap();
+    sqlx::query("UPDATE ledger_state SET size = $1")
+        .bind(k)
+        .execute(db)
+        .await
+        .unwrap();
 }
 
 async fn lying_server(db: Db) {
@@ -130,9 +183,13 @@ async fn lying_server(db: Db) {
     let work = tempfile::tempdir().unwrap();
     let d1 = report_bytes(200_000, b"first");
     let d2 = report_bytes(300_000, b"second");
-    let r1 = upload_file(&c, &write_file(work.path(), "one", &d1), "One").await.report_id;
+    let r1 = upload_file(&c, &write_file(work.path(), "one", &d1), "One")
+        .await
+        .report_id;
     release(&c).await;
-    let r2 = upload_file(&c, &write_file(work.path(), "two", &d2), "Two").await.report_id;
+    let r2 = upload_file(&c, &write_file(work.path(), "two", &d2), "Two")
+        .await
+        .report_id;
     release(&c).await;
     let pool = c.ts.handle.db();
     let target = work.path().join("out");
@@ -153,9 +210,21 @@ async fn lying_server(db: Db) {
             .bind(c.pat.id.to_string())
     };
     set_wrapped(w2).execute(pool).await.unwrap();
-    let e = download(&c.pat.c, &c.pat.me, &l, r1, &target, 2, None, None).await.unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        r1,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, ClientError::Ledger(_)), "{e}");
-    assert!(e.to_string().contains("not the one recorded in the ledger"), "{e}");
+    assert!(
+        e.to_string().contains("not the one recorded in the ledger"),
+        "{e}"
+    );
     set_wrapped(w1).execute(pool).await.unwrap();
 
     // A rewritten manifest (its date moved).
@@ -168,10 +237,21 @@ async fn lying_server(db: Db) {
     let mut bad = m.clone();
     bad[21 + 48 + 7] ^= 0x01;
     let set_manifest = |b: Vec<u8>| {
-        sqlx::query("UPDATE reports SET manifest = $1 WHERE id = $2").bind(b).bind(r1.to_string())
+        sqlx::query("UPDATE reports SET manifest = $1 WHERE id = $2")
+            .bind(b)
+            .bind(r1.to_string())
     };
     set_manifest(bad).execute(pool).await.unwrap();
-    let e = download(&c.pat.c, &c.pat.me, &l, r1, &target, 2, None, None).await.unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        r1,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("manifest"), "{e}");
     set_manifest(m).execute(pool).await.unwrap();
 
@@ -182,18 +262,44 @@ async fn lying_server(db: Db) {
         .await
         .unwrap()
         .get("ed25519_pub");
-    let fake = clinvault::seal::UserSecrets::generate().unwrap().public().ed25519;
+    let fake = clinvault::seal::UserSecrets::generate()
+        .unwrap()
+        .public()
+        .ed25519;
     let set_key = |k: Vec<u8>| {
-        sqlx::query("UPDATE users SET ed25519_pub = $1 WHERE id = $2").bind(k).bind(c.doc.id.to_string())
+        sqlx::query("UPDATE users SET ed25519_pub = $1 WHERE id = $2")
+            .bind(k)
+            .bind(c.doc.id.to_string())
     };
     set_key(fake.to_vec()).execute(pool).await.unwrap();
-    let e = download(&c.pat.c, &c.pat.me, &l, r1, &target, 2, None, None).await.unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        r1,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, ClientError::Ledger(_)), "{e}");
-    assert!(e.to_string().contains("not the ones the ledger registered"), "{e}");
+    assert!(
+        e.to_string().contains("not the ones the ledger registered"),
+        "{e}"
+    );
     set_key(real).execute(pool).await.unwrap();
 
     // Everything restored: the report downloads.
-    download(&c.pat.c, &c.pat.me, &l, r1, &target, 2, None, None).await.unwrap();
+    download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        r1,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .unwrap();
     assert!(std::fs::read(&target).unwrap() == d1);
     assert!(leftovers(work.path()).is_empty());
 
@@ -218,7 +324,8 @@ async fn dishonest_uploader(db: Db) {
     let report_id = Uuid::new_v4();
     let data = report_bytes(50_000, b"dishonest");
     let (dek, other) = (Dek::generate().unwrap(), Dek::generate().unwrap());
-    let sealer = ChunkSealer::new(&dek, *report_id.as_bytes(), 16 * 1024, data.len() as u64).unwrap();
+    let sealer =
+        ChunkSealer::new(&dek, *report_id.as_bytes(), 16 * 1024, data.len() as u64).unwrap();
     c.doc
         .c
         .open_report(&OpenReportRequest {
@@ -232,13 +339,27 @@ async fn dishonest_uploader(db: Db) {
     let mut ids = Vec::new();
     for i in 0..sealer.n_chunks() {
         let (off, len) = sealer.chunk_range(i).unwrap();
-        let ch = sealer.seal(i, data[off as usize..off as usize + len].to_vec()).unwrap();
-        c.doc.c.put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into()).await.unwrap();
+        let ch = sealer
+            .seal(i, data[off as usize..off as usize + len].to_vec())
+            .unwrap();
+        c.doc
+            .c
+            .put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into())
+            .await
+            .unwrap();
         ids.push(ch.chunk_id);
     }
     let sum = sealer.summary(&ids).unwrap();
     let keys = ReportKeys::derive(&dek, report_id.as_bytes());
-    let meta = seal_meta(&keys, report_id.as_bytes(), &ReportMeta { title: "x".into(), ..Default::default() }).unwrap();
+    let meta = seal_meta(
+        &keys,
+        report_id.as_bytes(),
+        &ReportMeta {
+            title: "x".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let manifest = Manifest {
         report_id: *report_id.as_bytes(),
         patient_id: *c.pat.id.as_bytes(),
@@ -252,8 +373,20 @@ async fn dishonest_uploader(db: Db) {
         key_commit: sum.key_commit,
     };
     let pat_keys = c.pat.me.secrets.public();
-    let wrong = wrap_dek(&other, report_id.as_bytes(), c.pat.id.as_bytes(), &pat_keys.x25519).unwrap();
-    let mine = wrap_dek(&dek, report_id.as_bytes(), c.doc.id.as_bytes(), &c.doc.me.secrets.public().x25519).unwrap();
+    let wrong = wrap_dek(
+        &other,
+        report_id.as_bytes(),
+        c.pat.id.as_bytes(),
+        &pat_keys.x25519,
+    )
+    .unwrap();
+    let mine = wrap_dek(
+        &dek,
+        report_id.as_bytes(),
+        c.doc.id.as_bytes(),
+        &c.doc.me.secrets.public().x25519,
+    )
+    .unwrap();
     c.doc
         .c
         .commit_report(
@@ -264,8 +397,14 @@ async fn dishonest_uploader(db: Db) {
                 meta,
                 chunk_ids: ids.iter().map(hex::encode).collect(),
                 wrapped_keys: vec![
-                    WrappedKeyIn { reader_id: c.pat.id, wrapped: wrong.to_vec() },
-                    WrappedKeyIn { reader_id: c.doc.id, wrapped: mine.to_vec() },
+                    WrappedKeyIn {
+                        reader_id: c.pat.id,
+                        wrapped: wrong.to_vec(),
+                    },
+                    WrappedKeyIn {
+                        reader_id: c.doc.id,
+                        wrapped: mine.to_vec(),
+                    },
                 ],
             },
         )
@@ -275,7 +414,16 @@ async fn dishonest_uploader(db: Db) {
     let work = tempfile::tempdir().unwrap();
     let target = work.path().join("r");
     let l = c.pat.ledger().await.unwrap();
-    let e = download(&c.pat.c, &c.pat.me, &l, report_id, &target, 2, None, None).await.unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        report_id,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("key commitment"), "{e}");
     assert!(!target.exists());
 }
@@ -316,6 +464,15 @@ async fn interrupted_uploads(db: Db) {
     let sent_first = sent.load(Ordering::SeqCst);
     assert!((5..12).contains(&sent_first), "{sent_first}");
 
+    // What the server holds: the chunks counted, and perhaps one whose answer the cancel cut off.
+    let present: i64 = sqlx::query("SELECT COUNT(*) AS n FROM report_chunks")
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap()
+        .get("n");
+    let present = present as u32;
+    assert!(present >= sent_first && present < 12, "{present}");
+
     // Restarted: only the missing chunks go up, and the report downloads intact.
     let second = upload(
         &c.doc.c,
@@ -336,12 +493,24 @@ async fn interrupted_uploads(db: Db) {
     .await
     .unwrap();
     assert!(!second.restarted);
-    assert_eq!(second.chunks_skipped, sent_first, "chunks already on the server were not sent");
-    assert_eq!(second.chunks_sent, 12 - sent_first);
+    assert_eq!(
+        second.chunks_skipped, present,
+        "chunks already on the server were not sent"
+    );
+    assert_eq!(second.chunks_sent, 12 - present);
     release(&c).await;
     let lp = c.pat.ledger().await.unwrap();
     let target = work.path().join("big-copy.bin");
-    download(&c.pat.c, &c.pat.me, &lp, second.report_id, &target, 4, None, None).await.unwrap();
+    download(
+        &c.pat.c,
+        &c.pat.me,
+        &lp,
+        second.report_id,
+        &target,
+        &TransferOptions::new(4),
+    )
+    .await
+    .unwrap();
     assert!(std::fs::read(&target).unwrap() == data);
 
     // Interrupted again on another file, which then changes: the resume is refused and the
@@ -363,7 +532,9 @@ async fn interrupted_uploads(db: Db) {
         cancel: Some(cancel2.clone()),
         progress: Some(&stop_after_3),
     };
-    let e = upload(&c.doc.c, &c.doc.me, &l, c.pat.id, &file2, &opts2).await.unwrap_err();
+    let e = upload(&c.doc.c, &c.doc.me, &l, c.pat.id, &file2, &opts2)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ClientError::Cancelled));
     let open_before: Vec<(String, i64)> = sqlx::query(
         "SELECT r.id, (SELECT COUNT(*) FROM report_chunks rc WHERE rc.report_id = r.id) AS n \
@@ -380,7 +551,9 @@ async fn interrupted_uploads(db: Db) {
     std::fs::write(&file2, &data2).unwrap();
     opts2.cancel = None;
     opts2.progress = None;
-    let third = upload(&c.doc.c, &c.doc.me, &l, c.pat.id, &file2, &opts2).await.unwrap();
+    let third = upload(&c.doc.c, &c.doc.me, &l, c.pat.id, &file2, &opts2)
+        .await
+        .unwrap();
     assert!(third.restarted, "the changed input started a new report");
     assert_ne!(third.report_id.to_string(), open_before[0].0);
     assert_eq!(third.chunks_sent, 6, "a new report sends everything");
@@ -390,11 +563,23 @@ async fn interrupted_uploads(db: Db) {
         .await
         .unwrap()
         .get("n");
-    assert_eq!(old_now, open_before[0].1, "nothing more was sealed under the old key");
+    assert_eq!(
+        old_now, open_before[0].1,
+        "nothing more was sealed under the old key"
+    );
     release(&c).await;
     let target2 = work.path().join("edit-copy.bin");
     let lp = c.pat.ledger().await.unwrap();
-    download(&c.pat.c, &c.pat.me, &lp, third.report_id, &target2, 4, None, None).await.unwrap();
+    download(
+        &c.pat.c,
+        &c.pat.me,
+        &lp,
+        third.report_id,
+        &target2,
+        &TransferOptions::new(4),
+    )
+    .await
+    .unwrap();
     assert!(std::fs::read(&target2).unwrap() == data2);
 }
 both_backends!(resume, interrupted_uploads);
@@ -418,7 +603,11 @@ async fn code_and_grant_rules(db: Db) {
     let e = c.pat.c.otp_verify(req, wrong).await.unwrap_err();
     assert_eq!(e.code(), Some("code_locked"), "{e}");
     let e = c.pat.c.otp_verify(req, &code).await.unwrap_err();
-    assert_eq!(e.code(), Some("code_locked"), "the right code after five wrong ones: {e}");
+    assert_eq!(
+        e.code(),
+        Some("code_locked"),
+        "the right code after five wrong ones: {e}"
+    );
 
     // Reception resends: a new code, the old one dead.
     c.rec.c.otp_resend(req).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clinvault::client::reports::{check_grant_for_wrap, confirm_wrap, download};
+use clinvault::client::reports::{TransferOptions, check_grant_for_wrap, confirm_wrap, download};
 use common::clinic::{clinic_with, report_bytes, upload_file, write_file};
 use common::{Db, PASSWORD, six_digits};
 use uuid::Uuid;
@@ -75,7 +75,10 @@ async fn journey(db: Db, s3: bool) {
     let out = upload_file(&c, &file, "Echocardiogram, March").await;
     assert_eq!(out.chunks_total, 20);
     assert_eq!(out.chunks_sent, 20);
-    let release_request = out.commit.release_request_id.expect("a release code was mailed");
+    let release_request = out
+        .commit
+        .release_request_id
+        .expect("a release code was mailed");
 
     // Before the code, the report is listed but not the patient's to open.
     let listed = c.pat.c.reports(None).await.unwrap().reports;
@@ -84,9 +87,16 @@ async fn journey(db: Db, s3: bool) {
     assert!(!listed[0].readable);
     let l = c.pat.ledger().await.unwrap();
     let target = work.path().join("mine.pdf");
-    let e = download(&c.pat.c, &c.pat.me, &l, out.report_id, &target, 4, None, None)
-        .await
-        .unwrap_err();
+    let e = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        out.report_id,
+        &target,
+        &TransferOptions::new(4),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Some("not_found"), "{e}");
     assert!(!target.exists());
 
@@ -95,22 +105,42 @@ async fn journey(db: Db, s3: bool) {
     let e = c.pat.c.otp_verify(Uuid::new_v4(), &code).await.unwrap_err();
     assert_eq!(e.code(), Some("code_invalid"));
     // Another account cannot use it.
-    let e = c.pat2.c.otp_verify(release_request, &code).await.unwrap_err();
+    let e = c
+        .pat2
+        .c
+        .otp_verify(release_request, &code)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("code_other_account"), "{e}");
     c.pat.c.otp_verify(release_request, &code).await.unwrap();
-    let e = c.pat.c.otp_verify(release_request, &code).await.unwrap_err();
+    let e = c
+        .pat
+        .c
+        .otp_verify(release_request, &code)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("code_used"));
 
     // The patient downloads it byte for byte.
     let l = c.pat.ledger().await.unwrap();
-    let r = download(&c.pat.c, &c.pat.me, &l, out.report_id, &target, 4, None, None)
-        .await
-        .expect("patient downloads");
+    let r = download(
+        &c.pat.c,
+        &c.pat.me,
+        &l,
+        out.report_id,
+        &target,
+        &TransferOptions::new(4),
+    )
+    .await
+    .expect("patient downloads");
     assert_eq!(r.meta.title, "Echocardiogram, March");
     assert!(std::fs::read(&target).unwrap() == data, "byte-identical");
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     // Nobody else gets a key, the report or a chunk.
@@ -124,12 +154,21 @@ async fn journey(db: Db, s3: bool) {
         ("auditor", &c.auditor),
     ] {
         let e = u.c.report_key(out.report_id).await.unwrap_err();
-        assert!(matches!(e.code(), Some("not_found" | "forbidden")), "{who}: {e}");
+        assert!(
+            matches!(e.code(), Some("not_found" | "forbidden")),
+            "{who}: {e}"
+        );
         let e = u.c.report(out.report_id).await.unwrap_err();
-        assert!(matches!(e.code(), Some("not_found" | "forbidden")), "{who}: {e}");
+        assert!(
+            matches!(e.code(), Some("not_found" | "forbidden")),
+            "{who}: {e}"
+        );
         if who != "auditor" {
             let e = u.c.chunk(&chunk0, None).await.unwrap_err();
-            assert!(matches!(e.code(), Some("not_found" | "forbidden")), "{who}: {e}");
+            assert!(
+                matches!(e.code(), Some("not_found" | "forbidden")),
+                "{who}: {e}"
+            );
         }
     }
     // Reception sees that it exists, and no more.
@@ -140,7 +179,10 @@ async fn journey(db: Db, s3: bool) {
     // Another doctor asks; the patient tells them the mailed code; the author confirms.
     let g = c.doc2.c.grant_request(out.report_id).await.unwrap();
     let mail = c.ts.last_mail(&c.pat.email);
-    assert!(mail.contains("James Wilson") && mail.contains("Greg House"), "{mail}");
+    assert!(
+        mail.contains("James Wilson") && mail.contains("Greg House"),
+        "{mail}"
+    );
     let code = six_digits(&mail);
     c.doc2
         .c
@@ -156,9 +198,16 @@ async fn journey(db: Db, s3: bool) {
     confirm_wrap(&c.doc.c, &c.doc.me, &l, &check).await.unwrap();
     let l2 = c.doc2.ledger().await.unwrap();
     let t2 = work.path().join("wilson.pdf");
-    download(&c.doc2.c, &c.doc2.me, &l2, out.report_id, &t2, 4, None, None)
-        .await
-        .expect("granted doctor downloads");
+    download(
+        &c.doc2.c,
+        &c.doc2.me,
+        &l2,
+        out.report_id,
+        &t2,
+        &TransferOptions::new(4),
+    )
+    .await
+    .expect("granted doctor downloads");
     assert!(std::fs::read(&t2).unwrap() == data);
 
     // The patient revokes: the server stops serving the key and the chunks to that doctor.
@@ -173,19 +222,38 @@ async fn journey(db: Db, s3: bool) {
     let trail = l.entries(0, l.head().tree_size).await.unwrap();
     let kinds: Vec<u8> = trail.iter().map(|(_, e)| e.kind()).collect();
     for k in 1..=7u8 {
-        assert!(kinds.contains(&k), "entry kind {k} in the patient's trail: {kinds:?}");
+        assert!(
+            kinds.contains(&k),
+            "entry kind {k} in the patient's trail: {kinds:?}"
+        );
     }
     let served = trail
         .iter()
-        .filter(|(_, e)| matches!(e, clinvault::ledger::Entry::ReportAccess { what: clinvault::ledger::AccessWhat::KeyServed, .. }))
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                clinvault::ledger::Entry::ReportAccess {
+                    what: clinvault::ledger::AccessWhat::KeyServed,
+                    ..
+                }
+            )
+        })
         .count();
-    assert!(served >= 3, "patient, author (wrap) and granted doctor fetched keys: {served}");
+    assert!(
+        served >= 3,
+        "patient, author (wrap) and granted doctor fetched keys: {served}"
+    );
 
     // The audit is clean.
     let la = c.auditor.ledger().await.unwrap();
-    let summary = clinvault::client::audit::audit(&c.auditor.c, &la, false).await.unwrap();
+    let summary = clinvault::client::audit::audit(&c.auditor.c, &la, false)
+        .await
+        .unwrap();
     assert!(summary.clean(), "{:?}", summary.findings);
-    assert_eq!((summary.reports, summary.chunks, summary.replicas_checked), (1, 20, 40));
+    assert_eq!(
+        (summary.reports, summary.chunks, summary.replicas_checked),
+        (1, 20, 40)
+    );
 
     // Nothing the server wrote holds a marker, a code or the password.
     let mut codes: Vec<String> = Vec::new();
@@ -199,17 +267,32 @@ async fn journey(db: Db, s3: bool) {
             codes.push(code.to_string());
         }
     }
-    assert!(codes.len() >= 3, "release, email and grant codes were mailed: {codes:?}");
+    assert!(
+        codes.len() >= 3,
+        "release, email and grant codes were mailed: {codes:?}"
+    );
     let mut searched = 0;
     let mut files = files_under(c.ts.dir.path(), "outbox");
     files.push(log_path.clone());
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         searched += bytes.len();
-        assert!(!contains(&bytes, &marker), "marker bytes in {}", f.display());
-        assert!(!contains(&bytes, PASSWORD.as_bytes()), "password in {}", f.display());
+        assert!(
+            !contains(&bytes, &marker),
+            "marker bytes in {}",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, PASSWORD.as_bytes()),
+            "password in {}",
+            f.display()
+        );
         for code in &codes {
-            assert!(!contains_code(&bytes, code), "code {code} in {}", f.display());
+            assert!(
+                !contains_code(&bytes, code),
+                "code {code} in {}",
+                f.display()
+            );
         }
     }
     // What lives outside the data folder: the S3 objects and the PostgreSQL rows.
@@ -223,12 +306,11 @@ async fn journey(db: Db, s3: bool) {
         }
     }
     if db == Db::Postgres {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-        )
-        .fetch_all(c.ts.handle.db())
-        .await
-        .unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(c.ts.handle.db())
+                .await
+                .unwrap();
         for t in tables {
             // Table names come from the catalogue, not from input.
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -248,9 +330,15 @@ async fn journey(db: Db, s3: bool) {
             assert!(!contains_code(bytes, code), "code {code} in {what}");
         }
     }
-    assert!(searched > 40 * 1024 * 1024, "both replicas were searched: {searched} bytes");
+    assert!(
+        searched > 40 * 1024 * 1024,
+        "both replicas were searched: {searched} bytes"
+    );
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("report committed"), "the server's log was searched");
+    assert!(
+        log.contains("report committed"),
+        "the server's log was searched"
+    );
 }
 
 both_backends!(journey_20mib, journey_local);

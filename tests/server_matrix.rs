@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use chrono::{Duration, Utc};
 use clinvault::api::{Availability, BookRequest, Role, WeeklyBlock};
 use clinvault::client::ApiClient;
+use clinvault::client::ledger::Ledger;
+use clinvault::client::reports::{UploadOptions, upload};
 use clinvault::server::policy::{Policy, table};
 use common::{Db, TestServer, http, start_server};
 use serde_json::{Value, json};
@@ -22,6 +24,11 @@ struct World {
     booking: Uuid,
     victim: Uuid,
     free_start: String,
+    report: Uuid,
+    chunk: String,
+    grant: Uuid,
+    release_request: Uuid,
+    _state: tempfile::TempDir,
 }
 
 fn token(c: &ApiClient) -> String {
@@ -88,6 +95,53 @@ async fn world(db: Db) -> World {
         })
         .await
         .unwrap();
+    // A report by `doc` for p1 (after a completed visit), and a grant asked by doc2.
+    rec.booking_action(b.id, "check-in").await.unwrap();
+    doc.booking_action(b.id, "complete").await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut author = ts.client();
+    let me = author
+        .login("doc@clinic.test", common::PASSWORD)
+        .await
+        .unwrap();
+    let ledger = Ledger::sync(&author, state.path(), None, 3600)
+        .await
+        .unwrap();
+    let file = state.path().join("report.txt");
+    std::fs::write(&file, b"matrix test report").unwrap();
+    let up = upload(
+        &author,
+        &me,
+        &ledger,
+        b.patient_id,
+        &file,
+        &UploadOptions {
+            state_dir: state.path(),
+            chunk_size: 4096,
+            transfers: 1,
+            title: "Matrix".into(),
+            note: String::new(),
+            cancel: None,
+            progress: None,
+        },
+    )
+    .await
+    .unwrap();
+    let chunk = author.report(up.report_id).await.unwrap().chunk_ids[0].clone();
+    let doc2_id = doc2.me().await.unwrap().id;
+    doc2.set_availability(doc2_id, &week()).await.unwrap();
+    let s2 = p1
+        .slots(doc2_id, Some(tomorrow), Some(tomorrow))
+        .await
+        .unwrap();
+    p1.book(&BookRequest {
+        doctor_id: doc2_id,
+        start: s2.slots[5].start,
+        patient_id: None,
+    })
+    .await
+    .unwrap();
+    let grant = doc2.grant_request(up.report_id).await.unwrap().id;
     let mut tokens = HashMap::new();
     tokens.insert(Role::Admin, token(&admin));
     tokens.insert(Role::Doctor, token(&doc));
@@ -103,6 +157,11 @@ async fn world(db: Db) -> World {
         booking: b.id,
         victim,
         free_start: slots.slots[3].start.to_rfc3339(),
+        report: up.report_id,
+        chunk,
+        grant,
+        release_request: up.commit.release_request_id.unwrap(),
+        _state: state,
     }
 }
 
@@ -110,6 +169,8 @@ async fn world(db: Db) -> World {
 fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Option<Value>)> {
     let d = w.doctor;
     let b = w.booking;
+    let r = w.report;
+    let g = w.grant;
     let s = match (method, path) {
         ("GET", "/v1/health") => ("/v1/health".into(), None),
         ("GET", "/v1/ready") => ("/v1/ready".into(), None),
@@ -167,6 +228,57 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("POST", "/v1/bookings/{id}/no-show") => {
             (format!("/v1/bookings/{b}/no-show"), Some(json!({})))
         }
+        ("POST", "/v1/reports") => (
+            path.into(),
+            Some(
+                json!({"report_id": Uuid::new_v4(), "patient_id": w.victim, "chunk_size": 4096, "plaintext_len": 10}),
+            ),
+        ),
+        ("PUT", "/v1/reports/{id}/chunks/{sha256}") => (
+            format!("/v1/reports/{r}/chunks/{}", "00".repeat(32)),
+            Some(json!({})),
+        ),
+        ("POST", "/v1/reports/{id}/missing") => (
+            format!("/v1/reports/{r}/missing"),
+            Some(json!({"chunk_ids": [w.chunk]})),
+        ),
+        ("POST", "/v1/reports/{id}/commit") => (
+            format!("/v1/reports/{r}/commit"),
+            Some(
+                json!({"manifest": "", "signature": "", "meta": "", "chunk_ids": [], "wrapped_keys": []}),
+            ),
+        ),
+        ("GET", "/v1/reports") => (path.into(), None),
+        ("GET", "/v1/reports/{id}") => (format!("/v1/reports/{r}"), None),
+        ("GET", "/v1/reports/{id}/key") => (format!("/v1/reports/{r}/key"), None),
+        ("GET", "/v1/chunks/{sha256}") => (format!("/v1/chunks/{}", w.chunk), None),
+        ("POST", "/v1/otp/verify") => (
+            path.into(),
+            Some(json!({"request_id": Uuid::new_v4(), "code": "123456"})),
+        ),
+        ("GET", "/v1/otp") => (path.into(), None),
+        ("POST", "/v1/otp/{id}/resend") => (
+            format!("/v1/otp/{}/resend", w.release_request),
+            Some(json!({})),
+        ),
+        ("GET", "/v1/grants") => (path.into(), None),
+        ("POST", "/v1/grants") => (path.into(), Some(json!({"report_id": r}))),
+        ("POST", "/v1/grants/{id}/approve") => (
+            format!("/v1/grants/{g}/approve"),
+            Some(json!({"signature": "00".repeat(64)})),
+        ),
+        ("POST", "/v1/grants/{id}/wrap") => (
+            format!("/v1/grants/{g}/wrap"),
+            Some(json!({"wrapped": "00".repeat(80)})),
+        ),
+        ("POST", "/v1/grants/{id}/revoke") => (format!("/v1/grants/{g}/revoke"), Some(json!({}))),
+        ("GET", "/v1/ledger/head") => (path.into(), None),
+        ("GET", "/v1/ledger/consistency") => ("/v1/ledger/consistency?from=1&to=2".into(), None),
+        ("GET", "/v1/ledger/inclusion") => ("/v1/ledger/inclusion?index=0&size=1".into(), None),
+        ("GET", "/v1/ledger/entries") => (path.into(), None),
+        ("GET", "/v1/users/{id}/keys") => (format!("/v1/users/{d}/keys"), None),
+        ("GET", "/v1/audit/reports") => (path.into(), None),
+        ("POST", "/v1/audit/repair") => (path.into(), Some(json!({"chunk_id": w.chunk}))),
         _ => return None,
     };
     Some(s)
@@ -182,6 +294,19 @@ const OWNER_SCOPED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/bookings/{id}/no-show", "other_doctor"),
     ("GET", "/v1/doctors/{id}/availability", "other_doctor"),
     ("PUT", "/v1/doctors/{id}/availability", "other_doctor"),
+    ("GET", "/v1/reports/{id}", "other_patient"),
+    ("GET", "/v1/reports/{id}", "other_doctor"),
+    ("GET", "/v1/reports/{id}/key", "other_patient"),
+    ("GET", "/v1/reports/{id}/key", "other_doctor"),
+    ("PUT", "/v1/reports/{id}/chunks/{sha256}", "other_doctor"),
+    ("POST", "/v1/reports/{id}/missing", "other_doctor"),
+    ("POST", "/v1/reports/{id}/commit", "other_doctor"),
+    ("GET", "/v1/chunks/{sha256}", "other_patient"),
+    ("GET", "/v1/chunks/{sha256}", "other_doctor"),
+    ("POST", "/v1/otp/{id}/resend", "other_patient"),
+    ("POST", "/v1/grants/{id}/approve", "other_patient"),
+    ("POST", "/v1/grants/{id}/wrap", "other_doctor"),
+    ("POST", "/v1/grants/{id}/revoke", "other_patient"),
 ];
 /// `{id}` routes whose object every allowed role may see (the directory; admin on any user;
 /// reception on any booking).
@@ -190,6 +315,7 @@ const SHARED_OBJECTS: &[(&str, &str)] = &[
     ("GET", "/v1/doctors/{id}"),
     ("GET", "/v1/doctors/{id}/slots"),
     ("POST", "/v1/admin/users/{id}/deactivate"),
+    ("GET", "/v1/users/{id}/keys"),
 ];
 
 fn register_body() -> Value {
@@ -222,6 +348,10 @@ async fn send(
     let resp = r.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
+    // Chunks come back as raw bytes; every error is JSON.
+    if status == 200 && path.starts_with("/v1/chunks/") {
+        return (status, Value::Null);
+    }
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}"));
     (status, v)
@@ -286,7 +416,11 @@ async fn matrix(db: Db) {
         let (path, body) = sample(&w, method, route, 0).unwrap();
         let missing = path
             .replace(&w.booking.to_string(), &Uuid::new_v4().to_string())
-            .replace(&w.doctor.to_string(), &Uuid::new_v4().to_string());
+            .replace(&w.doctor.to_string(), &Uuid::new_v4().to_string())
+            .replace(&w.report.to_string(), &Uuid::new_v4().to_string())
+            .replace(&w.grant.to_string(), &Uuid::new_v4().to_string())
+            .replace(&w.release_request.to_string(), &Uuid::new_v4().to_string())
+            .replace(&w.chunk, &"ab".repeat(32));
         let real = send(&w, method, &path, body.as_ref(), Some(&t)).await;
         let fake = send(&w, method, &missing, body.as_ref(), Some(&t)).await;
         assert_eq!(real.0, 404, "{who} on {method} {route}: {:?}", real.1);
@@ -386,7 +520,7 @@ fn policies_follow_design_section_4() {
             "/v1/doctors/{id}/availability",
             Some(&[Doctor, Admin]),
         ),
-        ("GET", "/v1/patients", Some(&[Reception])),
+        ("GET", "/v1/patients", Some(&[Doctor, Reception])),
         ("GET", "/v1/bookings", Some(&[Patient, Doctor, Reception])),
         ("POST", "/v1/bookings", Some(&[Patient, Reception])),
         (
@@ -406,6 +540,37 @@ fn policies_follow_design_section_4() {
             "/v1/bookings/{id}/no-show",
             Some(&[Doctor, Reception]),
         ),
+        ("POST", "/v1/reports", Some(&[Doctor])),
+        ("PUT", "/v1/reports/{id}/chunks/{sha256}", Some(&[Doctor])),
+        ("POST", "/v1/reports/{id}/missing", Some(&[Doctor])),
+        ("POST", "/v1/reports/{id}/commit", Some(&[Doctor])),
+        ("GET", "/v1/reports", Some(&[Patient, Doctor, Reception])),
+        ("GET", "/v1/reports/{id}", Some(&[Patient, Doctor])),
+        ("GET", "/v1/reports/{id}/key", Some(&[Patient, Doctor])),
+        (
+            "GET",
+            "/v1/chunks/{sha256}",
+            Some(&[Patient, Doctor, Auditor]),
+        ),
+        ("POST", "/v1/otp/verify", Some(&[Patient, Doctor])),
+        ("GET", "/v1/otp", Some(&[Patient, Doctor])),
+        (
+            "POST",
+            "/v1/otp/{id}/resend",
+            Some(&[Patient, Doctor, Reception]),
+        ),
+        ("GET", "/v1/grants", Some(&[Patient, Doctor])),
+        ("POST", "/v1/grants", Some(&[Doctor])),
+        ("POST", "/v1/grants/{id}/approve", Some(&[Patient])),
+        ("POST", "/v1/grants/{id}/wrap", Some(&[Patient, Doctor])),
+        ("POST", "/v1/grants/{id}/revoke", Some(&[Patient, Doctor])),
+        ("GET", "/v1/ledger/head", Some(ALL)),
+        ("GET", "/v1/ledger/consistency", Some(ALL)),
+        ("GET", "/v1/ledger/inclusion", Some(ALL)),
+        ("GET", "/v1/ledger/entries", Some(ALL)),
+        ("GET", "/v1/users/{id}/keys", Some(ALL)),
+        ("GET", "/v1/audit/reports", Some(&[Auditor])),
+        ("POST", "/v1/audit/repair", Some(&[Auditor])),
     ];
     let t = table();
     assert_eq!(

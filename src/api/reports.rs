@@ -262,7 +262,12 @@ pub struct GrantWrap {
 }
 
 /// What a patient signs to approve a grant directly.
-pub fn consent_message(grant_id: &Uuid, report_id: &Uuid, reader_id: &Uuid, expires_ms: i64) -> Vec<u8> {
+pub fn consent_message(
+    grant_id: &Uuid,
+    report_id: &Uuid,
+    reader_id: &Uuid,
+    expires_ms: i64,
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(20 + 16 * 3 + 8);
     m.extend_from_slice(b"clinvault/consent/v1");
     m.extend_from_slice(grant_id.as_bytes());

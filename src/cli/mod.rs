@@ -11,8 +11,8 @@ use clinvault::api::Role;
 use clinvault::client::audit::audit;
 use clinvault::client::ledger::Ledger;
 use clinvault::client::reports::{
-    Progress, UploadOptions, approve_and_wrap, check_grant_for_wrap, confirm_wrap, download,
-    upload, verify,
+    Progress, TransferOptions, UploadOptions, approve_and_wrap, check_grant_for_wrap, confirm_wrap,
+    download, upload, verify,
 };
 use clinvault::client::{ApiClient, LoggedIn, session};
 use clinvault::config::Config;
@@ -42,7 +42,8 @@ fn configured_key(cfg: &Config) -> Result<Option<LedgerKey>> {
         return Ok(None);
     }
     Ok(Some(
-        LedgerKey::parse(&cfg.client.ledger_key).map_err(|e| anyhow!("[client] ledger_key: {e}"))?,
+        LedgerKey::parse(&cfg.client.ledger_key)
+            .map_err(|e| anyhow!("[client] ledger_key: {e}"))?,
     ))
 }
 
@@ -120,7 +121,13 @@ async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
     }
 }
 
-pub async fn upload_cmd(cfg: &Config, file: PathBuf, patient: String, title: String, note: String) -> Result<()> {
+pub async fn upload_cmd(
+    cfg: &Config,
+    file: PathBuf,
+    patient: String,
+    title: String,
+    note: String,
+) -> Result<()> {
     let (c, me) = unlock(cfg).await?;
     if me.login.user.role != Role::Doctor {
         bail!("only doctors upload reports");
@@ -156,7 +163,9 @@ pub async fn upload_cmd(cfg: &Config, file: PathBuf, patient: String, title: Str
     eprintln!();
     let out = out?;
     if out.restarted {
-        eprintln!("note: the file changed since an interrupted upload, so it went up as a new report");
+        eprintln!(
+            "note: the file changed since an interrupted upload, so it went up as a new report"
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     crate::out!(
@@ -186,7 +195,11 @@ pub async fn reports_cmd(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
             r.patient_name,
             mib(r.plaintext_len),
             r.status,
-            if r.readable { "" } else { " (not readable by you)" }
+            if r.readable {
+                ""
+            } else {
+                " (not readable by you)"
+            }
         );
     }
     crate::out!("{} reports", list.reports.len());
@@ -201,7 +214,9 @@ pub async fn otp_cmd(cfg: &Config, code: String, request: Option<Uuid>) -> Resul
             let pending = c.otp_pending().await?;
             match pending.as_slice() {
                 [one] => one.request_id,
-                [] => bail!("no code is waiting for you; check the request id in the mail and pass --request"),
+                [] => bail!(
+                    "no code is waiting for you; check the request id in the mail and pass --request"
+                ),
                 many => bail!(
                     "{} codes are waiting; pass --request with the id from the mail:\n{}",
                     many.len(),
@@ -215,7 +230,11 @@ pub async fn otp_cmd(cfg: &Config, code: String, request: Option<Uuid>) -> Resul
     };
     let r = c.otp_verify(request, &code).await?;
     match r.purpose.as_str() {
-        "release" => crate::out!("report {} is released to you: `clinvault download {} -o FILE`", r.report_id, r.report_id),
+        "release" => crate::out!(
+            "report {} is released to you: `clinvault download {} -o FILE`",
+            r.report_id,
+            r.report_id
+        ),
         _ => crate::out!(
             "access approved (grant {}); the author or the patient now confirms the key in their client",
             r.grant_id.map(|g| g.to_string()).unwrap_or_default()
@@ -226,14 +245,30 @@ pub async fn otp_cmd(cfg: &Config, code: String, request: Option<Uuid>) -> Resul
 
 pub async fn download_cmd(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     if output.exists() {
-        bail!("{} exists; choose another name or remove it", output.display());
+        bail!(
+            "{} exists; choose another name or remove it",
+            output.display()
+        );
     }
     let (c, me) = unlock(cfg).await?;
     let l = ledger(cfg, &c).await?;
     let show = progress_line("download");
-    let r = download(&c, &me, &l, id, output, cfg.client.transfers, None, Some(&show)).await;
+    let r = download(
+        &c,
+        &me,
+        &l,
+        id,
+        output,
+        &TransferOptions {
+            transfers: cfg.client.transfers,
+            cancel: None,
+            progress: Some(&show),
+        },
+    )
+    .await;
     eprintln!();
-    let r = r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
+    let r =
+        r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
     crate::out!(
         "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} chunks and chain",
         output.display(),
@@ -261,7 +296,11 @@ pub async fn verify_cmd(cfg: &Config, id: Option<Uuid>) -> Result<()> {
     let mut failed = 0;
     for id in &ids {
         match verify(&c, &me, &l, *id, cfg.client.transfers).await {
-            Ok(r) => crate::out!("OK    {id}  \"{}\"  {} chunks", r.meta.title, r.manifest.n_chunks),
+            Ok(r) => crate::out!(
+                "OK    {id}  \"{}\"  {} chunks",
+                r.meta.title,
+                r.manifest.n_chunks
+            ),
             Err(e) => {
                 failed += 1;
                 crate::out!("FAIL  {id}  {e}");
@@ -301,7 +340,9 @@ pub async fn grant_cmd(cfg: &Config, cmd: GrantCommand) -> Result<()> {
                     g.reader_name,
                     g.status,
                     g.expires_at.format("%Y-%m-%d"),
-                    g.request_id.map(|r| format!("  code request {r}")).unwrap_or_default()
+                    g.request_id
+                        .map(|r| format!("  code request {r}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -309,7 +350,11 @@ pub async fn grant_cmd(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             let (c, me) = unlock(cfg).await?;
             let mut l = ledger(cfg, &c).await?;
             let g = approve_and_wrap(&c, &me, &mut l, grant).await?;
-            crate::out!("approved and key wrapped for {} (grant {})", g.reader_name, g.id);
+            crate::out!(
+                "approved and key wrapped for {} (grant {})",
+                g.reader_name,
+                g.id
+            );
         }
         GrantCommand::Confirm { grant, yes } => {
             let (c, me) = unlock(cfg).await?;
@@ -339,7 +384,12 @@ pub async fn grant_cmd(cfg: &Config, cmd: GrantCommand) -> Result<()> {
                 }
             }
             let g = confirm_wrap(&c, &me, &l, &check).await?;
-            crate::out!("key wrapped for {} (grant {} is {})", g.reader_name, g.id, g.status);
+            crate::out!(
+                "key wrapped for {} (grant {} is {})",
+                g.reader_name,
+                g.id,
+                g.status
+            );
         }
         GrantCommand::Revoke { grant } => {
             let (c, _) = crate::signed_in(cfg)?;
@@ -365,8 +415,15 @@ pub async fn access_cmd(cfg: &Config) -> Result<()> {
             .unwrap_or_default();
         let what = match e {
             Entry::UserRegistered { .. } => "account registered with its public keys".to_string(),
-            Entry::ReportCommitted { report_id, .. } => format!("report {} committed", Uuid::from_bytes(*report_id)),
-            Entry::GrantApproved { report_id, reader_id, how, .. } => format!(
+            Entry::ReportCommitted { report_id, .. } => {
+                format!("report {} committed", Uuid::from_bytes(*report_id))
+            }
+            Entry::GrantApproved {
+                report_id,
+                reader_id,
+                how,
+                ..
+            } => format!(
                 "access to report {} approved for user {} ({})",
                 Uuid::from_bytes(*report_id),
                 Uuid::from_bytes(*reader_id),
@@ -375,13 +432,24 @@ pub async fn access_cmd(cfg: &Config) -> Result<()> {
                     GrantHow::SignedByPatient => "your signature",
                 }
             ),
-            Entry::KeyWrapped { report_id, reader_id, .. } => format!(
+            Entry::KeyWrapped {
+                report_id,
+                reader_id,
+                ..
+            } => format!(
                 "key of report {} wrapped for user {}",
                 Uuid::from_bytes(*report_id),
                 Uuid::from_bytes(*reader_id)
             ),
-            Entry::GrantRevoked { grant_id, .. } => format!("grant {} revoked", Uuid::from_bytes(*grant_id)),
-            Entry::ReportAccess { report_id, reader_id, what, .. } => format!(
+            Entry::GrantRevoked { grant_id, .. } => {
+                format!("grant {} revoked", Uuid::from_bytes(*grant_id))
+            }
+            Entry::ReportAccess {
+                report_id,
+                reader_id,
+                what,
+                ..
+            } => format!(
                 "report {} {} user {}",
                 Uuid::from_bytes(*report_id),
                 match what {
@@ -390,7 +458,9 @@ pub async fn access_cmd(cfg: &Config) -> Result<()> {
                 },
                 Uuid::from_bytes(*reader_id)
             ),
-            Entry::OtpVerified { request_id, .. } => format!("code checked for request {}", Uuid::from_bytes(*request_id)),
+            Entry::OtpVerified { request_id, .. } => {
+                format!("code checked for request {}", Uuid::from_bytes(*request_id))
+            }
         };
         crate::out!("#{i:<6} {when}  {what}");
     }
@@ -427,7 +497,10 @@ pub async fn audit_cmd(cfg: &Config, repair: bool) -> Result<()> {
         s.findings.len()
     );
     if repair && !s.repaired.is_empty() {
-        crate::out!("repaired {} chunks; run the audit again to confirm", s.repaired.len());
+        crate::out!(
+            "repaired {} chunks; run the audit again to confirm",
+            s.repaired.len()
+        );
     }
     if !s.clean() {
         bail!("the audit found {} problems", s.findings.len());

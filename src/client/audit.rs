@@ -35,24 +35,54 @@ pub enum Finding {
     /// A report's manifest, signature, commit entry or chain is wrong.
     Report { report: String, what: String },
     /// A replica is missing from a bucket that should hold it.
-    Missing { chunk: String, bucket: String, report: String, index: usize },
+    Missing {
+        chunk: String,
+        bucket: String,
+        report: String,
+        index: usize,
+    },
     /// A replica's bytes do not hash to the chunk id.
-    Corrupt { chunk: String, bucket: String, report: String, index: usize },
+    Corrupt {
+        chunk: String,
+        bucket: String,
+        report: String,
+        index: usize,
+    },
     /// A bucket did not answer.
     Unreachable { chunk: String, bucket: String },
     /// Fewer replicas recorded than the server keeps.
-    UnderReplicated { chunk: String, have: usize, want: usize },
+    UnderReplicated {
+        chunk: String,
+        have: usize,
+        want: usize,
+    },
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Finding::Report { report, what } => write!(f, "report {report}: {what}"),
-            Finding::Missing { chunk, bucket, report, index } => {
-                write!(f, "report {report} chunk {index} ({chunk}): MISSING in bucket {bucket}")
+            Finding::Missing {
+                chunk,
+                bucket,
+                report,
+                index,
+            } => {
+                write!(
+                    f,
+                    "report {report} chunk {index} ({chunk}): MISSING in bucket {bucket}"
+                )
             }
-            Finding::Corrupt { chunk, bucket, report, index } => {
-                write!(f, "report {report} chunk {index} ({chunk}): CORRUPT in bucket {bucket}")
+            Finding::Corrupt {
+                chunk,
+                bucket,
+                report,
+                index,
+            } => {
+                write!(
+                    f,
+                    "report {report} chunk {index} ({chunk}): CORRUPT in bucket {bucket}"
+                )
             }
             Finding::Unreachable { chunk, bucket } => {
                 write!(f, "chunk {chunk}: bucket {bucket} did not answer")
@@ -87,7 +117,11 @@ impl AuditSummary {
 
 /// Runs the audit. With `repair`, every chunk with a bad, missing or absent replica is sent to
 /// the server's repair, which copies a verified replica.
-pub async fn audit(client: &ApiClient, ledger: &Ledger, repair: bool) -> Result<AuditSummary, ClientError> {
+pub async fn audit(
+    client: &ApiClient,
+    ledger: &Ledger,
+    repair: bool,
+) -> Result<AuditSummary, ClientError> {
     let head = ledger.head().clone();
     let mut s = AuditSummary {
         tree_size: head.tree_size,
@@ -100,11 +134,15 @@ pub async fn audit(client: &ApiClient, ledger: &Ledger, repair: bool) -> Result<
     let mut keys: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
     let mut commits: HashMap<u64, Entry> = HashMap::new();
     for (i, bytes) in raw.iter().enumerate() {
-        let entry = Entry::from_bytes(bytes)
-            .map_err(|e| ClientError::Ledger(format!("entry {i}: {e}")))?;
+        let entry =
+            Entry::from_bytes(bytes).map_err(|e| ClientError::Ledger(format!("entry {i}: {e}")))?;
         tree.push_entry(bytes);
         match &entry {
-            Entry::UserRegistered { user_id, ed25519_public, .. } => {
+            Entry::UserRegistered {
+                user_id,
+                ed25519_public,
+                ..
+            } => {
                 keys.insert(*user_id, *ed25519_public);
             }
             Entry::ReportCommitted { .. } => {
@@ -128,16 +166,27 @@ pub async fn audit(client: &ApiClient, ledger: &Ledger, repair: bool) -> Result<
             s.reports += 1;
             let rid = r.id.to_string();
             let mut report_problem = |what: String| {
-                s.findings.push(Finding::Report { report: rid.clone(), what });
+                s.findings.push(Finding::Report {
+                    report: rid.clone(),
+                    what,
+                });
             };
             let committed = commits.get(&r.ledger_index);
             let manifest_hash: [u8; 32] = Sha256::digest(&r.manifest).into();
             let author = crate::seal::Manifest::from_bytes(&r.manifest).map(|m| m.author_id);
             match (committed, author) {
                 (
-                    Some(Entry::ReportCommitted { report_id, manifest_hash: h, signature, .. }),
+                    Some(Entry::ReportCommitted {
+                        report_id,
+                        manifest_hash: h,
+                        signature,
+                        ..
+                    }),
                     Ok(author),
-                ) if *report_id == r.id.into_bytes() && *h == manifest_hash && signature.as_slice() == r.signature.as_slice() => {
+                ) if *report_id == r.id.into_bytes()
+                    && *h == manifest_hash
+                    && signature.as_slice() == r.signature.as_slice() =>
+                {
                     match keys.get(&author) {
                         Some(k) => {
                             if let Err(e) = verify_manifest(&r.manifest, &r.signature, k) {
@@ -158,7 +207,8 @@ pub async fn audit(client: &ApiClient, ledger: &Ledger, repair: bool) -> Result<
                 })
                 .collect();
             if let Ok(m) = crate::seal::Manifest::from_bytes(&r.manifest)
-                && (ids.len() != m.n_chunks as usize || chain_head(&m.report_id, &ids) != Some(m.head))
+                && (ids.len() != m.n_chunks as usize
+                    || chain_head(&m.report_id, &ids) != Some(m.head))
             {
                 s.findings.push(Finding::Report {
                     report: rid.clone(),

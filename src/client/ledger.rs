@@ -101,9 +101,9 @@ impl Ledger {
                         path.display()
                     )));
                 }
-                k.clone()
+                *k
             }
-            (Some(k), None) => k.clone(),
+            (Some(k), None) => *k,
             (None, Some(s)) => LedgerKey::parse(&s.ledger_key).map_err(ledger_error)?,
             (None, None) => {
                 pinned_now = true;
@@ -193,18 +193,14 @@ impl Ledger {
 
     /// Decodes an entry the server handed over and checks its inclusion.
     pub async fn checked_entry(&self, index: u64, bytes: &[u8]) -> Result<Entry, ClientError> {
-        let entry = Entry::from_bytes(bytes)
-            .map_err(|e| ledger_error(format!("entry {index}: {e}")))?;
+        let entry =
+            Entry::from_bytes(bytes).map_err(|e| ledger_error(format!("entry {index}: {e}")))?;
         self.check_included(index, bytes).await?;
         Ok(entry)
     }
 
     /// A user's public keys, checked against their registration entry in the ledger.
-    pub async fn user_keys(
-        &self,
-        user: Uuid,
-        role: Option<Role>,
-    ) -> Result<UserKeys, ClientError> {
+    pub async fn user_keys(&self, user: Uuid, role: Option<Role>) -> Result<UserKeys, ClientError> {
         let keys: UserKeys = self
             .client
             .get(&format!("/v1/users/{user}/keys"), &[])

@@ -20,9 +20,9 @@ use super::ledger::Ledger;
 use super::{ApiClient, ClientError, LoggedIn};
 use crate::api::{
     COMMIT_GRANT_ID, CommitRequest, CommitResponse, Grant, GrantApprove, GrantCreate, GrantList,
-    GrantWrap, MissingRequest, MissingResponse, OpenReportRequest, OpenReportResponse,
-    OtpPending, OtpPendingList, OtpVerifyRequest, OtpVerifyResponse, ReportDetail, ReportKey,
-    ReportList, Role, WrappedKeyIn, consent_message,
+    GrantWrap, MissingRequest, MissingResponse, OpenReportRequest, OpenReportResponse, OtpPending,
+    OtpPendingList, OtpVerifyRequest, OtpVerifyResponse, ReportDetail, ReportKey, ReportList, Role,
+    WrappedKeyIn, consent_message,
 };
 use crate::ledger::{Entry, GrantHow};
 use crate::seal::{
@@ -42,11 +42,19 @@ fn file_err(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
 }
 
 impl ApiClient {
-    pub async fn open_report(&self, req: &OpenReportRequest) -> Result<OpenReportResponse, ClientError> {
+    pub async fn open_report(
+        &self,
+        req: &OpenReportRequest,
+    ) -> Result<OpenReportResponse, ClientError> {
         self.post("/v1/reports", req).await
     }
 
-    pub async fn put_chunk(&self, report: Uuid, chunk_id: &[u8; 32], body: Bytes) -> Result<(), ClientError> {
+    pub async fn put_chunk(
+        &self,
+        report: Uuid,
+        chunk_id: &[u8; 32],
+        body: Bytes,
+    ) -> Result<(), ClientError> {
         self.call_raw(
             Method::PUT,
             &format!("/v1/reports/{report}/chunks/{}", hex::encode(chunk_id)),
@@ -57,7 +65,11 @@ impl ApiClient {
         .map(|_| ())
     }
 
-    pub async fn missing_chunks(&self, report: Uuid, ids: &[[u8; 32]]) -> Result<Vec<String>, ClientError> {
+    pub async fn missing_chunks(
+        &self,
+        report: Uuid,
+        ids: &[[u8; 32]],
+    ) -> Result<Vec<String>, ClientError> {
         let r: MissingResponse = self
             .post(
                 &format!("/v1/reports/{report}/missing"),
@@ -69,12 +81,20 @@ impl ApiClient {
         Ok(r.missing)
     }
 
-    pub async fn commit_report(&self, report: Uuid, req: &CommitRequest) -> Result<CommitResponse, ClientError> {
-        self.post(&format!("/v1/reports/{report}/commit"), req).await
+    pub async fn commit_report(
+        &self,
+        report: Uuid,
+        req: &CommitRequest,
+    ) -> Result<CommitResponse, ClientError> {
+        self.post(&format!("/v1/reports/{report}/commit"), req)
+            .await
     }
 
     pub async fn reports(&self, patient: Option<Uuid>) -> Result<ReportList, ClientError> {
-        let q: Vec<(&str, String)> = patient.map(|p| ("patient", p.to_string())).into_iter().collect();
+        let q: Vec<(&str, String)> = patient
+            .map(|p| ("patient", p.to_string()))
+            .into_iter()
+            .collect();
         self.get("/v1/reports", &q).await
     }
 
@@ -87,12 +107,19 @@ impl ApiClient {
     }
 
     pub async fn chunk(&self, chunk_id: &str, replica: Option<&str>) -> Result<Bytes, ClientError> {
-        let q: Vec<(&str, String)> = replica.map(|r| ("replica", r.to_string())).into_iter().collect();
+        let q: Vec<(&str, String)> = replica
+            .map(|r| ("replica", r.to_string()))
+            .into_iter()
+            .collect();
         self.call_raw(Method::GET, &format!("/v1/chunks/{chunk_id}"), &q, None)
             .await
     }
 
-    pub async fn otp_verify(&self, request_id: Uuid, code: &str) -> Result<OtpVerifyResponse, ClientError> {
+    pub async fn otp_verify(
+        &self,
+        request_id: Uuid,
+        code: &str,
+    ) -> Result<OtpVerifyResponse, ClientError> {
         self.post(
             "/v1/otp/verify",
             &OtpVerifyRequest {
@@ -109,8 +136,11 @@ impl ApiClient {
     }
 
     pub async fn otp_resend(&self, request_id: Uuid) -> Result<OtpPending, ClientError> {
-        self.post(&format!("/v1/otp/{request_id}/resend"), &serde_json::json!({}))
-            .await
+        self.post(
+            &format!("/v1/otp/{request_id}/resend"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     pub async fn grants(&self) -> Result<Vec<Grant>, ClientError> {
@@ -133,8 +163,11 @@ impl ApiClient {
     }
 
     async fn grant_approve_raw(&self, id: Uuid, signature: Vec<u8>) -> Result<Grant, ClientError> {
-        self.post(&format!("/v1/grants/{id}/approve"), &GrantApprove { signature })
-            .await
+        self.post(
+            &format!("/v1/grants/{id}/approve"),
+            &GrantApprove { signature },
+        )
+        .await
     }
 }
 
@@ -204,7 +237,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
 }
 
 /// Reads chunk `index` of the file into a buffer with room for the tag.
-fn read_chunk(file: &mut std::fs::File, sealer: &ChunkSealer, index: u32) -> std::io::Result<Vec<u8>> {
+fn read_chunk(
+    file: &mut std::fs::File,
+    sealer: &ChunkSealer,
+    index: u32,
+) -> std::io::Result<Vec<u8>> {
     let (offset, len) = sealer
         .chunk_range(index)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -231,7 +268,10 @@ pub async fn upload(
     let patient_keys = ledger.user_keys(patient, Some(Role::Patient)).await?;
     let meta_file = std::fs::metadata(file).map_err(file_err(file))?;
     if !meta_file.is_file() {
-        return Err(ClientError::Refused(format!("{} is not a file", file.display())));
+        return Err(ClientError::Refused(format!(
+            "{} is not a file",
+            file.display()
+        )));
     }
     let file_len = meta_file.len();
     let state_path = upload_state_path(opts.state_dir, client.base_url().as_str(), patient, file);
@@ -264,9 +304,22 @@ pub async fn upload(
             // Saved before anything is sent: a crash from here on resumes this report.
             write_private(&state_path, &st.seal(&me.wrap_key)?)?;
         }
-        match upload_once(client, me, &mut st, &state_path, file, &patient_keys.public_keys.x25519, opts).await {
+        match upload_once(
+            client,
+            me,
+            &mut st,
+            &state_path,
+            file,
+            &patient_keys.public_keys.x25519,
+            opts,
+        )
+        .await
+        {
             Err(ClientError::Seal(SealError::InputChanged { chunk })) => {
-                tracing::warn!(chunk, "the file changed since the interrupted upload; starting a new report");
+                tracing::warn!(
+                    chunk,
+                    "the file changed since the interrupted upload; starting a new report"
+                );
                 let _ = std::fs::remove_file(&state_path);
                 restarted = true;
                 continue;
@@ -314,7 +367,11 @@ async fn upload_once(
     let batch = (opts.transfers * 2).clamp(2, 32) as u32;
     let mut start = 0u32;
     while start < n {
-        if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
             return Err(ClientError::Cancelled);
         }
         let end = (start + batch).min(n);
@@ -353,7 +410,9 @@ async fn upload_once(
         }
         let mut stream = futures::stream::iter(uploads)
             .map(|(i, id, ct, len)| async move {
-                put_with_retry(client, report_id, &id, ct).await.map(|()| (i, len))
+                put_with_retry(client, report_id, &id, ct)
+                    .await
+                    .map(|()| (i, len))
             })
             .buffer_unordered(opts.transfers.max(1));
         while let Some(done) = stream.next().await {
@@ -364,7 +423,11 @@ async fn upload_once(
             if let Some(p) = opts.progress {
                 p(progress);
             }
-            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
                 return Err(ClientError::Cancelled);
             }
         }
@@ -402,7 +465,12 @@ async fn upload_once(
     let signature = manifest.sign(me.secrets.signing_key());
     let my_id = me.login.user.id;
     let wrapped_patient = wrap_dek(st.dek(), &st.report_id, &st.patient_id, patient_x25519)?;
-    let wrapped_me = wrap_dek(st.dek(), &st.report_id, my_id.as_bytes(), &me.secrets.public().x25519)?;
+    let wrapped_me = wrap_dek(
+        st.dek(),
+        &st.report_id,
+        my_id.as_bytes(),
+        &me.secrets.public().x25519,
+    )?;
     let commit = client
         .commit_report(
             report_id,
@@ -435,7 +503,12 @@ async fn upload_once(
 }
 
 /// Network blips and busy answers are retried a few times; refusals are not.
-async fn put_with_retry(client: &ApiClient, report: Uuid, id: &[u8; 32], body: Bytes) -> Result<(), ClientError> {
+async fn put_with_retry(
+    client: &ApiClient,
+    report: Uuid,
+    id: &[u8; 32],
+    body: Bytes,
+) -> Result<(), ClientError> {
     let mut wait = std::time::Duration::from_millis(200);
     for attempt in 0.. {
         match client.put_chunk(report, id, body.clone()).await {
@@ -497,8 +570,12 @@ pub async fn verify_report(
     let detail = client.report(id).await?;
     let author = detail.summary.author_id;
     let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
-    let manifest = verify_manifest(&detail.manifest, &detail.signature, &author_keys.public_keys.ed25519)
-        .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
+    let manifest = verify_manifest(
+        &detail.manifest,
+        &detail.signature,
+        &author_keys.public_keys.ed25519,
+    )
+    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
     if manifest.report_id != *id.as_bytes()
         || manifest.author_id != *author.as_bytes()
         || manifest.patient_id != *detail.summary.patient_id.as_bytes()
@@ -508,13 +585,18 @@ pub async fn verify_report(
         )));
     }
     let manifest_hash: [u8; 32] = Sha256::digest(&detail.manifest).into();
-    match ledger.checked_entry(detail.ledger_index, &detail.commit_entry).await? {
+    match ledger
+        .checked_entry(detail.ledger_index, &detail.commit_entry)
+        .await?
+    {
         Entry::ReportCommitted {
             report_id,
             manifest_hash: h,
             signature,
             ..
-        } if report_id == *id.as_bytes() && h == manifest_hash && signature.as_slice() == detail.signature.as_slice() => {}
+        } if report_id == *id.as_bytes()
+            && h == manifest_hash
+            && signature.as_slice() == detail.signature.as_slice() => {}
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the ledger's commit entry for report {id} does not match its manifest"
@@ -523,7 +605,10 @@ pub async fn verify_report(
     }
     let key = client.report_key(id).await?;
     let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
-    match ledger.checked_entry(key.wrap_index, &key.wrap_entry).await? {
+    match ledger
+        .checked_entry(key.wrap_index, &key.wrap_entry)
+        .await?
+    {
         Entry::KeyWrapped {
             grant_id,
             report_id,
@@ -536,7 +621,8 @@ pub async fn verify_report(
             && wrapped_key_hash == wrapped_hash
             && wrapper_id == *key.wrapper_id.as_bytes()
             && (wrapper_id == manifest.author_id
-                || (grant_id != COMMIT_GRANT_ID.into_bytes() && wrapper_id == manifest.patient_id)) => {}
+                || (grant_id != COMMIT_GRANT_ID.into_bytes()
+                    && wrapper_id == manifest.patient_id)) => {}
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the key the server handed over for report {id} is not the one recorded in the ledger"
@@ -551,12 +637,15 @@ pub async fn verify_report(
     let meta = open_meta(&keys, id.as_bytes(), &detail.meta)
         .map_err(|e| integrity(format!("report {id}: metadata: {e}")))?;
     if crate::seal::meta_hash(&detail.meta) != manifest.meta_hash {
-        return Err(integrity(format!("report {id}: metadata does not match the manifest")));
+        return Err(integrity(format!(
+            "report {id}: metadata does not match the manifest"
+        )));
     }
     let mut chunk_ids = Vec::with_capacity(detail.chunk_ids.len());
     for c in &detail.chunk_ids {
         let mut b = [0u8; 32];
-        hex::decode_to_slice(c, &mut b).map_err(|_| integrity("a chunk id is not 64 hex digits"))?;
+        hex::decode_to_slice(c, &mut b)
+            .map_err(|_| integrity("a chunk id is not 64 hex digits"))?;
         chunk_ids.push(b);
     }
     Ok(VerifiedReport {
@@ -577,7 +666,8 @@ async fn open_chunks(
     progress: Option<&(dyn Fn(Progress) + Sync)>,
     mut sink: impl FnMut(&[u8]) -> Result<(), ClientError>,
 ) -> Result<(), ClientError> {
-    let opener = ReportOpener::new(&report.dek, &report.manifest)?.with_chunk_ids(report.chunk_ids.clone())?;
+    let opener = ReportOpener::new(&report.dek, &report.manifest)?
+        .with_chunk_ids(report.chunk_ids.clone())?;
     let mut opener = opener;
     let mut p = Progress {
         bytes_total: report.manifest.plaintext_len,
@@ -623,6 +713,24 @@ async fn open_chunks(
     opener.finish().map_err(|e| integrity(e.to_string()))
 }
 
+/// How a download runs: chunks in flight, a cancel flag, a progress callback.
+#[derive(Clone, Copy)]
+pub struct TransferOptions<'a> {
+    pub transfers: usize,
+    pub cancel: Option<&'a Arc<AtomicBool>>,
+    pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+}
+
+impl TransferOptions<'_> {
+    pub fn new(transfers: usize) -> Self {
+        TransferOptions {
+            transfers,
+            cancel: None,
+            progress: None,
+        }
+    }
+}
+
 /// Downloads a report to `out`: a temporary file (mode 0600) beside it, renamed into place only
 /// after every chunk, the chain, the signature, the key commitment and the ledger entries
 /// verify. On any failure the temporary file is removed and nothing appears at `out`.
@@ -632,9 +740,7 @@ pub async fn download(
     ledger: &Ledger,
     id: Uuid,
     out: &Path,
-    transfers: usize,
-    cancel: Option<&Arc<AtomicBool>>,
-    progress: Option<&(dyn Fn(Progress) + Sync)>,
+    opts: &TransferOptions<'_>,
 ) -> Result<VerifiedReport, ClientError> {
     let report = verify_report(client, me, ledger, id).await?;
     let dir = out
@@ -656,9 +762,14 @@ pub async fn download(
         .open(&tmp)
         .map_err(file_err(&tmp))?;
     let result = async {
-        open_chunks(client, &report, transfers, cancel, progress, |plain| {
-            f.write_all(plain).map_err(file_err(&tmp))
-        })
+        open_chunks(
+            client,
+            &report,
+            opts.transfers,
+            opts.cancel,
+            opts.progress,
+            |plain| f.write_all(plain).map_err(file_err(&tmp)),
+        )
         .await?;
         f.sync_all().map_err(file_err(&tmp))?;
         std::fs::rename(&tmp, out).map_err(file_err(out))?;
@@ -745,7 +856,9 @@ pub async fn check_grant_for_wrap(
         }
     };
     if how == GrantHow::SignedByPatient {
-        let patient = ledger.user_keys(grant.patient_id, Some(Role::Patient)).await?;
+        let patient = ledger
+            .user_keys(grant.patient_id, Some(Role::Patient))
+            .await?;
         let message = consent_message(
             &grant.id,
             &grant.report_id,
@@ -764,7 +877,9 @@ pub async fn check_grant_for_wrap(
             )));
         }
     }
-    let reader = ledger.user_keys(grant.reader_id, Some(Role::Doctor)).await?;
+    let reader = ledger
+        .user_keys(grant.reader_id, Some(Role::Doctor))
+        .await?;
     Ok(WrapCheck {
         reader_name: reader.name.clone(),
         reader_fingerprint: fingerprint(&reader.public_keys),
@@ -789,7 +904,9 @@ pub async fn confirm_wrap(
         check.grant.reader_id.as_bytes(),
         &check.reader_x25519,
     )?;
-    client.grant_wrap_raw(check.grant.id, wrapped.to_vec()).await
+    client
+        .grant_wrap_raw(check.grant.id, wrapped.to_vec())
+        .await
 }
 
 /// The patient approves a request in their own client: signs the consent, then wraps the key
@@ -807,7 +924,9 @@ pub async fn approve_and_wrap(
         .find(|g| g.id == grant_id)
         .ok_or_else(|| ClientError::Refused(format!("no grant {grant_id} visible to you")))?;
     if grant.patient_id != me.login.user.id {
-        return Err(ClientError::Refused("only the report's patient approves a grant".into()));
+        return Err(ClientError::Refused(
+            "only the report's patient approves a grant".into(),
+        ));
     }
     let message = consent_message(
         &grant.id,
@@ -817,7 +936,9 @@ pub async fn approve_and_wrap(
     );
     use ed25519_dalek::Signer;
     let signature = me.secrets.signing_key().sign(&message).to_bytes();
-    client.grant_approve_raw(grant_id, signature.to_vec()).await?;
+    client
+        .grant_approve_raw(grant_id, signature.to_vec())
+        .await?;
     ledger.refresh().await?;
     let check = check_grant_for_wrap(client, ledger, grant_id).await?;
     confirm_wrap(client, me, ledger, &check).await

@@ -45,13 +45,15 @@ pub async fn append(
             .await?;
     let index = u64::try_from(size - 1).map_err(|_| AppError::internal("ledger size below 1"))?;
     let bytes = entry.to_bytes();
-    sqlx::query("INSERT INTO ledger_entries (idx, kind, entry, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(size - 1)
-        .bind(i64::from(entry.kind()))
-        .bind(bytes.clone())
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO ledger_entries (idx, kind, entry, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(size - 1)
+    .bind(i64::from(entry.kind()))
+    .bind(bytes.clone())
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
     // Store every subtree this leaf completes: the leaf, then each parent whose right edge
     // it is. The left sibling of each was stored by an earlier append.
     let mut hash = leaf_hash(&bytes);
@@ -175,12 +177,13 @@ pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
     }
     let root = root_at(&mut conn, size).await?;
     let head = SignedHead::sign(size, root, now, &signing_key(st));
-    let res = sqlx::query("INSERT INTO ledger_heads (tree_size, time_ms, signed) VALUES ($1, $2, $3)")
-        .bind(i64_of(size)?)
-        .bind(now)
-        .bind(head.to_bytes().to_vec())
-        .execute(&mut *conn)
-        .await;
+    let res =
+        sqlx::query("INSERT INTO ledger_heads (tree_size, time_ms, signed) VALUES ($1, $2, $3)")
+            .bind(i64_of(size)?)
+            .bind(now)
+            .bind(head.to_bytes().to_vec())
+            .execute(&mut *conn)
+            .await;
     match res {
         Ok(_) => {}
         // Another process signed the same size in the same millisecond: either head is good.
@@ -197,10 +200,12 @@ pub struct StoredEntry {
 }
 
 pub async fn entry(conn: &mut AnyConnection, index: u64) -> Result<Option<Vec<u8>>, AppError> {
-    Ok(sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
-        .bind(i64_of(index)?)
-        .fetch_optional(&mut *conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
+            .bind(i64_of(index)?)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 /// Entries with `start <= idx < end`; only those about `subject` when given.
@@ -212,23 +217,23 @@ pub async fn entries(
 ) -> Result<Vec<StoredEntry>, AppError> {
     let rows = match subject {
         None => {
-            sqlx::query("SELECT idx, entry FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
-                .bind(i64_of(start)?)
-                .bind(i64_of(end)?)
-                .fetch_all(&mut *conn)
-                .await?
-        }
-        Some(user) => {
             sqlx::query(
-                "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
-                 WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx",
+                "SELECT idx, entry FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
             )
-            .bind(user.to_string())
             .bind(i64_of(start)?)
             .bind(i64_of(end)?)
             .fetch_all(&mut *conn)
             .await?
         }
+        Some(user) => sqlx::query(
+            "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
+                 WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx",
+        )
+        .bind(user.to_string())
+        .bind(i64_of(start)?)
+        .bind(i64_of(end)?)
+        .fetch_all(&mut *conn)
+        .await?,
     };
     rows.into_iter()
         .map(|r| {

@@ -72,15 +72,39 @@ pub async fn clinic_with(db: Db, tweak: impl FnOnce(&mut clinvault::config::Conf
     let ts = start_with(db, tweak).await;
     let admin_c = ts.admin().await;
     let (doc_c, doc_id) = ts
-        .staff(&admin_c, Role::Doctor, "house@clinic.test", "Greg House", "Cardiology")
+        .staff(
+            &admin_c,
+            Role::Doctor,
+            "house@clinic.test",
+            "Greg House",
+            "Cardiology",
+        )
         .await;
     let (doc2_c, doc2_id) = ts
-        .staff(&admin_c, Role::Doctor, "wilson@clinic.test", "James Wilson", "Oncology")
+        .staff(
+            &admin_c,
+            Role::Doctor,
+            "wilson@clinic.test",
+            "James Wilson",
+            "Oncology",
+        )
         .await;
-    ts.staff(&admin_c, Role::Reception, "desk@clinic.test", "Rita Desk", "")
-        .await;
-    ts.staff(&admin_c, Role::Auditor, "audit@clinic.test", "Otto Audit", "")
-        .await;
+    ts.staff(
+        &admin_c,
+        Role::Reception,
+        "desk@clinic.test",
+        "Rita Desk",
+        "",
+    )
+    .await;
+    ts.staff(
+        &admin_c,
+        Role::Auditor,
+        "audit@clinic.test",
+        "Otto Audit",
+        "",
+    )
+    .await;
     let (p, _) = ts.patient("pat@clinic.test", "Patricia Patient").await;
     ts.patient("pat2@clinic.test", "Pete Other").await;
     for (c, id) in [(&doc_c, doc_id), (&doc2_c, doc2_id)] {
@@ -96,7 +120,11 @@ pub async fn clinic_with(db: Db, tweak: impl FnOnce(&mut clinvault::config::Conf
     }
     let rec = user(&ts, "desk@clinic.test").await;
     for (doctor, start_slot) in [(doc_id, 0usize), (doc2_id, 2)] {
-        let slots = p.slots(doctor, Some(day(1)), Some(day(1))).await.unwrap().slots;
+        let slots = p
+            .slots(doctor, Some(day(1)), Some(day(1)))
+            .await
+            .unwrap()
+            .slots;
         let b = p
             .book(&BookRequest {
                 doctor_id: doctor,
@@ -106,8 +134,14 @@ pub async fn clinic_with(db: Db, tweak: impl FnOnce(&mut clinvault::config::Conf
             .await
             .expect("book");
         if doctor == doc_id {
-            rec.c.booking_action(b.id, "check-in").await.expect("check in");
-            doc_c.booking_action(b.id, "complete").await.expect("complete");
+            rec.c
+                .booking_action(b.id, "check-in")
+                .await
+                .expect("check in");
+            doc_c
+                .booking_action(b.id, "complete")
+                .await
+                .expect("complete");
         }
     }
     Clinic {
@@ -138,7 +172,11 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
-pub async fn upload_file(c: &Clinic, file: &Path, title: &str) -> clinvault::client::reports::UploadOutcome {
+pub async fn upload_file(
+    c: &Clinic,
+    file: &Path,
+    title: &str,
+) -> clinvault::client::reports::UploadOutcome {
     let l = c.doc.ledger().await.expect("doctor's ledger");
     upload(
         &c.doc.c,
@@ -171,4 +209,3 @@ pub async fn release(c: &Clinic) {
         .await
         .expect("release code accepted");
 }
-

@@ -82,8 +82,12 @@ async fn reports(
         let index: i64 = row.try_get("ledger_index")?;
         out.push(AuditReport {
             id: parse_uuid(&id)?,
-            manifest: row.try_get::<Option<Vec<u8>>, _>("manifest")?.unwrap_or_default(),
-            signature: row.try_get::<Option<Vec<u8>>, _>("signature")?.unwrap_or_default(),
+            manifest: row
+                .try_get::<Option<Vec<u8>>, _>("manifest")?
+                .unwrap_or_default(),
+            signature: row
+                .try_get::<Option<Vec<u8>>, _>("signature")?
+                .unwrap_or_default(),
             ledger_index: u64::try_from(index).map_err(AppError::internal)?,
             chunks,
         });
@@ -154,7 +158,9 @@ async fn repair(
                         written.push(bucket.clone());
                         intact.push(bucket);
                     }
-                    Err(e) => tracing::warn!(chunk = %chunk_id, %bucket, error = %e, "repair write failed"),
+                    Err(e) => {
+                        tracing::warn!(chunk = %chunk_id, %bucket, error = %e, "repair write failed")
+                    }
                 }
             }
         }

@@ -92,11 +92,13 @@ fn grant_row(r: &sqlx::any::AnyRow) -> Result<Grant, AppError> {
 
 /// The grant, when the caller is its reader, its report's patient or its report's author.
 async fn visible_grant(st: &AppState, id: Uuid, caller: &Caller) -> Result<Grant, AppError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{GRANT_SELECT} WHERE g.id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(&st.db)
-        .await?
-        .ok_or_else(|| AppError::not_found("grant"))?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{GRANT_SELECT} WHERE g.id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(|| AppError::not_found("grant"))?;
     let g = grant_row(&row)?;
     if ![g.reader_id, g.patient_id, g.author_id].contains(&caller.id) {
         return Err(AppError::not_found("grant"));
@@ -231,7 +233,10 @@ async fn approve(
     if g.status != "requested" {
         return Err(AppError::conflict(
             codes::INVALID_STATUS,
-            format!("this grant is {}; only a requested grant can be approved", g.status),
+            format!(
+                "this grant is {}; only a requested grant can be approved",
+                g.status
+            ),
         ));
     }
     let expires_ms = g.expires_at.timestamp_millis();
@@ -312,7 +317,10 @@ async fn wrap(
         return Err(AppError::new(
             StatusCode::CONFLICT,
             codes::NOT_APPROVED,
-            format!("this grant is {}; a key is wrapped only for an approved grant", g.status),
+            format!(
+                "this grant is {}; a key is wrapped only for an approved grant",
+                g.status
+            ),
         ));
     }
     if req.wrapped.len() != WRAPPED_DEK_LEN {
@@ -402,12 +410,14 @@ async fn revoke(
         ],
     )
     .await?;
-    sqlx::query("UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_index = $2 WHERE id = $3")
-        .bind(now)
-        .bind(index as i64)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_index = $2 WHERE id = $3",
+    )
+    .bind(now)
+    .bind(index as i64)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM wrapped_keys WHERE grant_id = $1")
         .bind(id.to_string())
         .execute(&mut *tx)

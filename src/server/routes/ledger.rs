@@ -21,7 +21,12 @@ const MAX_ENTRIES: u64 = 1000;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/v1/ledger/head", Policy::Roles(ANY_USER), head),
+        route(
+            Method::GET,
+            "/v1/ledger/head",
+            Policy::Roles(ANY_USER),
+            head,
+        ),
         route(
             Method::GET,
             "/v1/ledger/consistency",

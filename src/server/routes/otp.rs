@@ -28,7 +28,12 @@ const RESENDERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route(Method::POST, "/v1/otp/verify", Policy::Roles(ENTERERS), verify),
+        route(
+            Method::POST,
+            "/v1/otp/verify",
+            Policy::Roles(ENTERERS),
+            verify,
+        ),
         route(Method::GET, "/v1/otp", Policy::Roles(ENTERERS), pending),
         route(
             Method::POST,
@@ -66,7 +71,8 @@ fn six_digits() -> Result<Zeroizing<String>, AppError> {
 }
 
 fn code_mac(st: &AppState, request_id: &Uuid, code: &str) -> [u8; 32] {
-    st.secrets.mac("otp", &[request_id.as_bytes(), code.as_bytes()])
+    st.secrets
+        .mac("otp", &[request_id.as_bytes(), code.as_bytes()])
 }
 
 /// Stores a new code request in the caller's transaction; the caller mails it after commit.
@@ -130,7 +136,9 @@ async fn verify(
     ratelimit::hit(&st, &format!("otp-req:{}", req.request_id), 60, per_minute).await?;
     let code = req.code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::bad_request("the code is 6 digits, as in the mail"));
+        return Err(AppError::bad_request(
+            "the code is 6 digits, as in the mail",
+        ));
     }
     let row = sqlx::query(
         "SELECT purpose, report_id, grant_id, user_id, patient_id, code_mac, expires_at, tries, used_at \
@@ -239,11 +247,13 @@ async fn verify(
     }
     match (purpose.as_str(), grant_id) {
         ("release", _) => {
-            sqlx::query("UPDATE reports SET released_at = $1 WHERE id = $2 AND released_at IS NULL")
-                .bind(now)
-                .bind(report_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE reports SET released_at = $1 WHERE id = $2 AND released_at IS NULL",
+            )
+            .bind(now)
+            .bind(report_id.to_string())
+            .execute(&mut *tx)
+            .await?;
             ledger_store::append(
                 &mut tx,
                 &Entry::ReportAccess {
@@ -363,13 +373,11 @@ async fn resend(
     PathId(id): PathId,
 ) -> Result<Json<OtpPending>, AppError> {
     ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
-    let row = sqlx::query(
-        "SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("code request"))?;
+    let row = sqlx::query("SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("code request"))?;
     let user: String = row.try_get("user_id")?;
     if caller.role != Role::Reception && user != caller.id_str() {
         return Err(AppError::not_found("code request"));

@@ -64,7 +64,12 @@ pub fn routes() -> Vec<Route> {
         )
         .with_body_limit(70 * MAX_CHUNK_IDS.min(1 << 16) + 64 * 1024),
         route(Method::GET, "/v1/reports", Policy::Roles(READERS), list),
-        route(Method::GET, "/v1/reports/{id}", Policy::Roles(KEY_READERS), detail),
+        route(
+            Method::GET,
+            "/v1/reports/{id}",
+            Policy::Roles(KEY_READERS),
+            detail,
+        ),
         route(
             Method::GET,
             "/v1/reports/{id}/key",
@@ -117,10 +122,12 @@ pub async fn load_report(
     conn: &mut sqlx::AnyConnection,
     id: Uuid,
 ) -> Result<Option<ReportRow>, AppError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REPORT_COLS} FROM reports WHERE id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {REPORT_COLS} FROM reports WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     row.as_ref().map(report_row).transpose()
 }
 
@@ -177,9 +184,7 @@ async fn open(
     ApiJson(req): ApiJson<OpenReportRequest>,
 ) -> Result<Json<OpenReportResponse>, AppError> {
     if !(4096..=MAX_CHUNK_SIZE).contains(&req.chunk_size) {
-        return Err(AppError::bad_request(
-            "chunk_size: 4096 to 16777216 bytes",
-        ));
+        return Err(AppError::bad_request("chunk_size: 4096 to 16777216 bytes"));
     }
     crate::seal::expected_chunks(req.plaintext_len, req.chunk_size)
         .map_err(|e| AppError::bad_request(format!("plaintext_len: {e}")))?;
@@ -187,7 +192,10 @@ async fn open(
     // A resumed upload opens the same report again: fine while it is open and the same.
     if let Some(r) = load_report(&mut conn, req.report_id).await? {
         if r.author_id != caller.id {
-            return Err(AppError::conflict(codes::ID_TAKEN, "report id taken; pick another"));
+            return Err(AppError::conflict(
+                codes::ID_TAKEN,
+                "report id taken; pick another",
+            ));
         }
         if r.status != "open" {
             return Err(AppError::conflict(
@@ -251,7 +259,10 @@ async fn open(
     match res {
         Ok(_) => {}
         Err(e) if crate::server::error::is_unique_violation(&e) => {
-            return Err(AppError::conflict(codes::ID_TAKEN, "report id taken; pick another"));
+            return Err(AppError::conflict(
+                codes::ID_TAKEN,
+                "report id taken; pick another",
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -443,10 +454,11 @@ async fn commit(
         .ok_or_else(|| AppError::not_found("report"))?;
     if report.status == "committed" {
         // A retried commit whose answer was lost: the same manifest gets the same answer.
-        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT manifest FROM reports WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT manifest FROM reports WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
         if stored.as_deref() == Some(req.manifest.as_slice()) {
             let request: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM otp_requests WHERE report_id = $1 AND purpose = 'release' ORDER BY created_at LIMIT 1",
@@ -475,7 +487,9 @@ async fn commit(
         .map_err(|e| bad_commit(format!("manifest: {e}")))?;
     check_manifest_matches(&manifest, &report)?;
     if meta_hash(&req.meta) != manifest.meta_hash {
-        return Err(bad_commit("the metadata blob does not match the manifest's meta_hash"));
+        return Err(bad_commit(
+            "the metadata blob does not match the manifest's meta_hash",
+        ));
     }
     if req.meta.len() > 64 * 1024 {
         return Err(bad_commit("the metadata blob is larger than 64 KiB"));
@@ -501,12 +515,18 @@ async fn commit(
         return Err(bad_commit("a chunk id is listed twice"));
     }
     let present = present_chunks(&mut conn, id).await?;
-    let absent = req.chunk_ids.iter().filter(|c| !present.contains(*c)).count();
+    let absent = req
+        .chunk_ids
+        .iter()
+        .filter(|c| !present.contains(*c))
+        .count();
     if absent > 0 {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             codes::MISSING_CHUNKS,
-            format!("{absent} of the report's chunks are not uploaded yet; upload them and commit again"),
+            format!(
+                "{absent} of the report's chunks are not uploaded yet; upload them and commit again"
+            ),
         ));
     }
     let mut readers: Vec<Uuid> = req.wrapped_keys.iter().map(|w| w.reader_id).collect();
@@ -518,8 +538,14 @@ async fn commit(
             "wrapped keys must be given for exactly the patient and the author",
         ));
     }
-    if req.wrapped_keys.iter().any(|w| w.wrapped.len() != WRAPPED_DEK_LEN) {
-        return Err(bad_commit(format!("a wrapped key is {WRAPPED_DEK_LEN} bytes")));
+    if req
+        .wrapped_keys
+        .iter()
+        .any(|w| w.wrapped.len() != WRAPPED_DEK_LEN)
+    {
+        return Err(bad_commit(format!(
+            "a wrapped key is {WRAPPED_DEK_LEN} bytes"
+        )));
     }
     drop(conn);
 
@@ -778,12 +804,11 @@ async fn detail(
         .bind(id.to_string())
         .fetch_one(&mut *conn)
         .await?;
-    let chunk_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT chunk_id FROM report_chunks WHERE report_id = $1 ORDER BY idx",
-    )
-    .bind(id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
+    let chunk_ids: Vec<String> =
+        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1 ORDER BY idx")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
     let summary = summary(&mut conn, &r, caller.id).await?;
     let ledger_index = r
         .ledger_index
@@ -794,9 +819,15 @@ async fn detail(
         .ok_or_else(|| AppError::internal("report's ledger entry missing"))?;
     Ok(Json(ReportDetail {
         summary,
-        manifest: row.try_get::<Option<Vec<u8>>, _>("manifest")?.unwrap_or_default(),
-        signature: row.try_get::<Option<Vec<u8>>, _>("signature")?.unwrap_or_default(),
-        meta: row.try_get::<Option<Vec<u8>>, _>("meta")?.unwrap_or_default(),
+        manifest: row
+            .try_get::<Option<Vec<u8>>, _>("manifest")?
+            .unwrap_or_default(),
+        signature: row
+            .try_get::<Option<Vec<u8>>, _>("signature")?
+            .unwrap_or_default(),
+        meta: row
+            .try_get::<Option<Vec<u8>>, _>("meta")?
+            .unwrap_or_default(),
         chunk_ids,
         ledger_index,
         commit_entry,
@@ -902,21 +933,25 @@ async fn get_chunk(
         return Err(AppError::not_found("chunk"));
     }
     let bytes = match q.replica {
-        Some(bucket) => st.chunks.read_raw(&chunk_id, &bucket).await.map_err(|state| {
-            use crate::server::chunk_store::ReplicaState;
-            match state {
-                ReplicaState::Missing => AppError::not_found("replica"),
-                other => {
-                    let mut e = AppError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        codes::STORAGE,
-                        format!("bucket {bucket} did not answer"),
-                    );
-                    e.cause = Some(format!("{other:?}"));
-                    e
+        Some(bucket) => st
+            .chunks
+            .read_raw(&chunk_id, &bucket)
+            .await
+            .map_err(|state| {
+                use crate::server::chunk_store::ReplicaState;
+                match state {
+                    ReplicaState::Missing => AppError::not_found("replica"),
+                    other => {
+                        let mut e = AppError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            codes::STORAGE,
+                            format!("bucket {bucket} did not answer"),
+                        );
+                        e.cause = Some(format!("{other:?}"));
+                        e
+                    }
                 }
-            }
-        })?,
+            })?,
         None => {
             let (bytes, bad) = st.chunks.get(&chunk_id, &locations).await.map_err(|e| {
                 let mut err = AppError::new(
@@ -933,11 +968,7 @@ async fn get_chunk(
             bytes
         }
     };
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        bytes,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
 /// Removes reports left open and untouched longer than `open_report_ttl_secs`, with their
@@ -974,11 +1005,13 @@ pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
                 .execute(&mut *tx)
                 .await?;
         }
-        let gone = sqlx::query("DELETE FROM reports WHERE id = $1 AND status = 'open' AND touched_at < $2")
-            .bind(id.clone())
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
+        let gone = sqlx::query(
+            "DELETE FROM reports WHERE id = $1 AND status = 'open' AND touched_at < $2",
+        )
+        .bind(id.clone())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
         if gone.rows_affected() != 1 {
             // Touched meanwhile: a resumed upload. Keep everything.
             tx.rollback().await?;
