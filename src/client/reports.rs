@@ -290,7 +290,7 @@ pub async fn upload(
             Err(_) => None,
         };
         let fresh = state.is_none();
-        let mut st = match state.take() {
+        let st = match state.take() {
             Some(s) => s,
             None => UploadState::new(
                 *Uuid::new_v4().as_bytes(),
@@ -307,7 +307,7 @@ pub async fn upload(
         match upload_once(
             client,
             me,
-            &mut st,
+            st,
             &state_path,
             file,
             &patient_keys.public_keys.x25519,
@@ -334,10 +334,58 @@ pub async fn upload(
     }
 }
 
+/// A sealed chunk on its way from the sealing thread to the senders.
+type Sealed = (u32, [u8; 32], Bytes, u64);
+
+/// The sealing side of an upload, on its own thread: reads the file chunk by chunk, pins each
+/// chunk's plaintext in the saved state (written to disk before that chunk's ciphertext
+/// exists), seals, and hands chunks on. Returns the state when done.
+fn seal_chunks(
+    mut st: UploadState,
+    wrap_key: crate::seal::WrapKey,
+    state_path: PathBuf,
+    file: PathBuf,
+    batch: u32,
+    tx: tokio::sync::mpsc::Sender<Sealed>,
+) -> Result<UploadState, ClientError> {
+    let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
+    let n = sealer.n_chunks();
+    let mut fh = std::fs::File::open(&file).map_err(file_err(&file))?;
+    let mut start = 0u32;
+    while start < n {
+        let end = (start + batch).min(n);
+        let mut plain = Vec::with_capacity((end - start) as usize);
+        let mut pinned_new = false;
+        for i in start..end {
+            let buf = read_chunk(&mut fh, &sealer, i).map_err(file_err(&file))?;
+            let before = st.sealed_count();
+            st.pin(i, &buf)?;
+            pinned_new |= st.sealed_count() != before;
+            plain.push((i, buf));
+        }
+        if pinned_new {
+            write_private(&state_path, &st.seal(&wrap_key)?)?;
+        }
+        for (i, buf) in plain {
+            let len = buf.len() as u64;
+            let c = sealer.seal(i, buf)?;
+            if tx
+                .blocking_send((i, c.chunk_id, Bytes::from(c.ciphertext), len))
+                .is_err()
+            {
+                // The sending side stopped (cancelled or failed): so do we.
+                return Ok(st);
+            }
+        }
+        start = end;
+    }
+    Ok(st)
+}
+
 async fn upload_once(
     client: &ApiClient,
     me: &LoggedIn,
-    st: &mut UploadState,
+    st: UploadState,
     state_path: &Path,
     file: &Path,
     patient_x25519: &[u8; 32],
@@ -345,8 +393,7 @@ async fn upload_once(
 ) -> Result<UploadOutcome, ClientError> {
     let report_id = Uuid::from_bytes(st.report_id);
     let patient = Uuid::from_bytes(st.patient_id);
-    let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
-    client
+    let opened = client
         .open_report(&OpenReportRequest {
             report_id,
             patient_id: patient,
@@ -354,85 +401,98 @@ async fn upload_once(
             plaintext_len: st.file_len,
         })
         .await?;
-    let n = sealer.n_chunks();
-    let mut fh = std::fs::File::open(file).map_err(file_err(file))?;
-    let mut ids: Vec<[u8; 32]> = Vec::with_capacity(n as usize);
-    let mut sent = 0u32;
-    let mut skipped = 0u32;
+    // A fresh report has nothing on the server: no need to ask what is missing.
+    let resuming = opened.chunks_present > 0;
+    let n = crate::seal::expected_chunks(st.file_len, st.chunk_size)?;
     let mut progress = Progress {
         bytes_total: st.file_len,
         chunks_total: n,
         ..Progress::default()
     };
-    let batch = (opts.transfers * 2).clamp(2, 32) as u32;
-    let mut start = 0u32;
-    while start < n {
-        if opts
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            return Err(ClientError::Cancelled);
-        }
-        let end = (start + batch).min(n);
-        // Read and pin the batch, save the state, and only then seal and send: a chunk's
-        // plaintext is on record before its ciphertext exists anywhere.
-        let mut plain = Vec::with_capacity((end - start) as usize);
-        let mut pinned_new = false;
-        for i in start..end {
-            let buf = read_chunk(&mut fh, &sealer, i).map_err(file_err(file))?;
-            let before = st.sealed_count();
-            st.pin(i, &buf)?;
-            pinned_new |= st.sealed_count() != before;
-            plain.push((i, buf));
-        }
-        if pinned_new {
-            write_private(state_path, &st.seal(&me.wrap_key)?)?;
-        }
-        // Sealing runs at about 650 MB/s a core: a batch blocks this task for milliseconds.
-        let sealed: Vec<(u32, [u8; 32], Vec<u8>)> = plain
-            .into_iter()
-            .map(|(i, buf)| sealer.seal(i, buf).map(|c| (i, c.chunk_id, c.ciphertext)))
-            .collect::<Result<_, SealError>>()?;
-        let batch_ids: Vec<[u8; 32]> = sealed.iter().map(|(_, id, _)| *id).collect();
-        let missing = client.missing_chunks(report_id, &batch_ids).await?;
-        let mut uploads = Vec::new();
-        for (i, id, ct) in sealed {
-            ids.push(id);
-            let len = ct.len() as u64 - crate::seal::TAG_LEN as u64;
-            if missing.contains(&hex::encode(id)) {
-                uploads.push((i, id, Bytes::from(ct), len));
-            } else {
-                skipped += 1;
-                progress.bytes_done += len;
-                progress.chunks_done += 1;
-            }
-        }
-        let mut stream = futures::stream::iter(uploads)
-            .map(|(i, id, ct, len)| async move {
-                put_with_retry(client, report_id, &id, ct)
-                    .await
-                    .map(|()| (i, len))
-            })
-            .buffer_unordered(opts.transfers.max(1));
-        while let Some(done) = stream.next().await {
-            let (_, len) = done?;
-            sent += 1;
+    let transfers = opts.transfers.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(transfers);
+    let sealing = {
+        let (wrap_key, state_path, file) = (
+            me.wrap_key.clone(),
+            state_path.to_path_buf(),
+            file.to_path_buf(),
+        );
+        let batch = (transfers * 2).clamp(2, 32) as u32;
+        // On failure the thread ends, the channel closes, and its error comes from the join.
+        tokio::task::spawn_blocking(move || {
+            seal_chunks(st, wrap_key, state_path, file, batch, tx)
+        })
+    };
+    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    let mut ids: Vec<Option<[u8; 32]>> = vec![None; n as usize];
+    let (mut sent, mut skipped) = (0u32, 0u32);
+    let slots = Arc::new(tokio::sync::Semaphore::new(transfers));
+    let mut sending: tokio::task::JoinSet<Result<u64, ClientError>> = tokio::task::JoinSet::new();
+    let outcome: Result<(), ClientError> = async {
+        let finish = |r: Result<Result<u64, ClientError>, tokio::task::JoinError>,
+                          progress: &mut Progress,
+                          sent: &mut u32|
+         -> Result<(), ClientError> {
+            let len = r.map_err(|e| ClientError::Refused(format!("upload task: {e}")))??;
+            *sent += 1;
             progress.bytes_done += len;
             progress.chunks_done += 1;
             if let Some(p) = opts.progress {
-                p(progress);
+                p(*progress);
             }
-            if opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-            {
+            Ok(())
+        };
+        while let Some(item) = rx.recv().await {
+            if cancelled() {
                 return Err(ClientError::Cancelled);
             }
+            let (i, id, ct, len) = item;
+            ids[i as usize] = Some(id);
+            if resuming && client.missing_chunks(report_id, &[id]).await?.is_empty() {
+                skipped += 1;
+                progress.bytes_done += len;
+                progress.chunks_done += 1;
+                continue;
+            }
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Cancelled)?;
+            let c = client.clone();
+            sending.spawn(async move {
+                let r = put_with_retry(&c, report_id, &id, ct).await.map(|()| len);
+                drop(permit);
+                r
+            });
+            while let Some(done) = sending.try_join_next() {
+                finish(done, &mut progress, &mut sent)?;
+                if cancelled() {
+                    return Err(ClientError::Cancelled);
+                }
+            }
         }
-        start = end;
+        while let Some(done) = sending.join_next().await {
+            finish(done, &mut progress, &mut sent)?;
+        }
+        Ok(())
     }
+    .await;
+    if let Err(e) = outcome {
+        sending.abort_all();
+        drop(rx);
+        // The sealing thread stops at its next chunk; its state file is already on disk.
+        let _ = sealing.await;
+        return Err(e);
+    }
+    let st = sealing
+        .await
+        .map_err(|e| ClientError::Refused(format!("sealing task: {e}")))??;
+    let ids: Vec<[u8; 32]> = ids
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| ClientError::Refused("the sealing thread stopped early".into()))?;
+    let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
 
     // The commit: manifest, signature, metadata, chunk order, wrapped keys.
     let summary = sealer.summary(&ids)?;
