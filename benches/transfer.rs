@@ -103,8 +103,16 @@ fn main() {
     random_file(&file, mib);
     let doc_state = tempfile::tempdir().unwrap();
     let pat_state = tempfile::tempdir().unwrap();
-    cli(doc_state.path(), &url, &["login", "--email", "house@clinic.test"]);
-    cli(pat_state.path(), &url, &["login", "--email", "pat@clinic.test"]);
+    cli(
+        doc_state.path(),
+        &url,
+        &["login", "--email", "house@clinic.test"],
+    );
+    cli(
+        pat_state.path(),
+        &url,
+        &["login", "--email", "pat@clinic.test"],
+    );
     let bytes = (mib << 20) as f64;
     let mbs = |secs: f64| bytes / secs / 1e6;
 
@@ -113,7 +121,14 @@ fn main() {
     let (up, up_rss) = cli(
         doc_state.path(),
         &url,
-        &["upload", file_s, "--patient", "pat@clinic.test", "--title", "bench"],
+        &[
+            "upload",
+            file_s,
+            "--patient",
+            "pat@clinic.test",
+            "--title",
+            "bench",
+        ],
     );
     rt.block_on(common::clinic::release(&c));
     let list = rt.block_on(c.pat.c.reports(None)).unwrap();
@@ -137,7 +152,12 @@ fn main() {
     let restore_dir = work.path().join("restored");
     let restore = restic(
         &repo,
-        &["restore", "latest", "--target", restore_dir.to_str().unwrap()],
+        &[
+            "restore",
+            "latest",
+            "--target",
+            restore_dir.to_str().unwrap(),
+        ],
     );
 
     println!("transfer benchmark: {mib} MiB, loopback, 2 local buckets, 2 durable replicas");
@@ -153,8 +173,14 @@ fn main() {
         down,
         down_rss / 1024
     );
-    println!("  restic backup      {:7.1} MB/s  ({backup:.2} s)", mbs(backup));
-    println!("  restic restore     {:7.1} MB/s  ({restore:.2} s)", mbs(restore));
+    println!(
+        "  restic backup      {:7.1} MB/s  ({backup:.2} s)",
+        mbs(backup)
+    );
+    println!(
+        "  restic restore     {:7.1} MB/s  ({restore:.2} s)",
+        mbs(restore)
+    );
     println!(
         "  ratio: upload {:.2}x restic backup, download {:.2}x restic restore",
         backup / up,

@@ -658,3 +658,90 @@ async fn code_and_grant_rules(db: Db) {
     assert_eq!(e.code(), Some("code_other_account"), "{e}");
 }
 both_backends!(otp_rules, code_and_grant_rules);
+
+/// An upload abandoned for longer than the limit is swept with its chunks; committed reports
+/// and fresh uploads stay.
+async fn abandoned_uploads(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let kept = upload_file(
+        &c,
+        &write_file(work.path(), "kept", &report_bytes(100_000, b"kept")),
+        "Kept",
+    )
+    .await;
+    let data = report_bytes(4 * 1024 * 1024, b"abandoned");
+    let file = write_file(work.path(), "abandoned", &data);
+    let l = c.doc.ledger().await.unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let stop = |p: Progress| {
+        if p.chunks_done >= 2 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    };
+    let e = upload(
+        &c.doc.c,
+        &c.doc.me,
+        &l,
+        c.pat.id,
+        &file,
+        &UploadOptions {
+            state_dir: c.doc.state.path(),
+            chunk_size: 1024 * 1024,
+            transfers: 1,
+            title: "Abandoned".into(),
+            note: String::new(),
+            cancel: Some(cancel.clone()),
+            progress: Some(&stop),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ClientError::Cancelled));
+    let db = c.ts.handle.db();
+    let open: String = sqlx::query("SELECT id FROM reports WHERE status = 'open'")
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get("id");
+    let chunks: Vec<String> =
+        sqlx::query("SELECT chunk_id FROM report_chunks WHERE report_id = $1")
+            .bind(open.clone())
+            .fetch_all(db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("chunk_id"))
+            .collect();
+    assert!(!chunks.is_empty());
+    // Touched just now: a day has not passed, nothing goes.
+    assert_eq!(c.ts.handle.sweep_abandoned_uploads().await.unwrap(), 0);
+    sqlx::query("UPDATE reports SET touched_at = touched_at - 90000000 WHERE id = $1")
+        .bind(open.clone())
+        .execute(db)
+        .await
+        .unwrap();
+    assert_eq!(c.ts.handle.sweep_abandoned_uploads().await.unwrap(), 1);
+    let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM reports WHERE id = $1")
+        .bind(open)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(left, 0);
+    for id in &chunks {
+        for b in ["a", "b"] {
+            assert!(
+                !replica_path(&c, b, id).exists(),
+                "swept chunk {id} still in bucket {b}"
+            );
+        }
+    }
+    // The committed report is untouched and still verifies.
+    release(&c).await;
+    let lp = c.pat.ledger().await.unwrap();
+    clinvault::client::reports::verify(&c.pat.c, &c.pat.me, &lp, kept.report_id, 2)
+        .await
+        .unwrap();
+}
+both_backends!(sweep, abandoned_uploads);

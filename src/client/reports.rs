@@ -419,19 +419,21 @@ async fn upload_once(
         );
         let batch = (transfers * 2).clamp(2, 32) as u32;
         // On failure the thread ends, the channel closes, and its error comes from the join.
-        tokio::task::spawn_blocking(move || {
-            seal_chunks(st, wrap_key, state_path, file, batch, tx)
-        })
+        tokio::task::spawn_blocking(move || seal_chunks(st, wrap_key, state_path, file, batch, tx))
     };
-    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    let cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
     let mut ids: Vec<Option<[u8; 32]>> = vec![None; n as usize];
     let (mut sent, mut skipped) = (0u32, 0u32);
     let slots = Arc::new(tokio::sync::Semaphore::new(transfers));
     let mut sending: tokio::task::JoinSet<Result<u64, ClientError>> = tokio::task::JoinSet::new();
     let outcome: Result<(), ClientError> = async {
         let finish = |r: Result<Result<u64, ClientError>, tokio::task::JoinError>,
-                          progress: &mut Progress,
-                          sent: &mut u32|
+                      progress: &mut Progress,
+                      sent: &mut u32|
          -> Result<(), ClientError> {
             let len = r.map_err(|e| ClientError::Refused(format!("upload task: {e}")))??;
             *sent += 1;

@@ -137,6 +137,12 @@ impl ServerHandle {
         res
     }
 
+    /// Removes uploads left open longer than `open_report_ttl_secs` now, instead of waiting
+    /// for the periodic sweep. Returns how many reports went.
+    pub async fn sweep_abandoned_uploads(&self) -> Result<u64, AppError> {
+        routes::reports::sweep_open(&self.state).await
+    }
+
     /// A sender that, when `true` is sent, begins a graceful shutdown.
     pub fn shutdown_sender(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
