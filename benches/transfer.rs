@@ -7,7 +7,6 @@
 //! default 1024, 0 to skip the memory run).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::path::Path;
@@ -52,6 +51,7 @@ fn cli(state: &Path, server: &str, args: &[&str]) -> (f64, u64) {
         .env("CLINVAULT_PASSWORD", PASSWORD)
         .env("CLINVAULT_CLIENT__KDF_FLOOR__M_KIB", "256")
         .env("CLINVAULT_CLIENT__KDF_FLOOR__T", "1")
+        .env("CLINVAULT_CLIENT__KDF_FLOOR__P", "1")
         .env("CLINVAULT_CLIENT__TRANSFERS", "4")
         .output()
         .expect("run clinvault");
