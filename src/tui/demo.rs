@@ -261,15 +261,24 @@ impl Seeder {
             // One visit with Dana Herz, completed: checked in by reception, closed by the doctor.
             if i == 1
                 && let Some(dana) = doctors.iter().find(|d| d.name == DOCTORS[0].0)
-                && let Some(s) = c.slots(dana.id, Some(tomorrow), Some(week)).await?.slots.first()
             {
-                let b = c
-                    .book(&BookRequest { doctor_id: dana.id, start: s.start, patient_id: None })
-                    .await?;
-                let desk = self.login(RECEPTION_EMAIL).await?;
-                desk.booking_action(b.id, "check-in").await?;
-                let doc = self.login(&doctor_email(DOCTORS[0].0)).await?;
-                doc.booking_action(b.id, "complete").await?;
+                let slots = c.slots(dana.id, Some(tomorrow), Some(week)).await?.slots;
+                let mut booked = None;
+                for s in slots.iter().take(10) {
+                    let r = c
+                        .book(&BookRequest { doctor_id: dana.id, start: s.start, patient_id: None })
+                        .await;
+                    if let Ok(b) = r {
+                        booked = Some(b);
+                        break;
+                    }
+                }
+                if let Some(b) = booked {
+                    let desk = self.login(RECEPTION_EMAIL).await?;
+                    desk.booking_action(b.id, "check-in").await?;
+                    let doc = self.login(&doctor_email(DOCTORS[0].0)).await?;
+                    doc.booking_action(b.id, "complete").await?;
+                }
             }
         }
         Ok(())

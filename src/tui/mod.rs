@@ -98,7 +98,7 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         ServerSource::Embedded { data, .. } => (true, Some(data.clone())),
     };
     let mut app = App::new(
-        Clock::system(),
+        Clock::system(chrono_tz::UTC),
         theme::Theme::from_env(),
         keys,
         ServerInfo { url: String::new(), demo, data_dir },
@@ -180,7 +180,7 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
             if matches!(a, Action::Key(_) | Action::Paste(_)) {
                 last_input = Instant::now();
             }
-            app.clock = Clock::system();
+            app.clock = Clock::system(app.tz);
             for e in update::update(&mut app, a) {
                 tasks::spawn(e, tx.clone());
             }

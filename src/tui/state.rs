@@ -69,9 +69,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn system() -> Clock {
+    /// Now, with "today" in the clinic's time zone.
+    pub fn system(tz: chrono_tz::Tz) -> Clock {
         let now = Utc::now();
-        Clock { now, today: now.date_naive() }
+        Clock { now, today: now.with_timezone(&tz).date_naive() }
     }
 
     pub fn fixed(now: DateTime<Utc>) -> Clock {

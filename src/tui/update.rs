@@ -463,6 +463,9 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         Screen::Register => register_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
         Screen::Main => {
+            if app.status.info.take().is_some() {
+                app.dirty = true;
+            }
             if app.popup.is_some() {
                 popup_key(app, k, fx);
             } else if app.pane == Pane::Doctors && app.doctors.editing {

@@ -60,11 +60,14 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
     ];
     let offset = first.weekday().num_days_from_monday() as i64;
     let mut d = first - Duration::days(offset);
+    // Two rows per week: the day numbers, then the free-slot counts under them.
     for _ in 0..6 {
-        let mut spans = Vec::new();
+        let mut days = Vec::new();
+        let mut counts_row = Vec::new();
         for _ in 0..7 {
             if d.month() != first.month() {
-                spans.push(Span::raw("      "));
+                days.push(Span::raw("      "));
+                counts_row.push(Span::raw("      "));
             } else {
                 let n = counts.get(&d).copied().unwrap_or(0);
                 let off = match avail {
@@ -76,29 +79,34 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
                 };
                 let mark = if d == today { "•" } else { " " };
                 let count = if off {
-                    "--".to_string()
-                } else if n > 0 {
-                    format!("{n:>2}")
+                    "off".to_string()
                 } else if d < today || c.data.is_none() {
-                    "  ".into()
+                    String::new()
                 } else {
-                    " 0".into()
+                    n.to_string()
                 };
-                let mut style = if off || (n == 0 && c.data.is_some()) { t.muted } else { t.base };
+                let dim = off || d < today || (n == 0 && c.data.is_some());
+                let mut style = if dim { t.muted } else { t.base };
                 if d == today {
                     style = style.add_modifier(Modifier::BOLD);
                 }
                 if d == selected {
                     style = t.selection;
                 }
-                spans.push(Span::styled(format!("{mark}{:>2} {count}", d.day()), style));
+                days.push(Span::styled(format!(" {mark}{:>2} ", d.day()), style));
+                days.push(Span::raw(" "));
+                let count_style = if n > 0 && !off { t.ok } else { t.muted };
+                counts_row.push(Span::styled(format!("{count:>4}  "), count_style));
             }
             d += Duration::days(1);
         }
-        lines.push(Line::from(spans));
+        if days.iter().all(|s| s.content.trim().is_empty()) {
+            break;
+        }
+        lines.push(Line::from(days));
+        lines.push(Line::from(counts_row));
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(" • today   n free slots   -- day off", t.muted)));
+    lines.push(Line::from(Span::styled(" • today · under each day: free slots · off", t.muted)));
     frame.render_widget(Paragraph::new(lines), area);
 }
 

@@ -103,6 +103,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
 }
 
 fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
+    // The latest message replaces the hints until the next key.
+    if let Some(info) = &app.status.info {
+        frame.render_widget(Line::from(Span::styled(format!(" {info}"), app.theme.ok)), area);
+        return;
+    }
     let mut spans = Vec::new();
     for (cmd, label) in hints {
         spans.push(Span::styled(format!(" {}", app.keys.first_key(*cmd)), app.theme.accent));
@@ -117,18 +122,22 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         Some(s) => format!(" {} ({})", s.user.email, s.user.role),
         None => " not logged in".into(),
     };
-    let server = if app.server.url.is_empty() { "starting…".to_string() } else { app.server.url.clone() };
-    let mut left = format!("{who} │ {server}{}", if app.server.demo { " (demo)" } else { "" });
-    if app.status.busy > 0 {
-        left.push_str(&format!(" │ ⟳ {} running", app.status.busy));
-    }
-    let (msg, style) = match (&app.status.error, &app.status.info) {
-        (Some(e), _) => (format!(" ✗ {e}"), t.error),
-        (None, Some(i)) => (format!(" {i}"), t.bar),
-        _ => (String::new(), t.bar),
+    let server = if app.server.url.is_empty() {
+        "starting…".to_string()
+    } else {
+        app.server.url.trim_start_matches("http://").trim_start_matches("https://").to_string()
     };
-    let line = Line::from(vec![Span::styled(left, t.bar), Span::styled(" │", t.bar), Span::styled(msg, style)]);
-    frame.render_widget(Paragraph::new(line).style(t.bar), area);
+    let mut left = format!("{who} │ {server}{}", if app.server.demo { " demo" } else { "" });
+    left.push_str(&match app.status.busy {
+        0 => " │ idle".to_string(),
+        n => format!(" │ ⟳ {n} running"),
+    });
+    let mut spans = vec![Span::styled(left, t.bar)];
+    if let Some(e) = &app.status.error {
+        spans.push(Span::styled(" │ ", t.bar));
+        spans.push(Span::styled(format!("✗ {e}"), t.error));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(t.bar), area);
 }
 
 /// A bordered block with the pane's title and its loading / error state.
