@@ -66,7 +66,10 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut env: Vec<(&str, String)> = vec![
         ("TERM", "xterm-256color".into()),
-        ("CLINVAULT_CLIENT__STATE_DIR", dir.join("state").display().to_string()),
+        (
+            "CLINVAULT_CLIENT__STATE_DIR",
+            dir.join("state").display().to_string(),
+        ),
     ];
     if std::env::var_os("CLINVAULT_BENCH_REAL_KDF").is_none() {
         for (k, v) in [
@@ -95,7 +98,10 @@ fn main() {
         .expect("util-linux script");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = child.stdout.take().expect("stdout");
-    let out = Arc::new(Mutex::new(Out { bytes: Vec::new(), first_frame: None }));
+    let out = Arc::new(Mutex::new(Out {
+        bytes: Vec::new(),
+        first_frame: None,
+    }));
     let reader = {
         let out = out.clone();
         std::thread::spawn(move || {
@@ -168,7 +174,15 @@ fn main() {
     println!("time from spawn to first frame      {first_frame_ms:.0} ms");
     println!("bytes to the first full frame       {ff_bytes}");
     println!("bytes until seeded and quiet        {start_total}");
-    println!("bytes per list-move keystroke       avg {:.0}, max {} ({per_key:?})", avg(&per_key), per_key.iter().max().unwrap_or(&0));
-    println!("bytes per pane switch               avg {:.0}, max {} ({per_pane:?})", avg(&per_pane), per_pane.iter().max().unwrap_or(&0));
+    println!(
+        "bytes per list-move keystroke       avg {:.0}, max {} ({per_key:?})",
+        avg(&per_key),
+        per_key.iter().max().unwrap_or(&0)
+    );
+    println!(
+        "bytes per pane switch               avg {:.0}, max {} ({per_pane:?})",
+        avg(&per_pane),
+        per_pane.iter().max().unwrap_or(&0)
+    );
     println!("bytes while idle for 10 s           {idle}");
 }

@@ -53,7 +53,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
     }
 }
 
@@ -74,12 +76,29 @@ fn demo_login_book_and_quit_in_tmux() {
         shell_quote(&state),
         shell_quote(Path::new(bin))
     );
-    let t = Tmux { socket: format!("clinvault-e2e-{}", std::process::id()) };
-    t.run(&["-f", "/dev/null", "new-session", "-d", "-s", "cv", "-x", "80", "-y", "24", &cmd]);
+    let t = Tmux {
+        socket: format!("clinvault-e2e-{}", std::process::id()),
+    };
+    t.run(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "cv",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &cmd,
+    ]);
     t.run(&["set-option", "-s", "escape-time", "0"]);
 
     let s = t.wait("the login screen", |s| s.contains("clinvault — log in"));
-    assert!(s.contains("amber lantern quietly folds the map"), "demo password shown:\n{s}");
+    assert!(
+        s.contains("amber lantern quietly folds the map"),
+        "demo password shown:\n{s}"
+    );
     t.wait("the demo data", |s| s.contains("Demo data ready"));
 
     t.literal("pat.jones@patients.demo");
@@ -87,7 +106,10 @@ fn demo_login_book_and_quit_in_tmux() {
     t.literal("amber lantern quietly folds the map");
     t.keys(&["Enter"]);
     let s = t.wait("the doctors", |s| s.contains("Doctors · 12"));
-    assert!(s.contains("pat.jones@patients.demo (patient)"), "status bar:\n{s}");
+    assert!(
+        s.contains("pat.jones@patients.demo (patient)"),
+        "status bar:\n{s}"
+    );
 
     // The third booking of the list is the one made here (the demo has made two).
     t.keys(&["3"]);
@@ -98,21 +120,35 @@ fn demo_login_book_and_quit_in_tmux() {
     t.keys(&["1"]);
     t.wait("the doctors again", |s| s.contains("Doctors · 12"));
     t.keys(&["Enter"]);
-    t.wait("the calendar", |s| s.contains("Calendar · ") && s.contains("free"));
+    t.wait("the calendar", |s| {
+        s.contains("Calendar · ") && s.contains("free")
+    });
     t.keys(&["Enter"]);
     t.keys(&["Enter"]);
-    t.wait("the confirmation", |s| s.contains("Confirm") && s.contains("Book "));
+    t.wait("the confirmation", |s| {
+        s.contains("Confirm") && s.contains("Book ")
+    });
     t.keys(&["y"]);
     t.wait("the booking", |s| s.contains("Booked "));
     t.keys(&["3"]);
-    let s = t.wait("one more booking", |s| s.contains("Bookings · ") && count(s) == n + 1);
+    let s = t.wait("one more booking", |s| {
+        s.contains("Bookings · ") && count(s) == n + 1
+    });
     assert!(!s.contains('✗'), "no error:\n{s}");
 
     t.keys(&["q"]);
     let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
-    assert!(!s.contains("Bookings ·"), "the alternate screen is gone:\n{s}");
-    assert!(dir.path().join("clinvault-data").join("demo-seeded").exists());
+    assert!(
+        !s.contains("Bookings ·"),
+        "the alternate screen is gone:\n{s}"
+    );
+    assert!(
+        dir.path()
+            .join("clinvault-data")
+            .join("demo-seeded")
+            .exists()
+    );
     let log = std::fs::read_to_string(state.join("clinvault-tui.log")).unwrap_or_default();
     assert!(!log.contains("amber lantern"), "no password in the log");
 }

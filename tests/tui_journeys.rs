@@ -52,7 +52,11 @@ fn new_app(s: &TestServer) -> App {
         Clock::system(TZ),
         Theme::mono(),
         KeyMap::default(),
-        ServerInfo { url: s.url.clone(), demo: false, data_dir: None },
+        ServerInfo {
+            url: s.url.clone(),
+            demo: false,
+            data_dir: None,
+        },
     );
     app.tz = TZ;
     app.client_template = Some(s.client());
@@ -64,15 +68,25 @@ async fn log_in(app: &mut App, email: &str) {
     press(app, KeyCode::Tab).await;
     typ(app, PASSWORD).await;
     press(app, KeyCode::Enter).await;
-    assert_eq!(app.screen, Screen::Main, "logged in: {:?}", app.login.message);
+    assert_eq!(
+        app.screen,
+        Screen::Main,
+        "logged in: {:?}",
+        app.login.message
+    );
 }
 
 fn screen_text(app: &App) -> String {
     let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f)).expect("draw");
+    t.draw(|f| clinvault::tui::view::render(app, f))
+        .expect("draw");
     let buf = t.backend().buffer();
     (0..24)
-        .map(|y| (0..80).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>())
+        .map(|y| {
+            (0..80)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -82,18 +96,46 @@ fn screen_text(app: &App) -> String {
 async fn clinic() -> (TestServer, uuid::Uuid) {
     let s = common::start_server(Db::Sqlite).await;
     let admin = s.admin().await;
-    let (_, dana) = s.staff(&admin, Role::Doctor, "dana@clinic.test", "Dana Herz", "Cardiology").await;
-    let (_, mira) = s.staff(&admin, Role::Doctor, "mira@clinic.test", "Mira Haut", "Dermatology").await;
-    s.staff(&admin, Role::Reception, "desk@clinic.test", "Rita Desk", "").await;
+    let (_, dana) = s
+        .staff(
+            &admin,
+            Role::Doctor,
+            "dana@clinic.test",
+            "Dana Herz",
+            "Cardiology",
+        )
+        .await;
+    let (_, mira) = s
+        .staff(
+            &admin,
+            Role::Doctor,
+            "mira@clinic.test",
+            "Mira Haut",
+            "Dermatology",
+        )
+        .await;
+    s.staff(&admin, Role::Reception, "desk@clinic.test", "Rita Desk", "")
+        .await;
     let every_day = Availability {
         weekly: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
             .iter()
-            .map(|d| WeeklyBlock { weekday: d.to_string(), start: "09:00".into(), end: "12:00".into(), slot_minutes: 30 })
+            .map(|d| WeeklyBlock {
+                weekday: d.to_string(),
+                start: "09:00".into(),
+                end: "12:00".into(),
+                slot_minutes: 30,
+            })
             .collect(),
         days_off: vec![],
     };
-    admin.set_availability(dana, &every_day).await.expect("availability");
-    admin.set_availability(mira, &every_day).await.expect("availability");
+    admin
+        .set_availability(dana, &every_day)
+        .await
+        .expect("availability");
+    admin
+        .set_availability(mira, &every_day)
+        .await
+        .expect("availability");
     s.patient("pat@example.test", "Pat Ient").await;
     (s, dana)
 }
@@ -109,9 +151,17 @@ async fn patient_books_tomorrow(s: &TestServer) -> App {
     assert!(app.text_focus(), "the search field has the keys");
     typ(&mut app, "cardio").await;
     press(&mut app, KeyCode::Esc).await;
-    let names: Vec<_> = app.doctors.rows.iter().map(|r| r.doctor.name.as_str()).collect();
+    let names: Vec<_> = app
+        .doctors
+        .rows
+        .iter()
+        .map(|r| r.doctor.name.as_str())
+        .collect();
     assert_eq!(names, ["Dana Herz"], "specialty search");
-    assert!(app.doctors.rows[0].next_free.is_some(), "next free slot shown");
+    assert!(
+        app.doctors.rows[0].next_free.is_some(),
+        "next free slot shown"
+    );
 
     press(&mut app, KeyCode::Enter).await;
     assert_eq!(app.pane, Pane::Calendar);
@@ -119,7 +169,15 @@ async fn patient_books_tomorrow(s: &TestServer) -> App {
     let mut guard = 0;
     while app.calendar.selected != Some(tomorrow) {
         let before = app.calendar.selected.expect("a day is selected");
-        press(&mut app, if before < tomorrow { KeyCode::Char('l') } else { KeyCode::Char('h') }).await;
+        press(
+            &mut app,
+            if before < tomorrow {
+                KeyCode::Char('l')
+            } else {
+                KeyCode::Char('h')
+            },
+        )
+        .await;
         guard += 1;
         assert!(guard < 40, "reached tomorrow");
     }
@@ -135,7 +193,10 @@ async fn patient_books_tomorrow(s: &TestServer) -> App {
         press(&mut app, KeyCode::Char('j')).await;
     }
     press(&mut app, KeyCode::Enter).await;
-    assert!(matches!(app.popup, Some(Popup::Confirm(_))), "every change is confirmed");
+    assert!(
+        matches!(app.popup, Some(Popup::Confirm(_))),
+        "every change is confirmed"
+    );
     press(&mut app, KeyCode::Esc).await;
     assert!(app.popup.is_none(), "Esc closes without booking");
     assert!(app.bookings.items.is_empty(), "Esc booked nothing");
@@ -150,7 +211,10 @@ async fn patient_books_tomorrow(s: &TestServer) -> App {
     assert_eq!(b[0].doctor_name, "Dana Herz");
     assert_eq!(b[0].status, BookingStatus::Booked);
     let local = b[0].start.with_timezone(&TZ);
-    assert_eq!((local.date_naive(), local.hour(), local.minute()), (tomorrow, 10, 0));
+    assert_eq!(
+        (local.date_naive(), local.hour(), local.minute()),
+        (tomorrow, 10, 0)
+    );
     assert_eq!(app.status.busy, 0, "nothing left in flight");
     app
 }
@@ -164,32 +228,63 @@ async fn patient_books_then_reception_checks_in_and_doctor_completes() {
     // A doctor cannot complete a visit that was not checked in: the UI says so, no request.
     let mut doc = new_app(&s);
     log_in(&mut doc, "dana@clinic.test").await;
-    assert_eq!(doc.pane, Pane::Calendar, "a doctor starts on their own calendar");
+    assert_eq!(
+        doc.pane,
+        Pane::Calendar,
+        "a doctor starts on their own calendar"
+    );
     assert_eq!(doc.calendar.doctor.as_ref().map(|d| d.id), Some(dana));
     press(&mut doc, KeyCode::Char('3')).await;
     press(&mut doc, KeyCode::Char('d')).await;
     assert!(doc.popup.is_none());
-    assert!(doc.status.error.as_deref().unwrap_or("").contains("booked"), "{:?}", doc.status.error);
+    assert!(
+        doc.status.error.as_deref().unwrap_or("").contains("booked"),
+        "{:?}",
+        doc.status.error
+    );
 
     let mut desk = new_app(&s);
     log_in(&mut desk, "desk@clinic.test").await;
     press(&mut desk, KeyCode::Char('3')).await;
-    let i = desk.bookings.items.iter().position(|b| b.id == booking.id).expect("reception sees it");
+    let i = desk
+        .bookings
+        .items
+        .iter()
+        .position(|b| b.id == booking.id)
+        .expect("reception sees it");
     for _ in 0..i {
         press(&mut desk, KeyCode::Char('j')).await;
     }
     press(&mut desk, KeyCode::Char('i')).await;
     press(&mut desk, KeyCode::Char('y')).await;
-    assert_eq!(desk.bookings.items[i].status, BookingStatus::CheckedIn, "{:?}", desk.status.error);
+    assert_eq!(
+        desk.bookings.items[i].status,
+        BookingStatus::CheckedIn,
+        "{:?}",
+        desk.status.error
+    );
 
     press(&mut doc, KeyCode::Char('r')).await;
     press(&mut doc, KeyCode::Char('d')).await;
     assert!(matches!(doc.popup, Some(Popup::Confirm(_))));
     press(&mut doc, KeyCode::Char('y')).await;
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
-    let done = s.login("dana@clinic.test").await.booking(booking.id).await.expect("booking");
-    assert_eq!(done.status, BookingStatus::Completed, "the server has it completed");
-    assert_eq!(doc.bookings.items[0].status, BookingStatus::Completed, "and the pane shows it");
+    let done = s
+        .login("dana@clinic.test")
+        .await
+        .booking(booking.id)
+        .await
+        .expect("booking");
+    assert_eq!(
+        done.status,
+        BookingStatus::Completed,
+        "the server has it completed"
+    );
+    assert_eq!(
+        doc.bookings.items[0].status,
+        BookingStatus::Completed,
+        "and the pane shows it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +295,9 @@ async fn reception_books_for_a_chosen_patient() {
     press(&mut desk, KeyCode::Enter).await; // first doctor's calendar
     press(&mut desk, KeyCode::Enter).await; // into the day
     press(&mut desk, KeyCode::Enter).await; // book the first free slot
-    let Some(Popup::PickPatient(p)) = &desk.popup else { panic!("a patient is chosen first") };
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("a patient is chosen first")
+    };
     assert_eq!(p.results.len(), 1, "patients listed at once");
     typ(&mut desk, "pat").await;
     press(&mut desk, KeyCode::Enter).await;
@@ -217,7 +314,10 @@ async fn idle_lock_wipes_keys_and_private_text() {
     let mut app = patient_books_tomorrow(&s).await;
     assert!(app.session.as_ref().is_some_and(|x| x.secrets.is_some()));
     let before = screen_text(&app);
-    assert!(before.contains("Dana Herz"), "private text on screen before the lock");
+    assert!(
+        before.contains("Dana Herz"),
+        "private text on screen before the lock"
+    );
 
     drive(&mut app, Action::IdleLock).await;
     assert!(app.session.is_none(), "keys and token gone");
@@ -230,7 +330,10 @@ async fn idle_lock_wipes_keys_and_private_text() {
     app.server.url = "http://clinic.test".into();
     let after = screen_text(&app);
     for private in ["Dana Herz", "Pat Ient", "Cardiology", "booked", "10:00"] {
-        assert!(!after.contains(private), "{private:?} still on screen:\n{after}");
+        assert!(
+            !after.contains(private),
+            "{private:?} still on screen:\n{after}"
+        );
     }
     insta::assert_snapshot!("locked_after_journey", after);
 
@@ -238,7 +341,10 @@ async fn idle_lock_wipes_keys_and_private_text() {
     typ(&mut app, PASSWORD).await;
     press(&mut app, KeyCode::Enter).await;
     assert_eq!(app.screen, Screen::Main);
-    assert_eq!(app.session.as_ref().map(|x| x.user.email.as_str()), Some("pat@example.test"));
+    assert_eq!(
+        app.session.as_ref().map(|x| x.user.email.as_str()),
+        Some("pat@example.test")
+    );
     assert_eq!(app.bookings.items.len(), 1, "data reloads after unlock");
 }
 
@@ -253,16 +359,32 @@ async fn wrong_password_and_unknown_server_show_errors_not_crashes() {
     press(&mut app, KeyCode::Enter).await;
     assert_eq!(app.screen, Screen::Login);
     assert!(app.login.message.is_some());
-    assert!(app.login.password.is_empty(), "a failed password is not kept");
+    assert!(
+        app.login.password.is_empty(),
+        "a failed password is not kept"
+    );
 
     // A server that went away: the answer is an error in the UI.
     let url = s.url.clone();
     s.handle.shutdown().await.expect("shutdown");
-    let mut app = App::new(Clock::system(TZ), Theme::mono(), KeyMap::default(), ServerInfo { url: url.clone(), ..Default::default() });
-    app.client_template = Some(clinvault::client::ApiClient::new(&url, false, TEST_KDF).expect("client"));
+    let mut app = App::new(
+        Clock::system(TZ),
+        Theme::mono(),
+        KeyMap::default(),
+        ServerInfo {
+            url: url.clone(),
+            ..Default::default()
+        },
+    );
+    app.client_template =
+        Some(clinvault::client::ApiClient::new(&url, false, TEST_KDF).expect("client"));
     typ(&mut app, "pat@example.test").await;
     press(&mut app, KeyCode::Tab).await;
     typ(&mut app, PASSWORD).await;
     press(&mut app, KeyCode::Enter).await;
-    assert!(app.login.message.as_deref().unwrap_or("").contains("reach"), "{:?}", app.login.message);
+    assert!(
+        app.login.message.as_deref().unwrap_or("").contains("reach"),
+        "{:?}",
+        app.login.message
+    );
 }

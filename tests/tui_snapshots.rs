@@ -9,7 +9,10 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use uuid::Uuid;
 
-use clinvault::api::{Availability, AvailabilityResponse, Booking, BookingStatus, Doctor, PatientSummary, Role, Slot, UserInfo, WeeklyBlock};
+use clinvault::api::{
+    Availability, AvailabilityResponse, Booking, BookingStatus, Doctor, PatientSummary, Role, Slot,
+    UserInfo, WeeklyBlock,
+};
 use clinvault::client::ApiClient;
 use clinvault::seal::{KdfParams, PublicKeys};
 use clinvault::tui::action::Action;
@@ -22,28 +25,45 @@ use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
 use clinvault::tui::view::render;
 
-const KEYS: PublicKeys = PublicKeys { x25519: [7; 32], ed25519: [9; 32] };
+const KEYS: PublicKeys = PublicKeys {
+    x25519: [7; 32],
+    ed25519: [9; 32],
+};
 
 fn id(n: u8) -> Uuid {
     Uuid::from_bytes([n; 16])
 }
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).single().expect("fixed time")
+    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0)
+        .single()
+        .expect("fixed time")
 }
 
 fn at(day: u32, h: u32, m: u32) -> DateTime<Utc> {
     // Europe/Berlin is UTC+1 in December.
-    Utc.with_ymd_and_hms(2026, 12, day, h - 1, m, 0).single().expect("fixed time")
+    Utc.with_ymd_and_hms(2026, 12, day, h - 1, m, 0)
+        .single()
+        .expect("fixed time")
 }
 
 fn doctor(n: u8, name: &str, specialty: &str) -> Doctor {
-    Doctor { id: id(n), name: name.into(), specialty: specialty.into(), bio: String::new(), public_keys: KEYS }
+    Doctor {
+        id: id(n),
+        name: name.into(),
+        specialty: specialty.into(),
+        bio: String::new(),
+        public_keys: KEYS,
+    }
 }
 
 fn slot(day: u32, h: u32, m: u32) -> Slot {
     let start = at(day, h, m);
-    Slot { start, end: start + Duration::minutes(30), local_start: String::new() }
+    Slot {
+        start,
+        end: start + Duration::minutes(30),
+        local_start: String::new(),
+    }
 }
 
 fn booking(n: u8, day: u32, h: u32, status: BookingStatus) -> Booking {
@@ -60,12 +80,20 @@ fn booking(n: u8, day: u32, h: u32, status: BookingStatus) -> Booking {
 }
 
 fn app(color: bool, role: Option<Role>) -> App {
-    let theme = if color { Theme::sixteen() } else { Theme::mono() };
+    let theme = if color {
+        Theme::sixteen()
+    } else {
+        Theme::mono()
+    };
     let mut app = App::new(
         Clock::fixed(now()),
         theme,
         KeyMap::default(),
-        ServerInfo { url: "http://127.0.0.1:8440".into(), demo: true, data_dir: None },
+        ServerInfo {
+            url: "http://127.0.0.1:8440".into(),
+            demo: true,
+            data_dir: None,
+        },
     );
     app.tz = chrono_tz::Europe::Berlin;
     if let Some(role) = role {
@@ -75,8 +103,15 @@ fn app(color: bool, role: Option<Role>) -> App {
             _ => "desk@clinic.demo",
         };
         app.session = Some(Session {
-            user: UserInfo { id: id(50), email: email.into(), name: "Someone".into(), role, active: true },
-            client: ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default()).expect("client"),
+            user: UserInfo {
+                id: id(50),
+                email: email.into(),
+                name: "Someone".into(),
+                role,
+                active: true,
+            },
+            client: ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default())
+                .expect("client"),
             secrets: None,
         });
         app.screen = Screen::Main;
@@ -86,9 +121,18 @@ fn app(color: bool, role: Option<Role>) -> App {
 
 fn with_doctors(app: &mut App) {
     app.doctors.rows = vec![
-        DoctorRow { doctor: doctor(1, "Dana Herz", "Cardiology"), next_free: Some(slot(2, 9, 0)) },
-        DoctorRow { doctor: doctor(2, "Omar Castillo", "Cardiology"), next_free: Some(slot(3, 14, 30)) },
-        DoctorRow { doctor: doctor(3, "Mira Haut", "Dermatology"), next_free: None },
+        DoctorRow {
+            doctor: doctor(1, "Dana Herz", "Cardiology"),
+            next_free: Some(slot(2, 9, 0)),
+        },
+        DoctorRow {
+            doctor: doctor(2, "Omar Castillo", "Cardiology"),
+            next_free: Some(slot(3, 14, 30)),
+        },
+        DoctorRow {
+            doctor: doctor(3, "Mira Haut", "Dermatology"),
+            next_free: None,
+        },
     ];
     app.doctors.selected = 1;
 }
@@ -96,18 +140,35 @@ fn with_doctors(app: &mut App) {
 fn with_calendar(app: &mut App) {
     let weekly = ["mon", "tue", "wed", "thu", "fri"]
         .iter()
-        .map(|d| WeeklyBlock { weekday: d.to_string(), start: "09:00".into(), end: "12:00".into(), slot_minutes: 30 })
+        .map(|d| WeeklyBlock {
+            weekday: d.to_string(),
+            start: "09:00".into(),
+            end: "12:00".into(),
+            slot_minutes: 30,
+        })
         .collect();
     app.calendar.doctor = Some(doctor(1, "Dana Herz", "Cardiology"));
     app.calendar.selected = Some(NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"));
     app.calendar.data = Some(CalendarData {
         doctor: doctor(1, "Dana Herz", "Cardiology"),
-        slots: vec![slot(2, 9, 0), slot(2, 9, 30), slot(2, 11, 0), slot(3, 10, 0), slot(7, 9, 0)],
-        bookings: vec![booking(1, 2, 10, BookingStatus::Booked), booking(2, 2, 10, BookingStatus::Cancelled)],
+        slots: vec![
+            slot(2, 9, 0),
+            slot(2, 9, 30),
+            slot(2, 11, 0),
+            slot(3, 10, 0),
+            slot(7, 9, 0),
+        ],
+        bookings: vec![
+            booking(1, 2, 10, BookingStatus::Booked),
+            booking(2, 2, 10, BookingStatus::Cancelled),
+        ],
         availability: Some(AvailabilityResponse {
             doctor_id: id(1),
             timezone: "Europe/Berlin".into(),
-            availability: Availability { weekly, days_off: vec![NaiveDate::from_ymd_opt(2026, 12, 4).expect("date")] },
+            availability: Availability {
+                weekly,
+                days_off: vec![NaiveDate::from_ymd_opt(2026, 12, 4).expect("date")],
+            },
         }),
         timezone: "Europe/Berlin".into(),
     });
@@ -151,7 +212,13 @@ fn snap(name: &str, make: impl Fn(bool) -> App) {
 fn login_demo_seeding() {
     snap("login_demo_seeding", |c| {
         let mut a = app(c, None);
-        a.seed = Some(SeedProgress { done: 5, total: 20, step: "doctor omar.castillo@clinic.demo".into(), finished: false, error: None });
+        a.seed = Some(SeedProgress {
+            done: 5,
+            total: 20,
+            step: "doctor omar.castillo@clinic.demo".into(),
+            finished: false,
+            error: None,
+        });
         a.login.email.insert_str("pat.jones@patients.demo");
         key(&mut a, KeyCode::Tab);
         for ch in "secret".chars() {
@@ -237,8 +304,18 @@ fn calendar_pick_patient() {
             query,
             request_id: 1,
             results: vec![
-                PatientSummary { id: id(50), name: "Pat Jones".into(), email: "pat.jones@patients.demo".into(), phone: String::new() },
-                PatientSummary { id: id(51), name: "Jon Smith".into(), email: "jon.smith@patients.demo".into(), phone: String::new() },
+                PatientSummary {
+                    id: id(50),
+                    name: "Pat Jones".into(),
+                    email: "pat.jones@patients.demo".into(),
+                    phone: String::new(),
+                },
+                PatientSummary {
+                    id: id(51),
+                    name: "Jon Smith".into(),
+                    email: "jon.smith@patients.demo".into(),
+                    phone: String::new(),
+                },
             ],
             selected: 1,
             error: None,
@@ -265,8 +342,20 @@ fn mailbox_pane() {
     snap("mailbox", |c| {
         let mut a = app(c, Some(Role::Patient));
         a.mailbox.items = vec![
-            Mail { file: "b.eml".into(), date: "Tue, 01 Dec 2026 08:00:00 +0000".into(), to: "pat.jones@patients.demo".into(), subject: "Your clinvault code".into(), body: "Your code:\n\n    123456\n\nIt expires in 10 minutes.".into() },
-            Mail { file: "a.eml".into(), date: "Tue, 01 Dec 2026 07:00:00 +0000".into(), to: "dana.herz@clinic.demo".into(), subject: "You are invited".into(), body: "Code".into() },
+            Mail {
+                file: "b.eml".into(),
+                date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "Your clinvault code".into(),
+                body: "Your code:\n\n    123456\n\nIt expires in 10 minutes.".into(),
+            },
+            Mail {
+                file: "a.eml".into(),
+                date: "Tue, 01 Dec 2026 07:00:00 +0000".into(),
+                to: "dana.herz@clinic.demo".into(),
+                subject: "You are invited".into(),
+                body: "Code".into(),
+            },
         ];
         a.pane = Pane::Mailbox;
         a

@@ -79,9 +79,9 @@ pub fn template(i: usize, today: NaiveDate) -> Availability {
             weekday: day.to_string(),
             start: "09:00".into(),
             end: "12:00".into(),
-            slot_minutes: if i % 2 == 0 { 20 } else { 30 },
+            slot_minutes: if i.is_multiple_of(2) { 20 } else { 30 },
         });
-        if (d + i) % 2 == 0 {
+        if (d + i).is_multiple_of(2) {
             weekly.push(WeeklyBlock {
                 weekday: day.to_string(),
                 start: "14:00".into(),
@@ -100,7 +100,7 @@ pub fn template(i: usize, today: NaiveDate) -> Availability {
     }
     // A day off in the coming weeks for every third doctor.
     let mut days_off = Vec::new();
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let mut d = today + Days::days(7 + i as i64);
         while matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
             d += Days::days(1);
@@ -155,7 +155,11 @@ impl Seeder {
     /// Seeds, reporting each step through `progress`.
     pub async fn run(&self, progress: impl Fn(SeedProgress)) -> Result<(), SeedError> {
         let total = (1 + DOCTORS.len() + 1 + 1 + PATIENTS.len() + 1) as u32;
-        let mut p = SeedProgress { done: 0, total, ..SeedProgress::default() };
+        let mut p = SeedProgress {
+            done: 0,
+            total,
+            ..SeedProgress::default()
+        };
         let marker = self.data.join(MARKER);
         if marker.exists() {
             p.done = total;
@@ -171,7 +175,9 @@ impl Seeder {
         };
         step(&mut p, "admin account (Argon2)…".into());
         if let Some(code) = &self.admin_code {
-            self.client()?.register_admin(code, ADMIN_EMAIL, "Ada Admin", DEMO_PASSWORD).await?;
+            self.client()?
+                .register_admin(code, ADMIN_EMAIL, "Ada Admin", DEMO_PASSWORD)
+                .await?;
         }
         let admin = match self.login(ADMIN_EMAIL).await {
             Ok(c) => c,
@@ -192,7 +198,12 @@ impl Seeder {
             .iter()
             .map(|(n, s)| (Role::Doctor, doctor_email(n), n.to_string(), s.to_string()))
             .collect();
-        staff.push((Role::Reception, RECEPTION_EMAIL.into(), "Rita Empfang".into(), String::new()));
+        staff.push((
+            Role::Reception,
+            RECEPTION_EMAIL.into(),
+            "Rita Empfang".into(),
+            String::new(),
+        ));
         for (role, email, name, specialty) in staff {
             step(&mut p, format!("{role} {email}"));
             if !existing.contains(&email) {
@@ -202,7 +213,11 @@ impl Seeder {
                         email: email.clone(),
                         name: name.clone(),
                         specialty: specialty.clone(),
-                        bio: if specialty.is_empty() { String::new() } else { format!("{name}, {specialty}.") },
+                        bio: if specialty.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{name}, {specialty}.")
+                        },
                     })
                     .await?;
                 let body = mail_to(&outbox, &email).await?;
@@ -226,15 +241,20 @@ impl Seeder {
                 let c = self.client()?;
                 let v = c.verify_email(email).await?;
                 let body = mail_to(&outbox, email).await?;
-                let code = code_in(&body, false).ok_or_else(|| SeedError::NoMail(email.to_string()))?;
-                c.register_patient(&v, &code, email, name, "+49 30 5550101", DEMO_PASSWORD).await?;
+                let code =
+                    code_in(&body, false).ok_or_else(|| SeedError::NoMail(email.to_string()))?;
+                c.register_patient(&v, &code, email, name, "+49 30 5550101", DEMO_PASSWORD)
+                    .await?;
             }
             p.done += 1;
         }
         step(&mut p, "bookings and completed visits".into());
         self.bookings(&doctors).await?;
         p.done += 1;
-        std::fs::write(&marker, "demo data seeded; delete this folder to start over\n")?;
+        std::fs::write(
+            &marker,
+            "demo data seeded; delete this folder to start over\n",
+        )?;
         p.done = total;
         p.finished = true;
         step(&mut p, "ready".into());
@@ -250,12 +270,20 @@ impl Seeder {
                 continue;
             }
             for k in 0..2 {
-                let Some(d) = doctors.get((i * 3 + k * 5) % doctors.len().max(1)) else { continue };
+                let Some(d) = doctors.get((i * 3 + k * 5) % doctors.len().max(1)) else {
+                    continue;
+                };
                 let slots = c.slots(d.id, Some(tomorrow), Some(week)).await?.slots;
-                let Some(s) = slots.get(2 + i * 2 + k) else { continue };
+                let Some(s) = slots.get(2 + i * 2 + k) else {
+                    continue;
+                };
                 // A slot taken meanwhile is no reason to stop seeding.
                 let _ = c
-                    .book(&BookRequest { doctor_id: d.id, start: s.start, patient_id: None })
+                    .book(&BookRequest {
+                        doctor_id: d.id,
+                        start: s.start,
+                        patient_id: None,
+                    })
                     .await;
             }
             // One visit with Dana Herz, completed: checked in by reception, closed by the doctor.
@@ -266,7 +294,11 @@ impl Seeder {
                 let mut booked = None;
                 for s in slots.iter().take(10) {
                     let r = c
-                        .book(&BookRequest { doctor_id: dana.id, start: s.start, patient_id: None })
+                        .book(&BookRequest {
+                            doctor_id: dana.id,
+                            start: s.start,
+                            patient_id: None,
+                        })
                         .await;
                     if let Ok(b) = r {
                         booked = Some(b);

@@ -45,36 +45,192 @@ pub struct CmdInfo {
     pub defaults: &'static [&'static str],
 }
 
-const LISTS: &[Pane] = &[Pane::Doctors, Pane::Calendar, Pane::Bookings, Pane::Mailbox, Pane::Help];
+const LISTS: &[Pane] = &[
+    Pane::Doctors,
+    Pane::Calendar,
+    Pane::Bookings,
+    Pane::Mailbox,
+    Pane::Help,
+];
 const BOOKING_PANES: &[Pane] = &[Pane::Calendar, Pane::Bookings];
 
 /// Every command with its defaults. A new pane adds its `Go` row and its own commands here.
 pub const COMMANDS: &[CmdInfo] = &[
-    CmdInfo { cmd: Cmd::Quit, name: "quit", desc: "quit", panes: None, defaults: &["q"] },
-    CmdInfo { cmd: Cmd::Help, name: "help", desc: "help: every key of this pane", panes: None, defaults: &["?", "F1"] },
-    CmdInfo { cmd: Cmd::Palette, name: "palette", desc: "command palette", panes: None, defaults: &[":"] },
-    CmdInfo { cmd: Cmd::NextPane, name: "next_pane", desc: "next pane", panes: None, defaults: &["Tab"] },
-    CmdInfo { cmd: Cmd::PrevPane, name: "prev_pane", desc: "previous pane", panes: None, defaults: &["S-Tab"] },
-    CmdInfo { cmd: Cmd::Go(Pane::Doctors), name: "pane_doctors", desc: "Doctors pane", panes: None, defaults: &["1"] },
-    CmdInfo { cmd: Cmd::Go(Pane::Calendar), name: "pane_calendar", desc: "Calendar pane", panes: None, defaults: &["2"] },
-    CmdInfo { cmd: Cmd::Go(Pane::Bookings), name: "pane_bookings", desc: "Bookings pane", panes: None, defaults: &["3"] },
-    CmdInfo { cmd: Cmd::Go(Pane::Mailbox), name: "pane_mailbox", desc: "Mailbox pane (demo)", panes: None, defaults: &["7"] },
-    CmdInfo { cmd: Cmd::Up, name: "up", desc: "move up", panes: Some(LISTS), defaults: &["k", "Up"] },
-    CmdInfo { cmd: Cmd::Down, name: "down", desc: "move down", panes: Some(LISTS), defaults: &["j", "Down"] },
-    CmdInfo { cmd: Cmd::Left, name: "left", desc: "previous day", panes: Some(&[Pane::Calendar]), defaults: &["h", "Left"] },
-    CmdInfo { cmd: Cmd::Right, name: "right", desc: "next day", panes: Some(&[Pane::Calendar]), defaults: &["l", "Right"] },
-    CmdInfo { cmd: Cmd::PageUp, name: "page_up", desc: "page up / previous week", panes: Some(LISTS), defaults: &["PageUp", "<C-u>"] },
-    CmdInfo { cmd: Cmd::PageDown, name: "page_down", desc: "page down / next week", panes: Some(LISTS), defaults: &["PageDown", "<C-d>"] },
-    CmdInfo { cmd: Cmd::PrevMonth, name: "prev_month", desc: "previous month", panes: Some(&[Pane::Calendar]), defaults: &["<", "["] },
-    CmdInfo { cmd: Cmd::NextMonth, name: "next_month", desc: "next month", panes: Some(&[Pane::Calendar]), defaults: &[">", "]"] },
-    CmdInfo { cmd: Cmd::Select, name: "select", desc: "open / book the selected slot", panes: Some(&[Pane::Doctors, Pane::Calendar]), defaults: &["Enter"] },
-    CmdInfo { cmd: Cmd::Search, name: "search", desc: "search doctors (name or specialty)", panes: Some(&[Pane::Doctors]), defaults: &["/"] },
-    CmdInfo { cmd: Cmd::Back, name: "back", desc: "leave a field, close a popup (never changes data)", panes: None, defaults: &["Esc"] },
-    CmdInfo { cmd: Cmd::Refresh, name: "refresh", desc: "reload", panes: None, defaults: &["r"] },
-    CmdInfo { cmd: Cmd::CancelBooking, name: "cancel_booking", desc: "cancel the selected booking", panes: Some(BOOKING_PANES), defaults: &["c"] },
-    CmdInfo { cmd: Cmd::CheckIn, name: "check_in", desc: "check the patient in (reception)", panes: Some(BOOKING_PANES), defaults: &["i"] },
-    CmdInfo { cmd: Cmd::Complete, name: "complete", desc: "mark the visit completed (doctor)", panes: Some(BOOKING_PANES), defaults: &["d"] },
-    CmdInfo { cmd: Cmd::Logout, name: "logout", desc: "log out", panes: None, defaults: &["L"] },
+    CmdInfo {
+        cmd: Cmd::Quit,
+        name: "quit",
+        desc: "quit",
+        panes: None,
+        defaults: &["q"],
+    },
+    CmdInfo {
+        cmd: Cmd::Help,
+        name: "help",
+        desc: "help: every key of this pane",
+        panes: None,
+        defaults: &["?", "F1"],
+    },
+    CmdInfo {
+        cmd: Cmd::Palette,
+        name: "palette",
+        desc: "command palette",
+        panes: None,
+        defaults: &[":"],
+    },
+    CmdInfo {
+        cmd: Cmd::NextPane,
+        name: "next_pane",
+        desc: "next pane",
+        panes: None,
+        defaults: &["Tab"],
+    },
+    CmdInfo {
+        cmd: Cmd::PrevPane,
+        name: "prev_pane",
+        desc: "previous pane",
+        panes: None,
+        defaults: &["S-Tab"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Doctors),
+        name: "pane_doctors",
+        desc: "Doctors pane",
+        panes: None,
+        defaults: &["1"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Calendar),
+        name: "pane_calendar",
+        desc: "Calendar pane",
+        panes: None,
+        defaults: &["2"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Bookings),
+        name: "pane_bookings",
+        desc: "Bookings pane",
+        panes: None,
+        defaults: &["3"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Mailbox),
+        name: "pane_mailbox",
+        desc: "Mailbox pane (demo)",
+        panes: None,
+        defaults: &["7"],
+    },
+    CmdInfo {
+        cmd: Cmd::Up,
+        name: "up",
+        desc: "move up",
+        panes: Some(LISTS),
+        defaults: &["k", "Up"],
+    },
+    CmdInfo {
+        cmd: Cmd::Down,
+        name: "down",
+        desc: "move down",
+        panes: Some(LISTS),
+        defaults: &["j", "Down"],
+    },
+    CmdInfo {
+        cmd: Cmd::Left,
+        name: "left",
+        desc: "previous day",
+        panes: Some(&[Pane::Calendar]),
+        defaults: &["h", "Left"],
+    },
+    CmdInfo {
+        cmd: Cmd::Right,
+        name: "right",
+        desc: "next day",
+        panes: Some(&[Pane::Calendar]),
+        defaults: &["l", "Right"],
+    },
+    CmdInfo {
+        cmd: Cmd::PageUp,
+        name: "page_up",
+        desc: "page up / previous week",
+        panes: Some(LISTS),
+        defaults: &["PageUp", "<C-u>"],
+    },
+    CmdInfo {
+        cmd: Cmd::PageDown,
+        name: "page_down",
+        desc: "page down / next week",
+        panes: Some(LISTS),
+        defaults: &["PageDown", "<C-d>"],
+    },
+    CmdInfo {
+        cmd: Cmd::PrevMonth,
+        name: "prev_month",
+        desc: "previous month",
+        panes: Some(&[Pane::Calendar]),
+        defaults: &["<", "["],
+    },
+    CmdInfo {
+        cmd: Cmd::NextMonth,
+        name: "next_month",
+        desc: "next month",
+        panes: Some(&[Pane::Calendar]),
+        defaults: &[">", "]"],
+    },
+    CmdInfo {
+        cmd: Cmd::Select,
+        name: "select",
+        desc: "open / book the selected slot",
+        panes: Some(&[Pane::Doctors, Pane::Calendar]),
+        defaults: &["Enter"],
+    },
+    CmdInfo {
+        cmd: Cmd::Search,
+        name: "search",
+        desc: "search doctors (name or specialty)",
+        panes: Some(&[Pane::Doctors]),
+        defaults: &["/"],
+    },
+    CmdInfo {
+        cmd: Cmd::Back,
+        name: "back",
+        desc: "leave a field, close a popup (never changes data)",
+        panes: None,
+        defaults: &["Esc"],
+    },
+    CmdInfo {
+        cmd: Cmd::Refresh,
+        name: "refresh",
+        desc: "reload",
+        panes: None,
+        defaults: &["r"],
+    },
+    CmdInfo {
+        cmd: Cmd::CancelBooking,
+        name: "cancel_booking",
+        desc: "cancel the selected booking",
+        panes: Some(BOOKING_PANES),
+        defaults: &["c"],
+    },
+    CmdInfo {
+        cmd: Cmd::CheckIn,
+        name: "check_in",
+        desc: "check the patient in (reception)",
+        panes: Some(BOOKING_PANES),
+        defaults: &["i"],
+    },
+    CmdInfo {
+        cmd: Cmd::Complete,
+        name: "complete",
+        desc: "mark the visit completed (doctor)",
+        panes: Some(BOOKING_PANES),
+        defaults: &["d"],
+    },
+    CmdInfo {
+        cmd: Cmd::Logout,
+        name: "logout",
+        desc: "log out",
+        panes: None,
+        defaults: &["L"],
+    },
 ];
 
 pub fn info(cmd: Cmd) -> Option<&'static CmdInfo> {
@@ -90,7 +246,8 @@ pub struct Chord {
 
 impl Chord {
     pub fn from_event(ev: &KeyEvent) -> Chord {
-        let mut mods = ev.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let mut mods =
+            ev.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
         let code = match ev.code {
             KeyCode::BackTab => {
                 mods.remove(KeyModifiers::SHIFT);
@@ -128,7 +285,10 @@ impl Chord {
                 }
             }
         } else if s == "S-Tab" {
-            return Ok(Chord { code: KeyCode::BackTab, mods });
+            return Ok(Chord {
+                code: KeyCode::BackTab,
+                mods,
+            });
         }
         let code = match rest {
             "Enter" => KeyCode::Enter,
@@ -281,7 +441,12 @@ impl KeyMap {
     pub fn keys_of(&self, cmd: Cmd) -> String {
         self.by_cmd
             .get(&cmd)
-            .map(|v| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("/"))
+            .map(|v| {
+                v.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_default()
     }
 
@@ -316,12 +481,30 @@ mod tests {
     #[test]
     fn defaults_resolve_vim_keys_and_arrows() {
         let m = KeyMap::default();
-        assert_eq!(m.resolve(&key(KeyCode::Char('j'), KeyModifiers::NONE)), Some(Cmd::Down));
-        assert_eq!(m.resolve(&key(KeyCode::Down, KeyModifiers::NONE)), Some(Cmd::Down));
-        assert_eq!(m.resolve(&key(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(Cmd::PrevPane));
-        assert_eq!(m.resolve(&key(KeyCode::Char('d'), KeyModifiers::CONTROL)), Some(Cmd::PageDown));
-        assert_eq!(m.resolve(&key(KeyCode::Char('L'), KeyModifiers::SHIFT)), Some(Cmd::Logout));
-        assert_eq!(m.resolve(&key(KeyCode::Char('x'), KeyModifiers::NONE)), None);
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('j'), KeyModifiers::NONE)),
+            Some(Cmd::Down)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::Down, KeyModifiers::NONE)),
+            Some(Cmd::Down)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::BackTab, KeyModifiers::SHIFT)),
+            Some(Cmd::PrevPane)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('d'), KeyModifiers::CONTROL)),
+            Some(Cmd::PageDown)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('L'), KeyModifiers::SHIFT)),
+            Some(Cmd::Logout)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('x'), KeyModifiers::NONE)),
+            None
+        );
     }
 
     #[test]
@@ -329,8 +512,14 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("quit".to_string(), KeyBinding::One("<C-q>".into()));
         let m = KeyMap::from_config(&o).unwrap();
-        assert_eq!(m.resolve(&key(KeyCode::Char('q'), KeyModifiers::CONTROL)), Some(Cmd::Quit));
-        assert_eq!(m.resolve(&key(KeyCode::Char('q'), KeyModifiers::NONE)), None);
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(Cmd::Quit)
+        );
+        assert_eq!(
+            m.resolve(&key(KeyCode::Char('q'), KeyModifiers::NONE)),
+            None
+        );
 
         o.insert("help".to_string(), KeyBinding::Many(vec!["j".into()]));
         let err = KeyMap::from_config(&o).unwrap_err().to_string();

@@ -76,8 +76,12 @@ fn spawn_input(tx: mpsc::UnboundedSender<Action>) {
                 Ok(Event::Paste(s)) => Action::Paste(s),
                 Ok(Event::Resize(_, _)) => Action::Resize,
                 Ok(Event::Mouse(m)) => match m.kind {
-                    MouseEventKind::ScrollUp => Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE)),
-                    MouseEventKind::ScrollDown => Action::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE)),
+                    MouseEventKind::ScrollUp => {
+                        Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE))
+                    }
+                    MouseEventKind::ScrollDown => {
+                        Action::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE))
+                    }
                     _ => continue,
                 },
                 Ok(_) => continue,
@@ -101,7 +105,11 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         Clock::system(chrono_tz::UTC),
         theme::Theme::from_env(),
         keys,
-        ServerInfo { url: String::new(), demo, data_dir },
+        ServerInfo {
+            url: String::new(),
+            demo,
+            data_dir,
+        },
     );
     app.idle_lock_minutes = cfg.client.idle_lock_minutes.max(1);
     let idle = Duration::from_secs(app.idle_lock_minutes * 60);
@@ -132,7 +140,10 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
                         let _ = stop_tx.send(e.stop);
                         match new_client(&cfg, &e.url) {
                             Ok(client) => {
-                                let _ = tx.send(Action::ServerReady { url: e.url.clone(), client });
+                                let _ = tx.send(Action::ServerReady {
+                                    url: e.url.clone(),
+                                    client,
+                                });
                             }
                             Err(err) => {
                                 let _ = tx.send(Action::ServerFailed(err.to_string()));
@@ -146,7 +157,12 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
                             admin_code: e.admin_code,
                         };
                         let ptx = tx.clone();
-                        if let Err(err) = seeder.run(|p| { let _ = ptx.send(Action::Seed(p)); }).await {
+                        if let Err(err) = seeder
+                            .run(|p| {
+                                let _ = ptx.send(Action::Seed(p));
+                            })
+                            .await
+                        {
                             tracing::warn!(error = %err, "demo seeding stopped");
                             let _ = tx.send(Action::Seed(state::SeedProgress {
                                 error: Some(err.to_string()),
@@ -208,7 +224,9 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
 
 /// Logs of the client (and an embedded server) go to a file in the state folder, never to the
 /// terminal. Keep the guard alive for the whole run.
-pub fn log_to_file(state_dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+pub fn log_to_file(
+    state_dir: &std::path::Path,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     std::fs::create_dir_all(state_dir).ok()?;
     let appender = tracing_appender::rolling::never(state_dir, "clinvault-tui.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);

@@ -52,7 +52,10 @@ impl Pane {
     /// Who sees the pane (DESIGN.md §4); the server enforces the same per route.
     pub fn available(self, role: Role, demo: bool) -> bool {
         match self {
-            Pane::Doctors => matches!(role, Role::Patient | Role::Reception | Role::Admin | Role::Doctor),
+            Pane::Doctors => matches!(
+                role,
+                Role::Patient | Role::Reception | Role::Admin | Role::Doctor
+            ),
             Pane::Calendar => matches!(role, Role::Patient | Role::Reception | Role::Doctor),
             Pane::Bookings => matches!(role, Role::Patient | Role::Reception | Role::Doctor),
             Pane::Mailbox => demo,
@@ -72,11 +75,17 @@ impl Clock {
     /// Now, with "today" in the clinic's time zone.
     pub fn system(tz: chrono_tz::Tz) -> Clock {
         let now = Utc::now();
-        Clock { now, today: now.with_timezone(&tz).date_naive() }
+        Clock {
+            now,
+            today: now.with_timezone(&tz).date_naive(),
+        }
     }
 
     pub fn fixed(now: DateTime<Utc>) -> Clock {
-        Clock { now, today: now.date_naive() }
+        Clock {
+            now,
+            today: now.date_naive(),
+        }
     }
 }
 
@@ -341,17 +350,17 @@ pub struct Palette {
 pub enum Popup {
     Confirm(Pending),
     PickPatient(Box<PatientPicker>),
-    Palette(Palette),
+    Palette(Box<Palette>),
     /// Quit asked while requests run.
     ConfirmQuit,
 }
 
 impl Popup {
     pub fn palette() -> Popup {
-        Popup::Palette(Palette {
+        Popup::Palette(Box::new(Palette {
             input: text_field("command"),
             selected: 0,
-        })
+        }))
     }
 }
 
@@ -446,8 +455,10 @@ impl App {
             Screen::Login | Screen::Register => true,
             Screen::Mailbox => false,
             Screen::Main => {
-                matches!(self.popup, Some(Popup::PickPatient(_)) | Some(Popup::Palette(_)))
-                    || (self.pane == Pane::Doctors && self.doctors.editing)
+                matches!(
+                    self.popup,
+                    Some(Popup::PickPatient(_)) | Some(Popup::Palette(_))
+                ) || (self.pane == Pane::Doctors && self.doctors.editing)
             }
         }
     }
@@ -491,6 +502,8 @@ impl App {
 
     /// `Mon 2026-12-01 09:00` in the clinic's zone.
     pub fn local(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.tz).format("%a %Y-%m-%d %H:%M").to_string()
+        t.with_timezone(&self.tz)
+            .format("%a %Y-%m-%d %H:%M")
+            .to_string()
     }
 }

@@ -32,7 +32,11 @@ pub async fn perform(effect: Effect) -> Option<Action> {
             tokio::time::sleep(after).await;
             *action
         }
-        Effect::Login { mut client, email, password } => {
+        Effect::Login {
+            mut client,
+            email,
+            password,
+        } => {
             let r = client.login(&email, &password).await;
             drop(password);
             Action::LoggedIn(r.map(|l| Box::new((client, l))).map_err(ui))
@@ -40,7 +44,15 @@ pub async fn perform(effect: Effect) -> Option<Action> {
         Effect::VerifyEmail { client, email } => {
             Action::CodeMailed(client.verify_email(&email).await.map_err(ui))
         }
-        Effect::RegisterPatient { client, verification, code, email, name, phone, password } => {
+        Effect::RegisterPatient {
+            client,
+            verification,
+            code,
+            email,
+            name,
+            phone,
+            password,
+        } => {
             // Argon2 is CPU work: keep it off the runtime's I/O threads.
             let r = client
                 .register_patient(&verification, &code, &email, &name, &phone, &password)
@@ -51,16 +63,32 @@ pub async fn perform(effect: Effect) -> Option<Action> {
             let _ = client.logout().await;
             return None;
         }
-        Effect::SearchDoctors { client, id, query, today } => {
-            Action::DoctorsLoaded { id, result: search_doctors(&client, &query, today).await }
-        }
-        Effect::LoadCalendar { client, id, doctor, month, today, with_availability } => {
-            Action::CalendarLoaded {
-                id,
-                result: load_calendar(&client, doctor, month, today, with_availability).await,
-            }
-        }
-        Effect::LoadBookings { client, id, from, to } => {
+        Effect::SearchDoctors {
+            client,
+            id,
+            query,
+            today,
+        } => Action::DoctorsLoaded {
+            id,
+            result: search_doctors(&client, &query, today).await,
+        },
+        Effect::LoadCalendar {
+            client,
+            id,
+            doctor,
+            month,
+            today,
+            with_availability,
+        } => Action::CalendarLoaded {
+            id,
+            result: load_calendar(&client, doctor, month, today, with_availability).await,
+        },
+        Effect::LoadBookings {
+            client,
+            id,
+            from,
+            to,
+        } => {
             let r = client
                 .bookings(&[("from", from.to_string()), ("to", to.to_string())])
                 .await
@@ -73,12 +101,18 @@ pub async fn perform(effect: Effect) -> Option<Action> {
         }
         Effect::SearchPatients { client, id, query } => Action::PatientsLoaded {
             id,
-            result: client.patients(&query, 1).await.map(|p| p.items).map_err(ui),
+            result: client
+                .patients(&query, 1)
+                .await
+                .map(|p| p.items)
+                .map_err(ui),
         },
         Effect::Book { client, request } => Action::Booked(client.book(&request).await.map_err(ui)),
-        Effect::Transition { client, booking, action } => {
-            Action::BookingChanged(client.booking_action(booking, action).await.map_err(ui))
-        }
+        Effect::Transition {
+            client,
+            booking,
+            action,
+        } => Action::BookingChanged(client.booking_action(booking, action).await.map_err(ui)),
         Effect::LoadMailbox { dir } => Action::MailboxLoaded(
             tokio::task::spawn_blocking(move || read_outbox(&dir))
                 .await
@@ -105,7 +139,12 @@ async fn search_doctors(
     }
     doctors.sort_by(|a, b| a.specialty.cmp(&b.specialty).then(a.name.cmp(&b.name)));
     let to = today + Days::days(13);
-    let slots = join_all(doctors.iter().map(|d| client.slots(d.id, Some(today), Some(to)))).await;
+    let slots = join_all(
+        doctors
+            .iter()
+            .map(|d| client.slots(d.id, Some(today), Some(to))),
+    )
+    .await;
     let mut tz = None;
     let rows = doctors
         .into_iter()
@@ -137,7 +176,10 @@ async fn load_calendar(
         if last < today {
             Ok(None)
         } else {
-            client.slots(doctor, Some(first.max(today)), Some(last)).await.map(Some)
+            client
+                .slots(doctor, Some(first.max(today)), Some(last))
+                .await
+                .map(Some)
         }
     };
     let query = [
@@ -158,7 +200,11 @@ async fn load_calendar(
     let s = s.map_err(ui)?;
     // A role that may not list bookings or read availability still sees the free slots.
     let bookings = match b {
-        Ok(l) => l.items.into_iter().filter(|b| b.doctor_id == doctor.id).collect(),
+        Ok(l) => l
+            .items
+            .into_iter()
+            .filter(|b| b.doctor_id == doctor.id)
+            .collect(),
         Err(e) if e.code() == Some(crate::api::codes::FORBIDDEN) => vec![],
         Err(e) => return Err(ui(e)),
     };
@@ -200,7 +246,9 @@ pub fn read_outbox(dir: &Path) -> UiResult<Vec<Mail>> {
     files.truncate(200);
     let mut out = Vec::new();
     for p in files {
-        let Ok(bytes) = std::fs::read(&p) else { continue };
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&bytes);
         let file = p
             .file_name()
@@ -220,7 +268,9 @@ pub fn parse_mail(file: String, text: &str) -> Mail {
         head.lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
             .unwrap_or_default()
     };
@@ -311,7 +361,13 @@ mod tests {
         assert_eq!(m.to, "pat@x.org");
         assert_eq!(m.subject, "Your code");
         assert_eq!(m.body, "Code: 123456 café");
-        for junk in ["", "\n\n", "Subject: =?x?q?=ZZ?=", "=", "Content-Transfer-Encoding: base64\n\n!!!"] {
+        for junk in [
+            "",
+            "\n\n",
+            "Subject: =?x?q?=ZZ?=",
+            "=",
+            "Content-Transfer-Encoding: base64\n\n!!!",
+        ] {
             let _ = parse_mail("j".into(), junk);
         }
     }

@@ -13,15 +13,22 @@ use crate::client::ApiClient;
 use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
-    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LoginField, LoginForm, MailboxPane,
-    Pane, PatientPicker, Pending, Popup, RegisterField, RegisterForm, Screen, Session,
-    field_text, text_field,
+    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LoginField, LoginForm, MailboxPane, Pane,
+    PatientPicker, Pending, Popup, RegisterField, RegisterForm, Screen, Session, field_text,
+    text_field,
 };
 
 pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    // Every answer from outside changes what is shown; keys decide for themselves.
+    if !matches!(
+        action,
+        Action::Key(_) | Action::Paste(_) | Action::SearchDue { .. } | Action::PatientsDue { .. }
+    ) {
+        app.dirty = true;
+    }
     match action {
         Action::Key(k) => {
             if k.kind != KeyEventKind::Release {
@@ -194,7 +201,11 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             done(app);
             match r {
                 Ok(b) => {
-                    app.status.info = Some(format!("Booked {} with {}", app.local(b.start), b.doctor_name));
+                    app.status.info = Some(format!(
+                        "Booked {} with {}",
+                        app.local(b.start),
+                        b.doctor_name
+                    ));
                     app.status.error = None;
                     reload_after_change(app, &mut fx);
                 }
@@ -319,7 +330,16 @@ fn search_doctors(app: &mut App, fx: &mut Vec<Effect>) {
     app.doctors.shown_query = query.clone();
     let id = app.doctors.request_id;
     let today = app.clock.today;
-    net(app, fx, Effect::SearchDoctors { client, id, query, today });
+    net(
+        app,
+        fx,
+        Effect::SearchDoctors {
+            client,
+            id,
+            query,
+            today,
+        },
+    );
 }
 
 fn load_bookings(app: &mut App, fx: &mut Vec<Effect>) {
@@ -329,7 +349,16 @@ fn load_bookings(app: &mut App, fx: &mut Vec<Effect>) {
     let id = app.bookings.request_id;
     let from = app.clock.today - Days::days(30);
     let to = app.clock.today + Days::days(90);
-    net(app, fx, Effect::LoadBookings { client, id, from, to });
+    net(
+        app,
+        fx,
+        Effect::LoadBookings {
+            client,
+            id,
+            from,
+            to,
+        },
+    );
 }
 
 fn load_calendar(app: &mut App, fx: &mut Vec<Effect>) {
@@ -349,14 +378,23 @@ fn load_calendar_for(app: &mut App, doctor: uuid::Uuid, fx: &mut Vec<Effect>) {
     net(
         app,
         fx,
-        Effect::LoadCalendar { client, id, doctor, month, today, with_availability },
+        Effect::LoadCalendar {
+            client,
+            id,
+            doctor,
+            month,
+            today,
+            with_availability,
+        },
     );
 }
 
 fn load_mailbox(app: &mut App, fx: &mut Vec<Effect>) {
     if let Some(dir) = app.server.data_dir.clone() {
         app.mailbox.loading = true;
-        fx.push(Effect::LoadMailbox { dir: dir.join("outbox") });
+        fx.push(Effect::LoadMailbox {
+            dir: dir.join("outbox"),
+        });
     }
 }
 
@@ -396,7 +434,9 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             Some(Popup::PickPatient(p)) => Some(&mut p.query),
             Some(Popup::Palette(p)) => Some(&mut p.input),
             Some(_) => None,
-            None if app.pane == Pane::Doctors && app.doctors.editing => Some(&mut app.doctors.query),
+            None if app.pane == Pane::Doctors && app.doctors.editing => {
+                Some(&mut app.doctors.query)
+            }
             None => None,
         },
     }
@@ -423,7 +463,9 @@ fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
                 app.doctors.loading = true;
                 fx.push(Effect::Later {
                     after: SEARCH_DEBOUNCE,
-                    action: Box::new(Action::SearchDue { id: app.doctors.request_id }),
+                    action: Box::new(Action::SearchDue {
+                        id: app.doctors.request_id,
+                    }),
                 });
             }
         }
@@ -481,9 +523,16 @@ fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     let order: &[LoginField] = if app.login.locked.is_some() {
         &[LoginField::Password]
     } else {
-        &[LoginField::Email, LoginField::Password, LoginField::Register]
+        &[
+            LoginField::Email,
+            LoginField::Password,
+            LoginField::Register,
+        ]
     };
-    let pos = order.iter().position(|f| *f == app.login.focus).unwrap_or(0);
+    let pos = order
+        .iter()
+        .position(|f| *f == app.login.focus)
+        .unwrap_or(0);
     if ctrl(&k, 'o') && app.server.demo {
         open_mailbox_screen(app, fx);
         return;
@@ -527,7 +576,15 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
     }
     app.login.busy = true;
     app.login.message = Some("Deriving keys and logging in…".into());
-    net(app, fx, Effect::Login { client, email, password });
+    net(
+        app,
+        fx,
+        Effect::Login {
+            client,
+            email,
+            password,
+        },
+    );
 }
 
 fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -540,7 +597,10 @@ fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     if app.register.verification.is_some() {
         order.push(RegisterField::Code);
     }
-    let pos = order.iter().position(|f| *f == app.register.focus).unwrap_or(0);
+    let pos = order
+        .iter()
+        .position(|f| *f == app.register.focus)
+        .unwrap_or(0);
     if ctrl(&k, 'o') && app.server.demo {
         open_mailbox_screen(app, fx);
         return;
@@ -600,7 +660,15 @@ fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
             net(
                 app,
                 fx,
-                Effect::RegisterPatient { client, verification, code, email, name, phone, password },
+                Effect::RegisterPatient {
+                    client,
+                    verification,
+                    code,
+                    email,
+                    name,
+                    phone,
+                    password,
+                },
             );
         }
     }
@@ -644,7 +712,9 @@ fn move_down(sel: &mut usize, len: usize, by: usize) {
 }
 
 fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    let Some(popup) = app.popup.take() else { return };
+    let Some(popup) = app.popup.take() else {
+        return;
+    };
     app.dirty = true;
     match popup {
         Popup::ConfirmQuit => {
@@ -730,7 +800,12 @@ pub fn palette_matches(q: &str) -> Vec<Cmd> {
 fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
     let Some(client) = client(app) else { return };
     match p {
-        Pending::Book { doctor_id, slot, patient, .. } => {
+        Pending::Book {
+            doctor_id,
+            slot,
+            patient,
+            ..
+        } => {
             let request = BookRequest {
                 doctor_id,
                 start: slot.start,
@@ -739,7 +814,15 @@ fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
             net(app, fx, Effect::Book { client, request });
         }
         Pending::Transition { booking, action } => {
-            net(app, fx, Effect::Transition { client, booking: booking.id, action });
+            net(
+                app,
+                fx,
+                Effect::Transition {
+                    client,
+                    booking: booking.id,
+                    action,
+                },
+            );
         }
     }
 }
@@ -816,10 +899,19 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 Cmd::PageUp => (true, 10),
                 _ => (false, 10),
             };
-            let before = (app.doctors.selected, app.bookings.selected, app.mailbox.selected, app.help_scroll, app.calendar.row, app.calendar.selected);
+            let before = (
+                app.doctors.selected,
+                app.bookings.selected,
+                app.mailbox.selected,
+                app.help_scroll,
+                app.calendar.row,
+                app.calendar.selected,
+            );
             match app.pane {
                 Pane::Doctors => step(&mut app.doctors.selected, app.doctors.rows.len(), up, by),
-                Pane::Bookings => step(&mut app.bookings.selected, app.bookings.items.len(), up, by),
+                Pane::Bookings => {
+                    step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
+                }
                 Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
                 Pane::Help => {
                     app.help_scroll = if up {
@@ -838,7 +930,14 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     }
                 }
             }
-            let after = (app.doctors.selected, app.bookings.selected, app.mailbox.selected, app.help_scroll, app.calendar.row, app.calendar.selected);
+            let after = (
+                app.doctors.selected,
+                app.bookings.selected,
+                app.mailbox.selected,
+                app.help_scroll,
+                app.calendar.row,
+                app.calendar.selected,
+            );
             if before == after {
                 return;
             }
@@ -866,7 +965,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Select => match app.pane {
             Pane::Doctors => {
-                let Some(row) = app.doctors.rows.get(app.doctors.selected) else { return };
+                let Some(row) = app.doctors.rows.get(app.doctors.selected) else {
+                    return;
+                };
                 let doctor = row.doctor.clone();
                 let first = row
                     .next_free
@@ -910,7 +1011,8 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::CancelBooking | Cmd::CheckIn | Cmd::Complete => {
             let booking = match app.pane {
                 Pane::Bookings => app.bookings.items.get(app.bookings.selected).cloned(),
-                Pane::Calendar if app.calendar.in_day => match app.day_rows().get(app.calendar.row) {
+                Pane::Calendar if app.calendar.in_day => match app.day_rows().get(app.calendar.row)
+                {
                     Some(DayRow::Booked(b)) => Some(b.clone()),
                     _ => None,
                 },
@@ -975,7 +1077,9 @@ fn set_day(app: &mut App, to: NaiveDate, fx: &mut Vec<Effect>) {
 }
 
 fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
-    let Some(doctor) = app.calendar.doctor.clone() else { return };
+    let Some(doctor) = app.calendar.doctor.clone() else {
+        return;
+    };
     match app.role() {
         Some(Role::Patient) => {
             app.popup = Some(Popup::Confirm(Pending::Book {
@@ -1002,5 +1106,211 @@ fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
             });
         }
         _ => app.status.error = Some("Only patients and reception book slots.".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Booking, UserInfo};
+    use crate::tui::keymap::KeyMap;
+    use crate::tui::state::{Clock, DoctorRow, ServerInfo};
+    use crate::tui::theme::Theme;
+
+    fn app(role: Role) -> App {
+        let mut a = App::new(
+            Clock::fixed(chrono::DateTime::UNIX_EPOCH),
+            Theme::mono(),
+            KeyMap::default(),
+            ServerInfo {
+                url: "http://127.0.0.1:1".into(),
+                demo: true,
+                data_dir: None,
+            },
+        );
+        a.session = Some(Session {
+            user: UserInfo {
+                id: uuid::Uuid::nil(),
+                email: "u@x.test".into(),
+                name: "U".into(),
+                role,
+                active: true,
+            },
+            client: ApiClient::new(
+                "http://127.0.0.1:1",
+                false,
+                crate::seal::KdfParams::default(),
+            )
+            .expect("client"),
+            secrets: None,
+        });
+        a.screen = Screen::Main;
+        a
+    }
+
+    fn key(a: &mut App, c: KeyCode) -> Vec<Effect> {
+        update(a, Action::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+    }
+
+    #[test]
+    fn digits_switch_panes_but_type_into_a_focused_field() {
+        let mut a = app(Role::Patient);
+        key(&mut a, KeyCode::Char('3'));
+        assert_eq!(a.pane, Pane::Bookings);
+        key(&mut a, KeyCode::Char('1'));
+        assert_eq!(a.pane, Pane::Doctors);
+        key(&mut a, KeyCode::Char('/'));
+        let fx = key(&mut a, KeyCode::Char('3'));
+        assert_eq!(a.pane, Pane::Doctors, "a digit in the search field is text");
+        assert_eq!(field_text(&a.doctors.query), "3");
+        assert!(
+            matches!(fx.as_slice(), [Effect::Later { after, .. }] if *after == SEARCH_DEBOUNCE)
+        );
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit, "q is text while typing");
+        key(&mut a, KeyCode::Esc);
+        assert_eq!(
+            field_text(&a.doctors.query),
+            "3q",
+            "Esc leaves the field, keeps the text"
+        );
+        key(&mut a, KeyCode::Char('q'));
+        assert!(a.quit);
+    }
+
+    #[test]
+    fn stale_search_answers_are_dropped() {
+        let mut a = app(Role::Patient);
+        key(&mut a, KeyCode::Char('/'));
+        key(&mut a, KeyCode::Char('c'));
+        key(&mut a, KeyCode::Char('a'));
+        let latest = a.doctors.request_id;
+        let row = |name: &str| DoctorRow {
+            doctor: crate::api::Doctor {
+                id: uuid::Uuid::new_v4(),
+                name: name.into(),
+                specialty: "Cardiology".into(),
+                bio: String::new(),
+                public_keys: crate::seal::PublicKeys {
+                    x25519: [1; 32],
+                    ed25519: [2; 32],
+                },
+            },
+            next_free: None,
+        };
+        update(
+            &mut a,
+            Action::DoctorsLoaded {
+                id: latest - 1,
+                result: Ok((vec![row("Old")], None)),
+            },
+        );
+        assert!(a.doctors.rows.is_empty(), "an older answer is ignored");
+        assert!(
+            update(&mut a, Action::SearchDue { id: latest - 1 }).is_empty(),
+            "an older debounce does nothing"
+        );
+        assert_eq!(update(&mut a, Action::SearchDue { id: latest }).len(), 1);
+        update(
+            &mut a,
+            Action::DoctorsLoaded {
+                id: latest,
+                result: Ok((vec![row("New")], None)),
+            },
+        );
+        assert_eq!(a.doctors.rows[0].doctor.name, "New");
+        assert!(!a.doctors.loading);
+    }
+
+    #[test]
+    fn esc_closes_a_confirmation_without_changing_anything() {
+        let mut a = app(Role::Patient);
+        let b = Booking {
+            id: uuid::Uuid::new_v4(),
+            doctor_id: uuid::Uuid::new_v4(),
+            doctor_name: "D".into(),
+            patient_id: uuid::Uuid::nil(),
+            patient_name: "P".into(),
+            start: chrono::DateTime::UNIX_EPOCH,
+            end: chrono::DateTime::UNIX_EPOCH,
+            status: BookingStatus::Booked,
+        };
+        a.bookings.items = vec![b];
+        key(&mut a, KeyCode::Char('3'));
+        assert!(key(&mut a, KeyCode::Char('c')).is_empty());
+        assert!(matches!(a.popup, Some(Popup::Confirm(_))));
+        assert!(
+            key(&mut a, KeyCode::Char('x')).is_empty(),
+            "other keys wait"
+        );
+        assert!(key(&mut a, KeyCode::Esc).is_empty());
+        assert!(a.popup.is_none());
+        key(&mut a, KeyCode::Char('c'));
+        let fx = key(&mut a, KeyCode::Char('y'));
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::Transition {
+                action: "cancel",
+                ..
+            }]
+        ));
+        assert_eq!(a.status.busy, 1);
+        // Quitting while a request runs asks first.
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit && matches!(a.popup, Some(Popup::ConfirmQuit)));
+        key(&mut a, KeyCode::Esc);
+        assert!(!a.quit);
+    }
+
+    #[test]
+    fn panes_and_tab_order_follow_the_role() {
+        let mut a = app(Role::Doctor);
+        let mut seen = vec![a.pane];
+        for _ in 0..5 {
+            key(&mut a, KeyCode::Tab);
+            seen.push(a.pane);
+        }
+        assert_eq!(
+            seen,
+            [
+                Pane::Doctors,
+                Pane::Calendar,
+                Pane::Bookings,
+                Pane::Mailbox,
+                Pane::Help,
+                Pane::Doctors
+            ]
+        );
+        update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
+        );
+        assert_eq!(a.pane, Pane::Help);
+        let mut admin = app(Role::Admin);
+        admin.server.demo = false;
+        assert_eq!(admin.panes(), [Pane::Doctors, Pane::Help]);
+        key(&mut admin, KeyCode::Char('3'));
+        assert_eq!(
+            admin.pane,
+            Pane::Doctors,
+            "a pane the role lacks stays shut"
+        );
+    }
+
+    #[test]
+    fn logout_and_lock_wipe_the_session() {
+        let mut a = app(Role::Patient);
+        a.status.info = Some("x".into());
+        let fx = update(&mut a, Action::IdleLock);
+        assert!(matches!(fx.as_slice(), [Effect::Logout { .. }]));
+        assert!(a.session.is_none());
+        assert_eq!(a.login.locked.as_deref(), Some("u@x.test"));
+        assert!(
+            update(&mut a, Action::IdleLock).is_empty(),
+            "locking twice is harmless"
+        );
+        let mut b = app(Role::Patient);
+        key(&mut b, KeyCode::Char('L'));
+        assert!(b.session.is_none() && b.login.locked.is_none());
     }
 }

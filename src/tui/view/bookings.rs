@@ -13,11 +13,22 @@ use crate::tui::view::{pane_block, truncate};
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let b = &app.bookings;
-    let block = pane_block(app, format!("Bookings · {}", b.items.len()), b.loading, b.error.as_deref());
+    let block = pane_block(
+        app,
+        format!("Bookings · {}", b.items.len()),
+        b.loading,
+        b.error.as_deref(),
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if b.items.is_empty() && !b.loading {
-        frame.render_widget(Paragraph::new(Span::styled("No bookings in the last 30 or next 90 days.", t.muted)), inner);
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "No bookings in the last 30 or next 90 days.",
+                t.muted,
+            )),
+            inner,
+        );
         return;
     }
     let rows: Vec<Row> = b
@@ -40,7 +51,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let table = Table::new(
         rows,
-        [Constraint::Length(21), Constraint::Length(19), Constraint::Length(19), Constraint::Min(10)],
+        [
+            Constraint::Length(21),
+            Constraint::Length(19),
+            Constraint::Length(19),
+            Constraint::Min(10),
+        ],
     )
     .header(Row::new(vec!["When", "Doctor", "Patient", "Status"]).style(t.title))
     .row_highlight_style(t.selection)

@@ -28,7 +28,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let c = &app.calendar;
     let title = match &c.doctor {
-        Some(d) => format!("Calendar · {} ({})", truncate(&d.name, 24), truncate(&d.specialty, 18)),
+        Some(d) => format!(
+            "Calendar · {} ({})",
+            truncate(&d.name, 24),
+            truncate(&d.specialty, 18)
+        ),
         None => "Calendar".into(),
     };
     let block = pane_block(app, title, c.loading, c.error.as_deref());
@@ -36,12 +40,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(block, area);
     if c.doctor.is_none() {
         frame.render_widget(
-            Paragraph::new(Span::styled("Choose a doctor in the Doctors pane and press Enter.", t.muted)),
+            Paragraph::new(Span::styled(
+                "Choose a doctor in the Doctors pane and press Enter.",
+                t.muted,
+            )),
             inner,
         );
         return;
     }
-    let [grid, day] = Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(inner);
+    let [grid, day] =
+        Layout::horizontal([Constraint::Length(44), Constraint::Min(20)]).areas(inner);
     render_grid(app, frame, grid);
     render_day(app, frame, day);
 }
@@ -56,7 +64,10 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
     let avail = c.data.as_ref().and_then(|d| d.availability.as_ref());
     let mut lines = vec![
         Line::from(Span::styled(format!(" {}", first.format("%B %Y")), t.title)),
-        Line::from(Span::styled("   Mo    Tu    We    Th    Fr    Sa    Su", t.muted)),
+        Line::from(Span::styled(
+            "   Mo    Tu    We    Th    Fr    Sa    Su",
+            t.muted,
+        )),
     ];
     let offset = first.weekday().num_days_from_monday() as i64;
     let mut d = first - Duration::days(offset);
@@ -73,7 +84,11 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
                 let off = match avail {
                     Some(a) => {
                         a.availability.days_off.contains(&d)
-                            || !a.availability.weekly.iter().any(|b| b.weekday == weekday_key(d.weekday()))
+                            || !a
+                                .availability
+                                .weekly
+                                .iter()
+                                .any(|b| b.weekday == weekday_key(d.weekday()))
                     }
                     None => false,
                 };
@@ -106,7 +121,10 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(days));
         lines.push(Line::from(counts_row));
     }
-    lines.push(Line::from(Span::styled(" • today · under each day: free slots · off", t.muted)));
+    lines.push(Line::from(Span::styled(
+        " • today · under each day: free slots · off",
+        t.muted,
+    )));
     frame.render_widget(Paragraph::new(lines), area);
 }
 
@@ -118,12 +136,22 @@ fn render_day(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::new()
         .borders(Borders::LEFT)
         .border_style(t.muted)
-        .title(Span::styled(format!(" {} ", day.format("%a %Y-%m-%d")), if c.in_day { t.accent } else { t.title }));
+        .title(Span::styled(
+            format!(" {} ", day.format("%a %Y-%m-%d")),
+            if c.in_day { t.accent } else { t.title },
+        ));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if rows.is_empty() {
-        let msg = if c.data.is_none() { "" } else { "Nothing free or booked this day." };
-        frame.render_widget(Paragraph::new(Span::styled(format!(" {msg}"), t.muted)), inner);
+        let msg = if c.data.is_none() {
+            ""
+        } else {
+            "Nothing free or booked this day."
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!(" {msg}"), t.muted)),
+            inner,
+        );
         return;
     }
     let width = inner.width.saturating_sub(10) as usize;
@@ -132,11 +160,17 @@ fn render_day(app: &App, frame: &mut Frame, area: Rect) {
         .map(|r| {
             let time = r.start().with_timezone(&app.tz).format("%H:%M").to_string();
             match r {
-                DayRow::Free(_) => ListItem::new(Line::from(vec![Span::raw(format!("{time} ")), Span::styled("free", t.ok)])),
+                DayRow::Free(_) => ListItem::new(Line::from(vec![
+                    Span::raw(format!("{time} ")),
+                    Span::styled("free", t.ok),
+                ])),
                 DayRow::Booked(b) => ListItem::new(Line::from(vec![
                     Span::raw(format!("{time} ")),
                     Span::styled(
-                        truncate(&format!("{} · {}", b.patient_name, status_word(b.status)), width),
+                        truncate(
+                            &format!("{} · {}", b.patient_name, status_word(b.status)),
+                            width,
+                        ),
                         t.warn,
                     ),
                 ])),
@@ -144,5 +178,11 @@ fn render_day(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     let mut state = ListState::default().with_selected(c.in_day.then_some(c.row));
-    frame.render_stateful_widget(List::new(items).highlight_style(t.selection).highlight_symbol("› "), inner, &mut state);
+    frame.render_stateful_widget(
+        List::new(items)
+            .highlight_style(t.selection)
+            .highlight_symbol("› "),
+        inner,
+        &mut state,
+    );
 }

@@ -17,10 +17,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [search, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    let [label, field] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(Rect { height: 1, ..search });
-    frame.render_widget(Span::styled(" search ", if d.editing { t.accent } else { t.muted }), label);
+    let [label, field] =
+        Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(Rect {
+            height: 1,
+            ..search
+        });
+    frame.render_widget(
+        Span::styled(" search ", if d.editing { t.accent } else { t.muted }),
+        label,
+    );
     let mut q = d.query.clone();
-    q.set_cursor_style(if d.editing { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() });
+    q.set_cursor_style(if d.editing {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new()
+    });
     q.set_placeholder_style(t.muted);
     frame.render_widget(&q, field);
     if d.rows.is_empty() && !d.loading {
@@ -47,10 +58,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    let table = Table::new(rows, [Constraint::Length(25), Constraint::Length(21), Constraint::Min(20)])
-        .header(Row::new(vec!["Name", "Specialty", "Next free slot"]).style(t.title))
-        .row_highlight_style(t.selection)
-        .highlight_symbol("› ");
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(25),
+            Constraint::Length(21),
+            Constraint::Min(20),
+        ],
+    )
+    .header(Row::new(vec!["Name", "Specialty", "Next free slot"]).style(t.title))
+    .row_highlight_style(t.selection)
+    .highlight_symbol("› ");
     let mut state = TableState::default().with_selected(Some(d.selected));
     frame.render_stateful_widget(table, list, &mut state);
 }

@@ -12,15 +12,29 @@ use crate::tui::view::pane_block;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let block = pane_block(app, format!("Help · {} keys", app.help_for.title()), false, None);
+    let block = pane_block(
+        app,
+        format!("Help · {} keys", app.help_for.title()),
+        false,
+        None,
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     let row = |keys: String, desc: &str| {
-        Line::from(vec![Span::styled(format!("  {keys:<18}"), t.accent), Span::raw(desc.to_string())])
+        Line::from(vec![
+            Span::styled(format!("  {keys:<18}"), t.accent),
+            Span::raw(desc.to_string()),
+        ])
     };
-    lines.push(Line::from(Span::styled(format!("In {}", app.help_for.title()), t.title)));
-    for c in COMMANDS.iter().filter(|c| c.panes.is_some_and(|p| p.contains(&app.help_for))) {
+    lines.push(Line::from(Span::styled(
+        format!("In {}", app.help_for.title()),
+        t.title,
+    )));
+    for c in COMMANDS
+        .iter()
+        .filter(|c| c.panes.is_some_and(|p| p.contains(&app.help_for)))
+    {
         lines.push(row(app.keys.keys_of(c.cmd), c.desc));
     }
     lines.push(Line::from(Span::styled("Everywhere", t.title)));

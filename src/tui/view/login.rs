@@ -12,14 +12,33 @@ use crate::tui::state::{App, LoginField, RegisterField};
 use crate::tui::view::centered;
 
 /// One labelled one-line field; only the focused one shows a cursor.
-fn field(frame: &mut Frame, app: &App, area: Rect, label: &str, t: &TextArea<'static>, focus: bool) {
+fn field(
+    frame: &mut Frame,
+    app: &App,
+    area: Rect,
+    label: &str,
+    t: &TextArea<'static>,
+    focus: bool,
+) {
     let [l, f] = Layout::horizontal([Constraint::Length(12), Constraint::Min(1)]).areas(area);
-    let style = if focus { app.theme.accent } else { app.theme.base };
+    let style = if focus {
+        app.theme.accent
+    } else {
+        app.theme.base
+    };
     frame.render_widget(Span::styled(format!("{label:>10}: "), style), l);
     let mut t = t.clone();
-    t.set_cursor_style(if focus { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() });
+    t.set_cursor_style(if focus {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new()
+    });
     t.set_placeholder_style(app.theme.muted);
-    t.set_style(if focus { Style::new().add_modifier(Modifier::UNDERLINED) } else { app.theme.base });
+    t.set_style(if focus {
+        Style::new().add_modifier(Modifier::UNDERLINED)
+    } else {
+        app.theme.base
+    });
     frame.render_widget(&t, f);
 }
 
@@ -36,23 +55,36 @@ fn demo_lines(app: &App) -> Vec<Line<'static>> {
         ))),
         Some(s) if !s.finished => {
             let width = 20usize;
-            let filled = if s.total == 0 { 0 } else { (s.done as usize * width) / s.total as usize };
+            let filled = if s.total == 0 {
+                0
+            } else {
+                (s.done as usize * width) / s.total as usize
+            };
             v.push(Line::from(vec![
                 Span::styled("Preparing demo data ", t.warn),
-                Span::styled(format!("[{}{}]", "█".repeat(filled), "·".repeat(width - filled)), t.accent),
+                Span::styled(
+                    format!("[{}{}]", "█".repeat(filled), "·".repeat(width - filled)),
+                    t.accent,
+                ),
                 Span::raw(format!(" {}/{}", s.done, s.total)),
             ]));
             v.push(Line::from(Span::styled(format!("  {}", s.step), t.muted)));
         }
         Some(_) => v.push(Line::from(Span::styled("Demo data ready ✓", t.ok))),
-        None => v.push(Line::from(Span::styled("Starting the embedded server…", t.muted))),
+        None => v.push(Line::from(Span::styled(
+            "Starting the embedded server…",
+            t.muted,
+        ))),
     }
     v.push(Line::from(vec![
         Span::styled("Demo accounts, password: ", t.muted),
         Span::styled(demo::DEMO_PASSWORD, t.accent),
     ]));
     for (role, email) in demo::DEMO_LOGINS {
-        v.push(Line::from(vec![Span::styled(format!("  {role:<10}"), t.muted), Span::raw(*email)]));
+        v.push(Line::from(vec![
+            Span::styled(format!("  {role:<10}"), t.muted),
+            Span::raw(*email),
+        ]));
     }
     v
 }
@@ -63,8 +95,14 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
     let h = 11 + demo.len() as u16;
     let bx = centered(area, 68, h);
     frame.render_widget(Clear, bx);
-    let title = if app.login.locked.is_some() { " clinvault — locked " } else { " clinvault — log in " };
-    let block = Block::bordered().title(Span::styled(title, t.title)).border_style(t.muted);
+    let title = if app.login.locked.is_some() {
+        " clinvault — locked "
+    } else {
+        " clinvault — log in "
+    };
+    let block = Block::bordered()
+        .title(Span::styled(title, t.title))
+        .border_style(t.muted);
     let inner = block.inner(bx);
     frame.render_widget(block, bx);
     let rows = Layout::vertical([
@@ -79,25 +117,73 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Min(0),    // demo
     ])
     .split(inner);
-    let server = if app.server.url.is_empty() { "starting…".into() } else { app.server.url.clone() };
+    let server = if app.server.url.is_empty() {
+        "starting…".into()
+    } else {
+        app.server.url.clone()
+    };
     frame.render_widget(
-        Line::from(vec![Span::styled("    server: ", t.muted), Span::raw(server), Span::styled(if app.server.demo { " (embedded demo)" } else { "" }, t.muted)]),
+        Line::from(vec![
+            Span::styled("    server: ", t.muted),
+            Span::raw(server),
+            Span::styled(
+                if app.server.demo {
+                    " (embedded demo)"
+                } else {
+                    ""
+                },
+                t.muted,
+            ),
+        ]),
         rows[0],
     );
     let f = app.login.focus;
     if let Some(email) = &app.login.locked {
-        frame.render_widget(Line::from(vec![Span::styled("     email: ", t.muted), Span::raw(email.clone())]), rows[2]);
+        frame.render_widget(
+            Line::from(vec![
+                Span::styled("     email: ", t.muted),
+                Span::raw(email.clone()),
+            ]),
+            rows[2],
+        );
     } else {
-        field(frame, app, rows[2], "email", &app.login.email, f == LoginField::Email);
+        field(
+            frame,
+            app,
+            rows[2],
+            "email",
+            &app.login.email,
+            f == LoginField::Email,
+        );
     }
-    field(frame, app, rows[3], "password", &app.login.password, f == LoginField::Password);
+    field(
+        frame,
+        app,
+        rows[3],
+        "password",
+        &app.login.password,
+        f == LoginField::Password,
+    );
     if app.login.locked.is_none() {
-        let style = if f == LoginField::Register { t.selection } else { t.muted };
-        frame.render_widget(Line::from(vec![Span::raw("            "), Span::styled("[ new patient? register ]", style)]), rows[4]);
+        let style = if f == LoginField::Register {
+            t.selection
+        } else {
+            t.muted
+        };
+        frame.render_widget(
+            Line::from(vec![
+                Span::raw("            "),
+                Span::styled("[ new patient? register ]", style),
+            ]),
+            rows[4],
+        );
     }
     if let Some(m) = &app.login.message {
         let style = if app.login.busy { t.warn } else { t.base };
-        frame.render_widget(Paragraph::new(Span::styled(m.clone(), style)).wrap(Wrap { trim: true }), rows[6]);
+        frame.render_widget(
+            Paragraph::new(Span::styled(m.clone(), style)).wrap(Wrap { trim: true }),
+            rows[6],
+        );
     }
     let mut keys = "Tab next · Enter log in · Ctrl-C quit".to_string();
     if app.server.demo {
@@ -112,7 +198,9 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
     let r = &app.register;
     let bx = centered(area, 68, 16);
     frame.render_widget(Clear, bx);
-    let block = Block::bordered().title(Span::styled(" clinvault — new patient ", t.title)).border_style(t.muted);
+    let block = Block::bordered()
+        .title(Span::styled(" clinvault — new patient ", t.title))
+        .border_style(t.muted);
     let inner = block.inner(bx);
     frame.render_widget(block, bx);
     let rows = Layout::vertical([
@@ -127,18 +215,64 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Min(0),
     ])
     .split(inner);
-    frame.render_widget(Span::styled("The password never leaves this computer: keep it safe.", t.muted), rows[0]);
-    field(frame, app, rows[1], "email", &r.email, r.focus == RegisterField::Email);
-    field(frame, app, rows[2], "name", &r.name, r.focus == RegisterField::Name);
-    field(frame, app, rows[3], "phone", &r.phone, r.focus == RegisterField::Phone);
-    field(frame, app, rows[4], "password", &r.password, r.focus == RegisterField::Password);
+    frame.render_widget(
+        Span::styled(
+            "The password never leaves this computer: keep it safe.",
+            t.muted,
+        ),
+        rows[0],
+    );
+    field(
+        frame,
+        app,
+        rows[1],
+        "email",
+        &r.email,
+        r.focus == RegisterField::Email,
+    );
+    field(
+        frame,
+        app,
+        rows[2],
+        "name",
+        &r.name,
+        r.focus == RegisterField::Name,
+    );
+    field(
+        frame,
+        app,
+        rows[3],
+        "phone",
+        &r.phone,
+        r.focus == RegisterField::Phone,
+    );
+    field(
+        frame,
+        app,
+        rows[4],
+        "password",
+        &r.password,
+        r.focus == RegisterField::Password,
+    );
     if r.verification.is_some() {
-        field(frame, app, rows[5], "code", &r.code, r.focus == RegisterField::Code);
+        field(
+            frame,
+            app,
+            rows[5],
+            "code",
+            &r.code,
+            r.focus == RegisterField::Code,
+        );
     }
     if let Some(m) = &r.message {
         frame.render_widget(Paragraph::new(m.clone()).wrap(Wrap { trim: true }), rows[7]);
     }
-    let mut keys = if r.verification.is_some() { "Enter register" } else { "Enter mail me a code" }.to_string();
+    let mut keys = if r.verification.is_some() {
+        "Enter register"
+    } else {
+        "Enter mail me a code"
+    }
+    .to_string();
     keys.push_str(" · Tab next · Esc back");
     if app.server.demo {
         keys.push_str(" · Ctrl-O mailbox");

@@ -29,9 +29,19 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Login => login::render_login(app, frame, area),
         Screen::Register => login::render_register(app, frame, area),
         Screen::Mailbox => {
-            let [body, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+            let [body, hint] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
             mailbox::render(app, frame, body);
-            hint_line(app, frame, hint, &[(Cmd::Up, "move"), (Cmd::Refresh, "reload"), (Cmd::Back, "back to login")]);
+            hint_line(
+                app,
+                frame,
+                hint,
+                &[
+                    (Cmd::Up, "move"),
+                    (Cmd::Refresh, "reload"),
+                    (Cmd::Back, "back to login"),
+                ],
+            );
         }
         Screen::Main => {
             let [tabs, body, hint, status] = Layout::vertical([
@@ -67,8 +77,14 @@ fn too_small(app: &App, frame: &mut Frame, area: Rect) {
     let h = area.height.min(2);
     let y = area.y + area.height.saturating_sub(h) / 2;
     frame.render_widget(
-        Paragraph::new(text).alignment(Alignment::Center).wrap(Wrap { trim: true }),
-        Rect { y, height: h, ..area },
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        Rect {
+            y,
+            height: h,
+            ..area
+        },
     );
 }
 
@@ -81,36 +97,69 @@ fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
             other => app.keys.first_key(Cmd::Go(other)),
         };
         let label = format!(" {key} {} ", p.title());
-        spans.push(Span::styled(label, if p == app.pane { t.selection } else { t.muted }));
+        spans.push(Span::styled(
+            label,
+            if p == app.pane { t.selection } else { t.muted },
+        ));
     }
     frame.render_widget(Line::from(spans), area);
 }
 
 fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
     let mut v: Vec<(Cmd, &'static str)> = match app.pane {
-        Pane::Doctors if app.doctors.editing => vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")],
-        Pane::Doctors => vec![(Cmd::Search, "search"), (Cmd::Select, "calendar"), (Cmd::Down, "move")],
-        Pane::Calendar if app.calendar.in_day => {
-            vec![(Cmd::Select, "book"), (Cmd::CancelBooking, "cancel"), (Cmd::CheckIn, "check in"), (Cmd::Complete, "done"), (Cmd::Back, "days")]
+        Pane::Doctors if app.doctors.editing => {
+            vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
         }
-        Pane::Calendar => vec![(Cmd::Select, "slots"), (Cmd::Right, "day"), (Cmd::NextMonth, "month")],
-        Pane::Bookings => vec![(Cmd::CancelBooking, "cancel"), (Cmd::CheckIn, "check in"), (Cmd::Complete, "done")],
+        Pane::Doctors => vec![
+            (Cmd::Search, "search"),
+            (Cmd::Select, "calendar"),
+            (Cmd::Down, "move"),
+        ],
+        Pane::Calendar if app.calendar.in_day => {
+            vec![
+                (Cmd::Select, "book"),
+                (Cmd::CancelBooking, "cancel"),
+                (Cmd::CheckIn, "check in"),
+                (Cmd::Complete, "done"),
+                (Cmd::Back, "days"),
+            ]
+        }
+        Pane::Calendar => vec![
+            (Cmd::Select, "slots"),
+            (Cmd::Right, "day"),
+            (Cmd::NextMonth, "month"),
+        ],
+        Pane::Bookings => vec![
+            (Cmd::CancelBooking, "cancel"),
+            (Cmd::CheckIn, "check in"),
+            (Cmd::Complete, "done"),
+        ],
         Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
         Pane::Help => vec![(Cmd::Down, "scroll")],
     };
-    v.extend([(Cmd::NextPane, "pane"), (Cmd::Help, "help"), (Cmd::Quit, "quit")]);
+    v.extend([
+        (Cmd::NextPane, "pane"),
+        (Cmd::Help, "help"),
+        (Cmd::Quit, "quit"),
+    ]);
     v
 }
 
 fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
     // The latest message replaces the hints until the next key.
     if let Some(info) = &app.status.info {
-        frame.render_widget(Line::from(Span::styled(format!(" {info}"), app.theme.ok)), area);
+        frame.render_widget(
+            Line::from(Span::styled(format!(" {info}"), app.theme.ok)),
+            area,
+        );
         return;
     }
     let mut spans = Vec::new();
     for (cmd, label) in hints {
-        spans.push(Span::styled(format!(" {}", app.keys.first_key(*cmd)), app.theme.accent));
+        spans.push(Span::styled(
+            format!(" {}", app.keys.first_key(*cmd)),
+            app.theme.accent,
+        ));
         spans.push(Span::styled(format!(" {label} "), app.theme.muted));
     }
     frame.render_widget(Line::from(spans), area);
@@ -125,9 +174,16 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     let server = if app.server.url.is_empty() {
         "starting…".to_string()
     } else {
-        app.server.url.trim_start_matches("http://").trim_start_matches("https://").to_string()
+        app.server
+            .url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
     };
-    let mut left = format!("{who} │ {server}{}", if app.server.demo { " demo" } else { "" });
+    let mut left = format!(
+        "{who} │ {server}{}",
+        if app.server.demo { " demo" } else { "" }
+    );
     left.push_str(&match app.status.busy {
         0 => " │ idle".to_string(),
         n => format!(" │ ⟳ {n} running"),
@@ -147,9 +203,14 @@ pub fn pane_block<'a>(app: &App, title: String, loading: bool, error: Option<&st
         spans.push(Span::styled("loading… ", app.theme.muted));
     }
     if let Some(e) = error {
-        spans.push(Span::styled(format!("✗ {} ", truncate(e, 50)), app.theme.error));
+        spans.push(Span::styled(
+            format!("✗ {} ", truncate(e, 50)),
+            app.theme.error,
+        ));
     }
-    Block::bordered().title(Line::from(spans)).border_style(app.theme.muted)
+    Block::bordered()
+        .title(Line::from(spans))
+        .border_style(app.theme.muted)
 }
 
 pub fn truncate(s: &str, max: usize) -> String {

@@ -17,7 +17,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     match p {
         Popup::Confirm(pending) => {
             let text = match pending {
-                Pending::Book { doctor_name, slot, patient, .. } => {
+                Pending::Book {
+                    doctor_name,
+                    slot,
+                    patient,
+                    ..
+                } => {
                     let who = match patient {
                         Some((_, name)) => format!(" for {name}"),
                         None => String::new(),
@@ -39,16 +44,30 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             };
             dialog(app, frame, area, " Confirm ", &text);
         }
-        Popup::ConfirmQuit => dialog(app, frame, area, " Quit? ", "Requests are still running. Quit anyway?"),
+        Popup::ConfirmQuit => dialog(
+            app,
+            frame,
+            area,
+            " Quit? ",
+            "Requests are still running. Quit anyway?",
+        ),
         Popup::PickPatient(p) => {
             let bx = centered(area, 64, 14);
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
-                .title(Span::styled(format!(" Book {} for which patient? ", app.local(p.slot.start)), t.title))
+                .title(Span::styled(
+                    format!(" Book {} for which patient? ", app.local(p.slot.start)),
+                    t.title,
+                ))
                 .border_style(t.accent);
             let inner = block.inner(bx);
             frame.render_widget(block, bx);
-            let [q, list, hint] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            let [q, list, hint] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
             let mut field = p.query.clone();
             field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
             field.set_placeholder_style(t.muted);
@@ -59,30 +78,62 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 let items: Vec<ListItem> = p
                     .results
                     .iter()
-                    .map(|r| ListItem::new(format!("{:<24} {}", truncate(&r.name, 24), truncate(&r.email, 32))))
+                    .map(|r| {
+                        ListItem::new(format!(
+                            "{:<24} {}",
+                            truncate(&r.name, 24),
+                            truncate(&r.email, 32)
+                        ))
+                    })
                     .collect();
                 let mut st = ListState::default().with_selected(Some(p.selected));
-                frame.render_stateful_widget(List::new(items).highlight_style(t.selection).highlight_symbol("› "), list, &mut st);
+                frame.render_stateful_widget(
+                    List::new(items)
+                        .highlight_style(t.selection)
+                        .highlight_symbol("› "),
+                    list,
+                    &mut st,
+                );
             }
-            frame.render_widget(Span::styled("type to search · ↑↓ choose · Enter book · Esc close", t.muted), hint);
+            frame.render_widget(
+                Span::styled(
+                    "type to search · ↑↓ choose · Enter book · Esc close",
+                    t.muted,
+                ),
+                hint,
+            );
         }
         Popup::Palette(p) => {
             let bx = centered(area, 60, 14);
             frame.render_widget(Clear, bx);
-            let block = Block::bordered().title(Span::styled(" : command ", t.title)).border_style(t.accent);
+            let block = Block::bordered()
+                .title(Span::styled(" : command ", t.title))
+                .border_style(t.accent);
             let inner = block.inner(bx);
             frame.render_widget(block, bx);
-            let [q, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+            let [q, list] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
             let mut field = p.input.clone();
             field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
             frame.render_widget(&field, q);
             let items: Vec<ListItem> = palette_matches(&field_text(&p.input))
                 .into_iter()
                 .filter_map(|c: Cmd| keymap::info(c))
-                .map(|i| ListItem::new(format!("{:<16} {:<30} {}", i.name, truncate(i.desc, 30), app.keys.keys_of(i.cmd))))
+                .map(|i| {
+                    ListItem::new(format!(
+                        "{:<16} {:<30} {}",
+                        i.name,
+                        truncate(i.desc, 30),
+                        app.keys.keys_of(i.cmd)
+                    ))
+                })
                 .collect();
             let mut st = ListState::default().with_selected(Some(p.selected));
-            frame.render_stateful_widget(List::new(items).highlight_style(t.selection), list, &mut st);
+            frame.render_stateful_widget(
+                List::new(items).highlight_style(t.selection),
+                list,
+                &mut st,
+            );
         }
     }
 }
@@ -91,7 +142,9 @@ fn dialog(app: &App, frame: &mut Frame, area: Rect, title: &str, text: &str) {
     let t = &app.theme;
     let bx = centered(area, 60, 7);
     frame.render_widget(Clear, bx);
-    let block = Block::bordered().title(Span::styled(title.to_string(), t.title)).border_style(t.accent);
+    let block = Block::bordered()
+        .title(Span::styled(title.to_string(), t.title))
+        .border_style(t.accent);
     let inner = block.inner(bx);
     frame.render_widget(block, bx);
     let lines = vec![
