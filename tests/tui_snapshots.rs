@@ -387,19 +387,20 @@ fn palette_popup() {
 }
 
 #[test]
-fn too_small_and_tiny_sizes() {
-    snap("too_small", |c| {
+fn doctors_list_and_sizes_below_80x24() {
+    snap("doctors_not_typing", |c| {
         let mut a = app(c, Some(Role::Patient));
         with_doctors(&mut a);
         a
     });
-    // The snapshot above is 80×24; below it a clear message, and no size panics.
+    // Below 80×24 a clear message, and no size panics.
     for c in [true, false] {
         let mut a = app(c, Some(Role::Patient));
         with_bookings(&mut a);
         let text = draw(&a, 79, 24);
         assert!(text.contains("terminal too small"), "{text}");
-        insta::assert_snapshot!(format!("too_small_60x20_{c}"), draw(&a, 60, 20));
+        let theme = if c { "color" } else { "mono" };
+        insta::assert_snapshot!(format!("too_small_60x20_{theme}"), draw(&a, 60, 20));
         for (w, h) in [(0, 0), (1, 1), (10, 3), (80, 23)] {
             let _ = draw(&a, w, h);
         }

@@ -52,23 +52,32 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 None => Cell::from(Span::styled("none in 2 weeks", t.muted)),
             };
             Row::new(vec![
-                Cell::from(truncate(&r.doctor.name, 24)),
-                Cell::from(truncate(&r.doctor.specialty, 20)),
+                Cell::from(truncate(&r.doctor.name, 22)),
+                Cell::from(truncate(&r.doctor.specialty, 18)),
                 next,
+                Cell::from(Span::styled(fingerprint(&r.doctor.public_keys), t.muted)),
             ])
         })
         .collect();
     let table = Table::new(
         rows,
         [
-            Constraint::Length(25),
+            Constraint::Length(23),
+            Constraint::Length(19),
             Constraint::Length(21),
-            Constraint::Min(20),
+            Constraint::Min(8),
         ],
     )
-    .header(Row::new(vec!["Name", "Specialty", "Next free slot"]).style(t.title))
+    .header(Row::new(vec!["Name", "Specialty", "Next free slot", "Key"]).style(t.title))
     .row_highlight_style(t.selection)
     .highlight_symbol("› ");
     let mut state = TableState::default().with_selected(Some(d.selected));
     frame.render_stateful_widget(table, list, &mut state);
+}
+
+/// A short fingerprint of a doctor's signing key (DESIGN.md §3), to compare out of band.
+pub fn fingerprint(k: &crate::seal::PublicKeys) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(k.ed25519);
+    hex::encode(&d[..4])
 }
