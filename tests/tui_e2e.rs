@@ -11,6 +11,23 @@ struct Tmux {
 }
 
 impl Tmux {
+    fn start(&self, cmd: &str) {
+        self.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "cv",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            cmd,
+        ]);
+        self.run(&["set-option", "-s", "escape-time", "0"]);
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
             .arg("-L")
@@ -151,4 +168,22 @@ fn demo_login_book_and_quit_in_tmux() {
     );
     let log = std::fs::read_to_string(state.join("clinvault-tui.log")).unwrap_or_default();
     assert!(!log.contains("amber lantern"), "no password in the log");
+
+    // A second start on the same folder seeds nothing twice and keeps the booking.
+    t.run(&["kill-session", "-t", "cv"]);
+    t.start(&cmd);
+    t.wait("the demo data again", |s| s.contains("Demo data ready"));
+    t.literal("pat.jones@patients.demo");
+    t.keys(&["Tab"]);
+    t.literal("amber lantern quietly folds the map");
+    t.keys(&["Enter"]);
+    t.wait("the same twelve doctors", |s| s.contains("Doctors · 12"));
+    t.keys(&["3"]);
+    t.wait("the same bookings", |s| {
+        s.contains("Bookings · ") && count(s) == n + 1
+    });
+    // Ctrl-C leaves as cleanly as q.
+    t.keys(&["C-c"]);
+    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
 }
