@@ -138,6 +138,7 @@ fn main() {
     };
     let first_frame_ms = ff_at.duration_since(t0).as_secs_f64() * 1000.0;
     wait_for(&out, 0, "Demo data ready");
+    let seeded_s = t0.elapsed().as_secs_f64();
     let start_total = settle(&out, Duration::from_millis(500));
 
     send(b"pat.jones@patients.demo\t");
@@ -173,6 +174,7 @@ fn main() {
     println!("clinvault TUI in a pty at 80x24, embedded demo");
     println!("time from spawn to first frame      {first_frame_ms:.0} ms");
     println!("bytes to the first full frame       {ff_bytes}");
+    println!("demo data ready after               {seeded_s:.1} s");
     println!("bytes until seeded and quiet        {start_total}");
     println!(
         "bytes per list-move keystroke       avg {:.0}, max {} ({per_key:?})",
