@@ -156,19 +156,22 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
                             kdf_floor: cfg.client.kdf_floor,
                             admin_code: e.admin_code,
                         };
-                        let ptx = tx.clone();
-                        if let Err(err) = seeder
-                            .run(|p| {
+                        // Argon2id for every demo account: on a blocking thread, so the
+                        // runtime's workers keep serving the UI's requests meanwhile.
+                        let handle = tokio::runtime::Handle::current();
+                        tokio::task::spawn_blocking(move || {
+                            let ptx = tx.clone();
+                            let r = handle.block_on(seeder.run(|p| {
                                 let _ = ptx.send(Action::Seed(p));
-                            })
-                            .await
-                        {
-                            tracing::warn!(error = %err, "demo seeding stopped");
-                            let _ = tx.send(Action::Seed(state::SeedProgress {
-                                error: Some(err.to_string()),
-                                ..Default::default()
                             }));
-                        }
+                            if let Err(err) = r {
+                                tracing::warn!(error = %err, "demo seeding stopped");
+                                let _ = tx.send(Action::Seed(state::SeedProgress {
+                                    error: Some(err.to_string()),
+                                    ..Default::default()
+                                }));
+                            }
+                        });
                     }
                     Err(err) => {
                         let _ = tx.send(Action::ServerFailed(format!("embedded server: {err}")));

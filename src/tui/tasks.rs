@@ -7,13 +7,26 @@ use chrono::{Datelike, Duration as Days, NaiveDate};
 use futures::future::join_all;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::api::Role;
 use crate::client::ClientError;
 use crate::tui::action::{Action, Effect, UiResult};
 use crate::tui::state::{CalendarData, DoctorRow, Mail};
 
-/// Runs `effect` on its own task and sends its answer to `tx`.
+/// Runs `effect` on its own task and sends its answer to `tx`. Effects that derive keys
+/// (Argon2id, ~0.35 s of CPU) run on a blocking thread so the runtime's workers, which also
+/// serve an embedded server, stay free.
 pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
+    if matches!(
+        effect,
+        Effect::Login { .. } | Effect::RegisterPatient { .. }
+    ) {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            if let Some(a) = handle.block_on(perform(effect)) {
+                let _ = tx.send(a);
+            }
+        });
+        return;
+    }
     tokio::spawn(async move {
         if let Some(a) = perform(effect).await {
             let _ = tx.send(a);
@@ -221,11 +234,6 @@ async fn load_calendar(
         availability,
         timezone,
     })
-}
-
-/// Whether a role may use a route, for comfort only (the server decides).
-pub fn may_book(role: Role) -> bool {
-    matches!(role, Role::Patient | Role::Reception)
 }
 
 /// The `.eml` files of the demo outbox, newest first. The files are the server's, but read

@@ -13,6 +13,7 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use crate::api::Role;
 use crate::tui::keymap::Cmd;
 use crate::tui::state::{App, Pane, Screen};
 
@@ -106,6 +107,7 @@ fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
+    let role = app.role();
     let mut v: Vec<(Cmd, &'static str)> = match app.pane {
         Pane::Doctors if app.doctors.editing => {
             vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
@@ -116,24 +118,23 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Down, "move"),
         ],
         Pane::Calendar if app.calendar.in_day => {
-            vec![
-                (Cmd::Select, "book"),
-                (Cmd::CancelBooking, "cancel"),
-                (Cmd::CheckIn, "check in"),
-                (Cmd::Complete, "done"),
-                (Cmd::Back, "days"),
-            ]
+            let mut v = vec![(Cmd::Back, "days")];
+            if matches!(role, Some(Role::Patient | Role::Reception)) {
+                v.push((Cmd::Select, "book"));
+            }
+            v.extend(booking_hints(role));
+            v
         }
         Pane::Calendar => vec![
             (Cmd::Select, "slots"),
             (Cmd::Right, "day"),
             (Cmd::NextMonth, "month"),
         ],
-        Pane::Bookings => vec![
-            (Cmd::CancelBooking, "cancel"),
-            (Cmd::CheckIn, "check in"),
-            (Cmd::Complete, "done"),
-        ],
+        Pane::Bookings => {
+            let mut v = vec![(Cmd::Down, "move")];
+            v.extend(booking_hints(role));
+            v
+        }
         Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
         Pane::Help => vec![(Cmd::Down, "scroll")],
     };
@@ -143,6 +144,16 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
         (Cmd::Quit, "quit"),
     ]);
     v
+}
+
+/// Only what this role may do to a booking.
+fn booking_hints(role: Option<Role>) -> Vec<(Cmd, &'static str)> {
+    match role {
+        Some(Role::Patient) => vec![(Cmd::CancelBooking, "cancel")],
+        Some(Role::Reception) => vec![(Cmd::CancelBooking, "cancel"), (Cmd::CheckIn, "check in")],
+        Some(Role::Doctor) => vec![(Cmd::Complete, "complete")],
+        _ => vec![],
+    }
 }
 
 fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
