@@ -195,9 +195,16 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         };
         let mut next = Some(action);
         // Drain whatever else is queued, then draw once.
+        let mut repaint = false;
         while let Some(a) = next {
             if matches!(a, Action::Key(_) | Action::Paste(_)) {
                 last_input = Instant::now();
+            }
+            if let Action::Key(k) = &a
+                && k.code == KeyCode::Char('l')
+                && k.modifiers.contains(KeyModifiers::CONTROL)
+            {
+                repaint = true;
             }
             app.clock = Clock::system(app.tz);
             for e in update::update(&mut app, a) {
@@ -207,6 +214,15 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         }
         if app.quit {
             break;
+        }
+        if repaint {
+            // Ctrl-L: forget what the screen holds and draw it all (a resize to the same
+            // size; the size comes from an ioctl, not a terminal query).
+            let size = guard.terminal.size()?;
+            guard
+                .terminal
+                .resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))?;
+            app.dirty = true;
         }
         if app.dirty {
             guard.draw(|f| view::render(&app, f))?;
