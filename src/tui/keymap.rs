@@ -533,3 +533,39 @@ mod tests {
         assert!(KeyMap::from_config(&o).is_err());
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn keys_table_of_a_config_file_rebinds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[keys]\nquit = \"<C-q>\"\nup = [\"k\", \"Up\", \"<C-p>\"]\n",
+        )
+        .expect("write");
+        let cfg = crate::config::load(Some(&path), &[]).expect("config loads");
+        let m = KeyMap::from_config(&cfg.keys).expect("keys");
+        let ev = |c, m| KeyEvent::new(c, m);
+        assert_eq!(
+            m.resolve(&ev(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(Cmd::Quit)
+        );
+        assert_eq!(
+            m.resolve(&ev(KeyCode::Char('p'), KeyModifiers::CONTROL)),
+            Some(Cmd::Up)
+        );
+        assert_eq!(m.keys_of(Cmd::Up), "k/↑/<C-p>", "help shows the live keys");
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let cfg = crate::config::load(Some(&example), &[]).expect("example loads");
+        assert!(
+            cfg.keys.is_empty(),
+            "the example only documents the defaults"
+        );
+        assert_eq!(cfg.client.idle_lock_minutes, 10);
+        assert!(!cfg.client.mouse);
+    }
+}

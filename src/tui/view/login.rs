@@ -178,7 +178,13 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
             rows[4],
         );
     }
-    if let Some(m) = &app.login.message {
+    if let Some(e) = &app.status.error {
+        // The server could not be started or reached: say so where the user looks.
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!("✗ {e}"), t.error)).wrap(Wrap { trim: true }),
+            rows[6],
+        );
+    } else if let Some(m) = &app.login.message {
         let style = if app.login.busy { t.warn } else { t.base };
         frame.render_widget(
             Paragraph::new(Span::styled(m.clone(), style)).wrap(Wrap { trim: true }),
