@@ -234,6 +234,45 @@ fn login_locked() {
         let mut a = app(c, Some(Role::Patient));
         a.server.demo = false;
         let _ = update(&mut a, Action::IdleLock);
+        let text = draw(&a, 80, 24);
+        assert!(
+            !text.contains(clinvault::tui::demo::DEMO_PASSWORD),
+            "demo password in demo mode only"
+        );
+        a
+    });
+}
+
+#[test]
+fn mailbox_before_login() {
+    snap("mailbox_before_login", |c| {
+        let mut a = app(c, None);
+        a.screen = Screen::Register;
+        a.mailbox.items = vec![Mail {
+            file: "c.eml".into(),
+            date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+            to: "new@example.org".into(),
+            subject: "Your clinvault registration code".into(),
+            body: "Your clinvault registration code is:\n\n    123456".into(),
+        }];
+        let _ = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL)),
+        );
+        assert_eq!(a.screen, Screen::Mailbox);
+        a.mailbox.loading = false;
+        a
+    });
+}
+
+#[test]
+fn quit_while_busy_asks() {
+    snap("quit_confirm", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        a.status.busy = 2;
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit);
         a
     });
 }

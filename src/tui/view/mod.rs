@@ -40,7 +40,7 @@ pub fn render(app: &App, frame: &mut Frame) {
                 &[
                     (Cmd::Up, "move"),
                     (Cmd::Refresh, "reload"),
-                    (Cmd::Back, "back to login"),
+                    (Cmd::Back, "back"),
                 ],
             );
         }
