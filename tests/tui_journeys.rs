@@ -388,3 +388,36 @@ async fn wrong_password_and_unknown_server_show_errors_not_crashes() {
         app.login.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_by_the_server_locks_the_client() {
+    let s = common::start_server(Db::Sqlite).await;
+    s.patient("pat@example.test", "Pat Ient").await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    let token = app
+        .session
+        .as_ref()
+        .and_then(|x| x.client.token())
+        .expect("token")
+        .to_string();
+    s.client()
+        .with_token(token)
+        .logout()
+        .await
+        .expect("the session ends elsewhere");
+
+    press(&mut app, KeyCode::Char('3')).await;
+    press(&mut app, KeyCode::Char('r')).await;
+    assert!(app.session.is_none(), "keys dropped");
+    assert_eq!(app.screen, Screen::Login);
+    assert_eq!(app.login.locked.as_deref(), Some("pat@example.test"));
+    assert!(
+        app.login
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ended the session")
+    );
+    assert_eq!(app.status.busy, 0);
+}

@@ -60,6 +60,8 @@ pub enum Action {
     Booked(UiResult<Booking>),
     BookingChanged(UiResult<Booking>),
     MailboxLoaded(UiResult<Vec<Mail>>),
+    /// The server ended the session (expired or revoked): lock, keep nothing.
+    SessionEnded(String),
     /// A terminal signal (SIGTERM, SIGHUP): leave now.
     Terminate,
 }

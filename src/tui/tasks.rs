@@ -40,7 +40,31 @@ fn ui(e: ClientError) -> String {
 
 /// What a finished effect reports. Tests call this directly to drive journeys.
 pub async fn perform(effect: Effect) -> Option<Action> {
-    Some(match effect {
+    match run(effect).await {
+        Ok(a) => a,
+        // The server ended the session (expired, revoked): the client locks itself.
+        Err(ended) => Some(ended),
+    }
+}
+
+/// `Err(Action::SessionEnded)` when the server says the session is over.
+fn end_or<T>(r: &Result<T, ClientError>) -> Result<(), Action> {
+    use crate::api::codes;
+    match r {
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(codes::SESSION_EXPIRED | codes::SESSION_REVOKED | codes::UNAUTHENTICATED)
+            ) =>
+        {
+            Err(Action::SessionEnded(e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn run(effect: Effect) -> Result<Option<Action>, Action> {
+    Ok(Some(match effect {
         Effect::Later { after, action } => {
             tokio::time::sleep(after).await;
             *action
@@ -74,17 +98,21 @@ pub async fn perform(effect: Effect) -> Option<Action> {
         }
         Effect::Logout { client } => {
             let _ = client.logout().await;
-            return None;
+            return Ok(None);
         }
         Effect::SearchDoctors {
             client,
             id,
             query,
             today,
-        } => Action::DoctorsLoaded {
-            id,
-            result: search_doctors(&client, &query, today).await,
-        },
+        } => {
+            let r = search_doctors(&client, &query, today).await;
+            end_or(&r)?;
+            Action::DoctorsLoaded {
+                id,
+                result: r.map_err(ui),
+            }
+        }
         Effect::LoadCalendar {
             client,
             id,
@@ -92,10 +120,14 @@ pub async fn perform(effect: Effect) -> Option<Action> {
             month,
             today,
             with_availability,
-        } => Action::CalendarLoaded {
-            id,
-            result: load_calendar(&client, doctor, month, today, with_availability).await,
-        },
+        } => {
+            let r = load_calendar(&client, doctor, month, today, with_availability).await;
+            end_or(&r)?;
+            Action::CalendarLoaded {
+                id,
+                result: r.map_err(ui),
+            }
+        }
         Effect::LoadBookings {
             client,
             id,
@@ -108,30 +140,41 @@ pub async fn perform(effect: Effect) -> Option<Action> {
                 .map(|mut l| {
                     l.items.sort_by_key(|b| b.start);
                     l.items
-                })
-                .map_err(ui);
-            Action::BookingsLoaded { id, result: r }
+                });
+            end_or(&r)?;
+            Action::BookingsLoaded {
+                id,
+                result: r.map_err(ui),
+            }
         }
-        Effect::SearchPatients { client, id, query } => Action::PatientsLoaded {
-            id,
-            result: client
-                .patients(&query, 1)
-                .await
-                .map(|p| p.items)
-                .map_err(ui),
-        },
-        Effect::Book { client, request } => Action::Booked(client.book(&request).await.map_err(ui)),
+        Effect::SearchPatients { client, id, query } => {
+            let r = client.patients(&query, 1).await.map(|p| p.items);
+            end_or(&r)?;
+            Action::PatientsLoaded {
+                id,
+                result: r.map_err(ui),
+            }
+        }
+        Effect::Book { client, request } => {
+            let r = client.book(&request).await;
+            end_or(&r)?;
+            Action::Booked(r.map_err(ui))
+        }
         Effect::Transition {
             client,
             booking,
             action,
-        } => Action::BookingChanged(client.booking_action(booking, action).await.map_err(ui)),
+        } => {
+            let r = client.booking_action(booking, action).await;
+            end_or(&r)?;
+            Action::BookingChanged(r.map_err(ui))
+        }
         Effect::LoadMailbox { dir } => Action::MailboxLoaded(
             tokio::task::spawn_blocking(move || read_outbox(&dir))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string())),
         ),
-    })
+    }))
 }
 
 /// Name and specialty both match as you type: two directory queries, merged.
@@ -139,12 +182,12 @@ async fn search_doctors(
     client: &crate::client::ApiClient,
     query: &str,
     today: NaiveDate,
-) -> UiResult<(Vec<DoctorRow>, Option<String>)> {
+) -> Result<(Vec<DoctorRow>, Option<String>), ClientError> {
     let (by_name, by_specialty) =
         tokio::join!(client.doctors(query, "", 1), client.doctors("", query, 1));
-    let mut doctors = by_name.map_err(ui)?.items;
+    let mut doctors = by_name?.items;
     if !query.is_empty() {
-        for d in by_specialty.map_err(ui)?.items {
+        for d in by_specialty?.items {
             if !doctors.iter().any(|x| x.id == d.id) {
                 doctors.push(d);
             }
@@ -179,7 +222,7 @@ async fn load_calendar(
     month: NaiveDate,
     today: NaiveDate,
     with_availability: bool,
-) -> UiResult<CalendarData> {
+) -> Result<CalendarData, ClientError> {
     let first = month.with_day(1).unwrap_or(month);
     let last = first
         .checked_add_months(chrono::Months::new(1))
@@ -209,8 +252,8 @@ async fn load_calendar(
         }
     };
     let (d, s, b, a) = tokio::join!(client.doctor(doctor), slots_fut, bookings_fut, avail_fut);
-    let doctor = d.map_err(ui)?;
-    let s = s.map_err(ui)?;
+    let doctor = d?;
+    let s = s?;
     // A role that may not list bookings or read availability still sees the free slots.
     let bookings = match b {
         Ok(l) => l
@@ -219,7 +262,7 @@ async fn load_calendar(
             .filter(|b| b.doctor_id == doctor.id)
             .collect(),
         Err(e) if e.code() == Some(crate::api::codes::FORBIDDEN) => vec![],
-        Err(e) => return Err(ui(e)),
+        Err(e) => return Err(e),
     };
     let availability = a.ok().flatten();
     let timezone = s

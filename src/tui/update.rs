@@ -50,6 +50,14 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
         Action::Terminate => app.quit = true,
+        Action::SessionEnded(why) => {
+            if app.session.is_some() {
+                wipe(app, true, &mut fx);
+                app.login.message = Some(format!(
+                    "The server ended the session ({why}): log in again."
+                ));
+            }
+        }
         Action::ServerReady { url, client } => {
             app.server.url = url;
             app.client_template = Some(client);
