@@ -43,12 +43,12 @@ pub async fn perform(effect: Effect) -> Option<Action> {
     match run(effect).await {
         Ok(a) => a,
         // The server ended the session (expired, revoked): the client locks itself.
-        Err(ended) => Some(ended),
+        Err(why) => Some(Action::SessionEnded(why)),
     }
 }
 
-/// `Err(Action::SessionEnded)` when the server says the session is over.
-fn end_or<T>(r: &Result<T, ClientError>) -> Result<(), Action> {
+/// `Err(why)` when the server says the session is over.
+fn end_or<T>(r: &Result<T, ClientError>) -> Result<(), String> {
     use crate::api::codes;
     match r {
         Err(e)
@@ -57,13 +57,13 @@ fn end_or<T>(r: &Result<T, ClientError>) -> Result<(), Action> {
                 Some(codes::SESSION_EXPIRED | codes::SESSION_REVOKED | codes::UNAUTHENTICATED)
             ) =>
         {
-            Err(Action::SessionEnded(e.to_string()))
+            Err(e.to_string())
         }
         _ => Ok(()),
     }
 }
 
-async fn run(effect: Effect) -> Result<Option<Action>, Action> {
+async fn run(effect: Effect) -> Result<Option<Action>, String> {
     Ok(Some(match effect {
         Effect::Later { after, action } => {
             tokio::time::sleep(after).await;
