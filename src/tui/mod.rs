@@ -114,6 +114,11 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
     app.idle_lock_minutes = cfg.client.idle_lock_minutes.max(1);
     let idle = Duration::from_secs(app.idle_lock_minutes * 60);
 
+    tracing::info!(
+        demo,
+        version = env!("CARGO_PKG_VERSION"),
+        "terminal client starting"
+    );
     let mut guard = terminal::TerminalGuard::enter(cfg.client.mouse)?;
     guard.draw(|f| view::render(&app, f))?;
     app.dirty = false;

@@ -78,6 +78,8 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 Ok(b) => {
                     let (client, logged) = *b;
                     let crate::client::LoggedIn { login, secrets } = logged;
+                    // Ids and roles only: no names, addresses or codes in the log.
+                    tracing::info!(user = %login.user.id, role = %login.user.role, "logged in");
                     app.login = LoginForm::default();
                     app.session = Some(Session {
                         user: login.user,
@@ -90,6 +92,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     after_login(app, &mut fx);
                 }
                 Err(e) => {
+                    tracing::info!("login failed");
                     app.login.message = Some(e);
                     // The password goes; the address stays for another try.
                     app.login.password = crate::tui::state::password_field("password");
@@ -282,6 +285,9 @@ fn done(app: &mut App) {
 
 /// Drops the session (its secret keys zeroize on drop) and every decrypted or private datum.
 fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
+    if let Some(s) = &app.session {
+        tracing::info!(user = %s.user.id, lock, "session closed, state wiped");
+    }
     let email = app.session.as_ref().map(|s| s.user.email.clone());
     if let Some(s) = app.session.take() {
         fx.push(Effect::Logout { client: s.client });
