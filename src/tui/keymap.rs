@@ -458,16 +458,6 @@ impl KeyMap {
             .map(|c| c.to_string())
             .unwrap_or_else(|| "—".into())
     }
-
-    /// Commands acting in `pane`, in table order: (keys, name, description).
-    pub fn commands_for(&self, pane: Pane) -> Vec<(String, &'static str, &'static str)> {
-        COMMANDS
-            .iter()
-            .filter(|i| i.panes.is_none_or(|p| p.contains(&pane)))
-            .filter(|i| !matches!(i.cmd, Cmd::Go(p) if !p.exists()))
-            .map(|i| (self.keys_of(i.cmd), i.name, i.desc))
-            .collect()
-    }
 }
 
 #[cfg(test)]

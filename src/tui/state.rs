@@ -44,11 +44,6 @@ impl Pane {
         }
     }
 
-    /// Whether this build has the pane at all (kept for panes that come later).
-    pub fn exists(self) -> bool {
-        true
-    }
-
     /// Who sees the pane (DESIGN.md §4); the server enforces the same per route.
     pub fn available(self, role: Role, demo: bool) -> bool {
         match self {
