@@ -77,7 +77,9 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             match r {
                 Ok(b) => {
                     let (client, logged) = *b;
-                    let crate::client::LoggedIn { login, secrets } = logged;
+                    // Field by field: the report layer adds fields to `LoggedIn`.
+                    let login = logged.login;
+                    let secrets = logged.secrets;
                     // Ids and roles only: no names, addresses or codes in the log.
                     tracing::info!(user = %login.user.id, role = %login.user.role, "logged in");
                     app.login = LoginForm::default();
