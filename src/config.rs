@@ -23,6 +23,25 @@ pub struct Config {
     pub client: ClientConfig,
     /// SMTP; without it mail goes to `DATA/outbox/` as `.eml` files.
     pub mail: Option<MailConfig>,
+    /// Terminal client key map: command name -> key or keys (defaults in `tui::keymap`).
+    pub keys: std::collections::BTreeMap<String, KeyBinding>,
+}
+
+/// One key (`"q"`) or several (`["k", "Up"]`) for a command of the terminal client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyBinding {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyBinding {
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            KeyBinding::One(k) => vec![k.clone()],
+            KeyBinding::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +147,10 @@ pub struct ClientConfig {
     pub max_head_age_secs: u64,
     /// Chunk uploads and downloads in flight at once.
     pub transfers: usize,
+    /// The terminal client locks itself (wiping keys and decrypted text) after this much idle time.
+    pub idle_lock_minutes: u64,
+    /// Mouse capture in the terminal client; off by default (SSH, copy and paste).
+    pub mouse: bool,
 }
 
 impl Default for ClientConfig {
@@ -142,6 +165,8 @@ impl Default for ClientConfig {
             ledger_key: String::new(),
             max_head_age_secs: 3600,
             transfers: 4,
+            idle_lock_minutes: 10,
+            mouse: false,
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod config;
 pub mod ledger;
 pub mod seal;
 pub mod server;
+pub mod tui;

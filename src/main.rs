@@ -253,20 +253,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let command = match cli.command {
         Some(command) => command,
-        None => {
-            // Until the terminal client lands, the embedded default is the server alone, on a
-            // random loopback port over ./clinvault-data.
-            eprintln!(
-                "clinvault {}: the terminal client is not built yet, so this runs the embedded \
-                 server on its own. Use the commands of `clinvault --help` with the --server URL \
-                 printed below; Ctrl-C stops it.",
-                env!("CARGO_PKG_VERSION")
-            );
-            Command::Serve {
-                data: None,
-                listen: Some("127.0.0.1:0".to_string()),
-            }
-        }
+        None => return run_tui(cli.config.as_deref(), cli.server),
     };
     if let Command::Formats = command {
         out!(
@@ -298,6 +285,49 @@ fn run() -> Result<()> {
             rt.block_on(client_command(cfg, other))
         }
     }
+}
+
+/// No command: the terminal client, on the configured server or on an embedded demo server
+/// over `[server] data` (DESIGN.md §1).
+fn run_tui(config_file: Option<&std::path::Path>, server: Option<String>) -> Result<()> {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = server {
+        overrides.push(("client.server", s));
+    }
+    let cfg = config::load(config_file, &overrides)?;
+    let _log = clinvault::tui::log_to_file(&cfg.client.state_path());
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let source = if cfg.client.server.is_empty() {
+        let mut server_cfg = cfg.clone();
+        server_cfg.server.listen = "127.0.0.1:0".into();
+        server_cfg.server.demo = true;
+        // Seeding registers a few dozen accounts from this one loopback address.
+        server_cfg.server.auth_per_address_per_minute =
+            server_cfg.server.auth_per_address_per_minute.max(600);
+        let data = server_cfg.server.data.clone();
+        let start: clinvault::tui::BoxFuture<Result<clinvault::tui::Embedded, String>> =
+            Box::pin(async move {
+                let handle = clinvault::server::start(server_cfg)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let url = handle.url();
+                let admin_code = handle.admin_enrollment_code.clone();
+                Ok(clinvault::tui::Embedded {
+                    url,
+                    admin_code,
+                    stop: Box::new(move || {
+                        Box::pin(async move {
+                            let _ = handle.shutdown().await;
+                        })
+                    }),
+                })
+            });
+        clinvault::tui::ServerSource::Embedded { data, start }
+    } else {
+        clinvault::tui::ServerSource::Remote(server_url(&cfg)?)
+    };
+    rt.block_on(clinvault::tui::run(cfg, source))?;
+    Ok(())
 }
 
 fn init_logging(default: &str) {

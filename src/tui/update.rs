@@ -1,0 +1,1332 @@
+//! `update`: the only place the state changes. Pure but for the effects it returns; the loop
+//! (or a test) runs those and feeds their answers back as actions.
+
+use std::time::Duration;
+
+use chrono::{Datelike, Duration as Days, Months, NaiveDate};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui_textarea::TextArea;
+use zeroize::Zeroizing;
+
+use crate::api::{BookRequest, BookingStatus, Role};
+use crate::client::ApiClient;
+use crate::tui::action::{Action, Effect};
+use crate::tui::keymap::{COMMANDS, Cmd};
+use crate::tui::state::{
+    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LoginField, LoginForm, MailboxPane, Pane,
+    PatientPicker, Pending, Popup, RegisterField, RegisterForm, Screen, Session, field_text,
+    text_field,
+};
+
+pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    // Every answer from outside changes what is shown; keys decide for themselves.
+    if !matches!(
+        action,
+        Action::Key(_) | Action::Paste(_) | Action::SearchDue { .. } | Action::PatientsDue { .. }
+    ) {
+        app.dirty = true;
+    }
+    match action {
+        Action::Key(k) => {
+            if k.kind != KeyEventKind::Release {
+                on_key(app, k, &mut fx);
+            }
+        }
+        Action::Paste(text) => {
+            let text: String = text.chars().filter(|c| !c.is_control()).collect();
+            if let Some(t) = focused_field(app) {
+                t.insert_str(text);
+                app.dirty = true;
+                after_edit(app, &mut fx);
+            }
+        }
+        Action::Resize | Action::Redraw => app.dirty = true,
+        Action::IdleLock => {
+            if app.session.is_some() {
+                wipe(app, true, &mut fx);
+            }
+        }
+        Action::Terminate => app.quit = true,
+        Action::SessionEnded(why) => {
+            if app.session.is_some() {
+                wipe(app, true, &mut fx);
+                app.login.message = Some(format!(
+                    "The server ended the session ({why}): log in again."
+                ));
+            }
+        }
+        Action::ServerReady { url, client } => {
+            app.server.url = url;
+            app.client_template = Some(client);
+            app.dirty = true;
+        }
+        Action::ServerFailed(e) => {
+            app.status.error = Some(e);
+            app.dirty = true;
+        }
+        Action::Seed(p) => {
+            app.seed = Some(p);
+            app.dirty = true;
+        }
+        Action::LoggedIn(r) => {
+            done(app);
+            app.login.busy = false;
+            match r {
+                Ok(b) => {
+                    let (client, logged) = *b;
+                    // Field by field: the report layer adds fields to `LoggedIn`.
+                    let login = logged.login;
+                    let secrets = logged.secrets;
+                    // Ids and roles only: no names, addresses or codes in the log.
+                    tracing::info!(user = %login.user.id, role = %login.user.role, "logged in");
+                    app.login = LoginForm::default();
+                    app.session = Some(Session {
+                        user: login.user,
+                        client,
+                        secrets: Some(secrets),
+                    });
+                    app.screen = Screen::Main;
+                    app.status.error = None;
+                    app.status.info = None;
+                    after_login(app, &mut fx);
+                }
+                Err(e) => {
+                    tracing::info!("login failed");
+                    app.login.message = Some(e);
+                    // The password goes; the address stays for another try.
+                    app.login.password = crate::tui::state::password_field("password");
+                }
+            }
+        }
+        Action::CodeMailed(r) => {
+            done(app);
+            app.register.busy = false;
+            match r {
+                Ok(v) => {
+                    app.register.verification = Some(v);
+                    app.register.focus = RegisterField::Code;
+                    app.register.message = Some(if app.server.demo {
+                        "A code was mailed. Demo: Ctrl-O opens the mailbox.".into()
+                    } else {
+                        "A code was mailed to that address: enter it below.".into()
+                    });
+                }
+                Err(e) => app.register.message = Some(e),
+            }
+        }
+        Action::Registered(r) => {
+            done(app);
+            app.register.busy = false;
+            match r {
+                Ok(email) => {
+                    app.register = RegisterForm::default();
+                    app.login = LoginForm::default();
+                    app.login.email.insert_str(&email);
+                    app.login.focus = LoginField::Password;
+                    app.login.message = Some("Account made: log in with your password.".into());
+                    app.screen = Screen::Login;
+                }
+                Err(e) => app.register.message = Some(e),
+            }
+        }
+        Action::SearchDue { id } => {
+            if id == app.doctors.request_id {
+                search_doctors(app, &mut fx);
+            }
+        }
+        Action::DoctorsLoaded { id, result } => {
+            done(app);
+            if id == app.doctors.request_id {
+                app.doctors.loading = false;
+                match result {
+                    Ok((rows, tz)) => {
+                        if let Some(tz) = tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
+                            app.tz = tz;
+                        }
+                        app.doctors.rows = rows;
+                        app.doctors.error = None;
+                        app.doctors.selected = 0;
+                    }
+                    Err(e) => app.doctors.error = Some(e),
+                }
+            }
+        }
+        Action::CalendarLoaded { id, result } => {
+            done(app);
+            if id == app.calendar.request_id {
+                app.calendar.loading = false;
+                match result {
+                    Ok(data) => {
+                        if let Ok(tz) = data.timezone.parse::<chrono_tz::Tz>() {
+                            app.tz = tz;
+                        }
+                        app.calendar.doctor = Some(data.doctor.clone());
+                        app.calendar.data = Some(data);
+                        app.calendar.error = None;
+                        clamp_day_row(app);
+                    }
+                    Err(e) => app.calendar.error = Some(e),
+                }
+            }
+        }
+        Action::BookingsLoaded { id, result } => {
+            done(app);
+            if id == app.bookings.request_id {
+                app.bookings.loading = false;
+                match result {
+                    Ok(items) => {
+                        app.bookings.items = items;
+                        app.bookings.error = None;
+                        let n = app.bookings.items.len();
+                        app.bookings.selected = app.bookings.selected.min(n.saturating_sub(1));
+                    }
+                    Err(e) => app.bookings.error = Some(e),
+                }
+            }
+        }
+        Action::PatientsDue { id } => {
+            if let (Some(Popup::PickPatient(p)), Some(client)) = (&app.popup, client(app))
+                && p.request_id == id
+            {
+                let query = field_text(&p.query);
+                net(app, &mut fx, Effect::SearchPatients { client, id, query });
+            }
+        }
+        Action::PatientsLoaded { id, result } => {
+            done(app);
+            if let Some(Popup::PickPatient(p)) = &mut app.popup
+                && p.request_id == id
+            {
+                match result {
+                    Ok(r) => {
+                        p.results = r;
+                        p.selected = 0;
+                        p.error = None;
+                    }
+                    Err(e) => p.error = Some(e),
+                }
+            }
+        }
+        Action::Booked(r) => {
+            done(app);
+            match r {
+                Ok(b) => {
+                    app.status.info = Some(format!(
+                        "Booked {} with {}",
+                        app.local(b.start),
+                        b.doctor_name
+                    ));
+                    app.status.error = None;
+                    reload_after_change(app, &mut fx);
+                }
+                Err(e) => app.status.error = Some(e),
+            }
+        }
+        Action::BookingChanged(r) => {
+            done(app);
+            match r {
+                Ok(b) => {
+                    app.status.info = Some(format!(
+                        "{} {}: now {}",
+                        b.patient_name,
+                        app.local(b.start),
+                        status_word(b.status)
+                    ));
+                    app.status.error = None;
+                    reload_after_change(app, &mut fx);
+                }
+                Err(e) => app.status.error = Some(e),
+            }
+        }
+        Action::MailboxLoaded(r) => {
+            app.mailbox.loading = false;
+            match r {
+                Ok(items) => {
+                    app.mailbox.items = items;
+                    app.mailbox.error = None;
+                    let n = app.mailbox.items.len();
+                    app.mailbox.selected = app.mailbox.selected.min(n.saturating_sub(1));
+                }
+                Err(e) => app.mailbox.error = Some(e),
+            }
+        }
+    }
+    if !fx.is_empty() {
+        app.dirty = true;
+    }
+    fx
+}
+
+pub fn status_word(s: BookingStatus) -> &'static str {
+    match s {
+        BookingStatus::Booked => "booked",
+        BookingStatus::CheckedIn => "checked in",
+        BookingStatus::Completed => "completed",
+        BookingStatus::Cancelled => "cancelled",
+        BookingStatus::NoShow => "no-show",
+    }
+}
+
+fn client(app: &App) -> Option<ApiClient> {
+    app.session.as_ref().map(|s| s.client.clone())
+}
+
+/// Queues a network effect and counts it as in flight.
+fn net(app: &mut App, fx: &mut Vec<Effect>, e: Effect) {
+    app.status.busy += 1;
+    fx.push(e);
+}
+
+fn done(app: &mut App) {
+    app.status.busy = app.status.busy.saturating_sub(1);
+    app.dirty = true;
+}
+
+/// Drops the session (its secret keys zeroize on drop) and every decrypted or private datum.
+fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
+    if let Some(s) = &app.session {
+        tracing::info!(user = %s.user.id, lock, "session closed, state wiped");
+    }
+    let email = app.session.as_ref().map(|s| s.user.email.clone());
+    if let Some(s) = app.session.take() {
+        fx.push(Effect::Logout { client: s.client });
+    }
+    app.doctors = DoctorsPane::default();
+    app.calendar = CalendarPane::default();
+    app.bookings = BookingsPane::default();
+    app.mailbox = MailboxPane::default();
+    app.register = RegisterForm::default();
+    app.popup = None;
+    app.status.info = None;
+    app.status.error = None;
+    app.status.busy = 0;
+    app.help_scroll = 0;
+    app.pane = Pane::Doctors;
+    app.login = LoginForm::default();
+    if lock && let Some(email) = email {
+        app.login.email.insert_str(&email);
+        app.login.locked = Some(email);
+        app.login.focus = LoginField::Password;
+        app.login.message = Some(format!(
+            "Locked after {} idle minutes: keys and data wiped.",
+            app.idle_lock_minutes
+        ));
+    }
+    app.screen = Screen::Login;
+    app.dirty = true;
+}
+
+fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
+    let panes = app.panes();
+    let role = app.role();
+    app.pane = panes.first().copied().unwrap_or(Pane::Help);
+    if role == Some(Role::Doctor) {
+        app.pane = Pane::Calendar;
+        if let Some(s) = &app.session {
+            let me = s.user.id;
+            app.calendar.selected = Some(app.clock.today);
+            load_calendar_for(app, me, fx);
+        }
+    }
+    if panes.contains(&Pane::Doctors) {
+        search_doctors(app, fx);
+    }
+    if panes.contains(&Pane::Bookings) {
+        load_bookings(app, fx);
+    }
+}
+
+fn search_doctors(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(client) = client(app) else { return };
+    app.doctors.loading = true;
+    let query = field_text(&app.doctors.query).trim().to_string();
+    app.doctors.shown_query = query.clone();
+    let id = app.doctors.request_id;
+    let today = app.clock.today;
+    net(
+        app,
+        fx,
+        Effect::SearchDoctors {
+            client,
+            id,
+            query,
+            today,
+        },
+    );
+}
+
+fn load_bookings(app: &mut App, fx: &mut Vec<Effect>) {
+    let Some(client) = client(app) else { return };
+    app.bookings.request_id += 1;
+    app.bookings.loading = true;
+    let id = app.bookings.request_id;
+    let from = app.clock.today - Days::days(30);
+    let to = app.clock.today + Days::days(90);
+    net(
+        app,
+        fx,
+        Effect::LoadBookings {
+            client,
+            id,
+            from,
+            to,
+        },
+    );
+}
+
+fn load_calendar(app: &mut App, fx: &mut Vec<Effect>) {
+    if let Some(d) = app.calendar.doctor.as_ref().map(|d| d.id) {
+        load_calendar_for(app, d, fx);
+    }
+}
+
+fn load_calendar_for(app: &mut App, doctor: uuid::Uuid, fx: &mut Vec<Effect>) {
+    let Some(client) = client(app) else { return };
+    app.calendar.request_id += 1;
+    app.calendar.loading = true;
+    let id = app.calendar.request_id;
+    let month = app.calendar.month_start(app.clock.today);
+    let today = app.clock.today;
+    let with_availability = app.role() != Some(Role::Patient);
+    net(
+        app,
+        fx,
+        Effect::LoadCalendar {
+            client,
+            id,
+            doctor,
+            month,
+            today,
+            with_availability,
+        },
+    );
+}
+
+fn load_mailbox(app: &mut App, fx: &mut Vec<Effect>) {
+    if let Some(dir) = app.server.data_dir.clone() {
+        app.mailbox.loading = true;
+        fx.push(Effect::LoadMailbox {
+            dir: dir.join("outbox"),
+        });
+    }
+}
+
+fn reload_after_change(app: &mut App, fx: &mut Vec<Effect>) {
+    load_calendar(app, fx);
+    load_bookings(app, fx);
+    if app.server.demo {
+        load_mailbox(app, fx);
+    }
+}
+
+fn clamp_day_row(app: &mut App) {
+    let n = app.day_rows().len();
+    app.calendar.row = app.calendar.row.min(n.saturating_sub(1));
+    if n == 0 {
+        app.calendar.in_day = false;
+    }
+}
+
+/// The text field that has the keys, if any.
+fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
+    match app.screen {
+        Screen::Login => match app.login.focus {
+            LoginField::Email if app.login.locked.is_none() => Some(&mut app.login.email),
+            LoginField::Password => Some(&mut app.login.password),
+            _ => None,
+        },
+        Screen::Register => Some(match app.register.focus {
+            RegisterField::Email => &mut app.register.email,
+            RegisterField::Name => &mut app.register.name,
+            RegisterField::Phone => &mut app.register.phone,
+            RegisterField::Password => &mut app.register.password,
+            RegisterField::Code => &mut app.register.code,
+        }),
+        Screen::Mailbox => None,
+        Screen::Main => match &mut app.popup {
+            Some(Popup::PickPatient(p)) => Some(&mut p.query),
+            Some(Popup::Palette(p)) => Some(&mut p.input),
+            Some(_) => None,
+            None if app.pane == Pane::Doctors && app.doctors.editing => {
+                Some(&mut app.doctors.query)
+            }
+            None => None,
+        },
+    }
+}
+
+/// After a text edit: searches are debounced, each edit with a new id.
+fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.screen != Screen::Main {
+        return;
+    }
+    match &mut app.popup {
+        Some(Popup::PickPatient(p)) => {
+            p.request_id += 1;
+            fx.push(Effect::Later {
+                after: SEARCH_DEBOUNCE,
+                action: Box::new(Action::PatientsDue { id: p.request_id }),
+            });
+        }
+        Some(Popup::Palette(p)) => p.selected = 0,
+        Some(_) => {}
+        None => {
+            if app.pane == Pane::Doctors && app.doctors.editing {
+                app.doctors.request_id += 1;
+                app.doctors.loading = true;
+                fx.push(Effect::Later {
+                    after: SEARCH_DEBOUNCE,
+                    action: Box::new(Action::SearchDue {
+                        id: app.doctors.request_id,
+                    }),
+                });
+            }
+        }
+    }
+}
+
+fn is(k: &KeyEvent, code: KeyCode) -> bool {
+    k.code == code && !k.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+fn ctrl(k: &KeyEvent, c: char) -> bool {
+    k.code == KeyCode::Char(c) && k.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+/// Text input into `t`; true when the text changed.
+fn type_into(t: &mut TextArea<'static>, k: KeyEvent) -> bool {
+    // One-line fields: Enter and Tab never reach the text area.
+    if matches!(k.code, KeyCode::Enter | KeyCode::Tab | KeyCode::BackTab) {
+        return false;
+    }
+    let before = t.lines().to_vec();
+    t.input(k);
+    t.lines() != before.as_slice()
+}
+
+fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    if ctrl(&k, 'c') {
+        app.quit = true;
+        return;
+    }
+    if ctrl(&k, 'l') {
+        app.dirty = true;
+        return;
+    }
+    match app.screen {
+        Screen::Login => login_key(app, k, fx),
+        Screen::Register => register_key(app, k, fx),
+        Screen::Mailbox => mailbox_screen_key(app, k, fx),
+        Screen::Main => {
+            if app.status.info.take().is_some() {
+                app.dirty = true;
+            }
+            if app.popup.is_some() {
+                popup_key(app, k, fx);
+            } else if app.pane == Pane::Doctors && app.doctors.editing {
+                search_key(app, k, fx);
+            } else if let Some(cmd) = app.keys.resolve(&k) {
+                command(app, cmd, fx);
+            }
+        }
+    }
+}
+
+fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let order: &[LoginField] = if app.login.locked.is_some() {
+        &[LoginField::Password]
+    } else {
+        &[
+            LoginField::Email,
+            LoginField::Password,
+            LoginField::Register,
+        ]
+    };
+    let pos = order
+        .iter()
+        .position(|f| *f == app.login.focus)
+        .unwrap_or(0);
+    if ctrl(&k, 'o') && app.server.demo {
+        open_mailbox_screen(app, fx);
+        return;
+    }
+    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
+        app.login.focus = order[(pos + 1) % order.len()];
+    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
+        app.login.focus = order[(pos + order.len() - 1) % order.len()];
+    } else if is(&k, KeyCode::Esc) {
+        app.login.message = None;
+    } else if is(&k, KeyCode::Enter) {
+        match app.login.focus {
+            LoginField::Email => app.login.focus = LoginField::Password,
+            LoginField::Register => {
+                app.screen = Screen::Register;
+                app.register.message = None;
+            }
+            LoginField::Password => submit_login(app, fx),
+        }
+    } else if let Some(t) = focused_field(app) {
+        type_into(t, k);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.login.busy {
+        return;
+    }
+    let Some(client) = app.client_template.clone() else {
+        app.login.message = Some("The server is still starting: try again in a moment.".into());
+        return;
+    };
+    let email = field_text(&app.login.email).trim().to_lowercase();
+    let password = Zeroizing::new(field_text(&app.login.password));
+    if email.is_empty() || password.is_empty() {
+        app.login.message = Some("Enter your email and password.".into());
+        return;
+    }
+    app.login.busy = true;
+    app.login.message = Some("Deriving keys and logging in…".into());
+    net(
+        app,
+        fx,
+        Effect::Login {
+            client,
+            email,
+            password,
+        },
+    );
+}
+
+fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let mut order = vec![
+        RegisterField::Email,
+        RegisterField::Name,
+        RegisterField::Phone,
+        RegisterField::Password,
+    ];
+    if app.register.verification.is_some() {
+        order.push(RegisterField::Code);
+    }
+    let pos = order
+        .iter()
+        .position(|f| *f == app.register.focus)
+        .unwrap_or(0);
+    if ctrl(&k, 'o') && app.server.demo {
+        open_mailbox_screen(app, fx);
+        return;
+    }
+    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
+        app.register.focus = order[(pos + 1) % order.len()];
+    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
+        app.register.focus = order[(pos + order.len() - 1) % order.len()];
+    } else if is(&k, KeyCode::Esc) {
+        // Back to the login screen; what was typed stays.
+        app.screen = Screen::Login;
+    } else if is(&k, KeyCode::Enter) {
+        submit_register(app, fx);
+    } else if let Some(t) = focused_field(app) {
+        type_into(t, k);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.register.busy {
+        return;
+    }
+    let Some(client) = app.client_template.clone() else {
+        app.register.message = Some("The server is still starting: try again in a moment.".into());
+        return;
+    };
+    let r = &app.register;
+    let email = field_text(&r.email).trim().to_lowercase();
+    let name = field_text(&r.name).trim().to_string();
+    let phone = field_text(&r.phone).trim().to_string();
+    let password = Zeroizing::new(field_text(&r.password));
+    if email.is_empty() || name.is_empty() || password.is_empty() {
+        app.register.message = Some("Email, name and password are needed.".into());
+        return;
+    }
+    if let Err(e) = crate::seal::check_password(&password, &[&email, &name]) {
+        app.register.message = Some(e.to_string());
+        return;
+    }
+    match app.register.verification.clone() {
+        None => {
+            app.register.busy = true;
+            app.register.message = Some("Mailing a code…".into());
+            net(app, fx, Effect::VerifyEmail { client, email });
+        }
+        Some(verification) => {
+            let code = field_text(&app.register.code).trim().to_string();
+            if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
+                app.register.message = Some("The code is the 6 digits from the mail.".into());
+                return;
+            }
+            app.register.busy = true;
+            app.register.message = Some("Deriving keys and registering…".into());
+            net(
+                app,
+                fx,
+                Effect::RegisterPatient {
+                    client,
+                    verification,
+                    code,
+                    email,
+                    name,
+                    phone,
+                    password,
+                },
+            );
+        }
+    }
+}
+
+fn open_mailbox_screen(app: &mut App, fx: &mut Vec<Effect>) {
+    app.back_screen = app.screen;
+    app.screen = Screen::Mailbox;
+    load_mailbox(app, fx);
+    app.dirty = true;
+}
+
+fn mailbox_screen_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    match app.keys.resolve(&k) {
+        Some(Cmd::Back) | Some(Cmd::Quit) => app.screen = app.back_screen,
+        Some(Cmd::Up) => app.mailbox.selected = app.mailbox.selected.saturating_sub(1),
+        Some(Cmd::Down) => move_down(&mut app.mailbox.selected, app.mailbox.items.len(), 1),
+        Some(Cmd::Refresh) => load_mailbox(app, fx),
+        _ => return,
+    }
+    app.dirty = true;
+}
+
+fn search_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+        app.doctors.editing = false;
+    } else if is(&k, KeyCode::Up) {
+        app.doctors.selected = app.doctors.selected.saturating_sub(1);
+    } else if is(&k, KeyCode::Down) {
+        move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
+    } else if type_into(&mut app.doctors.query, k) {
+        after_edit(app, fx);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+fn move_down(sel: &mut usize, len: usize, by: usize) {
+    *sel = (*sel + by).min(len.saturating_sub(1));
+}
+
+fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let Some(popup) = app.popup.take() else {
+        return;
+    };
+    app.dirty = true;
+    match popup {
+        Popup::ConfirmQuit => {
+            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
+                app.quit = true;
+            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
+                app.popup = Some(Popup::ConfirmQuit);
+                app.dirty = false;
+            }
+        }
+        Popup::Confirm(p) => {
+            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
+                confirm(app, p, fx);
+            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
+                app.popup = Some(Popup::Confirm(p));
+                app.dirty = false;
+            }
+        }
+        Popup::PickPatient(mut p) => {
+            if is(&k, KeyCode::Esc) {
+                return;
+            }
+            if is(&k, KeyCode::Enter) {
+                if let Some(pat) = p.results.get(p.selected) {
+                    app.popup = Some(Popup::Confirm(Pending::Book {
+                        doctor_id: p.doctor_id,
+                        doctor_name: p.doctor_name.clone(),
+                        slot: p.slot.clone(),
+                        patient: Some((pat.id, pat.name.clone())),
+                    }));
+                } else {
+                    app.popup = Some(Popup::PickPatient(p));
+                }
+                return;
+            }
+            if is(&k, KeyCode::Up) {
+                p.selected = p.selected.saturating_sub(1);
+            } else if is(&k, KeyCode::Down) {
+                move_down(&mut p.selected, p.results.len(), 1);
+            } else if type_into(&mut p.query, k) {
+                p.request_id += 1;
+                fx.push(Effect::Later {
+                    after: SEARCH_DEBOUNCE,
+                    action: Box::new(Action::PatientsDue { id: p.request_id }),
+                });
+            }
+            app.popup = Some(Popup::PickPatient(p));
+        }
+        Popup::Palette(mut p) => {
+            if is(&k, KeyCode::Esc) {
+                return;
+            }
+            let matches = palette_matches(&field_text(&p.input));
+            if is(&k, KeyCode::Enter) {
+                if let Some(cmd) = matches.get(p.selected) {
+                    command(app, *cmd, fx);
+                }
+                return;
+            }
+            if is(&k, KeyCode::Up) {
+                p.selected = p.selected.saturating_sub(1);
+            } else if is(&k, KeyCode::Down) {
+                move_down(&mut p.selected, matches.len(), 1);
+            } else if type_into(&mut p.input, k) {
+                p.selected = 0;
+            }
+            app.popup = Some(Popup::Palette(p));
+        }
+    }
+}
+
+/// Palette entries whose name or description contains `q`.
+pub fn palette_matches(q: &str) -> Vec<Cmd> {
+    let q = q.trim().to_lowercase();
+    COMMANDS
+        .iter()
+        .filter(|c| !matches!(c.cmd, Cmd::Palette | Cmd::Back))
+        .filter(|c| q.is_empty() || c.name.contains(&q) || c.desc.to_lowercase().contains(&q))
+        .map(|c| c.cmd)
+        .collect()
+}
+
+fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
+    let Some(client) = client(app) else { return };
+    match p {
+        Pending::Book {
+            doctor_id,
+            slot,
+            patient,
+            ..
+        } => {
+            let request = BookRequest {
+                doctor_id,
+                start: slot.start,
+                patient_id: patient.map(|p| p.0),
+            };
+            net(app, fx, Effect::Book { client, request });
+        }
+        Pending::Transition { booking, action } => {
+            net(
+                app,
+                fx,
+                Effect::Transition {
+                    client,
+                    booking: booking.id,
+                    action,
+                },
+            );
+        }
+    }
+}
+
+fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
+    if !app.panes().contains(&pane) {
+        return;
+    }
+    if pane == Pane::Help && app.pane != Pane::Help {
+        app.help_for = app.pane;
+        app.help_scroll = 0;
+    }
+    app.pane = pane;
+    app.dirty = true;
+    if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
+        load_mailbox(app, fx);
+    }
+}
+
+fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
+    let role = app.role();
+    match cmd {
+        Cmd::Quit => {
+            if app.status.busy > 0 {
+                app.popup = Some(Popup::ConfirmQuit);
+            } else {
+                app.quit = true;
+            }
+        }
+        Cmd::Help => switch_pane(app, Pane::Help, fx),
+        Cmd::Palette => app.popup = Some(Popup::palette()),
+        Cmd::NextPane | Cmd::PrevPane => {
+            let panes = app.panes();
+            if panes.is_empty() {
+                return;
+            }
+            let pos = panes.iter().position(|p| *p == app.pane).unwrap_or(0);
+            let next = if cmd == Cmd::NextPane {
+                (pos + 1) % panes.len()
+            } else {
+                (pos + panes.len() - 1) % panes.len()
+            };
+            switch_pane(app, panes[next], fx);
+        }
+        Cmd::Go(p) => switch_pane(app, p, fx),
+        Cmd::Logout => wipe(app, false, fx),
+        Cmd::Back => {
+            if app.pane == Pane::Calendar && app.calendar.in_day {
+                app.calendar.in_day = false;
+            } else {
+                return;
+            }
+        }
+        Cmd::Search => {
+            if app.pane != Pane::Doctors {
+                return;
+            }
+            app.doctors.editing = true;
+        }
+        Cmd::Refresh => match app.pane {
+            Pane::Doctors => {
+                app.doctors.request_id += 1;
+                search_doctors(app, fx);
+            }
+            Pane::Calendar => load_calendar(app, fx),
+            Pane::Bookings => load_bookings(app, fx),
+            Pane::Mailbox => load_mailbox(app, fx),
+            Pane::Help => return,
+        },
+        Cmd::Up | Cmd::Down | Cmd::PageUp | Cmd::PageDown => {
+            let (up, by) = match cmd {
+                Cmd::Up => (true, 1),
+                Cmd::Down => (false, 1),
+                Cmd::PageUp => (true, 10),
+                _ => (false, 10),
+            };
+            let before = (
+                app.doctors.selected,
+                app.bookings.selected,
+                app.mailbox.selected,
+                app.help_scroll,
+                app.calendar.row,
+                app.calendar.selected,
+            );
+            match app.pane {
+                Pane::Doctors => step(&mut app.doctors.selected, app.doctors.rows.len(), up, by),
+                Pane::Bookings => {
+                    step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
+                }
+                Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
+                Pane::Help => {
+                    app.help_scroll = if up {
+                        app.help_scroll.saturating_sub(by as u16)
+                    } else {
+                        app.help_scroll.saturating_add(by as u16).min(40)
+                    }
+                }
+                Pane::Calendar => {
+                    if app.calendar.in_day {
+                        let n = app.day_rows().len();
+                        step(&mut app.calendar.row, n, up, by);
+                    } else {
+                        let days = if by == 1 { 7 } else { 28 };
+                        move_day(app, if up { -days } else { days }, fx);
+                    }
+                }
+            }
+            let after = (
+                app.doctors.selected,
+                app.bookings.selected,
+                app.mailbox.selected,
+                app.help_scroll,
+                app.calendar.row,
+                app.calendar.selected,
+            );
+            if before == after {
+                return;
+            }
+        }
+        Cmd::Left | Cmd::Right => {
+            if app.pane != Pane::Calendar {
+                return;
+            }
+            app.calendar.in_day = false;
+            move_day(app, if cmd == Cmd::Left { -1 } else { 1 }, fx);
+        }
+        Cmd::PrevMonth | Cmd::NextMonth => {
+            if app.pane != Pane::Calendar {
+                return;
+            }
+            let d = app.calendar.selected.unwrap_or(app.clock.today);
+            let to = if cmd == Cmd::NextMonth {
+                d.checked_add_months(Months::new(1))
+            } else {
+                d.checked_sub_months(Months::new(1))
+            };
+            if let Some(to) = to {
+                set_day(app, to, fx);
+            }
+        }
+        Cmd::Select => match app.pane {
+            Pane::Doctors => {
+                let Some(row) = app.doctors.rows.get(app.doctors.selected) else {
+                    return;
+                };
+                let doctor = row.doctor.clone();
+                let first = row
+                    .next_free
+                    .as_ref()
+                    .map(|s| s.start.with_timezone(&app.tz).date_naive())
+                    .unwrap_or(app.clock.today);
+                app.calendar = CalendarPane {
+                    doctor: Some(doctor.clone()),
+                    selected: Some(first),
+                    ..CalendarPane::default()
+                };
+                app.pane = Pane::Calendar;
+                load_calendar_for(app, doctor.id, fx);
+            }
+            Pane::Calendar => {
+                if !app.calendar.in_day {
+                    if app.day_rows().is_empty() {
+                        app.status.info = Some("No free slot or booking that day.".into());
+                    } else {
+                        app.calendar.in_day = true;
+                        app.calendar.row = 0;
+                    }
+                } else {
+                    let rows = app.day_rows();
+                    match rows.get(app.calendar.row) {
+                        Some(DayRow::Free(slot)) => book(app, slot.clone(), fx),
+                        Some(DayRow::Booked(_)) => {
+                            app.status.info = Some(format!(
+                                "{} cancel · {} check in · {} complete",
+                                app.keys.first_key(Cmd::CancelBooking),
+                                app.keys.first_key(Cmd::CheckIn),
+                                app.keys.first_key(Cmd::Complete)
+                            ))
+                        }
+                        None => return,
+                    }
+                }
+            }
+            _ => return,
+        },
+        Cmd::CancelBooking | Cmd::CheckIn | Cmd::Complete => {
+            let booking = match app.pane {
+                Pane::Bookings => app.bookings.items.get(app.bookings.selected).cloned(),
+                Pane::Calendar if app.calendar.in_day => match app.day_rows().get(app.calendar.row)
+                {
+                    Some(DayRow::Booked(b)) => Some(b.clone()),
+                    _ => None,
+                },
+                _ => return,
+            };
+            let Some(booking) = booking else {
+                app.status.info = Some("Select a booking first.".into());
+                app.dirty = true;
+                return;
+            };
+            let (action, who, from) = match cmd {
+                Cmd::CancelBooking => ("cancel", None, BookingStatus::Booked),
+                Cmd::CheckIn => ("check-in", Some(Role::Reception), BookingStatus::Booked),
+                _ => ("complete", Some(Role::Doctor), BookingStatus::CheckedIn),
+            };
+            if let Some(who) = who
+                && role != Some(who)
+            {
+                app.status.error = Some(format!("Only {who} staff can {action} a visit."));
+            } else if booking.status != from {
+                app.status.error = Some(format!(
+                    "This booking is {}: it cannot be {}.",
+                    status_word(booking.status),
+                    match action {
+                        "cancel" => "cancelled",
+                        "check-in" => "checked in",
+                        _ => "completed",
+                    }
+                ));
+            } else {
+                app.popup = Some(Popup::Confirm(Pending::Transition { booking, action }));
+            }
+        }
+    }
+    app.dirty = true;
+}
+
+fn step(sel: &mut usize, len: usize, up: bool, by: usize) {
+    if up {
+        *sel = sel.saturating_sub(by);
+    } else {
+        move_down(sel, len, by);
+    }
+}
+
+fn move_day(app: &mut App, days: i64, fx: &mut Vec<Effect>) {
+    let d = app.calendar.selected.unwrap_or(app.clock.today);
+    if let Some(to) = d.checked_add_signed(Days::days(days)) {
+        set_day(app, to, fx);
+    }
+}
+
+fn set_day(app: &mut App, to: NaiveDate, fx: &mut Vec<Effect>) {
+    let old = app.calendar.month_start(app.clock.today);
+    app.calendar.selected = Some(to);
+    app.calendar.row = 0;
+    app.calendar.in_day = false;
+    if (to.year(), to.month()) != (old.year(), old.month()) {
+        app.calendar.data = None;
+        load_calendar(app, fx);
+    }
+}
+
+fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
+    let Some(doctor) = app.calendar.doctor.clone() else {
+        return;
+    };
+    match app.role() {
+        Some(Role::Patient) => {
+            app.popup = Some(Popup::Confirm(Pending::Book {
+                doctor_id: doctor.id,
+                doctor_name: doctor.name,
+                slot,
+                patient: None,
+            }))
+        }
+        Some(Role::Reception) => {
+            app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
+                query: text_field("patient name, email or phone"),
+                request_id: 0,
+                results: vec![],
+                selected: 0,
+                error: None,
+                doctor_id: doctor.id,
+                doctor_name: doctor.name,
+                slot,
+            })));
+            fx.push(Effect::Later {
+                after: Duration::ZERO,
+                action: Box::new(Action::PatientsDue { id: 0 }),
+            });
+        }
+        _ => app.status.error = Some("Only patients and reception book slots.".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Booking, UserInfo};
+    use crate::tui::keymap::KeyMap;
+    use crate::tui::state::{Clock, DoctorRow, ServerInfo};
+    use crate::tui::theme::Theme;
+
+    fn app(role: Role) -> App {
+        let mut a = App::new(
+            Clock::fixed(chrono::DateTime::UNIX_EPOCH),
+            Theme::mono(),
+            KeyMap::default(),
+            ServerInfo {
+                url: "http://127.0.0.1:1".into(),
+                demo: true,
+                data_dir: None,
+            },
+        );
+        a.session = Some(Session {
+            user: UserInfo {
+                id: uuid::Uuid::nil(),
+                email: "u@x.test".into(),
+                name: "U".into(),
+                role,
+                active: true,
+            },
+            client: ApiClient::new(
+                "http://127.0.0.1:1",
+                false,
+                crate::seal::KdfParams::default(),
+            )
+            .expect("client"),
+            secrets: None,
+        });
+        a.screen = Screen::Main;
+        a
+    }
+
+    fn key(a: &mut App, c: KeyCode) -> Vec<Effect> {
+        update(a, Action::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+    }
+
+    #[test]
+    fn digits_switch_panes_but_type_into_a_focused_field() {
+        let mut a = app(Role::Patient);
+        key(&mut a, KeyCode::Char('3'));
+        assert_eq!(a.pane, Pane::Bookings);
+        key(&mut a, KeyCode::Char('1'));
+        assert_eq!(a.pane, Pane::Doctors);
+        key(&mut a, KeyCode::Char('/'));
+        let fx = key(&mut a, KeyCode::Char('3'));
+        assert_eq!(a.pane, Pane::Doctors, "a digit in the search field is text");
+        assert_eq!(field_text(&a.doctors.query), "3");
+        assert!(
+            matches!(fx.as_slice(), [Effect::Later { after, .. }] if *after == SEARCH_DEBOUNCE)
+        );
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit, "q is text while typing");
+        key(&mut a, KeyCode::Esc);
+        assert_eq!(
+            field_text(&a.doctors.query),
+            "3q",
+            "Esc leaves the field, keeps the text"
+        );
+        key(&mut a, KeyCode::Char('q'));
+        assert!(a.quit);
+    }
+
+    #[test]
+    fn stale_search_answers_are_dropped() {
+        let mut a = app(Role::Patient);
+        key(&mut a, KeyCode::Char('/'));
+        key(&mut a, KeyCode::Char('c'));
+        key(&mut a, KeyCode::Char('a'));
+        let latest = a.doctors.request_id;
+        let row = |name: &str| DoctorRow {
+            doctor: crate::api::Doctor {
+                id: uuid::Uuid::new_v4(),
+                name: name.into(),
+                specialty: "Cardiology".into(),
+                bio: String::new(),
+                public_keys: crate::seal::PublicKeys {
+                    x25519: [1; 32],
+                    ed25519: [2; 32],
+                },
+            },
+            next_free: None,
+        };
+        update(
+            &mut a,
+            Action::DoctorsLoaded {
+                id: latest - 1,
+                result: Ok((vec![row("Old")], None)),
+            },
+        );
+        assert!(a.doctors.rows.is_empty(), "an older answer is ignored");
+        assert!(
+            update(&mut a, Action::SearchDue { id: latest - 1 }).is_empty(),
+            "an older debounce does nothing"
+        );
+        assert_eq!(update(&mut a, Action::SearchDue { id: latest }).len(), 1);
+        update(
+            &mut a,
+            Action::DoctorsLoaded {
+                id: latest,
+                result: Ok((vec![row("New")], None)),
+            },
+        );
+        assert_eq!(a.doctors.rows[0].doctor.name, "New");
+        assert!(!a.doctors.loading);
+    }
+
+    #[test]
+    fn esc_closes_a_confirmation_without_changing_anything() {
+        let mut a = app(Role::Patient);
+        let b = Booking {
+            id: uuid::Uuid::new_v4(),
+            doctor_id: uuid::Uuid::new_v4(),
+            doctor_name: "D".into(),
+            patient_id: uuid::Uuid::nil(),
+            patient_name: "P".into(),
+            start: chrono::DateTime::UNIX_EPOCH,
+            end: chrono::DateTime::UNIX_EPOCH,
+            status: BookingStatus::Booked,
+        };
+        a.bookings.items = vec![b];
+        key(&mut a, KeyCode::Char('3'));
+        assert!(key(&mut a, KeyCode::Char('c')).is_empty());
+        assert!(matches!(a.popup, Some(Popup::Confirm(_))));
+        assert!(
+            key(&mut a, KeyCode::Char('x')).is_empty(),
+            "other keys wait"
+        );
+        assert!(key(&mut a, KeyCode::Esc).is_empty());
+        assert!(a.popup.is_none());
+        key(&mut a, KeyCode::Char('c'));
+        let fx = key(&mut a, KeyCode::Char('y'));
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::Transition {
+                action: "cancel",
+                ..
+            }]
+        ));
+        assert_eq!(a.status.busy, 1);
+        // Quitting while a request runs asks first.
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit && matches!(a.popup, Some(Popup::ConfirmQuit)));
+        key(&mut a, KeyCode::Esc);
+        assert!(!a.quit);
+    }
+
+    #[test]
+    fn panes_and_tab_order_follow_the_role() {
+        let mut a = app(Role::Doctor);
+        let mut seen = vec![a.pane];
+        for _ in 0..5 {
+            key(&mut a, KeyCode::Tab);
+            seen.push(a.pane);
+        }
+        assert_eq!(
+            seen,
+            [
+                Pane::Doctors,
+                Pane::Calendar,
+                Pane::Bookings,
+                Pane::Mailbox,
+                Pane::Help,
+                Pane::Doctors
+            ]
+        );
+        update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
+        );
+        assert_eq!(a.pane, Pane::Help);
+        let mut admin = app(Role::Admin);
+        admin.server.demo = false;
+        assert_eq!(admin.panes(), [Pane::Doctors, Pane::Help]);
+        key(&mut admin, KeyCode::Char('3'));
+        assert_eq!(
+            admin.pane,
+            Pane::Doctors,
+            "a pane the role lacks stays shut"
+        );
+    }
+
+    #[test]
+    fn logout_and_lock_wipe_the_session() {
+        let mut a = app(Role::Patient);
+        a.status.info = Some("x".into());
+        let fx = update(&mut a, Action::IdleLock);
+        assert!(matches!(fx.as_slice(), [Effect::Logout { .. }]));
+        assert!(a.session.is_none());
+        assert_eq!(a.login.locked.as_deref(), Some("u@x.test"));
+        assert!(
+            update(&mut a, Action::IdleLock).is_empty(),
+            "locking twice is harmless"
+        );
+        let mut b = app(Role::Patient);
+        key(&mut b, KeyCode::Char('L'));
+        assert!(b.session.is_none() && b.login.locked.is_none());
+    }
+}

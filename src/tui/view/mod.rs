@@ -1,0 +1,247 @@
+//! Drawing: a pure function of the state (no I/O, no awaits). One file per screen or pane.
+
+mod bookings;
+mod calendar;
+mod doctors;
+mod help;
+mod login;
+mod mailbox;
+mod popup;
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+use crate::api::Role;
+use crate::tui::keymap::Cmd;
+use crate::tui::state::{App, Pane, Screen};
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        too_small(app, frame, area);
+        return;
+    }
+    match app.screen {
+        Screen::Login => login::render_login(app, frame, area),
+        Screen::Register => login::render_register(app, frame, area),
+        Screen::Mailbox => {
+            let [body, hint] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+            mailbox::render(app, frame, body);
+            hint_line(
+                app,
+                frame,
+                hint,
+                &[
+                    (Cmd::Up, "move"),
+                    (Cmd::Refresh, "reload"),
+                    (Cmd::Back, "back"),
+                ],
+            );
+        }
+        Screen::Main => {
+            let [tabs, body, hint, status] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(1),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(area);
+            tab_bar(app, frame, tabs);
+            match app.pane {
+                Pane::Doctors => doctors::render(app, frame, body),
+                Pane::Calendar => calendar::render(app, frame, body),
+                Pane::Bookings => bookings::render(app, frame, body),
+                Pane::Mailbox => mailbox::render(app, frame, body),
+                Pane::Help => help::render(app, frame, body),
+            }
+            hint_line(app, frame, hint, &pane_hints(app));
+            status_bar(app, frame, status);
+            popup::render(app, frame, area);
+        }
+    }
+}
+
+fn too_small(app: &App, frame: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::from(Span::styled("terminal too small", app.theme.error)),
+        Line::from(format!(
+            "{}×{} here; clinvault needs {MIN_WIDTH}×{MIN_HEIGHT}",
+            area.width, area.height
+        )),
+    ];
+    let h = area.height.min(2);
+    let y = area.y + area.height.saturating_sub(h) / 2;
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        Rect {
+            y,
+            height: h,
+            ..area
+        },
+    );
+}
+
+fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(" clinvault ", t.title)];
+    for p in app.panes() {
+        let key = match p {
+            Pane::Help => app.keys.first_key(Cmd::Help),
+            other => app.keys.first_key(Cmd::Go(other)),
+        };
+        let label = format!(" {key} {} ", p.title());
+        spans.push(Span::styled(
+            label,
+            if p == app.pane { t.selection } else { t.muted },
+        ));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
+    let role = app.role();
+    let mut v: Vec<(Cmd, &'static str)> = match app.pane {
+        Pane::Doctors if app.doctors.editing => {
+            vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
+        }
+        Pane::Doctors => vec![
+            (Cmd::Search, "search"),
+            (Cmd::Select, "calendar"),
+            (Cmd::Down, "move"),
+        ],
+        Pane::Calendar if app.calendar.in_day => {
+            let mut v = vec![(Cmd::Back, "days")];
+            if matches!(role, Some(Role::Patient | Role::Reception)) {
+                v.push((Cmd::Select, "book"));
+            }
+            v.extend(booking_hints(role));
+            v
+        }
+        Pane::Calendar => vec![
+            (Cmd::Select, "slots"),
+            (Cmd::Right, "day"),
+            (Cmd::NextMonth, "month"),
+        ],
+        Pane::Bookings => {
+            let mut v = vec![(Cmd::Down, "move")];
+            v.extend(booking_hints(role));
+            v
+        }
+        Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
+        Pane::Help => vec![(Cmd::Down, "scroll")],
+    };
+    v.extend([
+        (Cmd::NextPane, "pane"),
+        (Cmd::Help, "help"),
+        (Cmd::Quit, "quit"),
+    ]);
+    v
+}
+
+/// Only what this role may do to a booking.
+fn booking_hints(role: Option<Role>) -> Vec<(Cmd, &'static str)> {
+    match role {
+        Some(Role::Patient) => vec![(Cmd::CancelBooking, "cancel")],
+        Some(Role::Reception) => vec![(Cmd::CancelBooking, "cancel"), (Cmd::CheckIn, "check in")],
+        Some(Role::Doctor) => vec![(Cmd::Complete, "complete")],
+        _ => vec![],
+    }
+}
+
+fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
+    // The latest message replaces the hints until the next key.
+    if let Some(info) = &app.status.info {
+        frame.render_widget(
+            Line::from(Span::styled(format!(" {info}"), app.theme.ok)),
+            area,
+        );
+        return;
+    }
+    let mut spans = Vec::new();
+    for (cmd, label) in hints {
+        spans.push(Span::styled(
+            format!(" {}", app.keys.first_key(*cmd)),
+            app.theme.accent,
+        ));
+        spans.push(Span::styled(format!(" {label} "), app.theme.muted));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let who = match &app.session {
+        Some(s) => format!(" {} ({})", s.user.email, s.user.role),
+        None => " not logged in".into(),
+    };
+    let server = if app.server.url.is_empty() {
+        "starting…".to_string()
+    } else {
+        app.server
+            .url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
+    };
+    let mut left = format!(
+        "{who} │ {server}{}",
+        if app.server.demo { " demo" } else { "" }
+    );
+    left.push_str(&match app.status.busy {
+        0 => " │ idle".to_string(),
+        n => format!(" │ ⟳ {n} running"),
+    });
+    let mut spans = vec![Span::styled(left, t.bar)];
+    if let Some(e) = &app.status.error {
+        spans.push(Span::styled(" │ ", t.bar));
+        spans.push(Span::styled(format!("✗ {e}"), t.error));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(t.bar), area);
+}
+
+/// A bordered block with the pane's title and its loading / error state.
+pub fn pane_block<'a>(app: &App, title: String, loading: bool, error: Option<&str>) -> Block<'a> {
+    let mut spans = vec![Span::styled(format!(" {title} "), app.theme.title)];
+    if loading {
+        spans.push(Span::styled("loading… ", app.theme.muted));
+    }
+    if let Some(e) = error {
+        spans.push(Span::styled(
+            format!("✗ {} ", truncate(e, 50)),
+            app.theme.error,
+        ));
+    }
+    Block::bordered()
+        .title(Line::from(spans))
+        .border_style(app.theme.muted)
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A rectangle of `w`×`h` centred in `area` (clipped to it).
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}

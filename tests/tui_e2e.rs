@@ -1,0 +1,189 @@
+//! The real binary in tmux at 80×24 on the embedded demo, as a newcomer uses it: wait for the
+//! demo data, log in as the demo patient, book a slot, see it, quit cleanly. Demo KDF
+//! parameters are lowered through the config's environment variables (tests only).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(&self, cmd: &str) {
+        self.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "cv",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            cmd,
+        ]);
+        self.run(&["set-option", "-s", "escape-time", "0"]);
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (apt-get install tmux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "cv"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "cv"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn literal(&self, text: &str) {
+        self.run(&["send-keys", "-t", "cv", "-l", text]);
+    }
+
+    /// Polls the screen until `pred` holds; the limit only guards against a hang.
+    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("never saw {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+#[test]
+fn demo_login_book_and_quit_in_tmux() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = env!("CARGO_BIN_EXE_clinvault");
+    let state = dir.path().join("state");
+    let kdf = "CLINVAULT_SERVER__KDF__M_KIB=256 CLINVAULT_SERVER__KDF__T=1 CLINVAULT_SERVER__KDF__P=1 \
+               CLINVAULT_CLIENT__KDF_FLOOR__M_KIB=256 CLINVAULT_CLIENT__KDF_FLOOR__T=1 CLINVAULT_CLIENT__KDF_FLOOR__P=1";
+    let cmd = format!(
+        "cd {} && env -u NO_COLOR TERM=xterm-256color {kdf} CLINVAULT_CLIENT__STATE_DIR={} {}; echo CLINVAULT-EXIT=$?; sleep 60",
+        shell_quote(dir.path()),
+        shell_quote(&state),
+        shell_quote(Path::new(bin))
+    );
+    let t = Tmux {
+        socket: format!("clinvault-e2e-{}", std::process::id()),
+    };
+    t.run(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "cv",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &cmd,
+    ]);
+    t.run(&["set-option", "-s", "escape-time", "0"]);
+
+    let s = t.wait("the login screen", |s| s.contains("clinvault — log in"));
+    assert!(
+        s.contains("amber lantern quietly folds the map"),
+        "demo password shown:\n{s}"
+    );
+    t.wait("the demo data", |s| s.contains("Demo data ready"));
+
+    t.literal("pat.jones@patients.demo");
+    t.keys(&["Tab"]);
+    t.literal("amber lantern quietly folds the map");
+    t.keys(&["Enter"]);
+    let s = t.wait("the doctors", |s| s.contains("Doctors · 12"));
+    assert!(
+        s.contains("pat.jones@patients.demo (patient)"),
+        "status bar:\n{s}"
+    );
+
+    // The third booking of the list is the one made here (the demo has made two).
+    t.keys(&["3"]);
+    let before = t.wait("the bookings", |s| s.contains("Bookings · "));
+    let count = |s: &str| s.lines().filter(|l| l.contains(" booked ")).count();
+    let n = count(&before);
+
+    t.keys(&["1"]);
+    t.wait("the doctors again", |s| s.contains("Doctors · 12"));
+    t.keys(&["Enter"]);
+    t.wait("the calendar", |s| {
+        s.contains("Calendar · ") && s.contains("free")
+    });
+    t.keys(&["Enter"]);
+    t.keys(&["Enter"]);
+    t.wait("the confirmation", |s| {
+        s.contains("Confirm") && s.contains("Book ")
+    });
+    t.keys(&["y"]);
+    t.wait("the booking", |s| s.contains("Booked "));
+    t.keys(&["3"]);
+    let s = t.wait("one more booking", |s| {
+        s.contains("Bookings · ") && count(s) == n + 1
+    });
+    assert!(!s.contains('✗'), "no error:\n{s}");
+
+    t.keys(&["q"]);
+    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
+    assert!(
+        !s.contains("Bookings ·"),
+        "the alternate screen is gone:\n{s}"
+    );
+    assert!(
+        dir.path()
+            .join("clinvault-data")
+            .join("demo-seeded")
+            .exists()
+    );
+    let log = std::fs::read_to_string(state.join("clinvault-tui.log")).unwrap_or_default();
+    assert!(!log.contains("amber lantern"), "no password in the log");
+
+    // A second start on the same folder seeds nothing twice and keeps the booking.
+    t.run(&["kill-session", "-t", "cv"]);
+    t.start(&cmd);
+    t.wait("the demo data again", |s| s.contains("Demo data ready"));
+    t.literal("pat.jones@patients.demo");
+    t.keys(&["Tab"]);
+    t.literal("amber lantern quietly folds the map");
+    t.keys(&["Enter"]);
+    t.wait("the same twelve doctors", |s| s.contains("Doctors · 12"));
+    t.keys(&["3"]);
+    t.wait("the same bookings", |s| {
+        s.contains("Bookings · ") && count(s) == n + 1
+    });
+    // Ctrl-C leaves as cleanly as q.
+    t.keys(&["C-c"]);
+    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
+}

@@ -1,0 +1,423 @@
+//! Whole journeys through the terminal client's `update`, with every effect run for real
+//! against an embedded server over loopback (no mocks): keys in, actions back, state checked.
+
+mod common;
+
+use chrono::{Duration, Timelike};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use clinvault::api::{Availability, BookingStatus, Role, WeeklyBlock};
+use clinvault::tui::action::{Action, Effect};
+use clinvault::tui::keymap::KeyMap;
+use clinvault::tui::state::{App, Clock, DayRow, Pane, Popup, Screen, ServerInfo};
+use clinvault::tui::tasks::perform;
+use clinvault::tui::theme::Theme;
+use clinvault::tui::update::update;
+use common::{Db, PASSWORD, TEST_KDF, TestServer};
+
+const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
+
+/// Applies `action`, then runs every effect it asks for (debounces at once) until quiet.
+async fn drive(app: &mut App, action: Action) {
+    let mut queue = vec![action];
+    while let Some(a) = queue.pop() {
+        app.clock = Clock::system(TZ);
+        for e in update(app, a) {
+            match e {
+                Effect::Later { action, .. } => queue.push(*action),
+                other => {
+                    if let Some(next) = perform(other).await {
+                        queue.push(next);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn press(app: &mut App, code: KeyCode) {
+    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
+}
+
+async fn typ(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c)).await;
+    }
+}
+
+fn new_app(s: &TestServer) -> App {
+    let mut app = App::new(
+        Clock::system(TZ),
+        Theme::mono(),
+        KeyMap::default(),
+        ServerInfo {
+            url: s.url.clone(),
+            demo: false,
+            data_dir: None,
+        },
+    );
+    app.tz = TZ;
+    app.client_template = Some(s.client());
+    app
+}
+
+async fn log_in(app: &mut App, email: &str) {
+    typ(app, email).await;
+    press(app, KeyCode::Tab).await;
+    typ(app, PASSWORD).await;
+    press(app, KeyCode::Enter).await;
+    assert_eq!(
+        app.screen,
+        Screen::Main,
+        "logged in: {:?}",
+        app.login.message
+    );
+}
+
+fn screen_text(app: &App) -> String {
+    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    t.draw(|f| clinvault::tui::view::render(app, f))
+        .expect("draw");
+    let buf = t.backend().buffer();
+    (0..24)
+        .map(|y| {
+            (0..80)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A clinic: a cardiologist and a dermatologist open every day 09:00–12:00 in 30-minute
+/// slots, a reception desk and a patient.
+async fn clinic() -> (TestServer, uuid::Uuid) {
+    let s = common::start_server(Db::Sqlite).await;
+    let admin = s.admin().await;
+    let (_, dana) = s
+        .staff(
+            &admin,
+            Role::Doctor,
+            "dana@clinic.test",
+            "Dana Herz",
+            "Cardiology",
+        )
+        .await;
+    let (_, mira) = s
+        .staff(
+            &admin,
+            Role::Doctor,
+            "mira@clinic.test",
+            "Mira Haut",
+            "Dermatology",
+        )
+        .await;
+    s.staff(&admin, Role::Reception, "desk@clinic.test", "Rita Desk", "")
+        .await;
+    let every_day = Availability {
+        weekly: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| WeeklyBlock {
+                weekday: d.to_string(),
+                start: "09:00".into(),
+                end: "12:00".into(),
+                slot_minutes: 30,
+            })
+            .collect(),
+        days_off: vec![],
+    };
+    admin
+        .set_availability(dana, &every_day)
+        .await
+        .expect("availability");
+    admin
+        .set_availability(mira, &every_day)
+        .await
+        .expect("availability");
+    s.patient("pat@example.test", "Pat Ient").await;
+    (s, dana)
+}
+
+/// Patient: search "cardio", open the calendar, book tomorrow 10:00, see it in Bookings.
+async fn patient_books_tomorrow(s: &TestServer) -> App {
+    let mut app = new_app(s);
+    log_in(&mut app, "pat@example.test").await;
+    assert_eq!(app.pane, Pane::Doctors);
+    assert_eq!(app.doctors.rows.len(), 2, "every doctor before a search");
+
+    press(&mut app, KeyCode::Char('/')).await;
+    assert!(app.text_focus(), "the search field has the keys");
+    typ(&mut app, "cardio").await;
+    press(&mut app, KeyCode::Esc).await;
+    let names: Vec<_> = app
+        .doctors
+        .rows
+        .iter()
+        .map(|r| r.doctor.name.as_str())
+        .collect();
+    assert_eq!(names, ["Dana Herz"], "specialty search");
+    assert!(
+        app.doctors.rows[0].next_free.is_some(),
+        "next free slot shown"
+    );
+
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.pane, Pane::Calendar);
+    let tomorrow = Clock::system(TZ).today + Duration::days(1);
+    let mut guard = 0;
+    while app.calendar.selected != Some(tomorrow) {
+        let before = app.calendar.selected.expect("a day is selected");
+        press(
+            &mut app,
+            if before < tomorrow {
+                KeyCode::Char('l')
+            } else {
+                KeyCode::Char('h')
+            },
+        )
+        .await;
+        guard += 1;
+        assert!(guard < 40, "reached tomorrow");
+    }
+    assert!(app.calendar.data.is_some(), "the month loaded");
+    press(&mut app, KeyCode::Enter).await;
+    assert!(app.calendar.in_day);
+    let idx = app
+        .day_rows()
+        .iter()
+        .position(|r| matches!(r, DayRow::Free(s) if s.start.with_timezone(&TZ).hour() == 10 && s.start.with_timezone(&TZ).minute() == 0))
+        .expect("10:00 is free tomorrow");
+    for _ in 0..idx {
+        press(&mut app, KeyCode::Char('j')).await;
+    }
+    press(&mut app, KeyCode::Enter).await;
+    assert!(
+        matches!(app.popup, Some(Popup::Confirm(_))),
+        "every change is confirmed"
+    );
+    press(&mut app, KeyCode::Esc).await;
+    assert!(app.popup.is_none(), "Esc closes without booking");
+    assert!(app.bookings.items.is_empty(), "Esc booked nothing");
+    press(&mut app, KeyCode::Enter).await;
+    press(&mut app, KeyCode::Char('y')).await;
+    assert!(app.status.error.is_none(), "{:?}", app.status.error);
+
+    press(&mut app, KeyCode::Char('3')).await;
+    assert_eq!(app.pane, Pane::Bookings);
+    let b = &app.bookings.items;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].doctor_name, "Dana Herz");
+    assert_eq!(b[0].status, BookingStatus::Booked);
+    let local = b[0].start.with_timezone(&TZ);
+    assert_eq!(
+        (local.date_naive(), local.hour(), local.minute()),
+        (tomorrow, 10, 0)
+    );
+    assert_eq!(app.status.busy, 0, "nothing left in flight");
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_books_then_reception_checks_in_and_doctor_completes() {
+    let (s, dana) = clinic().await;
+    let patient = patient_books_tomorrow(&s).await;
+    let booking = patient.bookings.items[0].clone();
+
+    // A doctor cannot complete a visit that was not checked in: the UI says so, no request.
+    let mut doc = new_app(&s);
+    log_in(&mut doc, "dana@clinic.test").await;
+    assert_eq!(
+        doc.pane,
+        Pane::Calendar,
+        "a doctor starts on their own calendar"
+    );
+    assert_eq!(doc.calendar.doctor.as_ref().map(|d| d.id), Some(dana));
+    press(&mut doc, KeyCode::Char('3')).await;
+    press(&mut doc, KeyCode::Char('d')).await;
+    assert!(doc.popup.is_none());
+    assert!(
+        doc.status.error.as_deref().unwrap_or("").contains("booked"),
+        "{:?}",
+        doc.status.error
+    );
+
+    let mut desk = new_app(&s);
+    log_in(&mut desk, "desk@clinic.test").await;
+    press(&mut desk, KeyCode::Char('3')).await;
+    let i = desk
+        .bookings
+        .items
+        .iter()
+        .position(|b| b.id == booking.id)
+        .expect("reception sees it");
+    for _ in 0..i {
+        press(&mut desk, KeyCode::Char('j')).await;
+    }
+    press(&mut desk, KeyCode::Char('i')).await;
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert_eq!(
+        desk.bookings.items[i].status,
+        BookingStatus::CheckedIn,
+        "{:?}",
+        desk.status.error
+    );
+
+    press(&mut doc, KeyCode::Char('r')).await;
+    press(&mut doc, KeyCode::Char('d')).await;
+    assert!(matches!(doc.popup, Some(Popup::Confirm(_))));
+    press(&mut doc, KeyCode::Char('y')).await;
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+    let done = s
+        .login("dana@clinic.test")
+        .await
+        .booking(booking.id)
+        .await
+        .expect("booking");
+    assert_eq!(
+        done.status,
+        BookingStatus::Completed,
+        "the server has it completed"
+    );
+    assert_eq!(
+        doc.bookings.items[0].status,
+        BookingStatus::Completed,
+        "and the pane shows it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reception_books_for_a_chosen_patient() {
+    let (s, _) = clinic().await;
+    let mut desk = new_app(&s);
+    log_in(&mut desk, "desk@clinic.test").await;
+    press(&mut desk, KeyCode::Enter).await; // first doctor's calendar
+    press(&mut desk, KeyCode::Enter).await; // into the day
+    press(&mut desk, KeyCode::Enter).await; // book the first free slot
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("a patient is chosen first")
+    };
+    assert_eq!(p.results.len(), 1, "patients listed at once");
+    typ(&mut desk, "pat").await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert!(matches!(desk.popup, Some(Popup::Confirm(_))));
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.status.error.is_none(), "{:?}", desk.status.error);
+    assert_eq!(desk.bookings.items.len(), 1);
+    assert_eq!(desk.bookings.items[0].patient_name, "Pat Ient");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_lock_wipes_keys_and_private_text() {
+    let (s, _) = clinic().await;
+    let mut app = patient_books_tomorrow(&s).await;
+    assert!(app.session.as_ref().is_some_and(|x| x.secrets.is_some()));
+    let before = screen_text(&app);
+    assert!(
+        before.contains("Dana Herz"),
+        "private text on screen before the lock"
+    );
+
+    drive(&mut app, Action::IdleLock).await;
+    assert!(app.session.is_none(), "keys and token gone");
+    assert!(app.bookings.items.is_empty() && app.doctors.rows.is_empty());
+    assert!(app.calendar.data.is_none() && app.calendar.doctor.is_none());
+    assert!(app.popup.is_none() && app.status.info.is_none());
+    assert_eq!(app.screen, Screen::Login);
+    assert_eq!(app.login.locked.as_deref(), Some("pat@example.test"));
+    assert!(app.login.password.is_empty());
+    app.server.url = "http://clinic.test".into();
+    let after = screen_text(&app);
+    for private in ["Dana Herz", "Pat Ient", "Cardiology", "booked", "10:00"] {
+        assert!(
+            !after.contains(private),
+            "{private:?} still on screen:\n{after}"
+        );
+    }
+    insta::assert_snapshot!("locked_after_journey", after);
+
+    // Unlock: the password again, the same account, a fresh session.
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Main);
+    assert_eq!(
+        app.session.as_ref().map(|x| x.user.email.as_str()),
+        Some("pat@example.test")
+    );
+    assert_eq!(app.bookings.items.len(), 1, "data reloads after unlock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_server_show_errors_not_crashes() {
+    let s = common::start_server(Db::Sqlite).await;
+    s.patient("pat@example.test", "Pat Ient").await;
+    let mut app = new_app(&s);
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "not the password at all, sorry").await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Login);
+    assert!(app.login.message.is_some());
+    assert!(
+        app.login.password.is_empty(),
+        "a failed password is not kept"
+    );
+
+    // A server that went away: the answer is an error in the UI.
+    let url = s.url.clone();
+    s.handle.shutdown().await.expect("shutdown");
+    let mut app = App::new(
+        Clock::system(TZ),
+        Theme::mono(),
+        KeyMap::default(),
+        ServerInfo {
+            url: url.clone(),
+            ..Default::default()
+        },
+    );
+    app.client_template =
+        Some(clinvault::client::ApiClient::new(&url, false, TEST_KDF).expect("client"));
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert!(
+        app.login.message.as_deref().unwrap_or("").contains("reach"),
+        "{:?}",
+        app.login.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_by_the_server_locks_the_client() {
+    let s = common::start_server(Db::Sqlite).await;
+    s.patient("pat@example.test", "Pat Ient").await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    let token = app
+        .session
+        .as_ref()
+        .and_then(|x| x.client.token())
+        .expect("token")
+        .to_string();
+    s.client()
+        .with_token(token)
+        .logout()
+        .await
+        .expect("the session ends elsewhere");
+
+    press(&mut app, KeyCode::Char('3')).await;
+    press(&mut app, KeyCode::Char('r')).await;
+    assert!(app.session.is_none(), "keys dropped");
+    assert_eq!(app.screen, Screen::Login);
+    assert_eq!(app.login.locked.as_deref(), Some("pat@example.test"));
+    assert!(
+        app.login
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ended the session")
+    );
+    assert_eq!(app.status.busy, 0);
+}

@@ -1,0 +1,447 @@
+//! Every pane and screen of the terminal client at 80×24 on ratatui's TestBackend, in the
+//! 16-colour theme and in NO_COLOR mode, from hand-made state with a fixed clock (no date,
+//! port or id of the run reaches a snapshot). The Debug form of the buffer holds the text and
+//! every style run, so a colour or selection change shows up as a diff.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use uuid::Uuid;
+
+use clinvault::api::{
+    Availability, AvailabilityResponse, Booking, BookingStatus, Doctor, PatientSummary, Role, Slot,
+    UserInfo, WeeklyBlock,
+};
+use clinvault::client::ApiClient;
+use clinvault::seal::{KdfParams, PublicKeys};
+use clinvault::tui::action::Action;
+use clinvault::tui::keymap::KeyMap;
+use clinvault::tui::state::{
+    App, CalendarData, Clock, DoctorRow, Mail, Pane, PatientPicker, Pending, Popup, RegisterField,
+    Screen, SeedProgress, ServerInfo, Session, text_field,
+};
+use clinvault::tui::theme::Theme;
+use clinvault::tui::update::update;
+use clinvault::tui::view::render;
+
+const KEYS: PublicKeys = PublicKeys {
+    x25519: [7; 32],
+    ed25519: [9; 32],
+};
+
+fn id(n: u8) -> Uuid {
+    Uuid::from_bytes([n; 16])
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0)
+        .single()
+        .expect("fixed time")
+}
+
+fn at(day: u32, h: u32, m: u32) -> DateTime<Utc> {
+    // Europe/Berlin is UTC+1 in December.
+    Utc.with_ymd_and_hms(2026, 12, day, h - 1, m, 0)
+        .single()
+        .expect("fixed time")
+}
+
+fn doctor(n: u8, name: &str, specialty: &str) -> Doctor {
+    Doctor {
+        id: id(n),
+        name: name.into(),
+        specialty: specialty.into(),
+        bio: String::new(),
+        public_keys: KEYS,
+    }
+}
+
+fn slot(day: u32, h: u32, m: u32) -> Slot {
+    let start = at(day, h, m);
+    Slot {
+        start,
+        end: start + Duration::minutes(30),
+        local_start: String::new(),
+    }
+}
+
+fn booking(n: u8, day: u32, h: u32, status: BookingStatus) -> Booking {
+    Booking {
+        id: id(100 + n),
+        doctor_id: id(1),
+        doctor_name: "Dana Herz".into(),
+        patient_id: id(50),
+        patient_name: "Pat Jones".into(),
+        start: at(day, h, 0),
+        end: at(day, h, 30),
+        status,
+    }
+}
+
+fn app(color: bool, role: Option<Role>) -> App {
+    let theme = if color {
+        Theme::sixteen()
+    } else {
+        Theme::mono()
+    };
+    let mut app = App::new(
+        Clock::fixed(now()),
+        theme,
+        KeyMap::default(),
+        ServerInfo {
+            url: "http://127.0.0.1:8440".into(),
+            demo: true,
+            data_dir: None,
+        },
+    );
+    app.tz = chrono_tz::Europe::Berlin;
+    if let Some(role) = role {
+        let email = match role {
+            Role::Patient => "pat.jones@patients.demo",
+            Role::Doctor => "dana.herz@clinic.demo",
+            _ => "desk@clinic.demo",
+        };
+        app.session = Some(Session {
+            user: UserInfo {
+                id: id(50),
+                email: email.into(),
+                name: "Someone".into(),
+                role,
+                active: true,
+            },
+            client: ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default())
+                .expect("client"),
+            secrets: None,
+        });
+        app.screen = Screen::Main;
+    }
+    app
+}
+
+fn with_doctors(app: &mut App) {
+    app.doctors.rows = vec![
+        DoctorRow {
+            doctor: doctor(1, "Dana Herz", "Cardiology"),
+            next_free: Some(slot(2, 9, 0)),
+        },
+        DoctorRow {
+            doctor: doctor(2, "Omar Castillo", "Cardiology"),
+            next_free: Some(slot(3, 14, 30)),
+        },
+        DoctorRow {
+            doctor: doctor(3, "Mira Haut", "Dermatology"),
+            next_free: None,
+        },
+    ];
+    app.doctors.selected = 1;
+}
+
+fn with_calendar(app: &mut App) {
+    let weekly = ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .map(|d| WeeklyBlock {
+            weekday: d.to_string(),
+            start: "09:00".into(),
+            end: "12:00".into(),
+            slot_minutes: 30,
+        })
+        .collect();
+    app.calendar.doctor = Some(doctor(1, "Dana Herz", "Cardiology"));
+    app.calendar.selected = Some(NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"));
+    app.calendar.data = Some(CalendarData {
+        doctor: doctor(1, "Dana Herz", "Cardiology"),
+        slots: vec![
+            slot(2, 9, 0),
+            slot(2, 9, 30),
+            slot(2, 11, 0),
+            slot(3, 10, 0),
+            slot(7, 9, 0),
+        ],
+        bookings: vec![
+            booking(1, 2, 10, BookingStatus::Booked),
+            booking(2, 2, 10, BookingStatus::Cancelled),
+        ],
+        availability: Some(AvailabilityResponse {
+            doctor_id: id(1),
+            timezone: "Europe/Berlin".into(),
+            availability: Availability {
+                weekly,
+                days_off: vec![NaiveDate::from_ymd_opt(2026, 12, 4).expect("date")],
+            },
+        }),
+        timezone: "Europe/Berlin".into(),
+    });
+    app.calendar.in_day = true;
+    app.calendar.row = 2;
+    app.pane = Pane::Calendar;
+}
+
+fn with_bookings(app: &mut App) {
+    app.bookings.items = vec![
+        booking(1, 2, 10, BookingStatus::Booked),
+        booking(3, 1, 9, BookingStatus::CheckedIn),
+        booking(4, 1, 11, BookingStatus::Completed),
+        booking(5, 8, 9, BookingStatus::Cancelled),
+    ];
+    app.bookings.selected = 1;
+    app.pane = Pane::Bookings;
+}
+
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| render(app, f)).expect("draw");
+    format!("{:?}", t.backend().buffer())
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    let _ = update(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+/// Both themes of one screen: `NAME_color` and `NAME_mono`.
+fn snap(name: &str, make: impl Fn(bool) -> App) {
+    for (color, suffix) in [(true, "color"), (false, "mono")] {
+        let app = make(color);
+        let text = draw(&app, 80, 24);
+        assert!(!text.contains("2026-11"), "no run-dependent dates leak in");
+        insta::assert_snapshot!(format!("{name}_{suffix}"), text);
+    }
+}
+
+#[test]
+fn login_demo_seeding() {
+    snap("login_demo_seeding", |c| {
+        let mut a = app(c, None);
+        a.seed = Some(SeedProgress {
+            done: 5,
+            total: 20,
+            step: "doctor omar.castillo@clinic.demo".into(),
+            finished: false,
+            error: None,
+        });
+        a.login.email.insert_str("pat.jones@patients.demo");
+        key(&mut a, KeyCode::Tab);
+        for ch in "secret".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        a
+    });
+}
+
+#[test]
+fn login_locked() {
+    snap("login_locked", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.server.demo = false;
+        let _ = update(&mut a, Action::IdleLock);
+        let text = draw(&a, 80, 24);
+        assert!(
+            !text.contains(clinvault::tui::demo::DEMO_PASSWORD),
+            "demo password in demo mode only"
+        );
+        a
+    });
+}
+
+#[test]
+fn mailbox_before_login() {
+    snap("mailbox_before_login", |c| {
+        let mut a = app(c, None);
+        a.screen = Screen::Register;
+        a.mailbox.items = vec![Mail {
+            file: "c.eml".into(),
+            date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+            to: "new@example.org".into(),
+            subject: "Your clinvault registration code".into(),
+            body: "Your clinvault registration code is:\n\n    123456".into(),
+        }];
+        let _ = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL)),
+        );
+        assert_eq!(a.screen, Screen::Mailbox);
+        a.mailbox.loading = false;
+        a
+    });
+}
+
+#[test]
+fn quit_while_busy_asks() {
+    snap("quit_confirm", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        a.status.busy = 2;
+        key(&mut a, KeyCode::Char('q'));
+        assert!(!a.quit);
+        a
+    });
+}
+
+#[test]
+fn register_with_code() {
+    snap("register_with_code", |c| {
+        let mut a = app(c, None);
+        a.screen = Screen::Register;
+        a.register.email.insert_str("new@example.org");
+        a.register.name.insert_str("Nia New");
+        a.register.password.insert_str("a long passphrase here");
+        a.register.verification = Some(clinvault::api::VerifyEmailResponse {
+            verification_id: id(9),
+            expires_at: now(),
+            kdf: KdfParams::default(),
+        });
+        a.register.focus = RegisterField::Code;
+        a.register.code.insert_str("123");
+        a.register.message = Some("A code was mailed. Demo: Ctrl-O opens the mailbox.".into());
+        a
+    });
+}
+
+#[test]
+fn doctors_pane() {
+    snap("doctors", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_doctors(&mut a);
+        a.doctors.editing = true;
+        a.doctors.query.insert_str("cardio");
+        a
+    });
+}
+
+#[test]
+fn calendar_pane() {
+    snap("calendar", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_calendar(&mut a);
+        a
+    });
+}
+
+#[test]
+fn calendar_confirm_booking() {
+    snap("calendar_confirm", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_calendar(&mut a);
+        a.popup = Some(Popup::Confirm(Pending::Book {
+            doctor_id: id(1),
+            doctor_name: "Dana Herz".into(),
+            slot: slot(2, 11, 0),
+            patient: None,
+        }));
+        a
+    });
+}
+
+#[test]
+fn calendar_pick_patient() {
+    snap("calendar_pick_patient", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_calendar(&mut a);
+        let mut query = text_field("patient name, email or phone");
+        query.insert_str("jo");
+        a.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
+            query,
+            request_id: 1,
+            results: vec![
+                PatientSummary {
+                    id: id(50),
+                    name: "Pat Jones".into(),
+                    email: "pat.jones@patients.demo".into(),
+                    phone: String::new(),
+                },
+                PatientSummary {
+                    id: id(51),
+                    name: "Jon Smith".into(),
+                    email: "jon.smith@patients.demo".into(),
+                    phone: String::new(),
+                },
+            ],
+            selected: 1,
+            error: None,
+            doctor_id: id(1),
+            doctor_name: "Dana Herz".into(),
+            slot: slot(2, 11, 0),
+        })));
+        a
+    });
+}
+
+#[test]
+fn bookings_pane() {
+    snap("bookings", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_bookings(&mut a);
+        a.status.error = Some("cannot complete a booking that is booked (invalid_status)".into());
+        a
+    });
+}
+
+#[test]
+fn mailbox_pane() {
+    snap("mailbox", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.mailbox.items = vec![
+            Mail {
+                file: "b.eml".into(),
+                date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "Your clinvault code".into(),
+                body: "Your code:\n\n    123456\n\nIt expires in 10 minutes.".into(),
+            },
+            Mail {
+                file: "a.eml".into(),
+                date: "Tue, 01 Dec 2026 07:00:00 +0000".into(),
+                to: "dana.herz@clinic.demo".into(),
+                subject: "You are invited".into(),
+                body: "Code".into(),
+            },
+        ];
+        a.pane = Pane::Mailbox;
+        a
+    });
+}
+
+#[test]
+fn help_pane() {
+    snap("help", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        a.pane = Pane::Calendar;
+        key(&mut a, KeyCode::Char('?'));
+        assert_eq!(a.pane, Pane::Help);
+        a
+    });
+}
+
+#[test]
+fn palette_popup() {
+    snap("palette", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_doctors(&mut a);
+        key(&mut a, KeyCode::Char(':'));
+        for ch in "pane".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        a
+    });
+}
+
+#[test]
+fn doctors_list_and_sizes_below_80x24() {
+    snap("doctors_not_typing", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_doctors(&mut a);
+        a
+    });
+    // Below 80×24 a clear message, and no size panics.
+    for c in [true, false] {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        let text = draw(&a, 79, 24);
+        assert!(text.contains("terminal too small"), "{text}");
+        let theme = if c { "color" } else { "mono" };
+        insta::assert_snapshot!(format!("too_small_60x20_{theme}"), draw(&a, 60, 20));
+        for (w, h) in [(0, 0), (1, 1), (10, 3), (80, 23)] {
+            let _ = draw(&a, w, h);
+        }
+    }
+}
