@@ -51,6 +51,11 @@ pub struct ServerConfig {
     pub account_backoff_secs: u64,
     /// Demo mode (embedded server): the file outbox is expected, not warned about.
     pub demo: bool,
+    /// Log lines as JSON objects (one per line) instead of text.
+    pub log_json: bool,
+    /// Answer `GET /v1/metrics` to any address, not only loopback (e.g. a scraper on the
+    /// clinic's network). It holds no ids or names, but it does show traffic.
+    pub metrics_public: bool,
     pub max_db_connections: u32,
     /// Chunk buckets; empty: two local folders, `DATA/buckets/a` and `DATA/buckets/b`.
     pub buckets: Vec<crate::server::chunk_store::BucketConfig>,
@@ -85,6 +90,8 @@ impl Default for ServerConfig {
             account_failures: 5,
             account_backoff_secs: 15 * 60,
             demo: false,
+            log_json: false,
+            metrics_public: false,
             max_db_connections: 16,
             buckets: Vec::new(),
             replicas: 2,

@@ -57,6 +57,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8440.
         #[arg(long)]
         listen: Option<String>,
+        /// Log lines as JSON objects (`[server] log_json`).
+        #[arg(long)]
+        log_json: bool,
     },
     /// Create an account: a patient (mailed code), an invited staff member, or the first admin.
     Register(RegisterArgs),
@@ -265,6 +268,7 @@ fn run() -> Result<()> {
             Command::Serve {
                 data: None,
                 listen: Some("127.0.0.1:0".to_string()),
+                log_json: false,
             }
         }
     };
@@ -278,7 +282,15 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let mut overrides: Vec<(&str, String)> = Vec::new();
-    if let Command::Serve { data, listen } = &command {
+    if let Command::Serve {
+        data,
+        listen,
+        log_json,
+    } = &command
+    {
+        if *log_json {
+            overrides.push(("server.log_json", "true".to_string()));
+        }
         if let Some(d) = data {
             overrides.push(("server.data", d.display().to_string()));
         }
@@ -294,24 +306,34 @@ fn run() -> Result<()> {
     match command {
         Command::Serve { .. } => rt.block_on(serve(cfg)),
         other => {
-            init_logging("warn");
+            init_logging("warn", false);
             rt.block_on(client_command(cfg, other))
         }
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // JSON lines carry the request span (its `request_id`) in each event.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 async fn serve(cfg: Config) -> Result<()> {
-    init_logging("info,sqlx=warn");
+    init_logging("info,sqlx=warn", cfg.server.log_json);
     let handle = clinvault::server::start(cfg).await?;
     if let Some(code) = &handle.admin_enrollment_code {
         out!(

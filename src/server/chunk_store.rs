@@ -450,4 +450,21 @@ impl ChunkStore {
         }))
         .await
     }
+
+    /// [`ChunkStore::ready`], with a bucket that does not answer in time counted as down.
+    pub async fn ready_within(&self, limit: Duration) -> Vec<(String, bool)> {
+        join_all(self.buckets.iter().map(|b| async move {
+            let ok = matches!(
+                tokio::time::timeout(
+                    limit,
+                    b.store
+                        .list_with_delimiter(Some(&ObjectPath::from("chunks")))
+                )
+                .await,
+                Ok(Ok(_))
+            );
+            (b.name.clone(), ok)
+        }))
+        .await
+    }
 }
