@@ -224,6 +224,23 @@ enum AdminCommand {
     },
     /// Deactivate an account (its sessions end at once).
     Deactivate { user: Uuid },
+    /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
+    /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Operator, servers stopped: restore a SQLite backup, refused when its ledger is older
+    /// than (or differs from) the newest signed head you supply. PostgreSQL: `pg_restore` into a
+    /// fresh database first, then run this without --from to check that database.
+    Restore {
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// SIZE:ROOTHEX as `clinvault audit` / `clinvault ledger` print it, a signed head in
+        /// hex, or a client's saved head (`STATE/ledger/*.json`).
+        #[arg(long)]
+        newest_head: String,
+    },
 }
 
 #[derive(Args)]
@@ -683,8 +700,41 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
 }
 
 async fn admin(cfg: &Config, cmd: AdminCommand) -> Result<()> {
+    use clinvault::server::backup;
+    match cmd {
+        AdminCommand::Backup { out } => {
+            match backup::backup(&cfg.server, &out).await? {
+                Some(l) => out!(
+                    "backup written to {}: ledger {} entries, root {}",
+                    out.display(),
+                    l.size,
+                    hex::encode(l.root)
+                ),
+                None => out!("pg_dump wrote {}", out.display()),
+            }
+            return Ok(());
+        }
+        AdminCommand::Restore { from, newest_head } => {
+            let head = backup::Head::parse(&newest_head, None)?;
+            let l = backup::restore(&cfg.server, from.as_deref(), &head).await?;
+            out!(
+                "{}: ledger {} entries, root {} (reaches the head of {} entries)",
+                if from.is_some() {
+                    "restored"
+                } else {
+                    "the database passes"
+                },
+                l.size,
+                hex::encode(l.root),
+                head.size
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let (c, _) = signed_in(cfg)?;
     match cmd {
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {}
         AdminCommand::Invite {
             role,
             email,

@@ -3,6 +3,7 @@
 //! [`start`] runs it in-process on a bound address (tests, the TUI's embedded server);
 //! `clinvault serve` calls the same.
 
+pub mod backup;
 pub mod chunk_store;
 pub mod db;
 pub mod error;
