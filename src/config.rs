@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub buckets: Vec<crate::server::chunk_store::BucketConfig>,
     /// Replicas of every chunk (at most the number of buckets).
     pub replicas: usize,
+    /// Longest wait for one bucket operation; a bucket that fails is then tried last for a
+    /// while, so writes and reads go on with the others.
+    pub bucket_timeout_secs: u64,
     /// Mail the patient a code that must be entered before a new report is theirs to open.
     pub release_otp: bool,
     /// How long a grant to another doctor lasts.
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             max_db_connections: 16,
             buckets: Vec::new(),
             replicas: 2,
+            bucket_timeout_secs: 20,
             release_otp: true,
             grant_days: 30,
             otp_per_minute: 10,

@@ -204,7 +204,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             })
             .collect()
     };
-    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?;
+    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?
+        .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
