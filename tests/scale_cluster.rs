@@ -427,6 +427,8 @@ struct Stats {
     slot_taken: AtomicU64,
     unavailable_503: AtomicU64,
     errors: Mutex<Vec<String>>,
+    /// Acknowledged uploads.
+    uploads: Mutex<Vec<Uploaded>>,
 }
 
 fn retryable(e: &ClientError) -> bool {
@@ -772,25 +774,25 @@ async fn timed<T>(st: &Stats, fut: impl Future<Output = T>) -> T {
     v
 }
 
-/// One client of the load run: searches and bookings (every 4th client uploads, then reads
-/// back, 1–8 MiB).
+/// One client of the load run: searches and bookings (every 8th client uploads 1–8 MiB
+/// instead, then reads a report back).
 async fn load_client(
     cl: Arc<Cluster>,
     k: Arc<Clinic>,
     st: Arc<Stats>,
     n: usize,
     stop: Arc<AtomicBool>,
-    uploads: Arc<Mutex<Vec<Uploaded>>>,
     work: PathBuf,
     no_uploads: bool,
 ) {
+    let uploads = &st.uploads;
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         round += 1;
         let pi = (n + round as usize) % k.patients.len();
         let pat = &k.patients[pi];
         let doc = &k.doctors[n % k.doctors.len()];
-        if n % 8 == 0 && !no_uploads {
+        if n.is_multiple_of(8) && !no_uploads {
             let len = (1 + rand_below(8) as usize) * 1024 * 1024 - rand_below(4096) as usize;
             let u = upload_one(&cl, &st, doc, (pi, pat.id), len, &work).await;
             // Read back a report at random: the doctor's own or one uploaded by another.
@@ -984,7 +986,6 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
 
     // (a) Load.
     let st = Arc::new(Stats::default());
-    let uploads = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let served_before = cl.requests_served().await;
     let started = Instant::now();
@@ -996,7 +997,6 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
                 st.clone(),
                 n,
                 stop.clone(),
-                uploads.clone(),
                 work.clone(),
                 false,
             ))
@@ -1013,7 +1013,7 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
     assert!(errors.is_empty(), "load errors: {errors:?}");
     let mut lat = st.latencies_ms.lock().unwrap().clone();
     lat.sort_by(|a, b| a.total_cmp(b));
-    let acked: Vec<Uploaded> = uploads.lock().unwrap().clone();
+    let acked: Vec<Uploaded> = st.uploads.lock().unwrap().clone();
     assert!(!acked.is_empty(), "the load run uploaded reports");
     let up_bytes: usize = acked.iter().map(|u| u.len).sum();
     eprintln!(
@@ -1130,7 +1130,7 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
     }
     signal(cl.motos[1].lock().await.child.id(), "-CONT");
     eprintln!(
-        "OUTAGE: bucket b1 stopped {outage_secs}s: {} uploads and {} downloads went on",
+        "OUTAGE: bucket bkt1 stopped {outage_secs}s: {} uploads and {} downloads went on",
         during.len(),
         during.len() * 2
     );
@@ -1163,7 +1163,7 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
     .unwrap();
     assert_eq!(under, 0, "every chunk is recorded in two buckets");
     eprintln!(
-        "REPAIR: b1 emptied: {} replicas missing, {} chunks repaired, second audit clean \
+        "REPAIR: bkt1 emptied: {} replicas missing, {} chunks repaired, second audit clean \
          ({} replicas checked)",
         before.missing,
         repaired.repaired.len(),
@@ -1181,7 +1181,6 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
                 db_st.clone(),
                 n,
                 stop.clone(),
-                uploads.clone(),
                 work.clone(),
                 true,
             ))
