@@ -66,12 +66,18 @@ async fn ready(State(st): State<AppState>) -> Result<Json<Health>, AppError> {
     }))
 }
 
+/// Loopback callers always; others only when the operator opened it. An IPv4 loopback
+/// caller on a dual-stack socket shows as `::ffff:127.0.0.1`.
+fn metrics_allowed(public: bool, peer: std::net::IpAddr) -> bool {
+    public || peer.to_canonical().is_loopback()
+}
+
 /// Prometheus text format.
 async fn metrics(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if !st.config.metrics_public && !peer.ip().is_loopback() {
+    if !metrics_allowed(st.config.metrics_public, peer.ip()) {
         return AppError::not_found("route").into_response();
     }
     // The ledger is shared by every process: its size comes from the database. A database
@@ -85,4 +91,28 @@ async fn metrics(
         st.metrics.render(size),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_allowed;
+
+    #[test]
+    fn metrics_are_for_loopback_unless_public() {
+        for (ip, public, ok) in [
+            ("127.0.0.1", false, true),
+            ("::1", false, true),
+            ("::ffff:127.0.0.1", false, true),
+            ("10.1.2.3", false, false),
+            ("::ffff:10.1.2.3", false, false),
+            ("2001:db8::1", false, false),
+            ("10.1.2.3", true, true),
+        ] {
+            assert_eq!(
+                metrics_allowed(public, ip.parse().unwrap()),
+                ok,
+                "{ip} {public}"
+            );
+        }
+    }
 }
