@@ -7,7 +7,7 @@
 //! default 1024, 0 to skip the memory run).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)] // dead_code: allowed inside common itself
 mod common;
 
 use std::path::Path;
