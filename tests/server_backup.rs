@@ -148,3 +148,64 @@ async fn restore_refuses_an_older_or_forked_ledger_and_restores_a_current_one() 
     assert!(Ledger::sync(&c, state.path(), None, 3600).await.is_err());
     h.shutdown().await.unwrap();
 }
+
+/// PostgreSQL: `admin backup` runs pg_dump; the restored database (pg_restore into a fresh
+/// one) is checked against the newest head before servers use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set CLINVAULT_TEST_DATABASE_URL (and pg_dump, pg_restore on PATH)"]
+async fn postgres_backup_is_pg_dump_and_the_restored_database_is_checked() {
+    let ts = start_server(Db::Postgres).await;
+    let admin = ts.admin().await;
+    let state = tempfile::tempdir().unwrap();
+    let h1 = Ledger::sync(&admin, state.path(), None, 3600)
+        .await
+        .unwrap()
+        .head()
+        .clone();
+    let out = ts.dir.path().join("pg.dump");
+    assert!(
+        backup::backup(&ts.config.server, &out)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    ts.staff(&admin, Role::Auditor, "a@clinic.test", "Aud Itor", "")
+        .await;
+    let h2 = Ledger::sync(&admin, state.path(), None, 3600)
+        .await
+        .unwrap()
+        .head()
+        .clone();
+    assert!(h2.tree_size > h1.tree_size);
+    // Restore into a fresh database, as the README says.
+    let fresh = common::fresh_pg_database().await;
+    let st = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "-d", &fresh])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "pg_restore");
+    let mut checked = ts.config.server.clone();
+    checked.database_url = fresh;
+    let newest = Head {
+        size: h2.tree_size,
+        root: h2.root,
+    };
+    assert!(matches!(
+        backup::restore(&checked, None, &newest).await,
+        Err(BackupError::Older { .. })
+    ));
+    // --from is refused with PostgreSQL: the dump is restored by pg_restore, not by us.
+    assert!(matches!(
+        backup::restore(&checked, Some(&out), &newest).await,
+        Err(BackupError::Postgres(_))
+    ));
+    let older = Head {
+        size: h1.tree_size,
+        root: h1.root,
+    };
+    let ok = backup::restore(&checked, None, &older).await.unwrap();
+    assert!(ok.size >= h1.tree_size && ok.size < h2.tree_size);
+    ts.handle.shutdown().await.unwrap();
+}
