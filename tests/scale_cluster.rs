@@ -361,8 +361,8 @@ impl Cluster {
         PgConnection::connect(&self.db_url).await.unwrap()
     }
 
-    /// Requests answered so far, summed over the servers' metrics.
-    async fn requests_served(&self) -> u64 {
+    /// A counter summed over the servers' metrics (every label set of it).
+    async fn metric_sum(&self, name: &str) -> u64 {
         let mut total = 0;
         for u in &self.urls {
             let text = reqwest::get(format!("{u}/v1/metrics"))
@@ -373,11 +373,19 @@ impl Cluster {
                 .unwrap();
             total += text
                 .lines()
-                .filter(|l| l.starts_with("clinvault_http_requests_total{"))
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum::<u64>();
         }
         total
+    }
+
+    /// Requests answered so far.
+    async fn requests_served(&self) -> u64 {
+        self.metric_sum("clinvault_http_requests_total").await
     }
 }
 
@@ -1030,6 +1038,11 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
         st.retries.load(Ordering::Relaxed),
     );
     no_double_bookings(&cl).await;
+    // The metrics saw the traffic: every patient's code mail, the sealed bytes in (at least
+    // the plaintext sent) and out (at least what was read back).
+    assert!(cl.metric_sum("clinvault_otp_sent_total").await >= k.patients.len() as u64);
+    assert!(cl.metric_sum("clinvault_chunk_bytes_in_total").await >= up_bytes as u64);
+    assert!(cl.metric_sum("clinvault_chunk_bytes_out_total").await >= acked[0].len as u64);
     let log0 = std::fs::read_to_string(cl.dir.path().join("s0.log")).unwrap();
     assert!(
         log0.lines()
@@ -1130,9 +1143,11 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
     }
     signal(cl.motos[1].lock().await.child.id(), "-CONT");
     eprintln!(
-        "OUTAGE: bucket bkt1 stopped {outage_secs}s: {} uploads and {} downloads went on",
+        "OUTAGE: bucket bkt1 stopped {outage_secs}s: {} uploads and {} downloads went on \
+         ({} retried calls)",
         during.len(),
-        during.len() * 2
+        during.len() * 2,
+        out_st.retries.load(Ordering::Relaxed)
     );
     // Then the bucket loses everything (moto keeps nothing across a restart): the repair
     // must bring every chunk back to two replicas.
