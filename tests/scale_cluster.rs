@@ -179,6 +179,12 @@ impl Moto {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("moto_server (set CLINVAULT_MOTO_SERVER)");
+        // Owned before anything can panic, so that it is stopped whatever happens.
+        let m = Moto {
+            child,
+            port,
+            bucket: bucket.into(),
+        };
         let url = format!("http://127.0.0.1:{port}");
         wait_http(&url, "moto").await;
         // moto takes an unsigned bucket creation.
@@ -188,11 +194,14 @@ impl Moto {
             .await
             .unwrap();
         assert!(r.status().is_success(), "create bucket {bucket}: {r:?}");
-        Moto {
-            child,
-            port,
-            bucket: bucket.into(),
-        }
+        m
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -233,29 +242,20 @@ impl Server {
     }
 }
 
+/// Fields drop in order: servers, then buckets, then the database, then the folder.
 struct Cluster {
-    dir: tempfile::TempDir,
+    servers: Vec<tokio::sync::Mutex<Server>>,
+    motos: Vec<tokio::sync::Mutex<Moto>>,
     pg: Pg,
     db_url: String,
-    motos: Vec<tokio::sync::Mutex<Moto>>,
-    servers: Vec<tokio::sync::Mutex<Server>>,
     urls: Vec<String>,
     next: AtomicUsize,
+    dir: tempfile::TempDir,
 }
 
-impl Drop for Cluster {
+impl Drop for Server {
     fn drop(&mut self) {
-        for s in &self.servers {
-            if let Ok(mut s) = s.try_lock() {
-                s.kill9();
-            }
-        }
-        for m in &self.motos {
-            if let Ok(mut m) = m.try_lock() {
-                let _ = m.child.kill();
-                let _ = m.child.wait();
-            }
-        }
+        self.kill9();
     }
 }
 
