@@ -70,11 +70,19 @@ pub struct ServerConfig {
     pub account_backoff_secs: u64,
     /// Demo mode (embedded server): the file outbox is expected, not warned about.
     pub demo: bool,
+    /// Log lines as JSON objects (one per line) instead of text.
+    pub log_json: bool,
+    /// Answer `GET /v1/metrics` to any address, not only loopback (e.g. a scraper on the
+    /// clinic's network). It holds no ids or names, but it does show traffic.
+    pub metrics_public: bool,
     pub max_db_connections: u32,
     /// Chunk buckets; empty: two local folders, `DATA/buckets/a` and `DATA/buckets/b`.
     pub buckets: Vec<crate::server::chunk_store::BucketConfig>,
     /// Replicas of every chunk (at most the number of buckets).
     pub replicas: usize,
+    /// Longest wait for one bucket operation; a bucket that fails is then tried last for a
+    /// while, so writes and reads go on with the others.
+    pub bucket_timeout_secs: u64,
     /// Mail the patient a code that must be entered before a new report is theirs to open.
     pub release_otp: bool,
     /// How long a grant to another doctor lasts.
@@ -104,9 +112,12 @@ impl Default for ServerConfig {
             account_failures: 5,
             account_backoff_secs: 15 * 60,
             demo: false,
+            log_json: false,
+            metrics_public: false,
             max_db_connections: 16,
             buckets: Vec::new(),
             replicas: 2,
+            bucket_timeout_secs: 20,
             release_otp: true,
             grant_days: 30,
             otp_per_minute: 10,

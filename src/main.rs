@@ -57,6 +57,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8440.
         #[arg(long)]
         listen: Option<String>,
+        /// Log lines as JSON objects (`[server] log_json`).
+        #[arg(long)]
+        log_json: bool,
     },
     /// Create an account: a patient (mailed code), an invited staff member, or the first admin.
     Register(RegisterArgs),
@@ -221,6 +224,23 @@ enum AdminCommand {
     },
     /// Deactivate an account (its sessions end at once).
     Deactivate { user: Uuid },
+    /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
+    /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Operator, servers stopped: restore a SQLite backup, refused when its ledger is older
+    /// than (or differs from) the newest signed head you supply. PostgreSQL: `pg_restore` into a
+    /// fresh database first, then run this without --from to check that database.
+    Restore {
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// SIZE:ROOTHEX as `clinvault audit` / `clinvault ledger` print it, a signed head in
+        /// hex, or a client's saved head (`STATE/ledger/*.json`).
+        #[arg(long)]
+        newest_head: String,
+    },
 }
 
 #[derive(Args)]
@@ -265,7 +285,15 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let mut overrides: Vec<(&str, String)> = Vec::new();
-    if let Command::Serve { data, listen } = &command {
+    if let Command::Serve {
+        data,
+        listen,
+        log_json,
+    } = &command
+    {
+        if *log_json {
+            overrides.push(("server.log_json", "true".to_string()));
+        }
         if let Some(d) = data {
             overrides.push(("server.data", d.display().to_string()));
         }
@@ -281,7 +309,7 @@ fn run() -> Result<()> {
     match command {
         Command::Serve { .. } => rt.block_on(serve(cfg)),
         other => {
-            init_logging("warn");
+            init_logging("warn", false);
             rt.block_on(client_command(cfg, other))
         }
     }
@@ -330,18 +358,28 @@ fn run_tui(config_file: Option<&std::path::Path>, server: Option<String>) -> Res
     Ok(())
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // JSON lines carry the request span (its `request_id`) in each event.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 async fn serve(cfg: Config) -> Result<()> {
-    init_logging("info,sqlx=warn");
+    init_logging("info,sqlx=warn", cfg.server.log_json);
     let handle = clinvault::server::start(cfg).await?;
     if let Some(code) = &handle.admin_enrollment_code {
         out!(
@@ -691,8 +729,41 @@ async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
 }
 
 async fn admin(cfg: &Config, cmd: AdminCommand) -> Result<()> {
+    use clinvault::server::backup;
+    match cmd {
+        AdminCommand::Backup { out } => {
+            match backup::backup(&cfg.server, &out).await? {
+                Some(l) => out!(
+                    "backup written to {}: ledger {} entries, root {}",
+                    out.display(),
+                    l.size,
+                    hex::encode(l.root)
+                ),
+                None => out!("pg_dump wrote {}", out.display()),
+            }
+            return Ok(());
+        }
+        AdminCommand::Restore { from, newest_head } => {
+            let head = backup::Head::parse(&newest_head, None)?;
+            let l = backup::restore(&cfg.server, from.as_deref(), &head).await?;
+            out!(
+                "{}: ledger {} entries, root {} (reaches the head of {} entries)",
+                if from.is_some() {
+                    "restored"
+                } else {
+                    "the database passes"
+                },
+                l.size,
+                hex::encode(l.root),
+                head.size
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let (c, _) = signed_in(cfg)?;
     match cmd {
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {}
         AdminCommand::Invite {
             role,
             email,

@@ -174,6 +174,7 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
     let s = match (method, path) {
         ("GET", "/v1/health") => ("/v1/health".into(), None),
         ("GET", "/v1/ready") => ("/v1/ready".into(), None),
+        ("GET", "/v1/metrics") => ("/v1/metrics".into(), None),
         ("POST", "/v1/auth/prelogin") => (path.into(), Some(json!({"email": "x@clinic.test"}))),
         ("POST", "/v1/auth/verify-email") => (
             path.into(),
@@ -352,6 +353,11 @@ async fn send(
     if status == 200 && path.starts_with("/v1/chunks/") {
         return (status, Value::Null);
     }
+    // Metrics are Prometheus text.
+    if status == 200 && path == "/v1/metrics" {
+        assert!(text.contains("clinvault_http_requests_total"), "{text}");
+        return (status, Value::Null);
+    }
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}"));
     (status, v)
@@ -485,6 +491,8 @@ fn policies_follow_design_section_4() {
     let expected: &[(&str, &str, Option<&[Role]>)] = &[
         ("GET", "/v1/health", None),
         ("GET", "/v1/ready", None),
+        // Public, answered to loopback only (metrics_public opens it).
+        ("GET", "/v1/metrics", None),
         ("POST", "/v1/auth/prelogin", None),
         ("POST", "/v1/auth/verify-email", None),
         ("POST", "/v1/auth/invite-info", None),

@@ -58,6 +58,8 @@ pub mod codes {
     pub const NO_VISIT: &str = "no_visit";
     pub const NOT_APPROVED: &str = "not_approved";
     pub const STORAGE: &str = "storage";
+    /// The database (or a bucket) cannot be reached just now; retry after `Retry-After`.
+    pub const UNAVAILABLE: &str = "unavailable";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

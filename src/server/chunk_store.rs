@@ -6,7 +6,7 @@
 //! Object keys fan out (`chunks/ab/cd/abcd…`): a flat folder of thousands of files slows writes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -114,11 +114,19 @@ pub struct BadReplica {
 struct Bucket {
     name: String,
     store: Arc<dyn ObjectStore>,
+    /// Set when an operation failed or timed out: until then the bucket is tried last, so
+    /// one stopped bucket does not make every request wait for its timeout.
+    down_until: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a bucket that failed is tried last.
+const DOWN_FOR: Duration = Duration::from_secs(15);
 
 pub struct ChunkStore {
     buckets: Vec<Bucket>,
     replicas: usize,
+    /// Longest wait for one bucket operation, retries included.
+    op_timeout: Duration,
 }
 
 impl std::fmt::Debug for ChunkStore {
@@ -216,9 +224,48 @@ impl ChunkStore {
                     )
                 }
             };
-            buckets.push(Bucket { name, store });
+            buckets.push(Bucket {
+                name,
+                store,
+                down_until: std::sync::Mutex::new(None),
+            });
         }
-        Ok(ChunkStore { buckets, replicas })
+        Ok(ChunkStore {
+            buckets,
+            replicas,
+            op_timeout: Duration::from_secs(20),
+        })
+    }
+
+    /// Caps each bucket operation (the S3 client's own retries included).
+    pub fn with_op_timeout(mut self, limit: Duration) -> Self {
+        self.op_timeout = limit.max(Duration::from_millis(100));
+        self
+    }
+
+    fn is_down(&self, i: usize) -> bool {
+        self.buckets[i]
+            .down_until
+            .lock()
+            .map(|d| d.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
+    }
+
+    fn mark(&self, i: usize, ok: bool) {
+        if let Ok(mut d) = self.buckets[i].down_until.lock() {
+            *d = if ok {
+                None
+            } else {
+                Some(Instant::now() + DOWN_FOR)
+            };
+        }
+    }
+
+    /// `order` with buckets known to be down moved to the end (order otherwise kept).
+    fn up_first(&self, order: Vec<usize>) -> Vec<usize> {
+        let (up, down): (Vec<usize>, Vec<usize>) =
+            order.into_iter().partition(|&i| !self.is_down(i));
+        up.into_iter().chain(down).collect()
     }
 
     pub fn replicas(&self) -> usize {
@@ -271,7 +318,7 @@ impl ChunkStore {
             });
         }
         let key = ObjectPath::from(object_key(chunk_id));
-        let order = self.placement(chunk_id);
+        let order = self.up_first(self.placement(chunk_id));
         let mut durable: Vec<usize> = Vec::new();
         let mut last_error = String::from("no bucket tried");
         let mut next = 0;
@@ -284,10 +331,20 @@ impl ChunkStore {
             let results = join_all(batch.iter().map(|&i| {
                 let key = key.clone();
                 let body = body.clone();
-                async move { (i, self.buckets[i].store.put(&key, body.into()).await) }
+                async move {
+                    let r = tokio::time::timeout(
+                        self.op_timeout,
+                        self.buckets[i].store.put(&key, body.into()),
+                    )
+                    .await
+                    .map_err(|_| format!("no answer in {:?}", self.op_timeout))
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    (i, r)
+                }
             }))
             .await;
             for (i, r) in results {
+                self.mark(i, r.is_ok());
                 match r {
                     Ok(_) => durable.push(i),
                     Err(e) => {
@@ -322,10 +379,29 @@ impl ChunkStore {
             .bucket(bucket)
             .map_err(|e| ReplicaState::Unreachable(e.to_string()))?;
         let key = ObjectPath::from(object_key(chunk_id));
-        let got = match b.store.get(&key).await {
-            Ok(g) => g.bytes().await,
-            Err(e) => Err(e),
+        let i = self
+            .buckets
+            .iter()
+            .position(|x| x.name == b.name)
+            .unwrap_or(0);
+        let got = tokio::time::timeout(self.op_timeout, async {
+            match b.store.get(&key).await {
+                Ok(g) => g.bytes().await,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+        let Ok(got) = got else {
+            self.mark(i, false);
+            return Err(ReplicaState::Unreachable(format!(
+                "no answer in {:?}",
+                self.op_timeout
+            )));
         };
+        self.mark(
+            i,
+            matches!(got, Ok(_) | Err(object_store::Error::NotFound { .. })),
+        );
         match got {
             Ok(bytes) if &sha256(&bytes) == chunk_id => Ok(bytes),
             Ok(_) => Err(ReplicaState::Corrupt),
@@ -371,7 +447,15 @@ impl ChunkStore {
             .into_iter()
             .map(|i| self.buckets[i].name.clone())
             .filter(|n| !locations.contains(n));
-        for bucket in locations.iter().cloned().chain(others) {
+        // Recorded replicas first, those in buckets known to be down last.
+        let mut tries: Vec<String> = locations.iter().cloned().chain(others).collect();
+        tries.sort_by_key(|n| {
+            self.buckets
+                .iter()
+                .position(|b| &b.name == n)
+                .is_some_and(|i| self.is_down(i))
+        });
+        for bucket in tries {
             match self.read_replica(chunk_id, &bucket).await {
                 Ok(bytes) => return Ok((bytes, bad)),
                 Err(ReplicaState::Missing) if !locations.contains(&bucket) => {}
@@ -446,6 +530,23 @@ impl ChunkStore {
                 .list_with_delimiter(Some(&ObjectPath::from("chunks")))
                 .await
                 .is_ok();
+            (b.name.clone(), ok)
+        }))
+        .await
+    }
+
+    /// [`ChunkStore::ready`], with a bucket that does not answer in time counted as down.
+    pub async fn ready_within(&self, limit: Duration) -> Vec<(String, bool)> {
+        join_all(self.buckets.iter().map(|b| async move {
+            let ok = matches!(
+                tokio::time::timeout(
+                    limit,
+                    b.store
+                        .list_with_delimiter(Some(&ObjectPath::from("chunks")))
+                )
+                .await,
+                Ok(Ok(_))
+            );
             (b.name.clone(), ok)
         }))
         .await

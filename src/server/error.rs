@@ -88,7 +88,35 @@ impl From<sqlx::Error> for AppError {
             err.cause = Some(e.to_string());
             return err;
         }
+        // The database went away (restart, failover): the request can be retried as is, so
+        // say so instead of a 500.
+        if db_unreachable(&e) {
+            let mut err = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                "the database cannot be reached just now; try again",
+            );
+            err.retry_after = Some(1);
+            err.cause = Some(format!("database: {e}"));
+            return err;
+        }
         AppError::internal(format!("database: {e}"))
+    }
+}
+
+/// A lost or refused connection, or PostgreSQL shutting down or starting up (SQLSTATE class
+/// 08, 57P01–57P03): nothing was committed by the failed statement's transaction.
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

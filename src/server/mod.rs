@@ -3,12 +3,14 @@
 //! [`start`] runs it in-process on a bound address (tests, the TUI's embedded server);
 //! `clinvault serve` calls the same.
 
+pub mod backup;
 pub mod chunk_store;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod ledger_store;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod routes;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use chrono_tz::Tz;
 use sqlx::AnyPool;
@@ -77,6 +80,7 @@ pub struct Inner {
     /// A MAC of a random key, compared against when an email is unknown, so that both paths
     /// do the same work.
     pub decoy_mac: [u8; 32],
+    pub metrics: metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -200,7 +204,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             })
             .collect()
     };
-    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?;
+    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?
+        .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
@@ -213,6 +218,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         config: sc.clone(),
         tz,
         decoy_mac,
+        metrics: metrics::Metrics::default(),
     }));
 
     let admin_enrollment_code = routes::auth::prepare_admin_enrollment(&state)
@@ -315,8 +321,9 @@ fn spawn_sweeper(state: AppState) {
 }
 
 /// One line per request: method, route template (never the concrete path or query, which can
-/// hold ids and searched names), status and time.
+/// hold ids and searched names), status and time; the same labels feed the metrics.
 async fn log_request(
+    State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -328,13 +335,48 @@ async fn log_request(
         .unwrap_or_else(|| "-".into());
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    let took = started.elapsed();
+    st.metrics
+        .request(method.as_str(), &route, resp.status().as_u16(), took);
     tracing::info!(
         %method,
         route,
         status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        ms = took.as_millis() as u64,
         "request"
     );
+    resp
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A caller's `x-request-id` when it is short and plain (it ends up in logs), else a new one.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Every log line of a request carries its id (a span), and the answer echoes it.
+async fn with_request_id(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
     resp
 }
 
@@ -364,7 +406,10 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     policy::build_router(state.clone())
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
         .fallback(|| async { AppError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -394,5 +439,6 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("cross-origin-resource-policy"),
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(state)
 }

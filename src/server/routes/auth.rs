@@ -24,6 +24,7 @@ use crate::server::AppState;
 use crate::server::db::now_ms;
 use crate::server::error::{AppError, is_unique_violation};
 use crate::server::extract::{ApiJson, Caller, ClientIp};
+use crate::server::metrics::Metrics;
 use crate::server::policy::{ANY_USER, Policy, Route, route};
 use crate::server::{ledger_store, ratelimit, session};
 
@@ -183,7 +184,10 @@ async fn verify_email(
                 .to_string(),
         )
     };
+    // Counted the same whether the mail holds a code or a warning: the metric must not tell
+    // which addresses have accounts.
     if let Err(e) = st.mailer.send(&email, subject, body).await {
+        Metrics::add(&st.metrics.otp_send_failed, 1);
         tracing::error!(error = %e, "could not send the verification mail");
         return Err(AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +195,7 @@ async fn verify_email(
             "the mail could not be sent; try again later",
         ));
     }
+    Metrics::add(&st.metrics.otp_sent, 1);
     Ok(Json(VerifyEmailResponse {
         verification_id: id,
         expires_at: ms_to_utc(expires)?,

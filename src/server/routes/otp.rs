@@ -17,6 +17,7 @@ use crate::server::AppState;
 use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, Caller, PathId};
+use crate::server::metrics::Metrics;
 use crate::server::policy::{Policy, Route, route};
 use crate::server::{ledger_store, ratelimit};
 
@@ -114,7 +115,10 @@ pub async fn mail(st: &AppState, user: Uuid, subject: &str, body: String) {
     match email {
         Ok(Some(to)) => {
             if let Err(e) = st.mailer.send(&to, subject, body.to_string()).await {
+                Metrics::add(&st.metrics.otp_send_failed, 1);
                 tracing::warn!(%user, error = %e, "could not send a code mail; reception can resend it");
+            } else {
+                Metrics::add(&st.metrics.otp_sent, 1);
             }
         }
         Ok(None) => tracing::warn!(%user, "no such user to mail"),
@@ -189,6 +193,7 @@ async fn verify(
     let stored: Vec<u8> = row.try_get("code_mac")?;
     let given = code_mac(&st, &req.request_id, code);
     if !bool::from(given.as_slice().ct_eq(&stored)) {
+        Metrics::add(&st.metrics.otp_wrong, 1);
         sqlx::query("UPDATE otp_requests SET tries = tries + 1 WHERE id = $1")
             .bind(req.request_id.to_string())
             .execute(&st.db)

@@ -30,6 +30,7 @@ use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::ledger_store;
+use crate::server::metrics::Metrics;
 use crate::server::policy::{Policy, Route, route};
 
 const DOCTOR: &[Role] = &[Role::Doctor];
@@ -327,6 +328,7 @@ async fn put_chunk(
         .fetch_optional(&mut *conn)
         .await?;
     if known.is_none() {
+        let len = body.len() as u64;
         let buckets = st.chunks.put(&chunk_id, body).await.map_err(|e| match e {
             crate::server::chunk_store::ChunkStoreError::HashMismatch { .. } => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -344,6 +346,7 @@ async fn put_chunk(
                 err
             }
         })?;
+        Metrics::add(&st.metrics.chunk_bytes_in, len);
         let mut tx = st.db.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO chunks (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
@@ -968,6 +971,7 @@ async fn get_chunk(
             bytes
         }
     };
+    Metrics::add(&st.metrics.chunk_bytes_out, bytes.len() as u64);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
