@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiClient, ClientError};
-use crate::api::{LedgerEntries, LedgerHead, LedgerProof, Role, UserKeys};
+use crate::api::{LedgerEntries, LedgerEntryOut, LedgerHead, LedgerProof, Role, UserKeys};
 use crate::ledger::{
     Entry, LedgerKey, SignedHead, leaf_hash, verify_consistency, verify_inclusion,
 };
@@ -244,29 +244,30 @@ impl Ledger {
     /// each checked for inclusion.
     pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Entry)>, ClientError> {
         let mut out = Vec::new();
-        let mut from = start;
-        while from < end {
-            let page: LedgerEntries = self
-                .client
-                .get(
-                    "/v1/ledger/entries",
-                    &[("start", from.to_string()), ("end", end.to_string())],
-                )
-                .await?;
-            if page.entries.is_empty() {
-                break;
-            }
-            for e in &page.entries {
-                out.push((e.index, self.checked_entry(e.index, &e.entry).await?));
-            }
-            from = page.entries.last().map(|e| e.index + 1).unwrap_or(end);
+        for e in self.pages(start, end).await? {
+            out.push((e.index, self.checked_entry(e.index, &e.entry).await?));
         }
         Ok(out)
     }
 
-    /// Raw entries `start..end` (auditors), for replaying the whole tree.
+    /// Raw entries `start..end` (auditors), for replaying the whole tree: none may be skipped.
     pub async fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
         let mut out = Vec::new();
+        for (expected, e) in (start..).zip(self.pages(start, end).await?) {
+            if e.index != expected {
+                return Err(ledger_error(format!(
+                    "the server skipped ledger entry {expected} (sent {})",
+                    e.index
+                )));
+            }
+            out.push(e.entry);
+        }
+        Ok(out)
+    }
+
+    /// The entries the server answers with for `start..end`, page after page.
+    async fn pages(&self, start: u64, end: u64) -> Result<Vec<LedgerEntryOut>, ClientError> {
+        let mut out: Vec<LedgerEntryOut> = Vec::new();
         let mut from = start;
         while from < end {
             let page: LedgerEntries = self
@@ -276,19 +277,14 @@ impl Ledger {
                     &[("start", from.to_string()), ("end", end.to_string())],
                 )
                 .await?;
-            if page.entries.is_empty() {
+            let Some(last) = page.entries.last().map(|e| e.index) else {
                 break;
+            };
+            if last < from {
+                return Err(ledger_error("the server sent ledger entries out of order"));
             }
-            for e in page.entries {
-                if e.index != from {
-                    return Err(ledger_error(format!(
-                        "the server skipped ledger entry {from} (sent {})",
-                        e.index
-                    )));
-                }
-                out.push(e.entry);
-                from += 1;
-            }
+            from = last + 1;
+            out.extend(page.entries);
         }
         Ok(out)
     }

@@ -209,41 +209,16 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| ClientError::Url(path.into(), e.to_string()))?;
-        let mut req = self.http.request(method, url);
-        if !query.is_empty() {
-            req = req.query(query);
-        }
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                status: status.as_u16(),
-                why: e.to_string(),
-            });
-        }
-        Err(error_answer(status, retry_after, &bytes))
+        let (status, bytes) = self
+            .send(method, path, query, |req| match body {
+                Some(b) => req.json(b),
+                None => req,
+            })
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            status: status.as_u16(),
+            why: e.to_string(),
+        })
     }
 
     /// A request with a raw body and a raw answer (chunks).
@@ -254,6 +229,25 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<bytes::Bytes>,
     ) -> Result<bytes::Bytes, ClientError> {
+        let (_, bytes) = self
+            .send(method, path, query, |req| match body {
+                Some(b) => req
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(b),
+                None => req,
+            })
+            .await?;
+        Ok(bytes)
+    }
+
+    /// Sends with the session token; a success's status and body, or the server's error.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        with_body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, bytes::Bytes), ClientError> {
         let url = self
             .base
             .join(path)
@@ -265,12 +259,7 @@ impl ApiClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(b);
-        }
-        let resp = req
+        let resp = with_body(req)
             .send()
             .await
             .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
@@ -285,7 +274,7 @@ impl ApiClient {
             .await
             .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
         if status.is_success() {
-            return Ok(bytes);
+            return Ok((status, bytes));
         }
         Err(error_answer(status, retry_after, &bytes))
     }
