@@ -112,7 +112,7 @@ fn app(color: bool, role: Option<Role>) -> App {
             },
             client: ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default())
                 .expect("client"),
-            secrets: None,
+            keys: None,
         });
         app.screen = Screen::Main;
     }

@@ -4,9 +4,12 @@ mod bookings;
 mod calendar;
 mod doctors;
 mod help;
+mod ledger;
 mod login;
 mod mailbox;
+mod otp;
 mod popup;
+pub mod reports;
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -53,7 +56,29 @@ pub fn render(app: &App, frame: &mut Frame) {
             ])
             .areas(area);
             tab_bar(app, frame, tabs);
+            // A failed ledger check: a red banner across the app (DESIGN.md §6).
+            let body = match &app.ledger.failed {
+                Some(why) => {
+                    let [banner, rest] =
+                        Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(body);
+                    frame.render_widget(
+                        Paragraph::new(vec![
+                            Line::from(format!(" ✗ LEDGER CHECK FAILED: {why}")),
+                            Line::from(
+                                " Report actions are blocked: do not trust this server; tell the clinic.",
+                            ),
+                        ])
+                        .style(app.theme.alarm),
+                        banner,
+                    );
+                    rest
+                }
+                None => body,
+            };
             match app.pane {
+                Pane::Reports => reports::render(app, frame, body),
+                Pane::Otp => otp::render(app, frame, body),
+                Pane::Ledger => ledger::render(app, frame, body),
                 Pane::Doctors => doctors::render(app, frame, body),
                 Pane::Calendar => calendar::render(app, frame, body),
                 Pane::Bookings => bookings::render(app, frame, body),
@@ -91,13 +116,40 @@ fn too_small(app: &App, frame: &mut Frame, area: Rect) {
 
 fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut spans = vec![Span::styled(" clinvault ", t.title)];
-    for p in app.panes() {
-        let key = match p {
-            Pane::Help => app.keys.first_key(Cmd::Help),
-            other => app.keys.first_key(Cmd::Go(other)),
+    let labels: Vec<(Pane, String)> = app
+        .panes()
+        .into_iter()
+        .map(|p| {
+            let key = match p {
+                Pane::Help => app.keys.first_key(Cmd::Help),
+                other => app.keys.first_key(Cmd::Go(other)),
+            };
+            (p, format!("{key} {}", p.title()))
+        })
+        .collect();
+    let width = |pad: usize| -> usize {
+        labels
+            .iter()
+            .map(|(_, l)| l.chars().count() + pad)
+            .sum::<usize>()
+    };
+    // The brand and the padding give way when every pane needs the room.
+    let brand = width(2) + 11 <= area.width as usize;
+    let pad = if brand || width(2) <= area.width as usize {
+        2
+    } else {
+        1
+    };
+    let mut spans = vec![];
+    if brand {
+        spans.push(Span::styled(" clinvault ", t.title));
+    }
+    for (p, l) in labels {
+        let label = if pad == 2 {
+            format!(" {l} ")
+        } else {
+            format!(" {l}")
         };
-        let label = format!(" {key} {} ", p.title());
         spans.push(Span::styled(
             label,
             if p == app.pane { t.selection } else { t.muted },
@@ -136,8 +188,38 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v
         }
         Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
+        Pane::Reports if app.transfer.is_some() => {
+            vec![
+                (Cmd::CancelBooking, "stop transfer"),
+                (Cmd::Verify, "verify"),
+            ]
+        }
+        Pane::Reports => {
+            let mut v = vec![(Cmd::Download, "save"), (Cmd::Verify, "verify")];
+            if role == Some(Role::Doctor) {
+                v.push((Cmd::Upload, "upload"));
+                v.push((Cmd::AskConsent, "consent"));
+            }
+            v.push((Cmd::Grants, "grants"));
+            if role == Some(Role::Patient) {
+                v.push((Cmd::Trail, "trail"));
+            }
+            v
+        }
+        Pane::Otp if app.otp.editing => vec![(Cmd::Back, "done"), (Cmd::Select, "send code")],
+        Pane::Otp => vec![
+            (Cmd::Select, "enter code"),
+            (Cmd::Resend, "resend"),
+            (Cmd::Refresh, "reload"),
+        ],
+        Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
         Pane::Help => vec![(Cmd::Down, "scroll")],
     };
+    if v.len() > 4 {
+        // Room for the pane's own keys at 80 columns; Help lists the rest.
+        v.push((Cmd::Help, "more"));
+        return v;
+    }
     v.extend([
         (Cmd::NextPane, "pane"),
         (Cmd::Help, "help"),
@@ -200,6 +282,25 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         n => format!(" │ ⟳ {n} running"),
     });
     let mut spans = vec![Span::styled(left, t.bar)];
+    if app.session.is_some() {
+        let ledger = match (&app.ledger.failed, &app.ledger.head) {
+            (Some(_), _) => Span::styled(" │ ledger ✗ FAILED", t.alarm),
+            (None, Some(h)) => Span::styled(format!(" │ ledger ✓ {}", h.tree_size), t.bar),
+            (None, None) if app.ledger.syncing => Span::styled(" │ ledger …", t.bar),
+            (None, None) => Span::styled("", t.bar),
+        };
+        spans.push(ledger);
+    }
+    if let Some(tr) = &app.transfer {
+        let pct = (tr.done.saturating_mul(100))
+            .checked_div(tr.total)
+            .unwrap_or(0);
+        let arrow = match tr.kind {
+            crate::tui::state::TransferKind::Upload => "↑",
+            crate::tui::state::TransferKind::Download => "↓",
+        };
+        spans.push(Span::styled(format!(" │ {arrow} 1 transfer {pct}%"), t.bar));
+    }
     if let Some(e) = &app.status.error {
         spans.push(Span::styled(" │ ", t.bar));
         spans.push(Span::styled(format!("✗ {e}"), t.error));
