@@ -567,6 +567,82 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
         pat.status.error
     );
 
+    // Another doctor asks consent: lists the patient's reports, asks, enters the code the
+    // patient was mailed; the author confirms the key wrap after seeing the fingerprint.
+    let mut wil = new_app(s);
+    log_in(&mut wil, "wilson@clinic.test").await;
+    press(&mut wil, KeyCode::Char('4')).await;
+    assert!(wil.reports.rows.is_empty(), "nothing of his own");
+    press(&mut wil, KeyCode::Char('f')).await;
+    assert!(matches!(wil.popup, Some(Popup::PickUploadPatient(_))));
+    press(&mut wil, KeyCode::Enter).await;
+    assert_eq!(wil.reports.rows.len(), 1, "{:?}", wil.reports.error);
+    assert!(!wil.reports.rows[0].summary.readable);
+    assert_eq!(
+        wil.reports.rows[0].check,
+        Check::Unchecked,
+        "no title without a key"
+    );
+    press(&mut wil, KeyCode::Char('a')).await;
+    assert!(matches!(wil.popup, Some(Popup::Confirm(_))));
+    press(&mut wil, KeyCode::Char('y')).await;
+    assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+    press(&mut wil, KeyCode::Char('5')).await;
+    assert_eq!(wil.otp.items.len(), 1, "the grant's code waits for him");
+    let code = common::six_digits(&s.last_mail("pat@clinic.test"));
+    press(&mut wil, KeyCode::Char('e')).await;
+    typ(&mut wil, &code).await;
+    press(&mut wil, KeyCode::Enter).await;
+    assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+
+    press(&mut doc, KeyCode::Char('g')).await;
+    let Some(Popup::Grants(g)) = &doc.popup else {
+        panic!("grants listed: {:?}", doc.status.error)
+    };
+    assert_eq!(g.items.len(), 1);
+    assert_eq!(g.items[0].status, "approved");
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Wrap(w)) = &doc.popup else {
+        panic!("the wrap is confirmed first: {:?}", doc.status.error)
+    };
+    assert_eq!(w.reader_name, "James Wilson");
+    assert!(!w.reader_fingerprint.is_empty());
+    let screen = screen_text(&doc);
+    assert!(screen.contains(&w.reader_fingerprint), "{screen}");
+    press(&mut doc, KeyCode::Char('y')).await;
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+
+    press(&mut wil, KeyCode::Char('4')).await;
+    press(&mut wil, KeyCode::Char('f')).await;
+    assert!(wil.reports.patient.is_none(), "f again: his own list");
+    assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
+    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
+    press(&mut wil, KeyCode::Char('v')).await;
+    assert!(matches!(wil.reports.rows[0].check, Check::Verified { .. }));
+
+    // The patient revokes it, and is told a downloaded copy stays.
+    press(&mut pat, KeyCode::Char('g')).await;
+    let Some(Popup::Grants(g)) = &pat.popup else {
+        panic!("grants listed")
+    };
+    assert_eq!(g.items[0].status, "wrapped");
+    press(&mut pat, KeyCode::Char('x')).await;
+    assert!(matches!(pat.popup, Some(Popup::Confirm(_))));
+    assert!(screen_text(&pat).contains("cannot be recalled"));
+    press(&mut pat, KeyCode::Char('y')).await;
+    assert!(
+        pat.status
+            .info
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot be recalled"),
+        "{:?} {:?}",
+        pat.status.info,
+        pat.status.error
+    );
+    press(&mut wil, KeyCode::Char('r')).await;
+    assert!(wil.reports.rows.is_empty(), "revoked: gone from his list");
+
     // Tamper: one chunk flipped in both replicas.
     let id = pat.reports.rows[0].summary.id;
     let detail = c.pat.c.report(id).await.expect("detail");

@@ -125,6 +125,7 @@ pub enum Job {
     /// The caller's reports (or, for a doctor, one patient's).
     List {
         id: u64,
+        patient: Option<Uuid>,
     },
     /// Open (everything but the chunks) to show the titles.
     Open(Vec<Uuid>),

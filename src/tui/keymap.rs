@@ -39,6 +39,7 @@ pub enum Cmd {
     AskConsent,
     Grants,
     Trail,
+    PatientReports,
     EnterCode,
     Resend,
     Go(Pane),
@@ -299,6 +300,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "access trail: ledger entries about you",
         panes: Some(REPORTS),
         defaults: &["t"],
+    },
+    CmdInfo {
+        cmd: Cmd::PatientReports,
+        name: "patient_reports",
+        desc: "a patient's reports, to ask consent (doctor); again: yours",
+        panes: Some(REPORTS),
+        defaults: &["f"],
     },
     CmdInfo {
         cmd: Cmd::EnterCode,

@@ -430,6 +430,8 @@ pub struct ReportsPane {
     pub error: Option<String>,
     pub rows: Vec<ReportRow>,
     pub selected: usize,
+    /// A doctor looking at one patient's reports (to ask consent).
+    pub patient: Option<(Uuid, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,7 +452,16 @@ pub struct Transfer {
     pub cancel: Arc<AtomicBool>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickFor {
+    /// Upload a report for the patient.
+    Upload,
+    /// List the patient's reports (to ask consent).
+    Filter,
+}
+
 pub struct UploadPicker {
+    pub purpose: PickFor,
     pub loading: bool,
     pub error: Option<String>,
     pub items: Vec<PatientSummary>,

@@ -289,7 +289,7 @@ pub async fn vault(
 /// The answer of a job that could not start (the ledger sync failed on the way).
 fn failed_done(job: Job, f: Fail) -> Done {
     match job {
-        Job::List { id } => Done::Listed { id, result: Err(f) },
+        Job::List { id, .. } => Done::Listed { id, result: Err(f) },
         Job::Download {
             report,
             path,
@@ -386,9 +386,13 @@ async fn ledger_job(
         | Job::OtpList { .. }
         | Job::OtpVerify { .. }
         | Job::OtpResend(_) => Done::Synced,
-        Job::List { id } => Done::Listed {
+        Job::List { id, patient } => Done::Listed {
             id,
-            result: c.reports(None).await.map(|r| r.reports).map_err(Fail::from),
+            result: c
+                .reports(patient)
+                .await
+                .map(|r| r.reports)
+                .map_err(Fail::from),
         },
         Job::Open(ids) => {
             let mut out = Vec::with_capacity(ids.len());

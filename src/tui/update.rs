@@ -1125,6 +1125,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         | Cmd::AskConsent
         | Cmd::Grants
         | Cmd::Trail
+        | Cmd::PatientReports
         | Cmd::EnterCode
         | Cmd::Resend => report_command(app, cmd, fx),
         Cmd::CancelBooking | Cmd::CheckIn | Cmd::Complete => {

@@ -13,7 +13,7 @@ use crate::api::Role;
 use crate::tui::action::{Done, Effect, Fail, Job, VaultCtx};
 use crate::tui::keymap::Cmd;
 use crate::tui::state::{
-    App, Check, GrantsView, HeadInfo, Pane, PathEntry, PathFor, Pending, Popup, ReportRow,
+    App, Check, GrantsView, HeadInfo, Pane, PathEntry, PathFor, Pending, PickFor, Popup, ReportRow,
     Transfer, TransferKind, UploadPicker, field_text, text_field,
 };
 
@@ -58,7 +58,8 @@ pub(super) fn load_reports(app: &mut App, fx: &mut Vec<Effect>) {
     app.reports.request_id += 1;
     app.reports.loading = true;
     let id = app.reports.request_id;
-    vault(app, fx, Job::List { id });
+    let patient = app.reports.patient.as_ref().map(|p| p.0);
+    vault(app, fx, Job::List { id, patient });
 }
 
 pub(super) fn load_otp(app: &mut App, fx: &mut Vec<Effect>) {
@@ -137,6 +138,26 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 load_entries(app, fx);
             }
         }
+        Cmd::PatientReports => {
+            if app.pane != Pane::Reports {
+                return;
+            }
+            if role != Some(Role::Doctor) {
+                app.status.error = Some("Only doctors list a patient's reports.".into());
+            } else if app.reports.patient.take().is_some() {
+                app.reports.rows.clear();
+                load_reports(app, fx);
+            } else if ctx(app).is_some() {
+                app.popup = Some(Popup::PickUploadPatient(Box::new(UploadPicker {
+                    purpose: PickFor::Filter,
+                    loading: true,
+                    error: None,
+                    items: vec![],
+                    selected: 0,
+                })));
+                vault(app, fx, Job::Patients);
+            }
+        }
         Cmd::Upload => {
             if app.pane != Pane::Reports {
                 return;
@@ -147,6 +168,7 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.status.error = Some("A transfer is running: one at a time.".into());
             } else if ctx(app).is_some() {
                 app.popup = Some(Popup::PickUploadPatient(Box::new(UploadPicker {
+                    purpose: PickFor::Upload,
                     loading: true,
                     error: None,
                     items: vec![],
@@ -249,9 +271,20 @@ pub(super) fn upload_picker_key(
     app: &mut App,
     mut p: Box<UploadPicker>,
     k: KeyEvent,
-    _fx: &mut [Effect],
+    fx: &mut Vec<Effect>,
 ) {
     if is(&k, KeyCode::Esc) {
+        return;
+    }
+    if is(&k, KeyCode::Enter) && p.purpose == PickFor::Filter {
+        if let Some(pat) = p.items.get(p.selected) {
+            app.reports.patient = Some((pat.id, pat.name.clone()));
+            app.reports.rows.clear();
+            app.reports.selected = 0;
+            load_reports(app, fx);
+        } else {
+            app.popup = Some(Popup::PickUploadPatient(p));
+        }
         return;
     }
     if is(&k, KeyCode::Enter) {

@@ -198,6 +198,7 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             let mut v = vec![(Cmd::Download, "save"), (Cmd::Verify, "verify")];
             if role == Some(Role::Doctor) {
                 v.push((Cmd::Upload, "upload"));
+                v.push((Cmd::PatientReports, "patient's"));
                 v.push((Cmd::AskConsent, "consent"));
             }
             v.push((Cmd::Grants, "grants"));

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::tui::keymap::{self, Cmd};
-use crate::tui::state::{App, PathFor, Pending, Popup, field_text};
+use crate::tui::state::{App, PathFor, Pending, PickFor, Popup, field_text};
 use crate::tui::update::{palette_matches, status_word};
 use crate::tui::view::{centered, truncate};
 
@@ -122,7 +122,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
                 .title(Span::styled(
-                    " Upload a report for which patient? ",
+                    match p.purpose {
+                        PickFor::Upload => " Upload a report for which patient? ",
+                        PickFor::Filter => " Whose reports? ",
+                    },
                     t.title,
                 ))
                 .border_style(t.accent);
@@ -156,7 +159,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 );
             }
             frame.render_widget(
-                Span::styled("↑↓ choose · Enter next: the file · Esc close", t.muted),
+                Span::styled(
+                    match p.purpose {
+                        PickFor::Upload => "↑↓ choose · Enter next: the file · Esc close",
+                        PickFor::Filter => "↑↓ choose · Enter list · Esc close",
+                    },
+                    t.muted,
+                ),
                 hint,
             );
         }

@@ -41,7 +41,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let r = &app.reports;
     let block = pane_block(
         app,
-        format!("Reports · {}", r.rows.len()),
+        match &r.patient {
+            Some((_, name)) => format!("Reports of {} · {}", truncate(name, 30), r.rows.len()),
+            None => format!("Reports · {}", r.rows.len()),
+        },
         r.loading,
         r.error.as_deref(),
     );
