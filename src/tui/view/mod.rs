@@ -63,10 +63,10 @@ pub fn render(app: &App, frame: &mut Frame) {
                         Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(body);
                     frame.render_widget(
                         Paragraph::new(vec![
-                            Line::from(format!(" ✗ LEDGER CHECK FAILED: {why}")),
                             Line::from(
-                                " Report actions are blocked: do not trust this server; tell the clinic.",
+                                " ✗ LEDGER CHECK FAILED: report actions are blocked; tell the clinic.",
                             ),
+                            Line::from(format!(" {}", truncate(why, 78))),
                         ])
                         .style(app.theme.alarm),
                         banner,
@@ -278,14 +278,17 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         "{who} │ {server}{}",
         if app.server.demo { " demo" } else { "" }
     );
+    // "idle" gives way to the ledger and transfer states at 80 columns.
+    let quiet = app.transfer.is_none() && (app.ledger.head.is_none() || app.session.is_none());
     left.push_str(&match app.status.busy {
-        0 => " │ idle".to_string(),
-        n => format!(" │ ⟳ {n} running"),
+        0 if quiet => " │ idle".to_string(),
+        0 => String::new(),
+        n => format!(" │ ⟳ {n}"),
     });
     let mut spans = vec![Span::styled(left, t.bar)];
     if app.session.is_some() {
         let ledger = match (&app.ledger.failed, &app.ledger.head) {
-            (Some(_), _) => Span::styled(" │ ledger ✗ FAILED", t.alarm),
+            (Some(_), _) => Span::styled(" │ ledger ✗", t.alarm),
             (None, Some(h)) => Span::styled(format!(" │ ledger ✓ {}", h.tree_size), t.bar),
             (None, None) if app.ledger.syncing => Span::styled(" │ ledger …", t.bar),
             (None, None) => Span::styled("", t.bar),
@@ -300,7 +303,7 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
             crate::tui::state::TransferKind::Upload => "↑",
             crate::tui::state::TransferKind::Download => "↓",
         };
-        spans.push(Span::styled(format!(" │ {arrow} 1 transfer {pct}%"), t.bar));
+        spans.push(Span::styled(format!(" │ {arrow} {pct}%"), t.bar));
     }
     if let Some(e) = &app.status.error {
         spans.push(Span::styled(" │ ", t.bar));

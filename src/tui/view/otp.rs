@@ -47,7 +47,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|p| {
             let tries = Span::styled(
-                format!("{} tries left", p.tries_left),
+                match p.tries_left {
+                    1 => "1 try left".to_string(),
+                    n => format!("{n} tries left"),
+                },
                 if p.tries_left <= 1 { t.warn } else { t.base },
             );
             Row::new(vec![
