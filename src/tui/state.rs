@@ -350,8 +350,8 @@ pub enum Pending {
         author: String,
     },
     /// The patient approves a grant (signs the consent, wraps the key).
-    Approve(Grant),
-    Revoke(Grant),
+    Approve(Box<Grant>),
+    Revoke(Box<Grant>),
 }
 
 pub struct PatientPicker {

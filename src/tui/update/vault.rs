@@ -132,11 +132,9 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 vault(app, fx, Job::OtpResend(request));
             }
         }
-        Cmd::Trail => {
-            if app.panes().contains(&Pane::Ledger) {
-                app.pane = Pane::Ledger;
-                load_entries(app, fx);
-            }
+        Cmd::Trail if app.panes().contains(&Pane::Ledger) => {
+            app.pane = Pane::Ledger;
+            load_entries(app, fx);
         }
         Cmd::PatientReports => {
             if app.pane != Pane::Reports {
@@ -421,13 +419,13 @@ pub(super) fn grants_key(app: &mut App, mut g: Box<GrantsView>, k: KeyEvent, fx:
             ));
         } else if is(&k, KeyCode::Char('a')) {
             if patient && grant.status == "requested" {
-                app.popup = Some(Popup::Confirm(Pending::Approve(grant)));
+                app.popup = Some(Popup::Confirm(Pending::Approve(Box::new(grant))));
                 return;
             }
             app.status.info = Some("Only the patient approves a requested grant.".into());
         } else if is(&k, KeyCode::Char('x')) {
             if patient && matches!(grant.status.as_str(), "requested" | "approved" | "wrapped") {
-                app.popup = Some(Popup::Confirm(Pending::Revoke(grant)));
+                app.popup = Some(Popup::Confirm(Pending::Revoke(Box::new(grant))));
                 return;
             }
             app.status.info = Some("Only the patient revokes a live grant.".into());
@@ -482,7 +480,7 @@ pub(super) fn on_vault(
                             ReportRow { summary, check }
                         })
                         .collect();
-                    rows.sort_by(|a, b| b.summary.created_at.cmp(&a.summary.created_at));
+                    rows.sort_by_key(|r| std::cmp::Reverse(r.summary.created_at));
                     app.reports.rows = rows;
                     app.reports.error = None;
                     let n = app.reports.rows.len();
