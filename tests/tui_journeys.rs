@@ -468,6 +468,43 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     press(&mut doc, KeyCode::Enter).await;
     assert!(matches!(doc.popup, Some(Popup::Path(_))));
     drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    // Stopped first: Esc asks, y stops it before a chunk goes out.
+    let fx = update(
+        &mut doc,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(doc.transfer.is_some() && doc.popup.is_none());
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(
+        matches!(doc.popup, Some(Popup::Confirm(_))),
+        "Esc asks before stopping"
+    );
+    press(&mut doc, KeyCode::Char('y')).await;
+    for e in fx {
+        if let Some(a) = perform(e).await {
+            drive(&mut doc, a).await;
+        }
+    }
+    assert!(doc.transfer.is_none());
+    assert!(
+        doc.status
+            .info
+            .as_deref()
+            .unwrap_or("")
+            .contains("Upload stopped"),
+        "{:?} {:?}",
+        doc.status.info,
+        doc.status.error
+    );
+    press(&mut doc, KeyCode::Char('r')).await;
+    assert_eq!(doc.reports.rows.len(), 1, "{:?}", doc.reports.error);
+    let open = doc.reports.rows[0].summary.clone();
+    assert_eq!(open.status, "open", "opened, not committed");
+    assert!(screen_text(&doc).contains("incomplete"));
+    // The same file again: it resumes and completes.
+    press(&mut doc, KeyCode::Char('u')).await;
+    press(&mut doc, KeyCode::Enter).await;
+    drive(&mut doc, Action::Paste(file.display().to_string())).await;
     press(&mut doc, KeyCode::Enter).await;
     assert!(doc.transfer.is_none(), "the upload finished");
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
@@ -481,6 +518,10 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
         doc.status.info
     );
     assert_eq!(doc.reports.rows.len(), 1);
+    assert_eq!(
+        doc.reports.rows[0].summary.id, open.id,
+        "the same report, resumed"
+    );
     assert_eq!(doc.reports.rows[0].summary.status, "awaiting_release");
     assert_eq!(
         doc.reports.rows[0].check.title(),

@@ -185,6 +185,12 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             };
             let id = row.summary.id;
             match cmd {
+                Cmd::Verify | Cmd::Download if row.summary.status == "open" => {
+                    app.status.error = Some(
+                        "This upload stopped before it was committed: upload the same file again."
+                            .into(),
+                    )
+                }
                 Cmd::Verify | Cmd::Download if !row.summary.readable => {
                     app.status.error = Some(if row.summary.status == "awaiting_release" {
                         "This report waits for the patient's code.".into()
@@ -489,7 +495,11 @@ pub(super) fn on_vault(
                         .reports
                         .rows
                         .iter()
-                        .filter(|r| r.summary.readable && r.check == Check::Unchecked)
+                        .filter(|r| {
+                            r.summary.readable
+                                && r.summary.status != "open"
+                                && r.check == Check::Unchecked
+                        })
                         .map(|r| r.summary.id)
                         .collect();
                     if !to_open.is_empty() {

@@ -31,6 +31,8 @@ pub fn state_word(app: &App, check: &Check, status: &str, readable: bool) -> (St
         Check::Failed(_) => ("FAILED ✗".into(), true),
         Check::Verified { .. } => ("verified ✓".into(), false),
         _ if status == "awaiting_release" => ("awaiting code".into(), false),
+        // Opened but not committed: an upload that stopped; the same file again resumes it.
+        _ if status == "open" => ("incomplete".into(), true),
         _ if !readable => ("no key".into(), false),
         _ => ("released".into(), false),
     }
@@ -126,6 +128,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             Check::Opened { .. } => Line::from(Span::styled(
                 "signature, ledger entries and key checked; v checks every chunk too",
                 t.muted,
+            )),
+            Check::Unchecked if row.summary.status == "open" => Line::from(Span::styled(
+                "upload stopped: upload the same file again to resume it",
+                t.warn,
             )),
             Check::Unchecked if row.summary.status == "awaiting_release" => Line::from(
                 Span::styled("waits for the patient's mailed code (OTP pane)", t.muted),
