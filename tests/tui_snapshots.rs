@@ -675,3 +675,14 @@ fn ledger_failure_banner_blocks_report_actions() {
         a
     });
 }
+
+#[test]
+fn help_for_the_reports_pane() {
+    snap("help_reports", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        key(&mut a, KeyCode::Char('?'));
+        assert_eq!(a.pane, Pane::Help);
+        a
+    });
+}

@@ -304,7 +304,7 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::PatientReports,
         name: "patient_reports",
-        desc: "a patient's reports, to ask consent (doctor); again: yours",
+        desc: "one patient's reports, to ask consent (doctor)",
         panes: Some(REPORTS),
         defaults: &["f"],
     },
