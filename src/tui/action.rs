@@ -120,8 +120,6 @@ pub type Outcome<T> = Result<T, Fail>;
 
 /// Report work to do on a task.
 pub enum Job {
-    /// Only the ledger sync.
-    Sync,
     /// The caller's reports (or, for a doctor, one patient's).
     List {
         id: u64,

@@ -329,11 +329,9 @@ fn failed_done(job: Job, f: Fail) -> Done {
             what: "revoke",
             result: Err(f),
         },
-        Job::Sync
-        | Job::Patients
-        | Job::OtpList { .. }
-        | Job::OtpVerify { .. }
-        | Job::OtpResend(_) => Done::Synced,
+        Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
+            Done::Synced
+        }
     }
 }
 
@@ -381,11 +379,10 @@ async fn ledger_job(
     let me = &*ctx.me;
     let transfers = ctx.settings.transfers;
     match job {
-        Job::Sync
-        | Job::Patients
-        | Job::OtpList { .. }
-        | Job::OtpVerify { .. }
-        | Job::OtpResend(_) => Done::Synced,
+        // Not ledger jobs: `vault` sends them to `plain_job`.
+        Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
+            Done::Synced
+        }
         Job::List { id, patient } => Done::Listed {
             id,
             result: c

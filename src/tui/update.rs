@@ -1421,6 +1421,63 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_wipes_titles_codes_entries_and_stops_the_transfer() {
+        use crate::tui::state::{Check, LedgerLine, ReportRow, Transfer, TransferKind};
+        let mut a = app(Role::Patient);
+        a.reports.rows = vec![ReportRow {
+            summary: crate::api::ReportSummary {
+                id: uuid::Uuid::nil(),
+                author_id: uuid::Uuid::nil(),
+                author_name: "D".into(),
+                patient_id: uuid::Uuid::nil(),
+                patient_name: "P".into(),
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                plaintext_len: 1,
+                n_chunks: 1,
+                status: "released".into(),
+                readable: true,
+            },
+            check: Check::Verified {
+                title: "Secret title".into(),
+            },
+        }];
+        a.ledger.entries = vec![LedgerLine {
+            index: 1,
+            time_ms: 0,
+            text: "code entered by you".into(),
+        }];
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Download,
+            label: "Secret title".into(),
+            done: 0,
+            total: 1,
+            started: chrono::DateTime::UNIX_EPOCH,
+            cancel: cancel.clone(),
+        });
+        let epoch = a.epoch;
+        update(&mut a, Action::IdleLock);
+        assert!(a.reports.rows.is_empty() && a.ledger.entries.is_empty());
+        assert!(a.transfer.is_none() && cancel.load(Ordering::Relaxed));
+        assert!(a.epoch > epoch, "answers for the old session are dropped");
+        // A late answer of the locked session changes nothing.
+        update(
+            &mut a,
+            Action::Vault {
+                epoch,
+                ledger: None,
+                done: Some(crate::tui::action::Done::Entries(Ok(vec![LedgerLine {
+                    index: 2,
+                    time_ms: 0,
+                    text: "late".into(),
+                }]))),
+            },
+        );
+        assert!(a.ledger.entries.is_empty());
+    }
+
+    #[test]
     fn logout_and_lock_wipe_the_session() {
         let mut a = app(Role::Patient);
         a.status.info = Some("x".into());
