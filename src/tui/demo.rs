@@ -398,7 +398,8 @@ impl Seeder {
             {
                 let slots = c.slots(dana.id, Some(tomorrow), Some(week)).await?.slots;
                 let mut booked = None;
-                for s in slots.iter().take(10) {
+                // The latest free slots: the first day of her calendar keeps its free rows.
+                for s in slots.iter().rev().take(10) {
                     let r = c
                         .book(&BookRequest {
                             doctor_id: dana.id,
