@@ -569,10 +569,13 @@ pub(super) fn on_vault(
                     );
                     load_reports(app, fx);
                 }
-                Err(Fail::Other(m)) if m == "cancelled" => ok_info(
-                    app,
-                    "Upload stopped: upload the same file again to resume.".into(),
-                ),
+                Err(Fail::Other(m)) if m == "cancelled" => {
+                    ok_info(
+                        app,
+                        "Upload stopped: upload the same file again to resume.".into(),
+                    );
+                    load_reports(app, fx);
+                }
                 Err(f) => fail(app, f, |app, m| app.status.error = Some(m)),
             }
         }

@@ -280,7 +280,9 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     );
     // "idle" gives way to the ledger and transfer states at 80 columns.
     let quiet = app.transfer.is_none() && (app.ledger.head.is_none() || app.session.is_none());
-    left.push_str(&match app.status.busy {
+    // The transfer has its own mark.
+    let busy = app.status.busy - u32::from(app.transfer.is_some()).min(app.status.busy);
+    left.push_str(&match busy {
         0 if quiet => " │ idle".to_string(),
         0 => String::new(),
         n => format!(" │ ⟳ {n}"),
