@@ -63,7 +63,11 @@ fn new_app(s: &TestServer) -> App {
     app.tz = TZ;
     app.client_template = Some(s.client());
     // Saved ledger heads and upload state in a folder of this test, downloads beside them.
-    let state = tempfile::tempdir().expect("state dir").keep();
+    // (inside the server's temporary folder, removed with it).
+    let state = s
+        .dir
+        .path()
+        .join(format!("client-{}", uuid::Uuid::new_v4().simple()));
     app.report_settings = ReportSettings {
         state_dir: state.clone(),
         download_dir: state,
