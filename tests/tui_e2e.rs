@@ -153,6 +153,14 @@ fn demo_login_book_and_quit_in_tmux() {
     });
     assert!(!s.contains('✗'), "no error:\n{s}");
 
+    // The demo's reports: one released (its title decrypted here), one waiting for a code.
+    t.keys(&["4"]);
+    let s = t.wait("the reports", |s| {
+        s.contains("Reports · 2") && s.contains("Echocardiogram")
+    });
+    assert!(s.contains("awaiting code"), "both states:\n{s}");
+    assert!(s.contains("ledger ✓"), "the ledger verified:\n{s}");
+
     t.keys(&["q"]);
     let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");

@@ -11,7 +11,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use clinvault::api::{Availability, BookingStatus, Role, WeeklyBlock};
 use clinvault::tui::action::{Action, Effect};
 use clinvault::tui::keymap::KeyMap;
-use clinvault::tui::state::{App, Clock, DayRow, Pane, Popup, Screen, ServerInfo};
+use clinvault::tui::state::{
+    App, Check, Clock, DayRow, Pane, Popup, ReportSettings, Screen, ServerInfo,
+};
 use clinvault::tui::tasks::perform;
 use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
@@ -60,6 +62,17 @@ fn new_app(s: &TestServer) -> App {
     );
     app.tz = TZ;
     app.client_template = Some(s.client());
+    // Saved ledger heads and upload state in a folder of this test, downloads beside them.
+    // (inside the server's temporary folder, removed with it).
+    let state = s
+        .dir
+        .path()
+        .join(format!("client-{}", uuid::Uuid::new_v4().simple()));
+    app.report_settings = ReportSettings {
+        state_dir: state.clone(),
+        download_dir: state,
+        ..ReportSettings::default()
+    };
     app
 }
 
@@ -312,7 +325,7 @@ async fn reception_books_for_a_chosen_patient() {
 async fn idle_lock_wipes_keys_and_private_text() {
     let (s, _) = clinic().await;
     let mut app = patient_books_tomorrow(&s).await;
-    assert!(app.session.as_ref().is_some_and(|x| x.secrets.is_some()));
+    assert!(app.session.as_ref().is_some_and(|x| x.keys.is_some()));
     let before = screen_text(&app);
     assert!(
         before.contains("Dana Herz"),
@@ -420,4 +433,292 @@ async fn a_session_ended_by_the_server_locks_the_client() {
             .contains("ended the session")
     );
     assert_eq!(app.status.busy, 0);
+}
+
+fn replica(s: &TestServer, bucket: &str, chunk: &str) -> std::path::PathBuf {
+    s.dir
+        .path()
+        .join("buckets")
+        .join(bucket)
+        .join("chunks")
+        .join(&chunk[..2])
+        .join(&chunk[2..4])
+        .join(chunk)
+}
+
+/// Doctor uploads a report for the patient with a completed visit; the patient enters the
+/// mailed code in the OTP pane, downloads it (byte for byte) and verifies it; a chunk flipped
+/// in both replicas turns the row red; the idle lock leaves no title in state or on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_upload_release_download_verify_tamper_and_lock() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let s = &c.ts;
+    let dir = tempfile::tempdir().expect("dir");
+    let body = common::clinic::report_bytes(300_000, b"CLINVAULT-TUI-MARKER");
+    let file = common::clinic::write_file(dir.path(), "blood-panel.txt", &body);
+
+    let mut doc = new_app(s);
+    log_in(&mut doc, "house@clinic.test").await;
+    press(&mut doc, KeyCode::Char('4')).await;
+    assert_eq!(doc.pane, Pane::Reports);
+    assert!(doc.reports.rows.is_empty(), "{:?}", doc.reports.error);
+    assert!(doc.ledger.head.is_some(), "the ledger synced and verified");
+    press(&mut doc, KeyCode::Char('u')).await;
+    let Some(Popup::PickUploadPatient(p)) = &doc.popup else {
+        panic!("a patient is chosen first: {:?}", doc.status.error)
+    };
+    let names: Vec<_> = p.items.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["Patricia Patient"], "the doctor's own patients");
+    press(&mut doc, KeyCode::Enter).await;
+    assert!(matches!(doc.popup, Some(Popup::Path(_))));
+    drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    // Stopped first: Esc asks, y stops it before a chunk goes out.
+    let fx = update(
+        &mut doc,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(doc.transfer.is_some() && doc.popup.is_none());
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(
+        matches!(doc.popup, Some(Popup::Confirm(_))),
+        "Esc asks before stopping"
+    );
+    press(&mut doc, KeyCode::Char('y')).await;
+    for e in fx {
+        if let Some(a) = perform(e).await {
+            drive(&mut doc, a).await;
+        }
+    }
+    assert!(doc.transfer.is_none());
+    assert!(
+        doc.status
+            .info
+            .as_deref()
+            .unwrap_or("")
+            .contains("Upload stopped"),
+        "{:?} {:?}",
+        doc.status.info,
+        doc.status.error
+    );
+    press(&mut doc, KeyCode::Char('r')).await;
+    assert_eq!(doc.reports.rows.len(), 1, "{:?}", doc.reports.error);
+    let open = doc.reports.rows[0].summary.clone();
+    assert_eq!(open.status, "open", "opened, not committed");
+    assert!(screen_text(&doc).contains("incomplete"));
+    // The same file again: it resumes and completes.
+    press(&mut doc, KeyCode::Char('u')).await;
+    press(&mut doc, KeyCode::Enter).await;
+    drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    press(&mut doc, KeyCode::Enter).await;
+    assert!(doc.transfer.is_none(), "the upload finished");
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+    assert!(
+        doc.status
+            .info
+            .as_deref()
+            .unwrap_or("")
+            .contains("Uploaded"),
+        "{:?}",
+        doc.status.info
+    );
+    assert_eq!(doc.reports.rows.len(), 1);
+    assert_eq!(
+        doc.reports.rows[0].summary.id, open.id,
+        "the same report, resumed"
+    );
+    assert_eq!(doc.reports.rows[0].summary.status, "awaiting_release");
+    assert_eq!(
+        doc.reports.rows[0].check.title(),
+        Some("blood-panel.txt"),
+        "the author reads the title it sealed"
+    );
+
+    let mut pat = new_app(s);
+    log_in(&mut pat, "pat@clinic.test").await;
+    press(&mut pat, KeyCode::Char('4')).await;
+    assert_eq!(pat.reports.rows.len(), 1);
+    assert_eq!(
+        pat.reports.rows[0].check,
+        Check::Unchecked,
+        "no key before the code"
+    );
+    let screen = screen_text(&pat);
+    assert!(screen.contains("awaiting code"), "{screen}");
+    press(&mut pat, KeyCode::Char('s')).await;
+    assert!(
+        pat.popup.is_none() && pat.status.error.is_some(),
+        "nothing to save yet"
+    );
+
+    press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.pane, Pane::Otp);
+    assert_eq!(pat.otp.items.len(), 1, "{:?}", pat.otp.error);
+    assert!(pat.otp.items[0].tries_left > 0);
+    let code = common::six_digits(&s.last_mail("pat@clinic.test"));
+    press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.text_focus(), "the code field has the keys");
+    typ(&mut pat, "x12").await;
+    assert_eq!(
+        clinvault::tui::state::field_text(&pat.otp.code),
+        "12",
+        "digits only"
+    );
+    for _ in 0..2 {
+        press(&mut pat, KeyCode::Backspace).await;
+    }
+    typ(&mut pat, &code).await;
+    press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.status.error.is_none(), "{:?}", pat.status.error);
+    assert!(pat.otp.items.is_empty(), "the code is used");
+    let row = &pat.reports.rows[0];
+    assert_eq!(row.summary.status, "released");
+    assert_eq!(
+        row.check.title(),
+        Some("blood-panel.txt"),
+        "title decrypted here"
+    );
+
+    press(&mut pat, KeyCode::Char('4')).await;
+    press(&mut pat, KeyCode::Char('s')).await;
+    let Some(Popup::Path(p)) = &pat.popup else {
+        panic!("a path is asked: {:?}", pat.status.error)
+    };
+    let out = std::path::PathBuf::from(clinvault::tui::state::field_text(&p.input));
+    assert_eq!(
+        out,
+        pat.report_settings.download_dir.join("blood-panel.txt")
+    );
+    press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.transfer.is_none());
+    assert!(pat.status.error.is_none(), "{:?}", pat.status.error);
+    assert_eq!(
+        std::fs::read(&out).expect("downloaded"),
+        body,
+        "byte-identical"
+    );
+    assert!(matches!(pat.reports.rows[0].check, Check::Verified { .. }));
+    // Saving again over it is refused: nothing is overwritten.
+    press(&mut pat, KeyCode::Char('s')).await;
+    press(&mut pat, KeyCode::Enter).await;
+    assert!(matches!(pat.popup, Some(Popup::Path(_))));
+    assert!(pat.status.error.as_deref().unwrap_or("").contains("exists"));
+    press(&mut pat, KeyCode::Esc).await;
+    assert!(pat.popup.is_none());
+
+    press(&mut pat, KeyCode::Char('v')).await;
+    assert!(
+        matches!(pat.reports.rows[0].check, Check::Verified { .. }),
+        "{:?}",
+        pat.status.error
+    );
+
+    // Another doctor asks consent: lists the patient's reports, asks, enters the code the
+    // patient was mailed; the author confirms the key wrap after seeing the fingerprint.
+    let mut wil = new_app(s);
+    log_in(&mut wil, "wilson@clinic.test").await;
+    press(&mut wil, KeyCode::Char('4')).await;
+    assert!(wil.reports.rows.is_empty(), "nothing of his own");
+    press(&mut wil, KeyCode::Char('f')).await;
+    assert!(matches!(wil.popup, Some(Popup::PickUploadPatient(_))));
+    press(&mut wil, KeyCode::Enter).await;
+    assert_eq!(wil.reports.rows.len(), 1, "{:?}", wil.reports.error);
+    assert!(!wil.reports.rows[0].summary.readable);
+    assert_eq!(
+        wil.reports.rows[0].check,
+        Check::Unchecked,
+        "no title without a key"
+    );
+    press(&mut wil, KeyCode::Char('a')).await;
+    assert!(matches!(wil.popup, Some(Popup::Confirm(_))));
+    press(&mut wil, KeyCode::Char('y')).await;
+    assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+    press(&mut wil, KeyCode::Char('5')).await;
+    assert_eq!(wil.otp.items.len(), 1, "the grant's code waits for him");
+    let code = common::six_digits(&s.last_mail("pat@clinic.test"));
+    press(&mut wil, KeyCode::Char('e')).await;
+    typ(&mut wil, &code).await;
+    press(&mut wil, KeyCode::Enter).await;
+    assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+
+    press(&mut doc, KeyCode::Char('g')).await;
+    let Some(Popup::Grants(g)) = &doc.popup else {
+        panic!("grants listed: {:?}", doc.status.error)
+    };
+    assert_eq!(g.items.len(), 1);
+    assert_eq!(g.items[0].status, "approved");
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Wrap(w)) = &doc.popup else {
+        panic!("the wrap is confirmed first: {:?}", doc.status.error)
+    };
+    assert_eq!(w.reader_name, "James Wilson");
+    assert!(!w.reader_fingerprint.is_empty());
+    let screen = screen_text(&doc);
+    assert!(screen.contains(&w.reader_fingerprint), "{screen}");
+    press(&mut doc, KeyCode::Char('y')).await;
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+
+    press(&mut wil, KeyCode::Char('4')).await;
+    press(&mut wil, KeyCode::Char('f')).await;
+    assert!(wil.reports.patient.is_none(), "f again: his own list");
+    assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
+    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
+    press(&mut wil, KeyCode::Char('v')).await;
+    assert!(matches!(wil.reports.rows[0].check, Check::Verified { .. }));
+
+    // The patient revokes it, and is told a downloaded copy stays.
+    press(&mut pat, KeyCode::Char('g')).await;
+    let Some(Popup::Grants(g)) = &pat.popup else {
+        panic!("grants listed")
+    };
+    assert_eq!(g.items[0].status, "wrapped");
+    press(&mut pat, KeyCode::Char('x')).await;
+    assert!(matches!(pat.popup, Some(Popup::Confirm(_))));
+    assert!(screen_text(&pat).contains("cannot be recalled"));
+    press(&mut pat, KeyCode::Char('y')).await;
+    assert!(
+        pat.status
+            .info
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot be recalled"),
+        "{:?} {:?}",
+        pat.status.info,
+        pat.status.error
+    );
+    press(&mut wil, KeyCode::Char('r')).await;
+    assert!(wil.reports.rows.is_empty(), "revoked: gone from his list");
+
+    // Tamper: one chunk flipped in both replicas.
+    let id = pat.reports.rows[0].summary.id;
+    let detail = c.pat.c.report(id).await.expect("detail");
+    let chunk = &detail.chunk_ids[0];
+    for b in ["a", "b"] {
+        let p = replica(s, b, chunk);
+        let mut bytes = std::fs::read(&p).expect("replica");
+        bytes[40] ^= 1;
+        std::fs::write(&p, bytes).expect("write");
+    }
+    press(&mut pat, KeyCode::Char('v')).await;
+    let Check::Failed(why) = &pat.reports.rows[0].check else {
+        panic!("the row is red: {:?}", pat.reports.rows[0].check)
+    };
+    assert!(why.contains("chunk"), "{why}");
+    assert!(
+        pat.ledger.failed.is_none(),
+        "a bad chunk is not a ledger failure"
+    );
+    let screen = screen_text(&pat);
+    assert!(screen.contains("FAILED ✗"), "{screen}");
+    assert_eq!(pat.status.busy, 0, "nothing left in flight");
+
+    // The idle lock: no title in state or on screen.
+    press(&mut pat, KeyCode::Char('6')).await;
+    assert!(pat.ledger.head.is_some());
+    drive(&mut pat, Action::IdleLock).await;
+    assert!(pat.session.is_none());
+    assert!(pat.reports.rows.is_empty() && pat.ledger.entries.is_empty());
+    assert!(pat.otp.items.is_empty() && pat.transfer.is_none());
+    pat.server.url = "http://clinic.test".into();
+    let after = screen_text(&pat);
+    assert!(!after.contains("blood-panel"), "{after}");
 }

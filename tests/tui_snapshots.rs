@@ -10,16 +10,17 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use uuid::Uuid;
 
 use clinvault::api::{
-    Availability, AvailabilityResponse, Booking, BookingStatus, Doctor, PatientSummary, Role, Slot,
-    UserInfo, WeeklyBlock,
+    Availability, AvailabilityResponse, Booking, BookingStatus, Doctor, Grant, OtpPending,
+    PatientSummary, ReportSummary, Role, Slot, UserInfo, WeeklyBlock,
 };
 use clinvault::client::ApiClient;
 use clinvault::seal::{KdfParams, PublicKeys};
 use clinvault::tui::action::Action;
 use clinvault::tui::keymap::KeyMap;
 use clinvault::tui::state::{
-    App, CalendarData, Clock, DoctorRow, Mail, Pane, PatientPicker, Pending, Popup, RegisterField,
-    Screen, SeedProgress, ServerInfo, Session, text_field,
+    App, CalendarData, Check, Clock, DoctorRow, GrantsView, HeadInfo, LedgerLine, Mail, Pane,
+    PathEntry, PathFor, PatientPicker, Pending, Popup, RegisterField, ReportRow, Screen,
+    SeedProgress, ServerInfo, Session, Transfer, TransferKind, field_text, text_field,
 };
 use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
@@ -112,7 +113,7 @@ fn app(color: bool, role: Option<Role>) -> App {
             },
             client: ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default())
                 .expect("client"),
-            secrets: None,
+            keys: None,
         });
         app.screen = Screen::Main;
     }
@@ -444,4 +445,244 @@ fn doctors_list_and_sizes_below_80x24() {
             let _ = draw(&a, w, h);
         }
     }
+}
+
+fn report(n: u8, status: &str, readable: bool, size: u64) -> ReportSummary {
+    ReportSummary {
+        id: id(150 + n),
+        author_id: id(1),
+        author_name: "Dana Herz".into(),
+        patient_id: id(50),
+        patient_name: "Pat Jones".into(),
+        created_at: at(1, 9 + u32::from(n), 15),
+        plaintext_len: size,
+        n_chunks: 1,
+        status: status.into(),
+        readable,
+    }
+}
+
+fn head() -> HeadInfo {
+    HeadInfo {
+        tree_size: 42,
+        root: "3f9a0c5e71b2d8aa".into(),
+        time_ms: at(1, 8, 59).timestamp_millis(),
+        key: "clinvault-ledger:Q2xpbnZhdWx0IGRlbW8gbGVkZ2VyIGtleSAwMTIzNDU2Nzg=".into(),
+        pinned_now: false,
+    }
+}
+
+fn with_reports(a: &mut App) {
+    a.reports.rows = vec![
+        ReportRow {
+            summary: report(4, "released", true, 48_213),
+            check: Check::Verified {
+                title: "Echocardiogram".into(),
+            },
+        },
+        ReportRow {
+            summary: report(3, "released", true, 3_100_000),
+            check: Check::Failed("chunk 2: the chunk does not match its id (both replicas)".into()),
+        },
+        ReportRow {
+            summary: report(2, "released", true, 912),
+            check: Check::Opened {
+                title: "Blood panel, December".into(),
+            },
+        },
+        ReportRow {
+            summary: report(1, "awaiting_release", false, 20_480),
+            check: Check::Unchecked,
+        },
+    ];
+    a.reports.selected = 1;
+    a.ledger.head = Some(head());
+    a.pane = Pane::Reports;
+}
+
+#[test]
+fn reports_pane_with_a_failed_check_and_a_download() {
+    snap("reports", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Download,
+            label: "Echocardiogram".into(),
+            done: 1_228_800,
+            total: 3_100_000,
+            started: now() - Duration::seconds(4),
+            cancel: Default::default(),
+        });
+        a
+    });
+}
+
+#[test]
+fn reports_stop_transfer_asks() {
+    snap("reports_stop", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Upload,
+            label: "scan.pdf → Pat Jones".into(),
+            done: 512_000,
+            total: 2_048_000,
+            started: now() - Duration::seconds(2),
+            cancel: Default::default(),
+        });
+        key(&mut a, KeyCode::Esc);
+        assert!(
+            matches!(a.popup, Some(Popup::Confirm(Pending::StopTransfer))),
+            "Esc asks, never stops"
+        );
+        a
+    });
+}
+
+#[test]
+fn reports_upload_path_entry() {
+    snap("reports_upload_path", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        let mut input = text_field("path of the file to upload");
+        input.insert_str("~/scans/echo-2026-12-01.pdf");
+        a.popup = Some(Popup::Path(Box::new(PathEntry {
+            purpose: PathFor::Upload {
+                patient: id(50),
+                name: "Pat Jones".into(),
+            },
+            input,
+        })));
+        a
+    });
+}
+
+#[test]
+fn reports_grants_of_a_report() {
+    snap("reports_grants", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        let grant = |n: u8, name: &str, status: &str| Grant {
+            id: id(200 + n),
+            report_id: id(154),
+            reader_id: id(10 + n),
+            reader_name: name.into(),
+            patient_id: id(50),
+            author_id: id(1),
+            status: status.into(),
+            created_at: at(1, 8, 30),
+            expires_at: at(8, 8, 30),
+            approved_at: None,
+            approval_index: None,
+            approval_entry: None,
+            consent_signature: None,
+            request_id: None,
+        };
+        a.popup = Some(Popup::Grants(Box::new(GrantsView {
+            report: id(154),
+            loading: false,
+            error: None,
+            items: vec![
+                grant(1, "James Wilson", "requested"),
+                grant(2, "Mira Haut", "wrapped"),
+            ],
+            selected: 0,
+        })));
+        a
+    });
+}
+
+#[test]
+fn otp_pane_typing_a_code() {
+    snap("otp", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.otp.items = vec![
+            OtpPending {
+                request_id: id(60),
+                purpose: "release".into(),
+                report_id: id(151),
+                grant_id: None,
+                unlocks: "Release of the report by Dana Herz to you".into(),
+                expires_at: now() + Duration::seconds(14 * 60 + 5),
+                tries_left: 5,
+            },
+            OtpPending {
+                request_id: id(61),
+                purpose: "grant".into(),
+                report_id: id(152),
+                grant_id: Some(id(201)),
+                unlocks: "James Wilson reads the report by Dana Herz".into(),
+                expires_at: now() + Duration::seconds(30),
+                tries_left: 1,
+            },
+        ];
+        a.pane = Pane::Otp;
+        key(&mut a, KeyCode::Enter);
+        assert!(a.otp.editing);
+        for ch in "12x3".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        assert_eq!(field_text(&a.otp.code), "123", "digits only");
+        a
+    });
+}
+
+#[test]
+fn ledger_pane() {
+    snap("ledger", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.ledger.head = Some(head());
+        a.ledger.entries = vec![
+            LedgerLine {
+                index: 41,
+                time_ms: at(1, 8, 58).timestamp_millis(),
+                text: "report 97979797 KeyServed to 0b0b0b0b".into(),
+            },
+            LedgerLine {
+                index: 37,
+                time_ms: at(1, 8, 40).timestamp_millis(),
+                text: "key of report 97979797 wrapped to 0b0b0b0b by you".into(),
+            },
+            LedgerLine {
+                index: 30,
+                time_ms: at(1, 8, 20).timestamp_millis(),
+                text: "code entered by you".into(),
+            },
+        ];
+        a.pane = Pane::Ledger;
+        a
+    });
+}
+
+#[test]
+fn ledger_failure_banner_blocks_report_actions() {
+    snap("ledger_banner", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        a.ledger.failed = Some(
+            "rollback: the server's ledger has 40 entries, fewer than the 42 this client verified before"
+                .into(),
+        );
+        a.reports.selected = 0;
+        let fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Char('v'), KeyModifiers::NONE)),
+        );
+        assert!(fx.is_empty(), "no report work while the ledger is failed");
+        assert!(a.status.error.as_deref().unwrap_or("").contains("Blocked"));
+        a
+    });
+}
+
+#[test]
+fn help_for_the_reports_pane() {
+    snap("help_reports", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        key(&mut a, KeyCode::Char('?'));
+        assert_eq!(a.pane, Pane::Help);
+        a
+    });
 }

@@ -9,9 +9,18 @@ use ratatui::crossterm::event::KeyEvent;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::api::{BookRequest, Booking, PatientSummary, VerifyEmailResponse};
-use crate::client::{ApiClient, LoggedIn};
-use crate::tui::state::{CalendarData, DoctorRow, Mail, SeedProgress};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::api::{
+    BookRequest, Booking, Grant, OtpPending, OtpVerifyResponse, PatientSummary, ReportSummary,
+    VerifyEmailResponse,
+};
+use crate::client::reports::WrapCheck;
+use crate::client::{ApiClient, ClientError, LoggedIn};
+use crate::tui::state::{
+    CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail, ReportSettings, SeedProgress,
+};
 
 /// An error as the user sees it: one line, no secrets.
 pub type UiResult<T> = Result<T, String>;
@@ -60,10 +69,158 @@ pub enum Action {
     Booked(UiResult<Booking>),
     BookingChanged(UiResult<Booking>),
     MailboxLoaded(UiResult<Vec<Mail>>),
+    /// A report, grant, code or ledger job finished. `ledger` is the sync it started with
+    /// (`None` for jobs that need no ledger); on a ledger failure `done` is `None`.
+    Vault {
+        epoch: u64,
+        ledger: Option<Result<HeadInfo, String>>,
+        done: Option<Done>,
+    },
+    /// Bytes moved by transfer `id`.
+    TransferProgress {
+        id: u64,
+        done: u64,
+        total: u64,
+    },
     /// The server ended the session (expired or revoked): lock, keep nothing.
     SessionEnded(String),
     /// A terminal signal (SIGTERM, SIGHUP): leave now.
     Terminate,
+}
+
+/// Why a report job failed: the ledger (red banner), a report's own check (its row turns
+/// red), or anything else (status line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    Ledger(String),
+    Check(String),
+    Other(String),
+}
+
+impl Fail {
+    pub fn text(&self) -> &str {
+        match self {
+            Fail::Ledger(s) | Fail::Check(s) | Fail::Other(s) => s,
+        }
+    }
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Fail {
+        match e {
+            ClientError::Ledger(m) => Fail::Ledger(m),
+            ClientError::Integrity(m) => Fail::Check(m),
+            ClientError::Seal(m) => Fail::Check(m.to_string()),
+            other => Fail::Other(other.to_string()),
+        }
+    }
+}
+
+pub type Outcome<T> = Result<T, Fail>;
+
+/// Report work to do on a task.
+pub enum Job {
+    /// The caller's reports (or, for a doctor, one patient's).
+    List {
+        id: u64,
+        patient: Option<Uuid>,
+    },
+    /// Open (everything but the chunks) to show the titles.
+    Open(Vec<Uuid>),
+    /// Every check, chunks too, writing nothing.
+    Verify(Uuid),
+    Download {
+        report: Uuid,
+        path: PathBuf,
+        transfer: u64,
+        cancel: Arc<AtomicBool>,
+    },
+    Upload {
+        patient: Uuid,
+        path: PathBuf,
+        transfer: u64,
+        cancel: Arc<AtomicBool>,
+    },
+    /// A doctor's own patients, to upload for.
+    Patients,
+    AskConsent(Uuid),
+    Grants(Uuid),
+    CheckWrap(Uuid),
+    ConfirmWrap(Box<WrapCheck>),
+    Approve(Uuid),
+    Revoke(Uuid),
+    /// Recent ledger entries about the caller.
+    Entries,
+    OtpList {
+        id: u64,
+    },
+    OtpVerify {
+        request: Uuid,
+        code: String,
+    },
+    OtpResend(Uuid),
+}
+
+impl Job {
+    /// Jobs that read or write reports sync the ledger first.
+    pub fn needs_ledger(&self) -> bool {
+        !matches!(
+            self,
+            Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_)
+        )
+    }
+}
+
+/// What a job found.
+#[derive(Debug)]
+pub enum Done {
+    Synced,
+    Listed {
+        id: u64,
+        result: Outcome<Vec<ReportSummary>>,
+    },
+    Opened(Vec<(Uuid, Outcome<String>)>),
+    Verified {
+        report: Uuid,
+        result: Outcome<String>,
+    },
+    Downloaded {
+        report: Uuid,
+        transfer: u64,
+        path: PathBuf,
+        result: Outcome<String>,
+    },
+    Uploaded {
+        transfer: u64,
+        result: Outcome<(Uuid, bool)>,
+    },
+    Patients(Outcome<Vec<PatientSummary>>),
+    ConsentAsked(Outcome<Grant>),
+    Grants {
+        report: Uuid,
+        result: Outcome<Vec<Grant>>,
+    },
+    WrapChecked(Outcome<Box<WrapCheck>>),
+    GrantChanged {
+        what: &'static str,
+        result: Outcome<Grant>,
+    },
+    Entries(Outcome<Vec<LedgerLine>>),
+    Otp {
+        id: u64,
+        result: Outcome<Vec<OtpPending>>,
+    },
+    OtpVerified(Outcome<OtpVerifyResponse>),
+    OtpResent(Outcome<OtpPending>),
+}
+
+/// Everything a report job needs, cloned out of the state.
+#[derive(Clone)]
+pub struct VaultCtx {
+    pub client: ApiClient,
+    pub me: Arc<LoggedIn>,
+    pub settings: ReportSettings,
+    pub lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub enum Effect {
@@ -129,5 +286,10 @@ pub enum Effect {
     },
     LoadMailbox {
         dir: PathBuf,
+    },
+    Vault {
+        epoch: u64,
+        ctx: VaultCtx,
+        job: Job,
     },
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as Days, NaiveDate, Utc, Weekday};
 
 use crate::api::{Availability, BookRequest, InviteRequest, Role, WeeklyBlock};
+use crate::client::ledger::Ledger;
+use crate::client::reports::{UploadOptions, upload};
 use crate::client::{ApiClient, ClientError};
 use crate::seal::KdfParams;
 use crate::tui::state::SeedProgress;
@@ -123,6 +125,23 @@ async fn mail_to(outbox: &Path, to: &str) -> Result<String, SeedError> {
     Err(SeedError::NoMail(to.into()))
 }
 
+fn mails_to(outbox: &Path, to: &str) -> usize {
+    crate::tui::tasks::read_outbox(outbox)
+        .map(|m| m.iter().filter(|m| m.to.eq_ignore_ascii_case(to)).count())
+        .unwrap_or(0)
+}
+
+/// The newest mail to `to` once there are more than `before`.
+async fn mail_after(outbox: &Path, to: &str, before: usize) -> Result<String, SeedError> {
+    for _ in 0..50 {
+        if mails_to(outbox, to) > before {
+            return mail_to(outbox, to).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(SeedError::NoMail(to.into()))
+}
+
 fn code_in(body: &str, invite: bool) -> Option<String> {
     body.lines().map(str::trim).find_map(|l| {
         let ok = if invite {
@@ -154,7 +173,7 @@ impl Seeder {
 
     /// Seeds, reporting each step through `progress`.
     pub async fn run(&self, progress: impl Fn(SeedProgress)) -> Result<(), SeedError> {
-        let total = (1 + DOCTORS.len() + 1 + 1 + PATIENTS.len() + 1) as u32;
+        let total = (1 + DOCTORS.len() + 1 + 1 + PATIENTS.len() + 1 + 1) as u32;
         let mut p = SeedProgress {
             done: 0,
             total,
@@ -251,6 +270,9 @@ impl Seeder {
         step(&mut p, "bookings and completed visits".into());
         self.bookings(&doctors).await?;
         p.done += 1;
+        step(&mut p, "reports (sealed and signed by Dana Herz)".into());
+        self.reports().await?;
+        p.done += 1;
         std::fs::write(
             &marker,
             "demo data seeded; delete this folder to start over\n",
@@ -258,6 +280,89 @@ impl Seeder {
         p.done = total;
         p.finished = true;
         step(&mut p, "ready".into());
+        Ok(())
+    }
+
+    /// Dana Herz uploads two small reports for the patient of the completed visit; the patient
+    /// releases the first with the code mailed to them, so the demo shows both states.
+    /// Idempotent: counts what Dana already wrote.
+    async fn reports(&self) -> Result<(), SeedError> {
+        let state = self.data.join("demo-client-state");
+        let files = self.data.join("demo-reports");
+        std::fs::create_dir_all(&files)?;
+        let mut doc = self.client()?;
+        let me = doc
+            .login(&doctor_email(DOCTORS[0].0), DEMO_PASSWORD)
+            .await?;
+        let patient_email = PATIENTS[0].1;
+        let Some(patient) = doc
+            .patients(PATIENTS[0].0, 1)
+            .await?
+            .items
+            .into_iter()
+            .find(|p| p.email == patient_email)
+        else {
+            // No completed visit (seeding a folder someone changed): no reports then.
+            return Ok(());
+        };
+        let written = doc.reports(None).await?.reports.len();
+        let outbox = self.data.join("outbox");
+        let demo: [(&str, &str, String); 2] = [
+            (
+                "echocardiogram.txt",
+                "Echocardiogram",
+                format!(
+                    "Echocardiogram of {}\n\nLeft ventricle normal in size and function; ejection fraction 62 %. No valve disease. Demo data.\n",
+                    PATIENTS[0].0
+                ),
+            ),
+            (
+                "blood-panel.txt",
+                "Blood panel",
+                format!(
+                    "Blood panel of {}\n\nHaemoglobin 14.1 g/dl, leukocytes 6.2/nl, CRP < 5 mg/l. Demo data.\n",
+                    PATIENTS[0].0
+                ),
+            ),
+        ];
+        for (i, (file, title, text)) in demo.iter().enumerate().skip(written) {
+            let path = files.join(file);
+            std::fs::write(&path, text)?;
+            let ledger = Ledger::sync(&doc, &state, None, 3600).await?;
+            let mails_before = mails_to(&outbox, patient_email);
+            let out = upload(
+                &doc,
+                &me,
+                &ledger,
+                patient.id,
+                &path,
+                &UploadOptions {
+                    state_dir: &state,
+                    chunk_size: crate::seal::DEFAULT_CHUNK_SIZE,
+                    transfers: 2,
+                    title: title.to_string(),
+                    note: String::new(),
+                    cancel: None,
+                    progress: None,
+                },
+            )
+            .await?;
+            // The first is released with the mailed code; the second waits for it.
+            if i == 0 && out.commit.release_request_id.is_some() {
+                let body = mail_after(&outbox, patient_email, mails_before).await?;
+                let code = code_in(&body, false)
+                    .ok_or_else(|| SeedError::NoMail(patient_email.to_string()))?;
+                let pat = self.login(patient_email).await?;
+                if let Some(p) = pat
+                    .otp_pending()
+                    .await?
+                    .into_iter()
+                    .find(|p| p.report_id == out.report_id)
+                {
+                    pat.otp_verify(p.request_id, &code).await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -286,13 +391,15 @@ impl Seeder {
                     })
                     .await;
             }
-            // One visit with Dana Herz, completed: checked in by reception, closed by the doctor.
-            if i == 1
+            // One visit of the demo patient with Dana Herz, completed: checked in by
+            // reception, closed by the doctor.
+            if i == 0
                 && let Some(dana) = doctors.iter().find(|d| d.name == DOCTORS[0].0)
             {
                 let slots = c.slots(dana.id, Some(tomorrow), Some(week)).await?.slots;
                 let mut booked = None;
-                for s in slots.iter().take(10) {
+                // The latest free slots: the first day of her calendar keeps its free rows.
+                for s in slots.iter().rev().take(10) {
                     let r = c
                         .book(&BookRequest {
                             doctor_id: dana.id,

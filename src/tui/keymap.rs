@@ -33,6 +33,15 @@ pub enum Cmd {
     CheckIn,
     Complete,
     Logout,
+    Upload,
+    Download,
+    Verify,
+    AskConsent,
+    Grants,
+    Trail,
+    PatientReports,
+    EnterCode,
+    Resend,
     Go(Pane),
 }
 
@@ -49,10 +58,15 @@ const LISTS: &[Pane] = &[
     Pane::Doctors,
     Pane::Calendar,
     Pane::Bookings,
+    Pane::Reports,
+    Pane::Otp,
+    Pane::Ledger,
     Pane::Mailbox,
     Pane::Help,
 ];
+const REPORTS: &[Pane] = &[Pane::Reports];
 const BOOKING_PANES: &[Pane] = &[Pane::Calendar, Pane::Bookings];
+const CANCEL_PANES: &[Pane] = &[Pane::Calendar, Pane::Bookings, Pane::Reports];
 
 /// Every command with its defaults. A new pane adds its `Go` row and its own commands here.
 pub const COMMANDS: &[CmdInfo] = &[
@@ -111,6 +125,27 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "Bookings pane",
         panes: None,
         defaults: &["3"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Reports),
+        name: "pane_reports",
+        desc: "Reports pane",
+        panes: None,
+        defaults: &["4"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Otp),
+        name: "pane_otp",
+        desc: "OTP pane: codes to enter",
+        panes: None,
+        defaults: &["5"],
+    },
+    CmdInfo {
+        cmd: Cmd::Go(Pane::Ledger),
+        name: "pane_ledger",
+        desc: "Ledger pane",
+        panes: None,
+        defaults: &["6"],
     },
     CmdInfo {
         cmd: Cmd::Go(Pane::Mailbox),
@@ -178,8 +213,8 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::Select,
         name: "select",
-        desc: "open / book the selected slot",
-        panes: Some(&[Pane::Doctors, Pane::Calendar]),
+        desc: "open / book the slot / verify / enter the code",
+        panes: Some(&[Pane::Doctors, Pane::Calendar, Pane::Reports, Pane::Otp]),
         defaults: &["Enter"],
     },
     CmdInfo {
@@ -206,8 +241,8 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::CancelBooking,
         name: "cancel_booking",
-        desc: "cancel the selected booking",
-        panes: Some(BOOKING_PANES),
+        desc: "cancel the selected booking / stop the transfer",
+        panes: Some(CANCEL_PANES),
         defaults: &["c"],
     },
     CmdInfo {
@@ -223,6 +258,69 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "mark the visit completed (doctor)",
         panes: Some(BOOKING_PANES),
         defaults: &["d"],
+    },
+    CmdInfo {
+        cmd: Cmd::Upload,
+        name: "upload",
+        desc: "upload a file for one of your patients (doctor)",
+        panes: Some(REPORTS),
+        defaults: &["u"],
+    },
+    CmdInfo {
+        cmd: Cmd::Download,
+        name: "download",
+        desc: "save (download and verify) the report",
+        panes: Some(REPORTS),
+        defaults: &["s"],
+    },
+    CmdInfo {
+        cmd: Cmd::Verify,
+        name: "verify",
+        desc: "verify every check of the report",
+        panes: Some(REPORTS),
+        defaults: &["v"],
+    },
+    CmdInfo {
+        cmd: Cmd::AskConsent,
+        name: "ask_consent",
+        desc: "ask the patient's consent to read it (doctor)",
+        panes: Some(REPORTS),
+        defaults: &["a"],
+    },
+    CmdInfo {
+        cmd: Cmd::Grants,
+        name: "grants",
+        desc: "grants: confirm a key wrap, approve, revoke",
+        panes: Some(REPORTS),
+        defaults: &["g"],
+    },
+    CmdInfo {
+        cmd: Cmd::Trail,
+        name: "trail",
+        desc: "access trail: ledger entries about you",
+        panes: Some(REPORTS),
+        defaults: &["t"],
+    },
+    CmdInfo {
+        cmd: Cmd::PatientReports,
+        name: "patient_reports",
+        desc: "one patient's reports, to ask consent (doctor)",
+        panes: Some(REPORTS),
+        defaults: &["f"],
+    },
+    CmdInfo {
+        cmd: Cmd::EnterCode,
+        name: "enter_code",
+        desc: "type the selected code",
+        panes: Some(&[Pane::Otp]),
+        defaults: &["e"],
+    },
+    CmdInfo {
+        cmd: Cmd::Resend,
+        name: "resend",
+        desc: "mail the selected code again",
+        panes: Some(&[Pane::Otp]),
+        defaults: &["R"],
     },
     CmdInfo {
         cmd: Cmd::Logout,

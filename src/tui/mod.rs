@@ -67,6 +67,29 @@ fn new_client(cfg: &Config, url: &str) -> Result<ApiClient, crate::client::Clien
     c.with_ca_pem(&pem)
 }
 
+/// What report work reads from `[client]`.
+fn report_settings(cfg: &Config) -> Result<state::ReportSettings, TuiError> {
+    let ledger_key = if cfg.client.ledger_key.is_empty() {
+        None
+    } else {
+        Some(
+            crate::ledger::LedgerKey::parse(&cfg.client.ledger_key).map_err(|e| {
+                TuiError::Client(crate::client::ClientError::Ledger(format!(
+                    "[client] ledger_key: {e}"
+                )))
+            })?,
+        )
+    };
+    Ok(state::ReportSettings {
+        state_dir: cfg.client.state_path(),
+        ledger_key,
+        max_head_age_secs: cfg.client.max_head_age_secs,
+        transfers: cfg.client.transfers.max(1),
+        chunk_size: cfg.client.chunk_size,
+        download_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    })
+}
+
 /// Key events, pastes and resizes from a blocking reader thread into the loop's channel.
 fn spawn_input(tx: mpsc::UnboundedSender<Action>) {
     std::thread::spawn(move || {
@@ -112,6 +135,7 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         },
     );
     app.idle_lock_minutes = cfg.client.idle_lock_minutes.max(1);
+    app.report_settings = report_settings(&cfg)?;
     let idle = Duration::from_secs(app.idle_lock_minutes * 60);
 
     tracing::info!(
@@ -194,6 +218,8 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         let action = tokio::select! {
             a = rx.recv() => match a { Some(a) => a, None => break },
             _ = tokio::time::sleep_until(last_input + idle), if app.session.is_some() => Action::IdleLock,
+            // Codes show minutes to expiry: one redraw at each minute, only on that pane.
+            _ = tokio::time::sleep(next_minute()), if app.pane == state::Pane::Otp && !app.otp.items.is_empty() && app.screen == state::Screen::Main => Action::Redraw,
             Some(s) = stop_rx.recv() => { stop = Some(s); continue; }
             _ = term.recv() => Action::Terminate,
             _ = hup.recv() => Action::Terminate,
@@ -244,6 +270,16 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), stop()).await;
     }
     Ok(())
+}
+
+fn next_minute() -> Duration {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    Duration::from_millis(
+        60_000
+            - (now.second() as u64 * 1000 + now.timestamp_subsec_millis() as u64 % 1000)
+                .min(59_999),
+    )
 }
 
 /// Logs of the client (and an embedded server) go to a file in the state folder, never to the

@@ -1,17 +1,19 @@
 //! The whole client state. `view` draws from it alone; `update` is the only writer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
 use crate::api::{
-    AvailabilityResponse, Booking, Doctor, PatientSummary, Role, Slot, UserInfo,
-    VerifyEmailResponse,
+    AvailabilityResponse, Booking, Doctor, Grant, OtpPending, PatientSummary, ReportSummary, Role,
+    Slot, UserInfo, VerifyEmailResponse,
 };
-use crate::client::ApiClient;
-use crate::seal::UserSecrets;
+use crate::client::{ApiClient, LoggedIn};
+use crate::ledger::LedgerKey;
 use crate::tui::keymap::KeyMap;
 use crate::tui::theme::Theme;
 
@@ -21,15 +23,21 @@ pub enum Pane {
     Doctors,
     Calendar,
     Bookings,
+    Reports,
+    Otp,
+    Ledger,
     Mailbox,
     Help,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [
+    pub const ALL: [Pane; 8] = [
         Pane::Doctors,
         Pane::Calendar,
         Pane::Bookings,
+        Pane::Reports,
+        Pane::Otp,
+        Pane::Ledger,
         Pane::Mailbox,
         Pane::Help,
     ];
@@ -39,6 +47,9 @@ impl Pane {
             Pane::Doctors => "Doctors",
             Pane::Calendar => "Calendar",
             Pane::Bookings => "Bookings",
+            Pane::Reports => "Reports",
+            Pane::Otp => "OTP",
+            Pane::Ledger => "Ledger",
             Pane::Mailbox => "Mailbox",
             Pane::Help => "Help",
         }
@@ -53,6 +64,10 @@ impl Pane {
             ),
             Pane::Calendar => matches!(role, Role::Patient | Role::Reception | Role::Doctor),
             Pane::Bookings => matches!(role, Role::Patient | Role::Reception | Role::Doctor),
+            // Reports and their codes are for the people in them (DESIGN.md §4, §5).
+            Pane::Reports => matches!(role, Role::Patient | Role::Doctor),
+            Pane::Otp => matches!(role, Role::Patient | Role::Doctor),
+            Pane::Ledger => true,
             Pane::Mailbox => demo,
             Pane::Help => true,
         }
@@ -196,11 +211,13 @@ impl Default for RegisterForm {
     }
 }
 
-/// A logged-in user. Dropping it zeroizes the secret keys (`UserSecrets`).
+/// A logged-in user. Dropping the last `Arc` of `keys` zeroizes the secret keys
+/// (`UserSecrets`) and the `wrap_key` that seals upload state.
 pub struct Session {
     pub user: UserInfo,
     pub client: ApiClient,
-    pub secrets: Option<UserSecrets>,
+    /// `None` only in hand-made test state.
+    pub keys: Option<Arc<LoggedIn>>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +341,17 @@ pub enum Pending {
         booking: Booking,
         action: &'static str,
     },
+    /// Stop the running transfer (an upload resumes when the same file is uploaded again).
+    StopTransfer,
+    /// A doctor asks the patient's consent to read a report.
+    AskConsent {
+        report: Uuid,
+        patient: String,
+        author: String,
+    },
+    /// The patient approves a grant (signs the consent, wraps the key).
+    Approve(Box<Grant>),
+    Revoke(Box<Grant>),
 }
 
 pub struct PatientPicker {
@@ -344,6 +372,14 @@ pub struct Palette {
 
 pub enum Popup {
     Confirm(Pending),
+    /// A doctor chooses which of their patients a report is for.
+    PickUploadPatient(Box<UploadPicker>),
+    /// A file to upload or where to save a download.
+    Path(Box<PathEntry>),
+    /// The grants of one report.
+    Grants(Box<GrantsView>),
+    /// A checked grant waiting for the key holder's yes before the key is wrapped.
+    Wrap(Box<crate::client::reports::WrapCheck>),
     PickPatient(Box<PatientPicker>),
     Palette(Box<Palette>),
     /// Quit asked while requests run.
@@ -356,6 +392,178 @@ impl Popup {
             input: text_field("command"),
             selected: 0,
         }))
+    }
+}
+
+/// Where a report stands for this client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Not opened yet: the title shows as "…".
+    Unchecked,
+    /// Manifest, signature, ledger entries and key commitment checked; title decrypted here.
+    Opened { title: String },
+    /// Every chunk too.
+    Verified { title: String },
+    /// A check failed: which one.
+    Failed(String),
+}
+
+impl Check {
+    pub fn title(&self) -> Option<&str> {
+        match self {
+            Check::Opened { title } | Check::Verified { title } => Some(title),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    pub summary: ReportSummary,
+    pub check: Check,
+}
+
+#[derive(Default)]
+pub struct ReportsPane {
+    pub request_id: u64,
+    pub loading: bool,
+    pub error: Option<String>,
+    pub rows: Vec<ReportRow>,
+    pub selected: usize,
+    /// A doctor looking at one patient's reports (to ask consent).
+    pub patient: Option<(Uuid, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    Upload,
+    Download,
+}
+
+/// The transfer running (one at a time).
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub id: u64,
+    pub kind: TransferKind,
+    pub label: String,
+    pub done: u64,
+    pub total: u64,
+    pub started: DateTime<Utc>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickFor {
+    /// Upload a report for the patient.
+    Upload,
+    /// List the patient's reports (to ask consent).
+    Filter,
+}
+
+pub struct UploadPicker {
+    pub purpose: PickFor,
+    pub loading: bool,
+    pub error: Option<String>,
+    pub items: Vec<PatientSummary>,
+    pub selected: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathFor {
+    Upload { patient: Uuid, name: String },
+    Download { report: Uuid },
+}
+
+pub struct PathEntry {
+    pub purpose: PathFor,
+    pub input: TextArea<'static>,
+}
+
+pub struct GrantsView {
+    pub report: Uuid,
+    pub loading: bool,
+    pub error: Option<String>,
+    pub items: Vec<Grant>,
+    pub selected: usize,
+}
+
+pub struct OtpPane {
+    pub request_id: u64,
+    pub loading: bool,
+    pub error: Option<String>,
+    pub items: Vec<OtpPending>,
+    pub selected: usize,
+    pub code: TextArea<'static>,
+    /// The code field has the keys.
+    pub editing: bool,
+}
+
+impl Default for OtpPane {
+    fn default() -> Self {
+        OtpPane {
+            request_id: 0,
+            loading: false,
+            error: None,
+            items: Vec::new(),
+            selected: 0,
+            code: text_field("6 digits from the mail"),
+            editing: false,
+        }
+    }
+}
+
+/// The last head this client verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub tree_size: u64,
+    /// Hex of the root's first 8 bytes.
+    pub root: String,
+    pub time_ms: i64,
+    pub key: String,
+    pub pinned_now: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerLine {
+    pub index: u64,
+    pub time_ms: i64,
+    pub text: String,
+}
+
+#[derive(Default)]
+pub struct LedgerView {
+    pub syncing: bool,
+    pub head: Option<HeadInfo>,
+    /// A ledger check failed: the red banner, and no report action until a sync passes.
+    pub failed: Option<String>,
+    pub entries_loading: bool,
+    pub entries: Vec<LedgerLine>,
+    pub selected: usize,
+}
+
+/// What report work needs from the config.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    pub state_dir: PathBuf,
+    pub ledger_key: Option<LedgerKey>,
+    pub max_head_age_secs: u64,
+    pub transfers: usize,
+    pub chunk_size: u32,
+    /// Where downloads go by default.
+    pub download_dir: PathBuf,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        let c = crate::config::ClientConfig::default();
+        ReportSettings {
+            state_dir: c.state_path(),
+            ledger_key: None,
+            max_head_age_secs: c.max_head_age_secs,
+            transfers: c.transfers,
+            chunk_size: c.chunk_size,
+            download_dir: PathBuf::from("."),
+        }
     }
 }
 
@@ -384,6 +592,17 @@ pub struct App {
     pub calendar: CalendarPane,
     pub bookings: BookingsPane,
     pub mailbox: MailboxPane,
+    pub reports: ReportsPane,
+    pub otp: OtpPane,
+    pub ledger: LedgerView,
+    pub transfer: Option<Transfer>,
+    /// Counts transfers, so progress of an older one is ignored.
+    pub transfer_seq: u64,
+    pub report_settings: ReportSettings,
+    /// Ledger syncs write the saved head: one at a time.
+    pub ledger_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Rises with every login and lock: answers for an older session are dropped.
+    pub epoch: u64,
     pub help_scroll: u16,
     /// The pane whose keys Help shows.
     pub help_for: Pane,
@@ -417,6 +636,14 @@ impl App {
             calendar: CalendarPane::default(),
             bookings: BookingsPane::default(),
             mailbox: MailboxPane::default(),
+            reports: ReportsPane::default(),
+            otp: OtpPane::default(),
+            ledger: LedgerView::default(),
+            transfer: None,
+            transfer_seq: 0,
+            report_settings: ReportSettings::default(),
+            ledger_lock: Arc::new(tokio::sync::Mutex::new(())),
+            epoch: 0,
             help_scroll: 0,
             help_for: Pane::Doctors,
             popup: None,
@@ -452,8 +679,10 @@ impl App {
             Screen::Main => {
                 matches!(
                     self.popup,
-                    Some(Popup::PickPatient(_)) | Some(Popup::Palette(_))
-                ) || (self.pane == Pane::Doctors && self.doctors.editing)
+                    Some(Popup::PickPatient(_)) | Some(Popup::Palette(_)) | Some(Popup::Path(_))
+                ) || (self.popup.is_none()
+                    && ((self.pane == Pane::Doctors && self.doctors.editing)
+                        || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }
     }

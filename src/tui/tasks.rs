@@ -7,14 +7,31 @@ use chrono::{Datelike, Duration as Days, NaiveDate};
 use futures::future::join_all;
 use tokio::sync::mpsc::UnboundedSender;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+
 use crate::client::ClientError;
-use crate::tui::action::{Action, Effect, UiResult};
-use crate::tui::state::{CalendarData, DoctorRow, Mail};
+use crate::client::ledger::Ledger;
+use crate::client::reports::{
+    self, Progress, TransferOptions, UploadOptions, approve_and_wrap, check_grant_for_wrap,
+    confirm_wrap, verify_report,
+};
+use crate::ledger::Entry;
+use crate::tui::action::{Action, Done, Effect, Fail, Job, UiResult, VaultCtx};
+use crate::tui::state::{CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail};
 
 /// Runs `effect` on its own task and sends its answer to `tx`. Effects that derive keys
 /// (Argon2id, ~0.35 s of CPU) run on a blocking thread so the runtime's workers, which also
 /// serve an embedded server, stay free.
 pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
+    if let Effect::Vault { epoch, ctx, job } = effect {
+        tokio::spawn(async move {
+            let a = vault(epoch, ctx, job, Some(tx.clone())).await;
+            let _ = tx.send(a);
+        });
+        return;
+    }
     if matches!(
         effect,
         Effect::Login { .. } | Effect::RegisterPatient { .. }
@@ -169,12 +186,410 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             end_or(&r)?;
             Action::BookingChanged(r.map_err(ui))
         }
+        Effect::Vault { epoch, ctx, job } => vault(epoch, ctx, job, None).await,
         Effect::LoadMailbox { dir } => Action::MailboxLoaded(
             tokio::task::spawn_blocking(move || read_outbox(&dir))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string())),
         ),
     }))
+}
+
+fn end_or_ref(e: &ClientError) -> bool {
+    use crate::api::codes;
+    matches!(
+        e.code(),
+        Some(codes::SESSION_EXPIRED | codes::SESSION_REVOKED | codes::UNAUTHENTICATED)
+    )
+}
+
+pub fn head_info(l: &Ledger) -> HeadInfo {
+    let h = l.head();
+    HeadInfo {
+        tree_size: h.tree_size,
+        root: hex::encode(&h.root[..8]),
+        time_ms: h.time_ms,
+        key: l.key().to_string(),
+        pinned_now: l.pinned_now,
+    }
+}
+
+/// Sends a progress action when the whole percentage changes (at most ~100 per transfer).
+fn progress_fn(tx: Option<UnboundedSender<Action>>, id: u64) -> impl Fn(Progress) + Sync + Send {
+    let last = AtomicU64::new(u64::MAX);
+    move |p: Progress| {
+        let Some(tx) = &tx else { return };
+        let pct = (p.bytes_done.saturating_mul(100))
+            .checked_div(p.bytes_total)
+            .unwrap_or(100);
+        if last.swap(pct, Ordering::Relaxed) != pct {
+            let _ = tx.send(Action::TransferProgress {
+                id,
+                done: p.bytes_done,
+                total: p.bytes_total,
+            });
+        }
+    }
+}
+
+/// Runs one report job: a ledger sync first (one at a time: it rewrites the saved head), then
+/// the job with that verified ledger.
+pub async fn vault(
+    epoch: u64,
+    ctx: VaultCtx,
+    job: Job,
+    tx: Option<UnboundedSender<Action>>,
+) -> Action {
+    if !job.needs_ledger() {
+        return match plain_job(&ctx, job).await {
+            Ok(done) => Action::Vault {
+                epoch,
+                ledger: None,
+                done: Some(done),
+            },
+            Err(why) => Action::SessionEnded(why),
+        };
+    }
+    let synced = {
+        let _one = ctx.lock.lock().await;
+        Ledger::sync(
+            &ctx.client,
+            &ctx.settings.state_dir,
+            ctx.settings.ledger_key.as_ref(),
+            ctx.settings.max_head_age_secs,
+        )
+        .await
+    };
+    let mut ledger = match synced {
+        Ok(l) => l,
+        Err(e) if end_or_ref(&e) => return Action::SessionEnded(e.to_string()),
+        Err(e) => {
+            return match Fail::from(e) {
+                Fail::Ledger(m) => Action::Vault {
+                    epoch,
+                    ledger: Some(Err(m)),
+                    done: None,
+                },
+                other => Action::Vault {
+                    epoch,
+                    ledger: None,
+                    done: Some(failed_done(job, other)),
+                },
+            };
+        }
+    };
+    let done = ledger_job(&ctx, &mut ledger, job, tx).await;
+    Action::Vault {
+        epoch,
+        ledger: Some(Ok(head_info(&ledger))),
+        done: Some(done),
+    }
+}
+
+/// The answer of a job that could not start (the ledger sync failed on the way).
+fn failed_done(job: Job, f: Fail) -> Done {
+    match job {
+        Job::List { id, .. } => Done::Listed { id, result: Err(f) },
+        Job::Download {
+            report,
+            path,
+            transfer,
+            ..
+        } => Done::Downloaded {
+            report,
+            transfer,
+            path,
+            result: Err(f),
+        },
+        Job::Upload { transfer, .. } => Done::Uploaded {
+            transfer,
+            result: Err(f),
+        },
+        Job::Open(ids) => Done::Opened(ids.into_iter().map(|i| (i, Err(f.clone()))).collect()),
+        Job::Verify(report) => Done::Verified {
+            report,
+            result: Err(f),
+        },
+        Job::Grants(report) => Done::Grants {
+            report,
+            result: Err(f),
+        },
+        Job::Entries => Done::Entries(Err(f)),
+        Job::CheckWrap(_) => Done::WrapChecked(Err(f)),
+        Job::AskConsent(_) => Done::ConsentAsked(Err(f)),
+        Job::ConfirmWrap(_) => Done::GrantChanged {
+            what: "wrap",
+            result: Err(f),
+        },
+        Job::Approve(_) => Done::GrantChanged {
+            what: "approve",
+            result: Err(f),
+        },
+        Job::Revoke(_) => Done::GrantChanged {
+            what: "revoke",
+            result: Err(f),
+        },
+        Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
+            Done::Synced
+        }
+    }
+}
+
+/// Jobs without the ledger: codes and the patient list. `Err` when the session is over.
+async fn plain_job(ctx: &VaultCtx, job: Job) -> Result<Done, String> {
+    let c = &ctx.client;
+    fn out<T>(r: Result<T, ClientError>) -> Result<Result<T, Fail>, String> {
+        match r {
+            Err(e) if end_or_ref(&e) => Err(e.to_string()),
+            r => Ok(r.map_err(Fail::from)),
+        }
+    }
+    Ok(match job {
+        Job::Patients => Done::Patients(out(c.patients("", 1).await.map(|p| p.items))?),
+        Job::OtpList { id } => Done::Otp {
+            id,
+            result: out(c.otp_pending().await)?,
+        },
+        Job::OtpVerify { request, code } => {
+            Done::OtpVerified(out(c.otp_verify(request, &code).await)?)
+        }
+        Job::OtpResend(request) => Done::OtpResent(out(c.otp_resend(request).await)?),
+        _ => Done::Synced,
+    })
+}
+
+fn title_of(r: &reports::VerifiedReport) -> String {
+    let m = &r.meta;
+    let t = if m.title.trim().is_empty() {
+        &m.file_name
+    } else {
+        &m.title
+    };
+    // Decrypted, but written by someone else: no control characters reach the terminal.
+    t.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+async fn ledger_job(
+    ctx: &VaultCtx,
+    l: &mut Ledger,
+    job: Job,
+    tx: Option<UnboundedSender<Action>>,
+) -> Done {
+    let c = &ctx.client;
+    let me = &*ctx.me;
+    let transfers = ctx.settings.transfers;
+    match job {
+        // Not ledger jobs: `vault` sends them to `plain_job`.
+        Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
+            Done::Synced
+        }
+        Job::List { id, patient } => Done::Listed {
+            id,
+            result: c
+                .reports(patient)
+                .await
+                .map(|r| r.reports)
+                .map_err(Fail::from),
+        },
+        Job::Open(ids) => {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let r = verify_report(c, me, l, id).await;
+                let ledger_broke = matches!(r, Err(ClientError::Ledger(_)));
+                out.push((id, r.map(|v| title_of(&v)).map_err(Fail::from)));
+                if ledger_broke {
+                    break;
+                }
+            }
+            Done::Opened(out)
+        }
+        Job::Verify(report) => Done::Verified {
+            report,
+            result: reports::verify(c, me, l, report, transfers)
+                .await
+                .map(|v| title_of(&v))
+                .map_err(Fail::from),
+        },
+        Job::Download {
+            report,
+            path,
+            transfer,
+            cancel,
+        } => {
+            let progress = progress_fn(tx, transfer);
+            let opts = TransferOptions {
+                transfers,
+                cancel: Some(&cancel),
+                progress: Some(&progress),
+            };
+            let result = reports::download(c, me, l, report, &path, &opts)
+                .await
+                .map(|v| title_of(&v))
+                .map_err(Fail::from);
+            Done::Downloaded {
+                report,
+                transfer,
+                path,
+                result,
+            }
+        }
+        Job::Upload {
+            patient,
+            path,
+            transfer,
+            cancel,
+        } => {
+            let progress = progress_fn(tx, transfer);
+            let title = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "report".into());
+            let opts = UploadOptions {
+                state_dir: &ctx.settings.state_dir,
+                chunk_size: ctx.settings.chunk_size,
+                transfers,
+                title,
+                note: String::new(),
+                cancel: Some(cancel),
+                progress: Some(&progress),
+            };
+            let r = reports::upload(c, me, l, patient, &path, &opts).await;
+            let r = match r {
+                Ok(o) => l
+                    .refresh()
+                    .await
+                    .map(|_| (o.report_id, o.commit.release_request_id.is_some())),
+                Err(e) => Err(e),
+            };
+            Done::Uploaded {
+                transfer,
+                result: r.map_err(Fail::from),
+            }
+        }
+        Job::AskConsent(report) => {
+            Done::ConsentAsked(c.grant_request(report).await.map_err(Fail::from))
+        }
+        Job::Grants(report) => Done::Grants {
+            report,
+            result: c
+                .grants()
+                .await
+                .map(|g| g.into_iter().filter(|g| g.report_id == report).collect())
+                .map_err(Fail::from),
+        },
+        Job::CheckWrap(grant) => Done::WrapChecked(
+            check_grant_for_wrap(c, l, grant)
+                .await
+                .map(Box::new)
+                .map_err(Fail::from),
+        ),
+        Job::ConfirmWrap(check) => {
+            let r = confirm_wrap(c, me, l, &check).await;
+            let r = match r {
+                Ok(g) => l.refresh().await.map(|_| g),
+                Err(e) => Err(e),
+            };
+            Done::GrantChanged {
+                what: "wrap",
+                result: r.map_err(Fail::from),
+            }
+        }
+        Job::Approve(grant) => Done::GrantChanged {
+            what: "approve",
+            result: approve_and_wrap(c, me, l, grant).await.map_err(Fail::from),
+        },
+        Job::Revoke(grant) => {
+            let r = c.grant_revoke(grant).await;
+            let r = match r {
+                Ok(g) => l.refresh().await.map(|_| g),
+                Err(e) => Err(e),
+            };
+            Done::GrantChanged {
+                what: "revoke",
+                result: r.map_err(Fail::from),
+            }
+        }
+        Job::Entries => {
+            let end = l.head().tree_size;
+            let start = end.saturating_sub(ENTRIES_WINDOW);
+            let me_id = me.login.user.id;
+            Done::Entries(
+                l.entries(start, end)
+                    .await
+                    .map(|v| {
+                        let mut lines: Vec<LedgerLine> = v
+                            .into_iter()
+                            .map(|(index, e)| LedgerLine {
+                                index,
+                                time_ms: e.time_ms(),
+                                text: describe(&e, me_id),
+                            })
+                            .collect();
+                        lines.reverse();
+                        lines.truncate(100);
+                        lines
+                    })
+                    .map_err(Fail::from),
+            )
+        }
+    }
+}
+
+/// How far back the Ledger pane looks (each entry costs an inclusion proof).
+pub const ENTRIES_WINDOW: u64 = 200;
+
+fn short(id: &[u8; 16], me: Uuid) -> String {
+    let u = Uuid::from_bytes(*id);
+    if u == me {
+        "you".into()
+    } else {
+        u.simple().to_string()[..8].to_string()
+    }
+}
+
+/// One line for a ledger entry, ids shortened, the caller named "you".
+pub fn describe(e: &Entry, me: Uuid) -> String {
+    match e {
+        Entry::UserRegistered { user_id, role, .. } => {
+            format!("keys registered: {} ({role:?})", short(user_id, me))
+        }
+        Entry::ReportCommitted { report_id, .. } => {
+            format!("report {} committed", short(report_id, me))
+        }
+        Entry::GrantApproved {
+            report_id,
+            reader_id,
+            how,
+            ..
+        } => format!(
+            "grant approved ({how:?}): report {} for {}",
+            short(report_id, me),
+            short(reader_id, me)
+        ),
+        Entry::KeyWrapped {
+            report_id,
+            reader_id,
+            wrapper_id,
+            ..
+        } => format!(
+            "key of report {} wrapped to {} by {}",
+            short(report_id, me),
+            short(reader_id, me),
+            short(wrapper_id, me)
+        ),
+        Entry::GrantRevoked { grant_id, .. } => format!("grant {} revoked", short(grant_id, me)),
+        Entry::ReportAccess {
+            report_id,
+            reader_id,
+            what,
+            ..
+        } => format!(
+            "report {} {what:?} to {}",
+            short(report_id, me),
+            short(reader_id, me)
+        ),
+        Entry::OtpVerified { user_id, .. } => format!("code entered by {}", short(user_id, me)),
+    }
 }
 
 /// Name and specialty both match as you type: two directory queries, merged.

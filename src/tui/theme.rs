@@ -14,6 +14,8 @@ pub struct Theme {
     pub error: Style,
     pub title: Style,
     pub bar: Style,
+    /// The red banner of a failed ledger check.
+    pub alarm: Style,
 }
 
 impl Theme {
@@ -28,6 +30,10 @@ impl Theme {
             error: Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             title: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
             bar: Style::new().fg(Color::Black).bg(Color::Gray),
+            alarm: Style::new()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
         }
     }
 
@@ -42,6 +48,7 @@ impl Theme {
             error: Style::new().add_modifier(Modifier::BOLD),
             title: Style::new().add_modifier(Modifier::BOLD),
             bar: Style::new().add_modifier(Modifier::REVERSED),
+            alarm: Style::new().add_modifier(Modifier::REVERSED.union(Modifier::BOLD)),
         }
     }
 

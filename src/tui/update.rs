@@ -10,12 +10,22 @@ use zeroize::Zeroizing;
 
 use crate::api::{BookRequest, BookingStatus, Role};
 use crate::client::ApiClient;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
-    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LoginField, LoginForm, MailboxPane, Pane,
-    PatientPicker, Pending, Popup, RegisterField, RegisterForm, Screen, Session, field_text,
-    text_field,
+    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LedgerView, LoginField, LoginForm,
+    MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField, RegisterForm,
+    ReportsPane, Screen, Session, field_text, text_field,
+};
+
+mod vault;
+use crate::tui::action::Job;
+use vault::{
+    code_key, grants_key, load_entries, load_otp, load_reports, on_vault, path_key, report_command,
+    upload_picker_key, vault,
 };
 
 pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -77,16 +87,15 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             match r {
                 Ok(b) => {
                     let (client, logged) = *b;
-                    // Field by field: the report layer adds fields to `LoggedIn`.
-                    let login = logged.login;
-                    let secrets = logged.secrets;
+                    let user = logged.login.user.clone();
                     // Ids and roles only: no names, addresses or codes in the log.
-                    tracing::info!(user = %login.user.id, role = %login.user.role, "logged in");
+                    tracing::info!(user = %user.id, role = %user.role, "logged in");
                     app.login = LoginForm::default();
+                    app.epoch += 1;
                     app.session = Some(Session {
-                        user: login.user,
+                        user,
                         client,
-                        secrets: Some(secrets),
+                        keys: Some(Arc::new(logged)),
                     });
                     app.screen = Screen::Main;
                     app.status.error = None;
@@ -241,6 +250,24 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 Err(e) => app.status.error = Some(e),
             }
         }
+        Action::Vault {
+            epoch,
+            ledger,
+            done: d,
+        } => {
+            if epoch == app.epoch && app.session.is_some() {
+                done(app);
+                on_vault(app, ledger, d, &mut fx);
+            }
+        }
+        Action::TransferProgress { id, done, total } => {
+            if let Some(t) = &mut app.transfer
+                && t.id == id
+            {
+                t.done = done;
+                t.total = total;
+            }
+        }
         Action::MailboxLoaded(r) => {
             app.mailbox.loading = false;
             match r {
@@ -298,6 +325,14 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     app.calendar = CalendarPane::default();
     app.bookings = BookingsPane::default();
     app.mailbox = MailboxPane::default();
+    // Decrypted titles, codes, the entries about the user: all go with the keys.
+    app.reports = ReportsPane::default();
+    app.otp = OtpPane::default();
+    app.ledger = LedgerView::default();
+    if let Some(t) = app.transfer.take() {
+        t.cancel.store(true, Ordering::Relaxed);
+    }
+    app.epoch += 1;
     app.register = RegisterForm::default();
     app.popup = None;
     app.status.info = None;
@@ -336,6 +371,12 @@ fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
     }
     if panes.contains(&Pane::Bookings) {
         load_bookings(app, fx);
+    }
+    if panes.contains(&Pane::Reports) {
+        load_reports(app, fx);
+    }
+    if panes.contains(&Pane::Otp) {
+        load_otp(app, fx);
     }
 }
 
@@ -449,10 +490,12 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
         Screen::Main => match &mut app.popup {
             Some(Popup::PickPatient(p)) => Some(&mut p.query),
             Some(Popup::Palette(p)) => Some(&mut p.input),
+            Some(Popup::Path(p)) => Some(&mut p.input),
             Some(_) => None,
             None if app.pane == Pane::Doctors && app.doctors.editing => {
                 Some(&mut app.doctors.query)
             }
+            None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
             None => None,
         },
     }
@@ -528,6 +571,8 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 popup_key(app, k, fx);
             } else if app.pane == Pane::Doctors && app.doctors.editing {
                 search_key(app, k, fx);
+            } else if app.pane == Pane::Otp && app.otp.editing {
+                code_key(app, k, fx);
             } else if let Some(cmd) = app.keys.resolve(&k) {
                 command(app, cmd, fx);
             }
@@ -779,6 +824,17 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             app.popup = Some(Popup::PickPatient(p));
         }
+        Popup::PickUploadPatient(p) => upload_picker_key(app, p, k, fx),
+        Popup::Path(p) => path_key(app, p, k, fx),
+        Popup::Grants(g) => grants_key(app, g, k, fx),
+        Popup::Wrap(check) => {
+            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
+                vault(app, fx, Job::ConfirmWrap(check));
+            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
+                app.popup = Some(Popup::Wrap(check));
+                app.dirty = false;
+            }
+        }
         Popup::Palette(mut p) => {
             if is(&k, KeyCode::Esc) {
                 return;
@@ -816,6 +872,15 @@ pub fn palette_matches(q: &str) -> Vec<Cmd> {
 fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
     let Some(client) = client(app) else { return };
     match p {
+        Pending::StopTransfer => {
+            if let Some(t) = &app.transfer {
+                t.cancel.store(true, Ordering::Relaxed);
+                app.status.info = Some("Stopping the transfer…".into());
+            }
+        }
+        Pending::AskConsent { report, .. } => vault(app, fx, Job::AskConsent(report)),
+        Pending::Approve(g) => vault(app, fx, Job::Approve(g.id)),
+        Pending::Revoke(g) => vault(app, fx, Job::Revoke(g.id)),
         Pending::Book {
             doctor_id,
             slot,
@@ -856,6 +921,16 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
         load_mailbox(app, fx);
     }
+    if pane == Pane::Reports && app.reports.rows.is_empty() && !app.reports.loading {
+        load_reports(app, fx);
+    }
+    if pane == Pane::Otp && !app.otp.loading {
+        load_otp(app, fx);
+    }
+    // Sync on entering the Ledger pane.
+    if pane == Pane::Ledger && !app.ledger.entries_loading {
+        load_entries(app, fx);
+    }
 }
 
 fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
@@ -888,6 +963,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Back => {
             if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
+            } else if app.pane == Pane::Reports && app.transfer.is_some() {
+                // Esc is never destructive: stopping a transfer asks first.
+                app.popup = Some(Popup::Confirm(Pending::StopTransfer));
             } else {
                 return;
             }
@@ -906,6 +984,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             Pane::Calendar => load_calendar(app, fx),
             Pane::Bookings => load_bookings(app, fx),
             Pane::Mailbox => load_mailbox(app, fx),
+            Pane::Reports => load_reports(app, fx),
+            Pane::Otp => load_otp(app, fx),
+            Pane::Ledger => load_entries(app, fx),
             Pane::Help => return,
         },
         Cmd::Up | Cmd::Down | Cmd::PageUp | Cmd::PageDown => {
@@ -922,6 +1003,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.help_scroll,
                 app.calendar.row,
                 app.calendar.selected,
+                (app.reports.selected, app.otp.selected, app.ledger.selected),
             );
             match app.pane {
                 Pane::Doctors => step(&mut app.doctors.selected, app.doctors.rows.len(), up, by),
@@ -929,6 +1011,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
                 }
                 Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
+                Pane::Reports => step(&mut app.reports.selected, app.reports.rows.len(), up, by),
+                Pane::Otp => step(&mut app.otp.selected, app.otp.items.len(), up, by),
+                Pane::Ledger => step(&mut app.ledger.selected, app.ledger.entries.len(), up, by),
                 Pane::Help => {
                     app.help_scroll = if up {
                         app.help_scroll.saturating_sub(by as u16)
@@ -953,6 +1038,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.help_scroll,
                 app.calendar.row,
                 app.calendar.selected,
+                (app.reports.selected, app.otp.selected, app.ledger.selected),
             );
             if before == after {
                 return;
@@ -1022,8 +1108,26 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     }
                 }
             }
+            Pane::Reports => report_command(app, Cmd::Verify, fx),
+            Pane::Otp => report_command(app, Cmd::EnterCode, fx),
             _ => return,
         },
+        Cmd::CancelBooking if app.pane == Pane::Reports => {
+            if app.transfer.is_some() {
+                app.popup = Some(Popup::Confirm(Pending::StopTransfer));
+            } else {
+                app.status.info = Some("No transfer is running.".into());
+            }
+        }
+        Cmd::Upload
+        | Cmd::Download
+        | Cmd::Verify
+        | Cmd::AskConsent
+        | Cmd::Grants
+        | Cmd::Trail
+        | Cmd::PatientReports
+        | Cmd::EnterCode
+        | Cmd::Resend => report_command(app, cmd, fx),
         Cmd::CancelBooking | Cmd::CheckIn | Cmd::Complete => {
             let booking = match app.pane {
                 Pane::Bookings => app.bookings.items.get(app.bookings.selected).cloned(),
@@ -1158,7 +1262,7 @@ mod tests {
                 crate::seal::KdfParams::default(),
             )
             .expect("client"),
-            secrets: None,
+            keys: None,
         });
         a.screen = Screen::Main;
         a
@@ -1282,7 +1386,7 @@ mod tests {
     fn panes_and_tab_order_follow_the_role() {
         let mut a = app(Role::Doctor);
         let mut seen = vec![a.pane];
-        for _ in 0..5 {
+        for _ in 0..8 {
             key(&mut a, KeyCode::Tab);
             seen.push(a.pane);
         }
@@ -1292,6 +1396,9 @@ mod tests {
                 Pane::Doctors,
                 Pane::Calendar,
                 Pane::Bookings,
+                Pane::Reports,
+                Pane::Otp,
+                Pane::Ledger,
                 Pane::Mailbox,
                 Pane::Help,
                 Pane::Doctors
@@ -1304,13 +1411,70 @@ mod tests {
         assert_eq!(a.pane, Pane::Help);
         let mut admin = app(Role::Admin);
         admin.server.demo = false;
-        assert_eq!(admin.panes(), [Pane::Doctors, Pane::Help]);
+        assert_eq!(admin.panes(), [Pane::Doctors, Pane::Ledger, Pane::Help]);
         key(&mut admin, KeyCode::Char('3'));
         assert_eq!(
             admin.pane,
             Pane::Doctors,
             "a pane the role lacks stays shut"
         );
+    }
+
+    #[test]
+    fn the_lock_wipes_titles_codes_entries_and_stops_the_transfer() {
+        use crate::tui::state::{Check, LedgerLine, ReportRow, Transfer, TransferKind};
+        let mut a = app(Role::Patient);
+        a.reports.rows = vec![ReportRow {
+            summary: crate::api::ReportSummary {
+                id: uuid::Uuid::nil(),
+                author_id: uuid::Uuid::nil(),
+                author_name: "D".into(),
+                patient_id: uuid::Uuid::nil(),
+                patient_name: "P".into(),
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                plaintext_len: 1,
+                n_chunks: 1,
+                status: "released".into(),
+                readable: true,
+            },
+            check: Check::Verified {
+                title: "Secret title".into(),
+            },
+        }];
+        a.ledger.entries = vec![LedgerLine {
+            index: 1,
+            time_ms: 0,
+            text: "code entered by you".into(),
+        }];
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Download,
+            label: "Secret title".into(),
+            done: 0,
+            total: 1,
+            started: chrono::DateTime::UNIX_EPOCH,
+            cancel: cancel.clone(),
+        });
+        let epoch = a.epoch;
+        update(&mut a, Action::IdleLock);
+        assert!(a.reports.rows.is_empty() && a.ledger.entries.is_empty());
+        assert!(a.transfer.is_none() && cancel.load(Ordering::Relaxed));
+        assert!(a.epoch > epoch, "answers for the old session are dropped");
+        // A late answer of the locked session changes nothing.
+        update(
+            &mut a,
+            Action::Vault {
+                epoch,
+                ledger: None,
+                done: Some(crate::tui::action::Done::Entries(Ok(vec![LedgerLine {
+                    index: 2,
+                    time_ms: 0,
+                    text: "late".into(),
+                }]))),
+            },
+        );
+        assert!(a.ledger.entries.is_empty());
     }
 
     #[test]

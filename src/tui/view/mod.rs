@@ -4,9 +4,12 @@ mod bookings;
 mod calendar;
 mod doctors;
 mod help;
+mod ledger;
 mod login;
 mod mailbox;
+mod otp;
 mod popup;
+pub mod reports;
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -53,7 +56,29 @@ pub fn render(app: &App, frame: &mut Frame) {
             ])
             .areas(area);
             tab_bar(app, frame, tabs);
+            // A failed ledger check: a red banner across the app (DESIGN.md §6).
+            let body = match &app.ledger.failed {
+                Some(why) => {
+                    let [banner, rest] =
+                        Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(body);
+                    frame.render_widget(
+                        Paragraph::new(vec![
+                            Line::from(
+                                " ✗ LEDGER CHECK FAILED: report actions are blocked; tell the clinic.",
+                            ),
+                            Line::from(format!(" {}", truncate(why, 78))),
+                        ])
+                        .style(app.theme.alarm),
+                        banner,
+                    );
+                    rest
+                }
+                None => body,
+            };
             match app.pane {
+                Pane::Reports => reports::render(app, frame, body),
+                Pane::Otp => otp::render(app, frame, body),
+                Pane::Ledger => ledger::render(app, frame, body),
                 Pane::Doctors => doctors::render(app, frame, body),
                 Pane::Calendar => calendar::render(app, frame, body),
                 Pane::Bookings => bookings::render(app, frame, body),
@@ -91,13 +116,40 @@ fn too_small(app: &App, frame: &mut Frame, area: Rect) {
 
 fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut spans = vec![Span::styled(" clinvault ", t.title)];
-    for p in app.panes() {
-        let key = match p {
-            Pane::Help => app.keys.first_key(Cmd::Help),
-            other => app.keys.first_key(Cmd::Go(other)),
+    let labels: Vec<(Pane, String)> = app
+        .panes()
+        .into_iter()
+        .map(|p| {
+            let key = match p {
+                Pane::Help => app.keys.first_key(Cmd::Help),
+                other => app.keys.first_key(Cmd::Go(other)),
+            };
+            (p, format!("{key} {}", p.title()))
+        })
+        .collect();
+    let width = |pad: usize| -> usize {
+        labels
+            .iter()
+            .map(|(_, l)| l.chars().count() + pad)
+            .sum::<usize>()
+    };
+    // The brand and the padding give way when every pane needs the room.
+    let brand = width(2) + 11 <= area.width as usize;
+    let pad = if brand || width(2) <= area.width as usize {
+        2
+    } else {
+        1
+    };
+    let mut spans = vec![];
+    if brand {
+        spans.push(Span::styled(" clinvault ", t.title));
+    }
+    for (p, l) in labels {
+        let label = if pad == 2 {
+            format!(" {l} ")
+        } else {
+            format!(" {l}")
         };
-        let label = format!(" {key} {} ", p.title());
         spans.push(Span::styled(
             label,
             if p == app.pane { t.selection } else { t.muted },
@@ -136,8 +188,39 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v
         }
         Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
+        Pane::Reports if app.transfer.is_some() => {
+            vec![
+                (Cmd::CancelBooking, "stop transfer"),
+                (Cmd::Verify, "verify"),
+            ]
+        }
+        Pane::Reports => {
+            let mut v = vec![(Cmd::Download, "save"), (Cmd::Verify, "verify")];
+            if role == Some(Role::Doctor) {
+                v.push((Cmd::Upload, "upload"));
+                v.push((Cmd::PatientReports, "patient's"));
+                v.push((Cmd::AskConsent, "consent"));
+            }
+            v.push((Cmd::Grants, "grants"));
+            if role == Some(Role::Patient) {
+                v.push((Cmd::Trail, "trail"));
+            }
+            v
+        }
+        Pane::Otp if app.otp.editing => vec![(Cmd::Back, "done"), (Cmd::Select, "send code")],
+        Pane::Otp => vec![
+            (Cmd::Select, "enter code"),
+            (Cmd::Resend, "resend"),
+            (Cmd::Refresh, "reload"),
+        ],
+        Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
         Pane::Help => vec![(Cmd::Down, "scroll")],
     };
+    if v.len() > 4 {
+        // Room for the pane's own keys at 80 columns; Help lists the rest.
+        v.push((Cmd::Help, "more"));
+        return v;
+    }
     v.extend([
         (Cmd::NextPane, "pane"),
         (Cmd::Help, "help"),
@@ -195,11 +278,35 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         "{who} │ {server}{}",
         if app.server.demo { " demo" } else { "" }
     );
-    left.push_str(&match app.status.busy {
-        0 => " │ idle".to_string(),
-        n => format!(" │ ⟳ {n} running"),
+    // "idle" gives way to the ledger and transfer states at 80 columns.
+    let quiet = app.transfer.is_none() && (app.ledger.head.is_none() || app.session.is_none());
+    // The transfer has its own mark.
+    let busy = app.status.busy - u32::from(app.transfer.is_some()).min(app.status.busy);
+    left.push_str(&match busy {
+        0 if quiet => " │ idle".to_string(),
+        0 => String::new(),
+        n => format!(" │ ⟳ {n}"),
     });
     let mut spans = vec![Span::styled(left, t.bar)];
+    if app.session.is_some() {
+        let ledger = match (&app.ledger.failed, &app.ledger.head) {
+            (Some(_), _) => Span::styled(" │ ledger ✗", t.alarm),
+            (None, Some(h)) => Span::styled(format!(" │ ledger ✓ {}", h.tree_size), t.bar),
+            (None, None) if app.ledger.syncing => Span::styled(" │ ledger …", t.bar),
+            (None, None) => Span::styled("", t.bar),
+        };
+        spans.push(ledger);
+    }
+    if let Some(tr) = &app.transfer {
+        let pct = (tr.done.saturating_mul(100))
+            .checked_div(tr.total)
+            .unwrap_or(0);
+        let arrow = match tr.kind {
+            crate::tui::state::TransferKind::Upload => "↑",
+            crate::tui::state::TransferKind::Download => "↓",
+        };
+        spans.push(Span::styled(format!(" │ {arrow} {pct}%"), t.bar));
+    }
     if let Some(e) = &app.status.error {
         spans.push(Span::styled(" │ ", t.bar));
         spans.push(Span::styled(format!("✗ {e}"), t.error));

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::tui::keymap::{self, Cmd};
-use crate::tui::state::{App, Pending, Popup, field_text};
+use crate::tui::state::{App, PathFor, Pending, PickFor, Popup, field_text};
 use crate::tui::update::{palette_matches, status_word};
 use crate::tui::view::{centered, truncate};
 
@@ -40,6 +40,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     booking.doctor_name,
                     app.local(booking.start),
                     status_word(booking.status)
+                ),
+                Pending::StopTransfer => "Stop the transfer? An upload resumes when you upload the same file again; a stopped download leaves nothing behind.".into(),
+                Pending::AskConsent {
+                    patient, author, ..
+                } => format!(
+                    "Ask {patient} for consent to read the report by {author}? They approve in their client or with a mailed code."
+                ),
+                Pending::Approve(g) => format!(
+                    "Let {} read this report? You sign the consent and wrap its key to them now. A copy they download cannot be recalled later.",
+                    g.reader_name
+                ),
+                Pending::Revoke(g) => format!(
+                    "Revoke {}'s access? Revoking stops new reads; a copy already downloaded cannot be recalled.",
+                    g.reader_name
                 ),
             };
             dialog(app, frame, area, " Confirm ", &text);
@@ -103,6 +117,190 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 hint,
             );
         }
+        Popup::PickUploadPatient(p) => {
+            let bx = centered(area, 64, 14);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    match p.purpose {
+                        PickFor::Upload => " Upload a report for which patient? ",
+                        PickFor::Filter => " Whose reports? ",
+                    },
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let [list, hint] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            if let Some(e) = &p.error {
+                frame.render_widget(Span::styled(format!("✗ {e}"), t.error), list);
+            } else if p.loading {
+                frame.render_widget(Span::styled("loading your patients…", t.muted), list);
+            } else {
+                let items: Vec<ListItem> = p
+                    .items
+                    .iter()
+                    .map(|r| {
+                        ListItem::new(format!(
+                            "{:<24} {}",
+                            truncate(&r.name, 24),
+                            truncate(&r.email, 32)
+                        ))
+                    })
+                    .collect();
+                let mut st = ListState::default().with_selected(Some(p.selected));
+                frame.render_stateful_widget(
+                    List::new(items)
+                        .highlight_style(t.selection)
+                        .highlight_symbol("› "),
+                    list,
+                    &mut st,
+                );
+            }
+            frame.render_widget(
+                Span::styled(
+                    match p.purpose {
+                        PickFor::Upload => "↑↓ choose · Enter next: the file · Esc close",
+                        PickFor::Filter => "↑↓ choose · Enter list · Esc close",
+                    },
+                    t.muted,
+                ),
+                hint,
+            );
+        }
+        Popup::Path(p) => {
+            let bx = centered(area, 72, 6);
+            frame.render_widget(Clear, bx);
+            let title = match &p.purpose {
+                PathFor::Upload { name, .. } => {
+                    format!(" Upload for {}: which file? ", truncate(name, 30))
+                }
+                PathFor::Download { .. } => {
+                    " Save the report (verified before it appears) to ".into()
+                }
+            };
+            let block = Block::bordered()
+                .title(Span::styled(title, t.title))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let [q, _, hint] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
+            let mut field = p.input.clone();
+            field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+            field.set_placeholder_style(t.muted);
+            frame.render_widget(&field, q);
+            let h = match &p.purpose {
+                PathFor::Upload { .. } => "Enter start · Esc close · the same file again resumes",
+                PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
+            };
+            frame.render_widget(Span::styled(h, t.muted), hint);
+        }
+        Popup::Grants(g) => {
+            let bx = centered(area, 76, 14);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    format!(" Grants of report {} ", &g.report.simple().to_string()[..8]),
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let [list, note, hint] = Layout::vertical([
+                Constraint::Min(1),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
+            if let Some(e) = &g.error {
+                frame.render_widget(Span::styled(format!("✗ {e}"), t.error), list);
+            } else if g.loading {
+                frame.render_widget(Span::styled("loading…", t.muted), list);
+            } else if g.items.is_empty() {
+                frame.render_widget(Span::styled("No grants for this report.", t.muted), list);
+            } else {
+                let items: Vec<ListItem> = g
+                    .items
+                    .iter()
+                    .map(|x| {
+                        ListItem::new(format!(
+                            "{:<22} {:<10} asked {}",
+                            truncate(&x.reader_name, 22),
+                            x.status,
+                            app.local(x.created_at)
+                        ))
+                    })
+                    .collect();
+                let mut st = ListState::default().with_selected(Some(g.selected));
+                frame.render_stateful_widget(
+                    List::new(items)
+                        .highlight_style(t.selection)
+                        .highlight_symbol("› "),
+                    list,
+                    &mut st,
+                );
+            }
+            frame.render_widget(
+                Span::styled(
+                    "A revoked grant cannot recall a copy already downloaded.",
+                    t.warn,
+                ),
+                note,
+            );
+            let h = match app.role() {
+                Some(crate::api::Role::Patient) => {
+                    "a approve · x revoke · Enter confirm key wrap · Esc close"
+                }
+                _ => "Enter confirm key wrap (approved grants) · Esc close",
+            };
+            frame.render_widget(Span::styled(h, t.muted), hint);
+        }
+        Popup::Wrap(c) => {
+            let bx = centered(area, 72, 11);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(" Confirm the key wrap ", t.title))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let approved = match c.grant.approved_at {
+                Some(at) => format!("{} ({:?})", app.local(at), c.how),
+                None => format!("{:?}", c.how),
+            };
+            let lines = vec![
+                Line::from("Wrap this report's key to the reader below? Checked in the ledger:"),
+                Line::from(vec![
+                    Span::styled("Requester    ", t.muted),
+                    Span::raw(truncate(&c.reader_name, 50)),
+                ]),
+                Line::from(vec![
+                    Span::styled("Fingerprint  ", t.muted),
+                    Span::styled(c.reader_fingerprint.clone(), t.accent),
+                ]),
+                Line::from(vec![
+                    Span::styled("Report       ", t.muted),
+                    Span::raw(c.grant.report_id.to_string()),
+                ]),
+                Line::from(vec![
+                    Span::styled("Approved     ", t.muted),
+                    Span::raw(approved),
+                ]),
+                Line::from(""),
+                Line::from(vec![
+                    Span::styled(" y ", t.selection),
+                    Span::raw(" wrap the key   "),
+                    Span::styled(" n ", t.selection),
+                    Span::raw(" no (Esc)"),
+                ]),
+            ];
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
         Popup::Palette(p) => {
             let bx = centered(area, 60, 14);
             frame.render_widget(Clear, bx);
@@ -140,7 +338,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 
 fn dialog(app: &App, frame: &mut Frame, area: Rect, title: &str, text: &str) {
     let t = &app.theme;
-    let bx = centered(area, 60, 7);
+    // Taller for longer questions.
+    let rows = text.chars().count().div_ceil(56) as u16;
+    let bx = centered(area, 60, 5 + rows.max(2));
     frame.render_widget(Clear, bx);
     let block = Block::bordered()
         .title(Span::styled(title.to_string(), t.title))

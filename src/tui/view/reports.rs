@@ -1,0 +1,184 @@
+//! Reports: date, doctor, patient, the title decrypted here once checked, size and where each
+//! stands; the running transfer's bar below.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
+
+use crate::tui::state::{App, Check, TransferKind};
+use crate::tui::view::{pane_block, truncate};
+
+/// `912 B`, `4.0 KB`, `1.2 MB`.
+pub fn human(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    if f < K {
+        format!("{n} B")
+    } else if f < K * K {
+        format!("{:.1} KB", f / K)
+    } else if f < K * K * K {
+        format!("{:.1} MB", f / (K * K))
+    } else {
+        format!("{:.1} GB", f / (K * K * K))
+    }
+}
+
+/// The word for where a report stands, and whether it is bad news.
+pub fn state_word(app: &App, check: &Check, status: &str, readable: bool) -> (String, bool) {
+    let _ = app;
+    match check {
+        Check::Failed(_) => ("FAILED ✗".into(), true),
+        Check::Verified { .. } => ("verified ✓".into(), false),
+        _ if status == "awaiting_release" => ("awaiting code".into(), false),
+        // Opened but not committed: an upload that stopped; the same file again resumes it.
+        _ if status == "open" => ("incomplete".into(), true),
+        _ if !readable => ("no key".into(), false),
+        _ => ("released".into(), false),
+    }
+}
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let r = &app.reports;
+    let block = pane_block(
+        app,
+        match &r.patient {
+            Some((_, name)) => format!("Reports of {} · {}", truncate(name, 30), r.rows.len()),
+            None => format!("Reports · {}", r.rows.len()),
+        },
+        r.loading,
+        r.error.as_deref(),
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let bar_h = if app.transfer.is_some() { 2 } else { 0 };
+    let [list, detail, bar] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(2),
+        Constraint::Length(bar_h),
+    ])
+    .areas(inner);
+    if r.rows.is_empty() && !r.loading {
+        frame.render_widget(
+            Paragraph::new(Span::styled("No reports yet.", t.muted)),
+            list,
+        );
+    } else {
+        let rows: Vec<Row> = r
+            .rows
+            .iter()
+            .map(|x| {
+                let s = &x.summary;
+                let (word, bad) = state_word(app, &x.check, &s.status, s.readable);
+                let style = if bad {
+                    t.error
+                } else if matches!(x.check, Check::Verified { .. }) {
+                    t.ok
+                } else if s.status == "awaiting_release" {
+                    t.warn
+                } else {
+                    t.base
+                };
+                let title = match x.check.title() {
+                    Some(title) => truncate(title, 15),
+                    None => "…".into(),
+                };
+                Row::new(vec![
+                    Cell::from(
+                        s.created_at
+                            .with_timezone(&app.tz)
+                            .format("%Y-%m-%d")
+                            .to_string(),
+                    ),
+                    Cell::from(truncate(&s.author_name, 12)),
+                    Cell::from(truncate(&s.patient_name, 12)),
+                    Cell::from(title),
+                    Cell::from(human(s.plaintext_len)),
+                    Cell::from(Span::styled(word, style)),
+                ])
+            })
+            .collect();
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(10),
+                Constraint::Length(12),
+                Constraint::Length(12),
+                Constraint::Length(15),
+                Constraint::Length(8),
+                Constraint::Min(8),
+            ],
+        )
+        .header(
+            Row::new(vec!["Date", "Doctor", "Patient", "Title", "Size", "State"]).style(t.title),
+        )
+        .row_highlight_style(t.selection)
+        .highlight_symbol("› ");
+        let mut state = TableState::default().with_selected(Some(r.selected));
+        frame.render_stateful_widget(table, list, &mut state);
+    }
+    if let Some(row) = r.rows.get(r.selected) {
+        let line = match &row.check {
+            Check::Failed(why) => Line::from(Span::styled(format!("✗ FAILED: {why}"), t.error)),
+            Check::Verified { .. } => Line::from(Span::styled(
+                "✓ signature, ledger entries, key commitment and every chunk verified",
+                t.ok,
+            )),
+            Check::Opened { .. } => Line::from(Span::styled(
+                "signature, ledger entries and key checked; v checks every chunk too",
+                t.muted,
+            )),
+            Check::Unchecked if row.summary.status == "open" => Line::from(Span::styled(
+                "upload stopped: upload the same file again to resume it",
+                t.warn,
+            )),
+            Check::Unchecked if row.summary.status == "awaiting_release" => Line::from(
+                Span::styled("waits for the patient's mailed code (OTP pane)", t.muted),
+            ),
+            Check::Unchecked => Line::from(Span::styled("…", t.muted)),
+        };
+        frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), detail);
+    }
+    if let Some(tr) = &app.transfer {
+        let [label, gauge] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(bar);
+        let secs = (app.clock.now - tr.started).num_milliseconds().max(0) as f64 / 1000.0;
+        let rate = if secs > 0.0 {
+            tr.done as f64 / secs
+        } else {
+            0.0
+        };
+        let left = if rate > 0.0 && tr.total >= tr.done {
+            let s = ((tr.total - tr.done) as f64 / rate).ceil() as u64;
+            format!("{}:{:02} left", s / 60, s % 60)
+        } else {
+            "—".into()
+        };
+        let arrow = match tr.kind {
+            TransferKind::Upload => "↑",
+            TransferKind::Download => "↓",
+        };
+        let text = format!(
+            "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
+            truncate(&tr.label, 28),
+            human(tr.done),
+            human(tr.total),
+            human(rate as u64),
+            app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
+        );
+        frame.render_widget(Span::styled(text, t.accent), label);
+        let ratio = if tr.total == 0 {
+            0.0
+        } else {
+            (tr.done as f64 / tr.total as f64).clamp(0.0, 1.0)
+        };
+        frame.render_widget(
+            Gauge::default()
+                .gauge_style(t.accent)
+                .ratio(ratio)
+                .label(format!("{:.0}%", ratio * 100.0)),
+            gauge,
+        );
+    }
+}
