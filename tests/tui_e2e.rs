@@ -140,7 +140,11 @@ fn demo_login_book_and_quit_in_tmux() {
     t.wait("the calendar", |s| {
         s.contains("Calendar · ") && s.contains("free")
     });
+    // Into the day's slots; a key pressed while they load would be lost, so wait for them.
     t.keys(&["Enter"]);
+    t.wait("the day's slots", |s| {
+        s.contains("Enter book") && s.lines().any(|l| l.contains("› ") && l.contains(" free"))
+    });
     t.keys(&["Enter"]);
     t.wait("the confirmation", |s| {
         s.contains("Confirm") && s.contains("Book ")
