@@ -16,7 +16,9 @@ use clinvault::client::reports::{
 };
 use clinvault::seal::{ChunkSealer, Dek, Manifest, ReportKeys, ReportMeta, seal_meta, wrap_dek};
 use clinvault::server::chunk_store::object_key;
-use common::clinic::{Clinic, clinic_with, release, report_bytes, upload_file, write_file};
+use common::clinic::{
+    Clinic, clinic_with, release, report_bytes, upload_file, upload_options, write_file,
+};
 use common::{Db, six_digits};
 use sqlx::Row;
 use uuid::Uuid;
@@ -450,13 +452,9 @@ async fn interrupted_uploads(db: Db) {
         c.pat.id,
         &file,
         &UploadOptions {
-            state_dir: c.doc.state.path(),
-            chunk_size: 1024 * 1024,
-            transfers: 2,
-            title: "Big".into(),
-            note: String::new(),
             cancel: Some(cancel.clone()),
             progress: Some(&stop_after_5),
+            ..upload_options(&c.doc, 2, "Big")
         },
     )
     .await;
@@ -480,15 +478,7 @@ async fn interrupted_uploads(db: Db) {
         &l,
         c.pat.id,
         &file,
-        &UploadOptions {
-            state_dir: c.doc.state.path(),
-            chunk_size: 1024 * 1024,
-            transfers: 2,
-            title: "Big".into(),
-            note: String::new(),
-            cancel: None,
-            progress: None,
-        },
+        &upload_options(&c.doc, 2, "Big"),
     )
     .await
     .unwrap();
@@ -524,13 +514,9 @@ async fn interrupted_uploads(db: Db) {
         }
     };
     let mut opts2 = UploadOptions {
-        state_dir: c.doc.state.path(),
-        chunk_size: 1024 * 1024,
-        transfers: 1,
-        title: "Edit".into(),
-        note: String::new(),
         cancel: Some(cancel2.clone()),
         progress: Some(&stop_after_3),
+        ..upload_options(&c.doc, 1, "Edit")
     };
     let e = upload(&c.doc.c, &c.doc.me, &l, c.pat.id, &file2, &opts2)
         .await
@@ -686,13 +672,9 @@ async fn abandoned_uploads(db: Db) {
         c.pat.id,
         &file,
         &UploadOptions {
-            state_dir: c.doc.state.path(),
-            chunk_size: 1024 * 1024,
-            transfers: 1,
-            title: "Abandoned".into(),
-            note: String::new(),
             cancel: Some(cancel.clone()),
             progress: Some(&stop),
+            ..upload_options(&c.doc, 1, "Abandoned")
         },
     )
     .await

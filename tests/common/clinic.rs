@@ -184,18 +184,23 @@ pub async fn upload_file(
         &l,
         c.pat.id,
         file,
-        &UploadOptions {
-            state_dir: c.doc.state.path(),
-            chunk_size: 1024 * 1024,
-            transfers: 4,
-            title: title.into(),
-            note: String::new(),
-            cancel: None,
-            progress: None,
-        },
+        &upload_options(&c.doc, 4, title),
     )
     .await
     .expect("upload")
+}
+
+/// Upload options for `user`: 1 MiB chunks, their own state folder, no cancel, no progress.
+pub fn upload_options<'a>(user: &'a User, transfers: usize, title: &str) -> UploadOptions<'a> {
+    UploadOptions {
+        state_dir: user.state.path(),
+        chunk_size: 1024 * 1024,
+        transfers,
+        title: title.into(),
+        note: String::new(),
+        cancel: None,
+        progress: None,
+    }
 }
 
 /// The patient enters the release code from the newest mail.
