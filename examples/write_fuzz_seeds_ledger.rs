@@ -68,8 +68,8 @@ fn main() {
         write("ledger_entry", &format!("kind-{}", e.kind()), &e.to_bytes());
     }
 
-    // Raw-mode inputs (first byte even) are not seeded from ../shared/vectors: that data stays
-    // outside the repository. tests/ledger_vectors.rs runs every vector through the verifiers.
+    // Raw-mode inputs (first byte even) are not seeded from tests/vectors/rfc6962:
+    // tests/ledger_vectors.rs runs every one of those through the verifiers already.
 
     // Real-tree mode (first byte odd): the claim equals the source, no edits: must verify.
     for (a, b) in [(0u64, 1u64), (3, 7), (5, 8), (100, 256), (256, 257)] {

@@ -1,4 +1,4 @@
-//! Every RFC 6962/9162 proof case in ../shared/vectors/rfc6962 (transparency-dev/merkle's):
+//! Every RFC 6962/9162 proof case in tests/vectors/rfc6962 (transparency-dev/merkle's, Apache-2.0):
 //! the verifiers must accept exactly the `wantErr: false` cases and refuse every other one.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use clinvault::ledger::{verify_consistency, verify_inclusion};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/rfc6962");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/rfc6962");
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -76,7 +76,7 @@ fn every_rfc6962_case() {
     let dir = Path::new(VECTORS);
     assert!(
         dir.is_dir(),
-        "the RFC 6962 vectors are missing: expected them in {} (shared/ beside the repository)",
+        "the RFC 6962 vectors are missing: expected them in {} (part of the repository)",
         dir.display()
     );
     let mut files = Vec::new();
