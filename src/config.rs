@@ -10,10 +10,20 @@ use crate::seal::KdfParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file or a variable could not be read or parsed (the message names which).
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     #[error("configuration: {0}")]
     Invalid(String),
+    #[error("configuration: {0}")]
+    UnknownKey(String),
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        // Its Display already carries the cause; keeping it as a source would print it twice.
+        ConfigError::Load(e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -223,17 +233,20 @@ impl Default for MailConfig {
 }
 
 /// Loads the configuration. `overrides` are flags as `("server.listen", value)` pairs.
+///
+/// Unknown keys in the file or in `CLINVAULT_SECTION__KEY` variables are refused (a misspelled
+/// key would otherwise silently keep its default); `~` in paths is expanded.
 pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Config, ConfigError> {
     let mut builder = config::Config::builder();
     if let Some(file) = file {
-        if !file.exists() {
-            return Err(ConfigError::Invalid(format!(
-                "config file {} does not exist",
-                file.display()
-            )));
-        }
-        builder = builder.add_source(config::File::from(file));
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            ConfigError::Invalid(format!("cannot read config file {}: {e}", file.display()))
+        })?;
+        check_file_keys(&text)
+            .map_err(|e| ConfigError::UnknownKey(format!("{}: {e}", file.display())))?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
+    check_env_keys(std::env::vars())?;
     builder = builder.add_source(
         config::Environment::with_prefix("CLINVAULT")
             .prefix_separator("_")
@@ -243,12 +256,198 @@ pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Config,
     for (key, value) in overrides {
         builder = builder.set_override(*key, value.clone())?;
     }
-    let cfg: Config = builder.build()?.try_deserialize()?;
+    let mut cfg: Config = builder.build()?.try_deserialize()?;
+    cfg.expand_home();
     cfg.validate()?;
     Ok(cfg)
 }
 
+/// Every key the configuration knows, as TOML: the defaults with every optional part filled in.
+fn schema() -> toml::Value {
+    use crate::server::chunk_store::BucketConfig;
+    let cfg = Config {
+        mail: Some(MailConfig::default()),
+        server: ServerConfig {
+            buckets: vec![
+                BucketConfig::Local {
+                    name: String::new(),
+                    path: PathBuf::new(),
+                },
+                BucketConfig::S3 {
+                    name: String::new(),
+                    bucket: String::new(),
+                    endpoint: Some(String::new()),
+                    region: String::new(),
+                    access_key_id: Some(String::new()),
+                    secret_access_key: Some(String::new()),
+                    path_style: true,
+                    allow_http: false,
+                },
+            ],
+            ..ServerConfig::default()
+        },
+        ..Config::default()
+    };
+    toml::Value::try_from(&cfg).unwrap_or(toml::Value::Table(Default::default()))
+}
+
+/// The keys allowed beside `path`'s last segment, for a suggestion.
+fn known_keys_at(parent: &[&str]) -> Vec<String> {
+    let mut level = vec![schema()];
+    for seg in parent {
+        let mut next = Vec::new();
+        for v in &level {
+            match v {
+                toml::Value::Table(t) => next.extend(t.get(*seg).cloned()),
+                // `buckets.0`: any entry's keys (local and S3 differ).
+                toml::Value::Array(a) if seg.parse::<usize>().is_ok() => next.extend(a.clone()),
+                _ => {}
+            }
+        }
+        level = next;
+    }
+    let mut keys: Vec<String> = level
+        .iter()
+        .filter_map(|v| v.as_table())
+        .flat_map(|t| t.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn unknown_key_message(path: &str) -> String {
+    let segs: Vec<&str> = path.split('.').collect();
+    let (key, parent) = segs.split_last().map_or(("", &[][..]), |(k, p)| (*k, p));
+    let place = if parent.is_empty() {
+        "at the top level".to_string()
+    } else if parent.len() >= 2 && parent[parent.len() - 1].parse::<usize>().is_ok() {
+        format!(
+            "in [[{}]] entry {}",
+            parent[..parent.len() - 1].join("."),
+            parent[parent.len() - 1]
+        )
+    } else {
+        format!("in [{}]", parent.join("."))
+    };
+    let best = known_keys_at(parent)
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(key, &k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, k)) => format!("unknown key `{key}` {place}; did you mean `{k}`?"),
+        None => {
+            format!("unknown key `{key}` {place}; see config.example.toml for the keys there are")
+        }
+    }
+}
+
+/// Refuses keys `Config` does not have.
+pub fn check_file_keys(text: &str) -> Result<(), String> {
+    let value: toml::Value = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;
+    let mut unknown = Vec::new();
+    let parsed: Result<Config, _> =
+        serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    // Keys are checked here; wrong types are reported by the full load with their location.
+    drop(parsed);
+    match unknown.first() {
+        None => Ok(()),
+        Some(first) => Err(unknown_key_message(first)),
+    }
+}
+
+/// Refuses `CLINVAULT_SECTION__KEY` variables that name no key. Variables without `__`
+/// (`CLINVAULT_CONFIG`, `CLINVAULT_PASSWORD`, `CLINVAULT_LOG`) are not settings.
+fn check_env_keys(vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    for (name, _) in vars {
+        let Some(rest) = name.strip_prefix("CLINVAULT_") else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let (key, parent) = path.split_last().expect("split yields one part at least");
+        let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+        // `[keys]` takes any command name; the terminal client checks them.
+        if parent.first() == Some(&"keys") {
+            continue;
+        }
+        if !known_keys_at(&parent).iter().any(|k| k == key) {
+            return Err(ConfigError::UnknownKey(format!(
+                "environment variable {name}: {}",
+                unknown_key_message(&path.join("."))
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `~` or `~/…` at the start of a path: the user's home folder.
+fn expand_home_str(s: &str) -> String {
+    let home = match std::env::var("HOME") {
+        Ok(h) if !h.is_empty() => h,
+        _ => return s.to_string(),
+    };
+    if s == "~" {
+        home
+    } else if let Some(rest) = s.strip_prefix("~/") {
+        format!("{}/{rest}", home.trim_end_matches('/'))
+    } else {
+        s.to_string()
+    }
+}
+
+fn expand_home_path(p: &Path) -> PathBuf {
+    match p.to_str() {
+        Some(s) => PathBuf::from(expand_home_str(s)),
+        None => p.to_path_buf(),
+    }
+}
+
 impl Config {
+    fn expand_home(&mut self) {
+        use crate::server::chunk_store::BucketConfig;
+        let sv = &mut self.server;
+        sv.data = expand_home_path(&sv.data);
+        for s in [&mut sv.secrets_file, &mut sv.tls_cert, &mut sv.tls_key] {
+            *s = expand_home_str(s);
+        }
+        for b in &mut sv.buckets {
+            if let BucketConfig::Local { path, .. } = b {
+                *path = expand_home_path(path);
+            }
+        }
+        let cl = &mut self.client;
+        for s in [&mut cl.ca_file, &mut cl.state_dir] {
+            *s = expand_home_str(s);
+        }
+    }
+
+    /// The settings as TOML with passwords and secret keys replaced, for printing.
+    pub fn redacted_toml(&self) -> Result<String, ConfigError> {
+        use crate::server::chunk_store::BucketConfig;
+        const HIDDEN: &str = "<redacted>";
+        let mut c = self.clone();
+        if let Some(m) = &mut c.mail
+            && !m.password.is_empty()
+        {
+            m.password = HIDDEN.into();
+        }
+        for b in &mut c.server.buckets {
+            if let BucketConfig::S3 {
+                secret_access_key: Some(k),
+                ..
+            } = b
+            {
+                *k = HIDDEN.into();
+            }
+        }
+        c.server.database_url = redact_url_password(&c.server.database_url);
+        toml::to_string(&c).map_err(|e| ConfigError::Invalid(format!("printing: {e}")))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::Invalid(format!(
@@ -299,6 +498,20 @@ impl Config {
     }
 }
 
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +528,71 @@ mod tests {
         assert_eq!(cfg.client.kdf_floor, KdfParams::default());
         assert_eq!(cfg.server.timezone, "Europe/Berlin");
         assert!(cfg.mail.is_none());
+    }
+
+    #[test]
+    fn misspelled_keys_are_refused_with_a_suggestion() {
+        let e = check_file_keys("[client]\nsever = \"https://x\"\n").unwrap_err();
+        assert_eq!(e, "unknown key `sever` in [client]; did you mean `server`?");
+        let e = check_file_keys("[server.kdf]\nm_kb = 1\n").unwrap_err();
+        assert!(
+            e.contains("`m_kb` in [server.kdf]; did you mean `m_kib`?"),
+            "{e}"
+        );
+        let e = check_file_keys(
+            "[[server.buckets]]\nkind = \"s3\"\nname = \"a\"\nbucket = \"b\"\nendpont = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("did you mean `endpoint`?"), "{e}");
+        let e = check_file_keys("[mail]\nsmtp_hots = \"x\"\n").unwrap_err();
+        assert!(e.contains("did you mean `smtp_host`?"), "{e}");
+        let e = check_file_keys("colour = true\n").unwrap_err();
+        assert!(e.contains("`colour` at the top level"), "{e}");
+        check_file_keys("[keys]\nquit = \"x\"\n").expect("[keys] takes command names");
+    }
+
+    #[test]
+    fn unknown_environment_keys_are_refused() {
+        let vars = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(check_env_keys(vars(&[("CLINVAULT_SERVER__LISTEN", "x")])).is_ok());
+        assert!(check_env_keys(vars(&[("CLINVAULT_SERVER__KDF__M_KIB", "1")])).is_ok());
+        assert!(check_env_keys(vars(&[("CLINVAULT_PASSWORD", "x")])).is_ok());
+        let e = check_env_keys(vars(&[("CLINVAULT_SERVER__LISEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CLINVAULT_SERVER__LISEN") && e.contains("`listen`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn home_is_expanded_and_secrets_are_redacted() {
+        let mut cfg = Config::default();
+        cfg.client.ca_file = "~/ca.pem".into();
+        cfg.expand_home();
+        if let Ok(home) = std::env::var("HOME") {
+            assert_eq!(
+                cfg.client.ca_file,
+                format!("{}/ca.pem", home.trim_end_matches('/'))
+            );
+        }
+        cfg.server.database_url = "postgres://cv:hunter2@db/cv".into();
+        cfg.mail = Some(MailConfig {
+            password: "smtp-secret".into(),
+            ..MailConfig::default()
+        });
+        let shown = cfg.redacted_toml().unwrap();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("smtp-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://cv:<redacted>@db/cv"), "{shown}");
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! Registration, login, logout and `whoami`.
+
+use anyhow::{Result, anyhow};
+use chrono::Utc;
+use clap::Args;
+use uuid::Uuid;
+
+use clinvault::client::session;
+use clinvault::config::Config;
+
+use super::{client, password, read_line, server_url, signed_in};
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// Complete an invite with the mailed code.
+    #[arg(long, conflicts_with_all = ["admin_code", "email", "name"])]
+    invite: Option<String>,
+    /// Register the first administrator with the code `serve` printed.
+    #[arg(long)]
+    admin_code: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "")]
+    phone: String,
+    /// Patient, non-interactive: the verification id printed by an earlier run.
+    #[arg(long, requires = "code")]
+    verification: Option<Uuid>,
+    /// Patient, non-interactive: the mailed code.
+    #[arg(long, requires = "verification")]
+    code: Option<String>,
+    /// Patient: only ask for the mail and print the verification id.
+    #[arg(long)]
+    request_code: bool,
+}
+
+pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
+    let c = client(cfg)?;
+    if let Some(code) = a.invite {
+        let info = c.invite_info(&code).await?;
+        out!("invite for {} <{}> as {}", info.name, info.email, info.role);
+        let pw = password("New password (15+ characters): ", true)?;
+        let r = c.register_invite(&code, &pw).await?;
+        out!(
+            "registered {} as {}; now `clinvault login --email {}`",
+            r.user_id,
+            r.role,
+            info.email
+        );
+        return Ok(());
+    }
+    let email = a.email.ok_or_else(|| anyhow!("--email is required"))?;
+    let name = a.name.ok_or_else(|| anyhow!("--name is required"))?;
+    if let Some(code) = a.admin_code {
+        let pw = password("New password (15+ characters): ", true)?;
+        let r = c.register_admin(&code, &email, &name, &pw).await?;
+        out!(
+            "registered administrator {}; now `clinvault login --email {email}`",
+            r.user_id
+        );
+        return Ok(());
+    }
+    // A patient: a mailed code proves the address.
+    let (verification, code) = match (a.verification, a.code) {
+        (Some(id), Some(code)) => {
+            let pre = c.prelogin(&email).await?;
+            (
+                clinvault::api::VerifyEmailResponse {
+                    verification_id: id,
+                    expires_at: Utc::now(),
+                    kdf: pre.kdf,
+                },
+                code,
+            )
+        }
+        _ => {
+            let v = c.verify_email(&email).await?;
+            if a.request_code {
+                out!("{}", v.verification_id);
+                eprintln!(
+                    "a code was mailed to {email}; finish with --verification {} --code CODE",
+                    v.verification_id
+                );
+                return Ok(());
+            }
+            let code = read_line(&format!("Code mailed to {email}: "))?;
+            (v, code)
+        }
+    };
+    let pw = password("New password (15+ characters): ", true)?;
+    let r = c
+        .register_patient(&verification, &code, &email, &name, &a.phone, &pw)
+        .await?;
+    out!(
+        "registered {}; now `clinvault login --email {email}`",
+        r.user_id
+    );
+    Ok(())
+}
+
+pub async fn login(cfg: &Config, email: &str) -> Result<()> {
+    let url = server_url(cfg)?;
+    let mut c = client(cfg)?;
+    let pw = password("Password: ", false)?;
+    let t = std::time::Instant::now();
+    let logged = c.login(email, &pw).await?;
+    session::save(
+        &cfg.client.state_path(),
+        &session::SavedSession {
+            server: url,
+            token: logged.login.token.clone(),
+            email: logged.login.user.email.clone(),
+            user_id: logged.login.user.id,
+            role: logged.login.user.role,
+        },
+    )?;
+    out!(
+        "logged in as {} ({}), keys {} ({:.2} s)",
+        logged.login.user.name,
+        logged.login.user.role,
+        clinvault::seal::fingerprint(&logged.secrets.public()),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub async fn logout(cfg: &Config) -> Result<()> {
+    let state = cfg.client.state_path();
+    if let Ok((c, _)) = signed_in(cfg)
+        && let Err(e) = c.logout().await
+    {
+        eprintln!("the server did not confirm the logout: {e}");
+    }
+    session::remove(&state)?;
+    out!("logged out");
+    Ok(())
+}
+
+pub async fn whoami(cfg: &Config) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let me = c.me().await?;
+    out!("{} <{}> {} {}", me.name, me.email, me.role, me.id);
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `clinvault admin …`: accounts through the server; backup and restore on the server machine.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use uuid::Uuid;
+
+use clinvault::api::{InviteRequest, Role};
+use clinvault::config::Config;
+use clinvault::server::backup;
+
+use super::signed_in;
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Invite a doctor, reception or auditor account; the code goes out by mail.
+    Invite {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        specialty: String,
+        #[arg(long, default_value = "")]
+        bio: String,
+    },
+    /// List accounts.
+    Users {
+        #[arg(default_value = "")]
+        q: String,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+    },
+    /// Deactivate an account (its sessions end at once).
+    Deactivate { user: Uuid },
+    /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
+    /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Operator, servers stopped: restore a SQLite backup, refused when its ledger is older
+    /// than (or differs from) the newest signed head you supply. PostgreSQL: `pg_restore` into a
+    /// fresh database first, then run this without --from to check that database.
+    Restore {
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// SIZE:ROOTHEX as `clinvault audit` / `clinvault ledger` print it, a signed head in
+        /// hex, or a client's saved head (`STATE/ledger/*.json`).
+        #[arg(long)]
+        newest_head: String,
+    },
+}
+
+pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::Backup { out } => backup_db(cfg, &out).await,
+        AdminCommand::Restore { from, newest_head } => restore(cfg, from, &newest_head).await,
+        AdminCommand::Invite {
+            role,
+            email,
+            name,
+            specialty,
+            bio,
+        } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("--role: doctor, reception or auditor"))?;
+            invite(
+                cfg,
+                InviteRequest {
+                    role,
+                    email,
+                    name,
+                    specialty,
+                    bio,
+                },
+            )
+            .await
+        }
+        AdminCommand::Users { q, page } => users(cfg, &q, page).await,
+        AdminCommand::Deactivate { user } => {
+            let (c, _) = signed_in(cfg)?;
+            c.deactivate(user).await?;
+            out!("deactivated {user}");
+            Ok(())
+        }
+    }
+}
+
+async fn backup_db(cfg: &Config, out: &std::path::Path) -> Result<()> {
+    match backup::backup(&cfg.server, out).await? {
+        Some(l) => out!(
+            "backup written to {}: ledger {} entries, root {}",
+            out.display(),
+            l.size,
+            hex::encode(l.root)
+        ),
+        None => out!("pg_dump wrote {}", out.display()),
+    }
+    Ok(())
+}
+
+async fn restore(cfg: &Config, from: Option<PathBuf>, newest_head: &str) -> Result<()> {
+    let head = backup::Head::parse(newest_head, None)?;
+    let l = backup::restore(&cfg.server, from.as_deref(), &head).await?;
+    out!(
+        "{}: ledger {} entries, root {} (reaches the head of {} entries)",
+        if from.is_some() {
+            "restored"
+        } else {
+            "the database passes"
+        },
+        l.size,
+        hex::encode(l.root),
+        head.size
+    );
+    Ok(())
+}
+
+async fn invite(cfg: &Config, request: InviteRequest) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let r = c.invite(&request).await?;
+    out!(
+        "invite {} mailed to {}; valid until {}",
+        r.invite_id,
+        request.email,
+        r.expires_at.to_rfc3339()
+    );
+    Ok(())
+}
+
+async fn users(cfg: &Config, q: &str, page: u32) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let p = c.users(q, page).await?;
+    for u in &p.items {
+        out!(
+            "{}  {:<10} {:<28} {:<32} {}",
+            u.id,
+            u.role.as_str(),
+            u.name,
+            u.email,
+            if u.active { "active" } else { "deactivated" }
+        );
+    }
+    out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Reports: upload, list, codes, download, verify and the patient's access trail.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use uuid::Uuid;
+
+use clinvault::api::Role;
+use clinvault::client::ApiClient;
+use clinvault::client::reports::{
+    self as client_reports, Progress, TransferOptions, UploadOptions,
+};
+use clinvault::config::Config;
+use clinvault::ledger::{AccessWhat, Entry, GrantHow};
+
+use super::{ledger, mib, signed_in, unlock};
+
+fn progress_line(what: &'static str) -> impl Fn(Progress) + Sync {
+    let started = std::time::Instant::now();
+    move |p: Progress| {
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = p.bytes_done as f64 / secs;
+        let left = if rate > 0.0 {
+            (p.bytes_total.saturating_sub(p.bytes_done)) as f64 / rate
+        } else {
+            0.0
+        };
+        eprint!(
+            "\r{what} {:.1}/{:.1} MiB  {:.1} MiB/s  {:.0} s left   ",
+            mib(p.bytes_done),
+            mib(p.bytes_total),
+            rate / (1024.0 * 1024.0),
+            left
+        );
+    }
+}
+
+async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(who) {
+        return Ok(id);
+    }
+    let found = c.patients(who, 1).await?;
+    let exact: Vec<_> = found
+        .items
+        .iter()
+        .filter(|p| p.email.eq_ignore_ascii_case(who.trim()))
+        .collect();
+    match exact.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("no patient {who} among the patients you have bookings with"),
+        _ => bail!("more than one patient matches {who}; pass the patient's id"),
+    }
+}
+
+pub async fn upload(
+    cfg: &Config,
+    file: PathBuf,
+    patient: String,
+    title: String,
+    note: String,
+) -> Result<()> {
+    let (c, me) = unlock(cfg).await?;
+    if me.login.user.role != Role::Doctor {
+        bail!("only doctors upload reports");
+    }
+    let patient = resolve_patient(&c, &patient).await?;
+    let l = ledger(cfg, &c).await?;
+    let title = if title.is_empty() {
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        title
+    };
+    let show = progress_line("upload");
+    let started = std::time::Instant::now();
+    let out = client_reports::upload(
+        &c,
+        &me,
+        &l,
+        patient,
+        &file,
+        &UploadOptions {
+            state_dir: &cfg.client.state_path(),
+            chunk_size: cfg.client.chunk_size,
+            transfers: cfg.client.transfers,
+            title,
+            note,
+            cancel: None,
+            progress: Some(&show),
+        },
+    )
+    .await;
+    eprintln!();
+    let out = out?;
+    if out.restarted {
+        eprintln!(
+            "note: the file changed since an interrupted upload, so it went up as a new report"
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    out!(
+        "report {} committed (ledger entry {}): {} chunks, {} sent, {} already there, {:.1} s",
+        out.report_id,
+        out.commit.ledger_index,
+        out.chunks_total,
+        out.chunks_sent,
+        out.chunks_skipped,
+        secs
+    );
+    if let Some(r) = out.commit.release_request_id {
+        out!("the patient was mailed a code to release it (request {r})");
+    }
+    Ok(())
+}
+
+pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let list = c.reports(patient).await?;
+    for r in &list.reports {
+        out!(
+            "{}  {}  by {:<24} for {:<24} {:>9.2} MiB  {}{}",
+            r.id,
+            r.created_at.format("%Y-%m-%d"),
+            r.author_name,
+            r.patient_name,
+            mib(r.plaintext_len),
+            r.status,
+            if r.readable {
+                ""
+            } else {
+                " (not readable by you)"
+            }
+        );
+    }
+    out!("{} reports", list.reports.len());
+    Ok(())
+}
+
+pub async fn otp(cfg: &Config, code: String, request: Option<Uuid>) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let request = match request {
+        Some(r) => r,
+        None => {
+            let pending = c.otp_pending().await?;
+            match pending.as_slice() {
+                [one] => one.request_id,
+                [] => bail!(
+                    "no code is waiting for you; check the request id in the mail and pass --request"
+                ),
+                many => bail!(
+                    "{} codes are waiting; pass --request with the id from the mail:\n{}",
+                    many.len(),
+                    many.iter()
+                        .map(|p| format!("  {}  {}", p.request_id, p.unlocks))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    };
+    let r = c.otp_verify(request, &code).await?;
+    match r.purpose.as_str() {
+        "release" => out!(
+            "report {} is released to you: `clinvault download {} -o FILE`",
+            r.report_id,
+            r.report_id
+        ),
+        _ => out!(
+            "access approved (grant {}); the author or the patient now confirms the key in their client",
+            r.grant_id.map(|g| g.to_string()).unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+pub async fn otp_resend(cfg: &Config, request: Uuid) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let p = c.otp_resend(request).await?;
+    out!(
+        "a new code was mailed for {} (expires {})",
+        p.unlocks,
+        p.expires_at.to_rfc3339()
+    );
+    Ok(())
+}
+
+pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
+    if output.exists() {
+        bail!(
+            "{} exists; choose another name or remove it",
+            output.display()
+        );
+    }
+    let (c, me) = unlock(cfg).await?;
+    let l = ledger(cfg, &c).await?;
+    let show = progress_line("download");
+    let r = client_reports::download(
+        &c,
+        &me,
+        &l,
+        id,
+        output,
+        &TransferOptions {
+            transfers: cfg.client.transfers,
+            cancel: None,
+            progress: Some(&show),
+        },
+    )
+    .await;
+    eprintln!();
+    let r =
+        r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
+    out!(
+        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} chunks and chain",
+        output.display(),
+        mib(r.manifest.plaintext_len),
+        r.meta.title,
+        r.manifest.n_chunks
+    );
+    Ok(())
+}
+
+pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
+    let (c, me) = unlock(cfg).await?;
+    let l = ledger(cfg, &c).await?;
+    let ids = match id {
+        Some(id) => vec![id],
+        None => c
+            .reports(None)
+            .await?
+            .reports
+            .into_iter()
+            .filter(|r| r.readable)
+            .map(|r| r.id)
+            .collect(),
+    };
+    let mut failed = 0;
+    for id in &ids {
+        match client_reports::verify(&c, &me, &l, *id, cfg.client.transfers).await {
+            Ok(r) => out!(
+                "OK    {id}  \"{}\"  {} chunks",
+                r.meta.title,
+                r.manifest.n_chunks
+            ),
+            Err(e) => {
+                failed += 1;
+                out!("FAIL  {id}  {e}");
+            }
+        }
+    }
+    out!(
+        "ledger head: {} entries, root {}",
+        l.head().tree_size,
+        hex::encode(l.head().root)
+    );
+    if failed > 0 {
+        bail!("{failed} of {} reports failed verification", ids.len());
+    }
+    out!("{} reports verified", ids.len());
+    Ok(())
+}
+
+/// The patient's trail: every entry about them, checked for inclusion.
+pub async fn access(cfg: &Config) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let l = ledger(cfg, &c).await?;
+    let entries = l.entries(0, l.head().tree_size).await?;
+    for (i, e) in &entries {
+        let when = chrono::DateTime::from_timestamp_millis(e.time_ms())
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        let what = match e {
+            Entry::UserRegistered { .. } => "account registered with its public keys".to_string(),
+            Entry::ReportCommitted { report_id, .. } => {
+                format!("report {} committed", Uuid::from_bytes(*report_id))
+            }
+            Entry::GrantApproved {
+                report_id,
+                reader_id,
+                how,
+                ..
+            } => format!(
+                "access to report {} approved for user {} ({})",
+                Uuid::from_bytes(*report_id),
+                Uuid::from_bytes(*reader_id),
+                match how {
+                    GrantHow::Otp => "mailed code",
+                    GrantHow::SignedByPatient => "your signature",
+                }
+            ),
+            Entry::KeyWrapped {
+                report_id,
+                reader_id,
+                ..
+            } => format!(
+                "key of report {} wrapped for user {}",
+                Uuid::from_bytes(*report_id),
+                Uuid::from_bytes(*reader_id)
+            ),
+            Entry::GrantRevoked { grant_id, .. } => {
+                format!("grant {} revoked", Uuid::from_bytes(*grant_id))
+            }
+            Entry::ReportAccess {
+                report_id,
+                reader_id,
+                what,
+                ..
+            } => format!(
+                "report {} {} user {}",
+                Uuid::from_bytes(*report_id),
+                match what {
+                    AccessWhat::ReleasedByOtp => "released by code to",
+                    AccessWhat::KeyServed => "key served to",
+                },
+                Uuid::from_bytes(*reader_id)
+            ),
+            Entry::OtpVerified { request_id, .. } => {
+                format!("code checked for request {}", Uuid::from_bytes(*request_id))
+            }
+        };
+        out!("#{i:<6} {when}  {what}");
+    }
+    out!(
+        "{} entries, each checked against the ledger head of {} entries",
+        entries.len(),
+        l.head().tree_size
+    );
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! No command: the terminal client, on the configured server or on an embedded demo server
+//! over `[server] data`.
+
+use anyhow::{Context, Result};
+
+use clinvault::config::Config;
+use clinvault::tui::{BoxFuture, Embedded, ServerSource};
+
+pub fn run(cfg: Config) -> Result<()> {
+    let _log = clinvault::tui::log_to_file(&cfg.client.state_path());
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let source = if cfg.client.server.is_empty() {
+        let mut server_cfg = cfg.clone();
+        server_cfg.server.listen = "127.0.0.1:0".into();
+        server_cfg.server.demo = true;
+        // Seeding registers a few dozen accounts from this one loopback address.
+        server_cfg.server.auth_per_address_per_minute =
+            server_cfg.server.auth_per_address_per_minute.max(600);
+        let data = server_cfg.server.data.clone();
+        let start: BoxFuture<Result<Embedded, String>> = Box::pin(async move {
+            let handle = clinvault::server::start(server_cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = handle.url();
+            let admin_code = handle.admin_enrollment_code.clone();
+            Ok(Embedded {
+                url,
+                admin_code,
+                stop: Box::new(move || {
+                    Box::pin(async move {
+                        let _ = handle.shutdown().await;
+                    })
+                }),
+            })
+        });
+        ServerSource::Embedded { data, start }
+    } else {
+        ServerSource::Remote(super::server_url(&cfg)?)
+    };
+    rt.block_on(clinvault::tui::run(cfg, source))?;
+    Ok(())
+}
