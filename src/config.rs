@@ -317,7 +317,8 @@ fn known_keys_at(parent: &[&str]) -> Vec<String> {
 }
 
 fn unknown_key_message(path: &str) -> String {
-    let segs: Vec<&str> = path.split('.').collect();
+    // serde_ignored shows an `Option`'s inside as `?`.
+    let segs: Vec<&str> = path.split('.').filter(|s| *s != "?").collect();
     let (key, parent) = segs.split_last().map_or(("", &[][..]), |(k, p)| (*k, p));
     let place = if parent.is_empty() {
         "at the top level".to_string()
@@ -347,14 +348,30 @@ fn unknown_key_message(path: &str) -> String {
 pub fn check_file_keys(text: &str) -> Result<(), String> {
     let value: toml::Value = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;
     let mut unknown = Vec::new();
-    let parsed: Result<Config, _> =
+    let parsed: Result<Config, toml::de::Error> =
         serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
-    // Keys are checked here; wrong types are reported by the full load with their location.
-    drop(parsed);
-    match unknown.first() {
-        None => Ok(()),
-        Some(first) => Err(unknown_key_message(first)),
+    if let Some(first) = unknown.first() {
+        return Err(unknown_key_message(first));
     }
+    // A bucket is an internally tagged enum: serde buffers it, so serde_ignored cannot see
+    // inside; `deny_unknown_fields` on it reports the key instead.
+    if let Err(e) = parsed {
+        let msg = e.to_string();
+        if let Some(field) = msg
+            .split_once("unknown field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(field, _)| field)
+        {
+            return Err(
+                unknown_key_message(&format!("server.buckets.0.{field}")).replace(
+                    "in [[server.buckets]] entry 0",
+                    "in a [[server.buckets]] entry",
+                ),
+            );
+        }
+        // Wrong types are reported by the full load, with their location.
+    }
+    Ok(())
 }
 
 /// Refuses `CLINVAULT_SECTION__KEY` variables that name no key. Variables without `__`

@@ -11,3 +11,10 @@ pub mod ledger;
 pub mod seal;
 pub mod server;
 pub mod tui;
+
+/// Makes ring rustls's process-wide crypto provider. reqwest, object_store and axum-server
+/// are built without one of their own, so every TLS client or server is made after this.
+pub fn install_tls_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -44,7 +44,10 @@ fn free_port() -> u16 {
 }
 
 async fn wait_http(url: &str, what: &str) {
-    let c = reqwest::Client::new();
+    let c = {
+        clinvault::install_tls_provider();
+        reqwest::Client::new()
+    };
     for _ in 0..300 {
         if let Ok(r) = c.get(url).timeout(Duration::from_secs(2)).send().await
             && r.status().as_u16() < 500
@@ -188,11 +191,14 @@ impl Moto {
         let url = format!("http://127.0.0.1:{port}");
         wait_http(&url, "moto").await;
         // moto takes an unsigned bucket creation.
-        let r = reqwest::Client::new()
-            .put(format!("{url}/{bucket}"))
-            .send()
-            .await
-            .unwrap();
+        let r = {
+            clinvault::install_tls_provider();
+            reqwest::Client::new()
+        }
+        .put(format!("{url}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
         assert!(r.status().is_success(), "create bucket {bucket}: {r:?}");
         m
     }
@@ -984,12 +990,15 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
     );
 
     // Logs carry the request id, as JSON.
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/health", cl.urls[0]))
-        .header("x-request-id", "harness-probe-42")
-        .send()
-        .await
-        .unwrap();
+    let r = {
+        clinvault::install_tls_provider();
+        reqwest::Client::new()
+    }
+    .get(format!("{}/v1/health", cl.urls[0]))
+    .header("x-request-id", "harness-probe-42")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.headers()["x-request-id"], "harness-probe-42");
 
     // (a) Load.

@@ -179,6 +179,7 @@ impl ApiClient {
     }
 
     fn http_builder() -> reqwest::ClientBuilder {
+        crate::install_tls_provider();
         reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))

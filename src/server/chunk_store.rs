@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 /// Where one bucket lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BucketConfig {
     /// A folder on this machine (relative paths are under the data folder).
     Local {
@@ -162,6 +162,7 @@ impl ChunkStore {
                 configs.len()
             )));
         }
+        crate::install_tls_provider();
         let mut buckets = Vec::with_capacity(configs.len());
         for cfg in configs {
             let name = cfg.name().to_string();

@@ -29,8 +29,40 @@ pub enum Backend {
     Postgres,
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// `migrations/{sqlite,postgres}/*.sql`, embedded by build.rs.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
+
+/// The embedded migrations of one backend, for sqlx's migrator (same checksums as its
+/// `migrate!` macro computes, so databases migrated by either agree).
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<
+        's,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        *version,
+                        std::borrow::Cow::Borrowed(*description),
+                        sqlx::migrate::MigrationType::Simple,
+                        sqlx::SqlSafeStr::into_sql_str(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
 
 /// Opens the pool and brings the schema up to date.
 pub async fn connect(
@@ -84,10 +116,14 @@ pub async fn connect(
         .connect(&url)
         .await
         .map_err(sx("connect"))?;
-    match backend {
-        Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-        Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-    }
+    let source = match backend {
+        Backend::Sqlite => Embedded(embedded::SQLITE),
+        Backend::Postgres => Embedded(embedded::POSTGRES),
+    };
+    sqlx::migrate::Migrator::new(source)
+        .await?
+        .run(&pool)
+        .await?;
     Ok((pool, backend))
 }
 

@@ -258,8 +258,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
                 .await
         })
     } else {
-        // Both ring and aws-lc-rs are in the build, so rustls needs to be told which to use.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::install_tls_provider();
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&sc.tls_cert, &sc.tls_key)
             .await
             .map_err(StartError::Tls)?;

@@ -214,6 +214,7 @@ pub fn six_digits(mail: &str) -> String {
 
 /// Raw HTTP for what the typed client will not send.
 pub fn http() -> reqwest::Client {
+    clinvault::install_tls_provider();
     reqwest::Client::new()
 }
 
