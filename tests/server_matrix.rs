@@ -141,7 +141,17 @@ async fn world(db: Db) -> World {
     })
     .await
     .unwrap();
+    // A grant needs a released report; the release code must stay pending for the matrix, so
+    // the release is set by hand around the request.
+    let set_released = |v: Option<i64>| {
+        sqlx::query("UPDATE reports SET released_at = $1 WHERE id = $2")
+            .bind(v)
+            .bind(up.report_id.to_string())
+            .execute(ts.handle.db())
+    };
+    set_released(Some(1)).await.unwrap();
     let grant = doc2.grant_request(up.report_id).await.unwrap().id;
+    set_released(None).await.unwrap();
     let mut tokens = HashMap::new();
     tokens.insert(Role::Admin, token(&admin));
     tokens.insert(Role::Doctor, token(&doc));

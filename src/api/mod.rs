@@ -57,6 +57,8 @@ pub mod codes {
     pub const REPORT_NOT_OPEN: &str = "report_not_open";
     pub const NO_VISIT: &str = "no_visit";
     pub const NOT_APPROVED: &str = "not_approved";
+    /// The report is not yet released to its patient (they have not entered the mailed code).
+    pub const NOT_RELEASED: &str = "not_released";
     pub const STORAGE: &str = "storage";
     /// The database (or a bucket) cannot be reached just now; retry after `Retry-After`.
     pub const UNAVAILABLE: &str = "unavailable";

@@ -253,6 +253,10 @@ pub struct GrantList {
 pub struct GrantApprove {
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
+    /// The DEK already wrapped to the reader: approval and wrap are then stored together or
+    /// not at all.
+    #[serde(default, with = "opt_hex", skip_serializing_if = "Option::is_none")]
+    pub wrapped: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -162,10 +162,15 @@ impl ApiClient {
             .await
     }
 
-    async fn grant_approve_raw(&self, id: Uuid, signature: Vec<u8>) -> Result<Grant, ClientError> {
+    async fn grant_approve_raw(
+        &self,
+        id: Uuid,
+        signature: Vec<u8>,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<Grant, ClientError> {
         self.post(
             &format!("/v1/grants/{id}/approve"),
-            &GrantApprove { signature },
+            &GrantApprove { signature, wrapped },
         )
         .await
     }
@@ -971,8 +976,9 @@ pub async fn confirm_wrap(
         .await
 }
 
-/// The patient approves a request in their own client: signs the consent, then wraps the key
-/// at once (after the same checks as any wrap).
+/// The patient approves a request in their own client: checks the reader's key and their own
+/// copy of the report, wraps the key, and only then sends consent and wrap together (the
+/// server stores both or neither).
 pub async fn approve_and_wrap(
     client: &ApiClient,
     me: &LoggedIn,
@@ -990,6 +996,23 @@ pub async fn approve_and_wrap(
             "only the report's patient approves a grant".into(),
         ));
     }
+    if grant.status != "requested" {
+        return Err(ClientError::Refused(format!(
+            "grant {grant_id} is {}; only a requested grant can be approved",
+            grant.status
+        )));
+    }
+    ledger.refresh().await?;
+    let reader = ledger
+        .user_keys(grant.reader_id, Some(Role::Doctor))
+        .await?;
+    let report = verify_report(client, me, ledger, grant.report_id).await?;
+    let wrapped = wrap_dek(
+        report.dek(),
+        grant.report_id.as_bytes(),
+        grant.reader_id.as_bytes(),
+        &reader.public_keys.x25519,
+    )?;
     let message = consent_message(
         &grant.id,
         &grant.report_id,
@@ -999,9 +1022,6 @@ pub async fn approve_and_wrap(
     use ed25519_dalek::Signer;
     let signature = me.secrets.signing_key().sign(&message).to_bytes();
     client
-        .grant_approve_raw(grant_id, signature.to_vec())
-        .await?;
-    ledger.refresh().await?;
-    let check = check_grant_for_wrap(client, ledger, grant_id).await?;
-    confirm_wrap(client, me, ledger, &check).await
+        .grant_approve_raw(grant_id, signature.to_vec(), Some(wrapped.to_vec()))
+        .await
 }
