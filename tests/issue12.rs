@@ -53,3 +53,63 @@ async fn approve_is_all_or_nothing(db: Db) {
         .unwrap();
 }
 both_backends!(approve_all_or_nothing, approve_is_all_or_nothing);
+
+/// 2. Another account's code request and another author's report id answer like ids that do
+/// not exist.
+async fn no_existence_leaks(db: Db) {
+    let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 100).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"leak")),
+        "F",
+    )
+    .await;
+    let req = out.commit.release_request_id.unwrap();
+    let theirs = c.pat2.c.otp_verify(req, "123456").await.unwrap_err();
+    let unknown = c
+        .pat2
+        .c
+        .otp_verify(uuid::Uuid::new_v4(), "123456")
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), unknown.code());
+    assert_eq!(theirs.to_string(), unknown.to_string());
+
+    // doc2 has no completed visit: the same refusal for a taken id and a free one.
+    let open = |id| clinvault::api::OpenReportRequest {
+        report_id: id,
+        patient_id: c.pat.id,
+        chunk_size: 4096,
+        plaintext_len: 10,
+    };
+    let taken = c
+        .doc2
+        .c
+        .open_report(&open(out.report_id))
+        .await
+        .unwrap_err();
+    let free = c
+        .doc2
+        .c
+        .open_report(&open(uuid::Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), free.code(), "{taken} / {free}");
+    // With a completed visit: the taken id answers like a report one cannot see.
+    sqlx::query("UPDATE bookings SET status = 'completed' WHERE doctor_id = $1")
+        .bind(c.doc2.id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let taken = c
+        .doc2
+        .c
+        .open_report(&open(out.report_id))
+        .await
+        .unwrap_err();
+    let hidden = c.doc2.c.report(out.report_id).await.unwrap_err();
+    assert_eq!(taken.code(), Some("not_found"), "{taken}");
+    assert_eq!(taken.to_string(), hidden.to_string());
+}
+both_backends!(existence_leaks, no_existence_leaks);

@@ -50,7 +50,6 @@ pub mod codes {
     pub const TIMEOUT: &str = "timeout";
     pub const INTERNAL: &str = "internal";
     pub const CODE_LOCKED: &str = "code_locked";
-    pub const CODE_OTHER_ACCOUNT: &str = "code_other_account";
     pub const CHUNK_MISMATCH: &str = "chunk_mismatch";
     pub const MISSING_CHUNKS: &str = "missing_chunks";
     pub const BAD_COMMIT: &str = "bad_commit";

@@ -190,13 +190,27 @@ async fn open(
     crate::seal::expected_chunks(req.plaintext_len, req.chunk_size)
         .map_err(|e| AppError::bad_request(format!("plaintext_len: {e}")))?;
     let mut conn = st.db.acquire().await?;
+    // Only for a patient this doctor has seen: a completed visit. Checked before the id, so
+    // that an id taken by another author answers like a free one would.
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
+    )
+    .bind(caller.id_str())
+    .bind(req.patient_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if seen.is_none() {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_VISIT,
+            "you can upload a report only for a patient whose visit you marked completed",
+        ));
+    }
     // A resumed upload opens the same report again: fine while it is open and the same.
     if let Some(r) = load_report(&mut conn, req.report_id).await? {
         if r.author_id != caller.id {
-            return Err(AppError::conflict(
-                codes::ID_TAKEN,
-                "report id taken; pick another",
-            ));
+            // Answered like any report the caller cannot see.
+            return Err(AppError::not_found("report"));
         }
         if r.status != "open" {
             return Err(AppError::conflict(
@@ -228,21 +242,6 @@ async fn open(
             chunks_present: u32::try_from(present).unwrap_or(u32::MAX),
         }));
     }
-    // Only for a patient this doctor has seen: a completed visit.
-    let seen: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(req.patient_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if seen.is_none() {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            codes::NO_VISIT,
-            "you can upload a report only for a patient whose visit you marked completed",
-        ));
-    }
     let now = now_ms();
     let res = sqlx::query(
         "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
@@ -260,10 +259,8 @@ async fn open(
     match res {
         Ok(_) => {}
         Err(e) if crate::server::error::is_unique_violation(&e) => {
-            return Err(AppError::conflict(
-                codes::ID_TAKEN,
-                "report id taken; pick another",
-            ));
+            // Answered like any report the caller cannot see.
+            return Err(AppError::not_found("report"));
         }
         Err(e) => return Err(e.into()),
     }
