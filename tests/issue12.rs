@@ -113,3 +113,26 @@ async fn no_existence_leaks(db: Db) {
     assert_eq!(taken.to_string(), hidden.to_string());
 }
 both_backends!(existence_leaks, no_existence_leaks);
+
+/// 5. Resends tried by someone who may not resend do not use up the request's limit.
+async fn resend_limit_after_permission(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"resend")),
+        "F",
+    )
+    .await;
+    let req = out.commit.release_request_id.unwrap();
+    for _ in 0..5 {
+        let e = c.pat2.c.otp_resend(req).await.unwrap_err();
+        assert_eq!(e.code(), Some("not_found"), "{e}");
+    }
+    c.rec
+        .c
+        .otp_resend(req)
+        .await
+        .expect("reception still resends");
+}
+both_backends!(resend_limit, resend_limit_after_permission);

@@ -372,7 +372,6 @@ async fn resend(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<OtpPending>, AppError> {
-    ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
     let row = sqlx::query("SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&st.db)
@@ -382,6 +381,8 @@ async fn resend(
     if caller.role != Role::Reception && user != caller.id_str() {
         return Err(AppError::not_found("code request"));
     }
+    // Charged only once the caller may resend: others cannot use up the patient's resends.
+    ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
     if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(code_error(
             StatusCode::GONE,
