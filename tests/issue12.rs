@@ -136,3 +136,60 @@ async fn resend_limit_after_permission(db: Db) {
         .expect("reception still resends");
 }
 both_backends!(resend_limit, resend_limit_after_permission);
+
+/// 3. After a KDF upgrade an unknown address answers with parameters drawn like real ones,
+/// and an account moves to the current parameters at its next login.
+async fn kdf_upgrade_no_enumeration(db: Db) {
+    let ts = common::start_server(db).await;
+    let _admin = ts.admin().await;
+    ts.patient("olga@clinic.test", "Olga Weber").await;
+    let common::TestServer {
+        handle,
+        dir,
+        mut config,
+        ..
+    } = ts;
+    handle.shutdown().await.unwrap();
+    let new = clinvault::seal::KdfParams {
+        m_kib: 512,
+        t: 1,
+        p: 1,
+    };
+    config.server.kdf = new;
+    let handle = clinvault::server::start(config.clone()).await.unwrap();
+    let ts = common::TestServer {
+        url: handle.url(),
+        handle,
+        dir,
+        config,
+    };
+    let c = ts.client();
+    let unknown = c.prelogin("nobody@clinic.test").await.unwrap();
+    assert_eq!(
+        unknown.kdf,
+        common::TEST_KDF,
+        "every account still has the old parameters; an unknown one must look the same"
+    );
+    assert_eq!(
+        c.prelogin("olga@clinic.test").await.unwrap().kdf,
+        common::TEST_KDF
+    );
+    // The next login re-keys; the password still works, under the new parameters.
+    let mut c2 = ts.client();
+    let me = c2
+        .login("olga@clinic.test", common::PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(me.login.kdf_upgrade, None, "re-keyed at login");
+    assert_eq!(c.prelogin("olga@clinic.test").await.unwrap().kdf, new);
+    let mut c3 = ts.client();
+    let again = c3
+        .login("olga@clinic.test", common::PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(again.login.kdf_upgrade, None);
+    assert_eq!(again.secrets.public(), me.secrets.public());
+    let unlocked = c3.unlock_session(common::PASSWORD).await.unwrap();
+    assert_eq!(unlocked.secrets.public(), me.secrets.public());
+}
+both_backends!(kdf_upgrade, kdf_upgrade_no_enumeration);

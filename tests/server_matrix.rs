@@ -201,6 +201,17 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ),
         ("POST", "/v1/auth/logout") => (path.into(), Some(json!({}))),
         ("GET", "/v1/auth/me") => (path.into(), None),
+        ("GET", "/v1/auth/keys") => (path.into(), None),
+        ("POST", "/v1/auth/rekey") => (
+            path.into(),
+            Some(json!({
+                "old_auth_key": "00".repeat(32),
+                "salt": "00".repeat(16),
+                "kdf": {"m_kib": 1, "t": 1, "p": 1},
+                "auth_key": "00".repeat(32),
+                "bundle": "00",
+            })),
+        ),
         ("POST", "/v1/admin/invites") => (
             path.into(),
             Some(
@@ -510,6 +521,8 @@ fn policies_follow_design_section_4() {
         ("POST", "/v1/auth/login", None),
         ("POST", "/v1/auth/logout", Some(ALL)),
         ("GET", "/v1/auth/me", Some(ALL)),
+        ("GET", "/v1/auth/keys", Some(ALL)),
+        ("POST", "/v1/auth/rekey", Some(ALL)),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),

@@ -230,6 +230,39 @@ pub struct LoginResponse {
     pub bundle: Vec<u8>,
     pub idle_timeout_secs: u64,
     pub expires_at: DateTime<Utc>,
+    /// The server's current KDF parameters when the account's are older: the client re-keys
+    /// (`POST /v1/auth/rekey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf_upgrade: Option<KdfParams>,
+}
+
+/// `GET /v1/auth/keys`: what a signed-in client needs to unseal its keys with the password,
+/// without logging in again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionKeys {
+    pub user: UserInfo,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+    pub idle_timeout_secs: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RekeyRequest {
+    #[serde(with = "hex_bytes")]
+    pub old_auth_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    #[serde(with = "hex_bytes")]
+    pub auth_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
