@@ -193,3 +193,36 @@ async fn kdf_upgrade_no_enumeration(db: Db) {
     assert_eq!(unlocked.secrets.public(), me.secrets.public());
 }
 both_backends!(kdf_upgrade, kdf_upgrade_no_enumeration);
+
+/// 4. Reception sees that a report exists, its author and date: no size, chunks or status.
+async fn reception_sees_existence_only(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"recep")),
+        "F",
+    )
+    .await;
+    let tok = c.rec.c.token().unwrap().to_string();
+    let v: serde_json::Value = common::http()
+        .get(format!("{}/v1/reports?patient={}", c.ts.url, c.pat.id))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = &v["reports"][0];
+    assert_eq!(r["author_name"], "Greg House", "{v}");
+    assert!(r.get("created_at").is_some());
+    for hidden in ["plaintext_len", "n_chunks", "status"] {
+        assert!(r.get(hidden).is_none(), "reception sees {hidden}: {v}");
+    }
+    // The doctor still sees them.
+    let d = c.doc.c.reports(None).await.unwrap().reports;
+    assert_eq!(d[0].plaintext_len, 10_000);
+    assert_eq!(d[0].status, "awaiting_release");
+}
+both_backends!(reception_list, reception_sees_existence_only);

@@ -134,12 +134,25 @@ pub struct ReportSummary {
     pub patient_id: Uuid,
     pub patient_name: String,
     pub created_at: DateTime<Utc>,
+    /// Size, chunks and status are left out (0 and empty here) for reception, who may see
+    /// only that a report exists, its author and date.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub plaintext_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub n_chunks: u32,
     /// `open`, `awaiting_release` (the patient has not entered the code), `released`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     /// Whether the caller may fetch its key and chunks now.
     pub readable: bool,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

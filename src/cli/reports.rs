@@ -118,6 +118,17 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let list = c.reports(patient).await?;
     for r in &list.reports {
+        if r.status.is_empty() {
+            // Reception: that it exists, by whom and when; nothing more is sent.
+            out!(
+                "{}  {}  by {:<24} for {}",
+                r.id,
+                r.created_at.format("%Y-%m-%d"),
+                r.author_name,
+                r.patient_name
+            );
+            continue;
+        }
         out!(
             "{}  {}  by {:<24} for {:<24} {:>9.2} MiB  {}{}",
             r.id,

@@ -702,13 +702,15 @@ struct ListQuery {
 async fn summary(
     conn: &mut sqlx::AnyConnection,
     r: &ReportRow,
-    caller: Uuid,
+    caller: &Caller,
 ) -> Result<ReportSummary, AppError> {
     let status = match (r.status.as_str(), r.released_at) {
         ("open", _) => "open",
         (_, None) => "awaiting_release",
         (_, Some(_)) => "released",
     };
+    // Reception may see that a report exists, its author and date; nothing of its content.
+    let details = caller.role != Role::Reception;
     Ok(ReportSummary {
         id: r.id,
         author_id: r.author_id,
@@ -716,10 +718,14 @@ async fn summary(
         patient_id: r.patient_id,
         patient_name: user_name(conn, r.patient_id).await?,
         created_at: ms_to_utc(r.created_at)?,
-        plaintext_len: r.plaintext_len,
-        n_chunks: r.n_chunks,
-        status: status.into(),
-        readable: may_read(conn, r, caller).await?,
+        plaintext_len: if details { r.plaintext_len } else { 0 },
+        n_chunks: if details { r.n_chunks } else { 0 },
+        status: if details {
+            status.into()
+        } else {
+            String::new()
+        },
+        readable: may_read(conn, r, caller.id).await?,
     })
 }
 
@@ -782,7 +788,7 @@ async fn list(
     let mut reports = Vec::with_capacity(rows.len());
     for row in &rows {
         let r = report_row(row)?;
-        reports.push(summary(&mut conn, &r, caller.id).await?);
+        reports.push(summary(&mut conn, &r, &caller).await?);
     }
     Ok(Json(ReportList { reports }))
 }
@@ -809,7 +815,7 @@ async fn detail(
             .bind(id.to_string())
             .fetch_all(&mut *conn)
             .await?;
-    let summary = summary(&mut conn, &r, caller.id).await?;
+    let summary = summary(&mut conn, &r, &caller).await?;
     let ledger_index = r
         .ledger_index
         .and_then(|i| u64::try_from(i).ok())
