@@ -10,4 +10,5 @@ pub mod config;
 pub mod ledger;
 pub mod seal;
 pub mod server;
+pub mod text;
 pub mod tui;

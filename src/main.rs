@@ -183,7 +183,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes, without a backtrace: these are users' errors, not bugs.
-            eprintln!("error: {e:#}");
+            // Errors carry the server's words and other people's names: shown escaped.
+            eprintln!(
+                "error: {}",
+                clinvault::text::display_lines(&format!("{e:#}"))
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -226,3 +226,201 @@ async fn reception_sees_existence_only(db: Db) {
     assert_eq!(d[0].status, "awaiting_release");
 }
 both_backends!(reception_list, reception_sees_existence_only);
+
+// ---------------------------------------------------------------- the binary
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// A CLI user: a config file and state folder of their own, pointed at the test server.
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(url: &str) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+                dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        Cli { dir }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .env("CLINVAULT_PASSWORD", common::PASSWORD)
+            .env_remove("CLINVAULT_LOG")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs to the end off the async runtime's threads: (exit code, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = self.command(args);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn login(&self, email: &str) {
+        let (code, out, err) = self.run(&["login", "--email", email]).await;
+        assert_eq!(code, 0, "login {email}: {out} {err}");
+    }
+}
+
+/// A committed report with any metadata (what a modified client could send): returns its id.
+async fn raw_report(c: &common::clinic::Clinic, meta: clinvault::seal::ReportMeta) -> uuid::Uuid {
+    use clinvault::api::{CommitRequest, OpenReportRequest, WrappedKeyIn};
+    use clinvault::seal::{ChunkSealer, Dek, Manifest, ReportKeys, seal_meta, wrap_dek};
+    let report_id = uuid::Uuid::new_v4();
+    let data = report_bytes(20_000, b"raw");
+    let dek = Dek::generate().unwrap();
+    let sealer =
+        ChunkSealer::new(&dek, *report_id.as_bytes(), 16 * 1024, data.len() as u64).unwrap();
+    c.doc
+        .c
+        .open_report(&OpenReportRequest {
+            report_id,
+            patient_id: c.pat.id,
+            chunk_size: 16 * 1024,
+            plaintext_len: data.len() as u64,
+        })
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..sealer.n_chunks() {
+        let (off, len) = sealer.chunk_range(i).unwrap();
+        let ch = sealer
+            .seal(i, data[off as usize..off as usize + len].to_vec())
+            .unwrap();
+        c.doc
+            .c
+            .put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into())
+            .await
+            .unwrap();
+        ids.push(ch.chunk_id);
+    }
+    let sum = sealer.summary(&ids).unwrap();
+    let keys = ReportKeys::derive(&dek, report_id.as_bytes());
+    let meta = seal_meta(&keys, report_id.as_bytes(), &meta).unwrap();
+    let manifest = Manifest {
+        report_id: *report_id.as_bytes(),
+        patient_id: *c.pat.id.as_bytes(),
+        author_id: *c.doc.id.as_bytes(),
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        plaintext_len: sum.plaintext_len,
+        chunk_size: sum.chunk_size,
+        n_chunks: sum.n_chunks,
+        head: sum.head,
+        meta_hash: clinvault::seal::meta_hash(&meta),
+        key_commit: sum.key_commit,
+    };
+    let wrap = |who: &common::clinic::User| WrappedKeyIn {
+        reader_id: who.id,
+        wrapped: wrap_dek(
+            &dek,
+            report_id.as_bytes(),
+            who.id.as_bytes(),
+            &who.me.secrets.public().x25519,
+        )
+        .unwrap()
+        .to_vec(),
+    };
+    c.doc
+        .c
+        .commit_report(
+            report_id,
+            &CommitRequest {
+                manifest: manifest.to_bytes().to_vec(),
+                signature: manifest.sign(c.doc.me.secrets.signing_key()).to_vec(),
+                meta,
+                chunk_ids: ids.iter().map(hex::encode).collect(),
+                wrapped_keys: vec![wrap(&c.pat), wrap(&c.doc)],
+            },
+        )
+        .await
+        .unwrap();
+    report_id
+}
+
+fn no_raw_controls(s: &str) {
+    assert!(
+        !s.chars()
+            .any(|c| !matches!(c, '\n' | '\r') && clinvault::text::needs_escape(c)),
+        "raw control or deceptive characters reached the terminal: {s:?}"
+    );
+}
+
+/// 6. Escape sequences in another user's title are shown escaped by `download` and `verify`;
+/// the server refuses deceptive characters in names, the client in titles.
+async fn escapes_shown_escaped(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let evil = "Scan\u{1b}]0;pwned\u{7}\u{1b}[2J \u{202e}fdp.exe\u{200b}";
+    let id = raw_report(
+        &c,
+        clinvault::seal::ReportMeta {
+            title: evil.into(),
+            note: "line\u{1b}[31m".into(),
+            file_name: "../../.bashrc".into(),
+            media_type: String::new(),
+        },
+    )
+    .await;
+    release(&c).await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.pat.email).await;
+    let (code, out, err) = cli.run(&["verify", &id.to_string()]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    no_raw_controls(&out);
+    no_raw_controls(&err);
+    assert!(out.contains("\\u{1b}"), "{out}");
+    let (code, out, err) = cli
+        .run(&["download", &id.to_string(), "-o", "copy.bin"])
+        .await;
+    assert_eq!(code, 0, "{out} {err}");
+    no_raw_controls(&out);
+    no_raw_controls(&err);
+    assert!(out.contains("\\u{202e}"), "{out}");
+
+    // The uploading client refuses such a title.
+    let work = tempfile::tempdir().unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let e = clinvault::client::reports::upload(
+        &c.doc.c,
+        &c.doc.me,
+        &l,
+        c.pat.id,
+        &write_file(work.path(), "f", b"data"),
+        &common::clinic::upload_options(&c.doc, 1, "a\u{202e}b"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("title"), "{e}");
+    // The server refuses deceptive characters in names it stores.
+    let e = c
+        .admin
+        .c
+        .invite(&clinvault::api::InviteRequest {
+            role: clinvault::api::Role::Doctor,
+            email: "evil@clinic.test".into(),
+            name: "Dr \u{202e}evil".into(),
+            specialty: "Cardiology".into(),
+            bio: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"), "{e}");
+}
+both_backends!(escape_codes, escapes_shown_escaped);

@@ -140,7 +140,7 @@ async fn users(cfg: &Config, q: &str, page: u32) -> Result<()> {
             "{}  {:<10} {:<28} {:<32} {}",
             u.id,
             u.role.as_str(),
-            u.name,
+            super::shown(&u.name),
             u.email,
             if u.active { "active" } else { "deactivated" }
         );

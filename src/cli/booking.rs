@@ -34,8 +34,8 @@ pub async fn doctors(cfg: &Config, q: &str, specialty: &str, page: u32) -> Resul
         out!(
             "{}  {:<28} {:<20} keys {}",
             d.id,
-            d.name,
-            d.specialty,
+            super::shown(&d.name),
+            super::shown(&d.specialty),
             clinvault::seal::fingerprint(&d.public_keys)
         );
     }
@@ -81,7 +81,7 @@ pub async fn book(
     out!(
         "booked {} with {} at {}",
         b.id,
-        b.doctor_name,
+        super::shown(&b.doctor_name),
         b.start.to_rfc3339()
     );
     Ok(())
@@ -119,8 +119,8 @@ pub async fn bookings(
             b.id,
             b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             b.status.as_str(),
-            b.doctor_name,
-            b.patient_name
+            super::shown(&b.doctor_name),
+            super::shown(&b.patient_name)
         );
     }
     out!("{} bookings", list.items.len());
@@ -131,7 +131,13 @@ pub async fn patients(cfg: &Config, q: &str, page: u32) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let p = c.patients(q, page).await?;
     for x in &p.items {
-        out!("{}  {:<28} {:<32} {}", x.id, x.name, x.email, x.phone);
+        out!(
+            "{}  {:<28} {:<32} {}",
+            x.id,
+            super::shown(&x.name),
+            super::shown(&x.email),
+            super::shown(&x.phone)
+        );
     }
     out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
     Ok(())

@@ -167,6 +167,11 @@ pub async fn ledger(cfg: &Config, c: &ApiClient) -> Result<clinvault::client::le
     Ok(l)
 }
 
+/// Other people's text and the server's, made safe for the terminal (`clinvault::text`).
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    clinvault::text::display(s)
+}
+
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }

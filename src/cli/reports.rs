@@ -124,8 +124,8 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
                 "{}  {}  by {:<24} for {}",
                 r.id,
                 r.created_at.format("%Y-%m-%d"),
-                r.author_name,
-                r.patient_name
+                super::shown(&r.author_name),
+                super::shown(&r.patient_name)
             );
             continue;
         }
@@ -133,8 +133,8 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
             "{}  {}  by {:<24} for {:<24} {:>9.2} MiB  {}{}",
             r.id,
             r.created_at.format("%Y-%m-%d"),
-            r.author_name,
-            r.patient_name,
+            super::shown(&r.author_name),
+            super::shown(&r.patient_name),
             mib(r.plaintext_len),
             r.status,
             if r.readable {
@@ -163,7 +163,7 @@ pub async fn otp(cfg: &Config, code: String, request: Option<Uuid>) -> Result<()
                     "{} codes are waiting; pass --request with the id from the mail:\n{}",
                     many.len(),
                     many.iter()
-                        .map(|p| format!("  {}  {}", p.request_id, p.unlocks))
+                        .map(|p| format!("  {}  {}", p.request_id, super::shown(&p.unlocks)))
                         .collect::<Vec<_>>()
                         .join("\n")
                 ),
@@ -190,7 +190,7 @@ pub async fn otp_resend(cfg: &Config, request: Uuid) -> Result<()> {
     let p = c.otp_resend(request).await?;
     out!(
         "a new code was mailed for {} (expires {})",
-        p.unlocks,
+        super::shown(&p.unlocks),
         p.expires_at.to_rfc3339()
     );
     Ok(())
@@ -226,7 +226,7 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
         "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} chunks and chain",
         output.display(),
         mib(r.manifest.plaintext_len),
-        r.meta.title,
+        super::shown(&r.meta.title),
         r.manifest.n_chunks
     );
     Ok(())
@@ -251,12 +251,12 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
         match client_reports::verify(&c, &me, &l, *id, cfg.client.transfers).await {
             Ok(r) => out!(
                 "OK    {id}  \"{}\"  {} chunks",
-                r.meta.title,
+                super::shown(&r.meta.title),
                 r.manifest.n_chunks
             ),
             Err(e) => {
                 failed += 1;
-                out!("FAIL  {id}  {e}");
+                out!("FAIL  {id}  {}", super::shown(&e.to_string()));
             }
         }
     }

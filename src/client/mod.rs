@@ -660,10 +660,11 @@ impl ApiClient {
 
 fn error_answer(status: StatusCode, retry_after: Option<u64>, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
+        // The server's words reach a terminal: shown escaped, never acted on.
         Ok(err) => ClientError::Server {
             status: status.as_u16(),
-            code: err.error.code,
-            message: err.error.message,
+            code: crate::text::display(&err.error.code).into_owned(),
+            message: crate::text::display(&err.error.message).into_owned(),
             retry_after,
         },
         Err(_) => ClientError::Server {

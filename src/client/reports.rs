@@ -268,6 +268,10 @@ pub async fn upload(
     file: &Path,
     opts: &UploadOptions<'_>,
 ) -> Result<UploadOutcome, ClientError> {
+    // Shown to others: nothing that makes the title or note read other than it is.
+    crate::text::check_line(&opts.title)
+        .map_err(|e| ClientError::Refused(format!("title: {e}")))?;
+    crate::text::check_lines(&opts.note).map_err(|e| ClientError::Refused(format!("note: {e}")))?;
     let my_id = me.login.user.id;
     ledger.check_self(my_id, &me.secrets.public()).await?;
     let patient_keys = ledger.user_keys(patient, Some(Role::Patient)).await?;
