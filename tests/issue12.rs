@@ -424,3 +424,103 @@ async fn escapes_shown_escaped(db: Db) {
     assert_eq!(e.code(), Some("bad_request"), "{e}");
 }
 both_backends!(escape_codes, escapes_shown_escaped);
+
+/// Starts `download` of `id` into `out/big.bin`, waits until some plaintext was written, then
+/// sends `signal`; returns how the process ended.
+async fn interrupted_download(cli: &Cli, id: uuid::Uuid, signal: i32) -> std::process::ExitStatus {
+    let mut cmd = cli.command(&["download", &id.to_string(), "-o", "out/big.bin"]);
+    cmd.stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut child = cmd.spawn().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = err.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "download ended early: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            // Two chunks of plaintext written (1 MiB chunks).
+            if text.contains("download 2.0/") || text.contains("download 3.0/") {
+                break;
+            }
+        }
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Every file under `dir`, and whether any holds `marker`.
+fn plaintext_left(dir: &std::path::Path, marker: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap_or_default();
+        hits.push(format!(
+            "{} ({} bytes{})",
+            e.file_name().to_string_lossy(),
+            bytes.len(),
+            if bytes.windows(marker.len()).any(|w| w == marker) {
+                ", with plaintext"
+            } else {
+                ""
+            }
+        ));
+    }
+    hits
+}
+
+/// 7. SIGKILL or SIGTERM during a download leaves no plaintext byte on disk.
+async fn interrupted_download_leaves_nothing(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let marker = b"PLAINTEXT-MARKER-7";
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "big", &report_bytes(40 * 1024 * 1024, marker)),
+        "Big",
+    )
+    .await;
+    release(&c).await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.pat.email).await;
+    let folder = cli.dir.path().join("out");
+    std::fs::create_dir(&folder).unwrap();
+    for sig in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT] {
+        let status = interrupted_download(&cli, out.report_id, sig).await;
+        assert!(
+            !status.success(),
+            "signal {sig}: the download finished first"
+        );
+        let left = plaintext_left(&folder, marker);
+        assert!(left.is_empty(), "after signal {sig}: {left:?}");
+    }
+    // A stale `.part` of a dead process (an older run on a filesystem without O_TMPFILE) is
+    // swept by the next download into that folder.
+    let stale = folder.join(format!(
+        ".big.bin.clinvault-999999999-{}.part",
+        "c".repeat(32)
+    ));
+    std::fs::write(&stale, marker).unwrap();
+    let (code, o, e) = cli
+        .run(&["download", &out.report_id.to_string(), "-o", "out/big.bin"])
+        .await;
+    assert_eq!(code, 0, "{o} {e}");
+    assert!(!stale.exists());
+    // Never over an existing file.
+    let (code, _, e) = cli
+        .run(&["download", &out.report_id.to_string(), "-o", "out/big.bin"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(e.contains("exists"), "{e}");
+}
+both_backends!(download_interrupted, interrupted_download_leaves_nothing);

@@ -206,19 +206,20 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     let (c, me) = unlock(cfg).await?;
     let l = ledger(cfg, &c).await?;
     let show = progress_line("download");
-    let r = client_reports::download(
-        &c,
-        &me,
-        &l,
-        id,
-        output,
-        &TransferOptions {
-            transfers: cfg.client.transfers,
-            cancel: None,
-            progress: Some(&show),
-        },
-    )
-    .await;
+    let opts = TransferOptions {
+        transfers: cfg.client.transfers,
+        cancel: None,
+        progress: Some(&show),
+    };
+    let r = tokio::select! {
+        r = client_reports::download(&c, &me, &l, id, output, &opts) => r,
+        // The download is dropped here, and with it its temporary file.
+        _ = interrupted() => {
+            clinvault::client::output::remove_all_pending();
+            eprintln!();
+            bail!("interrupted: nothing was written to {}", output.display());
+        }
+    };
     eprintln!();
     let r =
         r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
@@ -230,6 +231,22 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
         r.manifest.n_chunks
     );
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {

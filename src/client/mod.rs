@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod ledger;
+pub mod output;
 pub mod reports;
 pub mod session;
 

@@ -802,9 +802,10 @@ impl TransferOptions<'_> {
     }
 }
 
-/// Downloads a report to `out`: a temporary file (mode 0600) beside it, renamed into place only
-/// after every chunk, the chain, the signature, the key commitment and the ledger entries
-/// verify. On any failure the temporary file is removed and nothing appears at `out`.
+/// Downloads a report to `out`: an unnamed temporary file in its folder (`output`), linked into
+/// place only after every chunk, the chain, the signature, the key commitment and the ledger
+/// entries verify, and never over an existing file. On any failure, or if the process is
+/// interrupted, nothing appears at `out` and no plaintext stays behind.
 pub async fn download(
     client: &ApiClient,
     me: &LoggedIn,
@@ -821,39 +822,27 @@ pub async fn download(
     let name = out
         .file_name()
         .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.clinvault-{}.part",
-        name.to_string_lossy(),
-        Uuid::new_v4().simple()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(file_err(&tmp))?;
-    let result = async {
-        open_chunks(
-            client,
-            &report,
-            opts.transfers,
-            opts.cancel,
-            opts.progress,
-            |plain| f.write_all(plain).map_err(file_err(&tmp)),
-        )
-        .await?;
-        f.sync_all().map_err(file_err(&tmp))?;
-        std::fs::rename(&tmp, out).map_err(file_err(out))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    let mut pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
+        .map_err(file_err(dir))?;
+    open_chunks(
+        client,
+        &report,
+        opts.transfers,
+        opts.cancel,
+        opts.progress,
+        |plain| pending.file().write_all(plain).map_err(file_err(out)),
+    )
+    .await?;
+    pending.persist(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} appeared meanwhile; it was left as it is",
+                out.display()
+            ))
+        } else {
+            file_err(out)(e)
         }
-        Ok::<(), ClientError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    })?;
     Ok(report)
 }
 

@@ -260,8 +260,10 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
             app.dirty = false;
         }
     }
-    // Keys go before the terminal is handed back.
+    // Keys go before the terminal is handed back; so does a half-written download (the
+    // runtime may not drop its task before the process exits).
     app.session = None;
+    crate::client::output::remove_all_pending();
     drop(guard);
     if let Ok(s) = stop_rx.try_recv() {
         stop = Some(s);
