@@ -524,3 +524,60 @@ async fn interrupted_download_leaves_nothing(db: Db) {
     assert!(e.contains("exists"), "{e}");
 }
 both_backends!(download_interrupted, interrupted_download_leaves_nothing);
+
+/// 8. Key-needing commands reuse the session: eleven `verify`s in a minute are fine with the
+/// default login limit of 10 per address; and a forwarded address counts only from a
+/// trusted proxy.
+async fn commands_reuse_the_session(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"verify")),
+        "F",
+    )
+    .await;
+    release(&c).await;
+    let email = c.pat.email.clone();
+    // The same clinic again, now with the shipped limit of 10 logins per address and minute,
+    // and none counted yet.
+    let common::TestServer {
+        handle,
+        dir: _dir,
+        mut config,
+        ..
+    } = c.ts;
+    handle.shutdown().await.unwrap();
+    config.server.auth_per_address_per_minute = 10;
+    let handle = clinvault::server::start(config).await.unwrap();
+    sqlx::query("DELETE FROM rate_limits")
+        .execute(handle.db())
+        .await
+        .unwrap();
+    let cli = Cli::new(&handle.url());
+    cli.login(&email).await;
+    for i in 0..11 {
+        let (code, o, e) = cli.run(&["verify", &out.report_id.to_string()]).await;
+        assert_eq!(code, 0, "verify #{}: {o} {e}", i + 1);
+    }
+}
+both_backends!(session_reuse, commands_reuse_the_session);
+
+/// 8. `X-Forwarded-For` is believed only from `[server] trusted_proxies`.
+#[test]
+fn forwarded_for_only_from_trusted_proxies() {
+    use clinvault::server::extract::{client_address, parse_cidr};
+    let mut h = axum::http::HeaderMap::new();
+    h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.7".parse().unwrap());
+    let peer: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+    assert_eq!(client_address(peer, &h, &[]), peer, "no trusted proxies");
+    let proxies = [parse_cidr("10.0.0.0/24").unwrap()];
+    assert_eq!(
+        client_address(peer, &h, &proxies),
+        "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+    );
+    let stranger: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+    assert_eq!(client_address(stranger, &h, &proxies), stranger);
+    assert!(parse_cidr("10.0.0.0/33").is_none());
+    assert!(parse_cidr("not an ip").is_none());
+}
