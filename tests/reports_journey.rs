@@ -100,7 +100,7 @@ async fn journey(db: Db, s3: bool) {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code(), Some("not_found"), "{e}");
+    assert_eq!(e.code(), Some("not_released"), "{e}");
     assert!(!target.exists());
 
     // The code is bound to its request: the right code for another request id is refused.

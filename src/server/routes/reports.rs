@@ -132,6 +132,19 @@ pub async fn load_report(
     row.as_ref().map(report_row).transpose()
 }
 
+/// Why `user` may not read `report`: their own report awaiting its release code says so (they
+/// know it exists: it is in their list); for anyone else, as if there were no such report.
+pub fn unreadable(report: &ReportRow, user: Uuid) -> AppError {
+    if report.status == "committed" && report.patient_id == user && report.released_at.is_none()
+    {
+        return AppError::conflict(
+            codes::NOT_RELEASED,
+            "enter the code mailed to you first (`clinvault otp CODE`); then the report is yours to open",
+        );
+    }
+    AppError::not_found("report")
+}
+
 /// Whether `user` may read the committed report now: its author, its patient once released,
 /// or a doctor holding a live grant whose key was wrapped.
 pub async fn may_read(
@@ -804,7 +817,7 @@ async fn detail(
         .await?
         .ok_or_else(|| AppError::not_found("report"))?;
     if !may_read(&mut conn, &r, caller.id).await? {
-        return Err(AppError::not_found("report"));
+        return Err(unreadable(&r, caller.id));
     }
     let row = sqlx::query("SELECT manifest, signature, meta FROM reports WHERE id = $1")
         .bind(id.to_string())
@@ -851,7 +864,7 @@ async fn key(
         .await?
         .ok_or_else(|| AppError::not_found("report"))?;
     if !may_read(&mut conn, &r, caller.id).await? {
-        return Err(AppError::not_found("report"));
+        return Err(unreadable(&r, caller.id));
     }
     let row = sqlx::query(
         "SELECT wrapped, wrapper_id, grant_id, ledger_index FROM wrapped_keys WHERE report_id = $1 AND reader_id = $2",
