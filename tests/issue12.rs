@@ -581,3 +581,49 @@ fn forwarded_for_only_from_trusted_proxies() {
     assert!(parse_cidr("10.0.0.0/33").is_none());
     assert!(parse_cidr("not an ip").is_none());
 }
+
+/// 9. `upload` checks the file before the password, the login or the ledger.
+#[tokio::test]
+async fn upload_checks_the_file_first() {
+    let cli = Cli::new("http://127.0.0.1:9");
+    let (code, _, e) = cli
+        .run(&["upload", "no-such-file.pdf", "--patient", "p@clinic.test"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(
+        e.contains("no-such-file.pdf") && e.contains("No such file"),
+        "{e}"
+    );
+    std::fs::create_dir(cli.dir.path().join("folder")).unwrap();
+    let (code, _, e) = cli
+        .run(&["upload", "folder", "--patient", "p@clinic.test"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(e.contains("is a folder"), "{e}");
+}
+
+/// 10. Downloading one's own report before entering the code says to enter the code.
+async fn own_unreleased_report_says_enter_the_code(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"unreleased")),
+        "F",
+    )
+    .await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.pat.email).await;
+    let (code, _, e) = cli
+        .run(&["download", &out.report_id.to_string(), "-o", "x.bin"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(e.contains("enter the code mailed to you first"), "{e}");
+    // Someone else still learns nothing.
+    let e = c.pat2.c.report(out.report_id).await.unwrap_err();
+    assert_eq!(e.code(), Some("not_found"));
+}
+both_backends!(
+    unreleased_download,
+    own_unreleased_report_says_enter_the_code
+);

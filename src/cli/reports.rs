@@ -59,6 +59,15 @@ pub async fn upload(
     title: String,
     note: String,
 ) -> Result<()> {
+    // The file first: no password prompt, login or ledger sync for a typo.
+    let meta = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?;
+    if meta.is_dir() {
+        bail!("{} is a folder; upload a file", file.display());
+    }
+    if !meta.is_file() {
+        bail!("{} is not a regular file", file.display());
+    }
+    std::fs::File::open(&file).with_context(|| format!("{} cannot be read", file.display()))?;
     let (c, me) = unlock(cfg).await?;
     if me.login.user.role != Role::Doctor {
         bail!("only doctors upload reports");

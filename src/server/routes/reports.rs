@@ -135,8 +135,7 @@ pub async fn load_report(
 /// Why `user` may not read `report`: their own report awaiting its release code says so (they
 /// know it exists: it is in their list); for anyone else, as if there were no such report.
 pub fn unreadable(report: &ReportRow, user: Uuid) -> AppError {
-    if report.status == "committed" && report.patient_id == user && report.released_at.is_none()
-    {
+    if report.status == "committed" && report.patient_id == user && report.released_at.is_none() {
         return AppError::conflict(
             codes::NOT_RELEASED,
             "enter the code mailed to you first (`clinvault otp CODE`); then the report is yours to open",
