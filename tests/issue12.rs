@@ -627,3 +627,82 @@ both_backends!(
     unreleased_download,
     own_unreleased_report_says_enter_the_code
 );
+
+fn berlin_day(n: i64) -> chrono::NaiveDate {
+    (chrono::Utc::now().with_timezone(&chrono_tz::Europe::Berlin) + chrono::Duration::days(n))
+        .date_naive()
+}
+
+/// 11. Bookings: a horizon, a cap on a patient's own future visits (reception may exceed),
+/// check-in only on the day, completion only once begun.
+async fn booking_limits(db: Db) {
+    use clinvault::api::BookRequest;
+    let c = clinic_with(db, |_| {}).await;
+    let tomorrow = berlin_day(1);
+    let slots = c
+        .pat
+        .c
+        .slots(c.doc2.id, Some(tomorrow), Some(tomorrow))
+        .await
+        .unwrap()
+        .slots;
+    let book = |who: &clinvault::client::ApiClient, i: usize, patient| {
+        let req = BookRequest {
+            doctor_id: c.doc2.id,
+            start: slots[i].start,
+            patient_id: patient,
+        };
+        let who = who.clone();
+        async move { who.book(&req).await }
+    };
+    // One future visit already (with doc2); three more reach the cap of 4.
+    for i in [4, 5, 6] {
+        book(&c.pat.c, i, None).await.unwrap();
+    }
+    let e = book(&c.pat.c, 7, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("too_many_bookings"), "{e}");
+    let extra = book(&c.rec.c, 7, Some(c.pat.id)).await.unwrap();
+
+    // Beyond the horizon.
+    let far = berlin_day(200);
+    let far_slots = c
+        .pat2
+        .c
+        .slots(c.doc2.id, Some(far), Some(far))
+        .await
+        .unwrap()
+        .slots;
+    let e = c
+        .pat2
+        .c
+        .book(&BookRequest {
+            doctor_id: c.doc2.id,
+            start: far_slots[0].start,
+            patient_id: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("too_far_ahead"), "{e}");
+
+    // Tomorrow's visit: no check-in today, and no completion before it begins.
+    let e = c
+        .rec
+        .c
+        .booking_action(extra.id, "check-in")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("not_yet"), "{e}");
+    sqlx::query("UPDATE bookings SET status = 'checked_in' WHERE id = $1")
+        .bind(extra.id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let e = c
+        .doc2
+        .c
+        .booking_action(extra.id, "complete")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("not_yet"), "{e}");
+}
+both_backends!(bookings_limited, booking_limits);

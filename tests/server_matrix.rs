@@ -96,6 +96,7 @@ async fn world(db: Db) -> World {
         .await
         .unwrap();
     // A report by `doc` for p1 (after a completed visit), and a grant asked by doc2.
+    common::backdate_booking(ts.handle.db(), b.id).await;
     rec.booking_action(b.id, "check-in").await.unwrap();
     doc.booking_action(b.id, "complete").await.unwrap();
     let state = tempfile::tempdir().unwrap();

@@ -45,6 +45,12 @@ pub mod codes {
     pub const OVERLAPPING_BOOKING: &str = "overlapping_booking";
     pub const NOT_A_SLOT: &str = "not_a_slot";
     pub const IN_THE_PAST: &str = "in_the_past";
+    /// Booking beyond `booking_horizon_days`.
+    pub const TOO_FAR_AHEAD: &str = "too_far_ahead";
+    /// A patient already holds `max_future_bookings_per_patient` future visits.
+    pub const TOO_MANY_BOOKINGS: &str = "too_many_bookings";
+    /// Check-in before the visit's day, completion before its start.
+    pub const NOT_YET: &str = "not_yet";
     pub const INVALID_STATUS: &str = "invalid_status";
     pub const CONFLICT: &str = "conflict";
     pub const TIMEOUT: &str = "timeout";
