@@ -706,3 +706,58 @@ async fn booking_limits(db: Db) {
     assert_eq!(e.code(), Some("not_yet"), "{e}");
 }
 both_backends!(bookings_limited, booking_limits);
+
+/// 12. A bucket folder that vanished is not recreated: the server is not ready, writes avoid
+/// it, and a restart does not make it again.
+async fn vanished_bucket_not_recreated(db: Db) {
+    let c = clinic_with(db, |cfg| cfg.server.replicas = 1).await;
+    let work = tempfile::tempdir().unwrap();
+    upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(8 << 20, b"bucket")),
+        "F",
+    )
+    .await;
+    let in_b: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_replicas WHERE bucket = 'b'")
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    assert!(in_b > 0, "eight chunks, one replica each: some in bucket b");
+    let b = c.ts.dir.path().join("buckets").join("b");
+    assert!(
+        b.join("clinvault-bucket-id").exists(),
+        "marked at first use"
+    );
+    let ready = |url: String| async move {
+        common::http()
+            .get(format!("{url}/v1/ready"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(ready(c.ts.url.clone()).await.status(), 200);
+    std::fs::remove_dir_all(&b).unwrap();
+    let r = ready(c.ts.url.clone()).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("bucket b"));
+    // Writes go to the other bucket; the folder is never made again.
+    upload_file(
+        &c,
+        &write_file(work.path(), "g", &report_bytes(300_000, b"bucket2")),
+        "G",
+    )
+    .await;
+    assert!(!b.exists(), "a write recreated the vanished bucket");
+    // Nor at the next start.
+    let common::TestServer {
+        handle,
+        dir: _dir,
+        config,
+        ..
+    } = c.ts;
+    handle.shutdown().await.unwrap();
+    let handle = clinvault::server::start(config).await.unwrap();
+    assert!(!b.exists(), "a restart recreated the vanished bucket");
+    assert_eq!(ready(handle.url()).await.status(), 503);
+}
+both_backends!(bucket_identity, vanished_bucket_not_recreated);

@@ -234,6 +234,35 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     };
     let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?
         .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
+    // One chunk the database records in each bucket: a bucket without its identity marker
+    // whose recorded chunks are gone vanished, and is not recreated.
+    let mut used = std::collections::HashMap::new();
+    let rows =
+        sqlx::query("SELECT bucket, MIN(chunk_id) AS chunk FROM chunk_replicas GROUP BY bucket")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| {
+                StartError::Db(db::DbError::Sqlx {
+                    what: "reading chunk replicas",
+                    source: e,
+                })
+            })?;
+    for r in &rows {
+        use sqlx::Row;
+        let (Ok(b), Ok(c)) = (
+            r.try_get::<String, _>("bucket"),
+            r.try_get::<String, _>("chunk"),
+        ) else {
+            continue;
+        };
+        let mut id = [0u8; 32];
+        if hex::decode_to_slice(&c, &mut id).is_ok() {
+            used.insert(b, id);
+        }
+    }
+    for name in chunks.claim_identities(&used).await {
+        tracing::error!(bucket = %name, "bucket lost its identity marker: the server is not ready and does not write to it");
+    }
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
