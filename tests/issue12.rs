@@ -761,3 +761,40 @@ async fn vanished_bucket_not_recreated(db: Db) {
     assert_eq!(ready(handle.url()).await.status(), 503);
 }
 both_backends!(bucket_identity, vanished_bucket_not_recreated);
+
+/// 13. Staging files that a killed chunk write leaves in a bucket are swept and counted by
+/// the audit; a write still in flight (a young one) is left alone.
+async fn staging_files_swept(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"staging")),
+        "F",
+    )
+    .await;
+    let chunk = c.doc.c.report(out.report_id).await.unwrap().chunk_ids[0].clone();
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(&chunk, &mut id).unwrap();
+    let key = clinvault::server::chunk_store::object_key(&id);
+    let a = c.ts.dir.path().join("buckets").join("a");
+    let old = a.join(format!("{key}#1"));
+    let young = a.join(format!("{key}#2"));
+    for p in [&old, &young] {
+        std::fs::write(p, b"half a chunk").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let la = c.auditor.ledger().await.unwrap();
+    let s = clinvault::client::audit::audit(&c.auditor.c, &la, false)
+        .await
+        .unwrap();
+    assert_eq!(s.staging_swept, 1, "{s:?}");
+    assert!(!old.exists(), "the stale staging file is swept");
+    assert!(young.exists(), "a write in flight is left alone");
+}
+both_backends!(staging_swept, staging_files_swept);

@@ -341,6 +341,10 @@ pub struct AuditPage {
     pub buckets: Vec<String>,
     pub replicas: u32,
     pub next_page: Option<u32>,
+    /// Staging files of interrupted chunk writes removed from the buckets since the server
+    /// started (page 1 sweeps first).
+    #[serde(default)]
+    pub staging_swept: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,12 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
         s.corrupt,
         s.findings.len()
     );
+    if s.staging_swept > 0 {
+        out!(
+            "{} left by interrupted chunk writes removed from the buckets",
+            super::plural(s.staging_swept, "staging file", "staging files")
+        );
+    }
     if repair && !s.repaired.is_empty() {
         out!(
             "repaired {} chunks; run the audit again to confirm",

@@ -183,6 +183,12 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
     clinvault::text::display(s)
 }
 
+/// "1 chunk", "2 chunks".
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }

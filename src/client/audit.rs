@@ -107,6 +107,8 @@ pub struct AuditSummary {
     pub findings: Vec<Finding>,
     /// Chunks the repair wrote a replica of.
     pub repaired: Vec<String>,
+    /// Staging files of interrupted chunk writes the server removed from its buckets.
+    pub staging_swept: u64,
 }
 
 impl AuditSummary {
@@ -162,6 +164,9 @@ pub async fn audit(
     let mut page = 1;
     loop {
         let p = client.audit_reports(page).await?;
+        if page == 1 {
+            s.staging_swept = p.staging_swept;
+        }
         for r in &p.reports {
             s.reports += 1;
             let rid = r.id.to_string();

@@ -117,6 +117,8 @@ struct Bucket {
     /// Why the bucket is not written to: its identity marker is gone (a vanished or replaced
     /// folder, another bucket mounted in its place). Cleared when the marker is back.
     lost: std::sync::Mutex<Option<String>>,
+    /// A local bucket's folder: where interrupted writes leave staging files.
+    local: Option<std::path::PathBuf>,
     /// Set when an operation failed or timed out: until then the bucket is tried last, so
     /// one stopped bucket does not make every request wait for its timeout.
     down_until: std::sync::Mutex<Option<Instant>>,
@@ -126,6 +128,8 @@ struct Bucket {
 const DOWN_FOR: Duration = Duration::from_secs(15);
 
 pub struct ChunkStore {
+    /// Staging files of interrupted writes removed since the process started.
+    staging_swept: std::sync::atomic::AtomicU64,
     buckets: Vec<Bucket>,
     replicas: usize,
     /// Longest wait for one bucket operation, retries included.
@@ -242,14 +246,20 @@ impl ChunkStore {
                     )
                 }
             };
+            let local = match cfg {
+                BucketConfig::Local { path, .. } => Some(path.clone()),
+                BucketConfig::S3 { .. } => None,
+            };
             buckets.push(Bucket {
                 name,
                 store,
+                local,
                 lost: std::sync::Mutex::new(None),
                 down_until: std::sync::Mutex::new(None),
             });
         }
         Ok(ChunkStore {
+            staging_swept: std::sync::atomic::AtomicU64::new(0),
             buckets,
             replicas,
             op_timeout: Duration::from_secs(20),
@@ -329,6 +339,49 @@ impl ChunkStore {
             }
         }
         lost
+    }
+
+    /// Removes the staging files (`chunks/ab/cd/<id>#N`) that a write killed mid-way leaves in
+    /// local buckets, once older than `min_age` (a write in flight is younger). Returns how
+    /// many went; [`ChunkStore::staging_swept`] counts them all.
+    pub fn sweep_staging(&self, min_age: Duration) -> u64 {
+        let mut n = 0;
+        for b in &self.buckets {
+            let Some(root) = &b.local else { continue };
+            let mut dirs = vec![root.join("chunks")];
+            while let Some(d) = dirs.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let Ok(t) = e.file_type() else { continue };
+                    if t.is_dir() {
+                        dirs.push(e.path());
+                        continue;
+                    }
+                    let name = e.file_name();
+                    let staging = t.is_file() && name.to_str().is_some_and(|s| s.contains('#'));
+                    let old = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|a| a >= min_age);
+                    if staging && old && std::fs::remove_file(e.path()).is_ok() {
+                        tracing::info!(bucket = %b.name, file = %e.path().display(), "removed the staging file of an interrupted write");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        self.staging_swept
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        n
+    }
+
+    pub fn staging_swept(&self) -> u64 {
+        self.staging_swept
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lost buckets (no identity marker), with why, as of their last check.

@@ -260,6 +260,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             used.insert(b, id);
         }
     }
+    chunks.sweep_staging(STAGING_MIN_AGE);
     for name in chunks.claim_identities(&used).await {
         tracing::error!(bucket = %name, "bucket lost its identity marker: the server is not ready and does not write to it");
     }
@@ -348,6 +349,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// A bucket staging file older than this belongs to a write that was killed.
+pub const STAGING_MIN_AGE: Duration = Duration::from_secs(600);
+
 /// Removes old rate-limit windows and dead sessions now and then.
 fn spawn_sweeper(state: AppState) {
     let weak = Arc::downgrade(&state.0);
@@ -369,6 +373,10 @@ fn spawn_sweeper(state: AppState) {
             if let Err(e) = routes::reports::sweep_open(&state).await {
                 tracing::warn!(error = %e.message, "sweep of abandoned uploads failed");
             }
+            let chunks = state.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || chunks.chunks.sweep_staging(STAGING_MIN_AGE))
+                    .await;
             // Keeps a fresh signed head even when nothing is appended.
             if let Err(e) = ledger_store::latest_head(&state).await {
                 tracing::warn!(error = %e.message, "re-signing the ledger head failed");

@@ -45,6 +45,12 @@ async fn reports(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<AuditPage>, AppError> {
     let (page, _) = page_offset(q.page)?;
+    if page == 1 {
+        let s = st.clone();
+        tokio::task::spawn_blocking(move || s.chunks.sweep_staging(crate::server::STAGING_MIN_AGE))
+            .await
+            .map_err(AppError::internal)?;
+    }
     let offset = i64::from(page - 1) * REPORTS_PER_PAGE;
     let mut conn = st.db.acquire().await?;
     let rows = sqlx::query(
@@ -97,6 +103,7 @@ async fn reports(
         buckets: st.chunks.bucket_names(),
         replicas: st.chunks.replicas() as u32,
         next_page: more.then_some(page + 1),
+        staging_swept: st.chunks.staging_swept(),
     }))
 }
 
