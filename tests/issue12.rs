@@ -798,3 +798,22 @@ async fn staging_files_swept(db: Db) {
     assert!(young.exists(), "a write in flight is left alone");
 }
 both_backends!(staging_swept, staging_files_swept);
+
+/// 14. An unknown bucket in `?replica=` is the caller's mistake: 400, not a storage fault.
+async fn unknown_replica_is_400(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"replica")),
+        "F",
+    )
+    .await;
+    let chunk = c.doc.c.report(out.report_id).await.unwrap().chunk_ids[0].clone();
+    for bad in ["../../x", "zz"] {
+        let e = c.auditor.c.chunk(&chunk, Some(bad)).await.unwrap_err();
+        assert_eq!(e.code(), Some("bad_request"), "{bad}: {e}");
+    }
+    c.auditor.c.chunk(&chunk, Some("a")).await.unwrap();
+}
+both_backends!(replica_name, unknown_replica_is_400);

@@ -950,6 +950,15 @@ async fn get_chunk(
     if locations.is_empty() {
         return Err(AppError::not_found("chunk"));
     }
+    // A name that is no configured bucket is the caller's mistake, not a storage fault.
+    if let Some(b) = &q.replica
+        && !st.chunks.bucket_names().contains(b)
+    {
+        return Err(AppError::bad_request(format!(
+            "replica: no bucket {:?}; the audit page lists the buckets",
+            crate::text::display(b)
+        )));
+    }
     let bytes = match q.replica {
         Some(bucket) => st
             .chunks
