@@ -817,3 +817,105 @@ async fn unknown_replica_is_400(db: Db) {
     c.auditor.c.chunk(&chunk, Some("a")).await.unwrap();
 }
 both_backends!(replica_name, unknown_replica_is_400);
+
+/// 15. The audit checks what it can without keys (metadata, author, stored wrapped keys),
+/// reports a malformed row against its report and goes on, and `audit --repair` that repaired
+/// everything exits 0 after checking again.
+async fn audit_keyless_checks(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let out = upload_file(
+            &c,
+            &write_file(
+                work.path(),
+                &format!("f{i}"),
+                &report_bytes(10_000, b"audit"),
+            ),
+            "F",
+        )
+        .await;
+        ids.push(out.report_id);
+    }
+    // A corrupt replica, repaired: exit 0 after the re-check, in words with plurals right.
+    let chunk = c.doc.c.report(ids[0]).await.unwrap().chunk_ids[0].clone();
+    let mut cid = [0u8; 32];
+    hex::decode_to_slice(&chunk, &mut cid).unwrap();
+    let replica =
+        c.ts.dir
+            .path()
+            .join("buckets/a")
+            .join(clinvault::server::chunk_store::object_key(&cid));
+    let mut b = std::fs::read(&replica).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&replica, b).unwrap();
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.auditor.email).await;
+    let (code, out, err) = cli.run(&["audit", "--repair"]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("repaired 1 chunk; checking again"), "{out}");
+    assert!(
+        out.contains("4 reports, 4 chunks") && out.contains("0 problems"),
+        "{out}"
+    );
+
+    // Keyless checks, one report each.
+    let dbp = c.ts.handle.db();
+    let exec = |sql: &'static str, id: uuid::Uuid| async move {
+        sqlx::query(sql)
+            .bind(id.to_string())
+            .execute(dbp)
+            .await
+            .unwrap();
+    };
+    sqlx::query("UPDATE reports SET meta = $1 WHERE id = $2")
+        .bind(vec![0u8; 40])
+        .bind(ids[0].to_string())
+        .execute(dbp)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE reports SET author_id = $1 WHERE id = $2")
+        .bind(c.doc2.id.to_string())
+        .bind(ids[1].to_string())
+        .execute(dbp)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE wrapped_keys SET wrapped = $1 WHERE report_id = $2")
+        .bind(vec![7u8; 80])
+        .bind(ids[2].to_string())
+        .execute(dbp)
+        .await
+        .unwrap();
+    if db == Db::Sqlite {
+        // A manifest stored as TEXT (SQLite keeps the value's own type).
+        exec(
+            "UPDATE reports SET manifest = 'not a manifest' WHERE id = $1",
+            ids[3],
+        )
+        .await;
+    } else {
+        // BYTEA cannot hold text: a committed report without its ledger index instead.
+        exec(
+            "UPDATE reports SET ledger_index = NULL WHERE id = $1",
+            ids[3],
+        )
+        .await;
+    }
+    let la = c.auditor.ledger().await.unwrap();
+    let s = clinvault::client::audit::audit(&c.auditor.c, &la, false)
+        .await
+        .expect("one malformed row does not abort the audit");
+    let about = |id: uuid::Uuid, what: &str| {
+        s.findings.iter().any(|f| {
+            matches!(f, clinvault::client::audit::Finding::Report { report, what: w }
+                if *report == id.to_string() && w.contains(what))
+        })
+    };
+    assert!(about(ids[0], "metadata"), "{:#?}", s.findings);
+    assert!(about(ids[1], "author"), "{:#?}", s.findings);
+    assert!(about(ids[2], "wrapped key"), "{:#?}", s.findings);
+    assert!(about(ids[3], "could not read"), "{:#?}", s.findings);
+    assert_eq!(s.reports, 4);
+}
+both_backends!(audit_keyless, audit_keyless_checks);

@@ -332,6 +332,26 @@ pub struct AuditReport {
     pub signature: Vec<u8>,
     pub ledger_index: u64,
     pub chunks: Vec<AuditChunk>,
+    /// The sealed metadata blob (its SHA-256 must be the manifest's `meta_hash`).
+    #[serde(default, with = "hex_bytes")]
+    pub meta: Vec<u8>,
+    /// The author the server files the report under (must be the manifest's).
+    #[serde(default)]
+    pub author_id: Option<Uuid>,
+    /// Every wrapped key stored for the report (each must hash to its kind 4 entry's hash).
+    #[serde(default)]
+    pub wrapped_keys: Vec<AuditWrappedKey>,
+    /// What the server could not read of this report's stored row; the rest is best effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditWrappedKey {
+    pub reader_id: Uuid,
+    #[serde(with = "hex_bytes")]
+    pub wrapped: Vec<u8>,
+    pub ledger_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
