@@ -919,3 +919,134 @@ async fn audit_keyless_checks(db: Db) {
     assert_eq!(s.reports, 4);
 }
 both_backends!(audit_keyless, audit_keyless_checks);
+
+/// 16. Clear, single messages: a damaged record, a refused certificate, articles, plurals,
+/// doubled causes, `admin backup`/`restore` with `--data` and a missing file in words.
+async fn clear_messages(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"messages")),
+        "F",
+    )
+    .await;
+    release(&c).await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.pat.email).await;
+    let (code, o, e) = cli.run(&["verify", &out.report_id.to_string()]).await;
+    assert_eq!(code, 0, "{o} {e}");
+    assert!(
+        o.contains("1 report verified") && o.contains("  1 chunk\n"),
+        "{o}"
+    );
+
+    // An auditor on a patient's route: "an auditor".
+    let e = c.auditor.c.otp_pending().await.unwrap_err();
+    assert!(e.to_string().contains("an auditor account"), "{e}");
+
+    // A ledger row gone: a plain message, the same for everyone.
+    let idx: i64 = sqlx::query_scalar("SELECT ledger_index FROM reports WHERE id = $1")
+        .bind(out.report_id.to_string())
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_entries WHERE idx = $1")
+        .bind(idx)
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    for u in [&c.pat, &c.doc] {
+        let e = u.c.report(out.report_id).await.unwrap_err();
+        assert_eq!(e.code(), Some("damaged"), "{e}");
+        assert!(
+            e.to_string().contains("records of this report are damaged"),
+            "{e}"
+        );
+    }
+}
+both_backends!(messages, clear_messages);
+
+/// 16. The operator's commands: `--data`, a missing file in words, a cause said once, and a
+/// port in use said once.
+#[tokio::test]
+async fn operator_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let cli = Cli::new("http://127.0.0.1:9");
+    // A server once, so that the folder has a database.
+    {
+        let mut cfg = common::test_config(data.path());
+        cfg.server.listen = "127.0.0.1:0".into();
+        let h = clinvault::server::start(cfg).await.unwrap();
+        h.shutdown().await.unwrap();
+    }
+    let d = data.path().to_str().unwrap();
+    let (code, o, e) = cli
+        .run(&["admin", "backup", "--out", "b.db", "--data", d])
+        .await;
+    assert_eq!(code, 0, "{o} {e}");
+    let (code, _, e) = cli
+        .run(&["admin", "backup", "--out", "b.db", "--data", d])
+        .await;
+    assert_ne!(code, 0);
+    assert!(
+        e.contains("already exists") && !e.contains("already exists: already"),
+        "{e}"
+    );
+    let (code, _, e) = cli
+        .run(&[
+            "admin",
+            "restore",
+            "--from",
+            "missing.db",
+            "--newest-head",
+            &format!("1:{}", "00".repeat(32)),
+            "--data",
+            d,
+        ])
+        .await;
+    assert_ne!(code, 0);
+    assert!(
+        e.contains("missing.db") && e.contains("no such backup file"),
+        "{e}"
+    );
+    // A port in use: said once.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let (code, _, e) = cli
+        .run(&[
+            "serve",
+            "--data",
+            d,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .await;
+    assert_ne!(code, 0);
+    assert_eq!(e.matches("Address already in use").count(), 1, "{e}");
+}
+
+/// 16. A self-signed CA:TRUE certificate as the server's own: the client says what is wrong
+/// with the certificate, not only "error sending request".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_certificate_as_server_certificate_explained() {
+    const CERT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/ca-as-server-cert.pem"
+    );
+    const KEY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/ca-as-server-key.pem"
+    );
+    let ts = common::start_with(Db::Sqlite, |c| {
+        c.server.tls_cert = CERT.into();
+        c.server.tls_key = KEY.into();
+    })
+    .await;
+    let c = clinvault::client::ApiClient::new(&ts.url, false, common::TEST_KDF)
+        .unwrap()
+        .with_ca_pem(&std::fs::read(CERT).unwrap())
+        .unwrap();
+    let e = c.health().await.unwrap_err().to_string();
+    assert!(e.contains("certificate") && e.contains("CA"), "{e}");
+}

@@ -55,6 +55,8 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     pub const TIMEOUT: &str = "timeout";
     pub const INTERNAL: &str = "internal";
+    /// The server's records are inconsistent (e.g. a ledger entry is missing).
+    pub const DAMAGED: &str = "damaged";
     pub const CODE_LOCKED: &str = "code_locked";
     pub const CHUNK_MISMATCH: &str = "chunk_mismatch";
     pub const MISSING_CHUNKS: &str = "missing_chunks";

@@ -109,10 +109,10 @@ pub async fn upload(
     }
     let secs = started.elapsed().as_secs_f64();
     out!(
-        "report {} committed (ledger entry {}): {} chunks, {} sent, {} already there, {:.1} s",
+        "report {} committed (ledger entry {}): {}, {} sent, {} already there, {:.1} s",
         out.report_id,
         out.commit.ledger_index,
-        out.chunks_total,
+        super::plural(out.chunks_total, "chunk", "chunks"),
         out.chunks_sent,
         out.chunks_skipped,
         secs
@@ -153,7 +153,10 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
             }
         );
     }
-    out!("{} reports", list.reports.len());
+    out!(
+        "{}",
+        super::plural(list.reports.len() as u64, "report", "reports")
+    );
     Ok(())
 }
 
@@ -233,11 +236,11 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     let r =
         r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
     out!(
-        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} chunks and chain",
+        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} and chain",
         output.display(),
         mib(r.manifest.plaintext_len),
         super::shown(&r.meta.title),
-        r.manifest.n_chunks
+        super::plural(r.manifest.n_chunks, "chunk", "chunks")
     );
     Ok(())
 }
@@ -276,9 +279,9 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
     for id in &ids {
         match client_reports::verify(&c, &me, &l, *id, cfg.client.transfers).await {
             Ok(r) => out!(
-                "OK    {id}  \"{}\"  {} chunks",
+                "OK    {id}  \"{}\"  {}",
                 super::shown(&r.meta.title),
-                r.manifest.n_chunks
+                super::plural(r.manifest.n_chunks, "chunk", "chunks")
             ),
             Err(e) => {
                 failed += 1;
@@ -287,14 +290,20 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
         }
     }
     out!(
-        "ledger head: {} entries, root {}",
-        l.head().tree_size,
+        "ledger head: {}, root {}",
+        super::plural(l.head().tree_size, "entry", "entries"),
         hex::encode(l.head().root)
     );
     if failed > 0 {
-        bail!("{failed} of {} reports failed verification", ids.len());
+        bail!(
+            "{failed} of {} failed verification",
+            super::plural(ids.len() as u64, "report", "reports")
+        );
     }
-    out!("{} reports verified", ids.len());
+    out!(
+        "{} verified",
+        super::plural(ids.len() as u64, "report", "reports")
+    );
     Ok(())
 }
 
@@ -359,9 +368,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
         out!("#{i:<6} {when}  {what}");
     }
     out!(
-        "{} entries, each checked against the ledger head of {} entries",
-        entries.len(),
-        l.head().tree_size
+        "{}, each checked against the ledger head of {}",
+        super::plural(entries.len() as u64, "entry", "entries"),
+        super::plural(l.head().tree_size, "entry", "entries")
     );
     Ok(())
 }

@@ -260,20 +260,14 @@ impl ApiClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = with_body(req)
-            .send()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let resp = with_body(req).send().await.map_err(network)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let bytes = resp.bytes().await.map_err(network)?;
         if status.is_success() {
             return Ok((status, bytes));
         }
@@ -657,6 +651,34 @@ impl ApiClient {
             wrap_key: master.wrap_key(),
         })
     }
+}
+
+/// A transport failure with its causes: reqwest's own words ("error sending request") say
+/// nothing of a refused certificate or a refused connection.
+fn network(e: reqwest::Error) -> ClientError {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !msg.contains(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        cause = c.source();
+    }
+    if msg.contains("CaUsedAsEndEntity") {
+        msg.push_str(
+            " (the server presents a CA certificate (CA:TRUE) as its own; it needs a server \
+             certificate signed by that CA, and [client] ca_file names the CA)",
+        );
+    } else if msg.contains("UnknownIssuer") || msg.contains("invalid peer certificate") {
+        msg.push_str(
+            " (the server's certificate does not chain to the CA the client trusts: check \
+             [client] ca_file)",
+        );
+    }
+    ClientError::Network(msg)
 }
 
 fn error_answer(status: StatusCode, retry_after: Option<u64>, bytes: &[u8]) -> ClientError {

@@ -831,10 +831,10 @@ async fn detail(
     let ledger_index = r
         .ledger_index
         .and_then(|i| u64::try_from(i).ok())
-        .ok_or_else(|| AppError::internal("committed report without ledger index"))?;
+        .ok_or_else(|| AppError::damaged("this report", "committed report without ledger index"))?;
     let commit_entry = ledger_store::entry(&mut conn, ledger_index)
         .await?
-        .ok_or_else(|| AppError::internal("report's ledger entry missing"))?;
+        .ok_or_else(|| AppError::damaged("this report", "report's ledger entry missing"))?;
     Ok(Json(ReportDetail {
         summary,
         manifest: row
@@ -877,7 +877,9 @@ async fn key(
     let wrap_index = u64::try_from(index).map_err(AppError::internal)?;
     let wrap_entry = ledger_store::entry(&mut conn, wrap_index)
         .await?
-        .ok_or_else(|| AppError::internal("wrapped key's ledger entry missing"))?;
+        .ok_or_else(|| {
+            AppError::damaged("this report's key", "wrapped key's ledger entry missing")
+        })?;
     drop(conn);
     let mut tx = st.db.begin().await?;
     ledger_store::append(
