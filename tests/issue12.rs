@@ -1050,3 +1050,35 @@ async fn ca_certificate_as_server_certificate_explained() {
     let e = c.health().await.unwrap_err().to_string();
     assert!(e.contains("certificate") && e.contains("CA"), "{e}");
 }
+
+/// 17. `access` names the readers (beside their ids), and verifying again and again within a
+/// short window adds one "key served" entry, not one per verify.
+async fn access_names_and_fewer_key_lines(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = upload_file(
+        &c,
+        &write_file(work.path(), "f", &report_bytes(10_000, b"access")),
+        "F",
+    )
+    .await;
+    release(&c).await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.pat.email).await;
+    for _ in 0..3 {
+        let (code, o, e) = cli.run(&["verify", &out.report_id.to_string()]).await;
+        assert_eq!(code, 0, "{o} {e}");
+    }
+    let (code, o, e) = cli.run(&["access"]).await;
+    assert_eq!(code, 0, "{o} {e}");
+    assert!(
+        o.contains(&format!("Patricia Patient ({})", c.pat.id)),
+        "names beside ids: {o}"
+    );
+    assert_eq!(
+        o.matches("key served to Patricia Patient").count(),
+        1,
+        "one key-served line for three verifies: {o}"
+    );
+}
+both_backends!(access_trail, access_names_and_fewer_key_lines);

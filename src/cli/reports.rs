@@ -312,6 +312,34 @@ pub async fn access(cfg: &Config) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let l = ledger(cfg, &c).await?;
     let entries = l.entries(0, l.head().tree_size).await?;
+    // Names beside the ids: the id is what the ledger proves, the name is the server's word
+    // for whose key that id registered.
+    let mut names: std::collections::HashMap<[u8; 16], String> = Default::default();
+    for (_, e) in &entries {
+        let ids = match e {
+            Entry::GrantApproved { reader_id, .. }
+            | Entry::KeyWrapped { reader_id, .. }
+            | Entry::ReportAccess { reader_id, .. } => vec![*reader_id],
+            _ => vec![],
+        };
+        for id in ids {
+            if let std::collections::hash_map::Entry::Vacant(v) = names.entry(id) {
+                let name = l
+                    .user_keys(Uuid::from_bytes(id), None)
+                    .await
+                    .map(|k| k.name)
+                    .unwrap_or_default();
+                v.insert(name);
+            }
+        }
+    }
+    let who = |id: &[u8; 16]| {
+        let uuid = Uuid::from_bytes(*id);
+        match names.get(id).filter(|n| !n.is_empty()) {
+            Some(n) => format!("{} ({uuid})", super::shown(n)),
+            None => format!("user {uuid}"),
+        }
+    };
     for (i, e) in &entries {
         let when = chrono::DateTime::from_timestamp_millis(e.time_ms())
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -327,9 +355,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 how,
                 ..
             } => format!(
-                "access to report {} approved for user {} ({})",
+                "access to report {} approved for {} ({})",
                 Uuid::from_bytes(*report_id),
-                Uuid::from_bytes(*reader_id),
+                who(reader_id),
                 match how {
                     GrantHow::Otp => "mailed code",
                     GrantHow::SignedByPatient => "your signature",
@@ -340,9 +368,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 reader_id,
                 ..
             } => format!(
-                "key of report {} wrapped for user {}",
+                "key of report {} wrapped for {}",
                 Uuid::from_bytes(*report_id),
-                Uuid::from_bytes(*reader_id)
+                who(reader_id)
             ),
             Entry::GrantRevoked { grant_id, .. } => {
                 format!("grant {} revoked", Uuid::from_bytes(*grant_id))
@@ -353,13 +381,13 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 what,
                 ..
             } => format!(
-                "report {} {} user {}",
+                "report {} {} {}",
                 Uuid::from_bytes(*report_id),
                 match what {
                     AccessWhat::ReleasedByOtp => "released by code to",
                     AccessWhat::KeyServed => "key served to",
                 },
-                Uuid::from_bytes(*reader_id)
+                who(reader_id)
             ),
             Entry::OtpVerified { request_id, .. } => {
                 format!("code checked for request {}", Uuid::from_bytes(*request_id))

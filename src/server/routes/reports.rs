@@ -881,23 +881,35 @@ async fn key(
             AppError::damaged("this report's key", "wrapped key's ledger entry missing")
         })?;
     drop(conn);
-    let mut tx = st.db.begin().await?;
-    ledger_store::append(
-        &mut tx,
-        &Entry::ReportAccess {
-            time_ms: now_ms(),
-            report_id: id.into_bytes(),
-            reader_id: caller.id.into_bytes(),
-            what: AccessWhat::KeyServed,
-        },
-        &[
-            r.patient_id.to_string(),
-            r.author_id.to_string(),
-            caller.id_str(),
-        ],
-    )
-    .await?;
-    tx.commit().await?;
+    // One "key served" entry per reader, report and window: a reader verifying the same
+    // report again and again does not bury the patient's trail.
+    let served = format!("key-served:{id}:{}", caller.id);
+    let fresh = match crate::server::ratelimit::check(&st, &served, KEY_SERVED_WINDOW_SECS, 1).await
+    {
+        Ok(()) => true,
+        Err(e) if e.code == codes::RATE_LIMITED => false,
+        Err(e) => return Err(e),
+    };
+    if fresh {
+        let mut tx = st.db.begin().await?;
+        ledger_store::append(
+            &mut tx,
+            &Entry::ReportAccess {
+                time_ms: now_ms(),
+                report_id: id.into_bytes(),
+                reader_id: caller.id.into_bytes(),
+                what: AccessWhat::KeyServed,
+            },
+            &[
+                r.patient_id.to_string(),
+                r.author_id.to_string(),
+                caller.id_str(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        crate::server::ratelimit::record(&st, &served, KEY_SERVED_WINDOW_SECS).await?;
+    }
     let grant: Option<String> = row.try_get("grant_id")?;
     Ok(Json(ReportKey {
         wrapped: row.try_get("wrapped")?,
@@ -907,6 +919,9 @@ async fn key(
         grant_id: grant.as_deref().map(parse_uuid).transpose()?,
     }))
 }
+
+/// A reader's repeated key fetches of one report within this window are recorded once.
+pub const KEY_SERVED_WINDOW_SECS: u64 = 600;
 
 #[derive(Deserialize)]
 struct ChunkQuery {
