@@ -1082,3 +1082,27 @@ async fn access_names_and_fewer_key_lines(db: Db) {
     );
 }
 both_backends!(access_trail, access_names_and_fewer_key_lines);
+
+/// 18. `availability --day-off DATE` alone adds the day off to the current template.
+async fn day_off_alone_is_applied(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let cli = Cli::new(&c.ts.url);
+    cli.login(&c.doc.email).await;
+    let day = berlin_day(20);
+    let (code, o, e) = cli
+        .run(&["availability", "--day-off", &day.to_string()])
+        .await;
+    assert_eq!(code, 0, "{o} {e}");
+    let av = c.doc.c.availability(c.doc.id).await.unwrap().availability;
+    assert_eq!(av.days_off, vec![day], "{o}");
+    assert_eq!(av.weekly.len(), 7, "the weekly template stays");
+    let slots = c
+        .pat
+        .c
+        .slots(c.doc.id, Some(day), Some(day))
+        .await
+        .unwrap()
+        .slots;
+    assert!(slots.is_empty(), "no slots on a day off");
+}
+both_backends!(day_off, day_off_alone_is_applied);

@@ -19,7 +19,8 @@ pub struct AvailabilityArgs {
     /// Replace the template: blocks like `mon 09:00-12:00/20` (20-minute slots); repeatable.
     #[arg(long = "block")]
     blocks: Vec<String>,
-    /// Days off (YYYY-MM-DD), with --block; repeatable.
+    /// Days off (YYYY-MM-DD); repeatable. With --block or --file they join the new template;
+    /// alone, they are added to the current one.
     #[arg(long = "day-off")]
     days_off: Vec<NaiveDate>,
     /// Set from a JSON file `{ "weekly": [...], "days_off": [...] }`.
@@ -163,10 +164,19 @@ pub async fn availability(cfg: &Config, a: AvailabilityArgs) -> Result<()> {
     let new = if let Some(f) = a.file {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        Some(
-            serde_json::from_str::<Availability>(&text)
-                .with_context(|| format!("{} is not availability JSON", f.display()))?,
-        )
+        let mut av = serde_json::from_str::<Availability>(&text)
+            .with_context(|| format!("{} is not availability JSON", f.display()))?;
+        av.days_off.extend(a.days_off);
+        av.days_off.sort();
+        av.days_off.dedup();
+        Some(av)
+    } else if a.blocks.is_empty() && !a.days_off.is_empty() {
+        // Days off alone: added to the weekly template as it stands.
+        let mut av = c.availability(doctor).await?.availability;
+        av.days_off.extend(a.days_off);
+        av.days_off.sort();
+        av.days_off.dedup();
+        Some(av)
     } else if !a.blocks.is_empty() {
         Some(Availability {
             weekly: a
