@@ -101,6 +101,14 @@ pub struct ServerConfig {
     pub otp_per_minute: u32,
     /// Chunks of a report left open and untouched this long are removed.
     pub open_report_ttl_secs: u64,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client;
+    /// from anyone else the header is ignored and the socket's peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// How far ahead a visit may be booked.
+    pub booking_horizon_days: u32,
+    /// Future visits a patient may hold at once when booking themselves (reception and
+    /// admins may book beyond it).
+    pub max_future_bookings_per_patient: u32,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +140,9 @@ impl Default for ServerConfig {
             grant_days: 30,
             otp_per_minute: 10,
             open_report_ttl_secs: 24 * 3600,
+            trusted_proxies: Vec::new(),
+            booking_horizon_days: 180,
+            max_future_bookings_per_patient: 4,
         }
     }
 }
@@ -475,6 +486,18 @@ impl Config {
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(ConfigError::Invalid(
                 "server.tls_cert and server.tls_key must be set together".into(),
+            ));
+        }
+        for p in &self.server.trusted_proxies {
+            if crate::server::extract::parse_cidr(p).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "server.trusted_proxies: {p:?} is not an IP address or CIDR block (10.0.0.0/8)"
+                )));
+            }
+        }
+        if self.server.booking_horizon_days == 0 {
+            return Err(ConfigError::Invalid(
+                "server.booking_horizon_days must be at least 1".into(),
             ));
         }
         if self.server.max_body_bytes < 1024 {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod ledger;
 pub mod seal;
 pub mod server;
+pub mod text;
 pub mod tui;
 
 /// Makes ring rustls's process-wide crypto provider. reqwest, object_store and axum-server

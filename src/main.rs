@@ -183,10 +183,28 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes, without a backtrace: these are users' errors, not bugs.
-            eprintln!("error: {e:#}");
+            // Errors carry the server's words and other people's names: shown escaped.
+            eprintln!("error: {}", clinvault::text::display_lines(&error_text(&e)));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The causes joined with ": ", leaving out a cause already said (an error type that prints
+/// its source would otherwise give "already exists: already exists").
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if msg.contains(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
 }
 
 fn run() -> Result<()> {

@@ -100,7 +100,7 @@ async fn journey(db: Db, s3: bool) {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code(), Some("not_found"), "{e}");
+    assert_eq!(e.code(), Some("not_released"), "{e}");
     assert!(!target.exists());
 
     // The code is bound to its request: the right code for another request id is refused.
@@ -114,7 +114,7 @@ async fn journey(db: Db, s3: bool) {
         .otp_verify(release_request, &code)
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("code_other_account"), "{e}");
+    assert_eq!(e.code(), Some("code_invalid"), "{e}");
     c.pat.c.otp_verify(release_request, &code).await.unwrap();
     let e = c
         .pat

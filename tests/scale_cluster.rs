@@ -632,6 +632,13 @@ async fn clinic(cl: &Cluster, n_doctors: usize, n_patients: usize) -> Clinic {
                 })
                 .await
                 .unwrap_or_else(|e| panic!("visit booking d{di} p{pi}: {e}"));
+            // Checked in on its day, completed once begun: moved to a second ago.
+            sqlx::query(common::BACKDATE_BOOKING)
+                .bind(chrono::Utc::now().timestamp_millis() - 1000)
+                .bind(b.id.to_string())
+                .execute(&mut cl.pg().await)
+                .await
+                .unwrap();
             reception
                 .at(&cl.next_url())
                 .booking_action(b.id, "check-in")

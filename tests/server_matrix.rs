@@ -96,6 +96,7 @@ async fn world(db: Db) -> World {
         .await
         .unwrap();
     // A report by `doc` for p1 (after a completed visit), and a grant asked by doc2.
+    common::backdate_booking(ts.handle.db(), b.id).await;
     rec.booking_action(b.id, "check-in").await.unwrap();
     doc.booking_action(b.id, "complete").await.unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -141,7 +142,17 @@ async fn world(db: Db) -> World {
     })
     .await
     .unwrap();
+    // A grant needs a released report; the release code must stay pending for the matrix, so
+    // the release is set by hand around the request.
+    let set_released = |v: Option<i64>| {
+        sqlx::query("UPDATE reports SET released_at = $1 WHERE id = $2")
+            .bind(v)
+            .bind(up.report_id.to_string())
+            .execute(ts.handle.db())
+    };
+    set_released(Some(1)).await.unwrap();
     let grant = doc2.grant_request(up.report_id).await.unwrap().id;
+    set_released(None).await.unwrap();
     let mut tokens = HashMap::new();
     tokens.insert(Role::Admin, token(&admin));
     tokens.insert(Role::Doctor, token(&doc));
@@ -191,6 +202,17 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ),
         ("POST", "/v1/auth/logout") => (path.into(), Some(json!({}))),
         ("GET", "/v1/auth/me") => (path.into(), None),
+        ("GET", "/v1/auth/keys") => (path.into(), None),
+        ("POST", "/v1/auth/rekey") => (
+            path.into(),
+            Some(json!({
+                "old_auth_key": "00".repeat(32),
+                "salt": "00".repeat(16),
+                "kdf": {"m_kib": 1, "t": 1, "p": 1},
+                "auth_key": "00".repeat(32),
+                "bundle": "00",
+            })),
+        ),
         ("POST", "/v1/admin/invites") => (
             path.into(),
             Some(
@@ -500,6 +522,8 @@ fn policies_follow_design_section_4() {
         ("POST", "/v1/auth/login", None),
         ("POST", "/v1/auth/logout", Some(ALL)),
         ("GET", "/v1/auth/me", Some(ALL)),
+        ("GET", "/v1/auth/keys", Some(ALL)),
+        ("POST", "/v1/auth/rekey", Some(ALL)),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),

@@ -45,18 +45,27 @@ pub mod codes {
     pub const OVERLAPPING_BOOKING: &str = "overlapping_booking";
     pub const NOT_A_SLOT: &str = "not_a_slot";
     pub const IN_THE_PAST: &str = "in_the_past";
+    /// Booking beyond `booking_horizon_days`.
+    pub const TOO_FAR_AHEAD: &str = "too_far_ahead";
+    /// A patient already holds `max_future_bookings_per_patient` future visits.
+    pub const TOO_MANY_BOOKINGS: &str = "too_many_bookings";
+    /// Check-in before the visit's day, completion before its start.
+    pub const NOT_YET: &str = "not_yet";
     pub const INVALID_STATUS: &str = "invalid_status";
     pub const CONFLICT: &str = "conflict";
     pub const TIMEOUT: &str = "timeout";
     pub const INTERNAL: &str = "internal";
+    /// The server's records are inconsistent (e.g. a ledger entry is missing).
+    pub const DAMAGED: &str = "damaged";
     pub const CODE_LOCKED: &str = "code_locked";
-    pub const CODE_OTHER_ACCOUNT: &str = "code_other_account";
     pub const CHUNK_MISMATCH: &str = "chunk_mismatch";
     pub const MISSING_CHUNKS: &str = "missing_chunks";
     pub const BAD_COMMIT: &str = "bad_commit";
     pub const REPORT_NOT_OPEN: &str = "report_not_open";
     pub const NO_VISIT: &str = "no_visit";
     pub const NOT_APPROVED: &str = "not_approved";
+    /// The report is not yet released to its patient (they have not entered the mailed code).
+    pub const NOT_RELEASED: &str = "not_released";
     pub const STORAGE: &str = "storage";
     /// The database (or a bucket) cannot be reached just now; retry after `Retry-After`.
     pub const UNAVAILABLE: &str = "unavailable";
@@ -229,6 +238,39 @@ pub struct LoginResponse {
     pub bundle: Vec<u8>,
     pub idle_timeout_secs: u64,
     pub expires_at: DateTime<Utc>,
+    /// The server's current KDF parameters when the account's are older: the client re-keys
+    /// (`POST /v1/auth/rekey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf_upgrade: Option<KdfParams>,
+}
+
+/// `GET /v1/auth/keys`: what a signed-in client needs to unseal its keys with the password,
+/// without logging in again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionKeys {
+    pub user: UserInfo,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+    pub idle_timeout_secs: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RekeyRequest {
+    #[serde(with = "hex_bytes")]
+    pub old_auth_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    #[serde(with = "hex_bytes")]
+    pub auth_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

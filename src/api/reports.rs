@@ -134,12 +134,25 @@ pub struct ReportSummary {
     pub patient_id: Uuid,
     pub patient_name: String,
     pub created_at: DateTime<Utc>,
+    /// Size, chunks and status are left out (0 and empty here) for reception, who may see
+    /// only that a report exists, its author and date.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub plaintext_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub n_chunks: u32,
     /// `open`, `awaiting_release` (the patient has not entered the code), `released`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     /// Whether the caller may fetch its key and chunks now.
     pub readable: bool,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +266,10 @@ pub struct GrantList {
 pub struct GrantApprove {
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
+    /// The DEK already wrapped to the reader: approval and wrap are then stored together or
+    /// not at all.
+    #[serde(default, with = "opt_hex", skip_serializing_if = "Option::is_none")]
+    pub wrapped: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +332,26 @@ pub struct AuditReport {
     pub signature: Vec<u8>,
     pub ledger_index: u64,
     pub chunks: Vec<AuditChunk>,
+    /// The sealed metadata blob (its SHA-256 must be the manifest's `meta_hash`).
+    #[serde(default, with = "hex_bytes")]
+    pub meta: Vec<u8>,
+    /// The author the server files the report under (must be the manifest's).
+    #[serde(default)]
+    pub author_id: Option<Uuid>,
+    /// Every wrapped key stored for the report (each must hash to its kind 4 entry's hash).
+    #[serde(default)]
+    pub wrapped_keys: Vec<AuditWrappedKey>,
+    /// What the server could not read of this report's stored row; the rest is best effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditWrappedKey {
+    pub reader_id: Uuid,
+    #[serde(with = "hex_bytes")]
+    pub wrapped: Vec<u8>,
+    pub ledger_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +361,10 @@ pub struct AuditPage {
     pub buckets: Vec<String>,
     pub replicas: u32,
     pub next_page: Option<u32>,
+    /// Staging files of interrupted chunk writes removed from the buckets since the server
+    /// started (page 1 sweeps first).
+    #[serde(default)]
+    pub staging_swept: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

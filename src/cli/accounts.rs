@@ -39,7 +39,12 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     let c = client(cfg)?;
     if let Some(code) = a.invite {
         let info = c.invite_info(&code).await?;
-        out!("invite for {} <{}> as {}", info.name, info.email, info.role);
+        out!(
+            "invite for {} <{}> as {}",
+            super::shown(&info.name),
+            super::shown(&info.email),
+            info.role
+        );
         let pw = password("New password (15+ characters): ", true)?;
         let r = c.register_invite(&code, &pw).await?;
         out!(
@@ -117,7 +122,7 @@ pub async fn login(cfg: &Config, email: &str) -> Result<()> {
     )?;
     out!(
         "logged in as {} ({}), keys {} ({:.2} s)",
-        logged.login.user.name,
+        super::shown(&logged.login.user.name),
         logged.login.user.role,
         clinvault::seal::fingerprint(&logged.secrets.public()),
         t.elapsed().as_secs_f64()
@@ -140,6 +145,12 @@ pub async fn logout(cfg: &Config) -> Result<()> {
 pub async fn whoami(cfg: &Config) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let me = c.me().await?;
-    out!("{} <{}> {} {}", me.name, me.email, me.role, me.id);
+    out!(
+        "{} <{}> {} {}",
+        super::shown(&me.name),
+        super::shown(&me.email),
+        me.role,
+        me.id
+    );
     Ok(())
 }

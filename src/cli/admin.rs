@@ -41,6 +41,9 @@ pub enum AdminCommand {
     Backup {
         #[arg(long)]
         out: PathBuf,
+        /// The server's data folder, as for `serve` (default: [server] data).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Operator, servers stopped: restore a SQLite backup, refused when its ledger is older
     /// than (or differs from) the newest signed head you supply. PostgreSQL: `pg_restore` into a
@@ -52,13 +55,29 @@ pub enum AdminCommand {
         /// hex, or a client's saved head (`STATE/ledger/*.json`).
         #[arg(long)]
         newest_head: String,
+        /// The server's data folder, as for `serve` (default: [server] data).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
+}
+
+/// The configuration with `--data` in place of `[server] data`.
+fn with_data(cfg: &Config, data: Option<PathBuf>) -> Config {
+    let mut c = cfg.clone();
+    if let Some(d) = data {
+        c.server.data = d;
+    }
+    c
 }
 
 pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
     match cmd {
-        AdminCommand::Backup { out } => backup_db(cfg, &out).await,
-        AdminCommand::Restore { from, newest_head } => restore(cfg, from, &newest_head).await,
+        AdminCommand::Backup { out, data } => backup_db(&with_data(cfg, data), &out).await,
+        AdminCommand::Restore {
+            from,
+            newest_head,
+            data,
+        } => restore(&with_data(cfg, data), from, &newest_head).await,
         AdminCommand::Invite {
             role,
             email,
@@ -93,9 +112,9 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
 async fn backup_db(cfg: &Config, out: &std::path::Path) -> Result<()> {
     match backup::backup(&cfg.server, out).await? {
         Some(l) => out!(
-            "backup written to {}: ledger {} entries, root {}",
+            "backup written to {}: ledger {}, root {}",
             out.display(),
-            l.size,
+            super::plural(l.size, "entry", "entries"),
             hex::encode(l.root)
         ),
         None => out!("pg_dump wrote {}", out.display()),
@@ -107,15 +126,15 @@ async fn restore(cfg: &Config, from: Option<PathBuf>, newest_head: &str) -> Resu
     let head = backup::Head::parse(newest_head, None)?;
     let l = backup::restore(&cfg.server, from.as_deref(), &head).await?;
     out!(
-        "{}: ledger {} entries, root {} (reaches the head of {} entries)",
+        "{}: ledger {}, root {} (reaches the head of {})",
         if from.is_some() {
             "restored"
         } else {
             "the database passes"
         },
-        l.size,
+        super::plural(l.size, "entry", "entries"),
         hex::encode(l.root),
-        head.size
+        super::plural(head.size, "entry", "entries")
     );
     Ok(())
 }
@@ -140,7 +159,7 @@ async fn users(cfg: &Config, q: &str, page: u32) -> Result<()> {
             "{}  {:<10} {:<28} {:<32} {}",
             u.id,
             u.role.as_str(),
-            u.name,
+            super::shown(&u.name),
             u.email,
             if u.active { "active" } else { "deactivated" }
         );

@@ -14,9 +14,28 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
         bail!("the audit runs as an auditor account");
     }
     let l = sync_ledger(cfg, &c).await?;
-    let s = run_audit(&c, &l, repair).await?;
+    let first = run_audit(&c, &l, repair).await?;
+    for (chunk, why) in &first.repair_failed {
+        out!("REPAIR FAILED  chunk {chunk}: {}", super::shown(why));
+    }
+    // After repairs, what counts is the state they left: check again.
+    let s = if repair && !first.repaired.is_empty() {
+        for f in &first.findings {
+            out!("FOUND    {f}");
+        }
+        out!(
+            "repaired {}; checking again",
+            super::plural(first.repaired.len() as u64, "chunk", "chunks")
+        );
+        let mut again = run_audit(&c, &l, false).await?;
+        again.repaired = first.repaired;
+        again.repair_failed = first.repair_failed;
+        again
+    } else {
+        first
+    };
     for f in &s.findings {
-        out!("PROBLEM  {f}");
+        out!("PROBLEM  {}", super::shown(&f.to_string()));
     }
     out!(
         "ledger head verified: {} entries, root {}",
@@ -24,22 +43,31 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
         s.root_hex
     );
     out!(
-        "{} reports, {} chunks, {} replicas checked, {} missing, {} corrupt, {} problems",
-        s.reports,
-        s.chunks,
-        s.replicas_checked,
+        "{}, {}, {} checked, {} missing, {} corrupt, {}",
+        super::plural(s.reports, "report", "reports"),
+        super::plural(s.chunks, "chunk", "chunks"),
+        super::plural(s.replicas_checked, "replica", "replicas"),
         s.missing,
         s.corrupt,
-        s.findings.len()
+        super::plural(s.findings.len() as u64, "problem", "problems")
     );
-    if repair && !s.repaired.is_empty() {
+    if s.staging_swept > 0 {
         out!(
-            "repaired {} chunks; run the audit again to confirm",
-            s.repaired.len()
+            "{} left by interrupted chunk writes removed from the buckets",
+            super::plural(s.staging_swept, "staging file", "staging files")
         );
     }
     if !s.clean() {
-        bail!("the audit found {} problems", s.findings.len());
+        bail!(
+            "the audit found {}",
+            super::plural(s.findings.len() as u64, "problem", "problems")
+        );
+    }
+    if !s.repair_failed.is_empty() {
+        bail!(
+            "{} failed",
+            super::plural(s.repair_failed.len() as u64, "repair", "repairs")
+        );
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ pub struct AvailabilityArgs {
     /// Replace the template: blocks like `mon 09:00-12:00/20` (20-minute slots); repeatable.
     #[arg(long = "block")]
     blocks: Vec<String>,
-    /// Days off (YYYY-MM-DD), with --block; repeatable.
+    /// Days off (YYYY-MM-DD); repeatable. With --block or --file they join the new template;
+    /// alone, they are added to the current one.
     #[arg(long = "day-off")]
     days_off: Vec<NaiveDate>,
     /// Set from a JSON file `{ "weekly": [...], "days_off": [...] }`.
@@ -34,8 +35,8 @@ pub async fn doctors(cfg: &Config, q: &str, specialty: &str, page: u32) -> Resul
         out!(
             "{}  {:<28} {:<20} keys {}",
             d.id,
-            d.name,
-            d.specialty,
+            super::shown(&d.name),
+            super::shown(&d.specialty),
             clinvault::seal::fingerprint(&d.public_keys)
         );
     }
@@ -81,7 +82,7 @@ pub async fn book(
     out!(
         "booked {} with {} at {}",
         b.id,
-        b.doctor_name,
+        super::shown(&b.doctor_name),
         b.start.to_rfc3339()
     );
     Ok(())
@@ -119,8 +120,8 @@ pub async fn bookings(
             b.id,
             b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             b.status.as_str(),
-            b.doctor_name,
-            b.patient_name
+            super::shown(&b.doctor_name),
+            super::shown(&b.patient_name)
         );
     }
     out!("{} bookings", list.items.len());
@@ -131,7 +132,13 @@ pub async fn patients(cfg: &Config, q: &str, page: u32) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let p = c.patients(q, page).await?;
     for x in &p.items {
-        out!("{}  {:<28} {:<32} {}", x.id, x.name, x.email, x.phone);
+        out!(
+            "{}  {:<28} {:<32} {}",
+            x.id,
+            super::shown(&x.name),
+            super::shown(&x.email),
+            super::shown(&x.phone)
+        );
     }
     out!("page {} ({} of {} shown)", p.page, p.items.len(), p.total);
     Ok(())
@@ -157,10 +164,19 @@ pub async fn availability(cfg: &Config, a: AvailabilityArgs) -> Result<()> {
     let new = if let Some(f) = a.file {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        Some(
-            serde_json::from_str::<Availability>(&text)
-                .with_context(|| format!("{} is not availability JSON", f.display()))?,
-        )
+        let mut av = serde_json::from_str::<Availability>(&text)
+            .with_context(|| format!("{} is not availability JSON", f.display()))?;
+        av.days_off.extend(a.days_off);
+        av.days_off.sort();
+        av.days_off.dedup();
+        Some(av)
+    } else if a.blocks.is_empty() && !a.days_off.is_empty() {
+        // Days off alone: added to the weekly template as it stands.
+        let mut av = c.availability(doctor).await?.availability;
+        av.days_off.extend(a.days_off);
+        av.days_off.sort();
+        av.days_off.dedup();
+        Some(av)
     } else if !a.blocks.is_empty() {
         Some(Availability {
             weekly: a

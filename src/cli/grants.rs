@@ -47,7 +47,7 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
                     "{}  report {}  reader {:<24} {:<9} until {}{}",
                     g.id,
                     g.report_id,
-                    g.reader_name,
+                    super::shown(&g.reader_name),
                     g.status,
                     g.expires_at.format("%Y-%m-%d"),
                     g.request_id
@@ -62,7 +62,7 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             let g = approve_and_wrap(&c, &me, &mut l, grant).await?;
             out!(
                 "approved and key wrapped for {} (grant {})",
-                g.reader_name,
+                super::shown(&g.reader_name),
                 g.id
             );
         }
@@ -73,7 +73,7 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             out!(
                 "grant {}\n  reader:      Dr {} (key fingerprint {})\n  report:      {}\n  approved:    {} by {}\n  expires:     {}",
                 check.grant.id,
-                check.reader_name,
+                super::shown(&check.reader_name),
                 check.reader_fingerprint,
                 check.grant.report_id,
                 check
@@ -96,7 +96,7 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             let g = confirm_wrap(&c, &me, &l, &check).await?;
             out!(
                 "key wrapped for {} (grant {} is {})",
-                g.reader_name,
+                super::shown(&g.reader_name),
                 g.id,
                 g.status
             );
@@ -107,7 +107,7 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             out!(
                 "grant {} revoked: the server no longer serves {} this report. A copy already downloaded cannot be recalled.",
                 g.id,
-                g.reader_name
+                super::shown(&g.reader_name)
             );
         }
     }

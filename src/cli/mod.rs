@@ -123,11 +123,22 @@ pub fn signed_in(cfg: &Config) -> Result<(ApiClient, session::SavedSession)> {
     Ok((client(cfg)?.with_token(saved.token.clone()), saved))
 }
 
-/// Logs in again with the password to unseal the keys (the session file holds no keys).
+/// Unseals the keys with the password (the session file holds no keys): from the bundle the
+/// session fetches (`GET /v1/auth/keys`, no login counted), or, once the session has ended,
+/// by logging in again.
 pub async fn unlock(cfg: &Config) -> Result<(ApiClient, LoggedIn)> {
-    let (_, saved) = signed_in(cfg)?;
-    let mut c = client(cfg)?;
+    let (session, saved) = signed_in(cfg)?;
     let pw = password(&format!("Password for {}: ", saved.email), false)?;
+    match session.unlock_session(&pw).await {
+        Ok(logged) => return Ok((session, logged)),
+        Err(e)
+            if matches!(
+                e.code(),
+                Some("session_expired" | "session_revoked" | "unauthenticated")
+            ) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut c = client(cfg)?;
     let logged = c.login(&saved.email, &pw).await?;
     session::save(
         &cfg.client.state_path(),
@@ -165,6 +176,17 @@ pub async fn ledger(cfg: &Config, c: &ApiClient) -> Result<clinvault::client::le
         );
     }
     Ok(l)
+}
+
+/// Other people's text and the server's, made safe for the terminal (`clinvault::text`).
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    clinvault::text::display(s)
+}
+
+/// "1 chunk", "2 chunks".
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn mib(bytes: u64) -> f64 {

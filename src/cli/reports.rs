@@ -59,6 +59,15 @@ pub async fn upload(
     title: String,
     note: String,
 ) -> Result<()> {
+    // The file first: no password prompt, login or ledger sync for a typo.
+    let meta = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?;
+    if meta.is_dir() {
+        bail!("{} is a folder; upload a file", file.display());
+    }
+    if !meta.is_file() {
+        bail!("{} is not a regular file", file.display());
+    }
+    std::fs::File::open(&file).with_context(|| format!("{} cannot be read", file.display()))?;
     let (c, me) = unlock(cfg).await?;
     if me.login.user.role != Role::Doctor {
         bail!("only doctors upload reports");
@@ -100,10 +109,10 @@ pub async fn upload(
     }
     let secs = started.elapsed().as_secs_f64();
     out!(
-        "report {} committed (ledger entry {}): {} chunks, {} sent, {} already there, {:.1} s",
+        "report {} committed (ledger entry {}): {}, {} sent, {} already there, {:.1} s",
         out.report_id,
         out.commit.ledger_index,
-        out.chunks_total,
+        super::plural(out.chunks_total, "chunk", "chunks"),
         out.chunks_sent,
         out.chunks_skipped,
         secs
@@ -118,12 +127,23 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let list = c.reports(patient).await?;
     for r in &list.reports {
+        if r.status.is_empty() {
+            // Reception: that it exists, by whom and when; nothing more is sent.
+            out!(
+                "{}  {}  by {:<24} for {}",
+                r.id,
+                r.created_at.format("%Y-%m-%d"),
+                super::shown(&r.author_name),
+                super::shown(&r.patient_name)
+            );
+            continue;
+        }
         out!(
             "{}  {}  by {:<24} for {:<24} {:>9.2} MiB  {}{}",
             r.id,
             r.created_at.format("%Y-%m-%d"),
-            r.author_name,
-            r.patient_name,
+            super::shown(&r.author_name),
+            super::shown(&r.patient_name),
             mib(r.plaintext_len),
             r.status,
             if r.readable {
@@ -133,7 +153,10 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
             }
         );
     }
-    out!("{} reports", list.reports.len());
+    out!(
+        "{}",
+        super::plural(list.reports.len() as u64, "report", "reports")
+    );
     Ok(())
 }
 
@@ -152,7 +175,7 @@ pub async fn otp(cfg: &Config, code: String, request: Option<Uuid>) -> Result<()
                     "{} codes are waiting; pass --request with the id from the mail:\n{}",
                     many.len(),
                     many.iter()
-                        .map(|p| format!("  {}  {}", p.request_id, p.unlocks))
+                        .map(|p| format!("  {}  {}", p.request_id, super::shown(&p.unlocks)))
                         .collect::<Vec<_>>()
                         .join("\n")
                 ),
@@ -179,7 +202,7 @@ pub async fn otp_resend(cfg: &Config, request: Uuid) -> Result<()> {
     let p = c.otp_resend(request).await?;
     out!(
         "a new code was mailed for {} (expires {})",
-        p.unlocks,
+        super::shown(&p.unlocks),
         p.expires_at.to_rfc3339()
     );
     Ok(())
@@ -195,30 +218,47 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     let (c, me) = unlock(cfg).await?;
     let l = ledger(cfg, &c).await?;
     let show = progress_line("download");
-    let r = client_reports::download(
-        &c,
-        &me,
-        &l,
-        id,
-        output,
-        &TransferOptions {
-            transfers: cfg.client.transfers,
-            cancel: None,
-            progress: Some(&show),
-        },
-    )
-    .await;
+    let opts = TransferOptions {
+        transfers: cfg.client.transfers,
+        cancel: None,
+        progress: Some(&show),
+    };
+    let r = tokio::select! {
+        r = client_reports::download(&c, &me, &l, id, output, &opts) => r,
+        // The download is dropped here, and with it its temporary file.
+        _ = interrupted() => {
+            clinvault::client::output::remove_all_pending();
+            eprintln!();
+            bail!("interrupted: nothing was written to {}", output.display());
+        }
+    };
     eprintln!();
     let r =
         r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
     out!(
-        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} chunks and chain",
+        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} and chain",
         output.display(),
         mib(r.manifest.plaintext_len),
-        r.meta.title,
-        r.manifest.n_chunks
+        super::shown(&r.meta.title),
+        super::plural(r.manifest.n_chunks, "chunk", "chunks")
     );
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
@@ -239,25 +279,31 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
     for id in &ids {
         match client_reports::verify(&c, &me, &l, *id, cfg.client.transfers).await {
             Ok(r) => out!(
-                "OK    {id}  \"{}\"  {} chunks",
-                r.meta.title,
-                r.manifest.n_chunks
+                "OK    {id}  \"{}\"  {}",
+                super::shown(&r.meta.title),
+                super::plural(r.manifest.n_chunks, "chunk", "chunks")
             ),
             Err(e) => {
                 failed += 1;
-                out!("FAIL  {id}  {e}");
+                out!("FAIL  {id}  {}", super::shown(&e.to_string()));
             }
         }
     }
     out!(
-        "ledger head: {} entries, root {}",
-        l.head().tree_size,
+        "ledger head: {}, root {}",
+        super::plural(l.head().tree_size, "entry", "entries"),
         hex::encode(l.head().root)
     );
     if failed > 0 {
-        bail!("{failed} of {} reports failed verification", ids.len());
+        bail!(
+            "{failed} of {} failed verification",
+            super::plural(ids.len() as u64, "report", "reports")
+        );
     }
-    out!("{} reports verified", ids.len());
+    out!(
+        "{} verified",
+        super::plural(ids.len() as u64, "report", "reports")
+    );
     Ok(())
 }
 
@@ -266,6 +312,34 @@ pub async fn access(cfg: &Config) -> Result<()> {
     let (c, _) = signed_in(cfg)?;
     let l = ledger(cfg, &c).await?;
     let entries = l.entries(0, l.head().tree_size).await?;
+    // Names beside the ids: the id is what the ledger proves, the name is the server's word
+    // for whose key that id registered.
+    let mut names: std::collections::HashMap<[u8; 16], String> = Default::default();
+    for (_, e) in &entries {
+        let ids = match e {
+            Entry::GrantApproved { reader_id, .. }
+            | Entry::KeyWrapped { reader_id, .. }
+            | Entry::ReportAccess { reader_id, .. } => vec![*reader_id],
+            _ => vec![],
+        };
+        for id in ids {
+            if let std::collections::hash_map::Entry::Vacant(v) = names.entry(id) {
+                let name = l
+                    .user_keys(Uuid::from_bytes(id), None)
+                    .await
+                    .map(|k| k.name)
+                    .unwrap_or_default();
+                v.insert(name);
+            }
+        }
+    }
+    let who = |id: &[u8; 16]| {
+        let uuid = Uuid::from_bytes(*id);
+        match names.get(id).filter(|n| !n.is_empty()) {
+            Some(n) => format!("{} ({uuid})", super::shown(n)),
+            None => format!("user {uuid}"),
+        }
+    };
     for (i, e) in &entries {
         let when = chrono::DateTime::from_timestamp_millis(e.time_ms())
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -281,9 +355,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 how,
                 ..
             } => format!(
-                "access to report {} approved for user {} ({})",
+                "access to report {} approved for {} ({})",
                 Uuid::from_bytes(*report_id),
-                Uuid::from_bytes(*reader_id),
+                who(reader_id),
                 match how {
                     GrantHow::Otp => "mailed code",
                     GrantHow::SignedByPatient => "your signature",
@@ -294,9 +368,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 reader_id,
                 ..
             } => format!(
-                "key of report {} wrapped for user {}",
+                "key of report {} wrapped for {}",
                 Uuid::from_bytes(*report_id),
-                Uuid::from_bytes(*reader_id)
+                who(reader_id)
             ),
             Entry::GrantRevoked { grant_id, .. } => {
                 format!("grant {} revoked", Uuid::from_bytes(*grant_id))
@@ -307,13 +381,13 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 what,
                 ..
             } => format!(
-                "report {} {} user {}",
+                "report {} {} {}",
                 Uuid::from_bytes(*report_id),
                 match what {
                     AccessWhat::ReleasedByOtp => "released by code to",
                     AccessWhat::KeyServed => "key served to",
                 },
-                Uuid::from_bytes(*reader_id)
+                who(reader_id)
             ),
             Entry::OtpVerified { request_id, .. } => {
                 format!("code checked for request {}", Uuid::from_bytes(*request_id))
@@ -322,9 +396,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
         out!("#{i:<6} {when}  {what}");
     }
     out!(
-        "{} entries, each checked against the ledger head of {} entries",
-        entries.len(),
-        l.head().tree_size
+        "{}, each checked against the ledger head of {}",
+        super::plural(entries.len() as u64, "entry", "entries"),
+        super::plural(l.head().tree_size, "entry", "entries")
     );
     Ok(())
 }

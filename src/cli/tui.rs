@@ -23,9 +23,15 @@ pub fn run(cfg: Config) -> Result<()> {
                 .map_err(|e| e.to_string())?;
             let url = handle.url();
             let admin_code = handle.admin_enrollment_code.clone();
+            let history = handle.demo_history();
+            let begin_now: clinvault::tui::BeginNow = std::sync::Arc::new(move |id| {
+                let h = history.clone();
+                Box::pin(async move { h.begin_now(id).await.map_err(|e| e.message) })
+            });
             Ok(Embedded {
                 url,
                 admin_code,
+                begin_now: Some(begin_now),
                 stop: Box::new(move || {
                     Box::pin(async move {
                         let _ = handle.shutdown().await;

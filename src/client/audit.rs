@@ -107,6 +107,10 @@ pub struct AuditSummary {
     pub findings: Vec<Finding>,
     /// Chunks the repair wrote a replica of.
     pub repaired: Vec<String>,
+    /// Staging files of interrupted chunk writes the server removed from its buckets.
+    pub staging_swept: u64,
+    /// Chunks whose repair failed, with why.
+    pub repair_failed: Vec<(String, String)>,
 }
 
 impl AuditSummary {
@@ -162,6 +166,9 @@ pub async fn audit(
     let mut page = 1;
     loop {
         let p = client.audit_reports(page).await?;
+        if page == 1 {
+            s.staging_swept = p.staging_swept;
+        }
         for r in &p.reports {
             s.reports += 1;
             let rid = r.id.to_string();
@@ -171,6 +178,42 @@ pub async fn audit(
                     what,
                 });
             };
+            if let Some(p) = &r.problem {
+                report_problem(format!("the server could not read its row: {p}"));
+            }
+            // Keyless checks of what the server stores beside the manifest.
+            if let Ok(m) = crate::seal::Manifest::from_bytes(&r.manifest) {
+                if crate::seal::meta_hash(&r.meta) != m.meta_hash {
+                    report_problem(
+                        "its stored metadata does not match the manifest's meta_hash".into(),
+                    );
+                }
+                if r.author_id.map(|a| a.into_bytes()) != Some(m.author_id) {
+                    report_problem(
+                        "the server files it under another author than the manifest names".into(),
+                    );
+                }
+            }
+            for k in &r.wrapped_keys {
+                let hash: [u8; 32] = Sha256::digest(&k.wrapped).into();
+                let recorded = usize::try_from(k.ledger_index)
+                    .ok()
+                    .and_then(|i| raw.get(i))
+                    .and_then(|b| Entry::from_bytes(b).ok());
+                let ok = matches!(
+                    recorded,
+                    Some(Entry::KeyWrapped { report_id, reader_id, wrapped_key_hash, .. })
+                        if report_id == r.id.into_bytes()
+                            && reader_id == k.reader_id.into_bytes()
+                            && wrapped_key_hash == hash
+                );
+                if !ok {
+                    report_problem(format!(
+                        "the wrapped key stored for reader {} does not match ledger entry {}",
+                        k.reader_id, k.ledger_index
+                    ));
+                }
+            }
             let committed = commits.get(&r.ledger_index);
             let manifest_hash: [u8; 32] = Sha256::digest(&r.manifest).into();
             let author = crate::seal::Manifest::from_bytes(&r.manifest).map(|m| m.author_id);
@@ -264,7 +307,10 @@ pub async fn audit(
                 if bad && repair {
                     match client.audit_repair(&c.chunk_id).await {
                         Ok(_) => s.repaired.push(c.chunk_id.clone()),
-                        Err(e) => tracing::warn!(chunk = %c.chunk_id, error = %e, "repair failed"),
+                        Err(e) => {
+                            tracing::warn!(chunk = %c.chunk_id, error = %e, "repair failed");
+                            s.repair_failed.push((c.chunk_id.clone(), e.to_string()));
+                        }
                     }
                 }
             }

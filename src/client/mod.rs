@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod ledger;
+pub mod output;
 pub mod reports;
 pub mod session;
 
@@ -19,8 +20,8 @@ use crate::api::{
     Availability, AvailabilityResponse, BookRequest, Booking, BookingList, Doctor, Done,
     Enrollment, ErrorBody, Health, InviteInfo, InviteInfoRequest, InviteRequest, InviteResponse,
     LoginRequest, LoginResponse, Page, PatientSummary, PreloginRequest, PreloginResponse,
-    RegisterRequest, RegisterResponse, SlotsResponse, UserInfo, VerifyEmailRequest,
-    VerifyEmailResponse,
+    RegisterRequest, RegisterResponse, RekeyRequest, SessionKeys, SlotsResponse, UserInfo,
+    VerifyEmailRequest, VerifyEmailResponse,
 };
 use crate::seal::{
     KdfParams, PasswordProblem, SealError, UserSecrets, check_password, derive_master_key,
@@ -260,20 +261,14 @@ impl ApiClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = with_body(req)
-            .send()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let resp = with_body(req).send().await.map_err(network)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(e.without_url().to_string()))?;
+        let bytes = resp.bytes().await.map_err(network)?;
         if status.is_success() {
             return Ok((status, bytes));
         }
@@ -571,20 +566,129 @@ impl ApiClient {
             &login.public_keys,
         )?;
         self.token = Some(login.token.clone());
-        Ok(LoggedIn {
+        let mut logged = LoggedIn {
             login,
+            secrets,
+            wrap_key: master.wrap_key(),
+        };
+        if let Some(kdf) = logged.login.kdf_upgrade {
+            // Best effort: the login stands either way, and the next one tries again.
+            match self.rekey(&mut logged, password, &master, kdf).await {
+                Ok(()) => tracing::info!("re-keyed to the server's current KDF parameters"),
+                Err(e) => tracing::warn!("could not re-key to the current KDF parameters: {e}"),
+            }
+        }
+        Ok(logged)
+    }
+
+    /// The same password under `kdf` and a fresh salt: a new auth key and the bundle sealed
+    /// again, replacing the old ones on the server.
+    async fn rekey(
+        &self,
+        logged: &mut LoggedIn,
+        password: &str,
+        old: &crate::seal::MasterKey,
+        kdf: KdfParams,
+    ) -> Result<(), ClientError> {
+        kdf.check_floor(&self.kdf_floor)?;
+        let salt: [u8; 16] = random_array()?;
+        let master = derive_master_key(password, &salt, &kdf)?;
+        let bundle = logged
+            .secrets
+            .seal_bundle(&master.wrap_key(), logged.login.user.id.as_bytes())?;
+        let _: Done = self
+            .post(
+                "/v1/auth/rekey",
+                &RekeyRequest {
+                    old_auth_key: old.auth_key().0.to_vec(),
+                    salt: salt.to_vec(),
+                    kdf,
+                    auth_key: master.auth_key().0.to_vec(),
+                    bundle: bundle.clone(),
+                },
+            )
+            .await?;
+        logged.login.bundle = bundle;
+        logged.login.kdf_upgrade = None;
+        logged.wrap_key = master.wrap_key();
+        Ok(())
+    }
+
+    /// Unseals the keys of this client's session with the password, without logging in
+    /// again (`GET /v1/auth/keys`): no login is counted against the address.
+    pub async fn unlock_session(&self, password: &str) -> Result<LoggedIn, ClientError> {
+        let token = self
+            .token
+            .clone()
+            .ok_or_else(|| ClientError::Refused("not signed in".into()))?;
+        let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
+        k.kdf.check_floor(&self.kdf_floor)?;
+        let salt: [u8; 16] = k
+            .salt
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Decode {
+                status: 200,
+                why: "salt is not 16 bytes".into(),
+            })?;
+        let master = derive_master_key(password, &salt, &k.kdf)?;
+        let secrets = open_bundle(
+            &k.bundle,
+            &master.wrap_key(),
+            k.user.id.as_bytes(),
+            &k.public_keys,
+        )?;
+        Ok(LoggedIn {
+            login: LoginResponse {
+                token,
+                user: k.user,
+                public_keys: k.public_keys,
+                bundle: k.bundle,
+                idle_timeout_secs: k.idle_timeout_secs,
+                expires_at: k.expires_at,
+                kdf_upgrade: None,
+            },
             secrets,
             wrap_key: master.wrap_key(),
         })
     }
 }
 
+/// A transport failure with its causes: reqwest's own words ("error sending request") say
+/// nothing of a refused certificate or a refused connection.
+fn network(e: reqwest::Error) -> ClientError {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !msg.contains(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        cause = c.source();
+    }
+    if msg.contains("CaUsedAsEndEntity") {
+        msg.push_str(
+            " (the server presents a CA certificate (CA:TRUE) as its own; it needs a server \
+             certificate signed by that CA, and [client] ca_file names the CA)",
+        );
+    } else if msg.contains("UnknownIssuer") || msg.contains("invalid peer certificate") {
+        msg.push_str(
+            " (the server's certificate does not chain to the CA the client trusts: check \
+             [client] ca_file)",
+        );
+    }
+    ClientError::Network(msg)
+}
+
 fn error_answer(status: StatusCode, retry_after: Option<u64>, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
+        // The server's words reach a terminal: shown escaped, never acted on.
         Ok(err) => ClientError::Server {
             status: status.as_u16(),
-            code: err.error.code,
-            message: err.error.message,
+            code: crate::text::display(&err.error.code).into_owned(),
+            message: crate::text::display(&err.error.message).into_owned(),
             retry_after,
         },
         Err(_) => ClientError::Server {

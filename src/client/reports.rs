@@ -162,10 +162,15 @@ impl ApiClient {
             .await
     }
 
-    async fn grant_approve_raw(&self, id: Uuid, signature: Vec<u8>) -> Result<Grant, ClientError> {
+    async fn grant_approve_raw(
+        &self,
+        id: Uuid,
+        signature: Vec<u8>,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<Grant, ClientError> {
         self.post(
             &format!("/v1/grants/{id}/approve"),
-            &GrantApprove { signature },
+            &GrantApprove { signature, wrapped },
         )
         .await
     }
@@ -263,6 +268,10 @@ pub async fn upload(
     file: &Path,
     opts: &UploadOptions<'_>,
 ) -> Result<UploadOutcome, ClientError> {
+    // Shown to others: nothing that makes the title or note read other than it is.
+    crate::text::check_line(&opts.title)
+        .map_err(|e| ClientError::Refused(format!("title: {e}")))?;
+    crate::text::check_lines(&opts.note).map_err(|e| ClientError::Refused(format!("note: {e}")))?;
     let my_id = me.login.user.id;
     ledger.check_self(my_id, &me.secrets.public()).await?;
     let patient_keys = ledger.user_keys(patient, Some(Role::Patient)).await?;
@@ -793,9 +802,10 @@ impl TransferOptions<'_> {
     }
 }
 
-/// Downloads a report to `out`: a temporary file (mode 0600) beside it, renamed into place only
-/// after every chunk, the chain, the signature, the key commitment and the ledger entries
-/// verify. On any failure the temporary file is removed and nothing appears at `out`.
+/// Downloads a report to `out`: an unnamed temporary file in its folder (`output`), linked into
+/// place only after every chunk, the chain, the signature, the key commitment and the ledger
+/// entries verify, and never over an existing file. On any failure, or if the process is
+/// interrupted, nothing appears at `out` and no plaintext stays behind.
 pub async fn download(
     client: &ApiClient,
     me: &LoggedIn,
@@ -812,39 +822,27 @@ pub async fn download(
     let name = out
         .file_name()
         .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.clinvault-{}.part",
-        name.to_string_lossy(),
-        Uuid::new_v4().simple()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(file_err(&tmp))?;
-    let result = async {
-        open_chunks(
-            client,
-            &report,
-            opts.transfers,
-            opts.cancel,
-            opts.progress,
-            |plain| f.write_all(plain).map_err(file_err(&tmp)),
-        )
-        .await?;
-        f.sync_all().map_err(file_err(&tmp))?;
-        std::fs::rename(&tmp, out).map_err(file_err(out))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    let mut pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
+        .map_err(file_err(dir))?;
+    open_chunks(
+        client,
+        &report,
+        opts.transfers,
+        opts.cancel,
+        opts.progress,
+        |plain| pending.file().write_all(plain).map_err(file_err(out)),
+    )
+    .await?;
+    pending.persist(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} appeared meanwhile; it was left as it is",
+                out.display()
+            ))
+        } else {
+            file_err(out)(e)
         }
-        Ok::<(), ClientError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    })?;
     Ok(report)
 }
 
@@ -971,8 +969,9 @@ pub async fn confirm_wrap(
         .await
 }
 
-/// The patient approves a request in their own client: signs the consent, then wraps the key
-/// at once (after the same checks as any wrap).
+/// The patient approves a request in their own client: checks the reader's key and their own
+/// copy of the report, wraps the key, and only then sends consent and wrap together (the
+/// server stores both or neither).
 pub async fn approve_and_wrap(
     client: &ApiClient,
     me: &LoggedIn,
@@ -990,6 +989,23 @@ pub async fn approve_and_wrap(
             "only the report's patient approves a grant".into(),
         ));
     }
+    if grant.status != "requested" {
+        return Err(ClientError::Refused(format!(
+            "grant {grant_id} is {}; only a requested grant can be approved",
+            grant.status
+        )));
+    }
+    ledger.refresh().await?;
+    let reader = ledger
+        .user_keys(grant.reader_id, Some(Role::Doctor))
+        .await?;
+    let report = verify_report(client, me, ledger, grant.report_id).await?;
+    let wrapped = wrap_dek(
+        report.dek(),
+        grant.report_id.as_bytes(),
+        grant.reader_id.as_bytes(),
+        &reader.public_keys.x25519,
+    )?;
     let message = consent_message(
         &grant.id,
         &grant.report_id,
@@ -999,9 +1015,6 @@ pub async fn approve_and_wrap(
     use ed25519_dalek::Signer;
     let signature = me.secrets.signing_key().sign(&message).to_bytes();
     client
-        .grant_approve_raw(grant_id, signature.to_vec())
-        .await?;
-    ledger.refresh().await?;
-    let check = check_grant_for_wrap(client, ledger, grant_id).await?;
-    confirm_wrap(client, me, ledger, &check).await
+        .grant_approve_raw(grant_id, signature.to_vec(), Some(wrapped.to_vec()))
+        .await
 }

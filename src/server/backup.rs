@@ -191,7 +191,10 @@ pub async fn backup(sc: &ServerConfig, out: &Path) -> Result<Option<LedgerState>
     if out.exists() {
         return Err(BackupError::Io {
             path: out.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists; choose another name for the backup",
+            ),
         });
     }
     if !sc.database_url.is_empty() {
@@ -215,7 +218,10 @@ pub async fn backup(sc: &ServerConfig, out: &Path) -> Result<Option<LedgerState>
     if !src.is_file() {
         return Err(BackupError::Io {
             path: src,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file: no database here (is --data, or [server] data, the server's data folder?)",
+            ),
         });
     }
     let out_str = out
@@ -281,6 +287,21 @@ pub async fn restore(
         return state;
     }
     let from = from.ok_or_else(|| head_err("--from FILE: the backup to restore"))?;
+    if !from.is_file() {
+        return Err(BackupError::Io {
+            path: from.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such backup file"),
+        });
+    }
+    if !sc.data.is_dir() {
+        return Err(BackupError::Io {
+            path: sc.data.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such data folder (is --data, or [server] data, the server's data folder?)",
+            ),
+        });
+    }
     let mut conn = open_sqlite_any(from, true).await?;
     let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut conn)

@@ -114,6 +114,11 @@ pub struct BadReplica {
 struct Bucket {
     name: String,
     store: Arc<dyn ObjectStore>,
+    /// Why the bucket is not written to: its identity marker is gone (a vanished or replaced
+    /// folder, another bucket mounted in its place). Cleared when the marker is back.
+    lost: std::sync::Mutex<Option<String>>,
+    /// A local bucket's folder: where interrupted writes leave staging files.
+    local: Option<std::path::PathBuf>,
     /// Set when an operation failed or timed out: until then the bucket is tried last, so
     /// one stopped bucket does not make every request wait for its timeout.
     down_until: std::sync::Mutex<Option<Instant>>,
@@ -123,6 +128,8 @@ struct Bucket {
 const DOWN_FOR: Duration = Duration::from_secs(15);
 
 pub struct ChunkStore {
+    /// Staging files of interrupted writes removed since the process started.
+    staging_swept: std::sync::atomic::AtomicU64,
     buckets: Vec<Bucket>,
     replicas: usize,
     /// Longest wait for one bucket operation, retries included.
@@ -137,6 +144,9 @@ impl std::fmt::Debug for ChunkStore {
             .finish()
     }
 }
+
+/// The object naming a bucket's identity, written at its first use.
+pub const MARKER_KEY: &str = "clinvault-bucket-id";
 
 /// Object key of a chunk: `chunks/ab/cd/abcd…` from its lowercase hex id.
 pub fn object_key(chunk_id: &[u8; 32]) -> String {
@@ -172,16 +182,28 @@ impl ChunkStore {
                 )));
             }
             let store: Arc<dyn ObjectStore> = match cfg {
-                BucketConfig::Local { path, .. } => {
-                    std::fs::create_dir_all(path).map_err(|e| {
+                // The folder is not made here: at first use the identity marker makes it, and
+                // a folder that vanished later is never made again (`claim_identities`).
+                BucketConfig::Local { path, .. } if !path.exists() => {
+                    let abs = std::path::absolute(path).map_err(|e| {
                         ChunkStoreError::Config(format!("bucket {name}: {}: {e}", path.display()))
                     })?;
-                    Arc::new(
-                        LocalFileSystem::new_with_prefix(path)
-                            .map_err(|e| ChunkStoreError::Config(format!("bucket {name}: {e}")))?
-                            .with_fsync(true),
-                    )
+                    let Some(abs) = abs.to_str() else {
+                        return Err(ChunkStoreError::Config(format!(
+                            "bucket {name}: the path is not UTF-8"
+                        )));
+                    };
+                    let prefix = ObjectPath::from(abs);
+                    Arc::new(object_store::prefix::PrefixStore::new(
+                        LocalFileSystem::new().with_fsync(true),
+                        prefix,
+                    ))
                 }
+                BucketConfig::Local { path, .. } => Arc::new(
+                    LocalFileSystem::new_with_prefix(path)
+                        .map_err(|e| ChunkStoreError::Config(format!("bucket {name}: {e}")))?
+                        .with_fsync(true),
+                ),
                 BucketConfig::S3 {
                     bucket,
                     endpoint,
@@ -225,17 +247,150 @@ impl ChunkStore {
                     )
                 }
             };
+            let local = match cfg {
+                BucketConfig::Local { path, .. } => Some(path.clone()),
+                BucketConfig::S3 { .. } => None,
+            };
             buckets.push(Bucket {
                 name,
                 store,
+                local,
+                lost: std::sync::Mutex::new(None),
                 down_until: std::sync::Mutex::new(None),
             });
         }
         Ok(ChunkStore {
+            staging_swept: std::sync::atomic::AtomicU64::new(0),
             buckets,
             replicas,
             op_timeout: Duration::from_secs(20),
         })
+    }
+
+    /// Whether bucket `i` still holds its identity marker: `Ok(false)` marks it lost.
+    async fn check_marker(&self, i: usize) -> Result<bool, String> {
+        let b = &self.buckets[i];
+        let r = tokio::time::timeout(self.op_timeout, b.store.head(&ObjectPath::from(MARKER_KEY)))
+            .await
+            .map_err(|_| format!("no answer in {:?}", self.op_timeout))?;
+        let present = match r {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Ok(mut l) = b.lost.lock() {
+            *l = (!present).then(|| {
+                format!(
+                    "bucket {} lost its identity marker ({MARKER_KEY}): replaced, emptied or \
+                     unmounted; not writing to it",
+                    b.name
+                )
+            });
+        }
+        Ok(present)
+    }
+
+    /// At start: a bucket without a marker gets one (its first use; the folder of a local
+    /// bucket is made then) unless the database records chunks in it and a sample of them is
+    /// gone: then it vanished, and it is marked lost, not recreated. `used` maps bucket names
+    /// to one chunk recorded there. Returns the names of lost buckets.
+    pub async fn claim_identities(
+        &self,
+        used: &std::collections::HashMap<String, [u8; 32]>,
+    ) -> Vec<String> {
+        let mut lost = Vec::new();
+        for i in 0..self.buckets.len() {
+            let b = &self.buckets[i];
+            match self.check_marker(i).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(bucket = %b.name, error = %e, "bucket identity not checked");
+                    continue;
+                }
+            }
+            if let Some(sample) = used.get(&b.name) {
+                let there = b
+                    .store
+                    .head(&ObjectPath::from(object_key(sample)))
+                    .await
+                    .is_ok();
+                if !there {
+                    tracing::error!(bucket = %b.name, "bucket holds recorded chunks but neither them nor its identity marker: not recreating it");
+                    lost.push(b.name.clone());
+                    continue;
+                }
+            }
+            let body = format!(
+                "clinvault bucket\nname = {}\nid = {}\n",
+                b.name,
+                uuid::Uuid::new_v4()
+            );
+            match b
+                .store
+                .put(&ObjectPath::from(MARKER_KEY), Bytes::from(body).into())
+                .await
+            {
+                Ok(_) => {
+                    let _ = self.check_marker(i).await;
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %b.name, error = %e, "could not write the bucket's identity marker")
+                }
+            }
+        }
+        lost
+    }
+
+    /// Removes the staging files (`chunks/ab/cd/<id>#N`) that a write killed mid-way leaves in
+    /// local buckets, once older than `min_age` (a write in flight is younger). Returns how
+    /// many went; [`ChunkStore::staging_swept`] counts them all.
+    pub fn sweep_staging(&self, min_age: Duration) -> u64 {
+        let mut n = 0;
+        for b in &self.buckets {
+            let Some(root) = &b.local else { continue };
+            let mut dirs = vec![root.join("chunks")];
+            while let Some(d) = dirs.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let Ok(t) = e.file_type() else { continue };
+                    if t.is_dir() {
+                        dirs.push(e.path());
+                        continue;
+                    }
+                    let name = e.file_name();
+                    let staging = t.is_file() && name.to_str().is_some_and(|s| s.contains('#'));
+                    let old = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|a| a >= min_age);
+                    if staging && old && std::fs::remove_file(e.path()).is_ok() {
+                        tracing::info!(bucket = %b.name, file = %e.path().display(), "removed the staging file of an interrupted write");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        self.staging_swept
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        n
+    }
+
+    pub fn staging_swept(&self) -> u64 {
+        self.staging_swept
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lost buckets (no identity marker), with why, as of their last check.
+    pub fn lost(&self) -> Vec<String> {
+        self.buckets
+            .iter()
+            .filter_map(|b| b.lost.lock().ok().and_then(|l| l.clone()))
+            .collect()
     }
 
     /// Caps each bucket operation (the S3 client's own retries included).
@@ -319,9 +474,23 @@ impl ChunkStore {
             });
         }
         let key = ObjectPath::from(object_key(chunk_id));
-        let order = self.up_first(self.placement(chunk_id));
-        let mut durable: Vec<usize> = Vec::new();
+        // Never into a bucket without its identity marker: writing would recreate a vanished
+        // folder (checked on every write: a stat for a folder, a HEAD for S3).
+        let marks = join_all((0..self.buckets.len()).map(|i| self.check_marker(i))).await;
         let mut last_error = String::from("no bucket tried");
+        let order: Vec<usize> = self
+            .up_first(self.placement(chunk_id))
+            .into_iter()
+            .filter(|&i| {
+                let ok = !matches!(marks[i], Ok(false));
+                if !ok {
+                    last_error =
+                        format!("bucket {}: identity marker missing", self.buckets[i].name);
+                }
+                ok
+            })
+            .collect();
+        let mut durable: Vec<usize> = Vec::new();
         let mut next = 0;
         // Write to as many candidates at once as replicas are still missing, in placement
         // order, until enough are durable or the candidates run out.
@@ -494,6 +663,19 @@ impl ChunkStore {
             });
         }
         let b = self.bucket(bucket)?;
+        let i = self
+            .buckets
+            .iter()
+            .position(|x| x.name == b.name)
+            .unwrap_or(0);
+        if matches!(self.check_marker(i).await, Ok(false)) {
+            return Err(ChunkStoreError::NotDurable {
+                chunk: hex::encode(chunk_id),
+                durable: 0,
+                wanted: 1,
+                cause: format!("bucket {bucket}: identity marker missing; not recreating it"),
+            });
+        }
         b.store
             .put(&ObjectPath::from(object_key(chunk_id)), body.into())
             .await
@@ -536,9 +718,10 @@ impl ChunkStore {
         .await
     }
 
-    /// [`ChunkStore::ready`], with a bucket that does not answer in time counted as down.
+    /// [`ChunkStore::ready`], with a bucket that does not answer in time counted as down; a
+    /// bucket without its identity marker is down too (see [`ChunkStore::lost`]).
     pub async fn ready_within(&self, limit: Duration) -> Vec<(String, bool)> {
-        join_all(self.buckets.iter().map(|b| async move {
+        join_all(self.buckets.iter().enumerate().map(|(i, b)| async move {
             let ok = matches!(
                 tokio::time::timeout(
                     limit,
@@ -547,6 +730,9 @@ impl ChunkStore {
                 )
                 .await,
                 Ok(Ok(_))
+            ) && matches!(
+                tokio::time::timeout(limit, self.check_marker(i)).await,
+                Ok(Ok(true))
             );
             (b.name.clone(), ok)
         }))

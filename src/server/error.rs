@@ -64,6 +64,21 @@ impl AppError {
         e
     }
 
+    /// The server's records are inconsistent (a ledger entry gone, a row damaged): said
+    /// plainly, since nothing the caller did or can retry helps; the log gets `cause`.
+    pub fn damaged(what: &str, cause: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::DAMAGED,
+            format!(
+                "the server's records of {what} are damaged; nothing you did causes this and \
+                 retrying will not help: tell the clinic, whose auditor can check it"
+            ),
+        );
+        e.cause = Some(cause.to_string());
+        e
+    }
+
     /// A failure of ours: the client gets a generic message, the log gets `cause`.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let mut e = Self::new(

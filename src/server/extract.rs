@@ -134,17 +134,94 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The client's address, for per-address rate limits.
+/// The client's address, for per-address rate limits: the socket's peer, or, when that peer
+/// is one of `[server] trusted_proxies`, the nearest address in `X-Forwarded-For` that is not
+/// a trusted proxy.
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<super::AppState> for ClientIp {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &super::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ci| ClientIp(ci.0.ip()))
-            .ok_or_else(|| AppError::internal("no connection info"))
+            .map(|ci| ci.0.ip())
+            .ok_or_else(|| AppError::internal("no connection info"))?;
+        let proxies: Vec<(IpAddr, u8)> = st
+            .config
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_cidr(p))
+            .collect();
+        Ok(ClientIp(client_address(peer, &parts.headers, &proxies)))
     }
+}
+
+/// `10.0.0.5` or `10.0.0.0/8` (IPv4 or IPv6) as an address and prefix length.
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = match s.trim().split_once('/') {
+        Some((ip, bits)) => (ip.parse::<IpAddr>().ok()?, bits.parse::<u8>().ok()?),
+        None => {
+            let ip = s.trim().parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+fn in_block(ip: IpAddr, (net, bits): (IpAddr, u8)) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The rule of `ClientIp`, apart from the request.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    proxies: &[(IpAddr, u8)],
+) -> IpAddr {
+    let trusted = |ip: IpAddr| proxies.iter().any(|b| in_block(ip, *b));
+    if !trusted(peer) {
+        return peer;
+    }
+    // Right to left: each hop was appended by the proxy before it; the first address not of
+    // a trusted proxy is the client. An unparsable entry stops the walk (not to be trusted).
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
 }

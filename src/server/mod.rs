@@ -104,6 +104,27 @@ pub struct ServerHandle {
     state: AppState,
 }
 
+/// Writes demo history the API rightly refuses: a visit is checked in on its day and
+/// completed once begun, and only future slots are booked.
+#[derive(Clone)]
+pub struct DemoHistory {
+    db: AnyPool,
+}
+
+impl DemoHistory {
+    /// Moves booking `id` to have begun a second ago, keeping its length.
+    pub async fn begin_now(&self, id: uuid::Uuid) -> Result<(), AppError> {
+        sqlx::query(
+            "UPDATE bookings SET ends_at = $1 + (ends_at - starts_at), starts_at = $1 WHERE id = $2",
+        )
+        .bind(db::now_ms() - 1000)
+        .bind(id.to_string())
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+}
+
 impl ServerHandle {
     /// `http://addr` or `https://addr`.
     pub fn url(&self) -> String {
@@ -118,6 +139,13 @@ impl ServerHandle {
     /// The pool, for tests that check what the database holds.
     pub fn db(&self) -> &AnyPool {
         &self.state.db
+    }
+
+    /// For the terminal client's demo seeding only (an embedded, single-user server).
+    pub fn demo_history(&self) -> DemoHistory {
+        DemoHistory {
+            db: self.state.db.clone(),
+        }
     }
 
     /// Stops accepting, lets requests in flight finish, then returns.
@@ -206,6 +234,36 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     };
     let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?
         .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
+    // One chunk the database records in each bucket: a bucket without its identity marker
+    // whose recorded chunks are gone vanished, and is not recreated.
+    let mut used = std::collections::HashMap::new();
+    let rows =
+        sqlx::query("SELECT bucket, MIN(chunk_id) AS chunk FROM chunk_replicas GROUP BY bucket")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| {
+                StartError::Db(db::DbError::Sqlx {
+                    what: "reading chunk replicas",
+                    source: e,
+                })
+            })?;
+    for r in &rows {
+        use sqlx::Row;
+        let (Ok(b), Ok(c)) = (
+            r.try_get::<String, _>("bucket"),
+            r.try_get::<String, _>("chunk"),
+        ) else {
+            continue;
+        };
+        let mut id = [0u8; 32];
+        if hex::decode_to_slice(&c, &mut id).is_ok() {
+            used.insert(b, id);
+        }
+    }
+    chunks.sweep_staging(STAGING_MIN_AGE);
+    for name in chunks.claim_identities(&used).await {
+        tracing::error!(bucket = %name, "bucket lost its identity marker: the server is not ready and does not write to it");
+    }
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
@@ -290,6 +348,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// A bucket staging file older than this belongs to a write that was killed.
+pub const STAGING_MIN_AGE: Duration = Duration::from_secs(600);
+
 /// Removes old rate-limit windows and dead sessions now and then.
 fn spawn_sweeper(state: AppState) {
     let weak = Arc::downgrade(&state.0);
@@ -311,6 +372,10 @@ fn spawn_sweeper(state: AppState) {
             if let Err(e) = routes::reports::sweep_open(&state).await {
                 tracing::warn!(error = %e.message, "sweep of abandoned uploads failed");
             }
+            let chunks = state.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || chunks.chunks.sweep_staging(STAGING_MIN_AGE))
+                    .await;
             // Keeps a fresh signed head even when nothing is appended.
             if let Err(e) = ledger_store::latest_head(&state).await {
                 tracing::warn!(error = %e.message, "re-signing the ledger head failed");

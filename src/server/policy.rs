@@ -139,8 +139,16 @@ async fn enforce(
         Err(e) => return e.into_response(),
     };
     if !policy.allows(caller.role) {
-        return AppError::forbidden(format!("a {} account may not use this", caller.role))
-            .into_response();
+        return AppError::forbidden(format!(
+            "{} {} account may not use this",
+            if matches!(caller.role, Role::Admin | Role::Auditor) {
+                "an"
+            } else {
+                "a"
+            },
+            caller.role
+        ))
+        .into_response();
     }
     req.extensions_mut().insert(caller);
     next.run(req).await

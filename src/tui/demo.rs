@@ -66,6 +66,8 @@ pub enum SeedError {
     Foreign,
     #[error("writing the marker: {0}")]
     Io(#[from] std::io::Error),
+    #[error("demo history: {0}")]
+    History(String),
 }
 
 /// A weekly template that differs a little per doctor.
@@ -158,6 +160,9 @@ pub struct Seeder {
     pub data: PathBuf,
     pub kdf_floor: KdfParams,
     pub admin_code: Option<String>,
+    /// Visits are checked in on their day and completed once begun: the one completed visit
+    /// is booked ahead, then moved to have begun just now. Without it, no completed visit.
+    pub begin_now: Option<super::BeginNow>,
 }
 
 impl Seeder {
@@ -412,7 +417,8 @@ impl Seeder {
                         break;
                     }
                 }
-                if let Some(b) = booked {
+                if let (Some(b), Some(begin_now)) = (booked, &self.begin_now) {
+                    begin_now(b.id).await.map_err(SeedError::History)?;
                     let desk = self.login(RECEPTION_EMAIL).await?;
                     desk.booking_action(b.id, "check-in").await?;
                     let doc = self.login(&doctor_email(DOCTORS[0].0)).await?;

@@ -37,7 +37,13 @@ pub struct Embedded {
     pub admin_code: Option<String>,
     /// Stops the server, letting requests in flight finish.
     pub stop: Box<dyn FnOnce() -> BoxFuture<()> + Send>,
+    /// Moves a booking to have begun just now (demo history; see `demo::Seeder`).
+    pub begin_now: Option<BeginNow>,
 }
+
+/// Moves booking `id` of the embedded server to have begun just now.
+pub type BeginNow =
+    std::sync::Arc<dyn Fn(uuid::Uuid) -> BoxFuture<Result<(), String>> + Send + Sync>;
 
 pub enum ServerSource {
     Remote(String),
@@ -184,6 +190,7 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
                             data,
                             kdf_floor: cfg.client.kdf_floor,
                             admin_code: e.admin_code,
+                            begin_now: e.begin_now,
                         };
                         // Argon2id for every demo account: on a blocking thread, so the
                         // runtime's workers keep serving the UI's requests meanwhile.
@@ -260,8 +267,10 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
             app.dirty = false;
         }
     }
-    // Keys go before the terminal is handed back.
+    // Keys go before the terminal is handed back; so does a half-written download (the
+    // runtime may not drop its task before the process exits).
     app.session = None;
+    crate::client::output::remove_all_pending();
     drop(guard);
     if let Ok(s) = stop_rx.try_recv() {
         stop = Some(s);

@@ -365,8 +365,8 @@ fn title_of(r: &reports::VerifiedReport) -> String {
     } else {
         &m.title
     };
-    // Decrypted, but written by someone else: no control characters reach the terminal.
-    t.chars().filter(|c| !c.is_control()).take(200).collect()
+    // Decrypted, but written by someone else: shown escaped.
+    crate::text::display(t).chars().take(200).collect()
 }
 
 async fn ledger_job(

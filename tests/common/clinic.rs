@@ -134,6 +134,7 @@ pub async fn clinic_with(db: Db, tweak: impl FnOnce(&mut clinvault::config::Conf
             .await
             .expect("book");
         if doctor == doc_id {
+            super::backdate_booking(ts.handle.db(), b.id).await;
             rec.c
                 .booking_action(b.id, "check-in")
                 .await

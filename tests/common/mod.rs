@@ -194,6 +194,21 @@ impl TestServer {
     }
 }
 
+/// SQL moving a booking to have begun a second ago: visits are checked in on their day and
+/// completed only once begun, and the API books only future slots. Binds: now − 1 s (ms), id.
+pub const BACKDATE_BOOKING: &str =
+    "UPDATE bookings SET ends_at = $1 + (ends_at - starts_at), starts_at = $1 WHERE id = $2";
+
+/// Moves booking `id` to have begun a second ago (see `BACKDATE_BOOKING`).
+pub async fn backdate_booking(db: &sqlx::AnyPool, id: Uuid) {
+    sqlx::query(BACKDATE_BOOKING)
+        .bind(chrono::Utc::now().timestamp_millis() - 1000)
+        .bind(id.to_string())
+        .execute(db)
+        .await
+        .expect("backdate booking");
+}
+
 /// The `XXXXX-XXXXX-XXXXX-XXXXX` code in an invite mail.
 pub fn invite_code(mail: &str) -> String {
     mail.lines()

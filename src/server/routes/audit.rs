@@ -8,7 +8,9 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use super::{page_offset, parse_uuid};
-use crate::api::{AuditChunk, AuditPage, AuditReport, RepairRequest, RepairResponse, Role, codes};
+use crate::api::{
+    AuditChunk, AuditPage, AuditReport, AuditWrappedKey, RepairRequest, RepairResponse, Role, codes,
+};
 use crate::server::AppState;
 use crate::server::chunk_store::ReplicaState;
 use crate::server::error::AppError;
@@ -45,10 +47,16 @@ async fn reports(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<AuditPage>, AppError> {
     let (page, _) = page_offset(q.page)?;
+    if page == 1 {
+        let s = st.clone();
+        tokio::task::spawn_blocking(move || s.chunks.sweep_staging(crate::server::STAGING_MIN_AGE))
+            .await
+            .map_err(AppError::internal)?;
+    }
     let offset = i64::from(page - 1) * REPORTS_PER_PAGE;
     let mut conn = st.db.acquire().await?;
     let rows = sqlx::query(
-        "SELECT id, manifest, signature, ledger_index FROM reports WHERE status = 'committed' \
+        "SELECT id, author_id, manifest, signature, meta, ledger_index FROM reports WHERE status = 'committed' \
          ORDER BY ledger_index LIMIT $1 OFFSET $2",
     )
     .bind(REPORTS_PER_PAGE + 1)
@@ -79,17 +87,67 @@ async fn reports(
                 }),
             }
         }
-        let index: i64 = row.try_get("ledger_index")?;
+        // One malformed row (a column of the wrong type, a bad id) is reported against its
+        // report; the audit goes on with the others.
+        let mut problems = Vec::new();
+        let mut bytes = |col: &str| -> Vec<u8> {
+            match row.try_get::<Option<Vec<u8>>, _>(col) {
+                Ok(v) => v.unwrap_or_default(),
+                Err(e) => {
+                    problems.push(format!("stored {col} unreadable: {e}"));
+                    Vec::new()
+                }
+            }
+        };
+        let manifest = bytes("manifest");
+        let signature = bytes("signature");
+        let meta = bytes("meta");
+        let author_id = row
+            .try_get::<String, _>("author_id")
+            .ok()
+            .and_then(|a| uuid::Uuid::parse_str(&a).ok());
+        if author_id.is_none() {
+            problems.push("stored author_id unreadable".into());
+        }
+        let ledger_index = row
+            .try_get::<Option<i64>, _>("ledger_index")
+            .ok()
+            .flatten()
+            .and_then(|i| u64::try_from(i).ok());
+        if ledger_index.is_none() {
+            problems.push("stored ledger_index unreadable".into());
+        }
+        let key_rows = sqlx::query(
+            "SELECT reader_id, wrapped, ledger_index FROM wrapped_keys WHERE report_id = $1 ORDER BY ledger_index",
+        )
+        .bind(id.clone())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut wrapped_keys = Vec::new();
+        for k in &key_rows {
+            let key = (|| -> Option<AuditWrappedKey> {
+                Some(AuditWrappedKey {
+                    reader_id: uuid::Uuid::parse_str(&k.try_get::<String, _>("reader_id").ok()?)
+                        .ok()?,
+                    wrapped: k.try_get::<Vec<u8>, _>("wrapped").ok()?,
+                    ledger_index: u64::try_from(k.try_get::<i64, _>("ledger_index").ok()?).ok()?,
+                })
+            })();
+            match key {
+                Some(key) => wrapped_keys.push(key),
+                None => problems.push("a stored wrapped key row is unreadable".into()),
+            }
+        }
         out.push(AuditReport {
             id: parse_uuid(&id)?,
-            manifest: row
-                .try_get::<Option<Vec<u8>>, _>("manifest")?
-                .unwrap_or_default(),
-            signature: row
-                .try_get::<Option<Vec<u8>>, _>("signature")?
-                .unwrap_or_default(),
-            ledger_index: u64::try_from(index).map_err(AppError::internal)?,
+            manifest,
+            signature,
+            ledger_index: ledger_index.unwrap_or(u64::MAX),
             chunks,
+            meta,
+            author_id,
+            wrapped_keys,
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
         });
     }
     Ok(Json(AuditPage {
@@ -97,6 +155,7 @@ async fn reports(
         buckets: st.chunks.bucket_names(),
         replicas: st.chunks.replicas() as u32,
         next_page: more.then_some(page + 1),
+        staging_swept: st.chunks.staging_swept(),
     }))
 }
 

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::{clean_phone, clean_text, fold_email, ms_to_utc};
 use crate::api::{
     Done, Enrollment, InviteInfo, InviteInfoRequest, LoginRequest, LoginResponse, PreloginRequest,
-    PreloginResponse, RegisterRequest, RegisterResponse, Role, UserInfo, VerifyEmailRequest,
-    VerifyEmailResponse, codes,
+    PreloginResponse, RegisterRequest, RegisterResponse, RekeyRequest, Role, SessionKeys, UserInfo,
+    VerifyEmailRequest, VerifyEmailResponse, codes,
 };
 use crate::seal::{KdfParams, PublicKeys};
 use crate::server::AppState;
@@ -58,6 +58,18 @@ pub fn routes() -> Vec<Route> {
             logout,
         ),
         route(Method::GET, "/v1/auth/me", Policy::Roles(ANY_USER), me),
+        route(
+            Method::GET,
+            "/v1/auth/keys",
+            Policy::Roles(ANY_USER),
+            session_keys,
+        ),
+        route(
+            Method::POST,
+            "/v1/auth/rekey",
+            Policy::Roles(ANY_USER),
+            rekey,
+        ),
     ]
 }
 
@@ -82,20 +94,56 @@ async fn prelogin(
         .bind(email.clone())
         .fetch_optional(&st.db)
         .await?;
-    // An unknown address gets a stable salt derived with the pepper: same shape, same work.
+    // An unknown address gets a stable salt derived with the pepper, and parameters drawn
+    // like a real account's (both paths run the same query: same work).
     let decoy = st.secrets.mac("decoy-salt", &[email.as_bytes()]);
+    let drawn = decoy_kdf(&st, &decoy).await?;
     let (salt, kdf) = match row {
-        Some(r) => (
-            r.try_get::<Vec<u8>, _>("salt")?,
-            KdfParams {
-                m_kib: u32::try_from(r.try_get::<i64, _>("kdf_m")?).map_err(AppError::internal)?,
-                t: u32::try_from(r.try_get::<i64, _>("kdf_t")?).map_err(AppError::internal)?,
-                p: u32::try_from(r.try_get::<i64, _>("kdf_p")?).map_err(AppError::internal)?,
-            },
-        ),
-        None => (decoy[..16].to_vec(), st.config.kdf),
+        Some(r) => (r.try_get::<Vec<u8>, _>("salt")?, stored_kdf(&r)?),
+        None => (decoy[..16].to_vec(), drawn),
     };
     Ok(Json(PreloginResponse { salt, kdf }))
+}
+
+fn stored_kdf(r: &sqlx::any::AnyRow) -> Result<KdfParams, AppError> {
+    let n = |c: &str| -> Result<u32, AppError> {
+        u32::try_from(r.try_get::<i64, _>(c)?).map_err(AppError::internal)
+    };
+    Ok(KdfParams {
+        m_kib: n("kdf_m")?,
+        t: n("kdf_t")?,
+        p: n("kdf_p")?,
+    })
+}
+
+/// Parameters for an unknown address, picked (stably per address) with the weights the
+/// accounts' parameters have: after a KDF upgrade, old parameters do not mark real accounts.
+async fn decoy_kdf(st: &AppState, decoy: &[u8; 32]) -> Result<KdfParams, AppError> {
+    let rows = sqlx::query(
+        "SELECT kdf_m, kdf_t, kdf_p, COUNT(*) AS n FROM users GROUP BY kdf_m, kdf_t, kdf_p \
+         ORDER BY kdf_m, kdf_t, kdf_p",
+    )
+    .fetch_all(&st.db)
+    .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for r in &rows {
+        groups.push((
+            stored_kdf(r)?,
+            u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+        ));
+    }
+    let total: u64 = groups.iter().map(|g| g.1).sum();
+    if total == 0 {
+        return Ok(st.config.kdf);
+    }
+    let mut pick = u64::from_be_bytes(decoy[16..24].try_into().unwrap_or([0; 8])) % total;
+    for (kdf, n) in groups {
+        if pick < n {
+            return Ok(kdf);
+        }
+        pick -= n;
+    }
+    Ok(st.config.kdf)
 }
 
 fn random_digits() -> Result<String, AppError> {
@@ -627,7 +675,8 @@ async fn login(
     let backoff = st.config.account_backoff_secs;
     ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
     let row = sqlx::query(
-        "SELECT id, name, role, auth_mac, active, x25519_pub, ed25519_pub, bundle FROM users WHERE email = $1",
+        "SELECT id, name, role, auth_mac, active, x25519_pub, ed25519_pub, bundle, kdf_m, kdf_t, kdf_p \
+         FROM users WHERE email = $1",
     )
     .bind(email.clone())
     .fetch_optional(&st.db)
@@ -660,17 +709,10 @@ async fn login(
     let id: String = row.try_get("id")?;
     let (token, expires) = session::create(&st, &id).await?;
     let role: String = row.try_get("role")?;
-    let x: Vec<u8> = row.try_get("x25519_pub")?;
-    let e: Vec<u8> = row.try_get("ed25519_pub")?;
-    let public_keys = PublicKeys {
-        x25519: x
-            .try_into()
-            .map_err(|_| AppError::internal("bad key length"))?,
-        ed25519: e
-            .try_into()
-            .map_err(|_| AppError::internal("bad key length"))?,
-    };
+    let public_keys = row_public_keys(&row)?;
+    let kdf = stored_kdf(&row)?;
     Ok(Json(LoginResponse {
+        kdf_upgrade: (kdf != st.config.kdf).then_some(st.config.kdf),
         token,
         user: UserInfo {
             id: super::parse_uuid(&id)?,
@@ -684,6 +726,117 @@ async fn login(
         idle_timeout_secs: st.config.session_idle_secs,
         expires_at: ms_to_utc(expires)?,
     }))
+}
+
+fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {
+    let x: Vec<u8> = row.try_get("x25519_pub")?;
+    let e: Vec<u8> = row.try_get("ed25519_pub")?;
+    Ok(PublicKeys {
+        x25519: x
+            .try_into()
+            .map_err(|_| AppError::internal("bad key length"))?,
+        ed25519: e
+            .try_into()
+            .map_err(|_| AppError::internal("bad key length"))?,
+    })
+}
+
+/// The caller's sealed key bundle and KDF inputs: a signed-in client unseals its keys with
+/// the password without another login (which the per-address login limit counts).
+async fn session_keys(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SessionKeys>, AppError> {
+    let row = sqlx::query(
+        "SELECT u.salt, u.kdf_m, u.kdf_t, u.kdf_p, u.x25519_pub, u.ed25519_pub, u.bundle, s.created_at \
+         FROM users u JOIN sessions s ON s.user_id = u.id WHERE u.id = $1 AND s.token_hash = $2",
+    )
+    .bind(caller.id_str())
+    .bind(caller.token_hash.clone())
+    .fetch_one(&st.db)
+    .await?;
+    let created: i64 = row.try_get("created_at")?;
+    Ok(Json(SessionKeys {
+        user: UserInfo {
+            id: caller.id,
+            email: caller.email,
+            name: caller.name,
+            role: caller.role,
+            active: true,
+        },
+        salt: row.try_get("salt")?,
+        kdf: stored_kdf(&row)?,
+        public_keys: row_public_keys(&row)?,
+        bundle: row.try_get("bundle")?,
+        idle_timeout_secs: st.config.session_idle_secs,
+        expires_at: ms_to_utc(created + (st.config.session_absolute_secs * 1000) as i64)?,
+    }))
+}
+
+/// The same password under the server's current KDF parameters: proven by the old auth key,
+/// then salt, auth key and bundle are replaced together.
+async fn rekey(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RekeyRequest>,
+) -> Result<Json<Done>, AppError> {
+    if req.salt.len() != 16 {
+        return Err(AppError::bad_request("salt: 16 bytes"));
+    }
+    if req.auth_key.len() != 32 || req.old_auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key, old_auth_key: 32 bytes"));
+    }
+    if req.bundle.len() != BUNDLE_LEN {
+        return Err(AppError::bad_request(format!("bundle: {BUNDLE_LEN} bytes")));
+    }
+    if req.kdf != st.config.kdf {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            codes::KDF_PARAMS,
+            format!(
+                "kdf: this server's parameters are m={} KiB, t={}, p={}",
+                st.config.kdf.m_kib, st.config.kdf.t, st.config.kdf.p
+            ),
+        ));
+    }
+    let fail_key = format!("login-fail:{}", caller.email);
+    let backoff = st.config.account_backoff_secs;
+    ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
+        .bind(caller.id_str())
+        .fetch_one(&st.db)
+        .await?;
+    let given = st.secrets.mac("auth", &[&req.old_auth_key]);
+    if !bool::from(stored.as_slice().ct_eq(&given[..])) {
+        ratelimit::record(&st, &fail_key, backoff).await?;
+        return Err(AppError::unauthenticated(
+            codes::INVALID_CREDENTIALS,
+            "old_auth_key: not this account's password",
+        ));
+    }
+    let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
+    let updated = sqlx::query(
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
+         WHERE id = $7 AND auth_mac = $8",
+    )
+    .bind(new_mac.to_vec())
+    .bind(req.salt.clone())
+    .bind(i64::from(req.kdf.m_kib))
+    .bind(i64::from(req.kdf.t))
+    .bind(i64::from(req.kdf.p))
+    .bind(req.bundle.clone())
+    .bind(caller.id_str())
+    .bind(stored)
+    .execute(&st.db)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::CONFLICT,
+            "the account's keys changed meanwhile; log in again",
+        ));
+    }
+    tracing::info!(user = %caller.id, "account re-keyed to the current KDF parameters");
+    Ok(Json(Done { ok: true }))
 }
 
 async fn logout(State(st): State<AppState>, caller: Caller) -> Result<Json<Done>, AppError> {

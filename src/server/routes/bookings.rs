@@ -228,6 +228,34 @@ async fn create(
             "that slot has already begun; pick a later one",
         ));
     }
+    let horizon = i64::from(st.config.booking_horizon_days);
+    if req.start > now + chrono::Duration::days(horizon) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            codes::TOO_FAR_AHEAD,
+            format!("visits can be booked at most {horizon} days ahead"),
+        ));
+    }
+    // A patient cannot hoard slots; reception books beyond the limit when it must.
+    if caller.role == Role::Patient {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bookings WHERE patient_id = $1 AND status IN ('booked', 'checked_in') \
+             AND starts_at > $2",
+        )
+        .bind(patient_id.to_string())
+        .bind(now.timestamp_millis())
+        .fetch_one(&st.db)
+        .await?;
+        let max = st.config.max_future_bookings_per_patient;
+        if held >= i64::from(max) {
+            return Err(AppError::conflict(
+                codes::TOO_MANY_BOOKINGS,
+                format!(
+                    "you already have {held} upcoming visits (at most {max}); cancel one, or ask reception"
+                ),
+            ));
+        }
+    }
     let day = req.start.with_timezone(&st.tz).date_naive();
     let (blocks, days_off) = load_availability(&st, doctor.id).await?;
     let end = schedule::slots(&blocks, &days_off, &st.tz, day, day)
@@ -348,6 +376,24 @@ async fn transition(
             return Err(AppError::conflict(
                 codes::INVALID_STATUS,
                 "a no-show can be recorded only once the slot has begun",
+            ));
+        }
+        BookingStatus::CheckedIn
+            if b.start.with_timezone(&st.tz).date_naive()
+                != now.with_timezone(&st.tz).date_naive() =>
+        {
+            return Err(AppError::conflict(
+                codes::NOT_YET,
+                format!(
+                    "check-in is on the visit's day ({})",
+                    b.start.with_timezone(&st.tz).format("%Y-%m-%d")
+                ),
+            ));
+        }
+        BookingStatus::Completed if b.start > now => {
+            return Err(AppError::conflict(
+                codes::NOT_YET,
+                "a visit can be marked completed only once it has begun",
             ));
         }
         _ => {}

@@ -149,6 +149,13 @@ async fn request(
             "you wrote this report; you can already read it",
         ));
     }
+    // Until the patient can read it, nobody could wrap its key for them to consent to.
+    if report.released_at.is_none() {
+        return Err(AppError::conflict(
+            codes::NOT_RELEASED,
+            "this report is not yet released to its patient; ask again once they have entered their code",
+        ));
+    }
     let now = now_ms();
     let live: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status <> 'revoked' AND expires_at > $3",
@@ -257,7 +264,27 @@ async fn approve(
             "signature: not your signature over this grant's consent",
         ));
     }
+    if let Some(w) = &req.wrapped
+        && w.len() != WRAPPED_DEK_LEN
+    {
+        return Err(AppError::bad_request(format!(
+            "wrapped: {WRAPPED_DEK_LEN} bytes"
+        )));
+    }
+    {
+        let mut conn = st.db.acquire().await?;
+        let released = load_report(&mut conn, g.report_id)
+            .await?
+            .is_some_and(|r| r.released_at.is_some());
+        if !released {
+            return Err(AppError::conflict(
+                codes::NOT_RELEASED,
+                "enter the code mailed to you for this report first; then approve",
+            ));
+        }
+    }
     let now = now_ms();
+    // Approval and (when sent) the wrap: one transaction, so a failure records neither.
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
@@ -297,8 +324,69 @@ async fn approve(
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
+    if let Some(wrapped) = &req.wrapped {
+        store_wrap(&mut tx, &g, caller.id, wrapped, now).await?;
+    }
     tx.commit().await?;
     Ok(Json(visible_grant(&st, id, &caller).await?))
+}
+
+/// Records the wrap (kind 4), marks the grant `wrapped` and stores the key, inside `tx`.
+async fn store_wrap(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    g: &Grant,
+    wrapper: Uuid,
+    wrapped: &[u8],
+    now: i64,
+) -> Result<(), AppError> {
+    let hash: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(wrapped).into()
+    };
+    let index = ledger_store::append(
+        &mut **tx,
+        &Entry::KeyWrapped {
+            time_ms: now,
+            grant_id: g.id.into_bytes(),
+            report_id: g.report_id.into_bytes(),
+            reader_id: g.reader_id.into_bytes(),
+            wrapper_id: wrapper.into_bytes(),
+            wrapped_key_hash: hash,
+        },
+        &[
+            g.patient_id.to_string(),
+            g.reader_id.to_string(),
+            g.author_id.to_string(),
+        ],
+    )
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE grants SET status = 'wrapped' WHERE id = $1 AND status = 'approved' AND expires_at > $2",
+    )
+    .bind(g.id.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::INVALID_STATUS,
+            "this grant changed meanwhile",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(g.report_id.to_string())
+    .bind(g.reader_id.to_string())
+    .bind(wrapped.to_vec())
+    .bind(wrapper.to_string())
+    .bind(g.id.to_string())
+    .bind(index as i64)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A key holder (the author or the patient) stores the DEK wrapped to the reader, after
@@ -329,54 +417,8 @@ async fn wrap(
         )));
     }
     let now = now_ms();
-    let hash: [u8; 32] = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&req.wrapped).into()
-    };
     let mut tx = st.db.begin().await?;
-    let index = ledger_store::append(
-        &mut tx,
-        &Entry::KeyWrapped {
-            time_ms: now,
-            grant_id: g.id.into_bytes(),
-            report_id: g.report_id.into_bytes(),
-            reader_id: g.reader_id.into_bytes(),
-            wrapper_id: caller.id.into_bytes(),
-            wrapped_key_hash: hash,
-        },
-        &[
-            g.patient_id.to_string(),
-            g.reader_id.to_string(),
-            g.author_id.to_string(),
-        ],
-    )
-    .await?;
-    let updated = sqlx::query(
-        "UPDATE grants SET status = 'wrapped' WHERE id = $1 AND status = 'approved' AND expires_at > $2",
-    )
-    .bind(id.to_string())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(AppError::conflict(
-            codes::INVALID_STATUS,
-            "this grant changed meanwhile",
-        ));
-    }
-    sqlx::query(
-        "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(g.report_id.to_string())
-    .bind(g.reader_id.to_string())
-    .bind(req.wrapped.clone())
-    .bind(caller.id_str())
-    .bind(id.to_string())
-    .bind(index as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    store_wrap(&mut tx, &g, caller.id, &req.wrapped, now).await?;
     tx.commit().await?;
     Ok(Json(visible_grant(&st, id, &caller).await?))
 }

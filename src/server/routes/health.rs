@@ -52,12 +52,17 @@ async fn ready(State(st): State<AppState>) -> Result<Json<Health>, AppError> {
     if !matches!(db, Ok(Ok(_))) {
         down.push("database".to_string());
     }
-    down.extend(
-        buckets
-            .into_iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(name, _)| format!("bucket {name}")),
-    );
+    let lost = st.chunks.lost();
+    down.extend(buckets.into_iter().filter(|(_, ok)| !ok).map(|(name, _)| {
+        if lost
+            .iter()
+            .any(|l| l.starts_with(&format!("bucket {name} ")))
+        {
+            format!("bucket {name} (identity marker missing; not recreated)")
+        } else {
+            format!("bucket {name}")
+        }
+    }));
     if !down.is_empty() {
         return Err(not_ready(format!("{} unreachable", down.join(", "))));
     }

@@ -170,7 +170,7 @@ async fn user_keys(
     let key_index: Option<i64> = row.try_get("key_index")?;
     let key_index = key_index
         .and_then(|i| u64::try_from(i).ok())
-        .ok_or_else(|| AppError::internal("user has no ledger key entry"))?;
+        .ok_or_else(|| AppError::damaged("this account's keys", "user has no ledger key entry"))?;
     let role: String = row.try_get("role")?;
     Ok(Json(UserKeys {
         user_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
@@ -183,6 +183,8 @@ async fn user_keys(
         key_index,
         key_entry: row
             .try_get::<Option<Vec<u8>>, _>("key_entry")?
-            .ok_or_else(|| AppError::internal("user's ledger key entry missing"))?,
+            .ok_or_else(|| {
+                AppError::damaged("this account's keys", "user's ledger key entry missing")
+            })?,
     }))
 }

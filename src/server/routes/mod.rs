@@ -50,11 +50,8 @@ pub fn clean_text(field: &str, raw: &str, max: usize, required: bool) -> Result<
             "{field}: at most {max} characters"
         )));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(AppError::bad_request(format!(
-            "{field}: control characters are not allowed"
-        )));
-    }
+    // Stored and shown to other users: nothing that makes text read other than it is.
+    crate::text::check_lines(text).map_err(|e| AppError::bad_request(format!("{field}: {e}")))?;
     Ok(text.to_string())
 }
 

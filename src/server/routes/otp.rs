@@ -144,28 +144,23 @@ async fn verify(
             "the code is 6 digits, as in the mail",
         ));
     }
-    let row = sqlx::query(
-        "SELECT purpose, report_id, grant_id, user_id, patient_id, code_mac, expires_at, tries, used_at \
-         FROM otp_requests WHERE id = $1",
-    )
-    .bind(req.request_id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| {
+    let no_such = || {
         code_error(
             StatusCode::NOT_FOUND,
             codes::CODE_INVALID,
-            "no code was issued under this request id; check the id in the mail",
+            "no code was issued to you under this request id; check the id in the mail",
         )
-    })?;
-    let user_id: String = row.try_get("user_id")?;
-    if user_id != caller.id_str() {
-        return Err(code_error(
-            StatusCode::FORBIDDEN,
-            codes::CODE_OTHER_ACCOUNT,
-            "this code was issued for another account; it works only for the account that asked for it",
-        ));
-    }
+    };
+    // Another account's request answers exactly like one that does not exist.
+    let row = sqlx::query(
+        "SELECT purpose, report_id, grant_id, user_id, patient_id, code_mac, expires_at, tries, used_at \
+         FROM otp_requests WHERE id = $1 AND user_id = $2",
+    )
+    .bind(req.request_id.to_string())
+    .bind(caller.id_str())
+    .fetch_optional(&st.db)
+    .await?
+    .ok_or_else(no_such)?;
     let used: Option<i64> = row.try_get("used_at")?;
     if used.is_some() {
         return Err(code_error(
@@ -377,7 +372,6 @@ async fn resend(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<OtpPending>, AppError> {
-    ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
     let row = sqlx::query("SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&st.db)
@@ -387,6 +381,8 @@ async fn resend(
     if caller.role != Role::Reception && user != caller.id_str() {
         return Err(AppError::not_found("code request"));
     }
+    // Charged only once the caller may resend: others cannot use up the patient's resends.
+    ratelimit::hit(&st, &format!("otp-resend:{id}"), 600, 3).await?;
     if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(code_error(
             StatusCode::GONE,

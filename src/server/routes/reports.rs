@@ -132,6 +132,18 @@ pub async fn load_report(
     row.as_ref().map(report_row).transpose()
 }
 
+/// Why `user` may not read `report`: their own report awaiting its release code says so (they
+/// know it exists: it is in their list); for anyone else, as if there were no such report.
+pub fn unreadable(report: &ReportRow, user: Uuid) -> AppError {
+    if report.status == "committed" && report.patient_id == user && report.released_at.is_none() {
+        return AppError::conflict(
+            codes::NOT_RELEASED,
+            "enter the code mailed to you first (`clinvault otp CODE`); then the report is yours to open",
+        );
+    }
+    AppError::not_found("report")
+}
+
 /// Whether `user` may read the committed report now: its author, its patient once released,
 /// or a doctor holding a live grant whose key was wrapped.
 pub async fn may_read(
@@ -190,13 +202,27 @@ async fn open(
     crate::seal::expected_chunks(req.plaintext_len, req.chunk_size)
         .map_err(|e| AppError::bad_request(format!("plaintext_len: {e}")))?;
     let mut conn = st.db.acquire().await?;
+    // Only for a patient this doctor has seen: a completed visit. Checked before the id, so
+    // that an id taken by another author answers like a free one would.
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
+    )
+    .bind(caller.id_str())
+    .bind(req.patient_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if seen.is_none() {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_VISIT,
+            "you can upload a report only for a patient whose visit you marked completed",
+        ));
+    }
     // A resumed upload opens the same report again: fine while it is open and the same.
     if let Some(r) = load_report(&mut conn, req.report_id).await? {
         if r.author_id != caller.id {
-            return Err(AppError::conflict(
-                codes::ID_TAKEN,
-                "report id taken; pick another",
-            ));
+            // Answered like any report the caller cannot see.
+            return Err(AppError::not_found("report"));
         }
         if r.status != "open" {
             return Err(AppError::conflict(
@@ -228,21 +254,6 @@ async fn open(
             chunks_present: u32::try_from(present).unwrap_or(u32::MAX),
         }));
     }
-    // Only for a patient this doctor has seen: a completed visit.
-    let seen: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(req.patient_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if seen.is_none() {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            codes::NO_VISIT,
-            "you can upload a report only for a patient whose visit you marked completed",
-        ));
-    }
     let now = now_ms();
     let res = sqlx::query(
         "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
@@ -260,10 +271,8 @@ async fn open(
     match res {
         Ok(_) => {}
         Err(e) if crate::server::error::is_unique_violation(&e) => {
-            return Err(AppError::conflict(
-                codes::ID_TAKEN,
-                "report id taken; pick another",
-            ));
+            // Answered like any report the caller cannot see.
+            return Err(AppError::not_found("report"));
         }
         Err(e) => return Err(e.into()),
     }
@@ -705,13 +714,15 @@ struct ListQuery {
 async fn summary(
     conn: &mut sqlx::AnyConnection,
     r: &ReportRow,
-    caller: Uuid,
+    caller: &Caller,
 ) -> Result<ReportSummary, AppError> {
     let status = match (r.status.as_str(), r.released_at) {
         ("open", _) => "open",
         (_, None) => "awaiting_release",
         (_, Some(_)) => "released",
     };
+    // Reception may see that a report exists, its author and date; nothing of its content.
+    let details = caller.role != Role::Reception;
     Ok(ReportSummary {
         id: r.id,
         author_id: r.author_id,
@@ -719,10 +730,14 @@ async fn summary(
         patient_id: r.patient_id,
         patient_name: user_name(conn, r.patient_id).await?,
         created_at: ms_to_utc(r.created_at)?,
-        plaintext_len: r.plaintext_len,
-        n_chunks: r.n_chunks,
-        status: status.into(),
-        readable: may_read(conn, r, caller).await?,
+        plaintext_len: if details { r.plaintext_len } else { 0 },
+        n_chunks: if details { r.n_chunks } else { 0 },
+        status: if details {
+            status.into()
+        } else {
+            String::new()
+        },
+        readable: may_read(conn, r, caller.id).await?,
     })
 }
 
@@ -785,7 +800,7 @@ async fn list(
     let mut reports = Vec::with_capacity(rows.len());
     for row in &rows {
         let r = report_row(row)?;
-        reports.push(summary(&mut conn, &r, caller.id).await?);
+        reports.push(summary(&mut conn, &r, &caller).await?);
     }
     Ok(Json(ReportList { reports }))
 }
@@ -801,7 +816,7 @@ async fn detail(
         .await?
         .ok_or_else(|| AppError::not_found("report"))?;
     if !may_read(&mut conn, &r, caller.id).await? {
-        return Err(AppError::not_found("report"));
+        return Err(unreadable(&r, caller.id));
     }
     let row = sqlx::query("SELECT manifest, signature, meta FROM reports WHERE id = $1")
         .bind(id.to_string())
@@ -812,14 +827,14 @@ async fn detail(
             .bind(id.to_string())
             .fetch_all(&mut *conn)
             .await?;
-    let summary = summary(&mut conn, &r, caller.id).await?;
+    let summary = summary(&mut conn, &r, &caller).await?;
     let ledger_index = r
         .ledger_index
         .and_then(|i| u64::try_from(i).ok())
-        .ok_or_else(|| AppError::internal("committed report without ledger index"))?;
+        .ok_or_else(|| AppError::damaged("this report", "committed report without ledger index"))?;
     let commit_entry = ledger_store::entry(&mut conn, ledger_index)
         .await?
-        .ok_or_else(|| AppError::internal("report's ledger entry missing"))?;
+        .ok_or_else(|| AppError::damaged("this report", "report's ledger entry missing"))?;
     Ok(Json(ReportDetail {
         summary,
         manifest: row
@@ -848,7 +863,7 @@ async fn key(
         .await?
         .ok_or_else(|| AppError::not_found("report"))?;
     if !may_read(&mut conn, &r, caller.id).await? {
-        return Err(AppError::not_found("report"));
+        return Err(unreadable(&r, caller.id));
     }
     let row = sqlx::query(
         "SELECT wrapped, wrapper_id, grant_id, ledger_index FROM wrapped_keys WHERE report_id = $1 AND reader_id = $2",
@@ -862,25 +877,39 @@ async fn key(
     let wrap_index = u64::try_from(index).map_err(AppError::internal)?;
     let wrap_entry = ledger_store::entry(&mut conn, wrap_index)
         .await?
-        .ok_or_else(|| AppError::internal("wrapped key's ledger entry missing"))?;
+        .ok_or_else(|| {
+            AppError::damaged("this report's key", "wrapped key's ledger entry missing")
+        })?;
     drop(conn);
-    let mut tx = st.db.begin().await?;
-    ledger_store::append(
-        &mut tx,
-        &Entry::ReportAccess {
-            time_ms: now_ms(),
-            report_id: id.into_bytes(),
-            reader_id: caller.id.into_bytes(),
-            what: AccessWhat::KeyServed,
-        },
-        &[
-            r.patient_id.to_string(),
-            r.author_id.to_string(),
-            caller.id_str(),
-        ],
-    )
-    .await?;
-    tx.commit().await?;
+    // One "key served" entry per reader, report and window: a reader verifying the same
+    // report again and again does not bury the patient's trail.
+    let served = format!("key-served:{id}:{}", caller.id);
+    let fresh = match crate::server::ratelimit::check(&st, &served, KEY_SERVED_WINDOW_SECS, 1).await
+    {
+        Ok(()) => true,
+        Err(e) if e.code == codes::RATE_LIMITED => false,
+        Err(e) => return Err(e),
+    };
+    if fresh {
+        let mut tx = st.db.begin().await?;
+        ledger_store::append(
+            &mut tx,
+            &Entry::ReportAccess {
+                time_ms: now_ms(),
+                report_id: id.into_bytes(),
+                reader_id: caller.id.into_bytes(),
+                what: AccessWhat::KeyServed,
+            },
+            &[
+                r.patient_id.to_string(),
+                r.author_id.to_string(),
+                caller.id_str(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        crate::server::ratelimit::record(&st, &served, KEY_SERVED_WINDOW_SECS).await?;
+    }
     let grant: Option<String> = row.try_get("grant_id")?;
     Ok(Json(ReportKey {
         wrapped: row.try_get("wrapped")?,
@@ -890,6 +919,9 @@ async fn key(
         grant_id: grant.as_deref().map(parse_uuid).transpose()?,
     }))
 }
+
+/// A reader's repeated key fetches of one report within this window are recorded once.
+pub const KEY_SERVED_WINDOW_SECS: u64 = 600;
 
 #[derive(Deserialize)]
 struct ChunkQuery {
@@ -934,6 +966,15 @@ async fn get_chunk(
     drop(conn);
     if locations.is_empty() {
         return Err(AppError::not_found("chunk"));
+    }
+    // A name that is no configured bucket is the caller's mistake, not a storage fault.
+    if let Some(b) = &q.replica
+        && !st.chunks.bucket_names().contains(b)
+    {
+        return Err(AppError::bad_request(format!(
+            "replica: no bucket {:?}; the audit page lists the buckets",
+            crate::text::display(b)
+        )));
     }
     let bytes = match q.replica {
         Some(bucket) => st

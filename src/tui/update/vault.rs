@@ -91,23 +91,7 @@ fn me(app: &App) -> Option<Uuid> {
 
 /// A file name from a title the user never typed: letters, digits, `.-_`, nothing else.
 pub fn safe_name(title: &str, id: Uuid) -> String {
-    let s: String = title
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() {
-        format!("report-{}", &id.simple().to_string()[..8])
-    } else {
-        s
-    }
+    crate::text::safe_file_name(title, &format!("report-{}", &id.simple().to_string()[..8]))
 }
 
 pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {

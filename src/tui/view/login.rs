@@ -181,7 +181,11 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
     if let Some(e) = &app.status.error {
         // The server could not be started or reached: say so where the user looks.
         frame.render_widget(
-            Paragraph::new(Span::styled(format!("✗ {e}"), t.error)).wrap(Wrap { trim: true }),
+            Paragraph::new(Span::styled(
+                format!("✗ {}", crate::text::display(e)),
+                t.error,
+            ))
+            .wrap(Wrap { trim: true }),
             rows[6],
         );
     } else if let Some(m) = &app.login.message {

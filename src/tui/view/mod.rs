@@ -243,7 +243,10 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
     // The latest message replaces the hints until the next key.
     if let Some(info) = &app.status.info {
         frame.render_widget(
-            Line::from(Span::styled(format!(" {info}"), app.theme.ok)),
+            Line::from(Span::styled(
+                format!(" {}", crate::text::display(info)),
+                app.theme.ok,
+            )),
             area,
         );
         return;
@@ -309,7 +312,10 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     }
     if let Some(e) = &app.status.error {
         spans.push(Span::styled(" │ ", t.bar));
-        spans.push(Span::styled(format!("✗ {e}"), t.error));
+        spans.push(Span::styled(
+            format!("✗ {}", crate::text::display(e)),
+            t.error,
+        ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)).style(t.bar), area);
 }
@@ -331,7 +337,9 @@ pub fn pane_block<'a>(app: &App, title: String, loading: bool, error: Option<&st
         .border_style(app.theme.muted)
 }
 
+/// Shown escaped (other people's text, `crate::text::display`), then cut to `max` characters.
 pub fn truncate(s: &str, max: usize) -> String {
+    let s = &*crate::text::display(s);
     if s.chars().count() <= max {
         s.to_string()
     } else {

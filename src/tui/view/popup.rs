@@ -338,6 +338,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 
 fn dialog(app: &App, frame: &mut Frame, area: Rect, title: &str, text: &str) {
     let t = &app.theme;
+    // Names in the question are other people's text.
+    let text = &*crate::text::display(text);
     // Taller for longer questions.
     let rows = text.chars().count().div_ceil(56) as u16;
     let bx = centered(area, 60, 5 + rows.max(2));
