@@ -722,3 +722,121 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     let after = screen_text(&pat);
     assert!(!after.contains("blood-panel"), "{after}");
 }
+
+// ---- Issue 14: a newcomer and a busy reception desk ----
+
+async fn ctrl(app: &mut App, c: char) {
+    drive(
+        app,
+        Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)),
+    )
+    .await;
+}
+
+/// Reception with one booking of Pat's for tomorrow.
+async fn desk_with_a_booking(s: &TestServer) -> App {
+    let _ = patient_books_tomorrow(s).await;
+    let mut desk = new_app(s);
+    log_in(&mut desk, "desk@clinic.test").await;
+    press(&mut desk, KeyCode::Char('3')).await;
+    assert_eq!(desk.bookings.items.len(), 1);
+    desk
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_1_keys_do_nothing_while_the_terminal_is_too_small() {
+    let (s, _) = clinic().await;
+    let mut desk = desk_with_a_booking(&s).await;
+    desk.too_small = true; // what a resize to 60×20 sets
+    press(&mut desk, KeyCode::Char('c')).await;
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.popup.is_none(), "no invisible popup");
+    assert_eq!(desk.bookings.items[0].status, BookingStatus::Booked);
+    press(&mut desk, KeyCode::Char('1')).await;
+    assert_eq!(desk.pane, Pane::Bookings, "not even a pane change");
+    desk.too_small = false;
+    press(&mut desk, KeyCode::Char('c')).await;
+    assert!(
+        matches!(desk.popup, Some(Popup::Confirm(_))),
+        "works again once it fits"
+    );
+    press(&mut desk, KeyCode::Esc).await;
+    desk.too_small = true;
+    press(&mut desk, KeyCode::Char('q')).await;
+    assert!(desk.quit, "q still quits when nothing runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_2_palette_enter_never_quits() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char(':')).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert!(!app.quit, "`:` Enter does not quit");
+    assert!(app.session.is_some(), "nor log out");
+    // Typed by name, quit asks while work runs, like `q`.
+    app.status.busy = 1;
+    press(&mut app, KeyCode::Char(':')).await;
+    typ(&mut app, "quit").await;
+    press(&mut app, KeyCode::Enter).await;
+    assert!(!app.quit);
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    press(&mut app, KeyCode::Char('y')).await;
+    assert!(app.quit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_3_help_closes_back_to_where_it_was_opened() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char('3')).await;
+    for close in [
+        KeyCode::Esc,
+        KeyCode::Enter,
+        KeyCode::Char('?'),
+        KeyCode::Char('q'),
+        KeyCode::Tab,
+    ] {
+        press(&mut app, KeyCode::Char('?')).await;
+        assert_eq!(app.pane, Pane::Help);
+        press(&mut app, close).await;
+        assert_eq!(app.pane, Pane::Bookings, "{close:?} goes back");
+        assert!(!app.quit, "{close:?} does not quit");
+    }
+    press(&mut app, KeyCode::Char('?')).await;
+    assert!(screen_text(&app).contains("Esc back"), "the hint says so");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_4_login_during_demo_seeding_waits_then_logs_in() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    app.server.demo = true;
+    app.seed = Some(clinvault::tui::state::SeedProgress {
+        done: 4,
+        total: 21,
+        ..Default::default()
+    });
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Login);
+    let msg = app.login.message.clone().unwrap_or_default();
+    assert!(msg.contains("still being prepared (4/21)"), "{msg}");
+    assert!(!msg.contains("wrong"), "{msg}");
+    assert_eq!(app.status.busy, 0, "no login request sent");
+    drive(
+        &mut app,
+        Action::Seed(clinvault::tui::state::SeedProgress {
+            done: 21,
+            total: 21,
+            finished: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(app.screen, Screen::Main, "logged in when ready");
+}

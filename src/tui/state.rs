@@ -158,6 +158,8 @@ pub struct LoginForm {
     pub message: Option<String>,
     /// Set by the idle lock: the account to unlock.
     pub locked: Option<String>,
+    /// Enter was pressed while the demo accounts were being made: log in once they are.
+    pub waiting_for_seed: bool,
 }
 
 impl Default for LoginForm {
@@ -169,6 +171,7 @@ impl Default for LoginForm {
             busy: false,
             message: None,
             locked: None,
+            waiting_for_seed: false,
         }
     }
 }
@@ -390,7 +393,7 @@ impl Popup {
     pub fn palette() -> Popup {
         Popup::Palette(Box::new(Palette {
             input: text_field("command"),
-            selected: 0,
+            selected: crate::tui::update::palette_default(""),
         }))
     }
 }
@@ -612,6 +615,9 @@ pub struct App {
     /// Set when the screen must be redrawn.
     pub dirty: bool,
     pub quit: bool,
+    /// The terminal is below 80×24: nothing is drawn but the notice, so only quit and
+    /// redraw act (no key may reach a popup the user cannot see).
+    pub too_small: bool,
     /// Client settings for a new `ApiClient` (login, registration).
     pub client_template: Option<ApiClient>,
     /// The clinic's time zone, learned from the server's slot answers.
@@ -651,6 +657,7 @@ impl App {
             idle_lock_minutes: 10,
             dirty: true,
             quit: false,
+            too_small: false,
             client_template: None,
             tz: chrono_tz::UTC,
         }

@@ -78,8 +78,21 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             app.dirty = true;
         }
         Action::Seed(p) => {
+            let ready = p.finished;
+            let failed = p.error.clone();
             app.seed = Some(p);
             app.dirty = true;
+            if app.login.waiting_for_seed && app.screen == Screen::Login {
+                if ready {
+                    app.login.waiting_for_seed = false;
+                    submit_login(app, &mut fx);
+                } else if let Some(e) = failed {
+                    app.login.waiting_for_seed = false;
+                    app.login.message = Some(format!("The demo accounts could not be made: {e}"));
+                } else {
+                    app.login.message = Some(seed_wait_message(app));
+                }
+            }
         }
         Action::LoggedIn(r) => {
             done(app);
@@ -514,7 +527,7 @@ fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
                 action: Box::new(Action::PatientsDue { id: p.request_id }),
             });
         }
-        Some(Popup::Palette(p)) => p.selected = 0,
+        Some(Popup::Palette(p)) => p.selected = palette_default(&field_text(&p.input)),
         Some(_) => {}
         None => {
             if app.pane == Pane::Doctors && app.doctors.editing {
@@ -559,6 +572,18 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         app.dirty = true;
         return;
     }
+    if app.too_small {
+        // Nothing but the notice is drawn: a key must not act on what cannot be seen.
+        // `q` still quits when nothing runs (else Ctrl-C, which says so on the notice).
+        if !app.text_focus()
+            && app.popup.is_none()
+            && app.status.busy == 0
+            && app.keys.resolve(&k) == Some(Cmd::Quit)
+        {
+            app.quit = true;
+        }
+        return;
+    }
     match app.screen {
         Screen::Login => login_key(app, k, fx),
         Screen::Register => register_key(app, k, fx),
@@ -573,11 +598,24 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
+            } else if app.pane == Pane::Help && help_closes(app, &k) {
+                // Help is a page over the pane it was opened from: these keys go back.
+                let back = app.help_for;
+                switch_pane(app, back, fx);
             } else if let Some(cmd) = app.keys.resolve(&k) {
                 command(app, cmd, fx);
             }
         }
     }
+}
+
+/// Keys that close Help: Esc, Enter, `?` (help again), `q` and Tab (as in a pager).
+fn help_closes(app: &App, k: &KeyEvent) -> bool {
+    is(k, KeyCode::Enter)
+        || matches!(
+            app.keys.resolve(k),
+            Some(Cmd::Back | Cmd::Help | Cmd::Quit | Cmd::NextPane | Cmd::PrevPane)
+        )
 }
 
 fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -604,6 +642,7 @@ fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         app.login.focus = order[(pos + order.len() - 1) % order.len()];
     } else if is(&k, KeyCode::Esc) {
         app.login.message = None;
+        app.login.waiting_for_seed = false;
     } else if is(&k, KeyCode::Enter) {
         match app.login.focus {
             LoginField::Email => app.login.focus = LoginField::Password,
@@ -635,6 +674,17 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
         app.login.message = Some("Enter your email and password.".into());
         return;
     }
+    // A demo account that is not made yet would say "wrong password": wait for it.
+    if app.server.demo
+        && app
+            .seed
+            .as_ref()
+            .is_some_and(|p| !p.finished && p.error.is_none())
+    {
+        app.login.waiting_for_seed = true;
+        app.login.message = Some(seed_wait_message(app));
+        return;
+    }
     app.login.busy = true;
     app.login.message = Some("Deriving keys and logging in…".into());
     net(
@@ -646,6 +696,17 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
             password,
         },
     );
+}
+
+fn seed_wait_message(app: &App) -> String {
+    let (done, total) = app
+        .seed
+        .as_ref()
+        .map(|p| (p.done, p.total))
+        .unwrap_or((0, 0));
+    format!(
+        "Demo accounts are still being prepared ({done}/{total}): logging in when ready (Esc stops)."
+    )
 }
 
 fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -851,10 +912,25 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if is(&k, KeyCode::Down) {
                 move_down(&mut p.selected, matches.len(), 1);
             } else if type_into(&mut p.input, k) {
-                p.selected = 0;
+                p.selected = palette_default(&field_text(&p.input));
             }
             app.popup = Some(Popup::Palette(p));
         }
+    }
+}
+
+/// Commands that end or leave the session: never pre-selected on an empty palette.
+fn destructive(cmd: Cmd) -> bool {
+    matches!(cmd, Cmd::Quit | Cmd::Logout)
+}
+
+/// The entry Enter takes: the first harmless match; a destructive one only once typed
+/// by name (so `:` Enter never quits).
+pub fn palette_default(q: &str) -> usize {
+    let matches = palette_matches(q);
+    match matches.iter().position(|c| !destructive(*c)) {
+        Some(i) => i,
+        None => 0,
     }
 }
 

@@ -99,8 +99,15 @@ fn too_small(app: &App, frame: &mut Frame, area: Rect) {
             "{}×{} here; clinvault needs {MIN_WIDTH}×{MIN_HEIGHT}",
             area.width, area.height
         )),
+        Line::from(Span::styled(
+            format!(
+                "keys wait until it is larger · {} quits · Ctrl-C at once",
+                app.keys.first_key(Cmd::Quit)
+            ),
+            app.theme.muted,
+        )),
     ];
-    let h = area.height.min(2);
+    let h = area.height.min(3);
     let y = area.y + area.height.saturating_sub(h) / 2;
     frame.render_widget(
         Paragraph::new(text)
@@ -214,7 +221,13 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Refresh, "reload"),
         ],
         Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
-        Pane::Help => vec![(Cmd::Down, "scroll")],
+        Pane::Help => {
+            return vec![
+                (Cmd::Down, "scroll"),
+                (Cmd::Back, "back"),
+                (Cmd::Palette, "commands"),
+            ];
+        }
     };
     if v.len() > 4 {
         // Room for the pane's own keys at 80 columns; Help lists the rest.
