@@ -686,3 +686,45 @@ fn help_for_the_reports_pane() {
         a
     });
 }
+
+// ---- Issue 14 ----
+
+#[test]
+fn issue14_5_a_long_error_wraps_above_the_status_bar() {
+    snap("message_line_long_error", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        let _ = update(&mut a, Action::BookingChanged(Err(
+            "wrong state: the booking was cancelled by someone else at 09:12 while you were looking at it; reload with r to see the current list".into(),
+        )));
+        a
+    });
+}
+
+#[test]
+fn issue14_5_message_history_with_times() {
+    snap("message_history", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        let _ = update(
+            &mut a,
+            Action::BookingChanged(Err("the server said no".into())),
+        );
+        a.clock = Clock::fixed(now() + Duration::seconds(75));
+        let _ = update(&mut a, Action::Booked(Err("slot already taken".into())));
+        key(&mut a, KeyCode::Char(':'));
+        for ch in "messages".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        assert!(matches!(a.popup, Some(Popup::Messages(0))));
+        a
+    });
+    // A message does not follow the user to another pane.
+    let mut a = app(false, Some(Role::Reception));
+    with_bookings(&mut a);
+    let _ = update(&mut a, Action::Booked(Err("slot already taken".into())));
+    key(&mut a, KeyCode::Char('1'));
+    assert!(a.status.error.is_none());
+    assert_eq!(a.status.history.len(), 1, "but stays in the history");
+}

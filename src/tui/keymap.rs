@@ -42,6 +42,7 @@ pub enum Cmd {
     PatientReports,
     EnterCode,
     Resend,
+    Messages,
     Go(Pane),
 }
 
@@ -321,6 +322,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "mail the selected code again",
         panes: Some(&[Pane::Otp]),
         defaults: &["R"],
+    },
+    CmdInfo {
+        cmd: Cmd::Messages,
+        name: "messages",
+        desc: "message history, with times",
+        panes: None,
+        defaults: &["M"],
     },
     CmdInfo {
         cmd: Cmd::Logout,

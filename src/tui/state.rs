@@ -385,6 +385,8 @@ pub enum Popup {
     Wrap(Box<crate::client::reports::WrapCheck>),
     PickPatient(Box<PatientPicker>),
     Palette(Box<Palette>),
+    /// The message history, scrolled by this many lines from the newest.
+    Messages(u16),
     /// Quit asked while requests run.
     ConfirmQuit,
 }
@@ -573,10 +575,23 @@ impl Default for ReportSettings {
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub info: Option<String>,
+    /// Shown in full in the message line above the status bar until Esc or a pane change.
     pub error: Option<String>,
     /// Requests in flight.
     pub busy: u32,
+    /// Every message of this session, oldest first (`:messages`); wiped with the session.
+    pub history: Vec<Message>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub at: DateTime<Utc>,
+    pub error: bool,
+    pub text: String,
+}
+
+/// The history keeps the latest messages only.
+pub const MESSAGES_KEPT: usize = 200;
 
 pub struct App {
     pub clock: Clock,

@@ -32,6 +32,42 @@ pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    let before = (app.status.error.clone(), app.status.info.clone());
+    apply(app, action, &mut fx);
+    record_messages(app, before);
+    if !fx.is_empty() {
+        app.dirty = true;
+    }
+    fx
+}
+
+/// New messages go to the history (`:messages`), once each.
+fn record_messages(app: &mut App, before: (Option<String>, Option<String>)) {
+    if app.session.is_none() {
+        return;
+    }
+    let now = app.clock.now;
+    for (error, old, new) in [
+        (true, before.0, app.status.error.clone()),
+        (false, before.1, app.status.info.clone()),
+    ] {
+        if let Some(text) = new
+            && old.as_ref() != Some(&text)
+        {
+            let h = &mut app.status.history;
+            h.push(crate::tui::state::Message {
+                at: now,
+                error,
+                text,
+            });
+            if h.len() > crate::tui::state::MESSAGES_KEPT {
+                h.remove(0);
+            }
+        }
+    }
+}
+
+fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
     // Every answer from outside changes what is shown; keys decide for themselves.
     if !matches!(
         action,
@@ -42,7 +78,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(k) => {
             if k.kind != KeyEventKind::Release {
-                on_key(app, k, &mut fx);
+                on_key(app, k, fx);
             }
         }
         Action::Paste(text) => {
@@ -50,19 +86,19 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(t) = focused_field(app) {
                 t.insert_str(text);
                 app.dirty = true;
-                after_edit(app, &mut fx);
+                after_edit(app, fx);
             }
         }
         Action::Resize | Action::Redraw => app.dirty = true,
         Action::IdleLock => {
             if app.session.is_some() {
-                wipe(app, true, &mut fx);
+                wipe(app, true, fx);
             }
         }
         Action::Terminate => app.quit = true,
         Action::SessionEnded(why) => {
             if app.session.is_some() {
-                wipe(app, true, &mut fx);
+                wipe(app, true, fx);
                 app.login.message = Some(format!(
                     "The server ended the session ({why}): log in again."
                 ));
@@ -85,7 +121,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             if app.login.waiting_for_seed && app.screen == Screen::Login {
                 if ready {
                     app.login.waiting_for_seed = false;
-                    submit_login(app, &mut fx);
+                    submit_login(app, fx);
                 } else if let Some(e) = failed {
                     app.login.waiting_for_seed = false;
                     app.login.message = Some(format!("The demo accounts could not be made: {e}"));
@@ -113,7 +149,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     app.screen = Screen::Main;
                     app.status.error = None;
                     app.status.info = None;
-                    after_login(app, &mut fx);
+                    after_login(app, fx);
                 }
                 Err(e) => {
                     tracing::info!("login failed");
@@ -156,7 +192,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::SearchDue { id } => {
             if id == app.doctors.request_id {
-                search_doctors(app, &mut fx);
+                search_doctors(app, fx);
             }
         }
         Action::DoctorsLoaded { id, result } => {
@@ -214,7 +250,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 && p.request_id == id
             {
                 let query = field_text(&p.query);
-                net(app, &mut fx, Effect::SearchPatients { client, id, query });
+                net(app, fx, Effect::SearchPatients { client, id, query });
             }
         }
         Action::PatientsLoaded { id, result } => {
@@ -242,7 +278,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                         b.doctor_name
                     ));
                     app.status.error = None;
-                    reload_after_change(app, &mut fx);
+                    reload_after_change(app, fx);
                 }
                 Err(e) => app.status.error = Some(e),
             }
@@ -258,7 +294,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                         status_word(b.status)
                     ));
                     app.status.error = None;
-                    reload_after_change(app, &mut fx);
+                    reload_after_change(app, fx);
                 }
                 Err(e) => app.status.error = Some(e),
             }
@@ -270,7 +306,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         } => {
             if epoch == app.epoch && app.session.is_some() {
                 done(app);
-                on_vault(app, ledger, d, &mut fx);
+                on_vault(app, ledger, d, fx);
             }
         }
         Action::TransferProgress { id, done, total } => {
@@ -294,10 +330,6 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
     }
-    if !fx.is_empty() {
-        app.dirty = true;
-    }
-    fx
 }
 
 pub fn status_word(s: BookingStatus) -> &'static str {
@@ -351,6 +383,7 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     app.status.info = None;
     app.status.error = None;
     app.status.busy = 0;
+    app.status.history.clear();
     app.help_scroll = 0;
     app.pane = Pane::Doctors;
     app.login = LoginForm::default();
@@ -896,6 +929,21 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 app.dirty = false;
             }
         }
+        Popup::Messages(scroll) => {
+            let max = app.status.history.len().saturating_sub(1) as u16;
+            match app.keys.resolve(&k) {
+                Some(Cmd::Up) => app.popup = Some(Popup::Messages((scroll + 1).min(max))),
+                Some(Cmd::Down) => app.popup = Some(Popup::Messages(scroll.saturating_sub(1))),
+                Some(Cmd::PageUp) => app.popup = Some(Popup::Messages((scroll + 10).min(max))),
+                Some(Cmd::PageDown) => app.popup = Some(Popup::Messages(scroll.saturating_sub(10))),
+                _ if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) => {}
+                Some(Cmd::Quit | Cmd::Messages) => {}
+                _ => {
+                    app.popup = Some(Popup::Messages(scroll));
+                    app.dirty = false;
+                }
+            }
+        }
         Popup::Palette(mut p) => {
             if is(&k, KeyCode::Esc) {
                 return;
@@ -992,6 +1040,10 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
         app.help_for = app.pane;
         app.help_scroll = 0;
     }
+    // A message belongs to the pane that caused it.
+    if pane != app.pane {
+        app.status.error = None;
+    }
     app.pane = pane;
     app.dirty = true;
     if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
@@ -1036,8 +1088,11 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Go(p) => switch_pane(app, p, fx),
         Cmd::Logout => wipe(app, false, fx),
+        Cmd::Messages => app.popup = Some(Popup::Messages(0)),
         Cmd::Back => {
-            if app.pane == Pane::Calendar && app.calendar.in_day {
+            if app.status.error.take().is_some() {
+                // Esc dismisses the message first.
+            } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {
                 // Esc is never destructive: stopping a transfer asks first.

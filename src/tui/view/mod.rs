@@ -48,13 +48,29 @@ pub fn render(app: &App, frame: &mut Frame) {
             );
         }
         Screen::Main => {
-            let [tabs, body, hint, status] = Layout::vertical([
+            // An error gets whole lines above the status bar (up to 3), never cut at 80.
+            let message = app.status.error.as_ref().map(|e| format!("✗ {e}"));
+            let msg_rows = message.as_ref().map_or(0, |m| {
+                (m.chars().count() as u16)
+                    .div_ceil(area.width.max(1))
+                    .clamp(1, 3)
+            });
+            let [tabs, body, msg, hint, status] = Layout::vertical([
                 Constraint::Length(1),
                 Constraint::Min(1),
+                Constraint::Length(msg_rows),
                 Constraint::Length(1),
                 Constraint::Length(1),
             ])
             .areas(area);
+            if let Some(m) = message {
+                frame.render_widget(
+                    Paragraph::new(m)
+                        .style(app.theme.error)
+                        .wrap(Wrap { trim: false }),
+                    msg,
+                );
+            }
             tab_bar(app, frame, tabs);
             // A failed ledger check: a red banner across the app (DESIGN.md §6).
             let body = match &app.ledger.failed {
@@ -262,6 +278,12 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         return;
     }
     let mut spans = Vec::new();
+    let dismiss = [(Cmd::Back, "dismiss"), (Cmd::Messages, "messages")];
+    let hints = if app.status.error.is_some() && app.popup.is_none() {
+        &dismiss[..]
+    } else {
+        hints
+    };
     for (cmd, label) in hints {
         spans.push(Span::styled(
             format!(" {}", app.keys.first_key(*cmd)),
@@ -319,10 +341,6 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
             crate::tui::state::TransferKind::Download => "↓",
         };
         spans.push(Span::styled(format!(" │ {arrow} {pct}%"), t.bar));
-    }
-    if let Some(e) = &app.status.error {
-        spans.push(Span::styled(" │ ", t.bar));
-        spans.push(Span::styled(format!("✗ {e}"), t.error));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)).style(t.bar), area);
 }

@@ -301,6 +301,42 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ];
             frame.render_widget(Paragraph::new(lines), inner);
         }
+        Popup::Messages(scroll) => {
+            let bx = centered(area, 76, 18);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    " Messages, newest first · Esc closes ",
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let lines: Vec<Line> = if app.status.history.is_empty() {
+                vec![Line::from(Span::styled("No messages yet.", t.muted))]
+            } else {
+                app.status
+                    .history
+                    .iter()
+                    .rev()
+                    .skip(*scroll as usize)
+                    .map(|m| {
+                        Line::from(vec![
+                            Span::styled(
+                                m.at.with_timezone(&app.tz).format("%H:%M:%S ").to_string(),
+                                t.muted,
+                            ),
+                            if m.error {
+                                Span::styled(format!("✗ {}", m.text), t.error)
+                            } else {
+                                Span::raw(m.text.clone())
+                            },
+                        ])
+                    })
+                    .collect()
+            };
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        }
         Popup::Palette(p) => {
             let bx = centered(area, 60, 14);
             frame.render_widget(Clear, bx);
