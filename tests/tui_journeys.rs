@@ -632,6 +632,10 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert!(matches!(wil.popup, Some(Popup::Confirm(_))));
     press(&mut wil, KeyCode::Char('y')).await;
     assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+    assert!(
+        screen_text(&wil).contains("consent requested"),
+        "the row says the consent was asked (#14 point 6)"
+    );
     press(&mut wil, KeyCode::Char('5')).await;
     assert_eq!(wil.otp.items.len(), 1, "the grant's code waits for him");
     let code = common::six_digits(&s.last_mail("pat@clinic.test"));
@@ -839,4 +843,102 @@ async fn issue14_4_login_during_demo_seeding_waits_then_logs_in() {
     )
     .await;
     assert_eq!(app.screen, Screen::Main, "logged in when ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_6_no_silent_no_ops() {
+    let (s, _) = clinic().await;
+    let mut desk = desk_with_a_booking(&s).await;
+    // Cancel it, then `c` again: refused here, with a message, no request, no popup.
+    press(&mut desk, KeyCode::Char('c')).await;
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert_eq!(desk.bookings.items[0].status, BookingStatus::Cancelled);
+    press(&mut desk, KeyCode::Char('c')).await;
+    assert!(desk.popup.is_none());
+    assert_eq!(desk.status.busy, 0, "no request sent");
+    let e = desk.status.error.clone().unwrap_or_default();
+    assert!(e.contains("cancelled"), "{e}");
+
+    // Reception resends a patient's code by the request id from the mail.
+    press(&mut desk, KeyCode::Esc).await;
+    press(&mut desk, KeyCode::Char('R')).await;
+    assert!(
+        matches!(desk.popup, Some(Popup::Path(_))),
+        "a prompt, not nothing"
+    );
+    typ(&mut desk, "not an id").await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert!(
+        desk.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a request id")
+    );
+    ctrl(&mut desk, 'u').await;
+    typ(&mut desk, &uuid::Uuid::new_v4().to_string()).await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert!(desk.popup.is_none());
+    assert!(
+        desk.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not found"),
+        "the server was asked: {:?}",
+        desk.status.error
+    );
+
+    // Typing in Doctors without `/` searches (a letter that is no Doctors command).
+    let mut pat = new_app(&s);
+    log_in(&mut pat, "pat@example.test").await;
+    typ(&mut pat, "mira").await;
+    assert!(pat.doctors.editing);
+    let names: Vec<_> = pat
+        .doctors
+        .rows
+        .iter()
+        .map(|r| r.doctor.name.as_str())
+        .collect();
+    assert_eq!(names, ["Mira Haut"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_10_text_fields_follow_readline() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char('/')).await;
+    typ(&mut app, "mira haut").await;
+    let q = |a: &App| clinvault::tui::state::field_text(&a.doctors.query);
+    ctrl(&mut app, 'w').await;
+    assert_eq!(q(&app), "mira ");
+    ctrl(&mut app, 'a').await;
+    typ(&mut app, "x").await;
+    assert_eq!(q(&app), "xmira ");
+    ctrl(&mut app, 'k').await;
+    assert_eq!(q(&app), "x");
+    ctrl(&mut app, 'e').await;
+    typ(&mut app, "yz").await;
+    ctrl(&mut app, 'u').await;
+    assert_eq!(q(&app), "", "Ctrl-U clears to the start, not undo");
+    let screen = screen_text(&app);
+    assert!(
+        screen.contains("C-w word"),
+        "the hint shows the field's keys: {screen}"
+    );
+    assert!(!screen.contains("q quit"), "not commands it would type");
+
+    // Tab completes a path.
+    let dir = s.dir.path().join("uploads");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("echo-2026.pdf"), b"x").expect("file");
+    assert_eq!(
+        clinvault::tui::update::complete_path(&format!("{}/ec", dir.display())),
+        Some(format!("{}/echo-2026.pdf", dir.display()))
+    );
+    assert_eq!(
+        clinvault::tui::update::complete_path(&format!("{}/upl", s.dir.path().display())),
+        Some(format!("{}/uploads/", s.dir.path().display()))
+    );
 }

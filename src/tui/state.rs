@@ -437,6 +437,8 @@ pub struct ReportsPane {
     pub selected: usize,
     /// A doctor looking at one patient's reports (to ask consent).
     pub patient: Option<(Uuid, String)>,
+    /// Reports this doctor asked consent for in this session: "consent requested".
+    pub consent_asked: std::collections::HashSet<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,8 +477,15 @@ pub struct UploadPicker {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathFor {
-    Upload { patient: Uuid, name: String },
-    Download { report: Uuid },
+    Upload {
+        patient: Uuid,
+        name: String,
+    },
+    Download {
+        report: Uuid,
+    },
+    /// Reception mails a patient's code again: the request id is in the patient's mail.
+    ResendCode,
 }
 
 pub struct PathEntry {

@@ -591,9 +591,63 @@ fn type_into(t: &mut TextArea<'static>, k: KeyEvent) -> bool {
     if matches!(k.code, KeyCode::Enter | KeyCode::Tab | KeyCode::BackTab) {
         return false;
     }
+    // Readline keys, the same in every field (the text area's own Ctrl-U is undo).
+    if k.modifiers.contains(KeyModifiers::CONTROL)
+        && let KeyCode::Char(c) = k.code
+    {
+        use ratatui_textarea::CursorMove;
+        return match c {
+            'a' => {
+                t.move_cursor(CursorMove::Head);
+                false
+            }
+            'e' => {
+                t.move_cursor(CursorMove::End);
+                false
+            }
+            'u' => t.delete_line_by_head(),
+            'w' => t.delete_word(),
+            'k' => t.delete_line_by_end(),
+            _ => false,
+        };
+    }
     let before = t.lines().to_vec();
     t.input(k);
     t.lines() != before.as_slice()
+}
+
+/// Tab in a path field: the longest completion of the last component that the folder
+/// allows (a folder gets its `/`). `None` when nothing matches.
+pub fn complete_path(text: &str) -> Option<String> {
+    let (dir, prefix) = match text.rfind('/') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text),
+    };
+    let base = if dir.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        vault::expand_home(dir)
+    };
+    let mut names: Vec<(String, bool)> = std::fs::read_dir(base)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let is_dir = e.file_type().ok()?.is_dir();
+            (name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.')))
+                .then_some((name, is_dir))
+        })
+        .collect();
+    names.sort();
+    let first = names.first()?;
+    let mut common = first.0.clone();
+    for (n, _) in &names[1..] {
+        while !n.starts_with(&common) {
+            common.pop();
+        }
+    }
+    let slash = if names.len() == 1 && first.1 { "/" } else { "" };
+    Some(format!("{dir}{common}{slash}"))
 }
 
 fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -631,6 +685,12 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
+            } else if starts_search(app, &k) {
+                app.doctors.editing = true;
+                if type_into(&mut app.doctors.query, k) {
+                    after_edit(app, fx);
+                }
+                app.dirty = true;
             } else if app.pane == Pane::Help && help_closes(app, &k) {
                 // Help is a page over the pane it was opened from: these keys go back.
                 let back = app.help_for;
@@ -639,6 +699,27 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 command(app, cmd, fx);
             }
         }
+    }
+}
+
+/// In Doctors, a printable key that means nothing there starts the search with it (like
+/// fzf). Keys of this pane and global ones (j, k, r, q, L, M, digits…) keep their meaning.
+fn starts_search(app: &App, k: &KeyEvent) -> bool {
+    let KeyCode::Char(c) = k.code else {
+        return false;
+    };
+    if app.pane != Pane::Doctors
+        || c.is_control()
+        || k.modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+    {
+        return false;
+    }
+    match app.keys.resolve(k) {
+        None => true,
+        Some(cmd) => crate::tui::keymap::info(cmd)
+            .and_then(|i| i.panes)
+            .is_some_and(|p| !p.contains(&Pane::Doctors)),
     }
 }
 

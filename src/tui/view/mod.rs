@@ -278,6 +278,34 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         return;
     }
     let mut spans = Vec::new();
+    // A text field has the keys: show its keys, not commands it would type.
+    if app.screen == Screen::Main && app.text_focus() {
+        use crate::tui::state::Popup;
+        let enter = match &app.popup {
+            Some(Popup::Palette(_)) => "run",
+            Some(Popup::PickPatient(_)) => "choose",
+            Some(Popup::Path(_)) => "start",
+            _ if app.pane == Pane::Otp => "send code",
+            _ => "done",
+        };
+        let mut keys = vec![
+            ("Enter", enter),
+            ("Esc", "back"),
+            ("C-a/C-e", "ends"),
+            ("C-w", "word"),
+            ("C-u/C-k", "clear"),
+        ];
+        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if p.purpose != crate::tui::state::PathFor::ResendCode)
+        {
+            keys.insert(2, ("Tab", "complete"));
+        }
+        for (key, label) in keys {
+            spans.push(Span::styled(format!(" {key}"), app.theme.accent));
+            spans.push(Span::styled(format!(" {label} "), app.theme.muted));
+        }
+        frame.render_widget(Line::from(spans), area);
+        return;
+    }
     let dismiss = [(Cmd::Back, "dismiss"), (Cmd::Messages, "messages")];
     let hints = if app.status.error.is_some() && app.popup.is_none() {
         &dismiss[..]

@@ -179,6 +179,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 PathFor::Download { .. } => {
                     " Save the report (verified before it appears) to ".into()
                 }
+                PathFor::ResendCode => " Mail a patient's code again: which request? ".into(),
             };
             let block = Block::bordered()
                 .title(Span::styled(title, t.title))
@@ -198,6 +199,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             let h = match &p.purpose {
                 PathFor::Upload { .. } => "Enter start · Esc close · the same file again resumes",
                 PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
+                PathFor::ResendCode => {
+                    "Enter mail it · Esc close · the id is in the patient's mail"
+                }
             };
             frame.render_widget(Span::styled(h, t.muted), hint);
         }

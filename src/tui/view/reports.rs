@@ -25,14 +25,21 @@ pub fn human(n: u64) -> String {
 }
 
 /// The word for where a report stands, and whether it is bad news.
-pub fn state_word(app: &App, check: &Check, status: &str, readable: bool) -> (String, bool) {
-    let _ = app;
+pub fn state_word(app: &App, row: &crate::tui::state::ReportRow) -> (String, bool) {
+    let (check, status, readable) = (
+        &row.check,
+        row.summary.status.as_str(),
+        row.summary.readable,
+    );
     match check {
         Check::Failed(_) => ("FAILED ✗".into(), true),
         Check::Verified { .. } => ("verified ✓".into(), false),
         _ if status == "awaiting_release" => ("awaiting code".into(), false),
         // Opened but not committed: an upload that stopped; the same file again resumes it.
         _ if status == "open" => ("incomplete".into(), true),
+        _ if !readable && app.reports.consent_asked.contains(&row.summary.id) => {
+            ("consent requested".into(), false)
+        }
         _ if !readable => ("no key".into(), false),
         _ => ("released".into(), false),
     }
@@ -70,7 +77,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             .iter()
             .map(|x| {
                 let s = &x.summary;
-                let (word, bad) = state_word(app, &x.check, &s.status, s.readable);
+                let (word, bad) = state_word(app, x);
                 let style = if bad {
                     t.error
                 } else if matches!(x.check, Check::Verified { .. }) {
@@ -81,7 +88,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     t.base
                 };
                 let title = match x.check.title() {
-                    Some(title) => truncate(title, 15),
+                    Some(title) => truncate(title, 12),
                     None => "…".into(),
                 };
                 Row::new(vec![
@@ -105,7 +112,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Length(10),
                 Constraint::Length(12),
                 Constraint::Length(12),
-                Constraint::Length(15),
+                Constraint::Length(12),
                 Constraint::Length(8),
                 Constraint::Min(8),
             ],
@@ -159,14 +166,23 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             TransferKind::Upload => "↑",
             TransferKind::Download => "↓",
         };
-        let text = format!(
-            "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
-            truncate(&tr.label, 28),
-            human(tr.done),
-            human(tr.total),
-            human(rate as u64),
-            app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
-        );
+        // A resumed upload reports nothing until it re-read what was sent: no zeros.
+        let text = if tr.total == 0 {
+            format!(
+                "{arrow} {} · resuming: checking what was already sent… · {} stop",
+                truncate(&tr.label, 28),
+                app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
+            )
+        } else {
+            format!(
+                "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
+                truncate(&tr.label, 28),
+                human(tr.done),
+                human(tr.total),
+                human(rate as u64),
+                app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
+            )
+        };
         frame.render_widget(Span::styled(text, t.accent), label);
         let ratio = if tr.total == 0 {
             0.0
