@@ -942,3 +942,97 @@ async fn issue14_10_text_fields_follow_readline() {
         Some(format!("{}/uploads/", s.dir.path().display()))
     );
 }
+
+/// Presses that are not typed names: what the keystroke counts of #14 count.
+struct Keys(u32);
+
+impl Keys {
+    async fn press(&mut self, app: &mut App, code: KeyCode) {
+        self.0 += 1;
+        press(app, code).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_7_8_9_reception_books_a_named_patient_with_a_named_doctor() {
+    let (s, _) = clinic().await;
+    // Pat's address shares nothing with Kim's name, but "pat" is in Kim's address.
+    s.patient("kim@patients.test", "Kim Lee").await;
+    let mut desk = new_app(&s);
+    log_in(&mut desk, "desk@clinic.test").await;
+
+    // Before: Doctors search, calendar, day, slot, patient, yes.
+    let mut before = Keys(0);
+    before.press(&mut desk, KeyCode::Char('/')).await;
+    typ(&mut desk, "mira").await;
+    before.press(&mut desk, KeyCode::Enter).await; // leave the search
+    before.press(&mut desk, KeyCode::Enter).await; // calendar
+    before.press(&mut desk, KeyCode::Enter).await; // the day of the next free slot
+    before.press(&mut desk, KeyCode::Enter).await; // its first slot
+    typ(&mut desk, "kim").await;
+    before.press(&mut desk, KeyCode::Enter).await;
+    before.press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.status.error.is_none(), "{:?}", desk.status.error);
+    assert_eq!(before.0, 7);
+
+    // After: Bookings, `n`, the patient, the doctor, yes.
+    let mut after = Keys(0);
+    after.press(&mut desk, KeyCode::Char('3')).await;
+    after.press(&mut desk, KeyCode::Char('n')).await;
+    typ(&mut desk, "@patients").await;
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("patient picker")
+    };
+    let names: Vec<_> = p.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Kim Lee"], "addresses once `@` is typed");
+    for _ in 0.."@patients".len() {
+        press(&mut desk, KeyCode::Backspace).await;
+    }
+    typ(&mut desk, "pat").await;
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("patient picker")
+    };
+    // #14 point 9: names first; "pat" no longer matches kim@patients.test.
+    let names: Vec<_> = p.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Pat Ient"]);
+    after.press(&mut desk, KeyCode::Enter).await;
+    assert!(matches!(desk.popup, Some(Popup::PickDoctor(_))));
+    typ(&mut desk, "cardio").await;
+    let next = desk.doctors.rows[0].next_free.clone().expect("a free slot");
+    after.press(&mut desk, KeyCode::Enter).await;
+    assert!(matches!(desk.popup, Some(Popup::Confirm(_))));
+    after.press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.status.error.is_none(), "{:?}", desk.status.error);
+    assert_eq!(after.0, 5, "≤ 8 keys plus the typed names");
+    let booked = desk
+        .bookings
+        .items
+        .iter()
+        .find(|b| b.doctor_name == "Dana Herz")
+        .expect("booked with Dana");
+    assert_eq!(booked.start, next.start, "the first free slot");
+    assert_eq!(booked.patient_name, "Pat Ient");
+    println!(
+        "keystrokes: reception books a named patient: before {} after {}",
+        before.0, after.0
+    );
+
+    // #14 point 7: Doctors no longer offers the booked slot as "next free".
+    let dana = desk
+        .doctors
+        .rows
+        .iter()
+        .find(|r| r.doctor.name == "Dana Herz")
+        .expect("Dana listed");
+    assert_ne!(dana.next_free.as_ref().map(|x| x.start), Some(next.start));
+
+    // The `/` filter of Bookings; Esc leaves the field, a second Esc clears it.
+    press(&mut desk, KeyCode::Char('/')).await;
+    typ(&mut desk, "mira").await;
+    assert_eq!(desk.bookings.items.len(), 1);
+    assert_eq!(desk.bookings.items[0].doctor_name, "Mira Haut");
+    press(&mut desk, KeyCode::Esc).await;
+    assert!(!desk.bookings.filtering && desk.bookings.items.len() == 1);
+    press(&mut desk, KeyCode::Esc).await;
+    assert_eq!(desk.bookings.items.len(), 2);
+}

@@ -362,6 +362,7 @@ fn calendar_pick_patient() {
             doctor_id: id(1),
             doctor_name: "Dana Herz".into(),
             slot: slot(2, 11, 0),
+            choose_doctor: false,
         })));
         a
     });

@@ -43,6 +43,7 @@ pub enum Cmd {
     EnterCode,
     Resend,
     Messages,
+    NewBooking,
     Go(Pane),
 }
 
@@ -221,8 +222,8 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::Search,
         name: "search",
-        desc: "search doctors (name or specialty)",
-        panes: Some(&[Pane::Doctors]),
+        desc: "search doctors (name or specialty) / filter the list",
+        panes: Some(&[Pane::Doctors, Pane::Bookings]),
         defaults: &["/"],
     },
     CmdInfo {
@@ -322,6 +323,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "mail the selected code again",
         panes: Some(&[Pane::Otp]),
         defaults: &["R"],
+    },
+    CmdInfo {
+        cmd: Cmd::NewBooking,
+        name: "new_booking",
+        desc: "new booking: patient, doctor, first free slot (reception)",
+        panes: Some(&[Pane::Bookings]),
+        defaults: &["n"],
     },
     CmdInfo {
         cmd: Cmd::Messages,

@@ -305,13 +305,57 @@ impl CalendarPane {
     }
 }
 
-#[derive(Default)]
 pub struct BookingsPane {
     pub request_id: u64,
     pub loading: bool,
     pub error: Option<String>,
+    /// What is shown: `all` through the `/` filter.
     pub items: Vec<Booking>,
     pub selected: usize,
+    pub all: Vec<Booking>,
+    pub filter: TextArea<'static>,
+    /// The filter field has the keys.
+    pub filtering: bool,
+}
+
+impl Default for BookingsPane {
+    fn default() -> Self {
+        BookingsPane {
+            request_id: 0,
+            loading: false,
+            error: None,
+            items: Vec::new(),
+            selected: 0,
+            all: Vec::new(),
+            filter: text_field("patient, doctor, date or status"),
+            filtering: false,
+        }
+    }
+}
+
+impl BookingsPane {
+    /// `items` from `all` and the filter: every word must be in the row.
+    pub fn refilter(&mut self, tz: chrono_tz::Tz) {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        self.items = self
+            .all
+            .iter()
+            .filter(|b| {
+                let hay = format!(
+                    "{} {} {} {}",
+                    b.patient_name,
+                    b.doctor_name,
+                    b.start.with_timezone(&tz).format("%a %Y-%m-%d %H:%M"),
+                    crate::tui::update::status_word(b.status)
+                )
+                .to_lowercase();
+                words.iter().all(|w| hay.contains(w))
+            })
+            .cloned()
+            .collect();
+        self.selected = self.selected.min(self.items.len().saturating_sub(1));
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +410,14 @@ pub struct PatientPicker {
     pub doctor_id: Uuid,
     pub doctor_name: String,
     pub slot: Slot,
+    /// The new-booking flow (`n`): no slot yet, the doctor is chosen next.
+    pub choose_doctor: bool,
+}
+
+/// The new-booking flow's second step: the doctor (the Doctors search, with its "next
+/// free" slot, which the confirmation offers).
+pub struct DoctorStep {
+    pub patient: (Uuid, String),
 }
 
 pub struct Palette {
@@ -384,6 +436,7 @@ pub enum Popup {
     /// A checked grant waiting for the key holder's yes before the key is wrapped.
     Wrap(Box<crate::client::reports::WrapCheck>),
     PickPatient(Box<PatientPicker>),
+    PickDoctor(Box<DoctorStep>),
     Palette(Box<Palette>),
     /// The message history, scrolled by this many lines from the newest.
     Messages(u16),
@@ -710,9 +763,13 @@ impl App {
             Screen::Main => {
                 matches!(
                     self.popup,
-                    Some(Popup::PickPatient(_)) | Some(Popup::Palette(_)) | Some(Popup::Path(_))
+                    Some(Popup::PickPatient(_))
+                        | Some(Popup::PickDoctor(_))
+                        | Some(Popup::Palette(_))
+                        | Some(Popup::Path(_))
                 ) || (self.popup.is_none()
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
+                        || (self.pane == Pane::Bookings && self.bookings.filtering)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

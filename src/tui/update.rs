@@ -16,9 +16,9 @@ use std::sync::atomic::Ordering;
 use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
-    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LedgerView, LoginField, LoginForm,
-    MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField, RegisterForm,
-    ReportsPane, Screen, Session, field_text, text_field,
+    App, BookingsPane, CalendarPane, DayRow, DoctorStep, DoctorsPane, LedgerView, LoginField,
+    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField,
+    RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
 mod vault;
@@ -236,10 +236,9 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 app.bookings.loading = false;
                 match result {
                     Ok(items) => {
-                        app.bookings.items = items;
+                        app.bookings.all = items;
                         app.bookings.error = None;
-                        let n = app.bookings.items.len();
-                        app.bookings.selected = app.bookings.selected.min(n.saturating_sub(1));
+                        app.bookings.refilter(app.tz);
                     }
                     Err(e) => app.bookings.error = Some(e),
                 }
@@ -259,7 +258,17 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 && p.request_id == id
             {
                 match result {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        // The server also matches addresses ("pat" is in every
+                        // "@patients.demo"): names first, addresses only once `@` is typed.
+                        let q = field_text(&p.query).trim().to_lowercase();
+                        if !q.is_empty() && !q.contains('@') {
+                            let digits = q.chars().all(|c| c.is_ascii_digit() || c == '+');
+                            r.retain(|x| {
+                                x.name.to_lowercase().contains(&q)
+                                    || (digits && x.phone.contains(&q))
+                            });
+                        }
                         p.results = r;
                         p.selected = 0;
                         p.error = None;
@@ -501,9 +510,14 @@ fn load_mailbox(app: &mut App, fx: &mut Vec<Effect>) {
     }
 }
 
+/// A booking changed: every list that shows it or the slot it took (Doctors' "next free").
 fn reload_after_change(app: &mut App, fx: &mut Vec<Effect>) {
     load_calendar(app, fx);
     load_bookings(app, fx);
+    if app.panes().contains(&Pane::Doctors) {
+        app.doctors.request_id += 1;
+        search_doctors(app, fx);
+    }
     if app.server.demo {
         load_mailbox(app, fx);
     }
@@ -535,6 +549,7 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
         Screen::Mailbox => None,
         Screen::Main => match &mut app.popup {
             Some(Popup::PickPatient(p)) => Some(&mut p.query),
+            Some(Popup::PickDoctor(_)) => Some(&mut app.doctors.query),
             Some(Popup::Palette(p)) => Some(&mut p.input),
             Some(Popup::Path(p)) => Some(&mut p.input),
             Some(_) => None,
@@ -542,6 +557,9 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
                 Some(&mut app.doctors.query)
             }
             None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
+            None if app.pane == Pane::Bookings && app.bookings.filtering => {
+                Some(&mut app.bookings.filter)
+            }
             None => None,
         },
     }
@@ -561,8 +579,12 @@ fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
             });
         }
         Some(Popup::Palette(p)) => p.selected = palette_default(&field_text(&p.input)),
+        Some(Popup::PickDoctor(_)) => doctors_debounce(app, fx),
         Some(_) => {}
         None => {
+            if app.pane == Pane::Bookings && app.bookings.filtering {
+                app.bookings.refilter(app.tz);
+            }
             if app.pane == Pane::Doctors && app.doctors.editing {
                 app.doctors.request_id += 1;
                 app.doctors.loading = true;
@@ -685,6 +707,8 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
+            } else if app.pane == Pane::Bookings && app.bookings.filtering {
+                filter_key(app, k);
             } else if starts_search(app, &k) {
                 app.doctors.editing = true;
                 if type_into(&mut app.doctors.query, k) {
@@ -700,6 +724,33 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
         }
     }
+}
+
+fn doctors_debounce(app: &mut App, fx: &mut Vec<Effect>) {
+    app.doctors.request_id += 1;
+    app.doctors.loading = true;
+    fx.push(Effect::Later {
+        after: SEARCH_DEBOUNCE,
+        action: Box::new(Action::SearchDue {
+            id: app.doctors.request_id,
+        }),
+    });
+}
+
+/// The `/` filter of Bookings: Esc or Enter leave the field and keep the filter.
+fn filter_key(app: &mut App, k: KeyEvent) {
+    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+        app.bookings.filtering = false;
+    } else if is(&k, KeyCode::Up) {
+        app.bookings.selected = app.bookings.selected.saturating_sub(1);
+    } else if is(&k, KeyCode::Down) {
+        move_down(&mut app.bookings.selected, app.bookings.items.len(), 1);
+    } else if type_into(&mut app.bookings.filter, k) {
+        app.bookings.refilter(app.tz);
+    } else {
+        return;
+    }
+    app.dirty = true;
 }
 
 /// In Doctors, a printable key that means nothing there starts the search with it (like
@@ -974,7 +1025,18 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 return;
             }
             if is(&k, KeyCode::Enter) {
-                if let Some(pat) = p.results.get(p.selected) {
+                if p.choose_doctor
+                    && let Some(pat) = p.results.get(p.selected)
+                {
+                    // Step 2 of `n`: the doctor, from the Doctors search (all at first).
+                    app.popup = Some(Popup::PickDoctor(Box::new(DoctorStep {
+                        patient: (pat.id, pat.name.clone()),
+                    })));
+                    app.doctors.query = DoctorsPane::default().query;
+                    app.doctors.editing = false;
+                    app.doctors.request_id += 1;
+                    search_doctors(app, fx);
+                } else if let Some(pat) = p.results.get(p.selected) {
                     app.popup = Some(Popup::Confirm(Pending::Book {
                         doctor_id: p.doctor_id,
                         doctor_name: p.doctor_name.clone(),
@@ -998,6 +1060,46 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 });
             }
             app.popup = Some(Popup::PickPatient(p));
+        }
+        Popup::PickDoctor(d) => {
+            if is(&k, KeyCode::Esc) {
+                return;
+            }
+            if is(&k, KeyCode::Enter) {
+                match app.doctors.rows.get(app.doctors.selected) {
+                    Some(row) if app.doctors.loading => {
+                        let _ = row;
+                        app.popup = Some(Popup::PickDoctor(d));
+                    }
+                    Some(row) => match &row.next_free {
+                        Some(slot) => {
+                            app.popup = Some(Popup::Confirm(Pending::Book {
+                                doctor_id: row.doctor.id,
+                                doctor_name: row.doctor.name.clone(),
+                                slot: slot.clone(),
+                                patient: Some(d.patient.clone()),
+                            }))
+                        }
+                        None => {
+                            app.status.error = Some(format!(
+                                "{} has no free slot soon: choose another doctor.",
+                                row.doctor.name
+                            ));
+                            app.popup = Some(Popup::PickDoctor(d));
+                        }
+                    },
+                    None => app.popup = Some(Popup::PickDoctor(d)),
+                }
+                return;
+            }
+            app.popup = Some(Popup::PickDoctor(d));
+            if is(&k, KeyCode::Up) {
+                app.doctors.selected = app.doctors.selected.saturating_sub(1);
+            } else if is(&k, KeyCode::Down) {
+                move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
+            } else if type_into(&mut app.doctors.query, k) {
+                doctors_debounce(app, fx);
+            }
         }
         Popup::PickUploadPatient(p) => upload_picker_key(app, p, k, fx),
         Popup::Path(p) => path_key(app, p, k, fx),
@@ -1173,6 +1275,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Back => {
             if app.status.error.take().is_some() {
                 // Esc dismisses the message first.
+            } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
+                app.bookings.filter = BookingsPane::default().filter;
+                app.bookings.refilter(app.tz);
             } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {
@@ -1182,11 +1287,21 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 return;
             }
         }
-        Cmd::Search => {
-            if app.pane != Pane::Doctors {
+        Cmd::Search => match app.pane {
+            Pane::Doctors => app.doctors.editing = true,
+            Pane::Bookings => app.bookings.filtering = true,
+            _ => return,
+        },
+        Cmd::NewBooking => {
+            if app.pane != Pane::Bookings {
                 return;
             }
-            app.doctors.editing = true;
+            if role != Some(Role::Reception) {
+                app.status.info =
+                    Some("Book from a doctor's calendar: 1 Doctors, Enter on a doctor.".into());
+            } else {
+                open_patient_picker(app, None, fx);
+            }
         }
         Cmd::Refresh => match app.pane {
             Pane::Doctors => {
@@ -1421,24 +1536,45 @@ fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
                 patient: None,
             }))
         }
-        Some(Role::Reception) => {
-            app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
-                query: text_field("patient name, email or phone"),
-                request_id: 0,
-                results: vec![],
-                selected: 0,
-                error: None,
-                doctor_id: doctor.id,
-                doctor_name: doctor.name,
-                slot,
-            })));
-            fx.push(Effect::Later {
-                after: Duration::ZERO,
-                action: Box::new(Action::PatientsDue { id: 0 }),
-            });
-        }
+        Some(Role::Reception) => open_patient_picker(app, Some((doctor, slot)), fx),
         _ => app.status.error = Some("Only patients and reception book slots.".into()),
     }
+}
+
+/// Reception picks the patient: for a chosen slot, or first in the new-booking flow.
+fn open_patient_picker(
+    app: &mut App,
+    target: Option<(crate::api::Doctor, crate::api::Slot)>,
+    fx: &mut Vec<Effect>,
+) {
+    let choose_doctor = target.is_none();
+    let (doctor_id, doctor_name, slot) = match target {
+        Some((d, s)) => (d.id, d.name, s),
+        None => (
+            uuid::Uuid::nil(),
+            String::new(),
+            crate::api::Slot {
+                start: app.clock.now,
+                end: app.clock.now,
+                local_start: String::new(),
+            },
+        ),
+    };
+    app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
+        query: text_field("patient name (or email with @, or phone)"),
+        request_id: 0,
+        results: vec![],
+        selected: 0,
+        error: None,
+        doctor_id,
+        doctor_name,
+        slot,
+        choose_doctor,
+    })));
+    fx.push(Effect::Later {
+        after: Duration::ZERO,
+        action: Box::new(Action::PatientsDue { id: 0 }),
+    });
 }
 
 #[cfg(test)]

@@ -206,7 +206,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::NextMonth, "month"),
         ],
         Pane::Bookings => {
-            let mut v = vec![(Cmd::Down, "move")];
+            let mut v = vec![];
+            if role == Some(Role::Reception) {
+                v.push((Cmd::NewBooking, "new"));
+            }
+            v.push((Cmd::Search, "filter"));
             v.extend(booking_hints(role));
             v
         }
@@ -283,7 +287,7 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         use crate::tui::state::Popup;
         let enter = match &app.popup {
             Some(Popup::Palette(_)) => "run",
-            Some(Popup::PickPatient(_)) => "choose",
+            Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
             Some(Popup::Path(_)) => "start",
             _ if app.pane == Pane::Otp => "send code",
             _ => "done",

@@ -70,7 +70,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
                 .title(Span::styled(
-                    format!(" Book {} for which patient? ", app.local(p.slot.start)),
+                    if p.choose_doctor {
+                        " New booking 1/2: which patient? ".to_string()
+                    } else {
+                        format!(" Book {} for which patient? ", app.local(p.slot.start))
+                    },
                     t.title,
                 ))
                 .border_style(t.accent);
@@ -111,7 +115,67 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             }
             frame.render_widget(
                 Span::styled(
-                    "type to search · ↑↓ choose · Enter book · Esc close",
+                    if p.choose_doctor {
+                        "type a name · ↑↓ choose · Enter next: the doctor · Esc close"
+                    } else {
+                        "type to search · ↑↓ choose · Enter book · Esc close"
+                    },
+                    t.muted,
+                ),
+                hint,
+            );
+        }
+        Popup::PickDoctor(d) => {
+            let bx = centered(area, 72, 14);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    format!(
+                        " New booking 2/2: {} with which doctor? ",
+                        truncate(&d.patient.1, 24)
+                    ),
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let [q, list, hint] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
+            let mut field = app.doctors.query.clone();
+            field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+            field.set_placeholder_style(t.muted);
+            frame.render_widget(&field, q);
+            let items: Vec<ListItem> = app
+                .doctors
+                .rows
+                .iter()
+                .map(|r| {
+                    ListItem::new(format!(
+                        "{:<20} {:<16} {}",
+                        truncate(&r.doctor.name, 20),
+                        truncate(&r.doctor.specialty, 16),
+                        r.next_free
+                            .as_ref()
+                            .map(|s| app.local(s.start))
+                            .unwrap_or_else(|| "no free slot".into())
+                    ))
+                })
+                .collect();
+            let mut st = ListState::default().with_selected(Some(app.doctors.selected));
+            frame.render_stateful_widget(
+                List::new(items)
+                    .highlight_style(t.selection)
+                    .highlight_symbol("› "),
+                list,
+                &mut st,
+            );
+            frame.render_widget(
+                Span::styled(
+                    "name or specialty · ↑↓ choose · Enter book the first free slot · Esc close",
                     t.muted,
                 ),
                 hint,
