@@ -636,6 +636,13 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
         screen_text(&wil).contains("consent requested"),
         "the row says the consent was asked (#14 point 6)"
     );
+    // #14 point 14: Esc returns to the full list, `f` goes back to the patient.
+    assert!(screen_text(&wil).contains("Esc: all"));
+    press(&mut wil, KeyCode::Esc).await;
+    assert!(wil.reports.patient.is_none() && wil.reports.rows.is_empty());
+    press(&mut wil, KeyCode::Char('f')).await;
+    press(&mut wil, KeyCode::Enter).await;
+    assert!(wil.reports.patient.is_some());
     press(&mut wil, KeyCode::Char('5')).await;
     assert_eq!(wil.otp.items.len(), 1, "the grant's code waits for him");
     let code = common::six_digits(&s.last_mail("pat@clinic.test"));
@@ -662,8 +669,10 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
 
     press(&mut wil, KeyCode::Char('4')).await;
-    press(&mut wil, KeyCode::Char('f')).await;
-    assert!(wil.reports.patient.is_none(), "f again: his own list");
+    assert!(
+        wil.reports.patient.is_none(),
+        "leaving Reports ended the one-patient view (#14 point 14)"
+    );
     assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
     assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
     press(&mut wil, KeyCode::Char('v')).await;
@@ -718,6 +727,19 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     // The idle lock: no title in state or on screen.
     press(&mut pat, KeyCode::Char('6')).await;
     assert!(pat.ledger.head.is_some());
+    // #14 point 14: words, not enum names.
+    let texts: Vec<&str> = pat.ledger.entries.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("released by code")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("key served")), "{texts:?}");
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains("ReleasedByOtp") || t.contains("KeyServed")),
+        "{texts:?}"
+    );
     drive(&mut pat, Action::IdleLock).await;
     assert!(pat.session.is_none());
     assert!(pat.reports.rows.is_empty() && pat.ledger.entries.is_empty());

@@ -1227,6 +1227,10 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     if pane != app.pane {
         app.status.error = None;
     }
+    // One patient's reports are a detour: leaving Reports (not for Help) ends it.
+    if app.pane == Pane::Reports && pane != Pane::Help && app.reports.patient.take().is_some() {
+        app.reports.rows.clear();
+    }
     app.pane = pane;
     app.dirty = true;
     if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
@@ -1278,6 +1282,14 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
                 app.bookings.filter = BookingsPane::default().filter;
                 app.bookings.refilter(app.tz);
+            } else if app.pane == Pane::Reports
+                && app.transfer.is_none()
+                && app.reports.patient.is_some()
+            {
+                // Back from one patient's reports to the full list.
+                app.reports.patient = None;
+                app.reports.rows.clear();
+                load_reports(app, fx);
             } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {

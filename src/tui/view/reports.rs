@@ -51,7 +51,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(
         app,
         match &r.patient {
-            Some((_, name)) => format!("Reports of {} · {}", truncate(name, 30), r.rows.len()),
+            Some((_, name)) => format!(
+                "Reports of {} · {} · Esc: all",
+                truncate(name, 30),
+                r.rows.len()
+            ),
             None => format!("Reports · {}", r.rows.len()),
         },
         r.loading,
