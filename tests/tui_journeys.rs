@@ -1058,3 +1058,37 @@ async fn issue14_7_8_9_reception_books_a_named_patient_with_a_named_doctor() {
     press(&mut desk, KeyCode::Esc).await;
     assert_eq!(desk.bookings.items.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_16_17_hints_true_to_context_unlock_returns_ledger_in_the_bar() {
+    let (s, _) = clinic().await;
+    // A patient on their booked slot is offered cancel only.
+    let mut pat = patient_books_tomorrow(&s).await;
+    press(&mut pat, KeyCode::Char('2')).await;
+    let i = pat
+        .day_rows()
+        .iter()
+        .position(|r| matches!(r, DayRow::Booked(_)))
+        .expect("the booking is in the day");
+    pat.calendar.row = i;
+    press(&mut pat, KeyCode::Enter).await;
+    let info = pat.status.info.clone().unwrap_or_default();
+    assert_eq!(info, "c cancel", "no check in / complete for a patient");
+
+    // Reception's status bar shows the ledger, not "idle"; unlocking returns to Bookings.
+    let mut desk = new_app(&s);
+    desk.idle_lock_minutes = 1;
+    log_in(&mut desk, "desk@clinic.test").await;
+    assert!(desk.ledger.head.is_some(), "synced at login");
+    let screen = screen_text(&desk);
+    assert!(screen.contains("ledger ✓"), "{screen}");
+    assert!(!screen.contains("│ idle"), "{screen}");
+    press(&mut desk, KeyCode::Char('3')).await;
+    drive(&mut desk, Action::IdleLock).await;
+    let msg = desk.login.message.clone().unwrap_or_default();
+    assert!(msg.starts_with("Locked after 1 idle minute:"), "{msg}");
+    typ(&mut desk, PASSWORD).await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert_eq!(desk.screen, Screen::Main);
+    assert_eq!(desk.pane, Pane::Bookings, "back where the lock found it");
+}

@@ -729,3 +729,43 @@ fn issue14_5_message_history_with_times() {
     assert!(a.status.error.is_none());
     assert_eq!(a.status.history.len(), 1, "but stays in the history");
 }
+
+#[test]
+fn issue14_16_hints_true_to_context() {
+    // No codes: no Enter or R offered.
+    snap("otp_empty", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.pane = Pane::Otp;
+        a
+    });
+    // Admin has no Calendar pane: Enter does not offer one.
+    snap("admin_doctors", |c| {
+        let mut a = app(c, Some(Role::Admin));
+        with_doctors(&mut a);
+        a.pane = Pane::Doctors;
+        a
+    });
+    // Help of Doctors: page keys without "next week".
+    snap("help_doctors", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_doctors(&mut a);
+        key(&mut a, KeyCode::Char('?'));
+        a
+    });
+}
+
+#[test]
+fn issue14_17_plural_and_ledger_in_the_status_bar() {
+    snap("login_locked_one_minute", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        a.idle_lock_minutes = 1;
+        let _ = update(&mut a, Action::IdleLock);
+        a
+    });
+    snap("reception_status_bar_ledger", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        a.ledger.head = Some(head());
+        a
+    });
+}

@@ -160,6 +160,8 @@ pub struct LoginForm {
     pub locked: Option<String>,
     /// Enter was pressed while the demo accounts were being made: log in once they are.
     pub waiting_for_seed: bool,
+    /// The pane the lock left: unlocking returns to it.
+    pub return_to: Option<Pane>,
 }
 
 impl Default for LoginForm {
@@ -172,6 +174,7 @@ impl Default for LoginForm {
             message: None,
             locked: None,
             waiting_for_seed: false,
+            return_to: None,
         }
     }
 }

@@ -139,6 +139,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     let user = logged.login.user.clone();
                     // Ids and roles only: no names, addresses or codes in the log.
                     tracing::info!(user = %user.id, role = %user.role, "logged in");
+                    let return_to = app.login.return_to.take();
                     app.login = LoginForm::default();
                     app.epoch += 1;
                     app.session = Some(Session {
@@ -150,6 +151,9 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     app.status.error = None;
                     app.status.info = None;
                     after_login(app, fx);
+                    if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
+                        app.pane = p;
+                    }
                 }
                 Err(e) => {
                     tracing::info!("login failed");
@@ -372,6 +376,12 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
         tracing::info!(user = %s.user.id, lock, "session closed, state wiped");
     }
     let email = app.session.as_ref().map(|s| s.user.email.clone());
+    // Help is a page over a pane: return to that pane.
+    let pane = if app.pane == Pane::Help {
+        app.help_for
+    } else {
+        app.pane
+    };
     if let Some(s) = app.session.take() {
         fx.push(Effect::Logout { client: s.client });
     }
@@ -400,9 +410,11 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
         app.login.email.insert_str(&email);
         app.login.locked = Some(email);
         app.login.focus = LoginField::Password;
+        app.login.return_to = Some(pane);
         app.login.message = Some(format!(
-            "Locked after {} idle minutes: keys and data wiped.",
-            app.idle_lock_minutes
+            "Locked after {} idle minute{}: keys and data wiped.",
+            app.idle_lock_minutes,
+            if app.idle_lock_minutes == 1 { "" } else { "s" }
         ));
     }
     app.screen = Screen::Login;
@@ -432,6 +444,10 @@ fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
     }
     if panes.contains(&Pane::Otp) {
         load_otp(app, fx);
+    }
+    // Without Reports nothing else syncs the ledger: its state belongs in the status bar.
+    if !panes.contains(&Pane::Reports) {
+        load_entries(app, fx);
     }
 }
 
@@ -1409,6 +1425,11 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 let Some(row) = app.doctors.rows.get(app.doctors.selected) else {
                     return;
                 };
+                if !app.panes().contains(&Pane::Calendar) {
+                    app.status.info =
+                        Some("Calendars are for patients, reception and doctors.".into());
+                    return;
+                }
                 let doctor = row.doctor.clone();
                 let first = row
                     .next_free
@@ -1436,12 +1457,19 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     match rows.get(app.calendar.row) {
                         Some(DayRow::Free(slot)) => book(app, slot.clone(), fx),
                         Some(DayRow::Booked(_)) => {
-                            app.status.info = Some(format!(
-                                "{} cancel · {} check in · {} complete",
-                                app.keys.first_key(Cmd::CancelBooking),
-                                app.keys.first_key(Cmd::CheckIn),
-                                app.keys.first_key(Cmd::Complete)
-                            ))
+                            // Only what this role may do to a booking.
+                            let mut acts = vec![(Cmd::CancelBooking, "cancel")];
+                            match role {
+                                Some(Role::Reception) => acts.push((Cmd::CheckIn, "check in")),
+                                Some(Role::Doctor) => acts = vec![(Cmd::Complete, "complete")],
+                                _ => {}
+                            }
+                            app.status.info = Some(
+                                acts.iter()
+                                    .map(|(c, w)| format!("{} {w}", app.keys.first_key(*c)))
+                                    .collect::<Vec<_>>()
+                                    .join(" · "),
+                            )
                         }
                         None => return,
                     }

@@ -187,11 +187,15 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
         Pane::Doctors if app.doctors.editing => {
             vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
         }
-        Pane::Doctors => vec![
-            (Cmd::Search, "search"),
-            (Cmd::Select, "calendar"),
-            (Cmd::Down, "move"),
-        ],
+        Pane::Doctors => {
+            let mut v = vec![(Cmd::Search, "search")];
+            // Admin and auditor have no Calendar pane to open.
+            if app.panes().contains(&Pane::Calendar) {
+                v.push((Cmd::Select, "calendar"));
+            }
+            v.push((Cmd::Down, "move"));
+            v
+        }
         Pane::Calendar if app.calendar.in_day => {
             let mut v = vec![(Cmd::Back, "days")];
             if matches!(role, Some(Role::Patient | Role::Reception)) {
@@ -235,6 +239,7 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v
         }
         Pane::Otp if app.otp.editing => vec![(Cmd::Back, "done"), (Cmd::Select, "send code")],
+        Pane::Otp if app.otp.items.is_empty() => vec![(Cmd::Refresh, "reload")],
         Pane::Otp => vec![
             (Cmd::Select, "enter code"),
             (Cmd::Resend, "resend"),
