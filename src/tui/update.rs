@@ -265,14 +265,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     Ok(mut r) => {
                         // The server also matches addresses ("pat" is in every
                         // "@patients.demo"): names first, addresses only once `@` is typed.
-                        let q = field_text(&p.query).trim().to_lowercase();
-                        if !q.is_empty() && !q.contains('@') {
-                            let digits = q.chars().all(|c| c.is_ascii_digit() || c == '+');
-                            r.retain(|x| {
-                                x.name.to_lowercase().contains(&q)
-                                    || (digits && x.phone.contains(&q))
-                            });
-                        }
+                        narrow_patients(&mut r, &field_text(&p.query));
                         p.results = r;
                         p.selected = 0;
                         p.error = None;
@@ -1069,6 +1062,9 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if is(&k, KeyCode::Down) {
                 move_down(&mut p.selected, p.results.len(), 1);
             } else if type_into(&mut p.query, k) {
+                // Narrow what is shown at once: Enter before the answer picks a match.
+                narrow_patients(&mut p.results, &field_text(&p.query));
+                p.selected = p.selected.min(p.results.len().saturating_sub(1));
                 p.request_id += 1;
                 fx.push(Effect::Later {
                     after: SEARCH_DEBOUNCE,
@@ -1083,10 +1079,6 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             if is(&k, KeyCode::Enter) {
                 match app.doctors.rows.get(app.doctors.selected) {
-                    Some(row) if app.doctors.loading => {
-                        let _ = row;
-                        app.popup = Some(Popup::PickDoctor(d));
-                    }
                     Some(row) => match &row.next_free {
                         Some(slot) => {
                             app.popup = Some(Popup::Confirm(Pending::Book {
@@ -1114,6 +1106,13 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if is(&k, KeyCode::Down) {
                 move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
             } else if type_into(&mut app.doctors.query, k) {
+                // Narrow at once (the search answers later with the same or fewer).
+                let q = field_text(&app.doctors.query).trim().to_lowercase();
+                app.doctors.rows.retain(|r| {
+                    r.doctor.name.to_lowercase().contains(&q)
+                        || r.doctor.specialty.to_lowercase().contains(&q)
+                });
+                app.doctors.selected = 0;
                 doctors_debounce(app, fx);
             }
         }
@@ -1179,6 +1178,16 @@ pub fn palette_default(q: &str) -> usize {
         Some(i) => i,
         None => 0,
     }
+}
+
+/// Names match; addresses only once `@` is typed, phones when only digits are.
+fn narrow_patients(r: &mut Vec<crate::api::PatientSummary>, query: &str) {
+    let q = query.trim().to_lowercase();
+    if q.is_empty() || q.contains('@') {
+        return;
+    }
+    let digits = q.chars().all(|c| c.is_ascii_digit() || c == '+');
+    r.retain(|x| x.name.to_lowercase().contains(&q) || (digits && x.phone.contains(&q)));
 }
 
 /// Palette entries whose name or description contains `q`.

@@ -92,7 +92,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     t.base
                 };
                 let title = match x.check.title() {
-                    Some(title) => truncate(title, 12),
+                    Some(title) => truncate(title, 15),
                     None => "…".into(),
                 };
                 Row::new(vec![
@@ -102,8 +102,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                             .format("%Y-%m-%d")
                             .to_string(),
                     ),
-                    Cell::from(truncate(&s.author_name, 12)),
-                    Cell::from(truncate(&s.patient_name, 12)),
+                    Cell::from(truncate(&s.author_name, 11)),
+                    Cell::from(truncate(&s.patient_name, 11)),
                     Cell::from(title),
                     Cell::from(human(s.plaintext_len)),
                     Cell::from(Span::styled(word, style)),
@@ -114,10 +114,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             rows,
             [
                 Constraint::Length(10),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Length(8),
+                Constraint::Length(11),
+                Constraint::Length(11),
+                Constraint::Length(15),
+                Constraint::Length(7),
                 Constraint::Min(8),
             ],
         )
