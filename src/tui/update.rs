@@ -1798,14 +1798,15 @@ mod tests {
                 Pane::Ledger,
                 Pane::Mailbox,
                 Pane::Help,
-                Pane::Doctors
+                // Tab in Help goes back to the pane it was opened from (#14).
+                Pane::Mailbox
             ]
         );
         update(
             &mut a,
             Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
         );
-        assert_eq!(a.pane, Pane::Help);
+        assert_eq!(a.pane, Pane::Ledger);
         let mut admin = app(Role::Admin);
         admin.server.demo = false;
         assert_eq!(admin.panes(), [Pane::Doctors, Pane::Ledger, Pane::Help]);
