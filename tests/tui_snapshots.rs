@@ -769,3 +769,35 @@ fn issue14_17_plural_and_ledger_in_the_status_bar() {
         a
     });
 }
+
+#[test]
+fn issue14_13_progress_line_fits_and_sizes_are_binary() {
+    snap("upload_progress_long_name", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Upload,
+            label: "cardiac-mri-2026-full-resolution-series.dcm → Pat Jones".into(),
+            done: 29_999_999,
+            total: 31_457_280,
+            started: now() - Duration::seconds(754),
+            cancel: Default::default(),
+        });
+        a
+    });
+    let mut a = app(false, Some(Role::Doctor));
+    with_reports(&mut a);
+    a.transfer = Some(Transfer {
+        id: 1,
+        kind: TransferKind::Upload,
+        label: "x".repeat(80),
+        done: 999_999_999,
+        total: 1_073_741_824,
+        started: now() - Duration::seconds(1),
+        cancel: Default::default(),
+    });
+    let text = draw(&a, 80, 24);
+    assert!(text.contains(" stop"), "the stop key is not cut off");
+    assert!(text.contains("GiB"), "binary units say so");
+}

@@ -1174,10 +1174,7 @@ fn destructive(cmd: Cmd) -> bool {
 /// by name (so `:` Enter never quits).
 pub fn palette_default(q: &str) -> usize {
     let matches = palette_matches(q);
-    match matches.iter().position(|c| !destructive(*c)) {
-        Some(i) => i,
-        None => 0,
-    }
+    matches.iter().position(|c| !destructive(*c)).unwrap_or(0)
 }
 
 /// Names match; addresses only once `@` is typed, phones when only digits are.

@@ -274,7 +274,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
                 .title(Span::styled(
-                    format!(" Grants of report {} ", &g.report.simple().to_string()[..8]),
+                    // The title once checked; the short id until then.
+                    match app
+                        .reports
+                        .rows
+                        .iter()
+                        .find(|r| r.summary.id == g.report)
+                        .and_then(|r| r.check.title())
+                    {
+                        Some(title) => format!(" Grants of “{}” ", truncate(title, 50)),
+                        None => {
+                            format!(" Grants of report {} ", &g.report.simple().to_string()[..8])
+                        }
+                    },
                     t.title,
                 ))
                 .border_style(t.accent);

@@ -9,18 +9,18 @@ use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
 use crate::tui::state::{App, Check, TransferKind};
 use crate::tui::view::{pane_block, truncate};
 
-/// `912 B`, `4.0 KB`, `1.2 MB`.
+/// `912 B`, `4.0 KiB`, `1.2 MiB`: binary units, labelled as such, as the CLI prints them.
 pub fn human(n: u64) -> String {
     const K: f64 = 1024.0;
     let f = n as f64;
     if f < K {
         format!("{n} B")
     } else if f < K * K {
-        format!("{:.1} KB", f / K)
+        format!("{:.1} KiB", f / K)
     } else if f < K * K * K {
-        format!("{:.1} MB", f / (K * K))
+        format!("{:.1} MiB", f / (K * K))
     } else {
-        format!("{:.1} GB", f / (K * K * K))
+        format!("{:.1} GiB", f / (K * K * K))
     }
 }
 
@@ -102,8 +102,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                             .format("%Y-%m-%d")
                             .to_string(),
                     ),
-                    Cell::from(truncate(&s.author_name, 11)),
-                    Cell::from(truncate(&s.patient_name, 11)),
+                    Cell::from(truncate(&s.author_name, 10)),
+                    Cell::from(truncate(&s.patient_name, 10)),
                     Cell::from(title),
                     Cell::from(human(s.plaintext_len)),
                     Cell::from(Span::styled(word, style)),
@@ -114,10 +114,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             rows,
             [
                 Constraint::Length(10),
-                Constraint::Length(11),
-                Constraint::Length(11),
+                Constraint::Length(10),
+                Constraint::Length(10),
                 Constraint::Length(15),
-                Constraint::Length(7),
+                Constraint::Length(8),
                 Constraint::Min(8),
             ],
         )
@@ -170,17 +170,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             TransferKind::Upload => "↑",
             TransferKind::Download => "↓",
         };
+        // At most 77 columns: 18 for the name, 8 per size, 10 for the rate.
         // A resumed upload reports nothing until it re-read what was sent: no zeros.
         let text = if tr.total == 0 {
             format!(
                 "{arrow} {} · resuming: checking what was already sent… · {} stop",
-                truncate(&tr.label, 28),
+                truncate(&tr.label, 18),
                 app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
             )
         } else {
             format!(
                 "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
-                truncate(&tr.label, 28),
+                truncate(&tr.label, 18),
                 human(tr.done),
                 human(tr.total),
                 human(rate as u64),
