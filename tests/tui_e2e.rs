@@ -199,3 +199,58 @@ fn demo_login_book_and_quit_in_tmux() {
     let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
 }
+
+/// Issue 14: reception books a named patient with a named doctor through `n`, then quits.
+/// (The report viewer of point 11 is not built yet, so this journey has no viewer step.)
+#[test]
+fn reception_books_with_the_new_booking_flow_in_tmux() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = env!("CARGO_BIN_EXE_clinvault");
+    let state = dir.path().join("state");
+    let kdf = "CLINVAULT_SERVER__KDF__M_KIB=256 CLINVAULT_SERVER__KDF__T=1 CLINVAULT_SERVER__KDF__P=1 \
+               CLINVAULT_CLIENT__KDF_FLOOR__M_KIB=256 CLINVAULT_CLIENT__KDF_FLOOR__T=1 CLINVAULT_CLIENT__KDF_FLOOR__P=1";
+    let cmd = format!(
+        "cd {} && env -u NO_COLOR TERM=xterm-256color {kdf} CLINVAULT_CLIENT__STATE_DIR={} {}; echo CLINVAULT-EXIT=$?; sleep 60",
+        shell_quote(dir.path()),
+        shell_quote(&state),
+        shell_quote(Path::new(bin))
+    );
+    let t = Tmux {
+        socket: format!("clinvault-e2e-desk-{}", std::process::id()),
+    };
+    t.start(&cmd);
+    t.wait("the login screen", |s| s.contains("clinvault — log in"));
+    t.wait("the demo data", |s| s.contains("Demo data ready"));
+    t.literal("desk@clinic.demo");
+    t.keys(&["Tab"]);
+    t.literal("amber lantern quietly folds the map");
+    t.keys(&["Enter"]);
+    t.wait("the doctors", |s| s.contains("Doctors · 12"));
+    t.keys(&["3"]);
+    t.wait("the bookings", |s| {
+        s.contains("Bookings · ") && s.contains("n new")
+    });
+    t.keys(&["n"]);
+    t.wait("the patient step", |s| s.contains("New booking 1/2"));
+    t.literal("Maria");
+    t.wait("Maria selected", |s| s.contains("› Maria Rossi"));
+    t.keys(&["Enter"]);
+    t.wait("the doctor step", |s| s.contains("New booking 2/2"));
+    t.literal("herz");
+    t.wait("Dana selected", |s| s.contains("› Dana Herz"));
+    t.keys(&["Enter"]);
+    t.wait("the confirmation", |s| {
+        s.contains("Confirm") && s.contains("with Dana Herz for Maria Rossi")
+    });
+    t.keys(&["y"]);
+    let s = t.wait("the booking", |s| s.contains("Booked "));
+    assert!(!s.contains('✗'), "no error:\n{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.contains("Dana Herz") && l.contains("Maria Rossi") && l.contains("booked")),
+        "in the list:\n{s}"
+    );
+    t.keys(&["q"]);
+    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
+}

@@ -634,6 +634,17 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert!(matches!(wil.popup, Some(Popup::Confirm(_))));
     press(&mut wil, KeyCode::Char('y')).await;
     assert!(wil.status.error.is_none(), "{:?}", wil.status.error);
+    assert!(
+        screen_text(&wil).contains("consent requested"),
+        "the row says the consent was asked (#14 point 6)"
+    );
+    // #14 point 14: Esc returns to the full list, `f` goes back to the patient.
+    assert!(screen_text(&wil).contains("Esc: all"));
+    press(&mut wil, KeyCode::Esc).await;
+    assert!(wil.reports.patient.is_none() && wil.reports.rows.is_empty());
+    press(&mut wil, KeyCode::Char('f')).await;
+    press(&mut wil, KeyCode::Enter).await;
+    assert!(wil.reports.patient.is_some());
     press(&mut wil, KeyCode::Char('5')).await;
     assert_eq!(wil.otp.items.len(), 1, "the grant's code waits for him");
     let code = common::six_digits(&s.last_mail("pat@clinic.test"));
@@ -660,8 +671,10 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
 
     press(&mut wil, KeyCode::Char('4')).await;
-    press(&mut wil, KeyCode::Char('f')).await;
-    assert!(wil.reports.patient.is_none(), "f again: his own list");
+    assert!(
+        wil.reports.patient.is_none(),
+        "leaving Reports ended the one-patient view (#14 point 14)"
+    );
     assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
     assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
     press(&mut wil, KeyCode::Char('v')).await;
@@ -716,6 +729,19 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     // The idle lock: no title in state or on screen.
     press(&mut pat, KeyCode::Char('6')).await;
     assert!(pat.ledger.head.is_some());
+    // #14 point 14: words, not enum names.
+    let texts: Vec<&str> = pat.ledger.entries.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("released by code")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("key served")), "{texts:?}");
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains("ReleasedByOtp") || t.contains("KeyServed")),
+        "{texts:?}"
+    );
     drive(&mut pat, Action::IdleLock).await;
     assert!(pat.session.is_none());
     assert!(pat.reports.rows.is_empty() && pat.ledger.entries.is_empty());
@@ -723,4 +749,348 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     pat.server.url = "http://clinic.test".into();
     let after = screen_text(&pat);
     assert!(!after.contains("blood-panel"), "{after}");
+}
+
+// ---- Issue 14: a newcomer and a busy reception desk ----
+
+async fn ctrl(app: &mut App, c: char) {
+    drive(
+        app,
+        Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)),
+    )
+    .await;
+}
+
+/// Reception with one booking of Pat's for tomorrow.
+async fn desk_with_a_booking(s: &TestServer) -> App {
+    let _ = patient_books_tomorrow(s).await;
+    let mut desk = new_app(s);
+    log_in(&mut desk, "desk@clinic.test").await;
+    press(&mut desk, KeyCode::Char('3')).await;
+    assert_eq!(desk.bookings.items.len(), 1);
+    desk
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_1_keys_do_nothing_while_the_terminal_is_too_small() {
+    let (s, _) = clinic().await;
+    let mut desk = desk_with_a_booking(&s).await;
+    desk.too_small = true; // what a resize to 60×20 sets
+    press(&mut desk, KeyCode::Char('c')).await;
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.popup.is_none(), "no invisible popup");
+    assert_eq!(desk.bookings.items[0].status, BookingStatus::Booked);
+    press(&mut desk, KeyCode::Char('1')).await;
+    assert_eq!(desk.pane, Pane::Bookings, "not even a pane change");
+    desk.too_small = false;
+    press(&mut desk, KeyCode::Char('c')).await;
+    assert!(
+        matches!(desk.popup, Some(Popup::Confirm(_))),
+        "works again once it fits"
+    );
+    press(&mut desk, KeyCode::Esc).await;
+    desk.too_small = true;
+    press(&mut desk, KeyCode::Char('q')).await;
+    assert!(desk.quit, "q still quits when nothing runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_2_palette_enter_never_quits() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char(':')).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert!(!app.quit, "`:` Enter does not quit");
+    assert!(app.session.is_some(), "nor log out");
+    // Typed by name, quit asks while work runs, like `q`.
+    app.status.busy = 1;
+    press(&mut app, KeyCode::Char(':')).await;
+    typ(&mut app, "quit").await;
+    press(&mut app, KeyCode::Enter).await;
+    assert!(!app.quit);
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    press(&mut app, KeyCode::Char('y')).await;
+    assert!(app.quit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_3_help_closes_back_to_where_it_was_opened() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char('3')).await;
+    for close in [
+        KeyCode::Esc,
+        KeyCode::Enter,
+        KeyCode::Char('?'),
+        KeyCode::Char('q'),
+        KeyCode::Tab,
+    ] {
+        press(&mut app, KeyCode::Char('?')).await;
+        assert_eq!(app.pane, Pane::Help);
+        press(&mut app, close).await;
+        assert_eq!(app.pane, Pane::Bookings, "{close:?} goes back");
+        assert!(!app.quit, "{close:?} does not quit");
+    }
+    press(&mut app, KeyCode::Char('?')).await;
+    assert!(screen_text(&app).contains("Esc back"), "the hint says so");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_4_login_during_demo_seeding_waits_then_logs_in() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    app.server.demo = true;
+    app.seed = Some(clinvault::tui::state::SeedProgress {
+        done: 4,
+        total: 21,
+        ..Default::default()
+    });
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Login);
+    let msg = app.login.message.clone().unwrap_or_default();
+    assert!(msg.contains("still being prepared (4/21)"), "{msg}");
+    assert!(!msg.contains("wrong"), "{msg}");
+    assert_eq!(app.status.busy, 0, "no login request sent");
+    drive(
+        &mut app,
+        Action::Seed(clinvault::tui::state::SeedProgress {
+            done: 21,
+            total: 21,
+            finished: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(app.screen, Screen::Main, "logged in when ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_6_no_silent_no_ops() {
+    let (s, _) = clinic().await;
+    let mut desk = desk_with_a_booking(&s).await;
+    // Cancel it, then `c` again: refused here, with a message, no request, no popup.
+    press(&mut desk, KeyCode::Char('c')).await;
+    press(&mut desk, KeyCode::Char('y')).await;
+    assert_eq!(desk.bookings.items[0].status, BookingStatus::Cancelled);
+    press(&mut desk, KeyCode::Char('c')).await;
+    assert!(desk.popup.is_none());
+    assert_eq!(desk.status.busy, 0, "no request sent");
+    let e = desk.status.error.clone().unwrap_or_default();
+    assert!(e.contains("cancelled"), "{e}");
+
+    // Reception resends a patient's code by the request id from the mail.
+    press(&mut desk, KeyCode::Esc).await;
+    press(&mut desk, KeyCode::Char('R')).await;
+    assert!(
+        matches!(desk.popup, Some(Popup::Path(_))),
+        "a prompt, not nothing"
+    );
+    typ(&mut desk, "not an id").await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert!(
+        desk.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a request id")
+    );
+    ctrl(&mut desk, 'u').await;
+    typ(&mut desk, &uuid::Uuid::new_v4().to_string()).await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert!(desk.popup.is_none());
+    assert!(
+        desk.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not found"),
+        "the server was asked: {:?}",
+        desk.status.error
+    );
+
+    // Typing in Doctors without `/` searches (a letter that is no Doctors command).
+    let mut pat = new_app(&s);
+    log_in(&mut pat, "pat@example.test").await;
+    typ(&mut pat, "mira").await;
+    assert!(pat.doctors.editing);
+    let names: Vec<_> = pat
+        .doctors
+        .rows
+        .iter()
+        .map(|r| r.doctor.name.as_str())
+        .collect();
+    assert_eq!(names, ["Mira Haut"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_10_text_fields_follow_readline() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Char('/')).await;
+    typ(&mut app, "mira haut").await;
+    let q = |a: &App| clinvault::tui::state::field_text(&a.doctors.query);
+    ctrl(&mut app, 'w').await;
+    assert_eq!(q(&app), "mira ");
+    ctrl(&mut app, 'a').await;
+    typ(&mut app, "x").await;
+    assert_eq!(q(&app), "xmira ");
+    ctrl(&mut app, 'k').await;
+    assert_eq!(q(&app), "x");
+    ctrl(&mut app, 'e').await;
+    typ(&mut app, "yz").await;
+    ctrl(&mut app, 'u').await;
+    assert_eq!(q(&app), "", "Ctrl-U clears to the start, not undo");
+    let screen = screen_text(&app);
+    assert!(
+        screen.contains("C-w word"),
+        "the hint shows the field's keys: {screen}"
+    );
+    assert!(!screen.contains("q quit"), "not commands it would type");
+
+    // Tab completes a path.
+    let dir = s.dir.path().join("uploads");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("echo-2026.pdf"), b"x").expect("file");
+    assert_eq!(
+        clinvault::tui::update::complete_path(&format!("{}/ec", dir.display())),
+        Some(format!("{}/echo-2026.pdf", dir.display()))
+    );
+    assert_eq!(
+        clinvault::tui::update::complete_path(&format!("{}/upl", s.dir.path().display())),
+        Some(format!("{}/uploads/", s.dir.path().display()))
+    );
+}
+
+/// Presses that are not typed names: what the keystroke counts of #14 count.
+struct Keys(u32);
+
+impl Keys {
+    async fn press(&mut self, app: &mut App, code: KeyCode) {
+        self.0 += 1;
+        press(app, code).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_7_8_9_reception_books_a_named_patient_with_a_named_doctor() {
+    let (s, _) = clinic().await;
+    // Pat's address shares nothing with Kim's name, but "pat" is in Kim's address.
+    s.patient("kim@patients.test", "Kim Lee").await;
+    let mut desk = new_app(&s);
+    log_in(&mut desk, "desk@clinic.test").await;
+
+    // Before: Doctors search, calendar, day, slot, patient, yes.
+    let mut before = Keys(0);
+    before.press(&mut desk, KeyCode::Char('/')).await;
+    typ(&mut desk, "mira").await;
+    before.press(&mut desk, KeyCode::Enter).await; // leave the search
+    before.press(&mut desk, KeyCode::Enter).await; // calendar
+    before.press(&mut desk, KeyCode::Enter).await; // the day of the next free slot
+    before.press(&mut desk, KeyCode::Enter).await; // its first slot
+    typ(&mut desk, "kim").await;
+    before.press(&mut desk, KeyCode::Enter).await;
+    before.press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.status.error.is_none(), "{:?}", desk.status.error);
+    assert_eq!(before.0, 7);
+
+    // After: Bookings, `n`, the patient, the doctor, yes.
+    let mut after = Keys(0);
+    after.press(&mut desk, KeyCode::Char('3')).await;
+    after.press(&mut desk, KeyCode::Char('n')).await;
+    typ(&mut desk, "@patients").await;
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("patient picker")
+    };
+    let names: Vec<_> = p.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Kim Lee"], "addresses once `@` is typed");
+    for _ in 0.."@patients".len() {
+        press(&mut desk, KeyCode::Backspace).await;
+    }
+    typ(&mut desk, "pat").await;
+    let Some(Popup::PickPatient(p)) = &desk.popup else {
+        panic!("patient picker")
+    };
+    // #14 point 9: names first; "pat" no longer matches kim@patients.test.
+    let names: Vec<_> = p.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Pat Ient"]);
+    after.press(&mut desk, KeyCode::Enter).await;
+    assert!(matches!(desk.popup, Some(Popup::PickDoctor(_))));
+    typ(&mut desk, "cardio").await;
+    let next = desk.doctors.rows[0].next_free.clone().expect("a free slot");
+    after.press(&mut desk, KeyCode::Enter).await;
+    assert!(matches!(desk.popup, Some(Popup::Confirm(_))));
+    after.press(&mut desk, KeyCode::Char('y')).await;
+    assert!(desk.status.error.is_none(), "{:?}", desk.status.error);
+    assert_eq!(after.0, 5, "≤ 8 keys plus the typed names");
+    let booked = desk
+        .bookings
+        .items
+        .iter()
+        .find(|b| b.doctor_name == "Dana Herz")
+        .expect("booked with Dana");
+    assert_eq!(booked.start, next.start, "the first free slot");
+    assert_eq!(booked.patient_name, "Pat Ient");
+    println!(
+        "keystrokes: reception books a named patient: before {} after {}",
+        before.0, after.0
+    );
+
+    // #14 point 7: Doctors no longer offers the booked slot as "next free".
+    let dana = desk
+        .doctors
+        .rows
+        .iter()
+        .find(|r| r.doctor.name == "Dana Herz")
+        .expect("Dana listed");
+    assert_ne!(dana.next_free.as_ref().map(|x| x.start), Some(next.start));
+
+    // The `/` filter of Bookings; Esc leaves the field, a second Esc clears it.
+    press(&mut desk, KeyCode::Char('/')).await;
+    typ(&mut desk, "mira").await;
+    assert_eq!(desk.bookings.items.len(), 1);
+    assert_eq!(desk.bookings.items[0].doctor_name, "Mira Haut");
+    press(&mut desk, KeyCode::Esc).await;
+    assert!(!desk.bookings.filtering && desk.bookings.items.len() == 1);
+    press(&mut desk, KeyCode::Esc).await;
+    assert_eq!(desk.bookings.items.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_16_17_hints_true_to_context_unlock_returns_ledger_in_the_bar() {
+    let (s, _) = clinic().await;
+    // A patient on their booked slot is offered cancel only.
+    let mut pat = patient_books_tomorrow(&s).await;
+    press(&mut pat, KeyCode::Char('2')).await;
+    let i = pat
+        .day_rows()
+        .iter()
+        .position(|r| matches!(r, DayRow::Booked(_)))
+        .expect("the booking is in the day");
+    pat.calendar.row = i;
+    press(&mut pat, KeyCode::Enter).await;
+    let info = pat.status.info.clone().unwrap_or_default();
+    assert_eq!(info, "c cancel", "no check in / complete for a patient");
+
+    // Reception's status bar shows the ledger, not "idle"; unlocking returns to Bookings.
+    let mut desk = new_app(&s);
+    desk.idle_lock_minutes = 1;
+    log_in(&mut desk, "desk@clinic.test").await;
+    assert!(desk.ledger.head.is_some(), "synced at login");
+    let screen = screen_text(&desk);
+    assert!(screen.contains("ledger ✓"), "{screen}");
+    assert!(!screen.contains("│ idle"), "{screen}");
+    press(&mut desk, KeyCode::Char('3')).await;
+    drive(&mut desk, Action::IdleLock).await;
+    let msg = desk.login.message.clone().unwrap_or_default();
+    assert!(msg.starts_with("Locked after 1 idle minute:"), "{msg}");
+    typ(&mut desk, PASSWORD).await;
+    press(&mut desk, KeyCode::Enter).await;
+    assert_eq!(desk.screen, Screen::Main);
+    assert_eq!(desk.pane, Pane::Bookings, "back where the lock found it");
 }

@@ -362,6 +362,7 @@ fn calendar_pick_patient() {
             doctor_id: id(1),
             doctor_name: "Dana Herz".into(),
             slot: slot(2, 11, 0),
+            choose_doctor: false,
         })));
         a
     });
@@ -685,4 +686,118 @@ fn help_for_the_reports_pane() {
         assert_eq!(a.pane, Pane::Help);
         a
     });
+}
+
+// ---- Issue 14 ----
+
+#[test]
+fn issue14_5_a_long_error_wraps_above_the_status_bar() {
+    snap("message_line_long_error", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        let _ = update(&mut a, Action::BookingChanged(Err(
+            "wrong state: the booking was cancelled by someone else at 09:12 while you were looking at it; reload with r to see the current list".into(),
+        )));
+        a
+    });
+}
+
+#[test]
+fn issue14_5_message_history_with_times() {
+    snap("message_history", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        let _ = update(
+            &mut a,
+            Action::BookingChanged(Err("the server said no".into())),
+        );
+        a.clock = Clock::fixed(now() + Duration::seconds(75));
+        let _ = update(&mut a, Action::Booked(Err("slot already taken".into())));
+        key(&mut a, KeyCode::Char(':'));
+        for ch in "messages".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        assert!(matches!(a.popup, Some(Popup::Messages(0))));
+        a
+    });
+    // A message does not follow the user to another pane.
+    let mut a = app(false, Some(Role::Reception));
+    with_bookings(&mut a);
+    let _ = update(&mut a, Action::Booked(Err("slot already taken".into())));
+    key(&mut a, KeyCode::Char('1'));
+    assert!(a.status.error.is_none());
+    assert_eq!(a.status.history.len(), 1, "but stays in the history");
+}
+
+#[test]
+fn issue14_16_hints_true_to_context() {
+    // No codes: no Enter or R offered.
+    snap("otp_empty", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        a.pane = Pane::Otp;
+        a
+    });
+    // Admin has no Calendar pane: Enter does not offer one.
+    snap("admin_doctors", |c| {
+        let mut a = app(c, Some(Role::Admin));
+        with_doctors(&mut a);
+        a.pane = Pane::Doctors;
+        a
+    });
+    // Help of Doctors: page keys without "next week".
+    snap("help_doctors", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_doctors(&mut a);
+        key(&mut a, KeyCode::Char('?'));
+        a
+    });
+}
+
+#[test]
+fn issue14_17_plural_and_ledger_in_the_status_bar() {
+    snap("login_locked_one_minute", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        a.idle_lock_minutes = 1;
+        let _ = update(&mut a, Action::IdleLock);
+        a
+    });
+    snap("reception_status_bar_ledger", |c| {
+        let mut a = app(c, Some(Role::Reception));
+        with_bookings(&mut a);
+        a.ledger.head = Some(head());
+        a
+    });
+}
+
+#[test]
+fn issue14_13_progress_line_fits_and_sizes_are_binary() {
+    snap("upload_progress_long_name", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.transfer = Some(Transfer {
+            id: 1,
+            kind: TransferKind::Upload,
+            label: "cardiac-mri-2026-full-resolution-series.dcm → Pat Jones".into(),
+            done: 29_999_999,
+            total: 31_457_280,
+            started: now() - Duration::seconds(754),
+            cancel: Default::default(),
+        });
+        a
+    });
+    let mut a = app(false, Some(Role::Doctor));
+    with_reports(&mut a);
+    a.transfer = Some(Transfer {
+        id: 1,
+        kind: TransferKind::Upload,
+        label: "x".repeat(80),
+        done: 999_999_999,
+        total: 1_073_741_824,
+        started: now() - Duration::seconds(1),
+        cancel: Default::default(),
+    });
+    let text = draw(&a, 80, 24);
+    assert!(text.contains(" stop"), "the stop key is not cut off");
+    assert!(text.contains("GiB"), "binary units say so");
 }

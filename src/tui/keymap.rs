@@ -42,6 +42,8 @@ pub enum Cmd {
     PatientReports,
     EnterCode,
     Resend,
+    Messages,
+    NewBooking,
     Go(Pane),
 }
 
@@ -220,8 +222,8 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::Search,
         name: "search",
-        desc: "search doctors (name or specialty)",
-        panes: Some(&[Pane::Doctors]),
+        desc: "search doctors (name or specialty) / filter the list",
+        panes: Some(&[Pane::Doctors, Pane::Bookings]),
         defaults: &["/"],
     },
     CmdInfo {
@@ -321,6 +323,20 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "mail the selected code again",
         panes: Some(&[Pane::Otp]),
         defaults: &["R"],
+    },
+    CmdInfo {
+        cmd: Cmd::NewBooking,
+        name: "new_booking",
+        desc: "new booking: patient, doctor, first free slot (reception)",
+        panes: Some(&[Pane::Bookings]),
+        defaults: &["n"],
+    },
+    CmdInfo {
+        cmd: Cmd::Messages,
+        name: "messages",
+        desc: "message history, with times",
+        panes: None,
+        defaults: &["M"],
     },
     CmdInfo {
         cmd: Cmd::Logout,

@@ -150,6 +150,7 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         "terminal client starting"
     );
     let mut guard = terminal::TerminalGuard::enter(cfg.client.mouse)?;
+    app.too_small = too_small(guard.terminal.size()?);
     guard.draw(|f| view::render(&app, f))?;
     app.dirty = false;
 
@@ -238,6 +239,9 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
             if matches!(a, Action::Key(_) | Action::Paste(_)) {
                 last_input = Instant::now();
             }
+            if matches!(a, Action::Resize) {
+                app.too_small = too_small(guard.terminal.size()?);
+            }
             if let Action::Key(k) = &a
                 && k.code == KeyCode::Char('l')
                 && k.modifiers.contains(KeyModifiers::CONTROL)
@@ -279,6 +283,10 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), stop()).await;
     }
     Ok(())
+}
+
+fn too_small(s: ratatui::layout::Size) -> bool {
+    s.width < view::MIN_WIDTH || s.height < view::MIN_HEIGHT
 }
 
 fn next_minute() -> Duration {

@@ -158,6 +158,10 @@ pub struct LoginForm {
     pub message: Option<String>,
     /// Set by the idle lock: the account to unlock.
     pub locked: Option<String>,
+    /// Enter was pressed while the demo accounts were being made: log in once they are.
+    pub waiting_for_seed: bool,
+    /// The pane the lock left: unlocking returns to it.
+    pub return_to: Option<Pane>,
 }
 
 impl Default for LoginForm {
@@ -169,6 +173,8 @@ impl Default for LoginForm {
             busy: false,
             message: None,
             locked: None,
+            waiting_for_seed: false,
+            return_to: None,
         }
     }
 }
@@ -302,13 +308,57 @@ impl CalendarPane {
     }
 }
 
-#[derive(Default)]
 pub struct BookingsPane {
     pub request_id: u64,
     pub loading: bool,
     pub error: Option<String>,
+    /// What is shown: `all` through the `/` filter.
     pub items: Vec<Booking>,
     pub selected: usize,
+    pub all: Vec<Booking>,
+    pub filter: TextArea<'static>,
+    /// The filter field has the keys.
+    pub filtering: bool,
+}
+
+impl Default for BookingsPane {
+    fn default() -> Self {
+        BookingsPane {
+            request_id: 0,
+            loading: false,
+            error: None,
+            items: Vec::new(),
+            selected: 0,
+            all: Vec::new(),
+            filter: text_field("patient, doctor, date or status"),
+            filtering: false,
+        }
+    }
+}
+
+impl BookingsPane {
+    /// `items` from `all` and the filter: every word must be in the row.
+    pub fn refilter(&mut self, tz: chrono_tz::Tz) {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        self.items = self
+            .all
+            .iter()
+            .filter(|b| {
+                let hay = format!(
+                    "{} {} {} {}",
+                    b.patient_name,
+                    b.doctor_name,
+                    b.start.with_timezone(&tz).format("%a %Y-%m-%d %H:%M"),
+                    crate::tui::update::status_word(b.status)
+                )
+                .to_lowercase();
+                words.iter().all(|w| hay.contains(w))
+            })
+            .cloned()
+            .collect();
+        self.selected = self.selected.min(self.items.len().saturating_sub(1));
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +413,14 @@ pub struct PatientPicker {
     pub doctor_id: Uuid,
     pub doctor_name: String,
     pub slot: Slot,
+    /// The new-booking flow (`n`): no slot yet, the doctor is chosen next.
+    pub choose_doctor: bool,
+}
+
+/// The new-booking flow's second step: the doctor (the Doctors search, with its "next
+/// free" slot, which the confirmation offers).
+pub struct DoctorStep {
+    pub patient: (Uuid, String),
 }
 
 pub struct Palette {
@@ -381,7 +439,10 @@ pub enum Popup {
     /// A checked grant waiting for the key holder's yes before the key is wrapped.
     Wrap(Box<crate::client::reports::WrapCheck>),
     PickPatient(Box<PatientPicker>),
+    PickDoctor(Box<DoctorStep>),
     Palette(Box<Palette>),
+    /// The message history, scrolled by this many lines from the newest.
+    Messages(u16),
     /// Quit asked while requests run.
     ConfirmQuit,
 }
@@ -390,7 +451,7 @@ impl Popup {
     pub fn palette() -> Popup {
         Popup::Palette(Box::new(Palette {
             input: text_field("command"),
-            selected: 0,
+            selected: crate::tui::update::palette_default(""),
         }))
     }
 }
@@ -432,6 +493,8 @@ pub struct ReportsPane {
     pub selected: usize,
     /// A doctor looking at one patient's reports (to ask consent).
     pub patient: Option<(Uuid, String)>,
+    /// Reports this doctor asked consent for in this session: "consent requested".
+    pub consent_asked: std::collections::HashSet<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,8 +533,15 @@ pub struct UploadPicker {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathFor {
-    Upload { patient: Uuid, name: String },
-    Download { report: Uuid },
+    Upload {
+        patient: Uuid,
+        name: String,
+    },
+    Download {
+        report: Uuid,
+    },
+    /// Reception mails a patient's code again: the request id is in the patient's mail.
+    ResendCode,
 }
 
 pub struct PathEntry {
@@ -570,10 +640,23 @@ impl Default for ReportSettings {
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub info: Option<String>,
+    /// Shown in full in the message line above the status bar until Esc or a pane change.
     pub error: Option<String>,
     /// Requests in flight.
     pub busy: u32,
+    /// Every message of this session, oldest first (`:messages`); wiped with the session.
+    pub history: Vec<Message>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub at: DateTime<Utc>,
+    pub error: bool,
+    pub text: String,
+}
+
+/// The history keeps the latest messages only.
+pub const MESSAGES_KEPT: usize = 200;
 
 pub struct App {
     pub clock: Clock,
@@ -612,6 +695,9 @@ pub struct App {
     /// Set when the screen must be redrawn.
     pub dirty: bool,
     pub quit: bool,
+    /// The terminal is below 80×24: nothing is drawn but the notice, so only quit and
+    /// redraw act (no key may reach a popup the user cannot see).
+    pub too_small: bool,
     /// Client settings for a new `ApiClient` (login, registration).
     pub client_template: Option<ApiClient>,
     /// The clinic's time zone, learned from the server's slot answers.
@@ -651,6 +737,7 @@ impl App {
             idle_lock_minutes: 10,
             dirty: true,
             quit: false,
+            too_small: false,
             client_template: None,
             tz: chrono_tz::UTC,
         }
@@ -679,9 +766,13 @@ impl App {
             Screen::Main => {
                 matches!(
                     self.popup,
-                    Some(Popup::PickPatient(_)) | Some(Popup::Palette(_)) | Some(Popup::Path(_))
+                    Some(Popup::PickPatient(_))
+                        | Some(Popup::PickDoctor(_))
+                        | Some(Popup::Palette(_))
+                        | Some(Popup::Path(_))
                 ) || (self.popup.is_none()
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
+                        || (self.pane == Pane::Bookings && self.bookings.filtering)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

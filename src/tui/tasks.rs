@@ -551,7 +551,11 @@ fn short(id: &[u8; 16], me: Uuid) -> String {
 pub fn describe(e: &Entry, me: Uuid) -> String {
     match e {
         Entry::UserRegistered { user_id, role, .. } => {
-            format!("keys registered: {} ({role:?})", short(user_id, me))
+            format!(
+                "keys registered: {} ({})",
+                short(user_id, me),
+                format!("{role:?}").to_lowercase()
+            )
         }
         Entry::ReportCommitted { report_id, .. } => {
             format!("report {} committed", short(report_id, me))
@@ -562,7 +566,11 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             how,
             ..
         } => format!(
-            "grant approved ({how:?}): report {} for {}",
+            "grant approved {}: report {} for {}",
+            match how {
+                crate::ledger::GrantHow::Otp => "by code",
+                crate::ledger::GrantHow::SignedByPatient => "signed by the patient",
+            },
             short(report_id, me),
             short(reader_id, me)
         ),
@@ -583,11 +591,18 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             reader_id,
             what,
             ..
-        } => format!(
-            "report {} {what:?} to {}",
-            short(report_id, me),
-            short(reader_id, me)
-        ),
+        } => match what {
+            crate::ledger::AccessWhat::ReleasedByOtp => format!(
+                "report {} released by code to {}",
+                short(report_id, me),
+                short(reader_id, me)
+            ),
+            crate::ledger::AccessWhat::KeyServed => format!(
+                "report {}: key served to {}",
+                short(report_id, me),
+                short(reader_id, me)
+            ),
+        },
         Entry::OtpVerified { user_id, .. } => format!("code entered by {}", short(user_id, me)),
     }
 }

@@ -16,9 +16,9 @@ use std::sync::atomic::Ordering;
 use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
-    App, BookingsPane, CalendarPane, DayRow, DoctorsPane, LedgerView, LoginField, LoginForm,
-    MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField, RegisterForm,
-    ReportsPane, Screen, Session, field_text, text_field,
+    App, BookingsPane, CalendarPane, DayRow, DoctorStep, DoctorsPane, LedgerView, LoginField,
+    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField,
+    RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
 mod vault;
@@ -32,6 +32,42 @@ pub const SEARCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    let before = (app.status.error.clone(), app.status.info.clone());
+    apply(app, action, &mut fx);
+    record_messages(app, before);
+    if !fx.is_empty() {
+        app.dirty = true;
+    }
+    fx
+}
+
+/// New messages go to the history (`:messages`), once each.
+fn record_messages(app: &mut App, before: (Option<String>, Option<String>)) {
+    if app.session.is_none() {
+        return;
+    }
+    let now = app.clock.now;
+    for (error, old, new) in [
+        (true, before.0, app.status.error.clone()),
+        (false, before.1, app.status.info.clone()),
+    ] {
+        if let Some(text) = new
+            && old.as_ref() != Some(&text)
+        {
+            let h = &mut app.status.history;
+            h.push(crate::tui::state::Message {
+                at: now,
+                error,
+                text,
+            });
+            if h.len() > crate::tui::state::MESSAGES_KEPT {
+                h.remove(0);
+            }
+        }
+    }
+}
+
+fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
     // Every answer from outside changes what is shown; keys decide for themselves.
     if !matches!(
         action,
@@ -42,7 +78,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     match action {
         Action::Key(k) => {
             if k.kind != KeyEventKind::Release {
-                on_key(app, k, &mut fx);
+                on_key(app, k, fx);
             }
         }
         Action::Paste(text) => {
@@ -50,19 +86,19 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             if let Some(t) = focused_field(app) {
                 t.insert_str(text);
                 app.dirty = true;
-                after_edit(app, &mut fx);
+                after_edit(app, fx);
             }
         }
         Action::Resize | Action::Redraw => app.dirty = true,
         Action::IdleLock => {
             if app.session.is_some() {
-                wipe(app, true, &mut fx);
+                wipe(app, true, fx);
             }
         }
         Action::Terminate => app.quit = true,
         Action::SessionEnded(why) => {
             if app.session.is_some() {
-                wipe(app, true, &mut fx);
+                wipe(app, true, fx);
                 app.login.message = Some(format!(
                     "The server ended the session ({why}): log in again."
                 ));
@@ -78,8 +114,21 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             app.dirty = true;
         }
         Action::Seed(p) => {
+            let ready = p.finished;
+            let failed = p.error.clone();
             app.seed = Some(p);
             app.dirty = true;
+            if app.login.waiting_for_seed && app.screen == Screen::Login {
+                if ready {
+                    app.login.waiting_for_seed = false;
+                    submit_login(app, fx);
+                } else if let Some(e) = failed {
+                    app.login.waiting_for_seed = false;
+                    app.login.message = Some(format!("The demo accounts could not be made: {e}"));
+                } else {
+                    app.login.message = Some(seed_wait_message(app));
+                }
+            }
         }
         Action::LoggedIn(r) => {
             done(app);
@@ -90,6 +139,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     let user = logged.login.user.clone();
                     // Ids and roles only: no names, addresses or codes in the log.
                     tracing::info!(user = %user.id, role = %user.role, "logged in");
+                    let return_to = app.login.return_to.take();
                     app.login = LoginForm::default();
                     app.epoch += 1;
                     app.session = Some(Session {
@@ -100,7 +150,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                     app.screen = Screen::Main;
                     app.status.error = None;
                     app.status.info = None;
-                    after_login(app, &mut fx);
+                    after_login(app, fx);
+                    if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
+                        app.pane = p;
+                    }
                 }
                 Err(e) => {
                     tracing::info!("login failed");
@@ -143,7 +196,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::SearchDue { id } => {
             if id == app.doctors.request_id {
-                search_doctors(app, &mut fx);
+                search_doctors(app, fx);
             }
         }
         Action::DoctorsLoaded { id, result } => {
@@ -187,10 +240,9 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 app.bookings.loading = false;
                 match result {
                     Ok(items) => {
-                        app.bookings.items = items;
+                        app.bookings.all = items;
                         app.bookings.error = None;
-                        let n = app.bookings.items.len();
-                        app.bookings.selected = app.bookings.selected.min(n.saturating_sub(1));
+                        app.bookings.refilter(app.tz);
                     }
                     Err(e) => app.bookings.error = Some(e),
                 }
@@ -201,7 +253,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 && p.request_id == id
             {
                 let query = field_text(&p.query);
-                net(app, &mut fx, Effect::SearchPatients { client, id, query });
+                net(app, fx, Effect::SearchPatients { client, id, query });
             }
         }
         Action::PatientsLoaded { id, result } => {
@@ -210,7 +262,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 && p.request_id == id
             {
                 match result {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        // The server also matches addresses ("pat" is in every
+                        // "@patients.demo"): names first, addresses only once `@` is typed.
+                        narrow_patients(&mut r, &field_text(&p.query));
                         p.results = r;
                         p.selected = 0;
                         p.error = None;
@@ -229,7 +284,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                         b.doctor_name
                     ));
                     app.status.error = None;
-                    reload_after_change(app, &mut fx);
+                    reload_after_change(app, fx);
                 }
                 Err(e) => app.status.error = Some(e),
             }
@@ -245,7 +300,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                         status_word(b.status)
                     ));
                     app.status.error = None;
-                    reload_after_change(app, &mut fx);
+                    reload_after_change(app, fx);
                 }
                 Err(e) => app.status.error = Some(e),
             }
@@ -257,7 +312,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         } => {
             if epoch == app.epoch && app.session.is_some() {
                 done(app);
-                on_vault(app, ledger, d, &mut fx);
+                on_vault(app, ledger, d, fx);
             }
         }
         Action::TransferProgress { id, done, total } => {
@@ -281,10 +336,6 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             }
         }
     }
-    if !fx.is_empty() {
-        app.dirty = true;
-    }
-    fx
 }
 
 pub fn status_word(s: BookingStatus) -> &'static str {
@@ -318,6 +369,12 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
         tracing::info!(user = %s.user.id, lock, "session closed, state wiped");
     }
     let email = app.session.as_ref().map(|s| s.user.email.clone());
+    // Help is a page over a pane: return to that pane.
+    let pane = if app.pane == Pane::Help {
+        app.help_for
+    } else {
+        app.pane
+    };
     if let Some(s) = app.session.take() {
         fx.push(Effect::Logout { client: s.client });
     }
@@ -338,6 +395,7 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     app.status.info = None;
     app.status.error = None;
     app.status.busy = 0;
+    app.status.history.clear();
     app.help_scroll = 0;
     app.pane = Pane::Doctors;
     app.login = LoginForm::default();
@@ -345,9 +403,11 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
         app.login.email.insert_str(&email);
         app.login.locked = Some(email);
         app.login.focus = LoginField::Password;
+        app.login.return_to = Some(pane);
         app.login.message = Some(format!(
-            "Locked after {} idle minutes: keys and data wiped.",
-            app.idle_lock_minutes
+            "Locked after {} idle minute{}: keys and data wiped.",
+            app.idle_lock_minutes,
+            if app.idle_lock_minutes == 1 { "" } else { "s" }
         ));
     }
     app.screen = Screen::Login;
@@ -377,6 +437,10 @@ fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
     }
     if panes.contains(&Pane::Otp) {
         load_otp(app, fx);
+    }
+    // Without Reports nothing else syncs the ledger: its state belongs in the status bar.
+    if !panes.contains(&Pane::Reports) {
+        load_entries(app, fx);
     }
 }
 
@@ -455,9 +519,14 @@ fn load_mailbox(app: &mut App, fx: &mut Vec<Effect>) {
     }
 }
 
+/// A booking changed: every list that shows it or the slot it took (Doctors' "next free").
 fn reload_after_change(app: &mut App, fx: &mut Vec<Effect>) {
     load_calendar(app, fx);
     load_bookings(app, fx);
+    if app.panes().contains(&Pane::Doctors) {
+        app.doctors.request_id += 1;
+        search_doctors(app, fx);
+    }
     if app.server.demo {
         load_mailbox(app, fx);
     }
@@ -489,6 +558,7 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
         Screen::Mailbox => None,
         Screen::Main => match &mut app.popup {
             Some(Popup::PickPatient(p)) => Some(&mut p.query),
+            Some(Popup::PickDoctor(_)) => Some(&mut app.doctors.query),
             Some(Popup::Palette(p)) => Some(&mut p.input),
             Some(Popup::Path(p)) => Some(&mut p.input),
             Some(_) => None,
@@ -496,6 +566,9 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
                 Some(&mut app.doctors.query)
             }
             None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
+            None if app.pane == Pane::Bookings && app.bookings.filtering => {
+                Some(&mut app.bookings.filter)
+            }
             None => None,
         },
     }
@@ -514,9 +587,13 @@ fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
                 action: Box::new(Action::PatientsDue { id: p.request_id }),
             });
         }
-        Some(Popup::Palette(p)) => p.selected = 0,
+        Some(Popup::Palette(p)) => p.selected = palette_default(&field_text(&p.input)),
+        Some(Popup::PickDoctor(_)) => doctors_debounce(app, fx),
         Some(_) => {}
         None => {
+            if app.pane == Pane::Bookings && app.bookings.filtering {
+                app.bookings.refilter(app.tz);
+            }
             if app.pane == Pane::Doctors && app.doctors.editing {
                 app.doctors.request_id += 1;
                 app.doctors.loading = true;
@@ -545,9 +622,63 @@ fn type_into(t: &mut TextArea<'static>, k: KeyEvent) -> bool {
     if matches!(k.code, KeyCode::Enter | KeyCode::Tab | KeyCode::BackTab) {
         return false;
     }
+    // Readline keys, the same in every field (the text area's own Ctrl-U is undo).
+    if k.modifiers.contains(KeyModifiers::CONTROL)
+        && let KeyCode::Char(c) = k.code
+    {
+        use ratatui_textarea::CursorMove;
+        return match c {
+            'a' => {
+                t.move_cursor(CursorMove::Head);
+                false
+            }
+            'e' => {
+                t.move_cursor(CursorMove::End);
+                false
+            }
+            'u' => t.delete_line_by_head(),
+            'w' => t.delete_word(),
+            'k' => t.delete_line_by_end(),
+            _ => false,
+        };
+    }
     let before = t.lines().to_vec();
     t.input(k);
     t.lines() != before.as_slice()
+}
+
+/// Tab in a path field: the longest completion of the last component that the folder
+/// allows (a folder gets its `/`). `None` when nothing matches.
+pub fn complete_path(text: &str) -> Option<String> {
+    let (dir, prefix) = match text.rfind('/') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text),
+    };
+    let base = if dir.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        vault::expand_home(dir)
+    };
+    let mut names: Vec<(String, bool)> = std::fs::read_dir(base)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let is_dir = e.file_type().ok()?.is_dir();
+            (name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.')))
+                .then_some((name, is_dir))
+        })
+        .collect();
+    names.sort();
+    let first = names.first()?;
+    let mut common = first.0.clone();
+    for (n, _) in &names[1..] {
+        while !n.starts_with(&common) {
+            common.pop();
+        }
+    }
+    let slash = if names.len() == 1 && first.1 { "/" } else { "" };
+    Some(format!("{dir}{common}{slash}"))
 }
 
 fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -557,6 +688,18 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     }
     if ctrl(&k, 'l') {
         app.dirty = true;
+        return;
+    }
+    if app.too_small {
+        // Nothing but the notice is drawn: a key must not act on what cannot be seen.
+        // `q` still quits when nothing runs (else Ctrl-C, which says so on the notice).
+        if !app.text_focus()
+            && app.popup.is_none()
+            && app.status.busy == 0
+            && app.keys.resolve(&k) == Some(Cmd::Quit)
+        {
+            app.quit = true;
+        }
         return;
     }
     match app.screen {
@@ -573,11 +716,80 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
+            } else if app.pane == Pane::Bookings && app.bookings.filtering {
+                filter_key(app, k);
+            } else if starts_search(app, &k) {
+                app.doctors.editing = true;
+                if type_into(&mut app.doctors.query, k) {
+                    after_edit(app, fx);
+                }
+                app.dirty = true;
+            } else if app.pane == Pane::Help && help_closes(app, &k) {
+                // Help is a page over the pane it was opened from: these keys go back.
+                let back = app.help_for;
+                switch_pane(app, back, fx);
             } else if let Some(cmd) = app.keys.resolve(&k) {
                 command(app, cmd, fx);
             }
         }
     }
+}
+
+fn doctors_debounce(app: &mut App, fx: &mut Vec<Effect>) {
+    app.doctors.request_id += 1;
+    app.doctors.loading = true;
+    fx.push(Effect::Later {
+        after: SEARCH_DEBOUNCE,
+        action: Box::new(Action::SearchDue {
+            id: app.doctors.request_id,
+        }),
+    });
+}
+
+/// The `/` filter of Bookings: Esc or Enter leave the field and keep the filter.
+fn filter_key(app: &mut App, k: KeyEvent) {
+    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+        app.bookings.filtering = false;
+    } else if is(&k, KeyCode::Up) {
+        app.bookings.selected = app.bookings.selected.saturating_sub(1);
+    } else if is(&k, KeyCode::Down) {
+        move_down(&mut app.bookings.selected, app.bookings.items.len(), 1);
+    } else if type_into(&mut app.bookings.filter, k) {
+        app.bookings.refilter(app.tz);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+/// In Doctors, a printable key that means nothing there starts the search with it (like
+/// fzf). Keys of this pane and global ones (j, k, r, q, L, M, digits…) keep their meaning.
+fn starts_search(app: &App, k: &KeyEvent) -> bool {
+    let KeyCode::Char(c) = k.code else {
+        return false;
+    };
+    if app.pane != Pane::Doctors
+        || c.is_control()
+        || k.modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+    {
+        return false;
+    }
+    match app.keys.resolve(k) {
+        None => true,
+        Some(cmd) => crate::tui::keymap::info(cmd)
+            .and_then(|i| i.panes)
+            .is_some_and(|p| !p.contains(&Pane::Doctors)),
+    }
+}
+
+/// Keys that close Help: Esc, Enter, `?` (help again), `q` and Tab (as in a pager).
+fn help_closes(app: &App, k: &KeyEvent) -> bool {
+    is(k, KeyCode::Enter)
+        || matches!(
+            app.keys.resolve(k),
+            Some(Cmd::Back | Cmd::Help | Cmd::Quit | Cmd::NextPane | Cmd::PrevPane)
+        )
 }
 
 fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -604,6 +816,7 @@ fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         app.login.focus = order[(pos + order.len() - 1) % order.len()];
     } else if is(&k, KeyCode::Esc) {
         app.login.message = None;
+        app.login.waiting_for_seed = false;
     } else if is(&k, KeyCode::Enter) {
         match app.login.focus {
             LoginField::Email => app.login.focus = LoginField::Password,
@@ -635,6 +848,17 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
         app.login.message = Some("Enter your email and password.".into());
         return;
     }
+    // A demo account that is not made yet would say "wrong password": wait for it.
+    if app.server.demo
+        && app
+            .seed
+            .as_ref()
+            .is_some_and(|p| !p.finished && p.error.is_none())
+    {
+        app.login.waiting_for_seed = true;
+        app.login.message = Some(seed_wait_message(app));
+        return;
+    }
     app.login.busy = true;
     app.login.message = Some("Deriving keys and logging in…".into());
     net(
@@ -646,6 +870,17 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
             password,
         },
     );
+}
+
+fn seed_wait_message(app: &App) -> String {
+    let (done, total) = app
+        .seed
+        .as_ref()
+        .map(|p| (p.done, p.total))
+        .unwrap_or((0, 0));
+    format!(
+        "Demo accounts are still being prepared ({done}/{total}): logging in when ready (Esc stops)."
+    )
 }
 
 fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
@@ -799,7 +1034,18 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 return;
             }
             if is(&k, KeyCode::Enter) {
-                if let Some(pat) = p.results.get(p.selected) {
+                if p.choose_doctor
+                    && let Some(pat) = p.results.get(p.selected)
+                {
+                    // Step 2 of `n`: the doctor, from the Doctors search (all at first).
+                    app.popup = Some(Popup::PickDoctor(Box::new(DoctorStep {
+                        patient: (pat.id, pat.name.clone()),
+                    })));
+                    app.doctors.query = DoctorsPane::default().query;
+                    app.doctors.editing = false;
+                    app.doctors.request_id += 1;
+                    search_doctors(app, fx);
+                } else if let Some(pat) = p.results.get(p.selected) {
                     app.popup = Some(Popup::Confirm(Pending::Book {
                         doctor_id: p.doctor_id,
                         doctor_name: p.doctor_name.clone(),
@@ -816,6 +1062,9 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if is(&k, KeyCode::Down) {
                 move_down(&mut p.selected, p.results.len(), 1);
             } else if type_into(&mut p.query, k) {
+                // Narrow what is shown at once: Enter before the answer picks a match.
+                narrow_patients(&mut p.results, &field_text(&p.query));
+                p.selected = p.selected.min(p.results.len().saturating_sub(1));
                 p.request_id += 1;
                 fx.push(Effect::Later {
                     after: SEARCH_DEBOUNCE,
@@ -823,6 +1072,49 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 });
             }
             app.popup = Some(Popup::PickPatient(p));
+        }
+        Popup::PickDoctor(d) => {
+            if is(&k, KeyCode::Esc) {
+                return;
+            }
+            if is(&k, KeyCode::Enter) {
+                match app.doctors.rows.get(app.doctors.selected) {
+                    Some(row) => match &row.next_free {
+                        Some(slot) => {
+                            app.popup = Some(Popup::Confirm(Pending::Book {
+                                doctor_id: row.doctor.id,
+                                doctor_name: row.doctor.name.clone(),
+                                slot: slot.clone(),
+                                patient: Some(d.patient.clone()),
+                            }))
+                        }
+                        None => {
+                            app.status.error = Some(format!(
+                                "{} has no free slot soon: choose another doctor.",
+                                row.doctor.name
+                            ));
+                            app.popup = Some(Popup::PickDoctor(d));
+                        }
+                    },
+                    None => app.popup = Some(Popup::PickDoctor(d)),
+                }
+                return;
+            }
+            app.popup = Some(Popup::PickDoctor(d));
+            if is(&k, KeyCode::Up) {
+                app.doctors.selected = app.doctors.selected.saturating_sub(1);
+            } else if is(&k, KeyCode::Down) {
+                move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
+            } else if type_into(&mut app.doctors.query, k) {
+                // Narrow at once (the search answers later with the same or fewer).
+                let q = field_text(&app.doctors.query).trim().to_lowercase();
+                app.doctors.rows.retain(|r| {
+                    r.doctor.name.to_lowercase().contains(&q)
+                        || r.doctor.specialty.to_lowercase().contains(&q)
+                });
+                app.doctors.selected = 0;
+                doctors_debounce(app, fx);
+            }
         }
         Popup::PickUploadPatient(p) => upload_picker_key(app, p, k, fx),
         Popup::Path(p) => path_key(app, p, k, fx),
@@ -833,6 +1125,21 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
                 app.popup = Some(Popup::Wrap(check));
                 app.dirty = false;
+            }
+        }
+        Popup::Messages(scroll) => {
+            let max = app.status.history.len().saturating_sub(1) as u16;
+            match app.keys.resolve(&k) {
+                Some(Cmd::Up) => app.popup = Some(Popup::Messages((scroll + 1).min(max))),
+                Some(Cmd::Down) => app.popup = Some(Popup::Messages(scroll.saturating_sub(1))),
+                Some(Cmd::PageUp) => app.popup = Some(Popup::Messages((scroll + 10).min(max))),
+                Some(Cmd::PageDown) => app.popup = Some(Popup::Messages(scroll.saturating_sub(10))),
+                _ if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) => {}
+                Some(Cmd::Quit | Cmd::Messages) => {}
+                _ => {
+                    app.popup = Some(Popup::Messages(scroll));
+                    app.dirty = false;
+                }
             }
         }
         Popup::Palette(mut p) => {
@@ -851,11 +1158,33 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             } else if is(&k, KeyCode::Down) {
                 move_down(&mut p.selected, matches.len(), 1);
             } else if type_into(&mut p.input, k) {
-                p.selected = 0;
+                p.selected = palette_default(&field_text(&p.input));
             }
             app.popup = Some(Popup::Palette(p));
         }
     }
+}
+
+/// Commands that end or leave the session: never pre-selected on an empty palette.
+fn destructive(cmd: Cmd) -> bool {
+    matches!(cmd, Cmd::Quit | Cmd::Logout)
+}
+
+/// The entry Enter takes: the first harmless match; a destructive one only once typed
+/// by name (so `:` Enter never quits).
+pub fn palette_default(q: &str) -> usize {
+    let matches = palette_matches(q);
+    matches.iter().position(|c| !destructive(*c)).unwrap_or(0)
+}
+
+/// Names match; addresses only once `@` is typed, phones when only digits are.
+fn narrow_patients(r: &mut Vec<crate::api::PatientSummary>, query: &str) {
+    let q = query.trim().to_lowercase();
+    if q.is_empty() || q.contains('@') {
+        return;
+    }
+    let digits = q.chars().all(|c| c.is_ascii_digit() || c == '+');
+    r.retain(|x| x.name.to_lowercase().contains(&q) || (digits && x.phone.contains(&q)));
 }
 
 /// Palette entries whose name or description contains `q`.
@@ -916,6 +1245,14 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
         app.help_for = app.pane;
         app.help_scroll = 0;
     }
+    // A message belongs to the pane that caused it.
+    if pane != app.pane {
+        app.status.error = None;
+    }
+    // One patient's reports are a detour: leaving Reports (not for Help) ends it.
+    if app.pane == Pane::Reports && pane != Pane::Help && app.reports.patient.take().is_some() {
+        app.reports.rows.clear();
+    }
     app.pane = pane;
     app.dirty = true;
     if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
@@ -960,8 +1297,22 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Go(p) => switch_pane(app, p, fx),
         Cmd::Logout => wipe(app, false, fx),
+        Cmd::Messages => app.popup = Some(Popup::Messages(0)),
         Cmd::Back => {
-            if app.pane == Pane::Calendar && app.calendar.in_day {
+            if app.status.error.take().is_some() {
+                // Esc dismisses the message first.
+            } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
+                app.bookings.filter = BookingsPane::default().filter;
+                app.bookings.refilter(app.tz);
+            } else if app.pane == Pane::Reports
+                && app.transfer.is_none()
+                && app.reports.patient.is_some()
+            {
+                // Back from one patient's reports to the full list.
+                app.reports.patient = None;
+                app.reports.rows.clear();
+                load_reports(app, fx);
+            } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {
                 // Esc is never destructive: stopping a transfer asks first.
@@ -970,11 +1321,21 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 return;
             }
         }
-        Cmd::Search => {
-            if app.pane != Pane::Doctors {
+        Cmd::Search => match app.pane {
+            Pane::Doctors => app.doctors.editing = true,
+            Pane::Bookings => app.bookings.filtering = true,
+            _ => return,
+        },
+        Cmd::NewBooking => {
+            if app.pane != Pane::Bookings {
                 return;
             }
-            app.doctors.editing = true;
+            if role != Some(Role::Reception) {
+                app.status.info =
+                    Some("Book from a doctor's calendar: 1 Doctors, Enter on a doctor.".into());
+            } else {
+                open_patient_picker(app, None, fx);
+            }
         }
         Cmd::Refresh => match app.pane {
             Pane::Doctors => {
@@ -1070,6 +1431,11 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 let Some(row) = app.doctors.rows.get(app.doctors.selected) else {
                     return;
                 };
+                if !app.panes().contains(&Pane::Calendar) {
+                    app.status.info =
+                        Some("Calendars are for patients, reception and doctors.".into());
+                    return;
+                }
                 let doctor = row.doctor.clone();
                 let first = row
                     .next_free
@@ -1097,12 +1463,19 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     match rows.get(app.calendar.row) {
                         Some(DayRow::Free(slot)) => book(app, slot.clone(), fx),
                         Some(DayRow::Booked(_)) => {
-                            app.status.info = Some(format!(
-                                "{} cancel · {} check in · {} complete",
-                                app.keys.first_key(Cmd::CancelBooking),
-                                app.keys.first_key(Cmd::CheckIn),
-                                app.keys.first_key(Cmd::Complete)
-                            ))
+                            // Only what this role may do to a booking.
+                            let mut acts = vec![(Cmd::CancelBooking, "cancel")];
+                            match role {
+                                Some(Role::Reception) => acts.push((Cmd::CheckIn, "check in")),
+                                Some(Role::Doctor) => acts = vec![(Cmd::Complete, "complete")],
+                                _ => {}
+                            }
+                            app.status.info = Some(
+                                acts.iter()
+                                    .map(|(c, w)| format!("{} {w}", app.keys.first_key(*c)))
+                                    .collect::<Vec<_>>()
+                                    .join(" · "),
+                            )
                         }
                         None => return,
                     }
@@ -1209,24 +1582,45 @@ fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
                 patient: None,
             }))
         }
-        Some(Role::Reception) => {
-            app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
-                query: text_field("patient name, email or phone"),
-                request_id: 0,
-                results: vec![],
-                selected: 0,
-                error: None,
-                doctor_id: doctor.id,
-                doctor_name: doctor.name,
-                slot,
-            })));
-            fx.push(Effect::Later {
-                after: Duration::ZERO,
-                action: Box::new(Action::PatientsDue { id: 0 }),
-            });
-        }
+        Some(Role::Reception) => open_patient_picker(app, Some((doctor, slot)), fx),
         _ => app.status.error = Some("Only patients and reception book slots.".into()),
     }
+}
+
+/// Reception picks the patient: for a chosen slot, or first in the new-booking flow.
+fn open_patient_picker(
+    app: &mut App,
+    target: Option<(crate::api::Doctor, crate::api::Slot)>,
+    fx: &mut Vec<Effect>,
+) {
+    let choose_doctor = target.is_none();
+    let (doctor_id, doctor_name, slot) = match target {
+        Some((d, s)) => (d.id, d.name, s),
+        None => (
+            uuid::Uuid::nil(),
+            String::new(),
+            crate::api::Slot {
+                start: app.clock.now,
+                end: app.clock.now,
+                local_start: String::new(),
+            },
+        ),
+    };
+    app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
+        query: text_field("patient name (or email with @, or phone)"),
+        request_id: 0,
+        results: vec![],
+        selected: 0,
+        error: None,
+        doctor_id,
+        doctor_name,
+        slot,
+        choose_doctor,
+    })));
+    fx.push(Effect::Later {
+        after: Duration::ZERO,
+        action: Box::new(Action::PatientsDue { id: 0 }),
+    });
 }
 
 #[cfg(test)]
@@ -1401,14 +1795,15 @@ mod tests {
                 Pane::Ledger,
                 Pane::Mailbox,
                 Pane::Help,
-                Pane::Doctors
+                // Tab in Help goes back to the pane it was opened from (#14).
+                Pane::Mailbox
             ]
         );
         update(
             &mut a,
             Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
         );
-        assert_eq!(a.pane, Pane::Help);
+        assert_eq!(a.pane, Pane::Ledger);
         let mut admin = app(Role::Admin);
         admin.server.demo = false;
         assert_eq!(admin.panes(), [Pane::Doctors, Pane::Ledger, Pane::Help]);

@@ -107,8 +107,16 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.otp.editing = true;
             }
         }
+        // Reception has no codes of its own: it mails a patient's again, by request id.
+        Cmd::Resend if role == Some(Role::Reception) => {
+            app.popup = Some(Popup::Path(Box::new(PathEntry {
+                purpose: PathFor::ResendCode,
+                input: text_field("request id from the patient's mail"),
+            })));
+        }
         Cmd::Resend => {
             if app.pane != Pane::Otp {
+                app.status.info = Some("Codes are in the OTP pane: R there.".into());
                 return;
             }
             if let Some(p) = app.otp.items.get(app.otp.selected) {
@@ -301,6 +309,14 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
     if is(&k, KeyCode::Esc) {
         return;
     }
+    if is(&k, KeyCode::Tab) && p.purpose != PathFor::ResendCode {
+        if let Some(done) = super::complete_path(&field_text(&p.input)) {
+            p.input = text_field("");
+            p.input.insert_str(done);
+        }
+        app.popup = Some(Popup::Path(p));
+        return;
+    }
     if !is(&k, KeyCode::Enter) {
         type_into(&mut p.input, k);
         app.popup = Some(Popup::Path(p));
@@ -309,6 +325,21 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
     let text = field_text(&p.input).trim().to_string();
     if text.is_empty() {
         app.popup = Some(Popup::Path(p));
+        return;
+    }
+    if p.purpose == PathFor::ResendCode {
+        // The mail may show it with a prefix or quotes: take the first id-shaped word.
+        let id = text
+            .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+            .find_map(|w| Uuid::parse_str(w).ok());
+        match id {
+            Some(id) => vault(app, fx, Job::OtpResend(id)),
+            None => {
+                app.status.error =
+                    Some("That is not a request id (it looks like 1b4e28ba-2fa1-…).".into());
+                app.popup = Some(Popup::Path(p));
+            }
+        }
         return;
     }
     let path = expand_home(&text);
@@ -337,6 +368,7 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
                 },
             )
         }
+        PathFor::ResendCode => return,
         PathFor::Download { report } => {
             if path.exists() {
                 app.status.error = Some(format!(
@@ -378,7 +410,7 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
     }
 }
 
-fn expand_home(text: &str) -> PathBuf {
+pub(super) fn expand_home(text: &str) -> PathBuf {
     match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(text),
@@ -578,10 +610,14 @@ pub(super) fn on_vault(
             }
         }
         Done::ConsentAsked(r) => match r {
-            Ok(_) => ok_info(
-                app,
-                "Consent asked: the patient approves in their client or with a mailed code.".into(),
-            ),
+            Ok(g) => {
+                app.reports.consent_asked.insert(g.report_id);
+                ok_info(
+                    app,
+                    "Consent asked: the patient approves in their client or with a mailed code."
+                        .into(),
+                )
+            }
             Err(f) => fail(app, f, |app, m| app.status.error = Some(m)),
         },
         Done::Grants { report, result } => {

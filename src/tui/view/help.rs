@@ -35,7 +35,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .filter(|c| c.panes.is_some_and(|p| p.contains(&app.help_for)))
     {
-        lines.push(row(app.keys.keys_of(c.cmd), c.desc));
+        lines.push(row(app.keys.keys_of(c.cmd), desc_in(c, app.help_for)));
     }
     lines.push(Line::from(Span::styled("Everywhere", t.title)));
     for c in COMMANDS.iter().filter(|c| c.panes.is_none()) {
@@ -53,4 +53,31 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         t.muted,
     )));
     frame.render_widget(Paragraph::new(lines).scroll((app.help_scroll, 0)), inner);
+}
+
+/// A shared key's description, only the part true in `pane`.
+fn desc_in(c: &crate::tui::keymap::CmdInfo, pane: crate::tui::state::Pane) -> &'static str {
+    use crate::tui::keymap::Cmd;
+    use crate::tui::state::Pane;
+    let cal = pane == Pane::Calendar;
+    match c.cmd {
+        Cmd::Up if cal => "move up / previous week",
+        Cmd::Down if cal => "move down / next week",
+        Cmd::PageUp if cal => "page up / four weeks back",
+        Cmd::PageDown if cal => "page down / four weeks on",
+        Cmd::PageUp => "page up",
+        Cmd::PageDown => "page down",
+        Cmd::Search if pane == Pane::Doctors => "search doctors (name or specialty)",
+        Cmd::Search => "filter the list",
+        Cmd::CancelBooking if pane == Pane::Reports => "stop the running transfer",
+        Cmd::CancelBooking => "cancel the selected booking",
+        Cmd::Select => match pane {
+            Pane::Doctors => "open the doctor's calendar",
+            Pane::Calendar => "open the day / book the slot",
+            Pane::Reports => "verify the report",
+            Pane::Otp => "type the selected code",
+            _ => c.desc,
+        },
+        _ => c.desc,
+    }
 }

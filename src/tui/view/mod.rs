@@ -48,13 +48,33 @@ pub fn render(app: &App, frame: &mut Frame) {
             );
         }
         Screen::Main => {
-            let [tabs, body, hint, status] = Layout::vertical([
+            // An error gets whole lines above the status bar (up to 3), never cut at 80.
+            let message = app
+                .status
+                .error
+                .as_ref()
+                .map(|e| format!("✗ {}", crate::text::display(e)));
+            let msg_rows = message.as_ref().map_or(0, |m| {
+                (m.chars().count() as u16)
+                    .div_ceil(area.width.max(1))
+                    .clamp(1, 3)
+            });
+            let [tabs, body, msg, hint, status] = Layout::vertical([
                 Constraint::Length(1),
                 Constraint::Min(1),
+                Constraint::Length(msg_rows),
                 Constraint::Length(1),
                 Constraint::Length(1),
             ])
             .areas(area);
+            if let Some(m) = message {
+                frame.render_widget(
+                    Paragraph::new(m)
+                        .style(app.theme.error)
+                        .wrap(Wrap { trim: false }),
+                    msg,
+                );
+            }
             tab_bar(app, frame, tabs);
             // A failed ledger check: a red banner across the app (DESIGN.md §6).
             let body = match &app.ledger.failed {
@@ -99,8 +119,15 @@ fn too_small(app: &App, frame: &mut Frame, area: Rect) {
             "{}×{} here; clinvault needs {MIN_WIDTH}×{MIN_HEIGHT}",
             area.width, area.height
         )),
+        Line::from(Span::styled(
+            format!(
+                "keys wait until it is larger · {} quits · Ctrl-C at once",
+                app.keys.first_key(Cmd::Quit)
+            ),
+            app.theme.muted,
+        )),
     ];
-    let h = area.height.min(2);
+    let h = area.height.min(3);
     let y = area.y + area.height.saturating_sub(h) / 2;
     frame.render_widget(
         Paragraph::new(text)
@@ -164,11 +191,15 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
         Pane::Doctors if app.doctors.editing => {
             vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
         }
-        Pane::Doctors => vec![
-            (Cmd::Search, "search"),
-            (Cmd::Select, "calendar"),
-            (Cmd::Down, "move"),
-        ],
+        Pane::Doctors => {
+            let mut v = vec![(Cmd::Search, "search")];
+            // Admin and auditor have no Calendar pane to open.
+            if app.panes().contains(&Pane::Calendar) {
+                v.push((Cmd::Select, "calendar"));
+            }
+            v.push((Cmd::Down, "move"));
+            v
+        }
         Pane::Calendar if app.calendar.in_day => {
             let mut v = vec![(Cmd::Back, "days")];
             if matches!(role, Some(Role::Patient | Role::Reception)) {
@@ -183,7 +214,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::NextMonth, "month"),
         ],
         Pane::Bookings => {
-            let mut v = vec![(Cmd::Down, "move")];
+            let mut v = vec![];
+            if role == Some(Role::Reception) {
+                v.push((Cmd::NewBooking, "new"));
+            }
+            v.push((Cmd::Search, "filter"));
             v.extend(booking_hints(role));
             v
         }
@@ -208,13 +243,20 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v
         }
         Pane::Otp if app.otp.editing => vec![(Cmd::Back, "done"), (Cmd::Select, "send code")],
+        Pane::Otp if app.otp.items.is_empty() => vec![(Cmd::Refresh, "reload")],
         Pane::Otp => vec![
             (Cmd::Select, "enter code"),
             (Cmd::Resend, "resend"),
             (Cmd::Refresh, "reload"),
         ],
         Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
-        Pane::Help => vec![(Cmd::Down, "scroll")],
+        Pane::Help => {
+            return vec![
+                (Cmd::Down, "scroll"),
+                (Cmd::Back, "back"),
+                (Cmd::Palette, "commands"),
+            ];
+        }
     };
     if v.len() > 4 {
         // Room for the pane's own keys at 80 columns; Help lists the rest.
@@ -252,6 +294,40 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         return;
     }
     let mut spans = Vec::new();
+    // A text field has the keys: show its keys, not commands it would type.
+    if app.screen == Screen::Main && app.text_focus() {
+        use crate::tui::state::Popup;
+        let enter = match &app.popup {
+            Some(Popup::Palette(_)) => "run",
+            Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
+            Some(Popup::Path(_)) => "start",
+            _ if app.pane == Pane::Otp => "send code",
+            _ => "done",
+        };
+        let mut keys = vec![
+            ("Enter", enter),
+            ("Esc", "back"),
+            ("C-a/C-e", "ends"),
+            ("C-w", "word"),
+            ("C-u/C-k", "clear"),
+        ];
+        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if p.purpose != crate::tui::state::PathFor::ResendCode)
+        {
+            keys.insert(2, ("Tab", "complete"));
+        }
+        for (key, label) in keys {
+            spans.push(Span::styled(format!(" {key}"), app.theme.accent));
+            spans.push(Span::styled(format!(" {label} "), app.theme.muted));
+        }
+        frame.render_widget(Line::from(spans), area);
+        return;
+    }
+    let dismiss = [(Cmd::Back, "dismiss"), (Cmd::Messages, "messages")];
+    let hints = if app.status.error.is_some() && app.popup.is_none() {
+        &dismiss[..]
+    } else {
+        hints
+    };
     for (cmd, label) in hints {
         spans.push(Span::styled(
             format!(" {}", app.keys.first_key(*cmd)),
@@ -309,13 +385,6 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
             crate::tui::state::TransferKind::Download => "↓",
         };
         spans.push(Span::styled(format!(" │ {arrow} {pct}%"), t.bar));
-    }
-    if let Some(e) = &app.status.error {
-        spans.push(Span::styled(" │ ", t.bar));
-        spans.push(Span::styled(
-            format!("✗ {}", crate::text::display(e)),
-            t.error,
-        ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)).style(t.bar), area);
 }

@@ -70,7 +70,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
                 .title(Span::styled(
-                    format!(" Book {} for which patient? ", app.local(p.slot.start)),
+                    if p.choose_doctor {
+                        " New booking 1/2: which patient? ".to_string()
+                    } else {
+                        format!(" Book {} for which patient? ", app.local(p.slot.start))
+                    },
                     t.title,
                 ))
                 .border_style(t.accent);
@@ -111,7 +115,67 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             }
             frame.render_widget(
                 Span::styled(
-                    "type to search · ↑↓ choose · Enter book · Esc close",
+                    if p.choose_doctor {
+                        "type a name · ↑↓ choose · Enter next: the doctor · Esc close"
+                    } else {
+                        "type to search · ↑↓ choose · Enter book · Esc close"
+                    },
+                    t.muted,
+                ),
+                hint,
+            );
+        }
+        Popup::PickDoctor(d) => {
+            let bx = centered(area, 72, 14);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    format!(
+                        " New booking 2/2: {} with which doctor? ",
+                        truncate(&d.patient.1, 24)
+                    ),
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let [q, list, hint] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
+            let mut field = app.doctors.query.clone();
+            field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+            field.set_placeholder_style(t.muted);
+            frame.render_widget(&field, q);
+            let items: Vec<ListItem> = app
+                .doctors
+                .rows
+                .iter()
+                .map(|r| {
+                    ListItem::new(format!(
+                        "{:<20} {:<16} {}",
+                        truncate(&r.doctor.name, 20),
+                        truncate(&r.doctor.specialty, 16),
+                        r.next_free
+                            .as_ref()
+                            .map(|s| app.local(s.start))
+                            .unwrap_or_else(|| "no free slot".into())
+                    ))
+                })
+                .collect();
+            let mut st = ListState::default().with_selected(Some(app.doctors.selected));
+            frame.render_stateful_widget(
+                List::new(items)
+                    .highlight_style(t.selection)
+                    .highlight_symbol("› "),
+                list,
+                &mut st,
+            );
+            frame.render_widget(
+                Span::styled(
+                    "name or specialty · ↑↓ choose · Enter book the first free slot · Esc close",
                     t.muted,
                 ),
                 hint,
@@ -179,6 +243,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 PathFor::Download { .. } => {
                     " Save the report (verified before it appears) to ".into()
                 }
+                PathFor::ResendCode => " Mail a patient's code again: which request? ".into(),
             };
             let block = Block::bordered()
                 .title(Span::styled(title, t.title))
@@ -198,6 +263,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             let h = match &p.purpose {
                 PathFor::Upload { .. } => "Enter start · Esc close · the same file again resumes",
                 PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
+                PathFor::ResendCode => {
+                    "Enter mail it · Esc close · the id is in the patient's mail"
+                }
             };
             frame.render_widget(Span::styled(h, t.muted), hint);
         }
@@ -206,7 +274,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(Clear, bx);
             let block = Block::bordered()
                 .title(Span::styled(
-                    format!(" Grants of report {} ", &g.report.simple().to_string()[..8]),
+                    // The title once checked; the short id until then.
+                    match app
+                        .reports
+                        .rows
+                        .iter()
+                        .find(|r| r.summary.id == g.report)
+                        .and_then(|r| r.check.title())
+                    {
+                        Some(title) => format!(" Grants of “{}” ", truncate(title, 50)),
+                        None => {
+                            format!(" Grants of report {} ", &g.report.simple().to_string()[..8])
+                        }
+                    },
                     t.title,
                 ))
                 .border_style(t.accent);
@@ -300,6 +380,45 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 ]),
             ];
             frame.render_widget(Paragraph::new(lines), inner);
+        }
+        Popup::Messages(scroll) => {
+            let bx = centered(area, 76, 18);
+            frame.render_widget(Clear, bx);
+            let block = Block::bordered()
+                .title(Span::styled(
+                    " Messages, newest first · Esc closes ",
+                    t.title,
+                ))
+                .border_style(t.accent);
+            let inner = block.inner(bx);
+            frame.render_widget(block, bx);
+            let lines: Vec<Line> = if app.status.history.is_empty() {
+                vec![Line::from(Span::styled("No messages yet.", t.muted))]
+            } else {
+                app.status
+                    .history
+                    .iter()
+                    .rev()
+                    .skip(*scroll as usize)
+                    .map(|m| {
+                        Line::from(vec![
+                            Span::styled(
+                                m.at.with_timezone(&app.tz).format("%H:%M:%S ").to_string(),
+                                t.muted,
+                            ),
+                            if m.error {
+                                Span::styled(
+                                    format!("✗ {}", crate::text::display(&m.text)),
+                                    t.error,
+                                )
+                            } else {
+                                Span::raw(crate::text::display(&m.text).into_owned())
+                            },
+                        ])
+                    })
+                    .collect()
+            };
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Popup::Palette(p) => {
             let bx = centered(area, 60, 14);

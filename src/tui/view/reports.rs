@@ -9,30 +9,37 @@ use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
 use crate::tui::state::{App, Check, TransferKind};
 use crate::tui::view::{pane_block, truncate};
 
-/// `912 B`, `4.0 KB`, `1.2 MB`.
+/// `912 B`, `4.0 KiB`, `1.2 MiB`: binary units, labelled as such, as the CLI prints them.
 pub fn human(n: u64) -> String {
     const K: f64 = 1024.0;
     let f = n as f64;
     if f < K {
         format!("{n} B")
     } else if f < K * K {
-        format!("{:.1} KB", f / K)
+        format!("{:.1} KiB", f / K)
     } else if f < K * K * K {
-        format!("{:.1} MB", f / (K * K))
+        format!("{:.1} MiB", f / (K * K))
     } else {
-        format!("{:.1} GB", f / (K * K * K))
+        format!("{:.1} GiB", f / (K * K * K))
     }
 }
 
 /// The word for where a report stands, and whether it is bad news.
-pub fn state_word(app: &App, check: &Check, status: &str, readable: bool) -> (String, bool) {
-    let _ = app;
+pub fn state_word(app: &App, row: &crate::tui::state::ReportRow) -> (String, bool) {
+    let (check, status, readable) = (
+        &row.check,
+        row.summary.status.as_str(),
+        row.summary.readable,
+    );
     match check {
         Check::Failed(_) => ("FAILED ✗".into(), true),
         Check::Verified { .. } => ("verified ✓".into(), false),
         _ if status == "awaiting_release" => ("awaiting code".into(), false),
         // Opened but not committed: an upload that stopped; the same file again resumes it.
         _ if status == "open" => ("incomplete".into(), true),
+        _ if !readable && app.reports.consent_asked.contains(&row.summary.id) => {
+            ("consent requested".into(), false)
+        }
         _ if !readable => ("no key".into(), false),
         _ => ("released".into(), false),
     }
@@ -44,7 +51,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(
         app,
         match &r.patient {
-            Some((_, name)) => format!("Reports of {} · {}", truncate(name, 30), r.rows.len()),
+            Some((_, name)) => format!(
+                "Reports of {} · {} · Esc: all",
+                truncate(name, 30),
+                r.rows.len()
+            ),
             None => format!("Reports · {}", r.rows.len()),
         },
         r.loading,
@@ -70,7 +81,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             .iter()
             .map(|x| {
                 let s = &x.summary;
-                let (word, bad) = state_word(app, &x.check, &s.status, s.readable);
+                let (word, bad) = state_word(app, x);
                 let style = if bad {
                     t.error
                 } else if matches!(x.check, Check::Verified { .. }) {
@@ -91,8 +102,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                             .format("%Y-%m-%d")
                             .to_string(),
                     ),
-                    Cell::from(truncate(&s.author_name, 12)),
-                    Cell::from(truncate(&s.patient_name, 12)),
+                    Cell::from(truncate(&s.author_name, 10)),
+                    Cell::from(truncate(&s.patient_name, 10)),
                     Cell::from(title),
                     Cell::from(human(s.plaintext_len)),
                     Cell::from(Span::styled(word, style)),
@@ -103,8 +114,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             rows,
             [
                 Constraint::Length(10),
-                Constraint::Length(12),
-                Constraint::Length(12),
+                Constraint::Length(10),
+                Constraint::Length(10),
                 Constraint::Length(15),
                 Constraint::Length(8),
                 Constraint::Min(8),
@@ -159,14 +170,24 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             TransferKind::Upload => "↑",
             TransferKind::Download => "↓",
         };
-        let text = format!(
-            "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
-            truncate(&tr.label, 28),
-            human(tr.done),
-            human(tr.total),
-            human(rate as u64),
-            app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
-        );
+        // At most 77 columns: 18 for the name, 8 per size, 10 for the rate.
+        // A resumed upload reports nothing until it re-read what was sent: no zeros.
+        let text = if tr.total == 0 {
+            format!(
+                "{arrow} {} · resuming: checking what was already sent… · {} stop",
+                truncate(&tr.label, 18),
+                app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
+            )
+        } else {
+            format!(
+                "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
+                truncate(&tr.label, 18),
+                human(tr.done),
+                human(tr.total),
+                human(rate as u64),
+                app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
+            )
+        };
         frame.render_widget(Span::styled(text, t.accent), label);
         let ratio = if tr.total == 0 {
             0.0
