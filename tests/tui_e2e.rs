@@ -52,6 +52,20 @@ impl Tmux {
         self.run(&["send-keys", "-t", "cv", "-l", text]);
     }
 
+    /// `q`, and `y` if it asks because requests are still running (a slow machine); then
+    /// the shell's line with the exit status.
+    fn quit(&self) -> String {
+        self.keys(&["q"]);
+        let s = self.wait("a clean exit or the quit question", |s| {
+            s.contains("CLINVAULT-EXIT=") || s.contains("Quit anyway?")
+        });
+        if s.contains("CLINVAULT-EXIT=") {
+            return s;
+        }
+        self.keys(&["y"]);
+        self.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="))
+    }
+
     /// Polls the screen until `pred` holds; the limit only guards against a hang.
     fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -80,8 +94,21 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
-#[test]
-fn demo_login_book_and_quit_in_tmux() {
+/// One demo at a time: each seeds a clinic with Argon2 for every account, and two at once on
+/// a loaded 2-core machine can outlast the waits.
+static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The binary on a fresh embedded demo in its own tmux server at 80×24, or `None` (with a
+/// note) where tmux is missing outside CI.
+fn demo_in_tmux(label: &str) -> Option<Demo> {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (apt-get install tmux)"
+        );
+        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+        return None;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = env!("CARGO_BIN_EXE_clinvault");
     let state = dir.path().join("state");
@@ -94,22 +121,26 @@ fn demo_login_book_and_quit_in_tmux() {
         shell_quote(Path::new(bin))
     );
     let t = Tmux {
-        socket: format!("clinvault-e2e-{}", std::process::id()),
+        socket: format!("clinvault-e2e-{label}-{}", std::process::id()),
     };
-    t.run(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "cv",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &cmd,
-    ]);
-    t.run(&["set-option", "-s", "escape-time", "0"]);
+    t.start(&cmd);
+    Some(Demo { t, dir, cmd, state })
+}
+
+struct Demo {
+    t: Tmux,
+    dir: tempfile::TempDir,
+    /// The shell command that started the client, to start it again.
+    cmd: String,
+    state: std::path::PathBuf,
+}
+
+#[test]
+fn demo_login_book_and_quit_in_tmux() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(Demo { t, dir, cmd, state }) = demo_in_tmux("patient") else {
+        return;
+    };
 
     let s = t.wait("the login screen", |s| s.contains("clinvault — log in"));
     assert!(
@@ -165,8 +196,7 @@ fn demo_login_book_and_quit_in_tmux() {
     assert!(s.contains("awaiting code"), "both states:\n{s}");
     assert!(s.contains("ledger ✓"), "the ledger verified:\n{s}");
 
-    t.keys(&["q"]);
-    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    let s = t.quit();
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
     assert!(
         !s.contains("Bookings ·"),
@@ -204,21 +234,10 @@ fn demo_login_book_and_quit_in_tmux() {
 /// (The report viewer of point 11 is not built yet, so this journey has no viewer step.)
 #[test]
 fn reception_books_with_the_new_booking_flow_in_tmux() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let bin = env!("CARGO_BIN_EXE_clinvault");
-    let state = dir.path().join("state");
-    let kdf = "CLINVAULT_SERVER__KDF__M_KIB=256 CLINVAULT_SERVER__KDF__T=1 CLINVAULT_SERVER__KDF__P=1 \
-               CLINVAULT_CLIENT__KDF_FLOOR__M_KIB=256 CLINVAULT_CLIENT__KDF_FLOOR__T=1 CLINVAULT_CLIENT__KDF_FLOOR__P=1";
-    let cmd = format!(
-        "cd {} && env -u NO_COLOR TERM=xterm-256color {kdf} CLINVAULT_CLIENT__STATE_DIR={} {}; echo CLINVAULT-EXIT=$?; sleep 60",
-        shell_quote(dir.path()),
-        shell_quote(&state),
-        shell_quote(Path::new(bin))
-    );
-    let t = Tmux {
-        socket: format!("clinvault-e2e-desk-{}", std::process::id()),
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(Demo { t, dir: _dir, .. }) = demo_in_tmux("desk") else {
+        return;
     };
-    t.start(&cmd);
     t.wait("the login screen", |s| s.contains("clinvault — log in"));
     t.wait("the demo data", |s| s.contains("Demo data ready"));
     t.literal("desk@clinic.demo");
@@ -245,12 +264,13 @@ fn reception_books_with_the_new_booking_flow_in_tmux() {
     t.keys(&["y"]);
     let s = t.wait("the booking", |s| s.contains("Booked "));
     assert!(!s.contains('✗'), "no error:\n{s}");
-    assert!(
-        s.lines()
-            .any(|l| l.contains("Dana Herz") && l.contains("Maria Rossi") && l.contains("booked")),
-        "in the list:\n{s}"
-    );
-    t.keys(&["q"]);
-    let s = t.wait("a clean exit", |s| s.contains("CLINVAULT-EXIT="));
+    // The list reloads after the booking; wait for it rather than read it mid-load.
+    t.wait("the booking in the list", |s| {
+        !s.contains("loading…")
+            && s.lines().any(|l| {
+                l.contains("Dana Herz") && l.contains("Maria Rossi") && l.contains("booked")
+            })
+    });
+    let s = t.quit();
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
 }
