@@ -8,6 +8,7 @@ pub mod chunk_store;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod ledger_signer;
 pub mod ledger_store;
 pub mod mail;
 pub mod metrics;
@@ -63,6 +64,8 @@ pub enum StartError {
     Enrollment(String),
     #[error("chunk storage: {0}")]
     Chunks(#[from] chunk_store::ChunkStoreError),
+    #[error("ledger: {0}")]
+    Ledger(String),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -81,6 +84,9 @@ pub struct Inner {
     /// do the same work.
     pub decoy_mac: [u8; 32],
     pub metrics: metrics::Metrics,
+    /// Key of the ledger's append authenticators (from the secrets file).
+    pub append_key: ledger_store::AppendKey,
+    pub signer: ledger_signer::Signer,
 }
 
 impl std::ops::Deref for AppState {
@@ -147,6 +153,21 @@ impl ServerHandle {
         routes::reports::sweep_open(&self.state).await
     }
 
+    /// Why the ledger signer refuses to sign, while it does (the server is then not ready).
+    pub fn ledger_alarm(&self) -> Option<String> {
+        self.state.signer.alarm()
+    }
+
+    /// Test-only (feature `test-hooks`, never in a release build): from now on the signer
+    /// signs whatever the database holds, as the server of issue 11's attacks did.
+    #[cfg(feature = "test-hooks")]
+    pub fn sign_anything_for_tests(&self) {
+        self.state
+            .signer
+            .sign_anything
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A sender that, when `true` is sent, begins a graceful shutdown.
     pub fn shutdown_sender(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
@@ -209,6 +230,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
+    let append_key = ledger_store::AppendKey::new(*secrets.append_key());
+    let signer = ledger_signer::Signer::new(&sc.secrets_path());
     let state = AppState(Arc::new(Inner {
         db: pool,
         backend,
@@ -219,7 +242,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tz,
         decoy_mac,
         metrics: metrics::Metrics::default(),
+        append_key,
+        signer,
     }));
+    ledger_signer::init(&state)
+        .await
+        .map_err(|e| StartError::Ledger(e.message))?;
 
     let admin_enrollment_code = routes::auth::prepare_admin_enrollment(&state)
         .await

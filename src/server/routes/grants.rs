@@ -261,6 +261,7 @@ async fn approve(
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::GrantApproved {
             time_ms: now,
             grant_id: g.id.into_bytes(),
@@ -336,6 +337,7 @@ async fn wrap(
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::KeyWrapped {
             time_ms: now,
             grant_id: g.id.into_bytes(),
@@ -399,6 +401,7 @@ async fn revoke(
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::GrantRevoked {
             time_ms: now,
             grant_id: g.id.into_bytes(),
