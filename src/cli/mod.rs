@@ -129,6 +129,7 @@ pub async fn unlock(cfg: &Config) -> Result<(ApiClient, LoggedIn)> {
     let mut c = client(cfg)?;
     let pw = password(&format!("Password for {}: ", saved.email), false)?;
     let logged = c.login(&saved.email, &pw).await?;
+    monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
         &session::SavedSession {
@@ -165,6 +166,22 @@ pub async fn ledger(cfg: &Config, c: &ApiClient) -> Result<clinvault::client::le
         );
     }
     Ok(l)
+}
+
+/// Issue 11: at every login and unlock, the ledger's key entries for this account must be the
+/// keys just unsealed. A mismatch is printed in red before the command fails.
+pub async fn monitor_self(cfg: &Config, c: &ApiClient, logged: &LoggedIn) -> Result<()> {
+    let l = ledger(cfg, c).await?;
+    if let Err(e) = l
+        .check_self(logged.login.user.id, &logged.secrets.public())
+        .await
+    {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("\x1b[1;31m{e}\x1b[0m");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 pub fn mib(bytes: u64) -> f64 {

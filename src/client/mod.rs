@@ -67,6 +67,16 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    /// The ledger shows a key for this account other than the one its password unlocks
+    /// (issue 11): `entry` is that key entry's index.
+    #[error(
+        "the ledger shows a different key for your account (entry {entry}): someone may be impersonating you — tell your clinic's administrator"
+    )]
+    Impersonation { entry: u64 },
+    /// A user's key differs from the one this client verified before, or the ledger shows
+    /// more than one key for them (v1 has no key changes).
+    #[error("KEY CHANGED: {0}")]
+    KeyChanged(String),
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]

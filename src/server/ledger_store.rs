@@ -210,6 +210,7 @@ pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
 pub struct StoredEntry {
     pub index: u64,
     pub bytes: Vec<u8>,
+    pub auth: Option<Vec<u8>>,
 }
 
 pub async fn entry(conn: &mut AnyConnection, index: u64) -> Result<Option<Vec<u8>>, AppError> {
@@ -231,7 +232,7 @@ pub async fn entries(
     let rows = match subject {
         None => {
             sqlx::query(
-                "SELECT idx, entry FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                "SELECT idx, entry, auth FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
             )
             .bind(i64_of(start)?)
             .bind(i64_of(end)?)
@@ -239,7 +240,7 @@ pub async fn entries(
             .await?
         }
         Some(user) => sqlx::query(
-            "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
+            "SELECT e.idx, e.entry, e.auth FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
                  WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx",
         )
         .bind(user.to_string())
@@ -254,6 +255,7 @@ pub async fn entries(
             Ok(StoredEntry {
                 index: u64::try_from(idx).map_err(|_| AppError::internal("negative index"))?,
                 bytes: r.try_get("entry")?,
+                auth: r.try_get("auth")?,
             })
         })
         .collect()

@@ -90,9 +90,23 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             mut client,
             email,
             password,
+            settings,
         } => {
             let r = client.login(&email, &password).await;
             drop(password);
+            // Issue 11: the ledger's key for this account must be the one just unsealed.
+            let r = match r {
+                Ok(logged) => crate::client::ledger::monitor_self(
+                    &client,
+                    &settings.state_dir,
+                    settings.ledger_key.as_ref(),
+                    settings.max_head_age_secs,
+                    &logged,
+                )
+                .await
+                .map(|_| logged),
+                Err(e) => Err(e),
+            };
             Action::LoggedIn(r.map(|l| Box::new((client, l))).map_err(ui))
         }
         Effect::VerifyEmail { client, email } => {

@@ -75,9 +75,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, list, &mut state);
 }
 
-/// A short fingerprint of a doctor's signing key (DESIGN.md §3), to compare out of band.
+/// The doctor's key fingerprint: the one `seal::fingerprint` computes over both public keys,
+/// the same the CLI and every confirmation show (issue 11), to compare out of band.
 pub fn fingerprint(k: &crate::seal::PublicKeys) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(k.ed25519);
-    hex::encode(&d[..4])
+    crate::seal::fingerprint(k)
 }
