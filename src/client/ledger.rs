@@ -397,7 +397,12 @@ impl Ledger {
     }
 
     /// Raw entries `start..end` (auditors), for replaying the whole tree: none may be skipped.
-    pub async fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+    /// Each carries the server's word on its append authenticator.
+    pub async fn raw_entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<LedgerEntryOut>, ClientError> {
         let mut out = Vec::new();
         for (expected, e) in (start..).zip(self.pages(start, end).await?) {
             if e.index != expected {
@@ -406,7 +411,7 @@ impl Ledger {
                     e.index
                 )));
             }
-            out.push(e.entry);
+            out.push(e);
         }
         Ok(out)
     }

@@ -137,6 +137,18 @@ impl ServerHandle {
         res
     }
 
+    /// Stops the server like [`ServerHandle::shutdown`], keeping the handle (its address and
+    /// data folder) so a test can edit the stopped server's database and start it again.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        let res = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        self.state.db.close().await;
+        res
+    }
+
     /// Waits until the server stops (after [`ServerHandle::trigger_shutdown`] or a fatal error).
     pub async fn wait(self) -> std::io::Result<()> {
         let res = match self.task.await {
