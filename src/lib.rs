@@ -11,3 +11,4 @@ pub mod ledger;
 pub mod seal;
 pub mod server;
 pub mod tui;
+pub mod witness;
