@@ -306,3 +306,154 @@ async fn witness_over_http() {
     );
     assert_eq!(r.text().await.unwrap(), "5\n");
 }
+
+mod common;
+
+use clinvault::client::ledger::{Ledger, WitnessPolicy};
+use clinvault::config::WitnessEndpoint;
+use common::Db;
+
+fn policy(keys: &[VerifierKey], quorum: usize) -> WitnessPolicy {
+    WitnessPolicy {
+        witnesses: keys.to_vec(),
+        quorum,
+    }
+}
+
+/// The server submits every new head to its witness and serves the cosignature; a client
+/// with quorum 1 takes heads cosigned by its witness only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_heads_are_cosigned_and_clients_need_the_quorum() {
+    // The witness must know the log's key first: make the server's secrets file beforehand.
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_path = dir.path().join("secrets.toml");
+    let secrets = clinvault::server::secrets::ServerSecrets::load_or_create(&secrets_path).unwrap();
+    let log_public = SigningKey::from_bytes(secrets.ledger_seed())
+        .verifying_key()
+        .to_bytes();
+    let origin = "clinic.test/clinvault";
+    let log_vkey = VerifierKey::new(origin, SIG_ED25519, log_public).unwrap();
+    let state = dir.path().join("witness-state.json");
+    let w = Arc::new(
+        Witness::open(
+            "witness.test/w1",
+            SigningKey::from_bytes(&[5; 32]),
+            &state,
+            vec![log_vkey.clone()],
+        )
+        .unwrap(),
+    );
+    let (addr, _task) = spawn(w.clone(), "127.0.0.1:0").await.unwrap();
+    let wkey = w.vkey();
+    let ts = common::start_with(Db::Sqlite, |cfg| {
+        cfg.server.secrets_file = secrets_path.display().to_string();
+        cfg.server.ledger_origin = origin.into();
+        cfg.server.witnesses = vec![WitnessEndpoint {
+            url: format!("http://{addr}/"),
+            vkey: wkey.to_string(),
+        }];
+    })
+    .await;
+    assert_eq!(ts.handle.ledger_vkey, log_vkey.to_string());
+    let admin = ts.admin().await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let l = Ledger::sync_with(
+        &admin,
+        state_dir.path(),
+        None,
+        3600,
+        &policy(&[wkey.clone()], 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.cosigned_by, vec!["witness.test/w1".to_string()]);
+    let first = l.head().tree_size;
+
+    // Growth: the next head is cosigned after a consistency proof from the last one.
+    ts.patient("p1@clinic.test", "Pia One").await;
+    let l = Ledger::sync_with(
+        &admin,
+        state_dir.path(),
+        None,
+        3600,
+        &policy(&[wkey.clone()], 1),
+    )
+    .await
+    .unwrap();
+    assert!(l.head().tree_size > first);
+    assert_eq!(l.cosigned_by.len(), 1);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["logs"][origin]["size"], l.head().tree_size);
+
+    // The head as standard tooling reads it: a checkpoint note signed by the log's vkey.
+    let head: clinvault::api::LedgerHead = reqwest::Client::new()
+        .get(format!("{}/v1/ledger/head", ts.url))
+        .bearer_auth(admin.token().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let note = Note::parse(&head.checkpoint).unwrap();
+    note.verify_ed25519(&log_vkey).unwrap();
+    assert!(note.text.starts_with("clinic.test/clinvault\n"));
+    assert_eq!(note.signatures.len(), 2, "{}", head.checkpoint);
+
+    // A witness this client does not know counts for nothing.
+    let stranger = VerifierKey::new(
+        "witness.test/other",
+        SIG_COSIGNATURE_V1,
+        SigningKey::from_bytes(&[6; 32]).verifying_key().to_bytes(),
+    )
+    .unwrap();
+    let e = Ledger::sync_with(
+        &admin,
+        state_dir.path(),
+        None,
+        3600,
+        &policy(&[stranger], 1),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("carries 0 valid witness cosignatures, fewer than the 1 required"),
+        "{e}"
+    );
+}
+
+/// A server without witnesses: a client that needs one cosignature refuses its heads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quorum_refuses_heads_without_cosignatures() {
+    let ts = common::start_server(Db::Sqlite).await;
+    let admin = ts.admin().await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let wkey = VerifierKey::new(
+        "witness.test/w1",
+        SIG_COSIGNATURE_V1,
+        SigningKey::from_bytes(&[5; 32]).verifying_key().to_bytes(),
+    )
+    .unwrap();
+    let e = Ledger::sync_with(
+        &admin,
+        state_dir.path(),
+        None,
+        3600,
+        &policy(&[wkey.clone()], 1),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("carries 0 valid witness cosignatures"),
+        "{e}"
+    );
+    // Quorum 0 with the witness configured: taken, and nobody cosigned.
+    let l = Ledger::sync_with(&admin, state_dir.path(), None, 3600, &policy(&[wkey], 0))
+        .await
+        .unwrap();
+    assert!(l.cosigned_by.is_empty());
+}

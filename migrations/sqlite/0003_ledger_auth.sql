@@ -4,3 +4,6 @@
 -- a head signed by the ledger key covers them (see docs/protocol.md, "Append authenticators").
 -- Kept in step with ../postgres/.
 ALTER TABLE ledger_entries ADD COLUMN auth BLOB;
+
+-- The head as a C2SP checkpoint (signed note) with the witnesses' cosignatures, served with it.
+ALTER TABLE ledger_heads ADD COLUMN checkpoint TEXT;

@@ -37,6 +37,10 @@ pub struct LedgerHead {
     pub signed_head: Vec<u8>,
     /// `clinvault-ledger:` + base64 of the public key, for pinning on first use.
     pub ledger_key: String,
+    /// The same head as a C2SP checkpoint (signed note, text), signed by the ledger key and
+    /// followed by the cosignatures of the witnesses that cosigned it (issue 11).
+    #[serde(default)]
+    pub checkpoint: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ pub mod grants;
 pub mod reports;
 pub mod serve;
 pub mod tui;
+pub mod witness;
 
 /// `--version`: the crate version and, when built from a git checkout, the commit (build.rs).
 pub const VERSION: &str = env!("CLINVAULT_VERSION");
@@ -152,11 +153,16 @@ fn configured_key(cfg: &Config) -> Result<Option<LedgerKey>> {
 
 /// The verified ledger: the saved head moved forward to the server's newest.
 pub async fn ledger(cfg: &Config, c: &ApiClient) -> Result<clinvault::client::ledger::Ledger> {
-    let l = clinvault::client::ledger::Ledger::sync(
+    let policy = clinvault::client::ledger::WitnessPolicy::from_config(
+        &cfg.client.witnesses,
+        cfg.client.witness_quorum,
+    )?;
+    let l = clinvault::client::ledger::Ledger::sync_with(
         c,
         &cfg.client.state_path(),
         configured_key(cfg)?.as_ref(),
         cfg.client.max_head_age_secs,
+        &policy,
     )
     .await?;
     if l.pinned_now {

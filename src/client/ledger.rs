@@ -66,6 +66,73 @@ pub struct Ledger {
     pub older_head: Option<(i64, i64)>,
     known_keys: PathBuf,
     server: String,
+    /// The configured witnesses that validly cosigned this head's checkpoint.
+    pub cosigned_by: Vec<String>,
+    policy: WitnessPolicy,
+}
+
+/// Which witnesses' cosignatures count, and how many a head needs (`[client] witnesses`,
+/// `witness_quorum`).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessPolicy {
+    pub witnesses: Vec<crate::witness::note::VerifierKey>,
+    pub quorum: usize,
+}
+
+impl WitnessPolicy {
+    /// From the config's vkey strings; refuses a quorum larger than the witnesses.
+    pub fn from_config(vkeys: &[String], quorum: usize) -> Result<Self, ClientError> {
+        let mut witnesses = Vec::new();
+        for v in vkeys {
+            let k = crate::witness::note::VerifierKey::parse(v)
+                .map_err(|e| ledger_error(format!("[client] witnesses: {v:?}: {e}")))?;
+            if k.sig_type != crate::witness::note::SIG_COSIGNATURE_V1 {
+                return Err(ledger_error(format!(
+                    "[client] witnesses: {v:?} is not a cosignature key (type 0x04)"
+                )));
+            }
+            witnesses.push(k);
+        }
+        if quorum > witnesses.len() {
+            return Err(ledger_error(format!(
+                "[client] witness_quorum = {quorum} but only {} witnesses are configured",
+                witnesses.len()
+            )));
+        }
+        Ok(WitnessPolicy { witnesses, quorum })
+    }
+}
+
+/// Which configured witnesses cosigned the checkpoint of `head`; the checkpoint must be that
+/// head (size and root) and signed by the ledger key under its origin.
+fn check_checkpoint(
+    text: &str,
+    head: &SignedHead,
+    key: &LedgerKey,
+    policy: &WitnessPolicy,
+) -> Result<Vec<String>, ClientError> {
+    use crate::witness::note::{Checkpoint, Note, SIG_ED25519, VerifierKey, cosigned_by};
+    if text.is_empty() && policy.quorum == 0 {
+        return Ok(Vec::new());
+    }
+    let bad = |e: String| ledger_error(format!("the head's checkpoint: {e}"));
+    let note = Note::parse(text).map_err(|e| bad(e.to_string()))?;
+    let cp = Checkpoint::parse(&note.text).map_err(|e| bad(e.to_string()))?;
+    if cp.size != head.tree_size || cp.root != head.root {
+        return Err(bad("it is not the signed head's size and root".into()));
+    }
+    let log = VerifierKey::new(&cp.origin, SIG_ED25519, key.0).map_err(|e| bad(e.to_string()))?;
+    note.verify_ed25519(&log).map_err(|e| bad(e.to_string()))?;
+    let by = cosigned_by(&note, &policy.witnesses);
+    if by.len() < policy.quorum {
+        return Err(ledger_error(format!(
+            "the ledger head carries {} valid witness cosignatures, fewer than the {} required \
+             (witness_quorum); refusing it",
+            by.len(),
+            policy.quorum
+        )));
+    }
+    Ok(by)
 }
 
 fn state_file(state_dir: &Path, server: &str) -> PathBuf {
@@ -118,6 +185,24 @@ impl Ledger {
         configured_key: Option<&LedgerKey>,
         max_age_secs: u64,
     ) -> Result<Ledger, ClientError> {
+        Self::sync_with(
+            client,
+            state_dir,
+            configured_key,
+            max_age_secs,
+            &WitnessPolicy::default(),
+        )
+        .await
+    }
+
+    /// [`Ledger::sync`], also requiring `policy.quorum` witness cosignatures on the head.
+    pub async fn sync_with(
+        client: &ApiClient,
+        state_dir: &Path,
+        configured_key: Option<&LedgerKey>,
+        max_age_secs: u64,
+        policy: &WitnessPolicy,
+    ) -> Result<Ledger, ClientError> {
         let server = client.base_url().to_string();
         let path = state_file(state_dir, &server);
         let saved = load(&path)?;
@@ -148,6 +233,7 @@ impl Ledger {
         let now = chrono::Utc::now().timestamp_millis();
         head.verify_fresh(key.as_bytes(), now, max_age_secs.saturating_mul(1000))
             .map_err(|e| ledger_error(format!("signed head: {e}")))?;
+        let cosigned_by = check_checkpoint(&answer.checkpoint, &head, &key, policy)?;
         let mut older_head = None;
         let mut keep = head.clone();
         if let Some(s) = &saved {
@@ -179,6 +265,8 @@ impl Ledger {
             older_head,
             known_keys: known_keys_file(state_dir, &server),
             server,
+            cosigned_by,
+            policy: policy.clone(),
         })
     }
 
@@ -190,14 +278,27 @@ impl Ledger {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let fresh = Ledger::sync(&self.client, &dir, Some(&self.key), self.max_age_secs).await?;
+        let fresh = Ledger::sync_with(
+            &self.client,
+            &dir,
+            Some(&self.key),
+            self.max_age_secs,
+            &self.policy,
+        )
+        .await?;
         check_extends(&self.client, &self.head, &fresh.head).await?;
         self.head = fresh.head;
+        self.cosigned_by = fresh.cosigned_by;
         Ok(())
     }
 
     pub fn head(&self) -> &SignedHead {
         &self.head
+    }
+
+    /// The witness policy this view was verified under.
+    pub fn policy(&self) -> &WitnessPolicy {
+        &self.policy
     }
 
     pub fn key(&self) -> &LedgerKey {
@@ -487,7 +588,27 @@ pub async fn monitor_self(
     max_age_secs: u64,
     me: &super::LoggedIn,
 ) -> Result<Ledger, ClientError> {
-    let ledger = Ledger::sync(client, state_dir, configured_key, max_age_secs).await?;
+    monitor_self_with(
+        client,
+        state_dir,
+        configured_key,
+        max_age_secs,
+        &WitnessPolicy::default(),
+        me,
+    )
+    .await
+}
+
+/// [`monitor_self`] under a witness policy.
+pub async fn monitor_self_with(
+    client: &ApiClient,
+    state_dir: &Path,
+    configured_key: Option<&LedgerKey>,
+    max_age_secs: u64,
+    policy: &WitnessPolicy,
+    me: &super::LoggedIn,
+) -> Result<Ledger, ClientError> {
+    let ledger = Ledger::sync_with(client, state_dir, configured_key, max_age_secs, policy).await?;
     ledger
         .check_self(me.login.user.id, &me.secrets.public())
         .await?;

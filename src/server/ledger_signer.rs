@@ -27,11 +27,23 @@ use super::db::now_ms;
 use super::error::AppError;
 use super::ledger_store::{self, AppendKey, RESIGN_AFTER_MS, i64_of};
 use crate::ledger::{Hash, SignedHead, leaf_hash, node_hash, verify_consistency};
+use crate::witness::note::{Checkpoint, Note, NoteSignature, VerifierKey, verify_cosignature};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 /// Entries checked per database round trip.
 const PAGE: u64 = 4096;
 /// How long one bucket may take to read or write the memory object.
 const BUCKET_LIMIT: Duration = Duration::from_secs(3);
+/// How long one witness may take to cosign.
+const WITNESS_LIMIT: Duration = Duration::from_secs(5);
+
+/// A signed head with its C2SP checkpoint (and the witnesses' cosignatures).
+#[derive(Debug, Clone)]
+pub struct HeadOut {
+    pub head: SignedHead,
+    pub checkpoint: String,
+}
 
 /// The signer's state, one per process.
 pub struct Signer {
@@ -44,6 +56,9 @@ pub struct Signer {
     /// Size of the newest head this process knows was signed, for serving stored heads.
     newest_size: AtomicU64,
     alarm: Mutex<Option<String>>,
+    /// The last size each witness (by URL) cosigned, as far as this process knows.
+    witness_sizes: Mutex<HashMap<String, u64>>,
+    http: reqwest::Client,
     /// Test-only: sign whatever the database holds (the server of issue 11's attacks).
     #[cfg(feature = "test-hooks")]
     pub sign_anything: std::sync::atomic::AtomicBool,
@@ -85,6 +100,11 @@ impl Signer {
             bucket_memory: Mutex::new(None),
             newest_size: AtomicU64::new(0),
             alarm: Mutex::new(None),
+            witness_sizes: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(WITNESS_LIMIT)
+                .build()
+                .unwrap_or_default(),
             #[cfg(feature = "test-hooks")]
             sign_anything: std::sync::atomic::AtomicBool::new(false),
         }
@@ -199,18 +219,47 @@ fn larger(a: Option<SignedHead>, b: Option<SignedHead>) -> Option<SignedHead> {
     }
 }
 
-async fn newest_db_head(conn: &mut AnyConnection) -> Result<Option<SignedHead>, AppError> {
-    let last: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT signed FROM ledger_heads ORDER BY tree_size DESC, time_ms DESC LIMIT 1",
+async fn newest_db_head(
+    conn: &mut AnyConnection,
+) -> Result<Option<(SignedHead, Option<String>)>, AppError> {
+    let row = sqlx::query(
+        "SELECT signed, checkpoint FROM ledger_heads ORDER BY tree_size DESC, time_ms DESC LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await?;
-    last.map(|b| SignedHead::from_bytes(&b).map_err(AppError::internal))
-        .transpose()
+    let Some(row) = row else { return Ok(None) };
+    let signed: Vec<u8> = row.try_get(0)?;
+    let checkpoint: Option<String> = row.try_get(1)?;
+    Ok(Some((
+        SignedHead::from_bytes(&signed).map_err(AppError::internal)?,
+        checkpoint,
+    )))
+}
+
+/// The checkpoints' origin line: configured, else derived from the ledger key.
+pub fn origin(st: &AppState) -> String {
+    if st.config.ledger_origin.is_empty() {
+        format!(
+            "clinvault/{}",
+            hex::encode(&ledger_store::public_key(st).0[..8])
+        )
+    } else {
+        st.config.ledger_origin.clone()
+    }
+}
+
+/// The head as a checkpoint signed by the ledger key, without cosignatures.
+fn plain_checkpoint(st: &AppState, head: &SignedHead) -> Note {
+    Checkpoint {
+        origin: origin(st),
+        size: head.tree_size,
+        root: head.root,
+    }
+    .sign(&ledger_store::signing_key(st))
 }
 
 /// The newest signed head, signed anew when the tree grew or the last one is getting old.
-pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
+pub async fn latest_head(st: &AppState) -> Result<HeadOut, AppError> {
     #[cfg(feature = "test-hooks")]
     if st.signer.sign_anything.load(Ordering::SeqCst) {
         return sign_unchecked(st).await;
@@ -218,12 +267,13 @@ pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
     if st.signer.alarm().is_none() {
         let mut conn = st.db.acquire().await?;
         let size = ledger_store::size(&mut conn).await?;
-        if let Some(head) = newest_db_head(&mut conn).await?
+        if let Some((head, checkpoint)) = newest_db_head(&mut conn).await?
             && head.tree_size == size
             && size >= st.signer.newest_size.load(Ordering::SeqCst)
             && now_ms() - head.time_ms < RESIGN_AFTER_MS
         {
-            return Ok(head);
+            let checkpoint = checkpoint.unwrap_or_else(|| plain_checkpoint(st, &head).to_text());
+            return Ok(HeadOut { head, checkpoint });
         }
     }
     sign_checked(st).await
@@ -339,7 +389,7 @@ async fn check_entries(
 }
 
 /// The checked path: memory, entries, consistency, then sign and remember.
-async fn sign_checked(st: &AppState) -> Result<SignedHead, AppError> {
+async fn sign_checked(st: &AppState) -> Result<HeadOut, AppError> {
     let signer = &st.signer;
     let _in_process = signer.sign_lock.lock().await;
     let _file = lock_file(&signer.lock_path).await?;
@@ -404,20 +454,119 @@ async fn sign_checked(st: &AppState) -> Result<SignedHead, AppError> {
             tracing::warn!("no bucket took the ledger signer's memory");
         }
     });
-    store_head(&mut conn, &head).await?;
+    let checkpoint = cosigned_checkpoint(st, &mut conn, &head).await;
+    store_head(&mut conn, &head, &checkpoint).await?;
     signer.newest_size.fetch_max(size, Ordering::SeqCst);
     signer.clear_alarm();
-    Ok(head)
+    Ok(HeadOut { head, checkpoint })
 }
 
-async fn store_head(conn: &mut AnyConnection, head: &SignedHead) -> Result<(), AppError> {
-    let res =
-        sqlx::query("INSERT INTO ledger_heads (tree_size, time_ms, signed) VALUES ($1, $2, $3)")
-            .bind(i64_of(head.tree_size)?)
-            .bind(head.time_ms)
-            .bind(head.to_bytes().to_vec())
-            .execute(&mut *conn)
-            .await;
+/// The head's checkpoint, submitted to every configured witness; the valid cosignatures are
+/// appended. A witness that is down or refuses is logged, and the head goes without its
+/// cosignature (a client's quorum decides what that means).
+async fn cosigned_checkpoint(st: &AppState, conn: &mut AnyConnection, head: &SignedHead) -> String {
+    let mut note = plain_checkpoint(st, head);
+    for w in &st.config.witnesses {
+        let vkey = match VerifierKey::parse(&w.vkey) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(witness = %w.url, error = %e, "witness vkey is not valid; skipped");
+                continue;
+            }
+        };
+        match submit(st, conn, &w.url, &note, head.tree_size).await {
+            Ok(sig) if verify_cosignature(&note.text, &sig, &vkey).is_ok() => {
+                note.signatures.push(sig)
+            }
+            Ok(_) => tracing::warn!(witness = %w.url, "the witness's cosignature does not verify"),
+            Err(why) => {
+                tracing::warn!(witness = %w.url, %why, size = head.tree_size, "witness did not cosign")
+            }
+        }
+    }
+    note.to_text()
+}
+
+/// One `add-checkpoint` round trip (c2sp.org/tlog-witness), retried once with the size a
+/// 409 names.
+async fn submit(
+    st: &AppState,
+    conn: &mut AnyConnection,
+    url: &str,
+    note: &Note,
+    size: u64,
+) -> Result<NoteSignature, String> {
+    let endpoint = format!("{}/add-checkpoint", url.trim_end_matches('/'));
+    let mut old = st
+        .signer
+        .witness_sizes
+        .lock()
+        .ok()
+        .and_then(|m| m.get(url).copied())
+        .unwrap_or(0);
+    for _ in 0..2 {
+        if old > size {
+            return Err(format!("the witness holds a larger tree ({old})"));
+        }
+        let proof = if old > 0 && old < size {
+            ledger_store::consistency(conn, old, size)
+                .await
+                .map_err(|e| e.message)?
+        } else {
+            Vec::new()
+        };
+        let mut body = format!("old {old}\n");
+        for h in proof {
+            body.push_str(&STANDARD.encode(h));
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(&note.to_text());
+        let resp = st
+            .signer
+            .http
+            .post(&endpoint)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        match status {
+            200 => {
+                let line = text.lines().next().ok_or("empty answer")?;
+                let sig = NoteSignature::parse_line(line).map_err(|e| e.to_string())?;
+                if let Ok(mut m) = st.signer.witness_sizes.lock() {
+                    m.insert(url.to_string(), size);
+                }
+                return Ok(sig);
+            }
+            409 => {
+                old = text
+                    .trim_end()
+                    .parse()
+                    .map_err(|_| format!("409 with a body that is not a size: {text:?}"))?;
+            }
+            other => return Err(format!("{other}: {}", text.trim_end())),
+        }
+    }
+    Err("the witness's size kept changing".into())
+}
+
+async fn store_head(
+    conn: &mut AnyConnection,
+    head: &SignedHead,
+    checkpoint: &str,
+) -> Result<(), AppError> {
+    let res = sqlx::query(
+        "INSERT INTO ledger_heads (tree_size, time_ms, signed, checkpoint) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(i64_of(head.tree_size)?)
+    .bind(head.time_ms)
+    .bind(head.to_bytes().to_vec())
+    .bind(checkpoint.to_string())
+    .execute(&mut *conn)
+    .await;
     match res {
         Ok(_) => Ok(()),
         // Another process signed the same size in the same millisecond: either head is good.
@@ -428,19 +577,31 @@ async fn store_head(conn: &mut AnyConnection, head: &SignedHead) -> Result<(), A
 
 /// Test-only: signs whatever the database holds, with no memory (issue 11's attacked server).
 #[cfg(feature = "test-hooks")]
-async fn sign_unchecked(st: &AppState) -> Result<SignedHead, AppError> {
+async fn sign_unchecked(st: &AppState) -> Result<HeadOut, AppError> {
     let mut conn = st.db.acquire().await?;
     let size = ledger_store::size(&mut conn).await?;
     let root = ledger_store::root_at(&mut conn, size).await?;
     let head = SignedHead::sign(size, root, now_ms(), &ledger_store::signing_key(st));
-    store_head(&mut conn, &head).await?;
-    Ok(head)
+    let checkpoint = cosigned_checkpoint(st, &mut conn, &head).await;
+    store_head(&mut conn, &head, &checkpoint).await?;
+    Ok(HeadOut { head, checkpoint })
 }
 
 /// At start: reads the buckets' memory, authenticates entries from before issue 11 that a
 /// signed head covers, starts the memory of an upgraded deployment from its newest signed
 /// head, and tries to sign (an alarm, not a failed start, when it cannot).
 pub async fn init(st: &AppState) -> Result<(), AppError> {
+    let o = origin(st);
+    // A key name (c2sp.org/signed-note), and never the head message's prefix: the ledger key
+    // signs both.
+    if o.is_empty()
+        || o.chars().any(|c| c.is_whitespace() || c == '+')
+        || o.starts_with("clinvault/head/")
+    {
+        return Err(AppError::bad_request(format!(
+            "ledger_origin {o:?}: no spaces or '+', and not starting with \"clinvault/head/\""
+        )));
+    }
     let public = ledger_store::public_key(st).0;
     let mut best: Option<SignedHead> = None;
     for (bucket, bytes) in st

@@ -17,8 +17,8 @@ use super::AppState;
 use super::db::now_ms;
 use super::error::AppError;
 use crate::ledger::{
-    Entry, Hash, LedgerError, LedgerKey, SignedHead, Subtree, consistency_proof_with,
-    inclusion_proof_with, leaf_hash, node_hash, root_with,
+    Entry, Hash, LedgerError, LedgerKey, Subtree, consistency_proof_with, inclusion_proof_with,
+    leaf_hash, node_hash, root_with,
 };
 
 /// A head older than this is re-signed when asked for (and by the sweeper), so heads are
@@ -202,7 +202,7 @@ pub fn public_key(st: &AppState) -> LedgerKey {
 
 /// The newest signed head, signed anew when the tree grew or the last one is getting old.
 /// Signing goes through [`super::ledger_signer`], which refuses a tree it cannot vouch for.
-pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
+pub async fn latest_head(st: &AppState) -> Result<super::ledger_signer::HeadOut, AppError> {
     super::ledger_signer::latest_head(st).await
 }
 

@@ -105,6 +105,8 @@ pub struct ServerHandle {
     pub data: PathBuf,
     /// `clinvault-ledger:…`, for clients to pin.
     pub ledger_key: String,
+    /// The ledger key as a C2SP verifier key (`origin+id+base64`), for witnesses.
+    pub ledger_vkey: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     state: AppState,
@@ -318,13 +320,21 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     };
     spawn_sweeper(state.clone());
     let ledger_key = ledger_store::public_key(&state).to_string();
-    tracing::info!(%addr, ?backend, timezone = %sc.timezone, %ledger_key, "clinvault server listening");
+    let ledger_vkey = crate::witness::note::VerifierKey::new(
+        &ledger_signer::origin(&state),
+        crate::witness::note::SIG_ED25519,
+        ledger_store::public_key(&state).0,
+    )
+    .map(|k| k.to_string())
+    .map_err(|e| StartError::Ledger(e.to_string()))?;
+    tracing::info!(%addr, ?backend, timezone = %sc.timezone, %ledger_key, %ledger_vkey, "clinvault server listening");
     Ok(ServerHandle {
         addr,
         backend,
         admin_enrollment_code,
         data,
         ledger_key,
+        ledger_vkey,
         shutdown: tx,
         task,
         state,

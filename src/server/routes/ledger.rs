@@ -55,10 +55,11 @@ pub fn routes() -> Vec<Route> {
 }
 
 async fn head(State(st): State<AppState>) -> Result<Json<LedgerHead>, AppError> {
-    let head = ledger_store::latest_head(&st).await?;
+    let out = ledger_store::latest_head(&st).await?;
     Ok(Json(LedgerHead {
-        signed_head: head.to_bytes().to_vec(),
+        signed_head: out.head.to_bytes().to_vec(),
         ledger_key: ledger_store::public_key(&st).to_string(),
+        checkpoint: out.checkpoint,
     }))
 }
 
