@@ -71,8 +71,24 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     .header(Row::new(vec!["Name", "Specialty", "Next free slot", "Key"]).style(t.title))
     .row_highlight_style(t.selection)
     .highlight_symbol("› ");
+    // The full fingerprint of the selected doctor: the column may be cut on narrow screens.
+    let [list, footer] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(list);
     let mut state = TableState::default().with_selected(Some(d.selected));
     frame.render_stateful_widget(table, list, &mut state);
+    if let Some(r) = d.rows.get(d.selected) {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                format!(
+                    " key of {}: {}",
+                    truncate(&r.doctor.name, 30),
+                    fingerprint(&r.doctor.public_keys)
+                ),
+                t.muted,
+            )),
+            footer,
+        );
+    }
 }
 
 /// The doctor's key fingerprint: the one `seal::fingerprint` computes over both public keys,
