@@ -167,6 +167,11 @@ impl ServerHandle {
         routes::reports::sweep_open(&self.state).await
     }
 
+    /// The newest signed head, signed now if needed (as `GET /v1/ledger/head` answers).
+    pub async fn ledger_head(&self) -> Result<ledger_signer::HeadOut, AppError> {
+        ledger_store::latest_head(&self.state).await
+    }
+
     /// Why the ledger signer refuses to sign, while it does (the server is then not ready).
     pub fn ledger_alarm(&self) -> Option<String> {
         self.state.signer.alarm()

@@ -72,8 +72,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     .row_highlight_style(t.selection)
     .highlight_symbol("› ");
     // The full fingerprint of the selected doctor: the column may be cut on narrow screens.
-    let [list, footer] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(list);
+    let [list, footer] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(list);
     let mut state = TableState::default().with_selected(Some(d.selected));
     frame.render_stateful_widget(table, list, &mut state);
     if let Some(r) = d.rows.get(d.selected) {
