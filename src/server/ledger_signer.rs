@@ -346,24 +346,22 @@ async fn check_entries(
         let (lo, hi) = (from >> level, to >> level);
         if lo < hi {
             let mut nodes: HashMap<(u32, u64), Hash> = HashMap::new();
-            let rows = sqlx::query(
-                "SELECT level, idx, hash FROM ledger_nodes WHERE \
-                 (level = $1 AND idx >= $2 AND idx < $3) OR (level = $4 AND idx >= $5 AND idx < $6)",
-            )
-            .bind(i64::from(level))
-            .bind(i64_of(lo)?)
-            .bind(i64_of(hi)?)
-            .bind(i64::from(level - 1))
-            .bind(i64_of(lo << 1)?)
-            .bind(i64_of(hi << 1)?)
-            .fetch_all(&mut *conn)
-            .await?;
-            for r in rows {
-                let l: i64 = r.try_get(0)?;
-                let i: i64 = r.try_get(1)?;
-                let h: Vec<u8> = r.try_get(2)?;
-                if let (Ok(l), Ok(i), Ok(h)) = (u32::try_from(l), u64::try_from(i), h.try_into()) {
-                    nodes.insert((l, i), h);
+            // Two range reads on the primary key (an OR of both would scan the table).
+            for (l, from_idx, to_idx) in [(level, lo, hi), (level - 1, lo << 1, hi << 1)] {
+                let rows = sqlx::query(
+                    "SELECT idx, hash FROM ledger_nodes WHERE level = $1 AND idx >= $2 AND idx < $3",
+                )
+                .bind(i64::from(l))
+                .bind(i64_of(from_idx)?)
+                .bind(i64_of(to_idx)?)
+                .fetch_all(&mut *conn)
+                .await?;
+                for r in rows {
+                    let i: i64 = r.try_get(0)?;
+                    let h: Vec<u8> = r.try_get(1)?;
+                    if let (Ok(i), Ok(h)) = (u64::try_from(i), h.try_into()) {
+                        nodes.insert((l, i), h);
+                    }
                 }
             }
             for j in lo..hi {
