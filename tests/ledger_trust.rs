@@ -187,6 +187,24 @@ async fn key_substitution(db: Db) {
         )
     );
     println!("Otto's client: {e}");
+    // The terminal client's login says the same (shown in red on the login screen).
+    let settings = clinvault::tui::state::ReportSettings {
+        state_dir: c.doc2.state.path().to_path_buf(),
+        ..Default::default()
+    };
+    let action = clinvault::tui::tasks::perform(clinvault::tui::action::Effect::Login {
+        client: c.ts.client(),
+        email: "wilson@clinic.test".into(),
+        password: zeroize::Zeroizing::new(PASSWORD.to_string()),
+        settings,
+    })
+    .await;
+    match action {
+        Some(clinvault::tui::action::Action::LoggedIn(Err(m))) => {
+            assert!(m.starts_with(IMPERSONATION), "{m}")
+        }
+        _ => panic!("the TUI login must fail with the impersonation message"),
+    }
     // With his row left alone, the login opens, and the monitor sees the second entry.
     sqlx::query("UPDATE users SET x25519_pub = $1, ed25519_pub = $2, key_index = $3 WHERE id = $4")
         .bind(ox)
