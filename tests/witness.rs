@@ -362,7 +362,7 @@ async fn server_heads_are_cosigned_and_clients_need_the_quorum() {
         state_dir.path(),
         None,
         3600,
-        &policy(&[wkey.clone()], 1),
+        &policy(std::slice::from_ref(&wkey), 1),
     )
     .await
     .unwrap();
@@ -376,7 +376,7 @@ async fn server_heads_are_cosigned_and_clients_need_the_quorum() {
         state_dir.path(),
         None,
         3600,
-        &policy(&[wkey.clone()], 1),
+        &policy(std::slice::from_ref(&wkey), 1),
     )
     .await
     .unwrap();
@@ -441,7 +441,7 @@ async fn quorum_refuses_heads_without_cosignatures() {
         state_dir.path(),
         None,
         3600,
-        &policy(&[wkey.clone()], 1),
+        &policy(std::slice::from_ref(&wkey), 1),
     )
     .await
     .map(|_| ())

@@ -396,7 +396,7 @@ async fn sign_checked(st: &AppState) -> Result<HeadOut, AppError> {
     let from_file =
         read_memory_file(&signer.memory_path, &public).map_err(|why| signer.raise(why))?;
     let bucket = signer.bucket_memory.lock().ok().and_then(|m| m.clone());
-    let remembered = larger(from_file.clone(), bucket);
+    let remembered = larger(from_file, bucket);
     let mut conn = st.db.acquire().await?;
     let size = ledger_store::size(&mut conn).await?;
     let mut from = 0;
