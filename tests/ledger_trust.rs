@@ -374,6 +374,60 @@ async fn older_copy_of_the_database_is_refused() {
     assert_eq!(status, 503);
     let e = c.pat.ledger().await.map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("ledger rollback"), "{e}");
+
+    // Without the memory file too: the buckets' copy of the memory still refuses.
+    c.ts.stop().await;
+    let memory = clinvault::server::ledger_signer::memory_path(&c.ts.config.server.secrets_path());
+    std::fs::remove_file(&memory).unwrap();
+    c.ts.start_again().await;
+    let alarm =
+        c.ts.handle
+            .ledger_alarm()
+            .expect("alarm from the buckets' memory");
+    assert!(
+        alarm.contains(&format!("head over {signed} entries")),
+        "{alarm}"
+    );
+}
+
+/// A head dated before one the auditor saw earlier (same tree) is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn older_head_is_reported_by_the_audit() {
+    let c = clinic_with(Db::Sqlite, |_| {}).await;
+    let l = c.auditor.ledger().await.unwrap();
+    // The client's saved head, replaced by the same tree signed a minute later (the test holds
+    // the secrets file; a server serving an older head after a newer one looks like this).
+    let secrets = clinvault::server::secrets::ServerSecrets::load_or_create(
+        &c.ts.config.server.secrets_path(),
+    )
+    .unwrap();
+    let later = clinvault::ledger::SignedHead::sign(
+        l.head().tree_size,
+        l.head().root,
+        l.head().time_ms + 60_000,
+        &ed25519_dalek::SigningKey::from_bytes(secrets.ledger_seed()),
+    );
+    let dir = c.auditor.state.path().join("ledger");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    saved["signed_head"] = hex::encode(later.to_bytes()).into();
+    std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let l = c.auditor.ledger().await.unwrap();
+    assert_eq!(l.older_head, Some((later.time_ms, l.head().time_ms)));
+    let s = audit(&c.auditor.c, &l, false).await.unwrap();
+    assert!(
+        s.findings
+            .iter()
+            .any(|f| matches!(f, Finding::OlderHead { .. })),
+        "{:?}",
+        s.findings
+    );
 }
 
 /// An honest deployment: every entry is authenticated, the audit is clean, ready says ready.
@@ -389,3 +443,68 @@ async fn honest_ledger_is_clean() {
     let k = l.user_keys(c.doc2.id, Some(Role::Doctor)).await.unwrap();
     assert_eq!(k.key_entries.len(), 1);
 }
+
+/// Forgets the signer's memory: the file and the buckets' objects (a deployment from before
+/// issue 11 has neither).
+fn forget_memory(ts: &common::TestServer) {
+    let memory = clinvault::server::ledger_signer::memory_path(&ts.config.server.secrets_path());
+    let _ = std::fs::remove_file(memory);
+    for b in ["a", "b"] {
+        let _ =
+            std::fs::remove_dir_all(ts.config.server.data.join("buckets").join(b).join("ledger"));
+    }
+}
+
+/// An upgraded deployment: entries without authenticators that a signed head covers are
+/// adopted at start; one that no signed head covers is refused.
+async fn upgrade(db: Db) {
+    let mut c = clinic_with(db, |_| {}).await;
+    let signed = c.pat.ledger().await.unwrap().head().tree_size;
+    c.ts.stop().await;
+    let pool = c.ts.offline_db().await;
+    sqlx::query("UPDATE ledger_entries SET auth = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    forget_memory(&c.ts);
+    c.ts.start_again().await;
+    reconnect(&mut c);
+    assert!(
+        c.ts.handle.ledger_alarm().is_none(),
+        "{:?}",
+        c.ts.handle.ledger_alarm()
+    );
+    let missing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE auth IS NULL")
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    assert_eq!(
+        missing, 0,
+        "every entry under the signed head of {signed} was adopted"
+    );
+    assert_eq!(ready(&c).await.0, 200);
+
+    // An entry no signed head covers, without an authenticator: refused, not adopted.
+    let size = c.pat.ledger().await.unwrap().head().tree_size;
+    c.ts.stop().await;
+    let pool = c.ts.offline_db().await;
+    let forged = forge_key_entry(&pool, c.pat2.id).await;
+    assert_eq!(forged, size);
+    sqlx::query("UPDATE ledger_entries SET auth = NULL WHERE idx = $1")
+        .bind(forged as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    forget_memory(&c.ts);
+    c.ts.start_again().await;
+    let alarm = c.ts.handle.ledger_alarm().expect("alarm");
+    assert!(
+        alarm.contains(&format!(
+            "ledger entry {forged} has no valid append authenticator"
+        )),
+        "{alarm}"
+    );
+}
+both_backends!(upgrade_adopts_only_signed_entries, upgrade);
