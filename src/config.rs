@@ -109,6 +109,21 @@ pub struct ServerConfig {
     /// Future visits a patient may hold at once when booking themselves (reception and
     /// admins may book beyond it).
     pub max_future_bookings_per_patient: u32,
+    /// The origin line of the ledger's C2SP checkpoints (issue 11), naming this deployment;
+    /// empty: `clinvault/` and the first 8 bytes of the ledger key in hex.
+    pub ledger_origin: String,
+    /// Witnesses every new signed head is submitted to (c2sp.org/tlog-witness).
+    pub witnesses: Vec<WitnessEndpoint>,
+}
+
+/// A witness the server submits checkpoints to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WitnessEndpoint {
+    /// Submission prefix, e.g. `https://witness.example/` (`add-checkpoint` is appended).
+    pub url: String,
+    /// The witness's verifier key, `name+id+base64` (type 0x04).
+    pub vkey: String,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +158,8 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             booking_horizon_days: 180,
             max_future_bookings_per_patient: 4,
+            ledger_origin: String::new(),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -183,6 +200,10 @@ pub struct ClientConfig {
     pub idle_lock_minutes: u64,
     /// Mouse capture in the terminal client; off by default (SSH, copy and paste).
     pub mouse: bool,
+    /// Witness verifier keys (`name+id+base64`, type 0x04) whose cosignatures count.
+    pub witnesses: Vec<String>,
+    /// Signed heads need this many valid cosignatures from `witnesses` (0: none needed).
+    pub witness_quorum: usize,
 }
 
 impl Default for ClientConfig {
@@ -199,6 +220,8 @@ impl Default for ClientConfig {
             transfers: 4,
             idle_lock_minutes: 10,
             mouse: false,
+            witnesses: Vec::new(),
+            witness_quorum: 0,
         }
     }
 }

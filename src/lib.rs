@@ -19,3 +19,4 @@ pub fn install_tls_provider() {
     // Err only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+pub mod witness;

@@ -43,6 +43,9 @@ enum Command {
     Formats,
     /// Run the server.
     Serve(cli::serve::ServeArgs),
+    /// Run a witness: cosigns the ledger's checkpoints only as consistent growth
+    /// (c2sp.org/tlog-witness).
+    Witness(cli::witness::WitnessArgs),
     /// Check a configuration file and print the effective settings (secrets redacted).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -228,6 +231,10 @@ fn run() -> Result<()> {
             overrides.extend(args.overrides());
             let cfg = config::load(cli.config.as_deref(), &overrides)?;
             runtime()?.block_on(cli::serve::run(cfg))
+        }
+        Command::Witness(args) => {
+            cli::init_logging("info", false);
+            runtime()?.block_on(cli::witness::run(args))
         }
         Command::Client(command) => {
             let cfg = config::load(cli.config.as_deref(), &overrides)?;

@@ -305,10 +305,25 @@ async fn lying_server(db: Db) {
     assert!(std::fs::read(&target).unwrap() == d1);
     assert!(leftovers(work.path()).is_empty());
 
-    // A dropped ledger entry: the tree shrinks under a client that saw it whole.
+    // A dropped ledger entry: the signer remembers the head it signed and refuses (issue 11).
     let seen = c.pat.ledger().await.unwrap().head().tree_size as i64;
     truncate_ledger(&c, seen - 1).await;
     let e = c.pat.ledger().await.map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("ledger rollback"), "{e}");
+    let alarm =
+        c.ts.handle
+            .ledger_alarm()
+            .expect("the signer raised an alarm");
+    assert!(
+        alarm.contains(&format!("holds {} entries", seen - 1))
+            && alarm.contains(&format!("over {seen} entries")),
+        "{alarm}"
+    );
+    // The clients' own checks, against a server that signs anything (test-only signer): the
+    // tree shrinks under a client that saw it whole.
+    c.ts.handle.sign_anything_for_tests();
+    let e = c.pat.ledger().await.map(|_| ()).unwrap_err();
+    assert!(matches!(e, ClientError::Ledger(_)), "{e}");
     assert!(e.to_string().contains("rollback"), "{e}");
     // The server grows it back with other entries: a fork of what the client saw.
     c.ts.patient("fork1@clinic.test", "Fork One").await;

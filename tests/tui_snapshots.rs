@@ -470,6 +470,7 @@ fn head() -> HeadInfo {
         time_ms: at(1, 8, 59).timestamp_millis(),
         key: "clinvault-ledger:Q2xpbnZhdWx0IGRlbW8gbGVkZ2VyIGtleSAwMTIzNDU2Nzg=".into(),
         pinned_now: false,
+        cosigned_by: None,
     }
 }
 

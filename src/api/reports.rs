@@ -37,6 +37,10 @@ pub struct LedgerHead {
     pub signed_head: Vec<u8>,
     /// `clinvault-ledger:` + base64 of the public key, for pinning on first use.
     pub ledger_key: String,
+    /// The same head as a C2SP checkpoint (signed note, text), signed by the ledger key and
+    /// followed by the cosignatures of the witnesses that cosigned it (issue 11).
+    #[serde(default)]
+    pub checkpoint: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +54,10 @@ pub struct LedgerEntryOut {
     pub index: u64,
     #[serde(with = "hex_bytes")]
     pub entry: Vec<u8>,
+    /// For auditors and admins: whether the server found the entry's append authenticator
+    /// valid (issue 11). The server's word only: an auditor cannot check an HMAC itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +76,10 @@ pub struct UserKeys {
     /// The ledger entry at `key_index`, for the client to decode and check.
     #[serde(with = "hex_bytes")]
     pub key_entry: Vec<u8>,
+    /// Every key entry (kind 1) about this user, oldest first. v1 has no key changes, so a
+    /// client refuses more than one (issue 11).
+    #[serde(default)]
+    pub key_entries: Vec<LedgerEntryOut>,
 }
 
 // ---- reports ----

@@ -110,6 +110,7 @@ pub async fn login(cfg: &Config, email: &str) -> Result<()> {
     let pw = password("Password: ", false)?;
     let t = std::time::Instant::now();
     let logged = c.login(email, &pw).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
         &session::SavedSession {

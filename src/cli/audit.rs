@@ -84,5 +84,19 @@ pub async fn ledger(cfg: &Config) -> Result<()> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_default()
     );
+    if cfg.client.witnesses.is_empty() {
+        out!("witnesses: none configured ([client] witnesses)");
+    } else if l.cosigned_by.is_empty() {
+        out!(
+            "witnesses: no configured witness cosigned this head (quorum {})",
+            cfg.client.witness_quorum
+        );
+    } else {
+        out!(
+            "cosigned by: {} (quorum {})",
+            l.cosigned_by.join(", "),
+            cfg.client.witness_quorum
+        );
+    }
     Ok(())
 }

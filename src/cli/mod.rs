@@ -32,6 +32,7 @@ pub mod grants;
 pub mod reports;
 pub mod serve;
 pub mod tui;
+pub mod witness;
 
 /// `--version`: the crate version and, when built from a git checkout, the commit (build.rs).
 pub const VERSION: &str = env!("CLINVAULT_VERSION");
@@ -130,7 +131,10 @@ pub async fn unlock(cfg: &Config) -> Result<(ApiClient, LoggedIn)> {
     let (session, saved) = signed_in(cfg)?;
     let pw = password(&format!("Password for {}: ", saved.email), false)?;
     match session.unlock_session(&pw).await {
-        Ok(logged) => return Ok((session, logged)),
+        Ok(logged) => {
+            monitor_self(cfg, &session, &logged).await?;
+            return Ok((session, logged));
+        }
         Err(e)
             if matches!(
                 e.code(),
@@ -140,6 +144,7 @@ pub async fn unlock(cfg: &Config) -> Result<(ApiClient, LoggedIn)> {
     }
     let mut c = client(cfg)?;
     let logged = c.login(&saved.email, &pw).await?;
+    monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
         &session::SavedSession {
@@ -162,11 +167,16 @@ fn configured_key(cfg: &Config) -> Result<Option<LedgerKey>> {
 
 /// The verified ledger: the saved head moved forward to the server's newest.
 pub async fn ledger(cfg: &Config, c: &ApiClient) -> Result<clinvault::client::ledger::Ledger> {
-    let l = clinvault::client::ledger::Ledger::sync(
+    let policy = clinvault::client::ledger::WitnessPolicy::from_config(
+        &cfg.client.witnesses,
+        cfg.client.witness_quorum,
+    )?;
+    let l = clinvault::client::ledger::Ledger::sync_with(
         c,
         &cfg.client.state_path(),
         configured_key(cfg)?.as_ref(),
         cfg.client.max_head_age_secs,
+        &policy,
     )
     .await?;
     if l.pinned_now {
@@ -187,6 +197,22 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
 pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Issue 11: at every login and unlock, the ledger's key entries for this account must be the
+/// keys just unsealed. A mismatch is printed in red before the command fails.
+pub async fn monitor_self(cfg: &Config, c: &ApiClient, logged: &LoggedIn) -> Result<()> {
+    let l = ledger(cfg, c).await?;
+    if let Err(e) = l
+        .check_self(logged.login.user.id, &logged.secrets.public())
+        .await
+    {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("\x1b[1;31m{e}\x1b[0m");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 pub fn mib(bytes: u64) -> f64 {

@@ -49,6 +49,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         );
     }
     out!("clinvault serving on {}", handle.url());
+    out!(
+        "ledger key {} (for witnesses: {})",
+        handle.ledger_key,
+        handle.ledger_vkey
+    );
     let stop = handle.shutdown_sender();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -56,6 +56,19 @@ pub enum Finding {
         have: usize,
         want: usize,
     },
+    /// A second key entry (kind 1) for one user: v1 has no key changes (issue 11).
+    SecondKey {
+        user: String,
+        first: u64,
+        again: u64,
+    },
+    /// The server says this entry's append authenticator is missing or invalid: something
+    /// other than the server wrote it. The auditor cannot check an HMAC itself.
+    Unauthenticated { index: u64 },
+    /// The server reported no authenticator status (an older server, or not an auditor).
+    AuthenticatorUnknown { index: u64 },
+    /// The server's head is dated before a head this client saw earlier.
+    OlderHead { seen_ms: i64, now_ms: i64 },
 }
 
 impl std::fmt::Display for Finding {
@@ -90,6 +103,25 @@ impl std::fmt::Display for Finding {
             Finding::UnderReplicated { chunk, have, want } => {
                 write!(f, "chunk {chunk}: {have} of {want} replicas recorded")
             }
+            Finding::SecondKey { user, first, again } => write!(
+                f,
+                "ledger entry {again}: a SECOND KEY for user {user} (first at entry {first}); \
+                 v1 has no key changes — someone may be impersonating them"
+            ),
+            Finding::Unauthenticated { index } => write!(
+                f,
+                "ledger entry {index}: the server reports its append authenticator missing or \
+                 invalid (not appended by the server: database tampering?)"
+            ),
+            Finding::AuthenticatorUnknown { index } => write!(
+                f,
+                "ledger entry {index}: the server did not report its append authenticator"
+            ),
+            Finding::OlderHead { seen_ms, now_ms } => write!(
+                f,
+                "the server's signed head (time {now_ms}) is older than one this client saw \
+                 before (time {seen_ms})"
+            ),
         }
     }
 }
@@ -136,18 +168,42 @@ pub async fn audit(
     let raw = ledger.raw_entries(0, head.tree_size).await?;
     let mut tree = MerkleTree::new();
     let mut keys: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
+    let mut key_entry: HashMap<[u8; 16], u64> = HashMap::new();
     let mut commits: HashMap<u64, Entry> = HashMap::new();
-    for (i, bytes) in raw.iter().enumerate() {
+    if let Some((seen_ms, now_ms)) = ledger.older_head {
+        s.findings.push(Finding::OlderHead { seen_ms, now_ms });
+    }
+    for (i, out) in raw.iter().enumerate() {
+        let bytes = &out.entry;
         let entry =
             Entry::from_bytes(bytes).map_err(|e| ClientError::Ledger(format!("entry {i}: {e}")))?;
         tree.push_entry(bytes);
+        match out.authenticated {
+            Some(true) => {}
+            Some(false) => s
+                .findings
+                .push(Finding::Unauthenticated { index: i as u64 }),
+            None => s
+                .findings
+                .push(Finding::AuthenticatorUnknown { index: i as u64 }),
+        }
         match &entry {
             Entry::UserRegistered {
                 user_id,
                 ed25519_public,
                 ..
             } => {
-                keys.insert(*user_id, *ed25519_public);
+                // The first key stays the one reports are checked against.
+                if let Some(first) = key_entry.get(user_id) {
+                    s.findings.push(Finding::SecondKey {
+                        user: uuid::Uuid::from_bytes(*user_id).to_string(),
+                        first: *first,
+                        again: i as u64,
+                    });
+                } else {
+                    key_entry.insert(*user_id, i as u64);
+                    keys.insert(*user_id, *ed25519_public);
+                }
             }
             Entry::ReportCommitted { .. } => {
                 commits.insert(i as u64, entry.clone());
@@ -199,7 +255,7 @@ pub async fn audit(
                 let recorded = usize::try_from(k.ledger_index)
                     .ok()
                     .and_then(|i| raw.get(i))
-                    .and_then(|b| Entry::from_bytes(b).ok());
+                    .and_then(|b| Entry::from_bytes(&b.entry).ok());
                 let ok = matches!(
                     recorded,
                     Some(Entry::KeyWrapped { report_id, reader_id, wrapped_key_hash, .. })

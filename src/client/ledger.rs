@@ -17,6 +17,28 @@ use crate::ledger::{
 };
 use crate::seal::PublicKeys;
 
+/// What this client saw of other users' keys, per server (like ssh's known_hosts): a key
+/// that later differs is refused (issue 11).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+struct KnownKey {
+    name: String,
+    fingerprint: String,
+    x25519: String,
+    ed25519: String,
+    entry: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct KnownKeys {
+    server: String,
+    users: std::collections::BTreeMap<Uuid, KnownKey>,
+}
+
+fn known_keys_file(state_dir: &Path, server: &str) -> PathBuf {
+    let tag = hex::encode(&Sha256::digest(server.as_bytes())[..12]);
+    state_dir.join("known_keys").join(format!("{tag}.json"))
+}
+
 /// What is kept per server: the pinned key and the whole last verified head.
 #[derive(Serialize, Deserialize)]
 struct Saved {
@@ -39,6 +61,78 @@ pub struct Ledger {
     max_age_secs: u64,
     /// Set when this sync pinned the key on first use (the caller may want to say so).
     pub pinned_now: bool,
+    /// Set when the server's head is dated before the head this client saw earlier (same or
+    /// larger tree, so not refused, but a monitor reports it): (seen before, now), unix ms.
+    pub older_head: Option<(i64, i64)>,
+    known_keys: PathBuf,
+    server: String,
+    /// The configured witnesses that validly cosigned this head's checkpoint.
+    pub cosigned_by: Vec<String>,
+    policy: WitnessPolicy,
+}
+
+/// Which witnesses' cosignatures count, and how many a head needs (`[client] witnesses`,
+/// `witness_quorum`).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessPolicy {
+    pub witnesses: Vec<crate::witness::note::VerifierKey>,
+    pub quorum: usize,
+}
+
+impl WitnessPolicy {
+    /// From the config's vkey strings; refuses a quorum larger than the witnesses.
+    pub fn from_config(vkeys: &[String], quorum: usize) -> Result<Self, ClientError> {
+        let mut witnesses = Vec::new();
+        for v in vkeys {
+            let k = crate::witness::note::VerifierKey::parse(v)
+                .map_err(|e| ledger_error(format!("[client] witnesses: {v:?}: {e}")))?;
+            if k.sig_type != crate::witness::note::SIG_COSIGNATURE_V1 {
+                return Err(ledger_error(format!(
+                    "[client] witnesses: {v:?} is not a cosignature key (type 0x04)"
+                )));
+            }
+            witnesses.push(k);
+        }
+        if quorum > witnesses.len() {
+            return Err(ledger_error(format!(
+                "[client] witness_quorum = {quorum} but only {} witnesses are configured",
+                witnesses.len()
+            )));
+        }
+        Ok(WitnessPolicy { witnesses, quorum })
+    }
+}
+
+/// Which configured witnesses cosigned the checkpoint of `head`; the checkpoint must be that
+/// head (size and root) and signed by the ledger key under its origin.
+fn check_checkpoint(
+    text: &str,
+    head: &SignedHead,
+    key: &LedgerKey,
+    policy: &WitnessPolicy,
+) -> Result<Vec<String>, ClientError> {
+    use crate::witness::note::{Checkpoint, Note, SIG_ED25519, VerifierKey, cosigned_by};
+    if text.is_empty() && policy.quorum == 0 {
+        return Ok(Vec::new());
+    }
+    let bad = |e: String| ledger_error(format!("the head's checkpoint: {e}"));
+    let note = Note::parse(text).map_err(|e| bad(e.to_string()))?;
+    let cp = Checkpoint::parse(&note.text).map_err(|e| bad(e.to_string()))?;
+    if cp.size != head.tree_size || cp.root != head.root {
+        return Err(bad("it is not the signed head's size and root".into()));
+    }
+    let log = VerifierKey::new(&cp.origin, SIG_ED25519, key.0).map_err(|e| bad(e.to_string()))?;
+    note.verify_ed25519(&log).map_err(|e| bad(e.to_string()))?;
+    let by = cosigned_by(&note, &policy.witnesses);
+    if by.len() < policy.quorum {
+        return Err(ledger_error(format!(
+            "the ledger head carries {} valid witness cosignatures, fewer than the {} required \
+             (witness_quorum); refusing it",
+            by.len(),
+            policy.quorum
+        )));
+    }
+    Ok(by)
 }
 
 fn state_file(state_dir: &Path, server: &str) -> PathBuf {
@@ -61,6 +155,10 @@ fn load(path: &Path) -> Result<Option<Saved>, ClientError> {
 
 /// Write to a temporary file, fsync, rename: the saved head is never half-written.
 fn save(path: &Path, saved: &Saved) -> Result<(), ClientError> {
+    write_private_json(path, saved)
+}
+
+fn write_private_json(path: &Path, saved: &impl Serialize) -> Result<(), ClientError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -86,6 +184,24 @@ impl Ledger {
         state_dir: &Path,
         configured_key: Option<&LedgerKey>,
         max_age_secs: u64,
+    ) -> Result<Ledger, ClientError> {
+        Self::sync_with(
+            client,
+            state_dir,
+            configured_key,
+            max_age_secs,
+            &WitnessPolicy::default(),
+        )
+        .await
+    }
+
+    /// [`Ledger::sync`], also requiring `policy.quorum` witness cosignatures on the head.
+    pub async fn sync_with(
+        client: &ApiClient,
+        state_dir: &Path,
+        configured_key: Option<&LedgerKey>,
+        max_age_secs: u64,
+        policy: &WitnessPolicy,
     ) -> Result<Ledger, ClientError> {
         let server = client.base_url().to_string();
         let path = state_file(state_dir, &server);
@@ -117,17 +233,26 @@ impl Ledger {
         let now = chrono::Utc::now().timestamp_millis();
         head.verify_fresh(key.as_bytes(), now, max_age_secs.saturating_mul(1000))
             .map_err(|e| ledger_error(format!("signed head: {e}")))?;
+        let cosigned_by = check_checkpoint(&answer.checkpoint, &head, &key, policy)?;
+        let mut older_head = None;
+        let mut keep = head.clone();
         if let Some(s) = &saved {
             let bytes = hex::decode(&s.signed_head).map_err(ledger_error)?;
             let old = SignedHead::from_bytes(&bytes).map_err(ledger_error)?;
             check_extends(client, &old, &head).await?;
+            if head.time_ms < old.time_ms {
+                older_head = Some((old.time_ms, head.time_ms));
+                if head.tree_size == old.tree_size {
+                    keep = old;
+                }
+            }
         }
         save(
             &path,
             &Saved {
-                server,
+                server: server.clone(),
                 ledger_key: key.to_string(),
-                signed_head: hex::encode(head.to_bytes()),
+                signed_head: hex::encode(keep.to_bytes()),
             },
         )?;
         Ok(Ledger {
@@ -137,6 +262,11 @@ impl Ledger {
             path,
             max_age_secs,
             pinned_now,
+            older_head,
+            known_keys: known_keys_file(state_dir, &server),
+            server,
+            cosigned_by,
+            policy: policy.clone(),
         })
     }
 
@@ -148,14 +278,27 @@ impl Ledger {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let fresh = Ledger::sync(&self.client, &dir, Some(&self.key), self.max_age_secs).await?;
+        let fresh = Ledger::sync_with(
+            &self.client,
+            &dir,
+            Some(&self.key),
+            self.max_age_secs,
+            &self.policy,
+        )
+        .await?;
         check_extends(&self.client, &self.head, &fresh.head).await?;
         self.head = fresh.head;
+        self.cosigned_by = fresh.cosigned_by;
         Ok(())
     }
 
     pub fn head(&self) -> &SignedHead {
         &self.head
+    }
+
+    /// The witness policy this view was verified under.
+    pub fn policy(&self) -> &WitnessPolicy {
+        &self.policy
     }
 
     pub fn key(&self) -> &LedgerKey {
@@ -199,45 +342,149 @@ impl Ledger {
         Ok(entry)
     }
 
-    /// A user's public keys, checked against their registration entry in the ledger.
+    /// A user's public keys, checked against their registration entry in the ledger, against
+    /// every other key entry for them (v1 has none), and against the key this client saw for
+    /// them before (recorded on first sight, per server).
     pub async fn user_keys(&self, user: Uuid, role: Option<Role>) -> Result<UserKeys, ClientError> {
+        let keys = self.registered_keys(user, role).await?;
+        let later: Vec<u64> = keys
+            .key_entries
+            .iter()
+            .map(|e| e.index)
+            .filter(|&i| i != keys.key_index)
+            .collect();
+        if !later.is_empty() {
+            return Err(ClientError::KeyChanged(format!(
+                "the ledger shows more than one key for {} (user {user}; entries {} and {}): \
+                 v1 has no key changes, so someone may be impersonating them — refusing; tell \
+                 your clinic's administrator",
+                keys.name,
+                keys.key_index,
+                later
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.check_known(&keys)?;
+        Ok(keys)
+    }
+
+    /// The keys the server gives, each key entry checked for inclusion and decoded.
+    async fn registered_keys(
+        &self,
+        user: Uuid,
+        role: Option<Role>,
+    ) -> Result<UserKeys, ClientError> {
         let keys: UserKeys = self
             .client
             .get(&format!("/v1/users/{user}/keys"), &[])
             .await?;
         let entry = self.checked_entry(keys.key_index, &keys.key_entry).await?;
-        match entry {
+        let ok = match entry {
             Entry::UserRegistered {
                 user_id,
                 role: entry_role,
                 x25519_public,
                 ed25519_public,
                 ..
-            } if user_id == *user.as_bytes()
-                && keys.user_id == user
-                && x25519_public == keys.public_keys.x25519
-                && ed25519_public == keys.public_keys.ed25519
-                && keys.role.ledger_code() == entry_role as u8
-                && role.is_none_or(|r| r == keys.role) =>
-            {
-                Ok(keys)
+            } => {
+                user_id == *user.as_bytes()
+                    && keys.user_id == user
+                    && x25519_public == keys.public_keys.x25519
+                    && ed25519_public == keys.public_keys.ed25519
+                    && keys.role.ledger_code() == entry_role as u8
+                    && role.is_none_or(|r| r == keys.role)
             }
-            _ => Err(ledger_error(format!(
+            _ => false,
+        };
+        if !ok {
+            return Err(ledger_error(format!(
                 "the keys the server gave for user {user} are not the ones the ledger registered"
+            )));
+        }
+        for e in &keys.key_entries {
+            match self.checked_entry(e.index, &e.entry).await? {
+                Entry::UserRegistered { user_id, .. } if user_id == *user.as_bytes() => {}
+                _ => {
+                    return Err(ledger_error(format!(
+                        "entry {} is not a key entry for user {user}",
+                        e.index
+                    )));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The known-keys store: the first key seen for a user is kept; a different one later is
+    /// refused (v1 has no key changes, so a change means substitution).
+    fn check_known(&self, keys: &UserKeys) -> Result<(), ClientError> {
+        let mut known: KnownKeys = match std::fs::read(&self.known_keys) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                ledger_error(format!(
+                    "the known keys {} are unreadable ({e}); they must not be edited by hand",
+                    self.known_keys.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KnownKeys {
+                server: self.server.clone(),
+                ..KnownKeys::default()
+            },
+            Err(e) => return Err(ClientError::Session(e)),
+        };
+        let now = KnownKey {
+            name: keys.name.clone(),
+            fingerprint: crate::seal::fingerprint(&keys.public_keys),
+            x25519: hex::encode(keys.public_keys.x25519),
+            ed25519: hex::encode(keys.public_keys.ed25519),
+            entry: keys.key_index,
+        };
+        match known.users.get(&keys.user_id) {
+            Some(before) if before.x25519 == now.x25519 && before.ed25519 == now.ed25519 => Ok(()),
+            Some(before) => Err(ClientError::KeyChanged(format!(
+                "the key of {} (user {}) is not the one this client verified before: fingerprint \
+                 {} (entry {}) then, {} (entry {}) now. v1 has no key changes, so someone may be \
+                 impersonating them — refusing; tell your clinic's administrator",
+                keys.name,
+                keys.user_id,
+                before.fingerprint,
+                before.entry,
+                now.fingerprint,
+                now.entry
             ))),
+            None => {
+                known.users.insert(keys.user_id, now);
+                write_private_json(&self.known_keys, &known)
+            }
         }
     }
 
-    /// At login: the ledger's entry for this user must hold the keys just unsealed, or the
-    /// server substituted keys of its own.
+    /// At login and unlock: every key entry the ledger holds for this account must hold the
+    /// keys just unsealed, and the server's record must be the same; otherwise someone may be
+    /// impersonating this user.
     pub async fn check_self(&self, user: Uuid, mine: &PublicKeys) -> Result<(), ClientError> {
-        let keys = self.user_keys(user, None).await?;
-        if &keys.public_keys != mine {
-            return Err(ledger_error(
-                "the ledger's keys for your account are not the keys your password unlocks",
-            ));
+        let keys = self.registered_keys(user, None).await?;
+        let mut other = None;
+        for e in &keys.key_entries {
+            if let Ok(Entry::UserRegistered {
+                x25519_public,
+                ed25519_public,
+                ..
+            }) = Entry::from_bytes(&e.entry)
+                && (x25519_public != mine.x25519 || ed25519_public != mine.ed25519)
+            {
+                other = Some(e.index);
+            }
         }
-        Ok(())
+        if other.is_none() && &keys.public_keys != mine {
+            other = Some(keys.key_index);
+        }
+        match other {
+            Some(entry) => Err(ClientError::Impersonation { entry }),
+            None => Ok(()),
+        }
     }
 
     /// Every entry the server lets this user read (all of them for auditors and admins),
@@ -251,7 +498,12 @@ impl Ledger {
     }
 
     /// Raw entries `start..end` (auditors), for replaying the whole tree: none may be skipped.
-    pub async fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+    /// Each carries the server's word on its append authenticator.
+    pub async fn raw_entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<LedgerEntryOut>, ClientError> {
         let mut out = Vec::new();
         for (expected, e) in (start..).zip(self.pages(start, end).await?) {
             if e.index != expected {
@@ -260,7 +512,7 @@ impl Ledger {
                     e.index
                 )));
             }
-            out.push(e.entry);
+            out.push(e);
         }
         Ok(out)
     }
@@ -325,4 +577,40 @@ async fn check_extends(
             old.tree_size
         ))
     })
+}
+
+/// The monitor every login and unlock runs (issue 11): syncs the ledger, then checks that the
+/// ledger's key entries for this account are the keys just unsealed.
+pub async fn monitor_self(
+    client: &ApiClient,
+    state_dir: &Path,
+    configured_key: Option<&LedgerKey>,
+    max_age_secs: u64,
+    me: &super::LoggedIn,
+) -> Result<Ledger, ClientError> {
+    monitor_self_with(
+        client,
+        state_dir,
+        configured_key,
+        max_age_secs,
+        &WitnessPolicy::default(),
+        me,
+    )
+    .await
+}
+
+/// [`monitor_self`] under a witness policy.
+pub async fn monitor_self_with(
+    client: &ApiClient,
+    state_dir: &Path,
+    configured_key: Option<&LedgerKey>,
+    max_age_secs: u64,
+    policy: &WitnessPolicy,
+    me: &super::LoggedIn,
+) -> Result<Ledger, ClientError> {
+    let ledger = Ledger::sync_with(client, state_dir, configured_key, max_age_secs, policy).await?;
+    ledger
+        .check_self(me.login.user.id, &me.secrets.public())
+        .await?;
+    Ok(ledger)
 }

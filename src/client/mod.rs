@@ -68,6 +68,16 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    /// The ledger shows a key for this account other than the one its password unlocks
+    /// (issue 11): `entry` is that key entry's index.
+    #[error(
+        "the ledger shows a different key for your account (entry {entry}): someone may be impersonating you — tell your clinic's administrator"
+    )]
+    Impersonation { entry: u64 },
+    /// A user's key differs from the one this client verified before, or the ledger shows
+    /// more than one key for them (v1 has no key changes).
+    #[error("KEY CHANGED: {0}")]
+    KeyChanged(String),
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -559,12 +569,18 @@ impl ApiClient {
                 auth_key: master.auth_key().0.to_vec(),
             })
             .await?;
-        let secrets = open_bundle(
+        let secrets = match open_bundle(
             &login.bundle,
             &master.wrap_key(),
             login.user.id.as_bytes(),
             &login.public_keys,
-        )?;
+        ) {
+            Ok(s) => s,
+            Err(SealError::Bundle) => {
+                return Err(self.why_bundle_fails(&login, &master.wrap_key()).await);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.token = Some(login.token.clone());
         let mut logged = LoggedIn {
             login,
@@ -680,6 +696,48 @@ fn network(e: reqwest::Error) -> ClientError {
         );
     }
     ClientError::Network(msg)
+}
+
+impl ApiClient {
+    /// The password was right (the server took its auth key) but the bundle does not open
+    /// under the public keys the server names now. When it opens under the keys of an
+    /// earlier key entry for this account, the server's keys were replaced (issue 11).
+    async fn why_bundle_fails(
+        &mut self,
+        login: &LoginResponse,
+        wrap_key: &crate::seal::WrapKey,
+    ) -> ClientError {
+        self.token = Some(login.token.clone());
+        let keys: Result<crate::api::UserKeys, _> = self
+            .get(&format!("/v1/users/{}/keys", login.user.id), &[])
+            .await;
+        self.token = None;
+        let Ok(keys) = keys else {
+            return SealError::Bundle.into();
+        };
+        for e in &keys.key_entries {
+            if let Ok(crate::ledger::Entry::UserRegistered {
+                x25519_public,
+                ed25519_public,
+                ..
+            }) = crate::ledger::Entry::from_bytes(&e.entry)
+            {
+                let theirs = crate::seal::PublicKeys {
+                    x25519: x25519_public,
+                    ed25519: ed25519_public,
+                };
+                if theirs != login.public_keys
+                    && open_bundle(&login.bundle, wrap_key, login.user.id.as_bytes(), &theirs)
+                        .is_ok()
+                {
+                    return ClientError::Impersonation {
+                        entry: keys.key_index,
+                    };
+                }
+            }
+        }
+        SealError::Bundle.into()
+    }
 }
 
 fn error_answer(status: StatusCode, retry_after: Option<u64>, bytes: &[u8]) -> ClientError {

@@ -738,4 +738,50 @@ impl ChunkStore {
         }))
         .await
     }
+
+    /// Writes a small object (outside `chunks/`) to every bucket that answers in `limit`;
+    /// returns the names of those that took it. For the ledger signer's memory.
+    pub async fn put_everywhere(&self, key: &str, body: Bytes, limit: Duration) -> Vec<String> {
+        let key = ObjectPath::from(key);
+        join_all(self.buckets.iter().map(|b| {
+            let key = key.clone();
+            let body = body.clone();
+            async move {
+                let ok = matches!(
+                    tokio::time::timeout(limit, b.store.put(&key, body.into())).await,
+                    Ok(Ok(_))
+                );
+                ok.then(|| b.name.clone())
+            }
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Reads a small object from every bucket that answers in `limit` and holds it.
+    pub async fn get_everywhere(&self, key: &str, limit: Duration) -> Vec<(String, Bytes)> {
+        let key = ObjectPath::from(key);
+        join_all(self.buckets.iter().map(|b| {
+            let key = key.clone();
+            async move {
+                let got = tokio::time::timeout(limit, async {
+                    match b.store.get(&key).await {
+                        Ok(g) => g.bytes().await,
+                        Err(e) => Err(e),
+                    }
+                })
+                .await;
+                match got {
+                    Ok(Ok(bytes)) => Some((b.name.clone(), bytes)),
+                    _ => None,
+                }
+            }
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }

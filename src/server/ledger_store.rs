@@ -9,14 +9,16 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::SigningKey;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use sqlx::{AnyConnection, Row};
 
 use super::AppState;
 use super::db::now_ms;
 use super::error::AppError;
 use crate::ledger::{
-    Entry, Hash, LedgerError, LedgerKey, SignedHead, Subtree, consistency_proof_with,
-    inclusion_proof_with, leaf_hash, node_hash, root_with,
+    Entry, Hash, LedgerError, LedgerKey, Subtree, consistency_proof_with, inclusion_proof_with,
+    leaf_hash, node_hash, root_with,
 };
 
 /// A head older than this is re-signed when asked for (and by the sweeper), so heads are
@@ -27,14 +29,51 @@ fn ledger_err(e: LedgerError) -> AppError {
     AppError::bad_request(format!("ledger: {e}"))
 }
 
-fn i64_of(n: u64) -> Result<i64, AppError> {
+pub(crate) fn i64_of(n: u64) -> Result<i64, AppError> {
     i64::try_from(n).map_err(|_| AppError::bad_request("ledger index out of range"))
 }
 
+/// Key of the append authenticators (issue 11), derived from the secrets file
+/// ([`super::secrets::ServerSecrets::append_key`]): a database writer without that file cannot
+/// make an entry the signer will sign over.
+#[derive(Clone)]
+pub struct AppendKey(zeroize::Zeroizing<[u8; 32]>);
+
+/// Domain of the append authenticator's message.
+pub const APPEND_AUTH_DOMAIN: &[u8] = b"clinvault/ledger-append/v1";
+
+impl AppendKey {
+    pub fn new(key: [u8; 32]) -> Self {
+        AppendKey(zeroize::Zeroizing::new(key))
+    }
+
+    fn mac(&self, index: u64, leaf: &Hash) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0[..])
+            .expect("HMAC takes keys of any length");
+        m.update(APPEND_AUTH_DOMAIN);
+        m.update(&index.to_be_bytes());
+        m.update(leaf);
+        m
+    }
+
+    /// HMAC-SHA256(key, "clinvault/ledger-append/v1" ‖ index (u64 BE) ‖ leaf hash): bound to
+    /// the position, so an authenticated entry cannot be copied to another index.
+    pub fn tag(&self, index: u64, leaf: &Hash) -> [u8; 32] {
+        self.mac(index, leaf).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of a stored authenticator (absent counts as invalid).
+    pub fn check(&self, index: u64, leaf: &Hash, tag: Option<&[u8]>) -> bool {
+        tag.is_some_and(|t| self.mac(index, leaf).verify_slice(t).is_ok())
+    }
+}
+
 /// Appends `entry` in the caller's transaction and returns its index. `subjects` are the
-/// users the entry is about (their "entries about themselves").
+/// users the entry is about (their "entries about themselves"). The entry is stored with its
+/// authenticator under `key`.
 pub async fn append(
     conn: &mut AnyConnection,
+    key: &AppendKey,
     entry: &Entry,
     subjects: &[String],
 ) -> Result<u64, AppError> {
@@ -45,18 +84,20 @@ pub async fn append(
             .await?;
     let index = u64::try_from(size - 1).map_err(|_| AppError::internal("ledger size below 1"))?;
     let bytes = entry.to_bytes();
+    let leaf = leaf_hash(&bytes);
     sqlx::query(
-        "INSERT INTO ledger_entries (idx, kind, entry, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO ledger_entries (idx, kind, entry, created_at, auth) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(size - 1)
     .bind(i64::from(entry.kind()))
     .bind(bytes.clone())
     .bind(now_ms())
+    .bind(key.tag(index, &leaf).to_vec())
     .execute(&mut *conn)
     .await?;
     // Store every subtree this leaf completes: the leaf, then each parent whose right edge
     // it is. The left sibling of each was stored by an earlier append.
-    let mut hash = leaf_hash(&bytes);
+    let mut hash = leaf;
     for s in Subtree::completed_by(index) {
         if s.level() > 0 {
             let left: Vec<u8> =
@@ -160,43 +201,16 @@ pub fn public_key(st: &AppState) -> LedgerKey {
 }
 
 /// The newest signed head, signed anew when the tree grew or the last one is getting old.
-pub async fn latest_head(st: &AppState) -> Result<SignedHead, AppError> {
-    let mut conn = st.db.acquire().await?;
-    let size = size(&mut conn).await?;
-    let last: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT signed FROM ledger_heads ORDER BY tree_size DESC, time_ms DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let now = now_ms();
-    if let Some(bytes) = last {
-        let head = SignedHead::from_bytes(&bytes).map_err(AppError::internal)?;
-        if head.tree_size == size && now - head.time_ms < RESIGN_AFTER_MS {
-            return Ok(head);
-        }
-    }
-    let root = root_at(&mut conn, size).await?;
-    let head = SignedHead::sign(size, root, now, &signing_key(st));
-    let res =
-        sqlx::query("INSERT INTO ledger_heads (tree_size, time_ms, signed) VALUES ($1, $2, $3)")
-            .bind(i64_of(size)?)
-            .bind(now)
-            .bind(head.to_bytes().to_vec())
-            .execute(&mut *conn)
-            .await;
-    match res {
-        Ok(_) => {}
-        // Another process signed the same size in the same millisecond: either head is good.
-        Err(e) if super::error::is_unique_violation(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(head)
+/// Signing goes through [`super::ledger_signer`], which refuses a tree it cannot vouch for.
+pub async fn latest_head(st: &AppState) -> Result<super::ledger_signer::HeadOut, AppError> {
+    super::ledger_signer::latest_head(st).await
 }
 
 /// One stored entry.
 pub struct StoredEntry {
     pub index: u64,
     pub bytes: Vec<u8>,
+    pub auth: Option<Vec<u8>>,
 }
 
 pub async fn entry(conn: &mut AnyConnection, index: u64) -> Result<Option<Vec<u8>>, AppError> {
@@ -218,7 +232,7 @@ pub async fn entries(
     let rows = match subject {
         None => {
             sqlx::query(
-                "SELECT idx, entry FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                "SELECT idx, entry, auth FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
             )
             .bind(i64_of(start)?)
             .bind(i64_of(end)?)
@@ -226,7 +240,7 @@ pub async fn entries(
             .await?
         }
         Some(user) => sqlx::query(
-            "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
+            "SELECT e.idx, e.entry, e.auth FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
                  WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx",
         )
         .bind(user.to_string())
@@ -241,6 +255,7 @@ pub async fn entries(
             Ok(StoredEntry {
                 index: u64::try_from(idx).map_err(|_| AppError::internal("negative index"))?,
                 bytes: r.try_get("entry")?,
+                auth: r.try_get("auth")?,
             })
         })
         .collect()

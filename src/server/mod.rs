@@ -8,6 +8,7 @@ pub mod chunk_store;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod ledger_signer;
 pub mod ledger_store;
 pub mod mail;
 pub mod metrics;
@@ -63,6 +64,8 @@ pub enum StartError {
     Enrollment(String),
     #[error("chunk storage: {0}")]
     Chunks(#[from] chunk_store::ChunkStoreError),
+    #[error("ledger: {0}")]
+    Ledger(String),
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -81,6 +84,9 @@ pub struct Inner {
     /// do the same work.
     pub decoy_mac: [u8; 32],
     pub metrics: metrics::Metrics,
+    /// Key of the ledger's append authenticators (from the secrets file).
+    pub append_key: ledger_store::AppendKey,
+    pub signer: ledger_signer::Signer,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,6 +105,8 @@ pub struct ServerHandle {
     pub data: PathBuf,
     /// `clinvault-ledger:…`, for clients to pin.
     pub ledger_key: String,
+    /// The ledger key as a C2SP verifier key (`origin+id+base64`), for witnesses.
+    pub ledger_vkey: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     state: AppState,
@@ -159,6 +167,18 @@ impl ServerHandle {
         res
     }
 
+    /// Stops the server like [`ServerHandle::shutdown`], keeping the handle (its address and
+    /// data folder) so a test can edit the stopped server's database and start it again.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        let res = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        self.state.db.close().await;
+        res
+    }
+
     /// Waits until the server stops (after [`ServerHandle::trigger_shutdown`] or a fatal error).
     pub async fn wait(self) -> std::io::Result<()> {
         let res = match self.task.await {
@@ -173,6 +193,26 @@ impl ServerHandle {
     /// for the periodic sweep. Returns how many reports went.
     pub async fn sweep_abandoned_uploads(&self) -> Result<u64, AppError> {
         routes::reports::sweep_open(&self.state).await
+    }
+
+    /// The newest signed head, signed now if needed (as `GET /v1/ledger/head` answers).
+    pub async fn ledger_head(&self) -> Result<ledger_signer::HeadOut, AppError> {
+        ledger_store::latest_head(&self.state).await
+    }
+
+    /// Why the ledger signer refuses to sign, while it does (the server is then not ready).
+    pub fn ledger_alarm(&self) -> Option<String> {
+        self.state.signer.alarm()
+    }
+
+    /// Test-only (feature `test-hooks`, never in a release build): from now on the signer
+    /// signs whatever the database holds, as the server of issue 11's attacks did.
+    #[cfg(feature = "test-hooks")]
+    pub fn sign_anything_for_tests(&self) {
+        self.state
+            .signer
+            .sign_anything
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A sender that, when `true` is sent, begins a graceful shutdown.
@@ -267,6 +307,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     let decoy_key =
         crate::seal::random_array::<32>().map_err(|e| StartError::Enrollment(e.to_string()))?;
     let decoy_mac = secrets.mac("auth", &[&decoy_key]);
+    let append_key = ledger_store::AppendKey::new(*secrets.append_key());
+    let signer = ledger_signer::Signer::new(&sc.secrets_path());
     let state = AppState(Arc::new(Inner {
         db: pool,
         backend,
@@ -277,7 +319,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tz,
         decoy_mac,
         metrics: metrics::Metrics::default(),
+        append_key,
+        signer,
     }));
+    ledger_signer::init(&state)
+        .await
+        .map_err(|e| StartError::Ledger(e.message))?;
 
     let admin_enrollment_code = routes::auth::prepare_admin_enrollment(&state)
         .await
@@ -335,13 +382,21 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     };
     spawn_sweeper(state.clone());
     let ledger_key = ledger_store::public_key(&state).to_string();
-    tracing::info!(%addr, ?backend, timezone = %sc.timezone, %ledger_key, "clinvault server listening");
+    let ledger_vkey = crate::witness::note::VerifierKey::new(
+        &ledger_signer::origin(&state),
+        crate::witness::note::SIG_ED25519,
+        ledger_store::public_key(&state).0,
+    )
+    .map(|k| k.to_string())
+    .map_err(|e| StartError::Ledger(e.to_string()))?;
+    tracing::info!(%addr, ?backend, timezone = %sc.timezone, %ledger_key, %ledger_vkey, "clinvault server listening");
     Ok(ServerHandle {
         addr,
         backend,
         admin_enrollment_code,
         data,
         ledger_key,
+        ledger_vkey,
         shutdown: tx,
         task,
         state,

@@ -104,6 +104,16 @@ impl ServerSecrets {
     pub fn ledger_seed(&self) -> &[u8; 32] {
         &self.ledger_seed
     }
+
+    /// Key of the ledger append authenticators (issue 11): HKDF-SHA256 of the pepper, so
+    /// only a holder of this file can make one; a database writer cannot.
+    pub fn append_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut okm = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, &self.pepper[..])
+            .expand(b"clinvault/ledger-append-auth/v1", &mut okm[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
 }
 
 fn decode32(text: &str, field: &str, path: &str) -> Result<Zeroizing<[u8; 32]>, SecretsError> {

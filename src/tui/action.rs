@@ -233,6 +233,8 @@ pub enum Effect {
         client: ApiClient,
         email: String,
         password: Zeroizing<String>,
+        /// Where the ledger is kept, for the login's self-check (issue 11).
+        settings: ReportSettings,
     },
     VerifyEmail {
         client: ApiClient,

@@ -93,6 +93,11 @@ fn report_settings(cfg: &Config) -> Result<state::ReportSettings, TuiError> {
         transfers: cfg.client.transfers.max(1),
         chunk_size: cfg.client.chunk_size,
         download_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        witnesses: crate::client::ledger::WitnessPolicy::from_config(
+            &cfg.client.witnesses,
+            cfg.client.witness_quorum,
+        )
+        .map_err(TuiError::Client)?,
     })
 }
 

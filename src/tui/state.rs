@@ -591,6 +591,8 @@ pub struct HeadInfo {
     pub time_ms: i64,
     pub key: String,
     pub pinned_now: bool,
+    /// Configured witnesses that cosigned the head; `None` when none are configured.
+    pub cosigned_by: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -621,6 +623,8 @@ pub struct ReportSettings {
     pub chunk_size: u32,
     /// Where downloads go by default.
     pub download_dir: PathBuf,
+    /// Witnesses whose cosignatures count, and the quorum a head needs.
+    pub witnesses: crate::client::ledger::WitnessPolicy,
 }
 
 impl Default for ReportSettings {
@@ -633,6 +637,7 @@ impl Default for ReportSettings {
             transfers: c.transfers,
             chunk_size: c.chunk_size,
             download_dir: PathBuf::from("."),
+            witnesses: Default::default(),
         }
     }
 }

@@ -90,9 +90,24 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             mut client,
             email,
             password,
+            settings,
         } => {
             let r = client.login(&email, &password).await;
             drop(password);
+            // Issue 11: the ledger's key for this account must be the one just unsealed.
+            let r = match r {
+                Ok(logged) => crate::client::ledger::monitor_self_with(
+                    &client,
+                    &settings.state_dir,
+                    settings.ledger_key.as_ref(),
+                    settings.max_head_age_secs,
+                    &settings.witnesses,
+                    &logged,
+                )
+                .await
+                .map(|_| logged),
+                Err(e) => Err(e),
+            };
             Action::LoggedIn(r.map(|l| Box::new((client, l))).map_err(ui))
         }
         Effect::VerifyEmail { client, email } => {
@@ -211,6 +226,7 @@ pub fn head_info(l: &Ledger) -> HeadInfo {
         time_ms: h.time_ms,
         key: l.key().to_string(),
         pinned_now: l.pinned_now,
+        cosigned_by: (!l.policy().witnesses.is_empty()).then(|| l.cosigned_by.clone()),
     }
 }
 
@@ -252,11 +268,12 @@ pub async fn vault(
     }
     let synced = {
         let _one = ctx.lock.lock().await;
-        Ledger::sync(
+        Ledger::sync_with(
             &ctx.client,
             &ctx.settings.state_dir,
             ctx.settings.ledger_key.as_ref(),
             ctx.settings.max_head_age_secs,
+            &ctx.settings.witnesses,
         )
         .await
     };

@@ -868,6 +868,7 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
             client,
             email,
             password,
+            settings: app.report_settings.clone(),
         },
     );
 }

@@ -92,6 +92,31 @@ pub async fn start_server(db: Db) -> TestServer {
 }
 
 impl TestServer {
+    /// Stops the server (its folder, secrets and database stay).
+    pub async fn stop(&mut self) {
+        self.handle.stop().await.expect("server stops");
+    }
+
+    /// A pool of the test's own on the (stopped) server's database, as an attacker with
+    /// database access alone would have.
+    pub async fn offline_db(&self) -> sqlx::AnyPool {
+        clinvault::server::db::connect(
+            &self.config.server.database_url,
+            &self.config.server.data,
+            2,
+        )
+        .await
+        .expect("open the database")
+        .0
+    }
+
+    /// Starts the server again on the same address, folder and secrets.
+    pub async fn start_again(&mut self) {
+        let mut cfg = self.config.clone();
+        cfg.server.listen = self.handle.addr.to_string();
+        self.handle = start(cfg).await.expect("server starts again");
+    }
+
     pub fn client(&self) -> ApiClient {
         ApiClient::new(&self.url, false, TEST_KDF).expect("client")
     }

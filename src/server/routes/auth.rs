@@ -453,7 +453,8 @@ async fn insert_user(
         x25519_public: req.public_keys.x25519,
         ed25519_public: req.public_keys.ed25519,
     };
-    let index = ledger_store::append(conn, &entry, &[req.user_id.to_string()]).await?;
+    let index =
+        ledger_store::append(conn, &st.append_key, &entry, &[req.user_id.to_string()]).await?;
     sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
         .bind(index as i64)
         .bind(req.user_id.to_string())

@@ -288,6 +288,7 @@ async fn approve(
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::GrantApproved {
             time_ms: now,
             grant_id: g.id.into_bytes(),
@@ -325,7 +326,7 @@ async fn approve(
         .execute(&mut *tx)
         .await?;
     if let Some(wrapped) = &req.wrapped {
-        store_wrap(&mut tx, &g, caller.id, wrapped, now).await?;
+        store_wrap(&mut tx, &st.append_key, &g, caller.id, wrapped, now).await?;
     }
     tx.commit().await?;
     Ok(Json(visible_grant(&st, id, &caller).await?))
@@ -334,6 +335,7 @@ async fn approve(
 /// Records the wrap (kind 4), marks the grant `wrapped` and stores the key, inside `tx`.
 async fn store_wrap(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    append_key: &ledger_store::AppendKey,
     g: &Grant,
     wrapper: Uuid,
     wrapped: &[u8],
@@ -344,7 +346,8 @@ async fn store_wrap(
         sha2::Sha256::digest(wrapped).into()
     };
     let index = ledger_store::append(
-        &mut **tx,
+        tx,
+        append_key,
         &Entry::KeyWrapped {
             time_ms: now,
             grant_id: g.id.into_bytes(),
@@ -418,7 +421,7 @@ async fn wrap(
     }
     let now = now_ms();
     let mut tx = st.db.begin().await?;
-    store_wrap(&mut tx, &g, caller.id, &req.wrapped, now).await?;
+    store_wrap(&mut tx, &st.append_key, &g, caller.id, &req.wrapped, now).await?;
     tx.commit().await?;
     Ok(Json(visible_grant(&st, id, &caller).await?))
 }
@@ -441,6 +444,7 @@ async fn revoke(
     let mut tx = st.db.begin().await?;
     let index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::GrantRevoked {
             time_ms: now,
             grant_id: g.id.into_bytes(),

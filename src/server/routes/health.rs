@@ -66,6 +66,13 @@ async fn ready(State(st): State<AppState>) -> Result<Json<Health>, AppError> {
     if !down.is_empty() {
         return Err(not_ready(format!("{} unreachable", down.join(", "))));
     }
+    // A signer that refuses (issue 11) keeps the server out of rotation until an operator
+    // looks: the alarm says which entry or which sizes.
+    if let Some(alarm) = st.signer.alarm() {
+        let mut e = not_ready(format!("the ledger signer refuses: {alarm}"));
+        e.retry_after = Some(60);
+        return Err(e);
+    }
     Ok(Json(Health {
         status: "ready".into(),
     }))

@@ -55,10 +55,11 @@ pub fn routes() -> Vec<Route> {
 }
 
 async fn head(State(st): State<AppState>) -> Result<Json<LedgerHead>, AppError> {
-    let head = ledger_store::latest_head(&st).await?;
+    let out = ledger_store::latest_head(&st).await?;
     Ok(Json(LedgerHead {
-        signed_head: head.to_bytes().to_vec(),
+        signed_head: out.head.to_bytes().to_vec(),
         ledger_key: ledger_store::public_key(&st).to_string(),
+        checkpoint: out.checkpoint,
     }))
 }
 
@@ -141,6 +142,13 @@ async fn entries(
         entries: rows
             .into_iter()
             .map(|e| LedgerEntryOut {
+                authenticated: everything.then(|| {
+                    st.append_key.check(
+                        e.index,
+                        &crate::ledger::leaf_hash(&e.bytes),
+                        e.auth.as_deref(),
+                    )
+                }),
                 index: e.index,
                 entry: e.bytes,
             })
@@ -172,7 +180,26 @@ async fn user_keys(
         .and_then(|i| u64::try_from(i).ok())
         .ok_or_else(|| AppError::damaged("this account's keys", "user has no ledger key entry"))?;
     let role: String = row.try_get("role")?;
+    // Every key entry naming this user, for clients to see a second one (issue 11).
+    let key_entries = sqlx::query(
+        "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
+         WHERE s.user_id = $1 AND e.kind = 1 ORDER BY e.idx",
+    )
+    .bind(id.to_string())
+    .fetch_all(&st.db)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let idx: i64 = r.try_get("idx")?;
+        Ok(LedgerEntryOut {
+            index: u64::try_from(idx).map_err(|_| AppError::internal("negative index"))?,
+            entry: r.try_get("entry")?,
+            authenticated: None,
+        })
+    })
+    .collect::<Result<Vec<_>, AppError>>()?;
     Ok(Json(UserKeys {
+        key_entries,
         user_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         name: row.try_get("name")?,
         role: Role::parse(&role).ok_or_else(|| AppError::internal("bad role in database"))?,

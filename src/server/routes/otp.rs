@@ -222,6 +222,7 @@ async fn verify(
     let subjects = [patient_id.to_string(), caller.id_str()];
     let ledger_index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::OtpVerified {
             time_ms: now,
             request_id: req.request_id.into_bytes(),
@@ -256,6 +257,7 @@ async fn verify(
             .await?;
             ledger_store::append(
                 &mut tx,
+                &st.append_key,
                 &Entry::ReportAccess {
                     time_ms: now,
                     report_id: report_id.into_bytes(),
@@ -273,6 +275,7 @@ async fn verify(
                 .await?;
             let index = ledger_store::append(
                 &mut tx,
+                &st.append_key,
                 &Entry::GrantApproved {
                     time_ms: now,
                     grant_id: grant.into_bytes(),

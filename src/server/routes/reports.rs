@@ -573,6 +573,7 @@ async fn commit(
         .map_err(|_| bad_commit("signature: 64 bytes"))?;
     let ledger_index = ledger_store::append(
         &mut tx,
+        &st.append_key,
         &Entry::ReportCommitted {
             time_ms: now,
             report_id: report.id.into_bytes(),
@@ -619,7 +620,7 @@ async fn commit(
             wrapper_id: caller.id.into_bytes(),
             wrapped_key_hash: sha256(&w.wrapped),
         };
-        let index = ledger_store::append(&mut tx, &entry, &subjects).await?;
+        let index = ledger_store::append(&mut tx, &st.append_key, &entry, &subjects).await?;
         sqlx::query(
             "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
              VALUES ($1, $2, $3, $4, NULL, $5, $6)",
@@ -894,6 +895,7 @@ async fn key(
         let mut tx = st.db.begin().await?;
         ledger_store::append(
             &mut tx,
+            &st.append_key,
             &Entry::ReportAccess {
                 time_ms: now_ms(),
                 report_id: id.into_bytes(),

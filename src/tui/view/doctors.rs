@@ -71,13 +71,27 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     .header(Row::new(vec!["Name", "Specialty", "Next free slot", "Key"]).style(t.title))
     .row_highlight_style(t.selection)
     .highlight_symbol("› ");
+    // The full fingerprint of the selected doctor: the column may be cut on narrow screens.
+    let [list, footer] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(list);
     let mut state = TableState::default().with_selected(Some(d.selected));
     frame.render_stateful_widget(table, list, &mut state);
+    if let Some(r) = d.rows.get(d.selected) {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                format!(
+                    " key of {}: {}",
+                    truncate(&r.doctor.name, 30),
+                    fingerprint(&r.doctor.public_keys)
+                ),
+                t.muted,
+            )),
+            footer,
+        );
+    }
 }
 
-/// A short fingerprint of a doctor's signing key (DESIGN.md §3), to compare out of band.
+/// The doctor's key fingerprint: the one `seal::fingerprint` computes over both public keys,
+/// the same the CLI and every confirmation show (issue 11), to compare out of band.
 pub fn fingerprint(k: &crate::seal::PublicKeys) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(k.ed25519);
-    hex::encode(&d[..4])
+    crate::seal::fingerprint(k)
 }

@@ -25,7 +25,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(app, "Ledger".into(), l.syncing || l.entries_loading, None);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [head, list] = Layout::vertical([Constraint::Length(5), Constraint::Min(1)]).areas(inner);
+    let witness_line = l.head.as_ref().is_some_and(|h| h.cosigned_by.is_some());
+    let head_rows = if witness_line { 6 } else { 5 };
+    let [head, list] =
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(1)]).areas(inner);
     let mut lines = Vec::new();
     if let Some(why) = &l.failed {
         lines.push(Line::from(Span::styled(
@@ -55,6 +58,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Span::styled("Pinned key     ", t.muted),
                 Span::raw(truncate(&h.key, 60)),
             ]));
+            // Issue 11: which configured witnesses vouch for this head.
+            if let Some(by) = &h.cosigned_by {
+                lines.push(Line::from(vec![
+                    Span::styled("Witnesses      ", t.muted),
+                    if by.is_empty() {
+                        Span::styled("no configured witness cosigned this head", t.warn)
+                    } else {
+                        Span::styled(format!("cosigned by {}", by.join(", ")), t.ok)
+                    },
+                ]));
+            }
             if h.pinned_now {
                 lines.push(Line::from(Span::styled(
                     "pinned on first use: compare it with the key the clinic publishes",

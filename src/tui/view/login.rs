@@ -189,7 +189,15 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
             rows[6],
         );
     } else if let Some(m) = &app.login.message {
-        let style = if app.login.busy { t.warn } else { t.base };
+        // A failed key check at login (issue 11) is an alarm, not a typo.
+        let alarm = m.contains("someone may be impersonating") || m.contains("LEDGER CHECK FAILED");
+        let style = if app.login.busy {
+            t.warn
+        } else if alarm {
+            t.error
+        } else {
+            t.base
+        };
         frame.render_widget(
             Paragraph::new(Span::styled(m.clone(), style)).wrap(Wrap { trim: true }),
             rows[6],
