@@ -344,7 +344,7 @@ async fn store_wrap(
         sha2::Sha256::digest(wrapped).into()
     };
     let index = ledger_store::append(
-        &mut **tx,
+        tx,
         &Entry::KeyWrapped {
             time_ms: now,
             grant_id: g.id.into_bytes(),
