@@ -7,7 +7,7 @@ use clinvault::client::reports::approve_and_wrap;
 use common::Db;
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
 
-/// 1. A grant request on a report still awaiting release is refused; a failed approve-and-wrap
+/// Point 1: A grant request on a report still awaiting release is refused; a failed approve-and-wrap
 /// records no consent.
 async fn approve_is_all_or_nothing(db: Db) {
     let c = clinic_with(db, |_| {}).await;
@@ -54,7 +54,7 @@ async fn approve_is_all_or_nothing(db: Db) {
 }
 both_backends!(approve_all_or_nothing, approve_is_all_or_nothing);
 
-/// 2. Another account's code request and another author's report id answer like ids that do
+/// Point 2: Another account's code request and another author's report id answer like ids that do
 /// not exist.
 async fn no_existence_leaks(db: Db) {
     let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 100).await;
@@ -114,7 +114,7 @@ async fn no_existence_leaks(db: Db) {
 }
 both_backends!(existence_leaks, no_existence_leaks);
 
-/// 5. Resends tried by someone who may not resend do not use up the request's limit.
+/// Point 5: Resends tried by someone who may not resend do not use up the request's limit.
 async fn resend_limit_after_permission(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -137,7 +137,7 @@ async fn resend_limit_after_permission(db: Db) {
 }
 both_backends!(resend_limit, resend_limit_after_permission);
 
-/// 3. After a KDF upgrade an unknown address answers with parameters drawn like real ones,
+/// Point 3: After a KDF upgrade an unknown address answers with parameters drawn like real ones,
 /// and an account moves to the current parameters at its next login.
 async fn kdf_upgrade_no_enumeration(db: Db) {
     let ts = common::start_server(db).await;
@@ -194,7 +194,7 @@ async fn kdf_upgrade_no_enumeration(db: Db) {
 }
 both_backends!(kdf_upgrade, kdf_upgrade_no_enumeration);
 
-/// 4. Reception sees that a report exists, its author and date: no size, chunks or status.
+/// Point 4: Reception sees that a report exists, its author and date: no size, chunks or status.
 async fn reception_sees_existence_only(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -363,7 +363,7 @@ fn no_raw_controls(s: &str) {
     );
 }
 
-/// 6. Escape sequences in another user's title are shown escaped by `download` and `verify`;
+/// Point 6: Escape sequences in another user's title are shown escaped by `download` and `verify`;
 /// the server refuses deceptive characters in names, the client in titles.
 async fn escapes_shown_escaped(db: Db) {
     let c = clinic_with(db, |_| {}).await;
@@ -479,7 +479,7 @@ fn plaintext_left(dir: &std::path::Path, marker: &[u8]) -> Vec<String> {
     hits
 }
 
-/// 7. SIGKILL or SIGTERM during a download leaves no plaintext byte on disk.
+/// Point 7: SIGKILL or SIGTERM during a download leaves no plaintext byte on disk.
 async fn interrupted_download_leaves_nothing(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -525,9 +525,8 @@ async fn interrupted_download_leaves_nothing(db: Db) {
 }
 both_backends!(download_interrupted, interrupted_download_leaves_nothing);
 
-/// 8. Key-needing commands reuse the session: eleven `verify`s in a minute are fine with the
-/// default login limit of 10 per address; and a forwarded address counts only from a
-/// trusted proxy.
+/// Point 8: Key-needing commands reuse the session: eleven `verify`s in a minute are fine with
+/// the default login limit of 10 per address.
 async fn commands_reuse_the_session(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -563,7 +562,7 @@ async fn commands_reuse_the_session(db: Db) {
 }
 both_backends!(session_reuse, commands_reuse_the_session);
 
-/// 8. `X-Forwarded-For` is believed only from `[server] trusted_proxies`.
+/// Point 8: `X-Forwarded-For` is believed only from `[server] trusted_proxies`.
 #[test]
 fn forwarded_for_only_from_trusted_proxies() {
     use clinvault::server::extract::{client_address, parse_cidr};
@@ -582,7 +581,7 @@ fn forwarded_for_only_from_trusted_proxies() {
     assert!(parse_cidr("not an ip").is_none());
 }
 
-/// 9. `upload` checks the file before the password, the login or the ledger.
+/// Point 9: `upload` checks the file before the password, the login or the ledger.
 #[tokio::test]
 async fn upload_checks_the_file_first() {
     let cli = Cli::new("http://127.0.0.1:9");
@@ -602,7 +601,7 @@ async fn upload_checks_the_file_first() {
     assert!(e.contains("is a folder"), "{e}");
 }
 
-/// 10. Downloading one's own report before entering the code says to enter the code.
+/// Point 10: Downloading one's own report before entering the code says to enter the code.
 async fn own_unreleased_report_says_enter_the_code(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -633,7 +632,7 @@ fn berlin_day(n: i64) -> chrono::NaiveDate {
         .date_naive()
 }
 
-/// 11. Bookings: a horizon, a cap on a patient's own future visits (reception may exceed),
+/// Point 11: Bookings: a horizon, a cap on a patient's own future visits (reception may exceed),
 /// check-in only on the day, completion only once begun.
 async fn booking_limits(db: Db) {
     use clinvault::api::BookRequest;
@@ -707,7 +706,7 @@ async fn booking_limits(db: Db) {
 }
 both_backends!(bookings_limited, booking_limits);
 
-/// 12. A bucket folder that vanished is not recreated: the server is not ready, writes avoid
+/// Point 12: A bucket folder that vanished is not recreated: the server is not ready, writes avoid
 /// it, and a restart does not make it again.
 async fn vanished_bucket_not_recreated(db: Db) {
     let c = clinic_with(db, |cfg| cfg.server.replicas = 1).await;
@@ -762,7 +761,7 @@ async fn vanished_bucket_not_recreated(db: Db) {
 }
 both_backends!(bucket_identity, vanished_bucket_not_recreated);
 
-/// 13. Staging files that a killed chunk write leaves in a bucket are swept and counted by
+/// Point 13: Staging files that a killed chunk write leaves in a bucket are swept and counted by
 /// the audit; a write still in flight (a young one) is left alone.
 async fn staging_files_swept(db: Db) {
     let c = clinic_with(db, |_| {}).await;
@@ -799,7 +798,7 @@ async fn staging_files_swept(db: Db) {
 }
 both_backends!(staging_swept, staging_files_swept);
 
-/// 14. An unknown bucket in `?replica=` is the caller's mistake: 400, not a storage fault.
+/// Point 14: An unknown bucket in `?replica=` is the caller's mistake: 400, not a storage fault.
 async fn unknown_replica_is_400(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
@@ -818,7 +817,7 @@ async fn unknown_replica_is_400(db: Db) {
 }
 both_backends!(replica_name, unknown_replica_is_400);
 
-/// 15. The audit checks what it can without keys (metadata, author, stored wrapped keys),
+/// Point 15: The audit checks what it can without keys (metadata, author, stored wrapped keys),
 /// reports a malformed row against its report and goes on, and `audit --repair` that repaired
 /// everything exits 0 after checking again.
 async fn audit_keyless_checks(db: Db) {
@@ -920,7 +919,7 @@ async fn audit_keyless_checks(db: Db) {
 }
 both_backends!(audit_keyless, audit_keyless_checks);
 
-/// 16. Clear, single messages: a damaged record, a refused certificate, articles, plurals,
+/// Point 16: Clear, single messages: a damaged record, a refused certificate, articles, plurals,
 /// doubled causes, `admin backup`/`restore` with `--data` and a missing file in words.
 async fn clear_messages(db: Db) {
     let c = clinic_with(db, |_| {}).await;
@@ -967,7 +966,7 @@ async fn clear_messages(db: Db) {
 }
 both_backends!(messages, clear_messages);
 
-/// 16. The operator's commands: `--data`, a missing file in words, a cause said once, and a
+/// Point 16: The operator's commands: `--data`, a missing file in words, a cause said once, and a
 /// port in use said once.
 #[tokio::test]
 async fn operator_messages() {
@@ -1026,7 +1025,7 @@ async fn operator_messages() {
     assert_eq!(e.matches("Address already in use").count(), 1, "{e}");
 }
 
-/// 16. A self-signed CA:TRUE certificate as the server's own: the client says what is wrong
+/// Point 16: A self-signed CA:TRUE certificate as the server's own: the client says what is wrong
 /// with the certificate, not only "error sending request".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_certificate_as_server_certificate_explained() {
@@ -1051,7 +1050,7 @@ async fn ca_certificate_as_server_certificate_explained() {
     assert!(e.contains("certificate") && e.contains("CA"), "{e}");
 }
 
-/// 17. `access` names the readers (beside their ids), and verifying again and again within a
+/// Point 17: `access` names the readers (beside their ids), and verifying again and again within a
 /// short window adds one "key served" entry, not one per verify.
 async fn access_names_and_fewer_key_lines(db: Db) {
     let c = clinic_with(db, |_| {}).await;
@@ -1083,7 +1082,7 @@ async fn access_names_and_fewer_key_lines(db: Db) {
 }
 both_backends!(access_trail, access_names_and_fewer_key_lines);
 
-/// 18. `availability --day-off DATE` alone adds the day off to the current template.
+/// Point 18: `availability --day-off DATE` alone adds the day off to the current template.
 async fn day_off_alone_is_applied(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let cli = Cli::new(&c.ts.url);

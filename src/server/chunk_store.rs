@@ -117,6 +117,9 @@ struct Bucket {
     /// Why the bucket is not written to: its identity marker is gone (a vanished or replaced
     /// folder, another bucket mounted in its place). Cleared when the marker is back.
     lost: std::sync::Mutex<Option<String>>,
+    /// Whether the bucket's identity was claimed (`claim_identities`): only then is a missing
+    /// marker a lost bucket.
+    claimed: std::sync::atomic::AtomicBool,
     /// A local bucket's folder: where interrupted writes leave staging files.
     local: Option<std::path::PathBuf>,
     /// Set when an operation failed or timed out: until then the bucket is tried last, so
@@ -161,6 +164,22 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 impl ChunkStore {
     /// Opens the configured buckets. Local folders are created; S3 buckets must exist.
     pub fn open(configs: &[BucketConfig], replicas: usize) -> Result<Self, ChunkStoreError> {
+        for cfg in configs {
+            if let BucketConfig::Local { name, path } = cfg {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    ChunkStoreError::Config(format!("bucket {name}: {}: {e}", path.display()))
+                })?;
+            }
+        }
+        Self::open_existing(configs, replicas)
+    }
+
+    /// Opens the configured buckets without making any folder: the server's way, which then
+    /// calls `claim_identities` (a first use makes the folder, a vanished one stays gone).
+    pub fn open_existing(
+        configs: &[BucketConfig],
+        replicas: usize,
+    ) -> Result<Self, ChunkStoreError> {
         if replicas == 0 {
             return Err(ChunkStoreError::Config(
                 "replicas must be at least 1".into(),
@@ -256,6 +275,7 @@ impl ChunkStore {
                 store,
                 local,
                 lost: std::sync::Mutex::new(None),
+                claimed: std::sync::atomic::AtomicBool::new(false),
                 down_until: std::sync::Mutex::new(None),
             });
         }
@@ -265,6 +285,18 @@ impl ChunkStore {
             replicas,
             op_timeout: Duration::from_secs(20),
         })
+    }
+
+    /// Whether bucket `i` may be written: unclaimed buckets (a store used without
+    /// `claim_identities`) always; claimed ones while their marker is there.
+    async fn writable(&self, i: usize) -> Result<bool, String> {
+        if !self.buckets[i]
+            .claimed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(true);
+        }
+        self.check_marker(i).await
     }
 
     /// Whether bucket `i` still holds its identity marker: `Ok(false)` marks it lost.
@@ -301,7 +333,11 @@ impl ChunkStore {
         let mut lost = Vec::new();
         for i in 0..self.buckets.len() {
             let b = &self.buckets[i];
-            match self.check_marker(i).await {
+            let r = self.check_marker(i).await;
+            if r.is_ok() {
+                b.claimed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            match r {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
@@ -476,7 +512,7 @@ impl ChunkStore {
         let key = ObjectPath::from(object_key(chunk_id));
         // Never into a bucket without its identity marker: writing would recreate a vanished
         // folder (checked on every write: a stat for a folder, a HEAD for S3).
-        let marks = join_all((0..self.buckets.len()).map(|i| self.check_marker(i))).await;
+        let marks = join_all((0..self.buckets.len()).map(|i| self.writable(i))).await;
         let mut last_error = String::from("no bucket tried");
         let order: Vec<usize> = self
             .up_first(self.placement(chunk_id))
@@ -668,7 +704,7 @@ impl ChunkStore {
             .iter()
             .position(|x| x.name == b.name)
             .unwrap_or(0);
-        if matches!(self.check_marker(i).await, Ok(false)) {
+        if matches!(self.writable(i).await, Ok(false)) {
             return Err(ChunkStoreError::NotDurable {
                 chunk: hex::encode(chunk_id),
                 durable: 0,
@@ -731,7 +767,7 @@ impl ChunkStore {
                 .await,
                 Ok(Ok(_))
             ) && matches!(
-                tokio::time::timeout(limit, self.check_marker(i)).await,
+                tokio::time::timeout(limit, self.writable(i)).await,
                 Ok(Ok(true))
             );
             (b.name.clone(), ok)

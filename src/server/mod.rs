@@ -272,7 +272,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             })
             .collect()
     };
-    let chunks = chunk_store::ChunkStore::open(&buckets, sc.replicas)?
+    let chunks = chunk_store::ChunkStore::open_existing(&buckets, sc.replicas)?
         .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
     // One chunk the database records in each bucket: a bucket without its identity marker
     // whose recorded chunks are gone vanished, and is not recreated.
