@@ -775,14 +775,18 @@ impl ChunkStore {
         .await
     }
 
-    /// Writes a small object (outside `chunks/`) to every bucket that answers in `limit`;
-    /// returns the names of those that took it. For the ledger signer's memory.
+    /// Writes a small object (outside `chunks/`) to every writable bucket that answers in
+    /// `limit`; returns the names of those that took it. For the ledger signer's memory. A
+    /// bucket that lost its identity marker is skipped: writing would recreate its folder.
     pub async fn put_everywhere(&self, key: &str, body: Bytes, limit: Duration) -> Vec<String> {
         let key = ObjectPath::from(key);
-        join_all(self.buckets.iter().map(|b| {
+        join_all(self.buckets.iter().enumerate().map(|(i, b)| {
             let key = key.clone();
             let body = body.clone();
             async move {
+                if !matches!(self.writable(i).await, Ok(true)) {
+                    return None;
+                }
                 let ok = matches!(
                     tokio::time::timeout(limit, b.store.put(&key, body.into())).await,
                     Ok(Ok(_))
