@@ -271,6 +271,7 @@ fn server_toml(c: &Cluster, i: usize, port: u16) -> String {
          secrets_file = \"{secrets}\"\ntimezone = \"Europe/Berlin\"\n\
          auth_per_address_per_minute = 1000000\ndemo = true\nreplicas = 2\nrelease_otp = false\n\
          bucket_timeout_secs = 3\nmax_db_connections = 12\nlog_json = true\n\
+         max_future_bookings_per_patient = 1000000\n\
          [server.kdf]\nm_kib = {m}\nt = {tt}\np = {p}\n",
         data = c.dir.path().join(format!("s{i}")).display(),
         db = c.db_url,
@@ -1173,6 +1174,41 @@ async fn cluster_survives_load_crashes_outages_and_restarts() {
         let _ = m.child.wait();
         let (bucket, port) = (m.bucket.clone(), m.port);
         *m = Moto::start(&bucket, port, &cl.dir.path().join("moto-bkt1-again.log")).await;
+    }
+    // An emptied bucket lost its identity marker: no server writes to it or calls itself
+    // ready until the operator adopts it.
+    let lost_seen = {
+        let mut seen = false;
+        for _ in 0..100 {
+            let r = reqwest::get(format!("{}/v1/ready", cl.urls[0])).await;
+            if let Ok(r) = r
+                && r.status() == 503
+                && r.text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("identity marker missing")
+            {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    };
+    assert!(lost_seen, "the emptied bucket makes the servers not ready");
+    let adopt = std::process::Command::new(BIN)
+        .args(["--config"])
+        .arg(cl.dir.path().join("s0.toml"))
+        .args(["admin", "adopt-bucket", "bkt1"])
+        .output()
+        .unwrap();
+    assert!(
+        adopt.status.success(),
+        "adopt-bucket: {}",
+        String::from_utf8_lossy(&adopt.stderr)
+    );
+    for u in &cl.urls {
+        wait_ready(u).await;
     }
     let before = fresh_audit(&cl, &out_st, &k.auditor, false).await;
     assert!(

@@ -45,6 +45,16 @@ pub enum AdminCommand {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Operator, on the server machine: take a lost bucket (emptied, or replaced by a new disk
+    /// or S3 bucket) back into use with a new identity marker; then `clinvault audit --repair`
+    /// copies its replicas back.
+    AdoptBucket {
+        /// The bucket's name in `[[server.buckets]]` (`a` or `b` for the default folders).
+        name: String,
+        /// Data folder, as for `serve`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Operator, servers stopped: restore a SQLite backup, refused when its ledger is older
     /// than (or differs from) the newest signed head you supply. PostgreSQL: `pg_restore` into a
     /// fresh database first, then run this without --from to check that database.
@@ -73,6 +83,9 @@ fn with_data(cfg: &Config, data: Option<PathBuf>) -> Config {
 pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
     match cmd {
         AdminCommand::Backup { out, data } => backup_db(&with_data(cfg, data), &out).await,
+        AdminCommand::AdoptBucket { name, data } => {
+            adopt_bucket(&with_data(cfg, data), &name).await
+        }
         AdminCommand::Restore {
             from,
             newest_head,
@@ -119,6 +132,19 @@ async fn backup_db(cfg: &Config, out: &std::path::Path) -> Result<()> {
         ),
         None => out!("pg_dump wrote {}", out.display()),
     }
+    Ok(())
+}
+
+async fn adopt_bucket(cfg: &Config, name: &str) -> Result<()> {
+    let store = clinvault::server::chunk_store::ChunkStore::open_existing(
+        &clinvault::server::bucket_configs(&cfg.server, &cfg.server.data),
+        cfg.server.replicas,
+    )?;
+    store.adopt(name).await?;
+    out!(
+        "bucket {name} adopted: servers write to it again. Run `clinvault audit --repair` as an \
+         auditor to copy its missing replicas back."
+    );
     Ok(())
 }
 

@@ -378,6 +378,50 @@ impl ChunkStore {
         lost
     }
 
+    /// The operator's answer to a lost bucket (emptied, replaced by a new disk or a new S3
+    /// bucket): writes a new identity marker, so servers write to it again and an audit
+    /// repair can bring its replicas back. Refused while the bucket still has its marker.
+    pub async fn adopt(&self, name: &str) -> Result<(), ChunkStoreError> {
+        let Some(i) = self.buckets.iter().position(|b| b.name == name) else {
+            return Err(ChunkStoreError::Config(format!(
+                "no bucket named {name:?}; the configured ones are {}",
+                self.bucket_names().join(", ")
+            )));
+        };
+        let b = &self.buckets[i];
+        match self.check_marker(i).await {
+            Ok(true) => {
+                return Err(ChunkStoreError::Config(format!(
+                    "bucket {name} still has its identity marker; nothing to adopt"
+                )));
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return Err(ChunkStoreError::Config(format!(
+                    "bucket {name} does not answer: {e}"
+                )));
+            }
+        }
+        if let Some(path) = &b.local {
+            std::fs::create_dir_all(path).map_err(|e| {
+                ChunkStoreError::Config(format!("bucket {name}: {}: {e}", path.display()))
+            })?;
+        }
+        let body = format!(
+            "clinvault bucket\nname = {}\nid = {}\nadopted = true\n",
+            b.name,
+            uuid::Uuid::new_v4()
+        );
+        b.store
+            .put(&ObjectPath::from(MARKER_KEY), Bytes::from(body).into())
+            .await
+            .map_err(|e| ChunkStoreError::Config(format!("bucket {name}: {e}")))?;
+        self.check_marker(i)
+            .await
+            .map_err(|e| ChunkStoreError::Config(format!("bucket {name}: {e}")))?;
+        Ok(())
+    }
+
     /// Removes the staging files (`chunks/ab/cd/<id>#N`) that a write killed mid-way leaves in
     /// local buckets, once older than `min_age` (a write in flight is younger). Returns how
     /// many went; [`ChunkStore::staging_swept`] counts them all.

@@ -255,23 +255,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             "no [mail] SMTP server configured: mail is written to the outbox folder, not sent"
         );
     }
-    let buckets = if sc.buckets.is_empty() {
-        chunk_store::BucketConfig::default_local(&data)
-    } else {
-        // Relative folders are under the data folder.
-        sc.buckets
-            .iter()
-            .map(|b| match b {
-                chunk_store::BucketConfig::Local { name, path } if path.is_relative() => {
-                    chunk_store::BucketConfig::Local {
-                        name: name.clone(),
-                        path: data.join(path),
-                    }
-                }
-                other => other.clone(),
-            })
-            .collect()
-    };
+    let buckets = bucket_configs(&sc, &data);
     let chunks = chunk_store::ChunkStore::open_existing(&buckets, sc.replicas)?
         .with_op_timeout(Duration::from_secs(sc.bucket_timeout_secs));
     // One chunk the database records in each bucket: a bucket without its identity marker
@@ -560,4 +544,27 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(state)
+}
+
+/// The buckets as the server opens them: the configured ones (relative folders under the data
+/// folder), or the two default local folders.
+pub fn bucket_configs(
+    sc: &crate::config::ServerConfig,
+    data: &std::path::Path,
+) -> Vec<chunk_store::BucketConfig> {
+    if sc.buckets.is_empty() {
+        return chunk_store::BucketConfig::default_local(data);
+    }
+    sc.buckets
+        .iter()
+        .map(|b| match b {
+            chunk_store::BucketConfig::Local { name, path } if path.is_relative() => {
+                chunk_store::BucketConfig::Local {
+                    name: name.clone(),
+                    path: data.join(path),
+                }
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
