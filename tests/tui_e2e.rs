@@ -94,6 +94,19 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+/// A row of the day's list: `HH:MM free`.
+fn lists_a_free_slot(line: &str) -> bool {
+    line.match_indices(" free").any(|(i, _)| {
+        let b = line.as_bytes();
+        i >= 5
+            && b[i - 5].is_ascii_digit()
+            && b[i - 4].is_ascii_digit()
+            && b[i - 3] == b':'
+            && b[i - 2].is_ascii_digit()
+            && b[i - 1].is_ascii_digit()
+    })
+}
+
 /// One demo at a time: each seeds a clinic with Argon2 for every account, and two at once on
 /// a loaded 2-core machine can outlast the waits.
 static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -168,13 +181,26 @@ fn demo_login_book_and_quit_in_tmux() {
     t.keys(&["1"]);
     t.wait("the doctors again", |s| s.contains("Doctors · 12"));
     t.keys(&["Enter"]);
+    // The day's list itself ("09:00 free"), not the legend's "free slots": Enter before the
+    // month is loaded finds no rows.
     t.wait("the calendar", |s| {
-        s.contains("Calendar · ") && s.contains("free")
+        s.contains("Calendar · ") && s.lines().any(lists_a_free_slot)
     });
     // Into the day's slots; a key pressed while they load would be lost, so wait for them.
+    // The demo's completed visit began minutes ago, so today may list it above the free
+    // slots: move down to the first free one.
     t.keys(&["Enter"]);
-    t.wait("the day's slots", |s| {
-        s.contains("Enter book") && s.lines().any(|l| l.contains("› ") && l.contains(" free"))
+    let on_free = |s: &str| s.lines().any(|l| l.contains("› ") && l.contains(" free"));
+    t.wait("the day's list", |s| s.contains("› "));
+    for _ in 0..10 {
+        if on_free(&t.screen()) {
+            break;
+        }
+        t.keys(&["j"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.wait("a free slot selected", |s| {
+        s.contains("Enter book") && on_free(s)
     });
     t.keys(&["Enter"]);
     t.wait("the confirmation", |s| {
