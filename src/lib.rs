@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod fsutil;
 pub mod ledger;
 pub mod seal;
 pub mod server;

@@ -2,8 +2,6 @@
 //! the last verified signed head kept in the state folder, a consistency proof on every sync,
 //! and an inclusion proof for every entry the client relies on.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -159,19 +157,8 @@ fn save(path: &Path, saved: &Saved) -> Result<(), ClientError> {
 }
 
 fn write_private_json(path: &Path, saved: &impl Serialize) -> Result<(), ClientError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
     let bytes = serde_json::to_vec_pretty(saved).map_err(|e| ledger_error(e.to_string()))?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    crate::fsutil::write_private_atomic(path, &bytes)?;
     Ok(())
 }
 

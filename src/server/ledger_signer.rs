@@ -13,7 +13,6 @@
 //! server is not ready, and an alarm names the index or both sizes.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,23 +175,10 @@ fn read_memory_file(path: &Path, public: &[u8; 32]) -> Result<Option<SignedHead>
 }
 
 fn write_memory_file(path: &Path, head: &SignedHead) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(format!("{}\n", hex::encode(head.to_bytes())).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_private_atomic(
+        path,
+        format!("{}\n", hex::encode(head.to_bytes())).as_bytes(),
+    )
 }
 
 /// Takes the exclusive lock beside the memory file (blocking, so on a blocking thread).

@@ -124,18 +124,8 @@ fn load_state(path: &Path) -> Result<WitnessState, WitnessError> {
 /// Temporary file, fsync, rename, fsync of the folder: the state is never half-written and
 /// survives a crash once this returns.
 fn save_state(path: &Path, state: &WitnessState) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    crate::fsutil::write_private_atomic(path, &bytes)
 }
 
 /// A witness: its name and key, the logs it knows (by origin: the log key's name), and its
