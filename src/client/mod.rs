@@ -549,20 +549,27 @@ impl ApiClient {
         self.register_raw(&keys.request).await
     }
 
+    /// The master key from the password under the salt and KDF parameters the server gave
+    /// for this account (pre-login or the session's keys), refused below the client's floor.
+    fn master_key(
+        &self,
+        password: &str,
+        salt: &[u8],
+        kdf: &KdfParams,
+    ) -> Result<crate::seal::MasterKey, ClientError> {
+        kdf.check_floor(&self.kdf_floor)?;
+        let salt: [u8; 16] = salt.try_into().map_err(|_| ClientError::Decode {
+            status: 200,
+            why: "salt is not 16 bytes".into(),
+        })?;
+        Ok(derive_master_key(password, &salt, kdf)?)
+    }
+
     /// Pre-login, key derivation, login, and the key bundle opened and checked against the
     /// public keys. Keeps the session token in this client.
     pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
         let pre = self.prelogin(email).await?;
-        pre.kdf.check_floor(&self.kdf_floor)?;
-        let salt: [u8; 16] = pre
-            .salt
-            .as_slice()
-            .try_into()
-            .map_err(|_| ClientError::Decode {
-                status: 200,
-                why: "salt is not 16 bytes".into(),
-            })?;
-        let master = derive_master_key(password, &salt, &pre.kdf)?;
+        let master = self.master_key(password, &pre.salt, &pre.kdf)?;
         let login = self
             .login_raw(&LoginRequest {
                 email: email.into(),
@@ -638,16 +645,7 @@ impl ApiClient {
             .clone()
             .ok_or_else(|| ClientError::Refused("not signed in".into()))?;
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        k.kdf.check_floor(&self.kdf_floor)?;
-        let salt: [u8; 16] = k
-            .salt
-            .as_slice()
-            .try_into()
-            .map_err(|_| ClientError::Decode {
-                status: 200,
-                why: "salt is not 16 bytes".into(),
-            })?;
-        let master = derive_master_key(password, &salt, &k.kdf)?;
+        let master = self.master_key(password, &k.salt, &k.kdf)?;
         let secrets = open_bundle(
             &k.bundle,
             &master.wrap_key(),

@@ -332,27 +332,39 @@ async fn invite_info(
     }))
 }
 
-/// Checks the key material a registration carries.
-fn check_keys(st: &AppState, req: &RegisterRequest) -> Result<(), AppError> {
-    if req.salt.len() != 16 {
+/// The salt, the sealed bundle and the KDF parameters a registration or a re-key carries:
+/// the sizes the format fixes, and this server's current parameters.
+fn check_sealed_bundle(
+    st: &AppState,
+    salt: &[u8],
+    bundle: &[u8],
+    kdf: &crate::seal::KdfParams,
+) -> Result<(), AppError> {
+    if salt.len() != 16 {
         return Err(AppError::bad_request("salt: 16 bytes"));
     }
-    if req.auth_key.len() != 32 {
-        return Err(AppError::bad_request("auth_key: 32 bytes"));
-    }
-    if req.bundle.len() != BUNDLE_LEN {
+    if bundle.len() != BUNDLE_LEN {
         return Err(AppError::bad_request(format!("bundle: {BUNDLE_LEN} bytes")));
     }
-    if req.kdf != st.config.kdf {
+    if *kdf != st.config.kdf {
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
             codes::KDF_PARAMS,
             format!(
-                "kdf: this server registers accounts with m={} KiB, t={}, p={}",
+                "kdf: this server's parameters are m={} KiB, t={}, p={}",
                 st.config.kdf.m_kib, st.config.kdf.t, st.config.kdf.p
             ),
         ));
     }
+    Ok(())
+}
+
+/// Checks the key material a registration carries.
+fn check_keys(st: &AppState, req: &RegisterRequest) -> Result<(), AppError> {
+    if req.auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key: 32 bytes"));
+    }
+    check_sealed_bundle(st, &req.salt, &req.bundle, &req.kdf)?;
     check_public_keys(&req.public_keys)?;
     if req.user_id.is_nil() {
         return Err(AppError::bad_request("user_id: a random UUID"));
@@ -781,25 +793,10 @@ async fn rekey(
     caller: Caller,
     ApiJson(req): ApiJson<RekeyRequest>,
 ) -> Result<Json<Done>, AppError> {
-    if req.salt.len() != 16 {
-        return Err(AppError::bad_request("salt: 16 bytes"));
-    }
     if req.auth_key.len() != 32 || req.old_auth_key.len() != 32 {
         return Err(AppError::bad_request("auth_key, old_auth_key: 32 bytes"));
     }
-    if req.bundle.len() != BUNDLE_LEN {
-        return Err(AppError::bad_request(format!("bundle: {BUNDLE_LEN} bytes")));
-    }
-    if req.kdf != st.config.kdf {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            codes::KDF_PARAMS,
-            format!(
-                "kdf: this server's parameters are m={} KiB, t={}, p={}",
-                st.config.kdf.m_kib, st.config.kdf.t, st.config.kdf.p
-            ),
-        ));
-    }
+    check_sealed_bundle(&st, &req.salt, &req.bundle, &req.kdf)?;
     let fail_key = format!("login-fail:{}", caller.email);
     let backoff = st.config.account_backoff_secs;
     ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
