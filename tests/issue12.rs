@@ -282,37 +282,12 @@ impl Cli {
 
 /// A committed report with any metadata (what a modified client could send): returns its id.
 async fn raw_report(c: &common::clinic::Clinic, meta: clinvault::seal::ReportMeta) -> uuid::Uuid {
-    use clinvault::api::{CommitRequest, OpenReportRequest, WrappedKeyIn};
-    use clinvault::seal::{ChunkSealer, Dek, Manifest, ReportKeys, seal_meta, wrap_dek};
+    use clinvault::api::{CommitRequest, WrappedKeyIn};
+    use clinvault::seal::{Dek, Manifest, ReportKeys, seal_meta, wrap_dek};
     let report_id = uuid::Uuid::new_v4();
     let data = report_bytes(20_000, b"raw");
     let dek = Dek::generate().unwrap();
-    let sealer =
-        ChunkSealer::new(&dek, *report_id.as_bytes(), 16 * 1024, data.len() as u64).unwrap();
-    c.doc
-        .c
-        .open_report(&OpenReportRequest {
-            report_id,
-            patient_id: c.pat.id,
-            chunk_size: 16 * 1024,
-            plaintext_len: data.len() as u64,
-        })
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for i in 0..sealer.n_chunks() {
-        let (off, len) = sealer.chunk_range(i).unwrap();
-        let ch = sealer
-            .seal(i, data[off as usize..off as usize + len].to_vec())
-            .unwrap();
-        c.doc
-            .c
-            .put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into())
-            .await
-            .unwrap();
-        ids.push(ch.chunk_id);
-    }
-    let sum = sealer.summary(&ids).unwrap();
+    let (sum, ids) = common::clinic::send_sealed_chunks(c, report_id, &dek, &data).await;
     let keys = ReportKeys::derive(&dek, report_id.as_bytes());
     let meta = seal_meta(&keys, report_id.as_bytes(), &meta).unwrap();
     let manifest = Manifest {

@@ -8,16 +8,17 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use clinvault::api::{CommitRequest, OpenReportRequest, WrappedKeyIn};
+use clinvault::api::{CommitRequest, WrappedKeyIn};
 use clinvault::client::ClientError;
 use clinvault::client::audit::{Finding, audit};
 use clinvault::client::reports::{
     Progress, TransferOptions, UploadOptions, check_grant_for_wrap, download, upload,
 };
-use clinvault::seal::{ChunkSealer, Dek, Manifest, ReportKeys, ReportMeta, seal_meta, wrap_dek};
+use clinvault::seal::{Dek, Manifest, ReportKeys, ReportMeta, seal_meta, wrap_dek};
 use clinvault::server::chunk_store::object_key;
 use common::clinic::{
-    Clinic, clinic_with, release, report_bytes, upload_file, upload_options, write_file,
+    Clinic, clinic_with, release, report_bytes, send_sealed_chunks, upload_file, upload_options,
+    write_file,
 };
 use common::{Db, six_digits};
 use sqlx::Row;
@@ -341,32 +342,7 @@ async fn dishonest_uploader(db: Db) {
     let report_id = Uuid::new_v4();
     let data = report_bytes(50_000, b"dishonest");
     let (dek, other) = (Dek::generate().unwrap(), Dek::generate().unwrap());
-    let sealer =
-        ChunkSealer::new(&dek, *report_id.as_bytes(), 16 * 1024, data.len() as u64).unwrap();
-    c.doc
-        .c
-        .open_report(&OpenReportRequest {
-            report_id,
-            patient_id: c.pat.id,
-            chunk_size: 16 * 1024,
-            plaintext_len: data.len() as u64,
-        })
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for i in 0..sealer.n_chunks() {
-        let (off, len) = sealer.chunk_range(i).unwrap();
-        let ch = sealer
-            .seal(i, data[off as usize..off as usize + len].to_vec())
-            .unwrap();
-        c.doc
-            .c
-            .put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into())
-            .await
-            .unwrap();
-        ids.push(ch.chunk_id);
-    }
-    let sum = sealer.summary(&ids).unwrap();
+    let (sum, ids) = send_sealed_chunks(&c, report_id, &dek, &data).await;
     let keys = ReportKeys::derive(&dek, report_id.as_bytes());
     let meta = seal_meta(
         &keys,

@@ -215,3 +215,42 @@ pub async fn release(c: &Clinic) {
         .await
         .expect("release code accepted");
 }
+
+/// What a doctor's client does before a commit, for tests that commit by hand: opens a report
+/// of `data` for the clinic's patient and sends it in 16 KiB chunks sealed under `dek`.
+/// Returns the summary and the chunk ids the manifest and the commit need.
+pub async fn send_sealed_chunks(
+    c: &Clinic,
+    report_id: Uuid,
+    dek: &clinvault::seal::Dek,
+    data: &[u8],
+) -> (clinvault::seal::SealSummary, Vec<[u8; 32]>) {
+    const CHUNK: u32 = 16 * 1024;
+    let sealer =
+        clinvault::seal::ChunkSealer::new(dek, *report_id.as_bytes(), CHUNK, data.len() as u64)
+            .unwrap();
+    c.doc
+        .c
+        .open_report(&clinvault::api::OpenReportRequest {
+            report_id,
+            patient_id: c.pat.id,
+            chunk_size: CHUNK,
+            plaintext_len: data.len() as u64,
+        })
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..sealer.n_chunks() {
+        let (off, len) = sealer.chunk_range(i).unwrap();
+        let ch = sealer
+            .seal(i, data[off as usize..off as usize + len].to_vec())
+            .unwrap();
+        c.doc
+            .c
+            .put_chunk(report_id, &ch.chunk_id, ch.ciphertext.into())
+            .await
+            .unwrap();
+        ids.push(ch.chunk_id);
+    }
+    (sealer.summary(&ids).unwrap(), ids)
+}
