@@ -63,6 +63,11 @@ pub struct LedgerEntryOut {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerEntries {
     pub entries: Vec<LedgerEntryOut>,
+    /// The answer covers `start <= index < next`: the caller asks again from `next` until it
+    /// reaches its end (issue 17: a filtered page may hold no entry yet not be the last).
+    /// 0 from servers before this field.
+    #[serde(default)]
+    pub next: u64,
 }
 
 /// A user's public keys with the index of their ledger entry (kind 1), to check inclusion.

@@ -504,26 +504,47 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The entries the server answers with for `start..end`, page after page.
+    /// The entries the server answers with for `start..end`, page after page, each page
+    /// covering `from..next` as the server says; a page may be empty and not the last.
     async fn pages(&self, start: u64, end: u64) -> Result<Vec<LedgerEntryOut>, ClientError> {
         let mut out: Vec<LedgerEntryOut> = Vec::new();
         let mut from = start;
         while from < end {
             let page: LedgerEntries = self
                 .client
-                .get(
+                .get_limited(
                     "/v1/ledger/entries",
                     &[("start", from.to_string()), ("end", end.to_string())],
+                    super::LEDGER_PAGE_LIMIT,
                 )
                 .await?;
-            let Some(last) = page.entries.last().map(|e| e.index) else {
-                break;
-            };
-            if last < from {
-                return Err(ledger_error("the server sent ledger entries out of order"));
+            if page.next <= from || page.next > end {
+                return Err(ledger_error(format!(
+                    "the server's page of ledger entries from {from} ends at {}, not between {} and {end}",
+                    page.next,
+                    from + 1
+                )));
             }
-            from = last + 1;
+            let mut expect = from;
+            for e in &page.entries {
+                if e.index < expect || e.index >= page.next {
+                    return Err(ledger_error("the server sent ledger entries out of order"));
+                }
+                expect = e.index + 1;
+            }
+            from = page.next;
             out.extend(page.entries);
+        }
+        Ok(out)
+    }
+
+    /// The newest `n` entries about this user from the whole ledger (every page read, so none
+    /// is missed however far back), each checked for inclusion.
+    pub async fn latest_entries(&self, n: usize) -> Result<Vec<(u64, Entry)>, ClientError> {
+        let all = self.pages(0, self.head.tree_size).await?;
+        let mut out = Vec::new();
+        for e in &all[all.len().saturating_sub(n)..] {
+            out.push((e.index, self.checked_entry(e.index, &e.entry).await?));
         }
         Ok(out)
     }

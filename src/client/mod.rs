@@ -94,6 +94,54 @@ impl ClientError {
     }
 }
 
+/// Most bytes of a JSON answer: a hostile server must not exhaust the client (issue 17).
+pub const JSON_LIMIT: usize = 4 << 20;
+/// Most bytes of one page of ledger entries: 1000 entries of at most 130 bytes, hex-encoded
+/// in JSON, fit many times over.
+pub const LEDGER_PAGE_LIMIT: usize = 16 << 20;
+/// Most bytes of an error answer read to show its message.
+const ERROR_LIMIT: usize = 64 << 10;
+
+/// The ciphertext length of chunk `index` the manifest implies (plaintext part plus the
+/// AEAD tag): the most a chunk download may read. 0 for an index past the manifest's chunks.
+pub fn chunk_ciphertext_len(m: &crate::seal::Manifest, index: u32) -> usize {
+    if index >= m.n_chunks {
+        return 0;
+    }
+    let start = u64::from(index) * u64::from(m.chunk_size);
+    let plain = m
+        .plaintext_len
+        .saturating_sub(start)
+        .min(u64::from(m.chunk_size));
+    usize::try_from(plain).unwrap_or(usize::MAX) + crate::seal::TAG_LEN
+}
+
+/// Reads a body of at most `limit` bytes: refused from its announced length before reading,
+/// and cut off as soon as more arrives.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, ClientError> {
+    let status = resp.status().as_u16();
+    let too_big = || ClientError::Decode {
+        status,
+        why: format!("the answer is larger than the {limit} bytes this client accepts"),
+    };
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut buf =
+        bytes::BytesMut::with_capacity(announced.map_or(0, |n| n as usize).min(limit).min(1 << 20));
+    while let Some(piece) = resp.chunk().await.map_err(network)? {
+        if buf.len() + piece.len() > limit {
+            return Err(too_big());
+        }
+        buf.extend_from_slice(&piece);
+    }
+    Ok(buf.freeze())
+}
+
 /// A client for one server.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -221,8 +269,21 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        self.call_limited(method, path, query, body, JSON_LIMIT)
+            .await
+    }
+
+    /// [`ApiClient::call`] reading at most `limit` bytes of answer.
+    async fn call_limited<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        limit: usize,
+    ) -> Result<T, ClientError> {
         let (status, bytes) = self
-            .send(method, path, query, |req| match body {
+            .send(method, path, query, limit, |req| match body {
                 Some(b) => req.json(b),
                 None => req,
             })
@@ -233,7 +294,8 @@ impl ApiClient {
         })
     }
 
-    /// A request with a raw body and a raw answer (chunks).
+    /// A request with a raw body and a raw answer (chunks), the answer at most the largest
+    /// chunk any manifest allows.
     async fn call_raw(
         &self,
         method: Method,
@@ -241,8 +303,27 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<bytes::Bytes>,
     ) -> Result<bytes::Bytes, ClientError> {
+        self.call_raw_limited(
+            method,
+            path,
+            query,
+            body,
+            crate::seal::MAX_CHUNK_SIZE as usize + crate::seal::TAG_LEN,
+        )
+        .await
+    }
+
+    /// [`ApiClient::call_raw`] reading at most `limit` bytes of answer.
+    async fn call_raw_limited(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<bytes::Bytes>,
+        limit: usize,
+    ) -> Result<bytes::Bytes, ClientError> {
         let (_, bytes) = self
-            .send(method, path, query, |req| match body {
+            .send(method, path, query, limit, |req| match body {
                 Some(b) => req
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(b),
@@ -252,12 +333,14 @@ impl ApiClient {
         Ok(bytes)
     }
 
-    /// Sends with the session token; a success's status and body, or the server's error.
+    /// Sends with the session token; a success's status and body (at most `limit` bytes), or
+    /// the server's error.
     async fn send(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
+        limit: usize,
         with_body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, bytes::Bytes), ClientError> {
         let url = self
@@ -278,10 +361,10 @@ impl ApiClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let bytes = resp.bytes().await.map_err(network)?;
         if status.is_success() {
-            return Ok((status, bytes));
+            return Ok((status, read_limited(resp, limit).await?));
         }
+        let bytes = read_limited(resp, ERROR_LIMIT).await?;
         Err(error_answer(status, retry_after, &bytes))
     }
 
@@ -293,12 +376,45 @@ impl ApiClient {
         self.call::<(), T>(Method::GET, path, query, None).await
     }
 
+    /// A GET whose answer may be larger than [`JSON_LIMIT`] (ledger pages).
+    pub(crate) async fn get_limited<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        limit: usize,
+    ) -> Result<T, ClientError> {
+        self.call_limited::<(), T>(Method::GET, path, query, None, limit)
+            .await
+    }
+
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
         self.call(Method::POST, path, &[], Some(body)).await
+    }
+
+    /// Chunk `chunk_id` (from `replica`, auditors only), refused unread when the server
+    /// announces or sends more than `max_len` bytes: pass [`chunk_ciphertext_len`] of its index.
+    pub async fn chunk_limited(
+        &self,
+        chunk_id: &str,
+        replica: Option<&str>,
+        max_len: usize,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let q: Vec<(&str, String)> = replica
+            .map(|r| ("replica", r.to_string()))
+            .into_iter()
+            .collect();
+        self.call_raw_limited(
+            Method::GET,
+            &format!("/v1/chunks/{chunk_id}"),
+            &q,
+            None,
+            max_len,
+        )
+        .await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {

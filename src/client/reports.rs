@@ -751,7 +751,11 @@ async fn open_chunks(
             let mut wait = std::time::Duration::from_millis(200);
             let mut attempt = 0;
             loop {
-                match client.chunk(&id, None).await {
+                let max = super::chunk_ciphertext_len(
+                    &report.manifest,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                );
+                match client.chunk_limited(&id, None, max).await {
                     Ok(b) => return Ok(b),
                     Err(e) if attempt < 4 && retryable(&e) => {
                         attempt += 1;

@@ -222,30 +222,34 @@ pub async fn entry(conn: &mut AnyConnection, index: u64) -> Result<Option<Vec<u8
     )
 }
 
-/// Entries with `start <= idx < end`; only those about `subject` when given.
+/// The first `limit` entries with `start <= idx < end`; only those about `subject` when given.
 pub async fn entries(
     conn: &mut AnyConnection,
     start: u64,
     end: u64,
     subject: Option<&str>,
+    limit: u64,
 ) -> Result<Vec<StoredEntry>, AppError> {
     let rows = match subject {
         None => {
             sqlx::query(
-                "SELECT idx, entry, auth FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                "SELECT idx, entry, auth FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx \
+                 LIMIT $3",
             )
             .bind(i64_of(start)?)
             .bind(i64_of(end)?)
+            .bind(i64_of(limit)?)
             .fetch_all(&mut *conn)
             .await?
         }
         Some(user) => sqlx::query(
             "SELECT e.idx, e.entry, e.auth FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
-                 WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx",
+                 WHERE s.user_id = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx LIMIT $4",
         )
         .bind(user.to_string())
         .bind(i64_of(start)?)
         .bind(i64_of(end)?)
+        .bind(i64_of(limit)?)
         .fetch_all(&mut *conn)
         .await?,
     };

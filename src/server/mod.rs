@@ -215,6 +215,25 @@ impl ServerHandle {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Test-only (feature `test-hooks`): appends `entries`, each with its subjects, in one
+    /// transaction, as the server's own routes would; for tests that need a long ledger.
+    #[cfg(feature = "test-hooks")]
+    pub async fn append_for_tests(
+        &self,
+        entries: &[(crate::ledger::Entry, Vec<uuid::Uuid>)],
+    ) -> Result<Vec<u64>, AppError> {
+        let mut tx = self.state.db.begin().await?;
+        let mut out = Vec::new();
+        for (entry, subjects) in entries {
+            let subjects: Vec<String> = subjects.iter().map(uuid::Uuid::to_string).collect();
+            out.push(
+                ledger_store::append(&mut tx, &self.state.append_key, entry, &subjects).await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// A sender that, when `true` is sent, begins a graceful shutdown.
     pub fn shutdown_sender(&self) -> watch::Sender<bool> {
         self.shutdown.clone()

@@ -527,11 +527,9 @@ async fn ledger_job(
             }
         }
         Job::Entries => {
-            let end = l.head().tree_size;
-            let start = end.saturating_sub(ENTRIES_WINDOW);
             let me_id = me.login.user.id;
             Done::Entries(
-                l.entries(start, end)
+                l.latest_entries(ENTRIES_SHOWN)
                     .await
                     .map(|v| {
                         let mut lines: Vec<LedgerLine> = v
@@ -552,8 +550,9 @@ async fn ledger_job(
     }
 }
 
-/// How far back the Ledger pane looks (each entry costs an inclusion proof).
-pub const ENTRIES_WINDOW: u64 = 200;
+/// How many of the newest entries about the user the Ledger pane shows, from the whole
+/// ledger (each costs an inclusion proof).
+pub const ENTRIES_SHOWN: usize = 100;
 
 fn short(id: &[u8; 16], me: Uuid) -> String {
     let u = Uuid::from_bytes(*id);

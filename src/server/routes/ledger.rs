@@ -115,30 +115,40 @@ struct EntriesQuery {
     end: Option<u64>,
 }
 
-/// Auditors and admins (the audit trail) read every entry; others the entries about
-/// themselves and their reports.
+/// Auditors and admins (the audit trail) read every entry, a window of at most
+/// `MAX_ENTRIES` indexes; others the entries about themselves and their reports, at most
+/// `MAX_ENTRIES` of them from the whole range. `next` says where the answer stops either way.
 async fn entries(
     State(st): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Json<LedgerEntries>, AppError> {
     let start = q.start.unwrap_or(0);
-    let end = q.end.unwrap_or(start.saturating_add(MAX_ENTRIES));
-    if end < start {
+    let mut conn = st.db.acquire().await?;
+    let size = ledger_store::size(&mut conn).await?;
+    if q.end.is_some_and(|e| e < start) {
         return Err(AppError::bad_request("end must not be below start"));
     }
-    let end = end.min(start.saturating_add(MAX_ENTRIES));
-    let mut conn = st.db.acquire().await?;
+    let end = q.end.unwrap_or(size).min(size).max(start);
     let everything = matches!(caller.role, Role::Auditor | Role::Admin);
     let subject = caller.id_str();
-    let rows = ledger_store::entries(
-        &mut conn,
-        start,
-        end,
-        (!everything).then_some(subject.as_str()),
-    )
-    .await?;
+    let (rows, next) = if everything {
+        let end = end.min(start.saturating_add(MAX_ENTRIES));
+        let rows = ledger_store::entries(&mut conn, start, end, None, MAX_ENTRIES).await?;
+        (rows, end)
+    } else {
+        let rows =
+            ledger_store::entries(&mut conn, start, end, Some(subject.as_str()), MAX_ENTRIES)
+                .await?;
+        // A full page may stop short of `end`; a shorter one covered all of it.
+        let next = match rows.last() {
+            Some(last) if rows.len() as u64 == MAX_ENTRIES => last.index + 1,
+            _ => end,
+        };
+        (rows, next)
+    };
     Ok(Json(LedgerEntries {
+        next,
         entries: rows
             .into_iter()
             .map(|e| LedgerEntryOut {
