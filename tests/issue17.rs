@@ -69,3 +69,169 @@ async fn trail_reaches_the_head(db: Db) {
     assert_eq!(newest, vec![mid, last]);
 }
 both_backends!(trail_complete, trail_reaches_the_head);
+
+/// How many answers of a burst were evaluated (a wrong-code answer) and how many refused
+/// as locked or rate limited.
+fn tally<T: std::fmt::Debug>(
+    answers: Vec<Result<T, clinvault::client::ClientError>>,
+    evaluated: &[&str],
+) -> (usize, usize) {
+    let mut e = 0;
+    let mut refused = 0;
+    for a in answers {
+        let err = a.expect_err("every guess is wrong");
+        match err.code() {
+            Some(code) if evaluated.contains(&code) && !err.to_string().contains("too many") => {
+                e += 1
+            }
+            _ => refused += 1,
+        }
+    }
+    (e, refused)
+}
+
+fn wrong_codes(right: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{:06}", (i * 7919 + 1) % 1_000_000))
+        .filter(|c| c != right)
+        .take(n)
+        .collect()
+}
+
+/// Point 7: ten parallel wrong release codes are evaluated exactly five times; a resend gives
+/// back only what the request's lifetime budget of ten allows, and then no more resends.
+async fn otp_tries_hold_under_a_burst(db: Db) {
+    let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 1000).await;
+    let work = tempfile::tempdir().unwrap();
+    common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"burst"),
+        "F",
+    )
+    .await;
+    let right = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    let req = c.pat.c.otp_pending().await.unwrap()[0].request_id;
+    let burst = |codes: Vec<String>| {
+        let cl = c.pat.c.clone();
+        async move { futures::future::join_all(codes.iter().map(|code| cl.otp_verify(req, code))).await }
+    };
+    let (evaluated, refused) = tally(
+        burst(wrong_codes(&right, 10)).await,
+        &["code_invalid", "code_locked"],
+    );
+    assert_eq!((evaluated, refused), (5, 5), "first code's burst");
+    // The resent code gets the five tries left of the request's ten.
+    c.pat.c.otp_resend(req).await.unwrap();
+    let right = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    assert_eq!(c.pat.c.otp_pending().await.unwrap()[0].tries_left, 5);
+    let (evaluated, refused) = tally(
+        burst(wrong_codes(&right, 10)).await,
+        &["code_invalid", "code_locked"],
+    );
+    assert_eq!((evaluated, refused), (5, 5), "second code's burst");
+    // Ten tries used: no fresh code, and the right one is refused too.
+    let e = c.pat.c.otp_resend(req).await.unwrap_err();
+    assert_eq!(e.code(), Some("too_many_resends"), "{e}");
+    let e = c.pat.c.otp_verify(req, &right).await.unwrap_err();
+    assert_eq!(e.code(), Some("code_locked"), "{e}");
+}
+both_backends!(otp_burst, otp_tries_hold_under_a_burst);
+
+/// Point 7: resends are capped over a request's life, not only per ten minutes.
+async fn resends_are_capped_for_life(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"resend"),
+        "F",
+    )
+    .await;
+    let req = c.pat.c.otp_pending().await.unwrap()[0].request_id;
+    c.pat.c.otp_resend(req).await.unwrap();
+    // Two more resends happened in earlier windows (the per-window limit is three).
+    sqlx::query("UPDATE otp_requests SET resends = resends + 2 WHERE id = $1")
+        .bind(req.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let e = c.pat.c.otp_resend(req).await.unwrap_err();
+    assert_eq!(e.code(), Some("too_many_resends"), "{e}");
+}
+both_backends!(resend_cap, resends_are_capped_for_life);
+
+/// Issue 14 point 12: the code of another of the user's pending requests costs no try and
+/// the answer names that request; another account's code is just wrong.
+async fn code_of_another_request_is_named(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        common::clinic::upload_file(
+            &c,
+            &common::clinic::write_file(work.path(), name, name.as_bytes()),
+            name,
+        )
+        .await;
+    }
+    // The newest mail is the code of the newest request (listed first).
+    let code_b = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    let pending = c.pat.c.otp_pending().await.unwrap();
+    assert_eq!(pending.len(), 2);
+    let (b, a) = (&pending[0], &pending[1]);
+    let e = c.pat.c.otp_verify(a.request_id, &code_b).await.unwrap_err();
+    assert_eq!(e.code(), Some("code_for_other_request"), "{e}");
+    let short = &b.request_id.simple().to_string()[..8];
+    assert!(
+        e.to_string().contains(short) && e.to_string().contains(&b.unlocks),
+        "{e}"
+    );
+    let now = c.pat.c.otp_pending().await.unwrap();
+    let a_now = now.iter().find(|p| p.request_id == a.request_id).unwrap();
+    assert_eq!(a_now.tries_left, 5, "no try charged");
+    // Another patient entering it on a request of theirs learns nothing.
+    c.pat
+        .c
+        .otp_verify(b.request_id, &code_b)
+        .await
+        .expect("the code works where it belongs");
+}
+both_backends!(other_request_code, code_of_another_request_is_named);
+
+/// Point 7: parallel wrong passwords are evaluated exactly `account_failures` times.
+async fn login_backoff_holds_under_a_burst(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let req = clinvault::api::LoginRequest {
+        email: c.pat.email.clone(),
+        auth_key: vec![7u8; 32],
+    };
+    let cl = c.ts.client();
+    let answers = futures::future::join_all((0..10).map(|_| cl.login_raw(&req))).await;
+    let (evaluated, refused) = tally(answers, &["invalid_credentials"]);
+    assert_eq!((evaluated, refused), (5, 5));
+}
+both_backends!(login_burst, login_backoff_holds_under_a_burst);
+
+/// Point 7: parallel wrong e-mail verification codes are evaluated exactly five times.
+async fn email_code_tries_hold_under_a_burst(db: Db) {
+    let ts = common::start_server(db).await;
+    let cl = ts.client();
+    let email = "burst@clinic.test";
+    let v = cl.verify_email(email).await.unwrap();
+    let right = common::six_digits(&ts.last_mail(email));
+    let codes = wrong_codes(&right, 10);
+    let answers = futures::future::join_all(
+        codes
+            .iter()
+            .map(|code| cl.register_patient(&v, code, email, "Bea Burst", "", common::PASSWORD)),
+    )
+    .await;
+    let mut evaluated = 0;
+    for a in answers {
+        let e = a.unwrap_err();
+        if e.to_string().contains("not valid") {
+            evaluated += 1;
+        }
+    }
+    assert_eq!(evaluated, 5);
+}
+both_backends!(email_code_burst, email_code_tries_hold_under_a_burst);

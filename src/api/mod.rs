@@ -58,6 +58,11 @@ pub mod codes {
     /// The server's records are inconsistent (e.g. a ledger entry is missing).
     pub const DAMAGED: &str = "damaged";
     pub const CODE_LOCKED: &str = "code_locked";
+    /// The code entered is the one of another of the caller's pending requests (no try is
+    /// charged; the message names that request).
+    pub const CODE_FOR_OTHER_REQUEST: &str = "code_for_other_request";
+    /// A code request's code was resent as often as its life allows.
+    pub const TOO_MANY_RESENDS: &str = "too_many_resends";
     pub const CHUNK_MISMATCH: &str = "chunk_mismatch";
     pub const MISSING_CHUNKS: &str = "missing_chunks";
     pub const BAD_COMMIT: &str = "bad_commit";

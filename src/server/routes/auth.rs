@@ -615,14 +615,23 @@ async fn register_patient(
     .await?
     .ok_or_else(code_invalid)?;
     check_code_unused_and_live(&row)?;
-    let tries: i64 = row.try_get("tries")?;
-    if tries >= CODE_TRIES {
+    // The try is counted before the comparison, in one statement: parallel guesses cannot
+    // all pass a check of the old count (issue 17).
+    let tries: Option<i64> = sqlx::query_scalar(
+        "UPDATE email_verifications SET tries = tries + 1 \
+         WHERE id = $1 AND tries < $2 AND used_at IS NULL RETURNING tries",
+    )
+    .bind(verification_id.to_string())
+    .bind(CODE_TRIES)
+    .fetch_optional(&st.db)
+    .await?;
+    let Some(tries) = tries else {
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
             codes::CODE_INVALID,
             "too many wrong codes; ask for a new one",
         ));
-    }
+    };
     let stored: Option<Vec<u8>> = row.try_get("code_mac")?;
     let row_email: String = row.try_get("email")?;
     let given = st.secrets.mac(
@@ -634,11 +643,7 @@ async fn register_patient(
         None => false,
     };
     if !ok {
-        sqlx::query("UPDATE email_verifications SET tries = tries + 1 WHERE id = $1")
-            .bind(verification_id.to_string())
-            .execute(&st.db)
-            .await?;
-        let left = (CODE_TRIES - tries - 1).max(0);
+        let left = (CODE_TRIES - tries).max(0);
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
             codes::CODE_INVALID,
@@ -686,7 +691,9 @@ async fn login(
     }
     let fail_key = format!("login-fail:{email}");
     let backoff = st.config.account_backoff_secs;
-    ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
+    // Counted before the comparison (and cleared on success), so parallel wrong passwords
+    // cannot all pass a check of the old count (issue 17).
+    ratelimit::hit(&st, &fail_key, backoff, st.config.account_failures).await?;
     let row = sqlx::query(
         "SELECT id, name, role, auth_mac, active, x25519_pub, ed25519_pub, bundle, kdf_m, kdf_t, kdf_p \
          FROM users WHERE email = $1",
@@ -702,7 +709,6 @@ async fn login(
     };
     let matches = bool::from(stored.as_slice().ct_eq(&given[..]));
     let Some(row) = row.filter(|_| matches) else {
-        ratelimit::record(&st, &fail_key, backoff).await?;
         return Err(AppError::unauthenticated(
             codes::INVALID_CREDENTIALS,
             "wrong email or password",
@@ -799,14 +805,14 @@ async fn rekey(
     check_sealed_bundle(&st, &req.salt, &req.bundle, &req.kdf)?;
     let fail_key = format!("login-fail:{}", caller.email);
     let backoff = st.config.account_backoff_secs;
-    ratelimit::check(&st, &fail_key, backoff, st.config.account_failures).await?;
+    // Counted before the comparison, as at login.
+    ratelimit::hit(&st, &fail_key, backoff, st.config.account_failures).await?;
     let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
         .bind(caller.id_str())
         .fetch_one(&st.db)
         .await?;
     let given = st.secrets.mac("auth", &[&req.old_auth_key]);
     if !bool::from(stored.as_slice().ct_eq(&given[..])) {
-        ratelimit::record(&st, &fail_key, backoff).await?;
         return Err(AppError::unauthenticated(
             codes::INVALID_CREDENTIALS,
             "old_auth_key: not this account's password",
@@ -833,6 +839,10 @@ async fn rekey(
             "the account's keys changed meanwhile; log in again",
         ));
     }
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
+        .bind(fail_key)
+        .execute(&st.db)
+        .await?;
     tracing::info!(user = %caller.id, "account re-keyed to the current KDF parameters");
     Ok(Json(Done { ok: true }))
 }

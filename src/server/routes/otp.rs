@@ -22,7 +22,12 @@ use crate::server::policy::{Policy, Route, route};
 use crate::server::{ledger_store, ratelimit};
 
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Tries per code.
 pub const MAX_TRIES: i64 = 5;
+/// Tries over a request's whole life, whatever its resends (issue 17).
+pub const MAX_TOTAL_TRIES: i64 = 10;
+/// Resends over a request's whole life.
+pub const MAX_RESENDS: i64 = 3;
 
 const ENTERERS: &[Role] = &[Role::Patient, Role::Doctor];
 const RESENDERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
@@ -130,6 +135,106 @@ fn code_error(status: StatusCode, code: &'static str, message: impl Into<String>
     AppError::new(status, code, message)
 }
 
+/// Why a try could not be charged: no such request of the caller's, used, expired or locked.
+async fn not_charged(
+    st: &AppState,
+    request_id: &Uuid,
+    caller: &Caller,
+    no_such: impl FnOnce() -> AppError,
+) -> AppError {
+    // Another account's request answers exactly like one that does not exist.
+    let row = match sqlx::query(
+        "SELECT expires_at, tries, total_tries, used_at FROM otp_requests WHERE id = $1 AND user_id = $2",
+    )
+    .bind(request_id.to_string())
+    .bind(caller.id_str())
+    .fetch_optional(&st.db)
+    .await
+    {
+        Ok(Some(row)) => row,
+        Ok(None) => return no_such(),
+        Err(e) => return e.into(),
+    };
+    let get = |col: &str| row.try_get::<Option<i64>, _>(col).ok().flatten();
+    if get("used_at").is_some() {
+        code_error(
+            StatusCode::GONE,
+            codes::CODE_USED,
+            "this code was already used; each code works once",
+        )
+    } else if get("expires_at").is_some_and(|e| e <= now_ms()) {
+        code_error(
+            StatusCode::GONE,
+            codes::CODE_EXPIRED,
+            "this code expired (codes last 10 minutes); ask for a new one",
+        )
+    } else if get("total_tries").is_some_and(|t| t >= MAX_TOTAL_TRIES) {
+        code_error(
+            StatusCode::GONE,
+            codes::CODE_LOCKED,
+            "too many wrong codes for this request, over all its codes; ask the doctor for a \
+             new request",
+        )
+    } else {
+        code_error(
+            StatusCode::GONE,
+            codes::CODE_LOCKED,
+            "too many wrong codes for this request; ask for a new code",
+        )
+    }
+}
+
+/// What a request's code unlocks, in the words the pending list and the mails use.
+fn unlocks_text(purpose: &str, day: impl std::fmt::Display, author: &str) -> String {
+    if purpose == "release" {
+        format!("your report of {day} by Dr {author}")
+    } else {
+        format!("read access to the report of {day} by Dr {author}")
+    }
+}
+
+/// The error naming another live request of the caller's whose code `code` is, if any.
+/// Only the caller's own requests are looked at, so nothing is told about other accounts.
+async fn other_request_of(
+    st: &AppState,
+    request_id: &Uuid,
+    caller: &Caller,
+    code: &str,
+) -> Result<Option<AppError>, AppError> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.purpose, o.code_mac, u.name AS author_name, r.created_at AS report_created \
+         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
+         WHERE o.user_id = $1 AND o.id <> $2 AND o.used_at IS NULL AND o.expires_at > $3 \
+         AND o.tries < $4 ORDER BY o.created_at DESC LIMIT 50",
+    )
+    .bind(caller.id_str())
+    .bind(request_id.to_string())
+    .bind(now_ms())
+    .bind(MAX_TRIES)
+    .fetch_all(&st.db)
+    .await?;
+    for r in rows {
+        let id = parse_uuid(&r.try_get::<String, _>("id")?)?;
+        let stored: Vec<u8> = r.try_get("code_mac")?;
+        if bool::from(code_mac(st, &id, code).as_slice().ct_eq(&stored)) {
+            let purpose: String = r.try_get("purpose")?;
+            let author: String = r.try_get("author_name")?;
+            let day = ms_to_utc(r.try_get("report_created")?)?.format("%Y-%m-%d");
+            let short = &id.simple().to_string()[..8];
+            return Ok(Some(code_error(
+                StatusCode::CONFLICT,
+                codes::CODE_FOR_OTHER_REQUEST,
+                format!(
+                    "this is the code of your other request {short} ({}), not of this one; \
+                     no try was counted — enter it there",
+                    unlocks_text(&purpose, day, &author)
+                ),
+            )));
+        }
+    }
+    Ok(None)
+}
+
 async fn verify(
     State(st): State<AppState>,
     caller: Caller,
@@ -151,49 +256,42 @@ async fn verify(
             "no code was issued to you under this request id; check the id in the mail",
         )
     };
-    // Another account's request answers exactly like one that does not exist.
-    let row = sqlx::query(
-        "SELECT purpose, report_id, grant_id, user_id, patient_id, code_mac, expires_at, tries, used_at \
-         FROM otp_requests WHERE id = $1 AND user_id = $2",
+    // The try is counted before the comparison, in one statement, so parallel guesses
+    // cannot all be evaluated against the old count. `tries` never falls below
+    // `total_tries - (MAX_TOTAL_TRIES - MAX_TRIES)` (see `resend`), so `tries < MAX_TRIES`
+    // also holds the request's lifetime budget.
+    let charged = sqlx::query(
+        "UPDATE otp_requests SET tries = tries + 1, total_tries = total_tries + 1 \
+         WHERE id = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3 AND tries < $4 \
+         RETURNING purpose, report_id, grant_id, patient_id, code_mac, tries, total_tries",
     )
     .bind(req.request_id.to_string())
     .bind(caller.id_str())
+    .bind(now_ms())
+    .bind(MAX_TRIES)
     .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(no_such)?;
-    let used: Option<i64> = row.try_get("used_at")?;
-    if used.is_some() {
-        return Err(code_error(
-            StatusCode::GONE,
-            codes::CODE_USED,
-            "this code was already used; each code works once",
-        ));
-    }
-    let expires: i64 = row.try_get("expires_at")?;
-    if expires <= now_ms() {
-        return Err(code_error(
-            StatusCode::GONE,
-            codes::CODE_EXPIRED,
-            "this code expired (codes last 10 minutes); ask for a new one",
-        ));
-    }
-    let tries: i64 = row.try_get("tries")?;
-    if tries >= MAX_TRIES {
-        return Err(code_error(
-            StatusCode::GONE,
-            codes::CODE_LOCKED,
-            "too many wrong codes for this request; ask for a new code",
-        ));
-    }
+    .await?;
+    let Some(row) = charged else {
+        return Err(not_charged(&st, &req.request_id, &caller, no_such).await);
+    };
     let stored: Vec<u8> = row.try_get("code_mac")?;
     let given = code_mac(&st, &req.request_id, code);
     if !bool::from(given.as_slice().ct_eq(&stored)) {
-        Metrics::add(&st.metrics.otp_wrong, 1);
-        sqlx::query("UPDATE otp_requests SET tries = tries + 1 WHERE id = $1")
+        // A code of another of the caller's own requests costs no try: say whose it is.
+        if let Some(other) = other_request_of(&st, &req.request_id, &caller, code).await? {
+            sqlx::query(
+                "UPDATE otp_requests SET tries = tries - 1, total_tries = total_tries - 1 \
+                 WHERE id = $1 AND tries > 0",
+            )
             .bind(req.request_id.to_string())
             .execute(&st.db)
             .await?;
-        let left = MAX_TRIES - tries - 1;
+            return Err(other);
+        }
+        Metrics::add(&st.metrics.otp_wrong, 1);
+        let tries: i64 = row.try_get("tries")?;
+        let total: i64 = row.try_get("total_tries")?;
+        let left = (MAX_TRIES - tries).min(MAX_TOTAL_TRIES - total);
         return Err(if left > 0 {
             code_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -320,11 +418,7 @@ fn pending_row(r: &sqlx::any::AnyRow, now: i64) -> Result<OtpPending, AppError> 
     let author: String = r.try_get("author_name")?;
     let created: i64 = r.try_get("report_created")?;
     let day = ms_to_utc(created)?.format("%Y-%m-%d");
-    let unlocks = if purpose == "release" {
-        format!("your report of {day} by Dr {author}")
-    } else {
-        format!("read access to the report of {day} by Dr {author}")
-    };
+    let unlocks = unlocks_text(&purpose, day, &author);
     let expires: i64 = r.try_get("expires_at")?;
     let _ = now;
     Ok(OtpPending {
@@ -396,15 +490,33 @@ async fn resend(
     let patient = parse_uuid(&row.try_get::<String, _>("patient_id")?)?;
     let code = six_digits()?;
     let now = now_ms();
-    sqlx::query(
-        "UPDATE otp_requests SET code_mac = $1, tries = 0, created_at = $2, expires_at = $3 WHERE id = $4 AND used_at IS NULL",
+    // A fresh code gets its tries back only as far as the request's lifetime budget allows:
+    // `tries` is left at `total_tries - (MAX_TOTAL_TRIES - MAX_TRIES)` when that is above 0.
+    let resent = sqlx::query(
+        "UPDATE otp_requests SET code_mac = $1, created_at = $2, expires_at = $3, \
+         resends = resends + 1, \
+         tries = CASE WHEN total_tries > $5 THEN total_tries - $5 ELSE 0 END \
+         WHERE id = $4 AND used_at IS NULL AND resends < $6 AND total_tries < $7",
     )
     .bind(code_mac(&st, &id, &code).to_vec())
     .bind(now)
     .bind(now + CODE_TTL_MS)
     .bind(id.to_string())
+    .bind(MAX_TOTAL_TRIES - MAX_TRIES)
+    .bind(MAX_RESENDS)
+    .bind(MAX_TOTAL_TRIES)
     .execute(&st.db)
     .await?;
+    if resent.rows_affected() != 1 {
+        return Err(code_error(
+            StatusCode::GONE,
+            codes::TOO_MANY_RESENDS,
+            format!(
+                "this request's code was resent {MAX_RESENDS} times or its {MAX_TOTAL_TRIES} \
+                 tries are used up; the doctor can make a new request"
+            ),
+        ));
+    }
     mail(
         &st,
         patient,
