@@ -9,14 +9,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HUGE: u64 = 400 << 20;
 
-/// Resident set size of this process, from /proc (Linux).
+/// Peak resident set size of this process so far (VmHWM, Linux).
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
+        .expect("VmHWM");
     kb * 1024
 }
 
@@ -79,19 +79,33 @@ async fn oversize_answers_are_refused_with_flat_memory() {
         let c = ApiClient::new(url, false, common::TEST_KDF).unwrap();
         let e = c.prelogin("a@b.test").await.unwrap_err();
         assert!(too_big(&e), "{url}: {e}");
+    }
+    let c = ApiClient::new(&error, false, common::TEST_KDF).unwrap();
+    let e = c.prelogin("a@b.test").await.unwrap_err();
+    assert!(too_big(&e), "error answer: {e}");
+    let json = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "JSON answers: peak resident size grew by {} KiB",
+        json >> 10
+    );
+    assert!(
+        json < 16 << 20,
+        "the client grew by {} MiB reading hostile JSON answers",
+        json >> 20
+    );
+    for url in [&announced, &unannounced] {
+        let c = ApiClient::new(url, false, common::TEST_KDF).unwrap();
         let e = c.chunk("00", None).await.unwrap_err();
         assert!(too_big(&e), "{url}: {e}");
         // A chunk is bounded by the length its index implies, not just the largest chunk.
         let e = c.chunk_limited("00", None, 1000).await.unwrap_err();
         assert!(too_big(&e), "{url}: {e}");
     }
-    let c = ApiClient::new(&error, false, common::TEST_KDF).unwrap();
-    let e = c.prelogin("a@b.test").await.unwrap_err();
-    assert!(too_big(&e), "error answer: {e}");
     let grown = rss_bytes().saturating_sub(before);
+    eprintln!("and chunks: peak resident size grew by {} KiB", grown >> 10);
     assert!(
         grown < 48 << 20,
-        "the client grew by {} MiB reading hostile answers",
+        "the client grew by {} MiB reading hostile chunks (at most 16 MiB each)",
         grown >> 20
     );
 }

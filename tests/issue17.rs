@@ -202,7 +202,7 @@ async fn login_backoff_holds_under_a_burst(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let req = clinvault::api::LoginRequest {
         email: c.pat.email.clone(),
-        auth_key: vec![7u8; 32],
+        auth_key: vec![7u8; 32].into(),
     };
     let cl = c.ts.client();
     let answers = futures::future::join_all((0..10).map(|_| cl.login_raw(&req))).await;
@@ -235,3 +235,18 @@ async fn email_code_tries_hold_under_a_burst(db: Db) {
     assert_eq!(evaluated, 5);
 }
 both_backends!(email_code_burst, email_code_tries_hold_under_a_burst);
+
+/// Point 12: an `auth_key` never shows in `Debug` output, and still travels as hex.
+#[test]
+fn auth_keys_are_redacted() {
+    let req = clinvault::api::LoginRequest {
+        email: "a@b.test".into(),
+        auth_key: vec![0xab; 32].into(),
+    };
+    let shown = format!("{req:?}");
+    assert!(!shown.contains("171") && !shown.contains("abab"), "{shown}");
+    let json = serde_json::to_string(&req).unwrap();
+    assert!(json.contains(&"ab".repeat(32)), "{json}");
+    let back: clinvault::api::LoginRequest = serde_json::from_str(&json).unwrap();
+    assert_eq!(&*back.auth_key, &[0xab; 32][..]);
+}

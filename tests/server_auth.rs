@@ -184,7 +184,7 @@ async fn no_enumeration(db: Db) {
                 .post(url)
                 .json(&LoginRequest {
                     email,
-                    auth_key: vec![7u8; 32],
+                    auth_key: vec![7u8; 32].into(),
                 })
                 .send()
                 .await

@@ -205,8 +205,7 @@ pub struct RegisterRequest {
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
-    #[serde(with = "hex_bytes")]
-    pub auth_key: Vec<u8>,
+    pub auth_key: SecretBytes,
     pub public_keys: PublicKeys,
     #[serde(with = "hex_bytes")]
     pub bundle: Vec<u8>,
@@ -221,8 +220,7 @@ pub struct RegisterResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub email: String,
-    #[serde(with = "hex_bytes")]
-    pub auth_key: Vec<u8>,
+    pub auth_key: SecretBytes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,13 +265,11 @@ pub struct SessionKeys {
 /// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RekeyRequest {
-    #[serde(with = "hex_bytes")]
-    pub old_auth_key: Vec<u8>,
+    pub old_auth_key: SecretBytes,
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
-    #[serde(with = "hex_bytes")]
-    pub auth_key: Vec<u8>,
+    pub auth_key: SecretBytes,
     #[serde(with = "hex_bytes")]
     pub bundle: Vec<u8>,
 }
@@ -428,6 +424,51 @@ pub struct BookingList {
 /// Lowercase hex for byte strings.
 mod reports;
 pub use reports::*;
+
+/// Secret bytes on the wire (an `auth_key`): hex in JSON, wiped when dropped, and never
+/// printed by `Debug` (issue 17).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretBytes(zeroize::Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(zeroize::Zeroizing::new(bytes))
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(v: Vec<u8>) -> Self {
+        SecretBytes::new(v)
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret bytes>", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(zeroize::Zeroizing::new(hex::encode(&self.0[..])).as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        hex::decode(text.as_str())
+            .map(SecretBytes::new)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};

@@ -45,6 +45,14 @@ struct Saved {
     signed_head: String,
 }
 
+/// Unix milliseconds as a UTC time, for messages.
+fn fmt_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+    )
+}
+
 fn ledger_error(what: impl std::fmt::Display) -> ClientError {
     ClientError::Ledger(what.to_string())
 }
@@ -222,16 +230,26 @@ impl Ledger {
             .map_err(|e| ledger_error(format!("signed head: {e}")))?;
         let cosigned_by = check_checkpoint(&answer.checkpoint, &head, &key, policy)?;
         let mut older_head = None;
-        let mut keep = head.clone();
         if let Some(s) = &saved {
             let bytes = hex::decode(&s.signed_head).map_err(ledger_error)?;
             let old = SignedHead::from_bytes(&bytes).map_err(ledger_error)?;
             check_extends(client, &old, &head).await?;
             if head.time_ms < old.time_ms {
-                older_head = Some((old.time_ms, head.time_ms));
+                // The same tree signed earlier than a head already seen: a replayed head that
+                // could hide newer entries behind an old date (issue 17). Refused.
                 if head.tree_size == old.tree_size {
-                    keep = old;
+                    return Err(ledger_error(format!(
+                        "the server's signed head of {} entries is dated {}, before the head of \
+                         the same size this client verified before ({}): heads must move \
+                         forward in time; refusing it",
+                        head.tree_size,
+                        fmt_ms(head.time_ms),
+                        fmt_ms(old.time_ms)
+                    )));
                 }
+                // A larger tree dated earlier is not refused (server clocks may differ a
+                // little), but reported by the audit.
+                older_head = Some((old.time_ms, head.time_ms));
             }
         }
         save(
@@ -239,7 +257,7 @@ impl Ledger {
             &Saved {
                 server: server.clone(),
                 ledger_key: key.to_string(),
-                signed_head: hex::encode(keep.to_bytes()),
+                signed_head: hex::encode(head.to_bytes()),
             },
         )?;
         Ok(Ledger {

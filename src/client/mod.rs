@@ -593,7 +593,7 @@ impl ApiClient {
             user_id,
             salt: salt.to_vec(),
             kdf,
-            auth_key: master.auth_key().0.to_vec(),
+            auth_key: master.auth_key().0.to_vec().into(),
             public_keys: secrets.public(),
             bundle,
         };
@@ -689,7 +689,7 @@ impl ApiClient {
         let login = self
             .login_raw(&LoginRequest {
                 email: email.into(),
-                auth_key: master.auth_key().0.to_vec(),
+                auth_key: master.auth_key().0.to_vec().into(),
             })
             .await?;
         let secrets = match open_bundle(
@@ -739,10 +739,10 @@ impl ApiClient {
             .post(
                 "/v1/auth/rekey",
                 &RekeyRequest {
-                    old_auth_key: old.auth_key().0.to_vec(),
+                    old_auth_key: old.auth_key().0.to_vec().into(),
                     salt: salt.to_vec(),
                     kdf,
-                    auth_key: master.auth_key().0.to_vec(),
+                    auth_key: master.auth_key().0.to_vec().into(),
                     bundle: bundle.clone(),
                 },
             )

@@ -25,7 +25,8 @@ pub fn normalize_password(password: &str) -> String {
 
 /// Checks a new password. `identity` holds the user's email and name (any may be empty).
 pub fn check_password(password: &str, identity: &[&str]) -> Result<(), PasswordProblem> {
-    let normalized = normalize_password(password);
+    // Copies of the password are wiped when this returns (issue 17).
+    let normalized = zeroize::Zeroizing::new(normalize_password(password));
     let chars = normalized.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(PasswordProblem::TooShort(chars));
@@ -33,7 +34,7 @@ pub fn check_password(password: &str, identity: &[&str]) -> Result<(), PasswordP
     if chars > MAX_PASSWORD_CHARS {
         return Err(PasswordProblem::TooLong(chars));
     }
-    let lower = normalized.to_lowercase();
+    let lower = zeroize::Zeroizing::new(normalized.to_lowercase());
     let mut inputs: Vec<&str> = Vec::new();
     for item in identity {
         let item = item.trim();
