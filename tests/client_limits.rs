@@ -23,6 +23,11 @@ fn rss_bytes() -> u64 {
 /// A fake server: every request is answered with `head` and then `HUGE` bytes of JSON
 /// whitespace, until the client hangs up.
 async fn fake_server(head: &'static str) -> String {
+    serve_fake(head, None).await
+}
+
+/// A fake server answering every request with `head` and `body`, or endless whitespace.
+async fn serve_fake(head: &'static str, body: Option<&'static str>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -40,6 +45,10 @@ async fn fake_server(head: &'static str) -> String {
                     }
                 }
                 if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                if let Some(body) = body {
+                    let _ = sock.write_all(body.as_bytes()).await;
                     return;
                 }
                 let block = vec![b' '; 64 * 1024];
@@ -130,4 +139,22 @@ fn chunk_bound_follows_the_manifest() {
     assert_eq!(len(&m, 1), 1024 + 16);
     assert_eq!(len(&m, 2), 452 + 16);
     assert_eq!(len(&m, 3), 0);
+}
+
+/// Point 9: KDF parameters above the client's ceiling are refused before any derivation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausting_kdf_parameters_are_refused() {
+    const BODY: &str =
+        r#"{"salt":"00000000000000000000000000000000","kdf":{"m_kib":4194304,"t":64,"p":1}}"#;
+    let head: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            BODY.len()
+        )
+        .into_boxed_str(),
+    );
+    let url = serve_fake(head, Some(BODY)).await;
+    let mut c = ApiClient::new(&url, false, common::TEST_KDF).unwrap();
+    let e = c.login("a@b.test", common::PASSWORD).await.err().unwrap();
+    assert!(e.to_string().contains("ceiling"), "{e}");
 }

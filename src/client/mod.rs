@@ -142,6 +142,28 @@ async fn read_limited(
     Ok(buf.freeze())
 }
 
+/// The most a server may ask of the client's key derivation (issue 17): 1 GiB, 10 passes,
+/// 8 lanes — well above the shipped 64 MiB / 3 / 1, well below minutes of work or an
+/// out-of-memory kill.
+pub const KDF_CEILING: KdfParams = KdfParams {
+    m_kib: 1024 * 1024,
+    t: 10,
+    p: 8,
+};
+
+/// The client's floor, then [`KDF_CEILING`]: a server can talk the client neither into a
+/// weak derivation nor into an exhausting one.
+fn check_kdf(kdf: &KdfParams, floor: &KdfParams) -> Result<(), ClientError> {
+    kdf.check_floor(floor)?;
+    if kdf.m_kib > KDF_CEILING.m_kib || kdf.t > KDF_CEILING.t || kdf.p > KDF_CEILING.p {
+        return Err(ClientError::Seal(SealError::KdfParams(format!(
+            "server asks for m={} KiB, t={}, p={}: above this client's ceiling m={} KiB, t={}, p={}",
+            kdf.m_kib, kdf.t, kdf.p, KDF_CEILING.m_kib, KDF_CEILING.t, KDF_CEILING.p
+        ))));
+    }
+    Ok(())
+}
+
 /// A client for one server.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -582,7 +604,7 @@ impl ApiClient {
         kdf: KdfParams,
     ) -> Result<NewAccountKeys, ClientError> {
         check_password(password, identity)?;
-        kdf.check_floor(&self.kdf_floor)?;
+        check_kdf(&kdf, &self.kdf_floor)?;
         let user_id = Uuid::new_v4();
         let salt: [u8; 16] = random_array()?;
         let master = derive_master_key(password, &salt, &kdf)?;
@@ -673,7 +695,7 @@ impl ApiClient {
         salt: &[u8],
         kdf: &KdfParams,
     ) -> Result<crate::seal::MasterKey, ClientError> {
-        kdf.check_floor(&self.kdf_floor)?;
+        check_kdf(kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = salt.try_into().map_err(|_| ClientError::Decode {
             status: 200,
             why: "salt is not 16 bytes".into(),
@@ -729,7 +751,7 @@ impl ApiClient {
         old: &crate::seal::MasterKey,
         kdf: KdfParams,
     ) -> Result<(), ClientError> {
-        kdf.check_floor(&self.kdf_floor)?;
+        check_kdf(&kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
         let master = derive_master_key(password, &salt, &kdf)?;
         let bundle = logged
