@@ -2,10 +2,13 @@
 //! login derive keys here, so the password never leaves this process. Never imports `server/`.
 
 pub mod audit;
+pub mod download;
+pub mod grants;
 pub mod ledger;
 pub mod output;
 pub mod reports;
 pub mod session;
+pub mod upload;
 
 use std::net::IpAddr;
 use std::time::Duration;

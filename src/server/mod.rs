@@ -18,6 +18,8 @@ pub mod routes;
 pub mod schedule;
 pub mod secrets;
 pub mod session;
+pub mod store;
+pub mod sweep;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -192,7 +194,7 @@ impl ServerHandle {
     /// Removes uploads left open longer than `open_report_ttl_secs` now, instead of waiting
     /// for the periodic sweep. Returns how many reports went.
     pub async fn sweep_abandoned_uploads(&self) -> Result<u64, AppError> {
-        routes::reports::sweep_open(&self.state).await
+        sweep::sweep_open(&self.state).await
     }
 
     /// The newest signed head, signed now if needed (as `GET /v1/ledger/head` answers).
@@ -427,7 +429,7 @@ fn spawn_sweeper(state: AppState) {
             if let Err(e) = session::sweep(&state).await {
                 tracing::warn!(error = %e.message, "sweep failed");
             }
-            if let Err(e) = routes::reports::sweep_open(&state).await {
+            if let Err(e) = sweep::sweep_open(&state).await {
                 tracing::warn!(error = %e.message, "sweep of abandoned uploads failed");
             }
             let chunks = state.clone();

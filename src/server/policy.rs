@@ -86,6 +86,7 @@ fn all_routes() -> Vec<Route> {
         routes::bookings::routes(),
         routes::ledger::routes(),
         routes::reports::routes(),
+        routes::chunks::routes(),
         routes::otp::routes(),
         routes::grants::routes(),
         routes::audit::routes(),

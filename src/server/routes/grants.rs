@@ -9,7 +9,6 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::otp::{self, NewCode};
-use super::reports::load_report;
 use super::{ms_to_utc, parse_uuid};
 use crate::api::{
     Grant, GrantApprove, GrantCreate, GrantList, GrantWrap, Role, codes, consent_message,
@@ -22,6 +21,7 @@ use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::reports::load_report;
 
 const DOCTOR: &[Role] = &[Role::Doctor];
 const PATIENT: &[Role] = &[Role::Patient];

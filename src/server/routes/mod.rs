@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod bookings;
+pub mod chunks;
 pub mod doctors;
 pub mod grants;
 pub mod health;

@@ -1,20 +1,18 @@
-//! Reports (DESIGN.md §2, §7, §8): open, chunk upload, missing chunks, commit with its ledger
-//! entries in one transaction, lists, details, wrapped keys and chunk reads.
+//! Reports (DESIGN.md §2, §7, §8): open, missing chunks, commit with its ledger entries in one
+//! transaction, lists, details and wrapped keys. Chunk upload and reads are in `chunks`.
 //!
 //! The server checks what it can without keys (manifest shape, the author's signature, the
 //! chain head over the chunk ids, every chunk present) and never sees a plaintext or a usable
 //! key: wrapped keys are opaque bytes to it.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
 use serde::Deserialize;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::chunks::chunk_hex;
 use super::{ms_to_utc, parse_uuid};
 use crate::api::{
     COMMIT_GRANT_ID, CommitRequest, CommitResponse, MissingRequest, MissingResponse,
@@ -23,33 +21,28 @@ use crate::api::{
 };
 use crate::ledger::{AccessWhat, Entry};
 use crate::seal::{
-    MAX_CHUNK_SIZE, Manifest, TAG_LEN, WRAPPED_DEK_LEN, chain_head, meta_hash, verify_manifest,
+    MAX_CHUNK_SIZE, Manifest, WRAPPED_DEK_LEN, chain_head, meta_hash, verify_manifest,
 };
 use crate::server::AppState;
 use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::ledger_store;
-use crate::server::metrics::Metrics;
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::reports::{
+    REPORT_COLS, ReportRow, load_report, may_read, present_chunks, public_ed25519, report_row,
+    user_name,
+};
 
-const DOCTOR: &[Role] = &[Role::Doctor];
+pub(super) const DOCTOR: &[Role] = &[Role::Doctor];
 const READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
 const KEY_READERS: &[Role] = &[Role::Patient, Role::Doctor];
-const CHUNK_READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Auditor];
 /// Most chunk ids in one commit or one missing query (16 GiB at 4 KiB… plenty at 1 MiB).
 const MAX_CHUNK_IDS: usize = 1 << 20;
 
 pub fn routes() -> Vec<Route> {
     vec![
         route(Method::POST, "/v1/reports", Policy::Roles(DOCTOR), open),
-        route(
-            Method::PUT,
-            "/v1/reports/{id}/chunks/{sha256}",
-            Policy::Roles(DOCTOR),
-            put_chunk,
-        )
-        .with_body_limit(MAX_CHUNK_SIZE as usize + TAG_LEN),
         route(
             Method::POST,
             "/v1/reports/{id}/missing",
@@ -77,59 +70,7 @@ pub fn routes() -> Vec<Route> {
             Policy::Roles(KEY_READERS),
             key,
         ),
-        route(
-            Method::GET,
-            "/v1/chunks/{sha256}",
-            Policy::Roles(CHUNK_READERS),
-            get_chunk,
-        ),
     ]
-}
-
-/// A report row as the handlers use it.
-pub struct ReportRow {
-    pub id: Uuid,
-    pub author_id: Uuid,
-    pub patient_id: Uuid,
-    pub status: String,
-    pub chunk_size: u32,
-    pub plaintext_len: u64,
-    pub n_chunks: u32,
-    pub created_at: i64,
-    pub released_at: Option<i64>,
-    pub ledger_index: Option<i64>,
-}
-
-const REPORT_COLS: &str = "id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
-     created_at, released_at, ledger_index";
-
-fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
-    let num = |col: &str| -> Result<i64, AppError> { Ok(r.try_get::<i64, _>(col)?) };
-    Ok(ReportRow {
-        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-        author_id: parse_uuid(&r.try_get::<String, _>("author_id")?)?,
-        patient_id: parse_uuid(&r.try_get::<String, _>("patient_id")?)?,
-        status: r.try_get("status")?,
-        chunk_size: u32::try_from(num("chunk_size")?).map_err(AppError::internal)?,
-        plaintext_len: u64::try_from(num("plaintext_len")?).map_err(AppError::internal)?,
-        n_chunks: u32::try_from(num("n_chunks")?).map_err(AppError::internal)?,
-        created_at: num("created_at")?,
-        released_at: r.try_get("released_at")?,
-        ledger_index: r.try_get("ledger_index")?,
-    })
-}
-
-pub async fn load_report(
-    conn: &mut sqlx::AnyConnection,
-    id: Uuid,
-) -> Result<Option<ReportRow>, AppError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {REPORT_COLS} FROM reports WHERE id = $1"
-    )))
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(report_row).transpose()
 }
 
 /// Why `user` may not read `report`: their own report awaiting its release code says so (they
@@ -142,53 +83,6 @@ pub fn unreadable(report: &ReportRow, user: Uuid) -> AppError {
         );
     }
     AppError::not_found("report")
-}
-
-/// Whether `user` may read the committed report now: its author, its patient once released,
-/// or a doctor holding a live grant whose key was wrapped.
-pub async fn may_read(
-    conn: &mut sqlx::AnyConnection,
-    report: &ReportRow,
-    user: Uuid,
-) -> Result<bool, AppError> {
-    if report.status != "committed" {
-        return Ok(false);
-    }
-    if report.author_id == user {
-        return Ok(true);
-    }
-    if report.patient_id == user {
-        return Ok(report.released_at.is_some());
-    }
-    let live: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status = 'wrapped' \
-         AND expires_at > $3",
-    )
-    .bind(report.id.to_string())
-    .bind(user.to_string())
-    .bind(now_ms())
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(live.is_some())
-}
-
-fn chunk_hex(raw: &str) -> Result<[u8; 32], AppError> {
-    let mut id = [0u8; 32];
-    if raw.len() != 64 || hex::decode_to_slice(raw, &mut id).is_err() || raw != raw.to_lowercase() {
-        return Err(AppError::bad_request(format!(
-            "chunk id {:?}: must be 64 lowercase hex digits (the SHA-256 of the sealed chunk)",
-            raw.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(id)
-}
-
-async fn user_name(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<String, AppError> {
-    let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(name.unwrap_or_default())
 }
 
 async fn open(
@@ -283,7 +177,7 @@ async fn open(
 }
 
 /// The report, if the caller is its author and it is open; 404 for anyone else.
-async fn own_open_report(
+pub(super) async fn own_open_report(
     conn: &mut sqlx::AnyConnection,
     id: Uuid,
     caller: &Caller,
@@ -299,121 +193,6 @@ async fn own_open_report(
         ));
     }
     Ok(r)
-}
-
-async fn put_chunk(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path((id, sha)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, AppError> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::not_found("report"))?;
-    let chunk_id = chunk_hex(&sha)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::BODY_TOO_LARGE,
-                "a chunk is at most 16 MiB + 16 bytes",
-            )
-        } else {
-            AppError::bad_request("the chunk body could not be read")
-        }
-    })?;
-    let mut conn = st.db.acquire().await?;
-    let report = own_open_report(&mut conn, id, &caller).await?;
-    if body.len() > report.chunk_size as usize + TAG_LEN || body.len() < TAG_LEN {
-        return Err(AppError::bad_request(format!(
-            "a sealed chunk of this report is {} to {} bytes, got {}",
-            TAG_LEN,
-            report.chunk_size as usize + TAG_LEN,
-            body.len()
-        )));
-    }
-    let size = body.len() as i64;
-    // Idempotent: a chunk already stored durably is not written again.
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chunks WHERE id = $1")
-        .bind(sha.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if known.is_none() {
-        let len = body.len() as u64;
-        let buckets = st.chunks.put(&chunk_id, body).await.map_err(|e| match e {
-            crate::server::chunk_store::ChunkStoreError::HashMismatch { .. } => AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                codes::CHUNK_MISMATCH,
-                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
-            ),
-            other => {
-                let mut err = AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::STORAGE,
-                    "not enough buckets could store the chunk durably; try again",
-                );
-                err.retry_after = Some(2);
-                err.cause = Some(other.to_string());
-                err
-            }
-        })?;
-        Metrics::add(&st.metrics.chunk_bytes_in, len);
-        let mut tx = st.db.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO chunks (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(sha.clone())
-        .bind(size)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            for b in buckets {
-                sqlx::query("INSERT INTO chunk_replicas (chunk_id, bucket) VALUES ($1, $2)")
-                    .bind(sha.clone())
-                    .bind(b)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-    } else {
-        // Same id, so same bytes; still refuse a body that does not hash to it.
-        let actual: [u8; 32] = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&body).into()
-        };
-        if actual != chunk_id {
-            return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                codes::CHUNK_MISMATCH,
-                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
-            ));
-        }
-    }
-    sqlx::query(
-        "INSERT INTO report_chunks (report_id, chunk_id) VALUES ($1, $2) ON CONFLICT (report_id, chunk_id) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(sha)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn present_chunks(
-    conn: &mut sqlx::AnyConnection,
-    id: Uuid,
-) -> Result<std::collections::HashSet<String>, AppError> {
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1")
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows.into_iter().collect())
 }
 
 async fn missing(
@@ -442,15 +221,6 @@ async fn missing(
 
 fn bad_commit(why: impl Into<String>) -> AppError {
     AppError::new(StatusCode::UNPROCESSABLE_ENTITY, codes::BAD_COMMIT, why)
-}
-
-async fn public_ed25519(conn: &mut sqlx::AnyConnection, user: Uuid) -> Result<[u8; 32], AppError> {
-    let key: Vec<u8> = sqlx::query_scalar("SELECT ed25519_pub FROM users WHERE id = $1")
-        .bind(user.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    key.try_into()
-        .map_err(|_| AppError::internal("stored public key is not 32 bytes"))
 }
 
 async fn commit(
@@ -924,157 +694,3 @@ async fn key(
 
 /// A reader's repeated key fetches of one report within this window are recorded once.
 pub const KEY_SERVED_WINDOW_SECS: u64 = 600;
-
-#[derive(Deserialize)]
-struct ChunkQuery {
-    replica: Option<String>,
-}
-
-/// Readers get verified bytes (with fallback to another replica); auditors may ask for one
-/// replica's raw bytes to check it themselves.
-async fn get_chunk(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(sha): Path<String>,
-    ApiQuery(q): ApiQuery<ChunkQuery>,
-) -> Result<Response, AppError> {
-    let chunk_id = chunk_hex(&sha).map_err(|_| AppError::not_found("chunk"))?;
-    let mut conn = st.db.acquire().await?;
-    if caller.role != Role::Auditor {
-        let reports: Vec<String> = sqlx::query_scalar(
-            "SELECT report_id FROM report_chunks WHERE chunk_id = $1 AND idx IS NOT NULL",
-        )
-        .bind(sha.clone())
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut allowed = false;
-        for rid in reports {
-            if let Some(r) = load_report(&mut conn, parse_uuid(&rid)?).await?
-                && may_read(&mut conn, &r, caller.id).await?
-            {
-                allowed = true;
-                break;
-            }
-        }
-        if !allowed || q.replica.is_some() {
-            return Err(AppError::not_found("chunk"));
-        }
-    }
-    let locations: Vec<String> =
-        sqlx::query_scalar("SELECT bucket FROM chunk_replicas WHERE chunk_id = $1 ORDER BY bucket")
-            .bind(sha.clone())
-            .fetch_all(&mut *conn)
-            .await?;
-    drop(conn);
-    if locations.is_empty() {
-        return Err(AppError::not_found("chunk"));
-    }
-    // A name that is no configured bucket is the caller's mistake, not a storage fault.
-    if let Some(b) = &q.replica
-        && !st.chunks.bucket_names().contains(b)
-    {
-        return Err(AppError::bad_request(format!(
-            "replica: no bucket {:?}; the audit page lists the buckets",
-            crate::text::display(b)
-        )));
-    }
-    let bytes = match q.replica {
-        Some(bucket) => st
-            .chunks
-            .read_raw(&chunk_id, &bucket)
-            .await
-            .map_err(|state| {
-                use crate::server::chunk_store::ReplicaState;
-                match state {
-                    ReplicaState::Missing => AppError::not_found("replica"),
-                    other => {
-                        let mut e = AppError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            codes::STORAGE,
-                            format!("bucket {bucket} did not answer"),
-                        );
-                        e.cause = Some(format!("{other:?}"));
-                        e
-                    }
-                }
-            })?,
-        None => {
-            let (bytes, bad) = st.chunks.get(&chunk_id, &locations).await.map_err(|e| {
-                let mut err = AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::STORAGE,
-                    format!("chunk {sha}: no intact replica could be read; an auditor can check and repair it"),
-                );
-                err.cause = Some(e.to_string());
-                err
-            })?;
-            for b in bad {
-                tracing::warn!(chunk = %sha, bucket = %b.bucket, state = ?b.state, "bad replica served around; run `clinvault audit --repair`");
-            }
-            bytes
-        }
-    };
-    Metrics::add(&st.metrics.chunk_bytes_out, bytes.len() as u64);
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
-}
-
-/// Removes reports left open and untouched longer than `open_report_ttl_secs`, with their
-/// chunks (unless another report holds the same chunk).
-pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
-    let cutoff = now_ms() - (st.config.open_report_ttl_secs as i64).saturating_mul(1000);
-    let stale: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM reports WHERE status = 'open' AND touched_at < $1 LIMIT 100",
-    )
-    .bind(cutoff)
-    .fetch_all(&st.db)
-    .await?;
-    let mut removed = 0;
-    for id in stale {
-        let chunks: Vec<String> = sqlx::query_scalar(
-            "SELECT chunk_id FROM report_chunks rc WHERE report_id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM report_chunks o WHERE o.chunk_id = rc.chunk_id AND o.report_id <> $1)",
-        )
-        .bind(id.clone())
-        .fetch_all(&st.db)
-        .await?;
-        let mut tx = st.db.begin().await?;
-        sqlx::query("DELETE FROM report_chunks WHERE report_id = $1")
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        for c in &chunks {
-            sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1")
-                .bind(c.clone())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM chunks WHERE id = $1")
-                .bind(c.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let gone = sqlx::query(
-            "DELETE FROM reports WHERE id = $1 AND status = 'open' AND touched_at < $2",
-        )
-        .bind(id.clone())
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        if gone.rows_affected() != 1 {
-            // Touched meanwhile: a resumed upload. Keep everything.
-            tx.rollback().await?;
-            continue;
-        }
-        tx.commit().await?;
-        // Objects go after the rows: a crash here leaves orphans, never dangling rows.
-        for c in &chunks {
-            if let Ok(cid) = chunk_hex(c)
-                && let Err(e) = st.chunks.delete(&cid).await
-            {
-                tracing::warn!(chunk = %c, error = %e, "could not delete a swept chunk");
-            }
-        }
-        removed += 1;
-        tracing::info!(report = %id, chunks = chunks.len(), "swept an abandoned upload");
-    }
-    Ok(removed)
-}

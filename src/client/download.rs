@@ -1,0 +1,277 @@
+//! Downloading and verifying a report (DESIGN.md §2, §5): every check before the file appears.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::ledger::Ledger;
+use super::reports::{Progress, file_err, integrity, retryable};
+use super::{ApiClient, ClientError, LoggedIn};
+use crate::api::{COMMIT_GRANT_ID, ReportDetail, Role};
+use crate::ledger::Entry;
+use crate::seal::{
+    Dek, Manifest, ReportKeys, ReportMeta, ReportOpener, open_meta, unwrap_dek, verify_manifest,
+};
+
+/// A report whose manifest, signature, commit entry, wrapped key and key commitment all
+/// checked out, ready to open.
+pub struct VerifiedReport {
+    pub detail: ReportDetail,
+    pub manifest: Manifest,
+    pub meta: ReportMeta,
+    dek: Dek,
+    chunk_ids: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for VerifiedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedReport")
+            .field("id", &self.detail.summary.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedReport {
+    pub fn dek(&self) -> &Dek {
+        &self.dek
+    }
+}
+
+/// Every check short of the chunks: the author's key and the report's commit in the ledger,
+/// the manifest's signature, the wrapped key's ledger entry, and the key commitment.
+pub async fn verify_report(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &Ledger,
+    id: Uuid,
+) -> Result<VerifiedReport, ClientError> {
+    let my_id = me.login.user.id;
+    let detail = client.report(id).await?;
+    let author = detail.summary.author_id;
+    let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
+    let manifest = verify_manifest(
+        &detail.manifest,
+        &detail.signature,
+        &author_keys.public_keys.ed25519,
+    )
+    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
+    if manifest.report_id != *id.as_bytes()
+        || manifest.author_id != *author.as_bytes()
+        || manifest.patient_id != *detail.summary.patient_id.as_bytes()
+    {
+        return Err(integrity(format!(
+            "the manifest of report {id} names another report, author or patient"
+        )));
+    }
+    let manifest_hash: [u8; 32] = Sha256::digest(&detail.manifest).into();
+    match ledger
+        .checked_entry(detail.ledger_index, &detail.commit_entry)
+        .await?
+    {
+        Entry::ReportCommitted {
+            report_id,
+            manifest_hash: h,
+            signature,
+            ..
+        } if report_id == *id.as_bytes()
+            && h == manifest_hash
+            && signature.as_slice() == detail.signature.as_slice() => {}
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the ledger's commit entry for report {id} does not match its manifest"
+            )));
+        }
+    }
+    let key = client.report_key(id).await?;
+    let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
+    match ledger
+        .checked_entry(key.wrap_index, &key.wrap_entry)
+        .await?
+    {
+        Entry::KeyWrapped {
+            grant_id,
+            report_id,
+            reader_id,
+            wrapper_id,
+            wrapped_key_hash,
+            ..
+        } if report_id == *id.as_bytes()
+            && reader_id == *my_id.as_bytes()
+            && wrapped_key_hash == wrapped_hash
+            && wrapper_id == *key.wrapper_id.as_bytes()
+            && (wrapper_id == manifest.author_id
+                || (grant_id != COMMIT_GRANT_ID.into_bytes()
+                    && wrapper_id == manifest.patient_id)) => {}
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the key the server handed over for report {id} is not the one recorded in the ledger"
+            )));
+        }
+    }
+    let dek = unwrap_dek(&key.wrapped, id.as_bytes(), my_id.as_bytes(), &me.secrets)
+        .map_err(|e| integrity(format!("report {id}: your wrapped key: {e}")))?;
+    let keys = ReportKeys::derive(&dek, id.as_bytes());
+    keys.check_commit(&manifest.key_commit)
+        .map_err(|e| integrity(format!("report {id}: {e}")))?;
+    let meta = open_meta(&keys, id.as_bytes(), &detail.meta)
+        .map_err(|e| integrity(format!("report {id}: metadata: {e}")))?;
+    if crate::seal::meta_hash(&detail.meta) != manifest.meta_hash {
+        return Err(integrity(format!(
+            "report {id}: metadata does not match the manifest"
+        )));
+    }
+    let mut chunk_ids = Vec::with_capacity(detail.chunk_ids.len());
+    for c in &detail.chunk_ids {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(c, &mut b)
+            .map_err(|_| integrity("a chunk id is not 64 hex digits"))?;
+        chunk_ids.push(b);
+    }
+    Ok(VerifiedReport {
+        detail,
+        manifest,
+        meta,
+        dek,
+        chunk_ids,
+    })
+}
+
+/// Streams the report's chunks, verifying each, into `sink`; `progress` after each.
+async fn open_chunks(
+    client: &ApiClient,
+    report: &VerifiedReport,
+    transfers: usize,
+    cancel: Option<&Arc<AtomicBool>>,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
+    mut sink: impl FnMut(&[u8]) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    let opener = ReportOpener::new(&report.dek, &report.manifest)?
+        .with_chunk_ids(report.chunk_ids.clone())?;
+    let mut opener = opener;
+    let mut p = Progress {
+        bytes_total: report.manifest.plaintext_len,
+        chunks_total: report.manifest.n_chunks,
+        ..Progress::default()
+    };
+    let mut stream = futures::stream::iter(report.detail.chunk_ids.clone())
+        .enumerate()
+        .map(|(i, id)| async move {
+            let mut wait = std::time::Duration::from_millis(200);
+            let mut attempt = 0;
+            loop {
+                let max = super::chunk_ciphertext_len(
+                    &report.manifest,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                );
+                match client.chunk_limited(&id, None, max).await {
+                    Ok(b) => return Ok(b),
+                    Err(e) if attempt < 4 && retryable(&e) => {
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(ClientError::Server { message, .. }) => {
+                        return Err(integrity(format!("chunk {i}: {message}")));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .buffered(transfers.max(1));
+    while let Some(bytes) = stream.next().await {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(ClientError::Cancelled);
+        }
+        let bytes = bytes?;
+        let plain = opener
+            .open_next(bytes.to_vec())
+            .map_err(|e| integrity(e.to_string()))?;
+        sink(&plain)?;
+        p.bytes_done += plain.len() as u64;
+        p.chunks_done += 1;
+        if let Some(f) = progress {
+            f(p);
+        }
+    }
+    opener.finish().map_err(|e| integrity(e.to_string()))
+}
+
+/// How a download runs: chunks in flight, a cancel flag, a progress callback.
+#[derive(Clone, Copy)]
+pub struct TransferOptions<'a> {
+    pub transfers: usize,
+    pub cancel: Option<&'a Arc<AtomicBool>>,
+    pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+}
+
+impl TransferOptions<'_> {
+    pub fn new(transfers: usize) -> Self {
+        TransferOptions {
+            transfers,
+            cancel: None,
+            progress: None,
+        }
+    }
+}
+
+/// Downloads a report to `out`: an unnamed temporary file in its folder (`output`), linked into
+/// place only after every chunk, the chain, the signature, the key commitment and the ledger
+/// entries verify, and never over an existing file. On any failure, or if the process is
+/// interrupted, nothing appears at `out` and no plaintext stays behind.
+pub async fn download(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &Ledger,
+    id: Uuid,
+    out: &Path,
+    opts: &TransferOptions<'_>,
+) -> Result<VerifiedReport, ClientError> {
+    let report = verify_report(client, me, ledger, id).await?;
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
+    let mut pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
+        .map_err(file_err(dir))?;
+    open_chunks(
+        client,
+        &report,
+        opts.transfers,
+        opts.cancel,
+        opts.progress,
+        |plain| pending.file().write_all(plain).map_err(file_err(out)),
+    )
+    .await?;
+    pending.persist(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} appeared meanwhile; it was left as it is",
+                out.display()
+            ))
+        } else {
+            file_err(out)(e)
+        }
+    })?;
+    Ok(report)
+}
+
+/// Every check of a download, without writing anything.
+pub async fn verify(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &Ledger,
+    id: Uuid,
+    transfers: usize,
+) -> Result<VerifiedReport, ClientError> {
+    let report = verify_report(client, me, ledger, id).await?;
+    open_chunks(client, &report, transfers, None, None, |_| Ok(())).await?;
+    Ok(report)
+}

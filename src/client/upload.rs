@@ -1,0 +1,428 @@
+//! Sealing and uploading a report (DESIGN.md §2, §5), resuming an interrupted upload of the
+//! same file only after proving every re-sealed chunk unchanged.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::ledger::Ledger;
+use super::reports::{Progress, file_err, retryable};
+use super::{ApiClient, ClientError, LoggedIn};
+use crate::api::{CommitRequest, CommitResponse, OpenReportRequest, Role, WrappedKeyIn};
+use crate::seal::{
+    ChunkSealer, Dek, Manifest, ReportKeys, ReportMeta, SealError, UploadState, seal_meta, wrap_dek,
+};
+
+pub struct UploadOptions<'a> {
+    pub state_dir: &'a Path,
+    pub chunk_size: u32,
+    pub transfers: usize,
+    pub title: String,
+    pub note: String,
+    /// Set to stop the transfer between chunks; the upload can be resumed later.
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    pub report_id: Uuid,
+    pub commit: CommitResponse,
+    pub chunks_total: u32,
+    /// Chunks sent by this run.
+    pub chunks_sent: u32,
+    /// Chunks the server already had (a resumed upload).
+    pub chunks_skipped: u32,
+    /// An earlier interrupted upload of a different input was abandoned.
+    pub restarted: bool,
+}
+
+/// The saved state of one upload: which report, sealed under the user's `wrap_key`.
+fn upload_state_path(state_dir: &Path, server: &str, patient: Uuid, file: &Path) -> PathBuf {
+    let canonical = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    let mut h = Sha256::new();
+    h.update(server.as_bytes());
+    h.update([0]);
+    h.update(patient.as_bytes());
+    h.update(canonical.as_os_str().as_encoded_bytes());
+    state_dir
+        .join("uploads")
+        .join(format!("{}.state", hex::encode(&h.finalize()[..16])))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(file_err(&tmp))?;
+    f.write_all(bytes).map_err(file_err(&tmp))?;
+    f.sync_all().map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))?;
+    Ok(())
+}
+
+/// Reads chunk `index` of the file into a buffer with room for the tag.
+fn read_chunk(
+    file: &mut std::fs::File,
+    sealer: &ChunkSealer,
+    index: u32,
+) -> std::io::Result<Vec<u8>> {
+    let (offset, len) = sealer
+        .chunk_range(index)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut buf = Vec::with_capacity(len + crate::seal::TAG_LEN);
+    buf.resize(len, 0);
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Seals and uploads `file` as a report for `patient`, resuming an interrupted upload of the
+/// same file (only after proving every re-sealed chunk unchanged), then commits it with the
+/// key wrapped to the patient and to the author.
+pub async fn upload(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &Ledger,
+    patient: Uuid,
+    file: &Path,
+    opts: &UploadOptions<'_>,
+) -> Result<UploadOutcome, ClientError> {
+    // Shown to others: nothing that makes the title or note read other than it is.
+    crate::text::check_line(&opts.title)
+        .map_err(|e| ClientError::Refused(format!("title: {e}")))?;
+    crate::text::check_lines(&opts.note).map_err(|e| ClientError::Refused(format!("note: {e}")))?;
+    let my_id = me.login.user.id;
+    ledger.check_self(my_id, &me.secrets.public()).await?;
+    let patient_keys = ledger.user_keys(patient, Some(Role::Patient)).await?;
+    let meta_file = std::fs::metadata(file).map_err(file_err(file))?;
+    if !meta_file.is_file() {
+        return Err(ClientError::Refused(format!(
+            "{} is not a file",
+            file.display()
+        )));
+    }
+    let file_len = meta_file.len();
+    let state_path = upload_state_path(opts.state_dir, client.base_url().as_str(), patient, file);
+
+    let mut restarted = false;
+    loop {
+        // An earlier state for this file, if it still fits; else a new report.
+        let mut state = match std::fs::read(&state_path) {
+            Ok(bytes) => match UploadState::open(&bytes, &me.wrap_key) {
+                Ok(s) if s.matches_len(file_len) && s.patient_id == *patient.as_bytes() => Some(s),
+                _ => {
+                    restarted = true;
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let fresh = state.is_none();
+        let st = match state.take() {
+            Some(s) => s,
+            None => UploadState::new(
+                *Uuid::new_v4().as_bytes(),
+                *patient.as_bytes(),
+                opts.chunk_size,
+                file_len,
+                Dek::generate()?,
+            )?,
+        };
+        if fresh {
+            // Saved before anything is sent: a crash from here on resumes this report.
+            write_private(&state_path, &st.seal(&me.wrap_key)?)?;
+        }
+        match upload_once(
+            client,
+            me,
+            st,
+            &state_path,
+            file,
+            &patient_keys.public_keys.x25519,
+            opts,
+        )
+        .await
+        {
+            Err(ClientError::Seal(SealError::InputChanged { chunk })) => {
+                tracing::warn!(
+                    chunk,
+                    "the file changed since the interrupted upload; starting a new report"
+                );
+                let _ = std::fs::remove_file(&state_path);
+                restarted = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(mut outcome) => {
+                let _ = std::fs::remove_file(&state_path);
+                outcome.restarted = restarted;
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+/// A sealed chunk on its way from the sealing thread to the senders.
+type Sealed = (u32, [u8; 32], Bytes, u64);
+
+/// The sealing side of an upload, on its own thread: reads the file chunk by chunk, pins each
+/// chunk's plaintext in the saved state (written to disk before that chunk's ciphertext
+/// exists), seals, and hands chunks on. Returns the state when done.
+fn seal_chunks(
+    mut st: UploadState,
+    wrap_key: crate::seal::WrapKey,
+    state_path: PathBuf,
+    file: PathBuf,
+    batch: u32,
+    tx: tokio::sync::mpsc::Sender<Sealed>,
+) -> Result<UploadState, ClientError> {
+    let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
+    let n = sealer.n_chunks();
+    let mut fh = std::fs::File::open(&file).map_err(file_err(&file))?;
+    let mut start = 0u32;
+    while start < n {
+        let end = (start + batch).min(n);
+        let mut plain = Vec::with_capacity((end - start) as usize);
+        let mut pinned_new = false;
+        for i in start..end {
+            let buf = read_chunk(&mut fh, &sealer, i).map_err(file_err(&file))?;
+            let before = st.sealed_count();
+            st.pin(i, &buf)?;
+            pinned_new |= st.sealed_count() != before;
+            plain.push((i, buf));
+        }
+        if pinned_new {
+            write_private(&state_path, &st.seal(&wrap_key)?)?;
+        }
+        for (i, buf) in plain {
+            let len = buf.len() as u64;
+            let c = sealer.seal(i, buf)?;
+            if tx
+                .blocking_send((i, c.chunk_id, Bytes::from(c.ciphertext), len))
+                .is_err()
+            {
+                // The sending side stopped (cancelled or failed): so do we.
+                return Ok(st);
+            }
+        }
+        start = end;
+    }
+    Ok(st)
+}
+
+async fn upload_once(
+    client: &ApiClient,
+    me: &LoggedIn,
+    st: UploadState,
+    state_path: &Path,
+    file: &Path,
+    patient_x25519: &[u8; 32],
+    opts: &UploadOptions<'_>,
+) -> Result<UploadOutcome, ClientError> {
+    let report_id = Uuid::from_bytes(st.report_id);
+    let patient = Uuid::from_bytes(st.patient_id);
+    let opened = client
+        .open_report(&OpenReportRequest {
+            report_id,
+            patient_id: patient,
+            chunk_size: st.chunk_size,
+            plaintext_len: st.file_len,
+        })
+        .await?;
+    // A fresh report has nothing on the server: no need to ask what is missing.
+    let resuming = opened.chunks_present > 0;
+    let n = crate::seal::expected_chunks(st.file_len, st.chunk_size)?;
+    let mut progress = Progress {
+        bytes_total: st.file_len,
+        chunks_total: n,
+        ..Progress::default()
+    };
+    let transfers = opts.transfers.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(transfers);
+    let sealing = {
+        let (wrap_key, state_path, file) = (
+            me.wrap_key.clone(),
+            state_path.to_path_buf(),
+            file.to_path_buf(),
+        );
+        let batch = (transfers * 2).clamp(2, 32) as u32;
+        // On failure the thread ends, the channel closes, and its error comes from the join.
+        tokio::task::spawn_blocking(move || seal_chunks(st, wrap_key, state_path, file, batch, tx))
+    };
+    let cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
+    let mut ids: Vec<Option<[u8; 32]>> = vec![None; n as usize];
+    let (mut sent, mut skipped) = (0u32, 0u32);
+    let slots = Arc::new(tokio::sync::Semaphore::new(transfers));
+    let mut sending: tokio::task::JoinSet<Result<u64, ClientError>> = tokio::task::JoinSet::new();
+    let outcome: Result<(), ClientError> = async {
+        let finish = |r: Result<Result<u64, ClientError>, tokio::task::JoinError>,
+                      progress: &mut Progress,
+                      sent: &mut u32|
+         -> Result<(), ClientError> {
+            let len = r.map_err(|e| ClientError::Refused(format!("upload task: {e}")))??;
+            *sent += 1;
+            progress.bytes_done += len;
+            progress.chunks_done += 1;
+            if let Some(p) = opts.progress {
+                p(*progress);
+            }
+            Ok(())
+        };
+        while let Some(item) = rx.recv().await {
+            if cancelled() {
+                return Err(ClientError::Cancelled);
+            }
+            let (i, id, ct, len) = item;
+            ids[i as usize] = Some(id);
+            if resuming && client.missing_chunks(report_id, &[id]).await?.is_empty() {
+                skipped += 1;
+                progress.bytes_done += len;
+                progress.chunks_done += 1;
+                continue;
+            }
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Cancelled)?;
+            let c = client.clone();
+            sending.spawn(async move {
+                let r = put_with_retry(&c, report_id, &id, ct).await.map(|()| len);
+                drop(permit);
+                r
+            });
+            while let Some(done) = sending.try_join_next() {
+                finish(done, &mut progress, &mut sent)?;
+                if cancelled() {
+                    return Err(ClientError::Cancelled);
+                }
+            }
+        }
+        while let Some(done) = sending.join_next().await {
+            finish(done, &mut progress, &mut sent)?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        sending.abort_all();
+        drop(rx);
+        // The sealing thread stops at its next chunk; its state file is already on disk.
+        let _ = sealing.await;
+        return Err(e);
+    }
+    let st = sealing
+        .await
+        .map_err(|e| ClientError::Refused(format!("sealing task: {e}")))??;
+    let ids: Vec<[u8; 32]> = ids
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| ClientError::Refused("the sealing thread stopped early".into()))?;
+    let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
+
+    // The commit: manifest, signature, metadata, chunk order, wrapped keys.
+    let summary = sealer.summary(&ids)?;
+    let keys = ReportKeys::derive(st.dek(), &st.report_id);
+    let meta_blob = seal_meta(
+        &keys,
+        &st.report_id,
+        &ReportMeta {
+            title: opts.title.clone(),
+            file_name: file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            media_type: String::new(),
+            note: opts.note.clone(),
+        },
+    )?;
+    let manifest = Manifest {
+        report_id: st.report_id,
+        patient_id: st.patient_id,
+        author_id: *me.login.user.id.as_bytes(),
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        plaintext_len: summary.plaintext_len,
+        chunk_size: summary.chunk_size,
+        n_chunks: summary.n_chunks,
+        head: summary.head,
+        meta_hash: crate::seal::meta_hash(&meta_blob),
+        key_commit: summary.key_commit,
+    };
+    let signature = manifest.sign(me.secrets.signing_key());
+    let my_id = me.login.user.id;
+    let wrapped_patient = wrap_dek(st.dek(), &st.report_id, &st.patient_id, patient_x25519)?;
+    let wrapped_me = wrap_dek(
+        st.dek(),
+        &st.report_id,
+        my_id.as_bytes(),
+        &me.secrets.public().x25519,
+    )?;
+    let commit = client
+        .commit_report(
+            report_id,
+            &CommitRequest {
+                manifest: manifest.to_bytes().to_vec(),
+                signature: signature.to_vec(),
+                meta: meta_blob,
+                chunk_ids: ids.iter().map(hex::encode).collect(),
+                wrapped_keys: vec![
+                    WrappedKeyIn {
+                        reader_id: patient,
+                        wrapped: wrapped_patient.to_vec(),
+                    },
+                    WrappedKeyIn {
+                        reader_id: my_id,
+                        wrapped: wrapped_me.to_vec(),
+                    },
+                ],
+            },
+        )
+        .await?;
+    Ok(UploadOutcome {
+        report_id,
+        commit,
+        chunks_total: n,
+        chunks_sent: sent,
+        chunks_skipped: skipped,
+        restarted: false,
+    })
+}
+
+/// Network blips and busy answers are retried a few times; refusals are not.
+async fn put_with_retry(
+    client: &ApiClient,
+    report: Uuid,
+    id: &[u8; 32],
+    body: Bytes,
+) -> Result<(), ClientError> {
+    let mut wait = std::time::Duration::from_millis(200);
+    for attempt in 0.. {
+        match client.put_chunk(report, id, body.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 4 && retryable(&e) => {
+                tracing::warn!(error = %e, attempt, "chunk upload failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}

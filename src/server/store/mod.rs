@@ -1,0 +1,4 @@
+//! The database side of the routes that move report data: route files call these functions
+//! instead of holding SQL themselves.
+
+pub mod reports;

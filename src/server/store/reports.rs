@@ -1,0 +1,114 @@
+//! The SQL of reports and their chunks (DESIGN.md §7), for the report and chunk routes.
+
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::server::db::now_ms;
+use crate::server::error::AppError;
+use crate::server::routes::parse_uuid;
+
+/// A report row as the handlers use it.
+pub struct ReportRow {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub patient_id: Uuid,
+    pub status: String,
+    pub chunk_size: u32,
+    pub plaintext_len: u64,
+    pub n_chunks: u32,
+    pub created_at: i64,
+    pub released_at: Option<i64>,
+    pub ledger_index: Option<i64>,
+}
+
+pub const REPORT_COLS: &str = "id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
+     created_at, released_at, ledger_index";
+
+pub fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
+    let num = |col: &str| -> Result<i64, AppError> { Ok(r.try_get::<i64, _>(col)?) };
+    Ok(ReportRow {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        author_id: parse_uuid(&r.try_get::<String, _>("author_id")?)?,
+        patient_id: parse_uuid(&r.try_get::<String, _>("patient_id")?)?,
+        status: r.try_get("status")?,
+        chunk_size: u32::try_from(num("chunk_size")?).map_err(AppError::internal)?,
+        plaintext_len: u64::try_from(num("plaintext_len")?).map_err(AppError::internal)?,
+        n_chunks: u32::try_from(num("n_chunks")?).map_err(AppError::internal)?,
+        created_at: num("created_at")?,
+        released_at: r.try_get("released_at")?,
+        ledger_index: r.try_get("ledger_index")?,
+    })
+}
+
+pub async fn load_report(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<Option<ReportRow>, AppError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {REPORT_COLS} FROM reports WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(report_row).transpose()
+}
+
+/// Whether `user` may read the committed report now: its author, its patient once released,
+/// or a doctor holding a live grant whose key was wrapped.
+pub async fn may_read(
+    conn: &mut sqlx::AnyConnection,
+    report: &ReportRow,
+    user: Uuid,
+) -> Result<bool, AppError> {
+    if report.status != "committed" {
+        return Ok(false);
+    }
+    if report.author_id == user {
+        return Ok(true);
+    }
+    if report.patient_id == user {
+        return Ok(report.released_at.is_some());
+    }
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status = 'wrapped' \
+         AND expires_at > $3",
+    )
+    .bind(report.id.to_string())
+    .bind(user.to_string())
+    .bind(now_ms())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(live.is_some())
+}
+
+pub async fn user_name(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<String, AppError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(name.unwrap_or_default())
+}
+
+pub async fn present_chunks(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<std::collections::HashSet<String>, AppError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+pub async fn public_ed25519(
+    conn: &mut sqlx::AnyConnection,
+    user: Uuid,
+) -> Result<[u8; 32], AppError> {
+    let key: Vec<u8> = sqlx::query_scalar("SELECT ed25519_pub FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    key.try_into()
+        .map_err(|_| AppError::internal("stored public key is not 32 bytes"))
+}

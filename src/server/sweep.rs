@@ -1,0 +1,68 @@
+//! The sweep of abandoned uploads: reports left open and untouched past their time go, with
+//! the chunks no other report holds.
+
+use crate::server::AppState;
+use crate::server::db::now_ms;
+use crate::server::error::AppError;
+use crate::server::routes::chunks::chunk_hex;
+
+/// Removes reports left open and untouched longer than `open_report_ttl_secs`, with their
+/// chunks (unless another report holds the same chunk).
+pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
+    let cutoff = now_ms() - (st.config.open_report_ttl_secs as i64).saturating_mul(1000);
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM reports WHERE status = 'open' AND touched_at < $1 LIMIT 100",
+    )
+    .bind(cutoff)
+    .fetch_all(&st.db)
+    .await?;
+    let mut removed = 0;
+    for id in stale {
+        let chunks: Vec<String> = sqlx::query_scalar(
+            "SELECT chunk_id FROM report_chunks rc WHERE report_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM report_chunks o WHERE o.chunk_id = rc.chunk_id AND o.report_id <> $1)",
+        )
+        .bind(id.clone())
+        .fetch_all(&st.db)
+        .await?;
+        let mut tx = st.db.begin().await?;
+        sqlx::query("DELETE FROM report_chunks WHERE report_id = $1")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        for c in &chunks {
+            sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1")
+                .bind(c.clone())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM chunks WHERE id = $1")
+                .bind(c.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let gone = sqlx::query(
+            "DELETE FROM reports WHERE id = $1 AND status = 'open' AND touched_at < $2",
+        )
+        .bind(id.clone())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        if gone.rows_affected() != 1 {
+            // Touched meanwhile: a resumed upload. Keep everything.
+            tx.rollback().await?;
+            continue;
+        }
+        tx.commit().await?;
+        // Objects go after the rows: a crash here leaves orphans, never dangling rows.
+        for c in &chunks {
+            if let Ok(cid) = chunk_hex(c)
+                && let Err(e) = st.chunks.delete(&cid).await
+            {
+                tracing::warn!(chunk = %c, error = %e, "could not delete a swept chunk");
+            }
+        }
+        removed += 1;
+        tracing::info!(report = %id, chunks = chunks.len(), "swept an abandoned upload");
+    }
+    Ok(removed)
+}
