@@ -250,3 +250,58 @@ fn auth_keys_are_redacted() {
     let back: clinvault::api::LoginRequest = serde_json::from_str(&json).unwrap();
     assert_eq!(&*back.auth_key, &[0xab; 32][..]);
 }
+
+/// Point 3: a committed report whose row is edited back to "open" is reported by the audit,
+/// and the sweeper leaves it and its chunks alone.
+async fn edited_status_is_reported_and_not_swept(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(
+            work.path(),
+            "f",
+            &common::clinic::report_bytes(50_000, b"audit"),
+        ),
+        "F",
+    )
+    .await;
+    let l = c.auditor.ledger().await.unwrap();
+    let before = clinvault::client::audit::audit(&c.auditor.c, &l, false)
+        .await
+        .unwrap();
+    assert!(before.clean(), "{:?}", before.findings);
+    sqlx::query("UPDATE reports SET status = 'open', touched_at = 0 WHERE id = $1")
+        .bind(out.report_id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let after = clinvault::client::audit::audit(&c.auditor.c, &l, false)
+        .await
+        .unwrap();
+    assert_eq!(after.reports, before.reports - 1);
+    let id = out.report_id.to_string();
+    assert!(
+        after.findings.iter().any(|f| matches!(f,
+            clinvault::client::audit::Finding::Report { report, what }
+                if *report == id && what.contains("records it committed"))),
+        "{:?}",
+        after.findings
+    );
+    let chunks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM report_chunks WHERE report_id = $1")
+        .bind(id.clone())
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    assert_eq!(c.ts.handle.sweep_abandoned_uploads().await.unwrap(), 0);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM report_chunks WHERE report_id = $1")
+        .bind(id)
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    assert!(
+        chunks > 0 && left == chunks,
+        "{chunks} chunks before, {left} after"
+    );
+}
+both_backends!(audit_blinded, edited_status_is_reported_and_not_swept);

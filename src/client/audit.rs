@@ -219,6 +219,7 @@ pub async fn audit(
     }
     s.entries = tree.size();
 
+    let mut listed: std::collections::HashSet<uuid::Uuid> = Default::default();
     let mut page = 1;
     loop {
         let p = client.audit_reports(page).await?;
@@ -227,6 +228,7 @@ pub async fn audit(
         }
         for r in &p.reports {
             s.reports += 1;
+            listed.insert(r.id);
             let rid = r.id.to_string();
             let mut report_problem = |what: String| {
                 s.findings.push(Finding::Report {
@@ -305,7 +307,8 @@ pub async fn audit(
                     hex::decode_to_slice(&c.chunk_id, &mut b).ok().map(|_| b)
                 })
                 .collect();
-            if let Ok(m) = crate::seal::Manifest::from_bytes(&r.manifest)
+            let manifest = crate::seal::Manifest::from_bytes(&r.manifest).ok();
+            if let Some(m) = &manifest
                 && (ids.len() != m.n_chunks as usize
                     || chain_head(&m.report_id, &ids) != Some(m.head))
             {
@@ -325,9 +328,14 @@ pub async fn audit(
                         want: p.replicas as usize,
                     });
                 }
+                // At most the length the manifest implies for this index.
+                let max = manifest.as_ref().map_or(
+                    crate::seal::MAX_CHUNK_SIZE as usize + crate::seal::TAG_LEN,
+                    |m| super::chunk_ciphertext_len(m, u32::try_from(index).unwrap_or(u32::MAX)),
+                );
                 for bucket in &c.replicas {
                     s.replicas_checked += 1;
-                    match client.chunk(&c.chunk_id, Some(bucket)).await {
+                    match client.chunk_limited(&c.chunk_id, Some(bucket), max).await {
                         Ok(bytes) => {
                             if hex::encode(Sha256::digest(&bytes)) != c.chunk_id {
                                 bad = true;
@@ -375,6 +383,28 @@ pub async fn audit(
             Some(n) => page = n,
             None => break,
         }
+    }
+    // Every commit the ledger records must be a committed report the server lists: a report
+    // whose row was edited back to "open" (or deleted) is hidden from the checks above.
+    let mut unlisted: Vec<(u64, uuid::Uuid)> = commits
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Entry::ReportCommitted { report_id, .. } => {
+                Some((*i, uuid::Uuid::from_bytes(*report_id)))
+            }
+            _ => None,
+        })
+        .filter(|(_, id)| !listed.contains(id))
+        .collect();
+    unlisted.sort();
+    for (index, id) in unlisted {
+        s.findings.push(Finding::Report {
+            report: id.to_string(),
+            what: format!(
+                "ledger entry {index} records it committed, but the server does not list it \
+                 as a committed report (its row edited or deleted?)"
+            ),
+        });
     }
     Ok(s)
 }

@@ -6,6 +6,23 @@ use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::routes::chunks::chunk_hex;
 
+/// The ids of every report a commit entry (kind 2) of the ledger names. Read only when a
+/// sweep has candidates, which abandoned uploads make rare.
+async fn committed_in_ledger(st: &AppState) -> Result<std::collections::HashSet<String>, AppError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE kind = 2")
+        .fetch_all(&st.db)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|b| match crate::ledger::Entry::from_bytes(b) {
+            Ok(crate::ledger::Entry::ReportCommitted { report_id, .. }) => {
+                Some(uuid::Uuid::from_bytes(report_id).to_string())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// Removes reports left open and untouched longer than `open_report_ttl_secs`, with their
 /// chunks (unless another report holds the same chunk).
 pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
@@ -16,8 +33,21 @@ pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
     .bind(cutoff)
     .fetch_all(&st.db)
     .await?;
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    // A report the ledger records as committed is never swept, whatever its row says: an
+    // edited status must not have the server delete a committed report's chunks (issue 17).
+    let committed = committed_in_ledger(st).await?;
     let mut removed = 0;
     for id in stale {
+        if committed.contains(&id) {
+            tracing::error!(
+                report = %id,
+                "a report the ledger records as committed is marked open: not swept (database edited?)"
+            );
+            continue;
+        }
         let chunks: Vec<String> = sqlx::query_scalar(
             "SELECT chunk_id FROM report_chunks rc WHERE report_id = $1 AND NOT EXISTS \
              (SELECT 1 FROM report_chunks o WHERE o.chunk_id = rc.chunk_id AND o.report_id <> $1)",
