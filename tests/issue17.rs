@@ -305,3 +305,126 @@ async fn edited_status_is_reported_and_not_swept(db: Db) {
     );
 }
 both_backends!(audit_blinded, edited_status_is_reported_and_not_swept);
+
+/// Point 2: a deleted `ledger_subjects` row hides an entry from the server's "entries about
+/// me", but the replayed trail still holds it and names the gap; a later run replays only the
+/// new entries and keeps the old ones.
+async fn deleted_subject_row_is_detected(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"trail"),
+        "F",
+    )
+    .await;
+    common::clinic::release(&c).await;
+    let hidden: i64 = sqlx::query_scalar("SELECT MAX(idx) FROM ledger_entries WHERE kind = 6")
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_subjects WHERE idx = $1 AND user_id = $2")
+        .bind(hidden)
+        .bind(c.pat.id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let hidden = hidden as u64;
+    let l = c.pat.ledger().await.unwrap();
+    let served: Vec<u64> = l
+        .entries(0, l.head().tree_size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(!served.contains(&hidden), "the server's index hides it");
+    let t = clinvault::client::trail::complete_trail(&l, c.pat.state.path(), c.pat.id)
+        .await
+        .unwrap();
+    assert!(t.entries.iter().any(|(i, _)| *i == hidden));
+    assert_eq!(t.omitted_by_server, vec![hidden]);
+    // Everything the server does list is in the trail too.
+    for i in &served {
+        assert!(t.entries.iter().any(|(j, _)| j == i), "entry {i}");
+    }
+    // Later: only new entries are replayed; the earlier ones stay.
+    let before = l.head().tree_size;
+    h_append(&c).await;
+    let l = c.pat.ledger().await.unwrap();
+    let again = clinvault::client::trail::complete_trail(&l, c.pat.state.path(), c.pat.id)
+        .await
+        .unwrap();
+    assert_eq!(again.replayed, l.head().tree_size - before);
+    assert!(again.entries.iter().any(|(i, _)| *i == hidden));
+    assert_eq!(again.entries.len(), t.entries.len() + 1);
+    assert!(again.omitted_by_server.is_empty());
+}
+both_backends!(trail_provable, deleted_subject_row_is_detected);
+
+/// A "key served" entry naming the clinic's patient as the reader.
+async fn h_append(c: &Clinic) {
+    let e = Entry::ReportAccess {
+        time_ms: now_ms(),
+        report_id: *Uuid::new_v4().as_bytes(),
+        reader_id: *c.pat.id.as_bytes(),
+        what: AccessWhat::KeyServed,
+    };
+    c.ts.handle
+        .append_for_tests(&[(e, vec![c.pat.id])])
+        .await
+        .unwrap();
+}
+
+/// Point 2's cost: replaying 100,000 entries from the server, as a new client would once.
+/// Prints the figures; ignored (it takes a while), run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture"]
+async fn replay_cost_measured() {
+    let c = clinic_with(Db::Sqlite, |_| {}).await;
+    let n = 100_000;
+    for _ in 0..(n / 5000) {
+        c.ts.handle
+            .append_for_tests(&filler(5000, c.pat2.id))
+            .await
+            .unwrap();
+    }
+    h_append(&c).await;
+    let l = c.pat.ledger().await.unwrap();
+    // The bytes of one page of 1000 entries, as the client reads it.
+    let page = common::http()
+        .get(format!(
+            "{}/v1/ledger/entries?start=20000&end=21000&all=true",
+            c.ts.url
+        ))
+        .bearer_auth(c.pat.c.token().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    // A new account replays from its registration entry: make the patient's start at 0 to
+    // measure the whole ledger.
+    let t0 = std::time::Instant::now();
+    let entries = l.every_entry(0, l.head().tree_size).await.unwrap();
+    let fetch = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let mut f = clinvault::client::trail::Frontier::default();
+    for e in &entries {
+        f.push(clinvault::ledger::leaf_hash(&e.entry));
+        clinvault::ledger::Entry::from_bytes(&e.entry).unwrap();
+    }
+    assert_eq!(f.root(), l.head().root);
+    let replay = t1.elapsed();
+    eprintln!(
+        "replay of {} entries: {} bytes per page of 1000 ({} per entry), fetch {:?}, \
+         decode+hash+root {:?}",
+        entries.len(),
+        page,
+        page / 1000,
+        fetch,
+        replay
+    );
+}

@@ -309,9 +309,14 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
 
 /// The patient's trail: every entry about them, checked for inclusion.
 pub async fn access(cfg: &Config) -> Result<()> {
-    let (c, _) = signed_in(cfg)?;
+    let (c, saved) = signed_in(cfg)?;
     let l = ledger(cfg, &c).await?;
-    let entries = l.entries(0, l.head().tree_size).await?;
+    // Replayed from the ledger itself (issue 17): complete even if the server's index of
+    // "entries about you" was thinned out.
+    let trail =
+        clinvault::client::trail::complete_trail(&l, &cfg.client.state_path(), saved.user_id)
+            .await?;
+    let entries = trail.entries;
     // Names beside the ids: the id is what the ledger proves, the name is the server's word
     // for whose key that id registered.
     let mut names: std::collections::HashMap<[u8; 16], String> = Default::default();
@@ -396,9 +401,21 @@ pub async fn access(cfg: &Config) -> Result<()> {
         out!("#{i:<6} {when}  {what}");
     }
     out!(
-        "{}, each checked against the ledger head of {}",
+        "{}, complete: the ledger replayed up to its signed head of {}",
         super::plural(entries.len() as u64, "entry", "entries"),
         super::plural(l.head().tree_size, "entry", "entries")
     );
+    if !trail.omitted_by_server.is_empty() {
+        bail!(
+            "the server's list of entries about you left out {}: its records were edited, or \
+             it hides them — tell your clinic",
+            trail
+                .omitted_by_server
+                .iter()
+                .map(|i| format!("#{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(())
 }

@@ -525,6 +525,16 @@ impl Ledger {
     /// The entries the server answers with for `start..end`, page after page, each page
     /// covering `from..next` as the server says; a page may be empty and not the last.
     async fn pages(&self, start: u64, end: u64) -> Result<Vec<LedgerEntryOut>, ClientError> {
+        self.pages_of(start, end, false).await
+    }
+
+    /// [`Ledger::pages`]; with `all`, every entry rather than those about the caller.
+    async fn pages_of(
+        &self,
+        start: u64,
+        end: u64,
+        all: bool,
+    ) -> Result<Vec<LedgerEntryOut>, ClientError> {
         let mut out: Vec<LedgerEntryOut> = Vec::new();
         let mut from = start;
         while from < end {
@@ -532,7 +542,11 @@ impl Ledger {
                 .client
                 .get_limited(
                     "/v1/ledger/entries",
-                    &[("start", from.to_string()), ("end", end.to_string())],
+                    &[
+                        ("start", from.to_string()),
+                        ("end", end.to_string()),
+                        ("all", all.to_string()),
+                    ],
                     super::LEDGER_PAGE_LIMIT,
                 )
                 .await?;
@@ -554,6 +568,55 @@ impl Ledger {
             out.extend(page.entries);
         }
         Ok(out)
+    }
+
+    /// The client this view talks to.
+    pub fn client(&self) -> &ApiClient {
+        &self.client
+    }
+
+    /// The compact range of the first `size` leaves, as the server gives it (unverified).
+    pub async fn frontier(&self, size: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+        let p: LedgerProof = self
+            .client
+            .get("/v1/ledger/frontier", &[("size", size.to_string())])
+            .await?;
+        Ok(p.hashes)
+    }
+
+    /// Every entry `start..end`, whoever it is about (any user may replay), none skipped.
+    pub async fn every_entry(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<LedgerEntryOut>, ClientError> {
+        let mut out = Vec::new();
+        for (expected, e) in (start..).zip(self.pages_of(start, end, true).await?) {
+            if e.index != expected {
+                return Err(ledger_error(format!(
+                    "the server skipped ledger entry {expected} (sent {})",
+                    e.index
+                )));
+            }
+            out.push(e);
+        }
+        if out.len() as u64 != end - start {
+            return Err(ledger_error(format!(
+                "the server sent {} of the ledger entries {start}..{end}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The indexes the server's "entries about me" answer lists for `start..end`.
+    pub async fn subject_indexes(&self, start: u64, end: u64) -> Result<Vec<u64>, ClientError> {
+        Ok(self
+            .pages(start, end)
+            .await?
+            .into_iter()
+            .map(|e| e.index)
+            .collect())
     }
 
     /// The newest `n` entries about this user from the whole ledger (every page read, so none

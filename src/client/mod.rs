@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod output;
 pub mod reports;
 pub mod session;
+pub mod trail;
 pub mod upload;
 
 use std::net::IpAddr;

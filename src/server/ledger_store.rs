@@ -176,6 +176,34 @@ pub async fn root_at(conn: &mut AnyConnection, size: u64) -> Result<Hash, AppErr
     with_nodes(conn, |node| root_with(size, node)).await
 }
 
+/// The compact range of the first `size` leaves: the roots of the perfect subtrees that
+/// cover `0..size`, largest first (at most 64). With the leaves from `size` on they give
+/// every later root, so a client can replay the ledger from `size` (issue 17).
+pub async fn frontier(conn: &mut AnyConnection, size: u64) -> Result<Vec<Hash>, AppError> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for level in (0..64u32).rev() {
+        if size & (1u64 << level) == 0 {
+            continue;
+        }
+        let s = Subtree::new(level, offset >> level)
+            .ok_or_else(|| AppError::internal("frontier subtree out of range"))?;
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM ledger_nodes WHERE level = $1 AND idx = $2")
+                .bind(i64::from(s.level()))
+                .bind(i64_of(s.index())?)
+                .fetch_optional(&mut *conn)
+                .await?;
+        out.push(
+            hash.ok_or_else(|| AppError::internal(format!("ledger node {s:?} missing")))?
+                .try_into()
+                .map_err(|_| AppError::internal("ledger node is not 32 bytes"))?,
+        );
+        offset += 1u64 << level;
+    }
+    Ok(out)
+}
+
 pub async fn inclusion(
     conn: &mut AnyConnection,
     index: u64,

@@ -41,6 +41,12 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/v1/ledger/frontier",
+            Policy::Roles(ANY_USER),
+            frontier,
+        ),
+        route(
+            Method::GET,
             "/v1/ledger/entries",
             Policy::Roles(ANY_USER),
             entries,
@@ -110,9 +116,35 @@ async fn inclusion(
 }
 
 #[derive(Deserialize)]
+struct FrontierQuery {
+    size: u64,
+}
+
+/// The compact range of the first `size` leaves, for a client replaying from `size`.
+async fn frontier(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<FrontierQuery>,
+) -> Result<Json<LedgerProof>, AppError> {
+    let mut conn = st.db.acquire().await?;
+    let size = ledger_store::size(&mut conn).await?;
+    if q.size > size {
+        return Err(AppError::bad_request(format!(
+            "size must be at most {size} (the tree size)"
+        )));
+    }
+    let hashes = ledger_store::frontier(&mut conn, q.size).await?;
+    Ok(Json(LedgerProof {
+        hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
 struct EntriesQuery {
     start: Option<u64>,
     end: Option<u64>,
+    /// Every entry of the window, for any user replaying the ledger (issue 17).
+    #[serde(default)]
+    all: bool,
 }
 
 /// Auditors and admins (the audit trail) read every entry, a window of at most
@@ -130,7 +162,8 @@ async fn entries(
         return Err(AppError::bad_request("end must not be below start"));
     }
     let end = q.end.unwrap_or(size).min(size).max(start);
-    let everything = matches!(caller.role, Role::Auditor | Role::Admin);
+    let auditor = matches!(caller.role, Role::Auditor | Role::Admin);
+    let everything = auditor || q.all;
     let subject = caller.id_str();
     let (rows, next) = if everything {
         let end = end.min(start.saturating_add(MAX_ENTRIES));
@@ -152,7 +185,7 @@ async fn entries(
         entries: rows
             .into_iter()
             .map(|e| LedgerEntryOut {
-                authenticated: everything.then(|| {
+                authenticated: auditor.then(|| {
                     st.append_key.check(
                         e.index,
                         &crate::ledger::leaf_hash(&e.bytes),
