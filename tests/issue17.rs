@@ -428,3 +428,95 @@ async fn replay_cost_measured() {
         replay
     );
 }
+
+/// Point 5: a consent signed by another account, presented for a report whose committed
+/// manifest names our patient, is refused before any wrap; the approval time the key holder
+/// sees is the ledger entry's, not the database's.
+async fn consent_is_bound_to_the_reports_patient(db: Db) {
+    use clinvault::client::reports::check_grant_for_wrap;
+    use ed25519_dalek::Signer;
+    let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 100).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"consent"),
+        "F",
+    )
+    .await;
+    common::clinic::release(&c).await;
+    let db = c.ts.handle.db();
+
+    // Honest grant by code; the database then claims another approval time.
+    let g = c.doc2.c.grant_request(out.report_id).await.unwrap();
+    let code = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    let req = c.doc2.c.otp_pending().await.unwrap()[0].request_id;
+    c.doc2.c.otp_verify(req, &code).await.unwrap();
+    sqlx::query("UPDATE grants SET approved_at = 1900000000000 WHERE id = $1")
+        .bind(g.id.to_string())
+        .execute(db)
+        .await
+        .unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let check = check_grant_for_wrap(&c.doc.c, &l, g.id).await.unwrap();
+    let ledger_time = c.doc.c.grants().await.unwrap();
+    let ledger_time = ledger_time.iter().find(|x| x.id == g.id).unwrap();
+    let entry =
+        clinvault::ledger::Entry::from_bytes(ledger_time.approval_entry.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        check.grant.approved_at.map(|t| t.timestamp_millis()),
+        Some(entry.time_ms()),
+        "the time shown is the ledger's"
+    );
+
+    // A second grant "approved" by a signature of another (self-registered) account, with
+    // the report filed under that account.
+    let g2 = c.doc2.c.grant_request(out.report_id).await;
+    let g2 = match g2 {
+        Ok(g) => g,
+        Err(_) => {
+            // One open request per reader and report: use the first grant's row again.
+            g.clone()
+        }
+    };
+    let expires = g2.expires_at.timestamp_millis();
+    let msg =
+        clinvault::api::consent_message(&g2.id, &out.report_id, &c.pat2.id, &c.doc2.id, expires);
+    let sig = c.pat2.me.secrets.signing_key().sign(&msg).to_bytes();
+    let idx =
+        c.ts.handle
+            .append_for_tests(&[(
+                Entry::GrantApproved {
+                    time_ms: now_ms(),
+                    grant_id: *g2.id.as_bytes(),
+                    report_id: *out.report_id.as_bytes(),
+                    reader_id: *c.doc2.id.as_bytes(),
+                    how: clinvault::ledger::GrantHow::SignedByPatient,
+                },
+                vec![c.doc2.id, c.pat2.id],
+            )])
+            .await
+            .unwrap()[0];
+    sqlx::query(
+        "UPDATE grants SET status = 'approved', how = 2, approved_at = $1, approval_index = $2, \
+         consent_sig = $3 WHERE id = $4",
+    )
+    .bind(now_ms())
+    .bind(idx as i64)
+    .bind(sig.to_vec())
+    .bind(g2.id.to_string())
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE reports SET patient_id = $1 WHERE id = $2")
+        .bind(c.pat2.id.to_string())
+        .bind(out.report_id.to_string())
+        .execute(db)
+        .await
+        .unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let e = check_grant_for_wrap(&c.doc.c, &l, g2.id)
+        .await
+        .expect_err("a consent by another account is refused");
+    assert!(e.to_string().contains("another patient"), "{e}");
+}
+both_backends!(consent_bound, consent_is_bound_to_the_reports_patient);

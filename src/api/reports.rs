@@ -295,17 +295,20 @@ pub struct GrantWrap {
     pub wrapped: Vec<u8>,
 }
 
-/// What a patient signs to approve a grant directly.
+/// What a patient signs to approve a grant directly (v2, issue 17: the patient's id is bound
+/// in, so a consent cannot be presented for another patient's report).
 pub fn consent_message(
     grant_id: &Uuid,
     report_id: &Uuid,
+    patient_id: &Uuid,
     reader_id: &Uuid,
     expires_ms: i64,
 ) -> Vec<u8> {
-    let mut m = Vec::with_capacity(20 + 16 * 3 + 8);
-    m.extend_from_slice(b"clinvault/consent/v1");
+    let mut m = Vec::with_capacity(20 + 16 * 4 + 8);
+    m.extend_from_slice(b"clinvault/consent/v2");
     m.extend_from_slice(grant_id.as_bytes());
     m.extend_from_slice(report_id.as_bytes());
+    m.extend_from_slice(patient_id.as_bytes());
     m.extend_from_slice(reader_id.as_bytes());
     m.extend_from_slice(&expires_ms.to_be_bytes());
     m

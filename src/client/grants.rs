@@ -12,6 +12,7 @@ use crate::api::{
 };
 use crate::ledger::{Entry, GrantHow};
 use crate::seal::{fingerprint, wrap_dek};
+use sha2::Digest;
 
 impl ApiClient {
     pub async fn otp_verify(
@@ -110,18 +111,18 @@ pub async fn check_grant_for_wrap(
             "grant {grant_id} has no approval in the ledger; refusing to wrap a key for it"
         )));
     };
-    let how = match ledger.checked_entry(index, entry).await? {
+    let (how, approved_ms) = match ledger.checked_entry(index, entry).await? {
         Entry::GrantApproved {
             grant_id: g,
             report_id,
             reader_id,
             how,
-            ..
+            time_ms,
         } if g == *grant.id.as_bytes()
             && report_id == *grant.report_id.as_bytes()
             && reader_id == *grant.reader_id.as_bytes() =>
         {
-            how
+            (how, time_ms)
         }
         _ => {
             return Err(ClientError::Ledger(format!(
@@ -129,6 +130,32 @@ pub async fn check_grant_for_wrap(
             )));
         }
     };
+    // The patient the grant names must be the one the report's committed manifest names
+    // (issue 17): a consent by some other account proves nothing about this report.
+    let detail = client.report(grant.report_id).await?;
+    let committed = ledger
+        .checked_entry(detail.ledger_index, &detail.commit_entry)
+        .await?;
+    let manifest_hash: [u8; 32] = sha2::Sha256::digest(&detail.manifest).into();
+    let manifest = crate::seal::Manifest::from_bytes(&detail.manifest).ok();
+    let genuine = matches!(committed, Entry::ReportCommitted { report_id, manifest_hash: h, .. }
+        if report_id == *grant.report_id.as_bytes() && h == manifest_hash);
+    match manifest {
+        Some(m) if genuine && m.patient_id == *grant.patient_id.as_bytes() => {}
+        Some(_) if genuine => {
+            return Err(ClientError::Ledger(format!(
+                "grant {grant_id} names patient {}, but the report's committed manifest names \
+                 another patient; refusing to wrap",
+                grant.patient_id
+            )));
+        }
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the manifest of report {} is not the one its ledger commit entry records",
+                grant.report_id
+            )));
+        }
+    }
     if how == GrantHow::SignedByPatient {
         let patient = ledger
             .user_keys(grant.patient_id, Some(Role::Patient))
@@ -136,6 +163,7 @@ pub async fn check_grant_for_wrap(
         let message = consent_message(
             &grant.id,
             &grant.report_id,
+            &grant.patient_id,
             &grant.reader_id,
             grant.expires_at.timestamp_millis(),
         );
@@ -154,6 +182,9 @@ pub async fn check_grant_for_wrap(
     let reader = ledger
         .user_keys(grant.reader_id, Some(Role::Doctor))
         .await?;
+    // The approval time shown is the ledger's, not the database's.
+    let mut grant = grant;
+    grant.approved_at = chrono::DateTime::from_timestamp_millis(approved_ms);
     Ok(WrapCheck {
         reader_name: reader.name.clone(),
         reader_fingerprint: fingerprint(&reader.public_keys),
@@ -223,6 +254,7 @@ pub async fn approve_and_wrap(
     let message = consent_message(
         &grant.id,
         &grant.report_id,
+        &grant.patient_id,
         &grant.reader_id,
         grant.expires_at.timestamp_millis(),
     );

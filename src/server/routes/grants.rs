@@ -247,7 +247,7 @@ async fn approve(
         ));
     }
     let expires_ms = g.expires_at.timestamp_millis();
-    let message = consent_message(&g.id, &g.report_id, &g.reader_id, expires_ms);
+    let message = consent_message(&g.id, &g.report_id, &g.patient_id, &g.reader_id, expires_ms);
     let key: Vec<u8> = sqlx::query_scalar("SELECT ed25519_pub FROM users WHERE id = $1")
         .bind(caller.id_str())
         .fetch_one(&st.db)
