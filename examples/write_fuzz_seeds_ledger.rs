@@ -39,6 +39,7 @@ fn main() {
             report_id: [8; 16],
             reader_id: [9; 16],
             how: GrantHow::Otp,
+            expires_ms: None,
         },
         Entry::KeyWrapped {
             time_ms: 3,

@@ -491,6 +491,7 @@ async fn consent_is_bound_to_the_reports_patient(db: Db) {
                     report_id: *out.report_id.as_bytes(),
                     reader_id: *c.doc2.id.as_bytes(),
                     how: clinvault::ledger::GrantHow::SignedByPatient,
+                    expires_ms: Some(expires),
                 },
                 vec![c.doc2.id, c.pat2.id],
             )])
@@ -520,3 +521,109 @@ async fn consent_is_bound_to_the_reports_patient(db: Db) {
     assert!(e.to_string().contains("another patient"), "{e}");
 }
 both_backends!(consent_bound, consent_is_bound_to_the_reports_patient);
+
+/// Point 4: a reader's key through a grant holds only while the ledger says so. A revoked
+/// grant whose rows are put back, or whose approval entry records an expiry now past, gets
+/// no key in the reader's client, whatever the database says.
+async fn revoked_or_expired_grant_keys_are_refused(db: Db) {
+    use clinvault::client::reports::{check_grant_for_wrap, confirm_wrap, verify};
+    let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 100).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"grant"),
+        "F",
+    )
+    .await;
+    common::clinic::release(&c).await;
+    let db = c.ts.handle.db();
+    let g = c.doc2.c.grant_request(out.report_id).await.unwrap();
+    let code = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    let req = c.doc2.c.otp_pending().await.unwrap()[0].request_id;
+    c.doc2.c.otp_verify(req, &code).await.unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let check = check_grant_for_wrap(&c.doc.c, &l, g.id).await.unwrap();
+    confirm_wrap(&c.doc.c, &c.doc.me, &l, &check).await.unwrap();
+    let l2 = c.doc2.ledger().await.unwrap();
+    verify(&c.doc2.c, &c.doc2.me, &l2, out.report_id, 2)
+        .await
+        .expect("the granted doctor reads the report");
+
+    // Revoked, then the rows put back by a database writer.
+    let key_row = sqlx::query(
+        "SELECT report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at \
+         FROM wrapped_keys WHERE grant_id = $1",
+    )
+    .bind(g.id.to_string())
+    .fetch_one(db)
+    .await
+    .unwrap();
+    use sqlx::Row;
+    let wrapped: Vec<u8> = key_row.get("wrapped");
+    let wrapper: String = key_row.get("wrapper_id");
+    let windex: i64 = key_row.get("ledger_index");
+    let created: i64 = key_row.get("created_at");
+    c.pat.c.grant_revoke(g.id).await.unwrap();
+    sqlx::query(
+        "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, \
+         ledger_index, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(out.report_id.to_string())
+    .bind(c.doc2.id.to_string())
+    .bind(wrapped)
+    .bind(wrapper)
+    .bind(g.id.to_string())
+    .bind(windex)
+    .bind(created)
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE grants SET status = 'wrapped', revoked_at = NULL, revoke_index = NULL WHERE id = $1",
+    )
+    .bind(g.id.to_string())
+    .execute(db)
+    .await
+    .unwrap();
+    // The server serves the key again; the client refuses it.
+    c.doc2.c.report_key(out.report_id).await.expect("served");
+    let l2 = c.doc2.ledger().await.unwrap();
+    let e = verify(&c.doc2.c, &c.doc2.me, &l2, out.report_id, 2)
+        .await
+        .expect_err("a revoked grant's key is refused");
+    assert!(e.to_string().contains("revoked"), "{e}");
+
+    // An approval entry whose recorded expiry is past: refused, although the database's
+    // expiry is a year ahead.
+    let past = Entry::GrantApproved {
+        time_ms: now_ms(),
+        grant_id: *g.id.as_bytes(),
+        report_id: *out.report_id.as_bytes(),
+        reader_id: *c.doc2.id.as_bytes(),
+        how: clinvault::ledger::GrantHow::Otp,
+        expires_ms: Some(now_ms() - 1000),
+    };
+    let idx =
+        c.ts.handle
+            .append_for_tests(&[(past, vec![c.doc2.id, c.pat.id])])
+            .await
+            .unwrap()[0];
+    sqlx::query("UPDATE grants SET approval_index = $1, expires_at = $2 WHERE id = $3")
+        .bind(idx as i64)
+        .bind(now_ms() + 365 * 86_400_000)
+        .bind(g.id.to_string())
+        .execute(db)
+        .await
+        .unwrap();
+    let l2 = c.doc2.ledger().await.unwrap();
+    let e = check_in_force(&c, &l2, g.id).await;
+    assert!(e.contains("expired"), "{e}");
+}
+both_backends!(grant_in_force, revoked_or_expired_grant_keys_are_refused);
+
+async fn check_in_force(c: &Clinic, l: &clinvault::client::ledger::Ledger, g: Uuid) -> String {
+    clinvault::client::grants::check_grant_in_force(&c.doc2.c, l, g, c.doc2.id)
+        .await
+        .expect_err("refused")
+        .to_string()
+}

@@ -239,15 +239,16 @@ fn entry() -> impl Strategy<Value = Entry> {
                 signature,
             }
         }),
-        (t, id(), id(), id(), how).prop_map(|(time_ms, grant_id, report_id, reader_id, how)| {
-            Entry::GrantApproved {
+        (t, id(), id(), id(), how, proptest::option::of(any::<i64>())).prop_map(
+            |(time_ms, grant_id, report_id, reader_id, how, expires_ms)| Entry::GrantApproved {
                 time_ms,
                 grant_id,
                 report_id,
                 reader_id,
                 how,
+                expires_ms,
             }
-        }),
+        ),
         (t, id(), id(), id(), id(), h32()).prop_map(
             |(time_ms, grant_id, report_id, reader_id, wrapper_id, wrapped_key_hash)| {
                 Entry::KeyWrapped {

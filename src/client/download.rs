@@ -106,7 +106,20 @@ pub async fn verify_report(
             && wrapper_id == *key.wrapper_id.as_bytes()
             && (wrapper_id == manifest.author_id
                 || (grant_id != COMMIT_GRANT_ID.into_bytes()
-                    && wrapper_id == manifest.patient_id)) => {}
+                    && wrapper_id == manifest.patient_id)) =>
+        {
+            // A key given through a grant holds only while the ledger says the grant does
+            // (issue 17): not after the expiry it records, not after a revocation entry.
+            if grant_id != COMMIT_GRANT_ID.into_bytes() {
+                super::grants::check_grant_in_force(
+                    client,
+                    ledger,
+                    Uuid::from_bytes(grant_id),
+                    my_id,
+                )
+                .await?;
+            }
+        }
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the key the server handed over for report {id} is not the one recorded in the ledger"

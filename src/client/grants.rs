@@ -118,10 +118,20 @@ pub async fn check_grant_for_wrap(
             reader_id,
             how,
             time_ms,
+            expires_ms,
         } if g == *grant.id.as_bytes()
             && report_id == *grant.report_id.as_bytes()
             && reader_id == *grant.reader_id.as_bytes() =>
         {
+            if let Some(e) = expires_ms
+                && e <= chrono::Utc::now().timestamp_millis()
+            {
+                return Err(ClientError::Refused(format!(
+                    "grant {grant_id} expired at {} (as the ledger records it); no key is wrapped \
+                     for it",
+                    chrono::DateTime::from_timestamp_millis(e).unwrap_or_default()
+                )));
+            }
             (how, time_ms)
         }
         _ => {
@@ -192,6 +202,62 @@ pub async fn check_grant_for_wrap(
         how,
         grant,
     })
+}
+
+/// A grant through which this reader was given a key must still be in force as the ledger
+/// records it: its approval entry (checked for inclusion) names this reader and, when it
+/// records an expiry (kind 8), that expiry is ahead; and the reader's complete trail
+/// (replayed, [`super::trail`]) holds no revocation entry for it. Database edits of the
+/// grant's expiry or status change neither.
+pub async fn check_grant_in_force(
+    client: &ApiClient,
+    ledger: &Ledger,
+    grant_id: Uuid,
+    me: Uuid,
+) -> Result<(), ClientError> {
+    let grant = client
+        .grants()
+        .await?
+        .into_iter()
+        .find(|g| g.id == grant_id)
+        .ok_or_else(|| ClientError::Refused(format!("no grant {grant_id} visible to you")))?;
+    let (Some(index), Some(entry)) = (grant.approval_index, grant.approval_entry.as_ref()) else {
+        return Err(ClientError::Ledger(format!(
+            "grant {grant_id} has no approval in the ledger; refusing its key"
+        )));
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let expires = match ledger.checked_entry(index, entry).await? {
+        Entry::GrantApproved {
+            grant_id: g,
+            reader_id,
+            expires_ms,
+            ..
+        } if g == *grant_id.as_bytes() && reader_id == *me.as_bytes() => {
+            // Kind 3 (approved before expiries were recorded): the server's word.
+            expires_ms.unwrap_or(grant.expires_at.timestamp_millis())
+        }
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the ledger's approval entry does not match grant {grant_id}; refusing its key"
+            )));
+        }
+    };
+    if expires <= now {
+        return Err(ClientError::Refused(format!(
+            "grant {grant_id} expired at {} (as the ledger records it); its key is refused",
+            chrono::DateTime::from_timestamp_millis(expires).unwrap_or_default()
+        )));
+    }
+    let trail = super::trail::complete_trail(ledger, &ledger.state_dir(), me).await?;
+    if let Some((i, _)) = trail.entries.iter().find(
+        |(_, e)| matches!(e, Entry::GrantRevoked { grant_id: g, .. } if *g == *grant_id.as_bytes()),
+    ) {
+        return Err(ClientError::Refused(format!(
+            "grant {grant_id} was revoked (ledger entry {i}); its key is refused"
+        )));
+    }
+    Ok(())
 }
 
 /// Wraps the report's key to the checked reader and signs nothing else: the server records

@@ -277,12 +277,7 @@ impl Ledger {
 
     /// Syncs again (after this client caused an append): new head, checked against this one.
     pub async fn refresh(&mut self) -> Result<(), ClientError> {
-        let dir = self
-            .path
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = self.state_dir();
         let fresh = Ledger::sync_with(
             &self.client,
             &dir,
@@ -568,6 +563,15 @@ impl Ledger {
             out.extend(page.entries);
         }
         Ok(out)
+    }
+
+    /// The state folder this view keeps its saved head in.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// The client this view talks to.

@@ -74,13 +74,16 @@ pub enum Entry {
         manifest_hash: Hash,
         signature: [u8; 64],
     },
-    /// Kind 3: a reader may be given one report's key.
+    /// Kind 3: a reader may be given one report's key. Kind 8 (issue 17) is the same with the
+    /// grant's expiry (`expires_ms`, Unix ms) recorded: a reader's client refuses the key after
+    /// it. Kind 3 (`expires_ms: None`) is what servers before kind 8 appended.
     GrantApproved {
         time_ms: i64,
         grant_id: Id,
         report_id: Id,
         reader_id: Id,
         how: GrantHow,
+        expires_ms: Option<i64>,
     },
     /// Kind 4: `wrapper_id` wrapped the report's key to the reader.
     KeyWrapped {
@@ -118,6 +121,7 @@ fn body_len(kind: u8) -> Option<usize> {
         5 => 16,
         6 => 16 * 2 + 1,
         7 => 16 * 2,
+        8 => 16 * 3 + 1 + 8,
         _ => return None,
     })
 }
@@ -127,7 +131,13 @@ impl Entry {
         match self {
             Entry::UserRegistered { .. } => 1,
             Entry::ReportCommitted { .. } => 2,
-            Entry::GrantApproved { .. } => 3,
+            Entry::GrantApproved {
+                expires_ms: None, ..
+            } => 3,
+            Entry::GrantApproved {
+                expires_ms: Some(_),
+                ..
+            } => 8,
             Entry::KeyWrapped { .. } => 4,
             Entry::GrantRevoked { .. } => 5,
             Entry::ReportAccess { .. } => 6,
@@ -186,12 +196,16 @@ impl Entry {
                 report_id,
                 reader_id,
                 how,
+                expires_ms,
                 ..
             } => {
                 out.extend_from_slice(grant_id);
                 out.extend_from_slice(report_id);
                 out.extend_from_slice(reader_id);
                 out.push(*how as u8);
+                if let Some(e) = expires_ms {
+                    out.extend_from_slice(&e.to_be_bytes());
+                }
             }
             Entry::KeyWrapped {
                 grant_id,
@@ -268,12 +282,17 @@ impl Entry {
                 manifest_hash: r.take()?,
                 signature: r.take()?,
             },
-            3 => Entry::GrantApproved {
+            3 | 8 => Entry::GrantApproved {
                 time_ms,
                 grant_id: r.take()?,
                 report_id: r.take()?,
                 reader_id: r.take()?,
                 how: GrantHow::try_from(r.byte()?)?,
+                expires_ms: if kind == 8 {
+                    Some(i64::from_be_bytes(r.take()?))
+                } else {
+                    None
+                },
             },
             4 => Entry::KeyWrapped {
                 time_ms,
@@ -364,6 +383,7 @@ mod tests {
                 report_id: [8; 16],
                 reader_id: [9; 16],
                 how: GrantHow::SignedByPatient,
+                expires_ms: None,
             },
             Entry::KeyWrapped {
                 time_ms: i64::MIN,
@@ -387,6 +407,14 @@ mod tests {
                 time_ms: 3,
                 request_id: [18; 16],
                 user_id: [19; 16],
+            },
+            Entry::GrantApproved {
+                time_ms: 5,
+                grant_id: [7; 16],
+                report_id: [8; 16],
+                reader_id: [9; 16],
+                how: GrantHow::Otp,
+                expires_ms: Some(i64::MIN),
             },
         ]
     }
@@ -429,7 +457,7 @@ mod tests {
     #[test]
     fn unknown_kinds_and_codes_are_refused() {
         let mut b = all_kinds()[4].to_bytes();
-        for kind in [0u8, 8, 255] {
+        for kind in [0u8, 9, 255] {
             b[ENTRY_PREFIX.len()] = kind;
             assert_eq!(Entry::from_bytes(&b), Err(LedgerError::UnknownKind(kind)));
         }

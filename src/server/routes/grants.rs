@@ -295,6 +295,8 @@ async fn approve(
             report_id: g.report_id.into_bytes(),
             reader_id: g.reader_id.into_bytes(),
             how: GrantHow::SignedByPatient,
+            // The expiry the patient signed, recorded where no database edit reaches it.
+            expires_ms: Some(expires_ms),
         },
         &[
             g.patient_id.to_string(),

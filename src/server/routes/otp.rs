@@ -371,6 +371,11 @@ async fn verify(
                 .bind(report_id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
+            // The grant's expiry goes into the entry (kind 8): clients refuse the key after it.
+            let expires: i64 = sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = $1")
+                .bind(grant.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
             let index = ledger_store::append(
                 &mut tx,
                 &st.append_key,
@@ -380,6 +385,7 @@ async fn verify(
                     report_id: report_id.into_bytes(),
                     reader_id: caller.id.into_bytes(),
                     how: GrantHow::Otp,
+                    expires_ms: Some(expires),
                 },
                 &[patient_id.to_string(), caller.id_str(), author],
             )
