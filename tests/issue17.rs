@@ -627,3 +627,22 @@ async fn check_in_force(c: &Clinic, l: &clinvault::client::ledger::Ledger, g: Uu
         .expect_err("refused")
         .to_string()
 }
+
+/// Point 6, server side: a new head is never dated before the newest stored head, even when
+/// this host's clock is behind another process's (clients now refuse that).
+async fn heads_never_go_back_in_time(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let ahead = now_ms() + 30_000;
+    sqlx::query("UPDATE ledger_heads SET time_ms = $1 WHERE tree_size = (SELECT MAX(tree_size) FROM ledger_heads)")
+        .bind(ahead)
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    c.ts.handle
+        .append_for_tests(&filler(1, c.pat2.id))
+        .await
+        .unwrap();
+    let h = c.ts.handle.ledger_head().await.unwrap().head;
+    assert!(h.time_ms > ahead, "{} <= {ahead}", h.time_ms);
+}
+both_backends!(head_time, heads_never_go_back_in_time);

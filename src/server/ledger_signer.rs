@@ -418,7 +418,23 @@ async fn sign_checked(st: &AppState) -> Result<HeadOut, AppError> {
             )));
         }
     }
-    let head = SignedHead::sign(size, root, now_ms(), &key);
+    // Heads move forward in time (clients refuse a same-size head dated before one they saw,
+    // issue 17): never before the newest head signed here or stored by any process, whatever
+    // this host's clock says.
+    let stored: Option<i64> = sqlx::query_scalar("SELECT MAX(time_ms) FROM ledger_heads")
+        .fetch_one(&mut *conn)
+        .await?;
+    // The database's word is taken at most a minute ahead: an edited time must not date
+    // every later head in the future (clients refuse those).
+    let stored = stored.map(|t| t.min(now_ms().saturating_add(60_000)));
+    let newest = remembered
+        .as_ref()
+        .map(|m| m.time_ms)
+        .into_iter()
+        .chain(stored)
+        .max();
+    let time = newest.map_or(now_ms(), |t| now_ms().max(t.saturating_add(1)));
+    let head = SignedHead::sign(size, root, time, &key);
     // Remembered before anyone can see it.
     write_memory_file(&signer.memory_path, &head).map_err(|e| {
         sig_err(format!(
