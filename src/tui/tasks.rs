@@ -529,7 +529,7 @@ async fn ledger_job(
         Job::Entries => {
             let me_id = me.login.user.id;
             Done::Entries(
-                l.latest_entries(ENTRIES_SHOWN)
+                complete_trail(l, me_id)
                     .await
                     .map(|v| {
                         let mut lines: Vec<LedgerLine> = v
@@ -550,9 +550,26 @@ async fn ledger_job(
     }
 }
 
-/// How many of the newest entries about the user the Ledger pane shows, from the whole
-/// ledger (each costs an inclusion proof).
+/// How many of the newest entries about the user the Ledger pane shows.
 pub const ENTRIES_SHOWN: usize = 100;
+
+/// The newest entries of the user's complete trail (replayed, issue 17); an entry the
+/// server's own list left out is a ledger failure.
+async fn complete_trail(
+    l: &crate::client::ledger::Ledger,
+    me: Uuid,
+) -> Result<Vec<(u64, Entry)>, crate::client::ClientError> {
+    let t = crate::client::trail::complete_trail(l, &l.state_dir(), me).await?;
+    if let Some(i) = t.omitted_by_server.first() {
+        return Err(crate::client::ClientError::Ledger(format!(
+            "the server's list of entries about you left out entry {i} (and {} more)",
+            t.omitted_by_server.len() - 1
+        )));
+    }
+    let mut v = t.entries;
+    v.drain(..v.len().saturating_sub(ENTRIES_SHOWN));
+    Ok(v)
+}
 
 fn short(id: &[u8; 16], me: Uuid) -> String {
     let u = Uuid::from_bytes(*id);
