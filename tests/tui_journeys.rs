@@ -1094,3 +1094,92 @@ async fn issue14_16_17_hints_true_to_context_unlock_returns_ledger_in_the_bar() 
     assert_eq!(desk.screen, Screen::Main);
     assert_eq!(desk.pane, Pane::Bookings, "back where the lock found it");
 }
+
+/// #14 point 11: `Enter` reads a report in memory after every check; the text is sanitized,
+/// nothing is written to disk, and Esc or the idle lock wipes it. A binary report gets a
+/// summary whose SHA-256 is the file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_11_read_a_report_without_writing_it() {
+    use sha2::{Digest, Sha256};
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text =
+        "# Echo\n\nFindings:\tnormal\n\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}evil\nEND-MARKER\n";
+    let md = common::clinic::write_file(dir.path(), "echo.md", text.as_bytes());
+    common::clinic::upload_file(&c, &md, "Echo").await;
+    let bin = common::clinic::report_bytes(70_000, b"\0BINARY\0");
+    let scan = common::clinic::write_file(dir.path(), "scan.dat", &bin);
+    common::clinic::upload_file(&c, &scan, "Scan").await;
+
+    let mut doc = new_app(&c.ts);
+    log_in(&mut doc, "house@clinic.test").await;
+    press(&mut doc, KeyCode::Char('4')).await;
+    assert_eq!(doc.reports.rows.len(), 2, "{:?}", doc.reports.error);
+    let echo = doc
+        .reports
+        .rows
+        .iter()
+        .position(|r| r.check.title() == Some("Echo"))
+        .expect("the Markdown report");
+    while doc.reports.selected != echo {
+        press(&mut doc, KeyCode::Char('j')).await;
+    }
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer opens: {:?}", doc.status.error)
+    };
+    assert_eq!(v.kind, "Markdown");
+    assert_eq!(v.len, text.len() as u64);
+    assert_eq!(v.sha256, hex::encode(Sha256::digest(text.as_bytes())));
+    let screen = screen_text(&doc);
+    assert!(screen.contains("END-MARKER"), "{screen}");
+    assert!(screen.contains("Findings:    normal"), "{screen}");
+    assert!(
+        screen.contains("\\u{1b}[2J") && screen.contains("\\u{202e}evil"),
+        "escapes are shown, not obeyed: {screen}"
+    );
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}'));
+    assert!(matches!(
+        doc.reports.rows[echo].check,
+        Check::Verified { .. }
+    ));
+    // Scrolling moves the text; Esc closes and drops it.
+    press(&mut doc, KeyCode::Char('j')).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("still open")
+    };
+    assert_eq!(v.scroll, 1);
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(doc.popup.is_none());
+    assert!(!screen_text(&doc).contains("END-MARKER"));
+    let written: Vec<_> = std::fs::read_dir(&doc.report_settings.download_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !written.iter().any(|n| n.to_string_lossy().contains("echo")),
+        "nothing written: {written:?}"
+    );
+
+    // The binary one: a summary with the file's own hash.
+    let scan_row = 1 - echo;
+    press(
+        &mut doc,
+        KeyCode::Char(if scan_row > echo { 'j' } else { 'k' }),
+    )
+    .await;
+    press(&mut doc, KeyCode::Char('o')).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer opens: {:?}", doc.status.error)
+    };
+    assert_eq!(v.kind, "binary data");
+    assert_eq!(v.sha256, hex::encode(Sha256::digest(&bin)));
+    assert!(screen_text(&doc).contains("Not text"));
+
+    // The idle lock closes it with everything else.
+    press(&mut doc, KeyCode::Esc).await;
+    press(&mut doc, KeyCode::Enter).await;
+    assert!(matches!(doc.popup, Some(Popup::Viewer(_))));
+    drive(&mut doc, Action::IdleLock).await;
+    assert!(doc.popup.is_none());
+    assert!(!screen_text(&doc).contains("SHA-256"));
+}

@@ -25,6 +25,7 @@ use clinvault::tui::state::{
 use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
 use clinvault::tui::view::render;
+use clinvault::tui::viewer::{Body, Viewer, sanitize};
 
 const KEYS: PublicKeys = PublicKeys {
     x25519: [7; 32],
@@ -592,6 +593,65 @@ fn reports_grants_of_a_report() {
             ],
             selected: 0,
         })));
+        a
+    });
+}
+
+fn viewer(body: Body, kind: &'static str, file: &str, len: u64) -> Popup {
+    Popup::Viewer(Box::new(Viewer {
+        report: id(154),
+        title: "Echocardiogram".into(),
+        file_name: file.into(),
+        kind,
+        len,
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        body,
+        scroll: 2,
+    }))
+}
+
+#[test]
+fn reports_viewer_markdown_with_hostile_bytes() {
+    // A report that tries to clear the screen, set the title and reverse the text: all of it
+    // reaches the screen as visible escapes.
+    let doc = "# Echocardiogram\n\nPatient: Pat Jones\nDate: 2026-12-01\n\n## Findings\n\n\
+        - Left ventricle: normal size, EF 60 %\n- Valves:\tno regurgitation\n\
+        - \u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}evil\n\n## Conclusion\n\nNormal study. A \
+        line long enough to wrap at eighty columns, so that the viewer's wrapping shows in the \
+        snapshot as well.\n";
+    snap("reports_viewer", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.popup = Some(viewer(
+            Body::Text {
+                markdown: true,
+                text: sanitize(doc),
+            },
+            "Markdown",
+            "echo.md",
+            doc.len() as u64,
+        ));
+        let text = draw(&a, 80, 24);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'));
+        a
+    });
+}
+
+#[test]
+fn reports_viewer_pdf_summary() {
+    snap("reports_viewer_pdf", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        let Popup::Viewer(mut v) = viewer(
+            Body::Summary("PDFs are not shown as text."),
+            "PDF document",
+            "scan.pdf",
+            3_100_000,
+        ) else {
+            unreachable!()
+        };
+        v.scroll = 0;
+        a.popup = Some(Popup::Viewer(v));
         a
     });
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod ledger;
 pub mod output;
+pub mod read;
 pub mod reports;
 pub mod session;
 

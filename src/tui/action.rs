@@ -129,6 +129,8 @@ pub enum Job {
     Open(Vec<Uuid>),
     /// Every check, chunks too, writing nothing.
     Verify(Uuid),
+    /// Every check, into memory, for the viewer.
+    Read(Uuid),
     Download {
         report: Uuid,
         path: PathBuf,
@@ -183,6 +185,10 @@ pub enum Done {
     Verified {
         report: Uuid,
         result: Outcome<String>,
+    },
+    Read {
+        report: Uuid,
+        result: Outcome<Box<crate::tui::viewer::Viewer>>,
     },
     Downloaded {
         report: Uuid,

@@ -36,6 +36,7 @@ pub enum Cmd {
     Upload,
     Download,
     Verify,
+    Open,
     AskConsent,
     Grants,
     Trail,
@@ -281,6 +282,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "verify every check of the report",
         panes: Some(REPORTS),
         defaults: &["v"],
+    },
+    CmdInfo {
+        cmd: Cmd::Open,
+        name: "open",
+        desc: "read the report here (checked, in memory, never on disk)",
+        panes: Some(REPORTS),
+        defaults: &["o"],
     },
     CmdInfo {
         cmd: Cmd::AskConsent,

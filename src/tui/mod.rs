@@ -13,6 +13,7 @@ pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod view;
+pub mod viewer;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -445,6 +445,8 @@ pub enum Popup {
     Messages(u16),
     /// Quit asked while requests run.
     ConfirmQuit,
+    /// A report read into memory (dropping it wipes the text).
+    Viewer(Box<crate::tui::viewer::Viewer>),
 }
 
 impl Popup {

@@ -327,6 +327,10 @@ fn failed_done(job: Job, f: Fail) -> Done {
             report,
             result: Err(f),
         },
+        Job::Read(report) => Done::Read {
+            report,
+            result: Err(f),
+        },
         Job::Grants(report) => Done::Grants {
             report,
             result: Err(f),
@@ -426,6 +430,24 @@ async fn ledger_job(
                 .await
                 .map(|v| title_of(&v))
                 .map_err(Fail::from),
+        },
+        Job::Read(report) => Done::Read {
+            report,
+            result: crate::client::read::read(
+                c,
+                me,
+                l,
+                report,
+                transfers,
+                crate::tui::viewer::MAX_TEXT,
+                |_| true,
+            )
+            .await
+            .map(|m| {
+                let title = title_of(&m.report);
+                Box::new(crate::tui::viewer::Viewer::new(title, m))
+            })
+            .map_err(Fail::from),
         },
         Job::Download {
             report,

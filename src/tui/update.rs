@@ -1008,6 +1008,9 @@ fn move_down(sel: &mut usize, len: usize, by: usize) {
     *sel = (*sel + by).min(len.saturating_sub(1));
 }
 
+/// Lines a page key moves in the viewer (its body is about 16 lines at 80×24).
+const VIEWER_PAGE: usize = 15;
+
 fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     let Some(popup) = app.popup.take() else {
         return;
@@ -1142,6 +1145,22 @@ fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                     app.dirty = false;
                 }
             }
+        }
+        Popup::Viewer(mut v) => {
+            let last = v.lines().saturating_sub(1);
+            match app.keys.resolve(&k) {
+                Some(Cmd::Down) => v.scroll = (v.scroll + 1).min(last),
+                Some(Cmd::Up) => v.scroll = v.scroll.saturating_sub(1),
+                Some(Cmd::PageDown) => v.scroll = (v.scroll + VIEWER_PAGE).min(last),
+                Some(Cmd::PageUp) => v.scroll = v.scroll.saturating_sub(VIEWER_PAGE),
+                _ if is(&k, KeyCode::Home) => v.scroll = 0,
+                _ if is(&k, KeyCode::End) => v.scroll = last,
+                // Closing drops the viewer, and with it the wiped text.
+                _ if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) => return,
+                Some(Cmd::Quit | Cmd::Open) => return,
+                _ => app.dirty = false,
+            }
+            app.popup = Some(Popup::Viewer(v));
         }
         Popup::Palette(mut p) => {
             if is(&k, KeyCode::Esc) {
@@ -1482,7 +1501,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     }
                 }
             }
-            Pane::Reports => report_command(app, Cmd::Verify, fx),
+            Pane::Reports => report_command(app, Cmd::Open, fx),
             Pane::Otp => report_command(app, Cmd::EnterCode, fx),
             _ => return,
         },
@@ -1496,6 +1515,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Upload
         | Cmd::Download
         | Cmd::Verify
+        | Cmd::Open
         | Cmd::AskConsent
         | Cmd::Grants
         | Cmd::Trail

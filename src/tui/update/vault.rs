@@ -167,7 +167,7 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 vault(app, fx, Job::Patients);
             }
         }
-        Cmd::Download | Cmd::Verify | Cmd::AskConsent | Cmd::Grants => {
+        Cmd::Download | Cmd::Verify | Cmd::Open | Cmd::AskConsent | Cmd::Grants => {
             if app.pane != Pane::Reports {
                 return;
             }
@@ -177,13 +177,13 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             };
             let id = row.summary.id;
             match cmd {
-                Cmd::Verify | Cmd::Download if row.summary.status == "open" => {
+                Cmd::Verify | Cmd::Download | Cmd::Open if row.summary.status == "open" => {
                     app.status.error = Some(
                         "This upload stopped before it was committed: upload the same file again."
                             .into(),
                     )
                 }
-                Cmd::Verify | Cmd::Download if !row.summary.readable => {
+                Cmd::Verify | Cmd::Download | Cmd::Open if !row.summary.readable => {
                     app.status.error = Some(if row.summary.status == "awaiting_release" {
                         "This report waits for the patient's code.".into()
                     } else {
@@ -191,6 +191,10 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     })
                 }
                 Cmd::Verify => vault(app, fx, Job::Verify(id)),
+                Cmd::Open => {
+                    app.status.info = Some("Reading and checking the report…".into());
+                    vault(app, fx, Job::Read(id));
+                }
                 Cmd::Download => {
                     if app.transfer.is_some() {
                         app.status.error = Some("A transfer is running: one at a time.".into());
@@ -548,6 +552,24 @@ pub(super) fn on_vault(
                     app,
                     "Verified ✓: signature, ledger entries, key and every chunk check out.".into(),
                 );
+            }
+            Err(f) => row_failed(app, report, f),
+        },
+        Done::Read { report, result } => match result {
+            Ok(v) => {
+                if let Some(row) = row_mut(app, report) {
+                    row.check = Check::Verified {
+                        title: v.title.clone(),
+                    };
+                }
+                app.status.info = None;
+                // Only over the list it was asked from; otherwise it is dropped (and wiped).
+                if app.screen == crate::tui::state::Screen::Main
+                    && app.pane == Pane::Reports
+                    && app.popup.is_none()
+                {
+                    app.popup = Some(Popup::Viewer(v));
+                }
             }
             Err(f) => row_failed(app, report, f),
         },

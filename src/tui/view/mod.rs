@@ -10,6 +10,7 @@ mod mailbox;
 mod otp;
 mod popup;
 pub mod reports;
+mod viewer;
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -18,7 +19,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use crate::api::Role;
 use crate::tui::keymap::Cmd;
-use crate::tui::state::{App, Pane, Screen};
+use crate::tui::state::{App, Pane, Popup, Screen};
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
@@ -187,6 +188,13 @@ fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
 
 fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
     let role = app.role();
+    if matches!(app.popup, Some(Popup::Viewer(_))) {
+        return vec![
+            (Cmd::Down, "scroll"),
+            (Cmd::PageDown, "page"),
+            (Cmd::Back, "close"),
+        ];
+    }
     let mut v: Vec<(Cmd, &'static str)> = match app.pane {
         Pane::Doctors if app.doctors.editing => {
             vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
@@ -230,7 +238,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             ]
         }
         Pane::Reports => {
-            let mut v = vec![(Cmd::Download, "save"), (Cmd::Verify, "verify")];
+            let mut v = vec![
+                (Cmd::Select, "read"),
+                (Cmd::Download, "save"),
+                (Cmd::Verify, "verify"),
+            ];
             if role == Some(Role::Doctor) {
                 v.push((Cmd::Upload, "upload"));
                 v.push((Cmd::PatientReports, "patient's"));

@@ -15,6 +15,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(p) = &app.popup else { return };
     match p {
+        Popup::Viewer(v) => super::viewer::render(app, v, frame, area),
         Popup::Confirm(pending) => {
             let text = match pending {
                 Pending::Book {
