@@ -1183,3 +1183,75 @@ async fn issue14_11_read_a_report_without_writing_it() {
     assert!(doc.popup.is_none());
     assert!(!screen_text(&doc).contains("SHA-256"));
 }
+
+/// #14 point 12: two release codes for reports by the same doctor on the same day are told
+/// apart by the request id (as in the mail), the time asked and the size; a wrong code's
+/// answer is shown in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_12_otp_rows_can_be_told_apart() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let small = common::clinic::write_file(dir.path(), "a.txt", b"small report");
+    let big = common::clinic::write_file(
+        dir.path(),
+        "b.txt",
+        &common::clinic::report_bytes(70_000, b"BIG"),
+    );
+    let first = common::clinic::upload_file(&c, &small, "A").await;
+    let mail_a = c.ts.last_mail("pat@clinic.test");
+    common::clinic::upload_file(&c, &big, "B").await;
+    let mail_b = c.ts.last_mail("pat@clinic.test");
+    let _ = first;
+    // The full request id, as the mail prints it: "(request <uuid>)".
+    let request_of = |m: &str| {
+        let at = m.find("(request ").expect("the mail names its request") + 9;
+        m[at..at + 36].to_string()
+    };
+    let (req_a, req_b) = (request_of(&mail_a), request_of(&mail_b));
+    assert_ne!(req_a[..8], req_b[..8]);
+
+    let mut pat = new_app(&c.ts);
+    log_in(&mut pat, "pat@clinic.test").await;
+    press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.otp.items.len(), 2, "{:?}", pat.otp.error);
+    let screen = screen_text(&pat);
+    for (req, size) in [(&req_a, "12 B"), (&req_b, "68.4 KiB")] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(&format!("request {}", &req[..8])))
+            .unwrap_or_else(|| panic!("a row names request {req}: {screen}"));
+        assert!(line.contains(size) && line.contains("asked "), "{line}");
+    }
+    // The code of one request typed on the other row: the server's answer, in full.
+    let code_a = common::six_digits(&mail_a);
+    let row_b = pat
+        .otp
+        .items
+        .iter()
+        .position(|p| p.request_id.to_string() == req_b)
+        .expect("row of B");
+    while pat.otp.selected != row_b {
+        press(&mut pat, KeyCode::Char('j')).await;
+    }
+    press(&mut pat, KeyCode::Enter).await;
+    typ(&mut pat, &code_a).await;
+    press(&mut pat, KeyCode::Enter).await;
+    let err = pat.status.error.clone().expect("the wrong row is refused");
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown = flat(
+        &screen_text(&pat)
+            .lines()
+            .rev()
+            .skip(2)
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    assert!(
+        shown.contains(&flat(&format!("✗ {err}"))),
+        "the whole answer is on screen: {shown:?} vs {err:?}"
+    );
+}

@@ -666,9 +666,23 @@ fn otp_pane_typing_a_code() {
                 purpose: "release".into(),
                 report_id: id(151),
                 grant_id: None,
-                unlocks: "Release of the report by Dana Herz to you".into(),
+                unlocks: "your report of 2026-12-01 by Dr Dana Herz".into(),
                 expires_at: now() + Duration::seconds(14 * 60 + 5),
                 tries_left: 5,
+                asked_at: Some(now() - Duration::seconds(55)),
+                report_size: Some(48_213),
+            },
+            // Same doctor, same day: told apart by the request id, the time and the size.
+            OtpPending {
+                request_id: id(62),
+                purpose: "release".into(),
+                report_id: id(153),
+                grant_id: None,
+                unlocks: "your report of 2026-12-01 by Dr Dana Herz".into(),
+                expires_at: now() + Duration::seconds(9 * 60),
+                tries_left: 4,
+                asked_at: Some(now() - Duration::seconds(6 * 60)),
+                report_size: Some(3_100_000),
             },
             OtpPending {
                 request_id: id(61),
@@ -678,6 +692,8 @@ fn otp_pane_typing_a_code() {
                 unlocks: "James Wilson reads the report by Dana Herz".into(),
                 expires_at: now() + Duration::seconds(30),
                 tries_left: 1,
+                asked_at: None,
+                report_size: None,
             },
         ];
         a.pane = Pane::Otp;

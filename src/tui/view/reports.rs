@@ -11,17 +11,7 @@ use crate::tui::view::{pane_block, truncate};
 
 /// `912 B`, `4.0 KiB`, `1.2 MiB`: binary units, labelled as such, as the CLI prints them.
 pub fn human(n: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = n as f64;
-    if f < K {
-        format!("{n} B")
-    } else if f < K * K {
-        format!("{:.1} KiB", f / K)
-    } else if f < K * K * K {
-        format!("{:.1} MiB", f / (K * K))
-    } else {
-        format!("{:.1} GiB", f / (K * K * K))
-    }
+    crate::units::bytes(n)
 }
 
 /// The word for where a report stands, and whether it is bad news.
