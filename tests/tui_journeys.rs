@@ -1255,3 +1255,76 @@ async fn issue14_12_otp_rows_can_be_told_apart() {
         "the whole answer is on screen: {shown:?} vs {err:?}"
     );
 }
+
+/// #17 point 12 (the terminal's part): a password field's text is ours, not the widget's; it
+/// is wiped when submitted, only the login effect holds it. #14 point 17: registration asks
+/// for the password twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue17_12_password_fields_wiped_on_submit_registration_asks_twice() {
+    let s = common::start_server(Db::Sqlite).await;
+    let mut app = new_app(&s);
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "hunter2 secret").await;
+    assert!(
+        !screen_text(&app).contains("hunter2"),
+        "only the mask is drawn"
+    );
+    assert!(
+        !app.login.password.mask.lines().concat().contains("hunter"),
+        "the widget never holds the text"
+    );
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(app.login.password.is_empty(), "wiped on submit");
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            Effect::Login { password, .. } if password.as_str() == "hunter2 secret"
+        )),
+        "the login got it"
+    );
+
+    let mut app = new_app(&s);
+    app.screen = Screen::Register;
+    let pw = "violet tractor sings under a quiet moon";
+    typ(&mut app, "nia@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "Nia New").await;
+    press(&mut app, KeyCode::Tab).await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, pw).await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "violet tractor sings under a quiet mood").await;
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(fx.is_empty(), "nothing sent with two different passwords");
+    assert!(
+        app.register
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("differ"),
+        "{:?}",
+        app.register.message
+    );
+    drive(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    )
+    .await;
+    typ(&mut app, pw).await;
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::VerifyEmail { .. })),
+        "the same twice: the code is mailed ({:?})",
+        app.register.message
+    );
+}

@@ -287,6 +287,7 @@ fn register_with_code() {
         a.register.email.insert_str("new@example.org");
         a.register.name.insert_str("Nia New");
         a.register.password.insert_str("a long passphrase here");
+        a.register.confirm.insert_str("a long passphrase here");
         a.register.verification = Some(clinvault::api::VerifyEmailResponse {
             verification_id: id(9),
             expires_at: now(),

@@ -152,7 +152,7 @@ pub fn field_text(t: &TextArea) -> String {
 
 pub struct LoginForm {
     pub email: TextArea<'static>,
-    pub password: TextArea<'static>,
+    pub password: crate::tui::secret::SecretField,
     pub focus: LoginField,
     pub busy: bool,
     pub message: Option<String>,
@@ -168,7 +168,7 @@ impl Default for LoginForm {
     fn default() -> Self {
         LoginForm {
             email: text_field("email"),
-            password: password_field("password"),
+            password: crate::tui::secret::SecretField::new("password"),
             focus: LoginField::Email,
             busy: false,
             message: None,
@@ -185,6 +185,8 @@ pub enum RegisterField {
     Name,
     Phone,
     Password,
+    /// The password again.
+    Confirm,
     Code,
 }
 
@@ -192,7 +194,8 @@ pub struct RegisterForm {
     pub email: TextArea<'static>,
     pub name: TextArea<'static>,
     pub phone: TextArea<'static>,
-    pub password: TextArea<'static>,
+    pub password: crate::tui::secret::SecretField,
+    pub confirm: crate::tui::secret::SecretField,
     pub code: TextArea<'static>,
     pub focus: RegisterField,
     /// After the code was mailed.
@@ -207,7 +210,8 @@ impl Default for RegisterForm {
             email: text_field("you@example.org"),
             name: text_field("full name"),
             phone: text_field("optional"),
-            password: password_field("15+ characters, a passphrase"),
+            password: crate::tui::secret::SecretField::new("15+ characters, a passphrase"),
+            confirm: crate::tui::secret::SecretField::new("the same again"),
             code: text_field("6 digits from the mail"),
             focus: RegisterField::Email,
             verification: None,

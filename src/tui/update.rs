@@ -6,7 +6,6 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as Days, Months, NaiveDate};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui_textarea::TextArea;
-use zeroize::Zeroizing;
 
 use crate::api::{BookRequest, BookingStatus, Role};
 use crate::client::ApiClient;
@@ -82,6 +81,10 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             }
         }
         Action::Paste(text) => {
+            if let Some(f) = focused_secret(app) {
+                f.insert_str(&text);
+                return;
+            }
             let text: String = text.chars().filter(|c| !c.is_control()).collect();
             if let Some(t) = focused_field(app) {
                 t.insert_str(text);
@@ -159,7 +162,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     tracing::info!("login failed");
                     app.login.message = Some(e);
                     // The password goes; the address stays for another try.
-                    app.login.password = crate::tui::state::password_field("password");
+                    app.login.password.wipe();
                 }
             }
         }
@@ -545,14 +548,14 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
     match app.screen {
         Screen::Login => match app.login.focus {
             LoginField::Email if app.login.locked.is_none() => Some(&mut app.login.email),
-            LoginField::Password => Some(&mut app.login.password),
+            // Password fields are `SecretField`s: see `focused_secret`.
             _ => None,
         },
         Screen::Register => Some(match app.register.focus {
             RegisterField::Email => &mut app.register.email,
             RegisterField::Name => &mut app.register.name,
             RegisterField::Phone => &mut app.register.phone,
-            RegisterField::Password => &mut app.register.password,
+            RegisterField::Password | RegisterField::Confirm => return None,
             RegisterField::Code => &mut app.register.code,
         }),
         Screen::Mailbox => None,
@@ -571,6 +574,29 @@ fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             }
             None => None,
         },
+    }
+}
+
+/// The password field that has the keys, if any.
+fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::SecretField> {
+    match (app.screen, app.login.focus, app.register.focus) {
+        (Screen::Login, LoginField::Password, _) => Some(&mut app.login.password),
+        (Screen::Register, _, RegisterField::Password) => Some(&mut app.register.password),
+        (Screen::Register, _, RegisterField::Confirm) => Some(&mut app.register.confirm),
+        _ => None,
+    }
+}
+
+/// Tab/Down and S-Tab/Up move the focus through a form's fields, round; `None` for other keys.
+fn cycle_focus<T: Copy + PartialEq>(order: &[T], now: T, k: &KeyEvent) -> Option<T> {
+    let pos = order.iter().position(|f| *f == now).unwrap_or(0);
+    let n = order.len();
+    if is(k, KeyCode::Tab) || is(k, KeyCode::Down) {
+        Some(order[(pos + 1) % n])
+    } else if k.code == KeyCode::BackTab || is(k, KeyCode::Up) {
+        Some(order[(pos + n - 1) % n])
+    } else {
+        None
     }
 }
 
@@ -802,18 +828,12 @@ fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             LoginField::Register,
         ]
     };
-    let pos = order
-        .iter()
-        .position(|f| *f == app.login.focus)
-        .unwrap_or(0);
     if ctrl(&k, 'o') && app.server.demo {
         open_mailbox_screen(app, fx);
         return;
     }
-    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
-        app.login.focus = order[(pos + 1) % order.len()];
-    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
-        app.login.focus = order[(pos + order.len() - 1) % order.len()];
+    if let Some(f) = cycle_focus(order, app.login.focus, &k) {
+        app.login.focus = f;
     } else if is(&k, KeyCode::Esc) {
         app.login.message = None;
         app.login.waiting_for_seed = false;
@@ -826,6 +846,8 @@ fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             LoginField::Password => submit_login(app, fx),
         }
+    } else if let Some(f) = focused_secret(app) {
+        f.key(k);
     } else if let Some(t) = focused_field(app) {
         type_into(t, k);
     } else {
@@ -843,8 +865,7 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
         return;
     };
     let email = field_text(&app.login.email).trim().to_lowercase();
-    let password = Zeroizing::new(field_text(&app.login.password));
-    if email.is_empty() || password.is_empty() {
+    if email.is_empty() || app.login.password.is_empty() {
         app.login.message = Some("Enter your email and password.".into());
         return;
     }
@@ -859,6 +880,8 @@ fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
         app.login.message = Some(seed_wait_message(app));
         return;
     }
+    // Out of the field, which is wiped: only the login effect holds it now.
+    let password = app.login.password.take();
     app.login.busy = true;
     app.login.message = Some("Deriving keys and logging in…".into());
     net(
@@ -890,27 +913,24 @@ fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         RegisterField::Name,
         RegisterField::Phone,
         RegisterField::Password,
+        RegisterField::Confirm,
     ];
     if app.register.verification.is_some() {
         order.push(RegisterField::Code);
     }
-    let pos = order
-        .iter()
-        .position(|f| *f == app.register.focus)
-        .unwrap_or(0);
     if ctrl(&k, 'o') && app.server.demo {
         open_mailbox_screen(app, fx);
         return;
     }
-    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
-        app.register.focus = order[(pos + 1) % order.len()];
-    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
-        app.register.focus = order[(pos + order.len() - 1) % order.len()];
+    if let Some(f) = cycle_focus(&order, app.register.focus, &k) {
+        app.register.focus = f;
     } else if is(&k, KeyCode::Esc) {
         // Back to the login screen; what was typed stays.
         app.screen = Screen::Login;
     } else if is(&k, KeyCode::Enter) {
         submit_register(app, fx);
+    } else if let Some(f) = focused_secret(app) {
+        f.key(k);
     } else if let Some(t) = focused_field(app) {
         type_into(t, k);
     } else {
@@ -931,11 +951,16 @@ fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
     let email = field_text(&r.email).trim().to_lowercase();
     let name = field_text(&r.name).trim().to_string();
     let phone = field_text(&r.phone).trim().to_string();
-    let password = Zeroizing::new(field_text(&r.password));
-    if email.is_empty() || name.is_empty() || password.is_empty() {
+    if email.is_empty() || name.is_empty() || r.password.is_empty() {
         app.register.message = Some("Email, name and password are needed.".into());
         return;
     }
+    if !r.password.same_as(&r.confirm) {
+        app.register.message = Some("The two passwords differ: type the same one twice.".into());
+        app.register.focus = RegisterField::Confirm;
+        return;
+    }
+    let password = r.password.copy();
     if let Err(e) = crate::seal::check_password(&password, &[&email, &name]) {
         app.register.message = Some(e.to_string());
         return;
@@ -954,6 +979,9 @@ fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
             }
             app.register.busy = true;
             app.register.message = Some("Deriving keys and registering…".into());
+            // Sent: the fields are wiped (a failed registration asks for it again).
+            app.register.password.wipe();
+            app.register.confirm.wipe();
             net(
                 app,
                 fx,
