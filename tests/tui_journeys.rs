@@ -1175,8 +1175,26 @@ async fn issue14_11_read_a_report_without_writing_it() {
     assert_eq!(v.sha256, hex::encode(Sha256::digest(&bin)));
     assert!(screen_text(&doc).contains("Not text"));
 
-    // The idle lock closes it with everything else.
+    // #14 point 14: `t` shows this report's trail only; Esc returns to every entry.
     press(&mut doc, KeyCode::Esc).await;
+    let scan_id = doc.reports.rows[scan_row].summary.id;
+    press(&mut doc, KeyCode::Char('t')).await;
+    assert_eq!(doc.pane, Pane::Ledger);
+    let trail: Vec<_> = doc.ledger.shown().into_iter().cloned().collect();
+    assert!(!trail.is_empty(), "{:?}", doc.status.error);
+    assert!(trail.iter().all(|e| e.report == Some(scan_id)), "{trail:?}");
+    assert!(
+        doc.ledger.entries.len() > trail.len(),
+        "the others are hidden"
+    );
+    let screen = screen_text(&doc);
+    assert!(screen.contains("Trail of Scan"), "{screen}");
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(doc.ledger.trail.is_none());
+    assert_eq!(doc.ledger.shown().len(), doc.ledger.entries.len());
+    press(&mut doc, KeyCode::Char('4')).await;
+
+    // The idle lock closes it with everything else.
     press(&mut doc, KeyCode::Enter).await;
     assert!(matches!(doc.popup, Some(Popup::Viewer(_))));
     drive(&mut doc, Action::IdleLock).await;

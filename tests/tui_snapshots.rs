@@ -717,20 +717,77 @@ fn ledger_pane() {
             LedgerLine {
                 index: 41,
                 time_ms: at(1, 8, 58).timestamp_millis(),
-                text: "report 97979797 KeyServed to 0b0b0b0b".into(),
+                text: "report 97979797: key served to 0b0b0b0b".into(),
+                report: Some(id(0x97)),
+                ..Default::default()
             },
             LedgerLine {
                 index: 37,
                 time_ms: at(1, 8, 40).timestamp_millis(),
                 text: "key of report 97979797 wrapped to 0b0b0b0b by you".into(),
+                report: Some(id(0x97)),
+                grant: Some(id(201)),
             },
             LedgerLine {
                 index: 30,
                 time_ms: at(1, 8, 20).timestamp_millis(),
                 text: "code entered by you".into(),
+                ..Default::default()
             },
         ];
         a.pane = Pane::Ledger;
+        a
+    });
+}
+
+#[test]
+fn ledger_trail_of_one_report() {
+    // `t` on the selected report in Reports: its entries only, Esc for all.
+    snap("ledger_trail", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        a.reports.selected = 0;
+        a.reports.rows[0].summary.id = id(0x97);
+        key(&mut a, KeyCode::Char('t'));
+        assert_eq!(a.pane, Pane::Ledger);
+        // No keys in a hand-made session: the entries are filled in below.
+        a.status.error = None;
+        a.ledger.entries_loading = false;
+        a.ledger.entries = vec![
+            LedgerLine {
+                index: 45,
+                time_ms: at(1, 9, 5).timestamp_millis(),
+                text: "grant c9c9c9c9 revoked".into(),
+                grant: Some(id(201)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 41,
+                time_ms: at(1, 8, 58).timestamp_millis(),
+                text: "report 97979797: key served to 0b0b0b0b".into(),
+                report: Some(id(0x97)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 39,
+                time_ms: at(1, 8, 50).timestamp_millis(),
+                text: "report 98989898 committed".into(),
+                report: Some(id(0x98)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 37,
+                time_ms: at(1, 8, 40).timestamp_millis(),
+                text: "key of report 97979797 wrapped to 0b0b0b0b by you".into(),
+                report: Some(id(0x97)),
+                grant: Some(id(201)),
+            },
+        ];
+        assert_eq!(
+            a.ledger.shown().len(),
+            3,
+            "the other report's entry is hidden"
+        );
         a
     });
 }

@@ -307,7 +307,7 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::Trail,
         name: "trail",
-        desc: "access trail: ledger entries about you",
+        desc: "the selected report's access trail, from the ledger",
         panes: Some(REPORTS),
         defaults: &["t"],
     },

@@ -601,11 +601,15 @@ pub struct HeadInfo {
     pub cosigned_by: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LedgerLine {
     pub index: u64,
     pub time_ms: i64,
     pub text: String,
+    /// The report the entry is about, if it names one.
+    pub report: Option<uuid::Uuid>,
+    /// The grant it is about, if it names one (a revocation names only its grant).
+    pub grant: Option<uuid::Uuid>,
 }
 
 #[derive(Default)]
@@ -617,6 +621,27 @@ pub struct LedgerView {
     pub entries_loading: bool,
     pub entries: Vec<LedgerLine>,
     pub selected: usize,
+    /// `t` in Reports: only this report's trail (id, title). Esc or leaving the pane ends it.
+    pub trail: Option<(uuid::Uuid, String)>,
+}
+
+impl LedgerView {
+    /// The entries shown: all, or one report's trail (its entries and its grants' revocations).
+    pub fn shown(&self) -> Vec<&LedgerLine> {
+        let Some((id, _)) = &self.trail else {
+            return self.entries.iter().collect();
+        };
+        let grants: std::collections::HashSet<uuid::Uuid> = self
+            .entries
+            .iter()
+            .filter(|e| e.report == Some(*id))
+            .filter_map(|e| e.grant)
+            .collect();
+        self.entries
+            .iter()
+            .filter(|e| e.report == Some(*id) || e.grant.is_some_and(|g| grants.contains(&g)))
+            .collect()
+    }
 }
 
 /// What report work needs from the config.

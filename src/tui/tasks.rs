@@ -558,10 +558,15 @@ async fn ledger_job(
                     .map(|v| {
                         let mut lines: Vec<LedgerLine> = v
                             .into_iter()
-                            .map(|(index, e)| LedgerLine {
-                                index,
-                                time_ms: e.time_ms(),
-                                text: describe(&e, me_id),
+                            .map(|(index, e)| {
+                                let (report, grant) = about(&e);
+                                LedgerLine {
+                                    index,
+                                    time_ms: e.time_ms(),
+                                    text: describe(&e, me_id),
+                                    report,
+                                    grant,
+                                }
                             })
                             .collect();
                         lines.reverse();
@@ -583,6 +588,30 @@ fn short(id: &[u8; 16], me: Uuid) -> String {
         "you".into()
     } else {
         u.simple().to_string()[..8].to_string()
+    }
+}
+
+/// The report and the grant an entry names, for one report's trail.
+fn about(e: &Entry) -> (Option<Uuid>, Option<Uuid>) {
+    let id = |b: &[u8; 16]| Some(Uuid::from_bytes(*b));
+    // Every report's commit-time wraps share the nil grant id: it ties no entries together.
+    let grant = |b: &[u8; 16]| id(b).filter(|g| !g.is_nil());
+    match e {
+        Entry::ReportCommitted { report_id, .. } | Entry::ReportAccess { report_id, .. } => {
+            (id(report_id), None)
+        }
+        Entry::GrantApproved {
+            report_id,
+            grant_id,
+            ..
+        }
+        | Entry::KeyWrapped {
+            report_id,
+            grant_id,
+            ..
+        } => (id(report_id), grant(grant_id)),
+        Entry::GrantRevoked { grant_id, .. } => (None, grant(grant_id)),
+        _ => (None, None),
     }
 }
 

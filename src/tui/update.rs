@@ -503,6 +503,10 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     if app.pane == Pane::Reports && pane != Pane::Help && app.reports.patient.take().is_some() {
         app.reports.rows.clear();
     }
+    // So is one report's trail: leaving the Ledger (not for Help) ends it.
+    if app.pane == Pane::Ledger && pane != Pane::Help && app.ledger.trail.take().is_some() {
+        app.ledger.selected = 0;
+    }
     app.pane = pane;
     app.dirty = true;
     if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
@@ -562,6 +566,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.reports.patient = None;
                 app.reports.rows.clear();
                 load_reports(app, fx);
+            } else if app.pane == Pane::Ledger && app.ledger.trail.take().is_some() {
+                // Back from one report's trail to every entry.
+                app.ledger.selected = 0;
             } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {
@@ -624,7 +631,10 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
                 Pane::Reports => step(&mut app.reports.selected, app.reports.rows.len(), up, by),
                 Pane::Otp => step(&mut app.otp.selected, app.otp.items.len(), up, by),
-                Pane::Ledger => step(&mut app.ledger.selected, app.ledger.entries.len(), up, by),
+                Pane::Ledger => {
+                    let n = app.ledger.shown().len();
+                    step(&mut app.ledger.selected, n, up, by)
+                }
                 Pane::Help => {
                     app.help_scroll = if up {
                         app.help_scroll.saturating_sub(by as u16)
@@ -1011,6 +1021,7 @@ mod tests {
             index: 1,
             time_ms: 0,
             text: "code entered by you".into(),
+            ..Default::default()
         }];
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         a.transfer = Some(Transfer {
@@ -1037,6 +1048,7 @@ mod tests {
                     index: 2,
                     time_ms: 0,
                     text: "late".into(),
+                    ..Default::default()
                 }]))),
             },
         );

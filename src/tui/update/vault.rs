@@ -125,6 +125,19 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             }
         }
         Cmd::Trail if app.panes().contains(&Pane::Ledger) => {
+            // From Reports: the selected report's trail only; elsewhere every entry about you.
+            app.ledger.trail = if app.pane == Pane::Reports {
+                selected_row(app).map(|r| {
+                    let title = r.check.title().map(str::to_string).unwrap_or_else(|| {
+                        format!("report {}", crate::units::short_id(&r.summary.id))
+                    });
+                    (r.summary.id, title)
+                })
+            } else {
+                None
+            };
+            app.ledger.selected = 0;
+            app.status.error = None;
             app.pane = Pane::Ledger;
             load_entries(app, fx);
         }

@@ -83,13 +83,22 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         None => {}
     }
     frame.render_widget(Paragraph::new(lines), head);
+    let shown = l.shown();
+    let title = match &l.trail {
+        Some((_, name)) => format!(
+            " Trail of {} · {} · Esc: all ",
+            truncate(&crate::text::display(name), 40),
+            shown.len()
+        ),
+        None => " Recent entries about you ".into(),
+    };
     let b = Block::new()
         .borders(Borders::TOP)
         .border_style(t.muted)
-        .title(Span::styled(" Recent entries about you ", t.title));
+        .title(Span::styled(title, t.title));
     let inner = b.inner(list);
     frame.render_widget(b, list);
-    if l.entries.is_empty() {
+    if shown.is_empty() {
         frame.render_widget(
             Span::styled(
                 if l.entries_loading {
@@ -103,8 +112,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         );
         return;
     }
-    let items: Vec<ListItem> = l
-        .entries
+    let items: Vec<ListItem> = shown
         .iter()
         .map(|e| {
             ListItem::new(format!(

@@ -261,6 +261,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Resend, "resend"),
             (Cmd::Refresh, "reload"),
         ],
+        Pane::Ledger if app.ledger.trail.is_some() => vec![
+            (Cmd::Back, "all entries"),
+            (Cmd::Refresh, "sync"),
+            (Cmd::Down, "move"),
+        ],
         Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
         Pane::Help => {
             return vec![
