@@ -474,6 +474,12 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     press(&mut doc, KeyCode::Enter).await;
     assert!(matches!(doc.popup, Some(Popup::Path(_))));
     drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    // #14 point 13: then the title, the file name without its extension offered.
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Path(t)) = &doc.popup else {
+        panic!("the title is asked: {:?}", doc.status.error)
+    };
+    assert_eq!(clinvault::tui::state::field_text(&t.input), "blood-panel");
     // Stopped first: Esc asks, y stops it before a chunk goes out.
     let fx = update(
         &mut doc,
@@ -497,7 +503,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
             .info
             .as_deref()
             .unwrap_or("")
-            .contains("Upload stopped"),
+            .contains("Upload of blood-panel.txt stopped"),
         "{:?} {:?}",
         doc.status.info,
         doc.status.error
@@ -506,11 +512,17 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(doc.reports.rows.len(), 1, "{:?}", doc.reports.error);
     let open = doc.reports.rows[0].summary.clone();
     assert_eq!(open.status, "open", "opened, not committed");
-    assert!(screen_text(&doc).contains("incomplete"));
+    let screen = screen_text(&doc);
+    assert!(screen.contains("incomplete"), "{screen}");
+    assert!(
+        screen.contains("blood-panel.t") && screen.contains("upload of blood-panel.txt stopped"),
+        "a stopped upload shows its file name (#14 point 13): {screen}"
+    );
     // The same file again: it resumes and completes.
     press(&mut doc, KeyCode::Char('u')).await;
     press(&mut doc, KeyCode::Enter).await;
     drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    press(&mut doc, KeyCode::Enter).await;
     press(&mut doc, KeyCode::Enter).await;
     assert!(doc.transfer.is_none(), "the upload finished");
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
@@ -531,7 +543,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(doc.reports.rows[0].summary.status, "awaiting_release");
     assert_eq!(
         doc.reports.rows[0].check.title(),
-        Some("blood-panel.txt"),
+        Some("blood-panel"),
         "the author reads the title it sealed"
     );
 
@@ -576,7 +588,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(row.summary.status, "released");
     assert_eq!(
         row.check.title(),
-        Some("blood-panel.txt"),
+        Some("blood-panel"),
         "title decrypted here"
     );
 
@@ -588,7 +600,8 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     let out = std::path::PathBuf::from(clinvault::tui::state::field_text(&p.input));
     assert_eq!(
         out,
-        pat.report_settings.download_dir.join("blood-panel.txt")
+        pat.report_settings.download_dir.join("blood-panel.txt"),
+        "the title, with the file's extension from its metadata (#14 point 13)"
     );
     press(&mut pat, KeyCode::Enter).await;
     assert!(pat.transfer.is_none());
@@ -676,7 +689,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
         "leaving Reports ended the one-patient view (#14 point 14)"
     );
     assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
-    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
+    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel"));
     press(&mut wil, KeyCode::Char('v')).await;
     assert!(matches!(wil.reports.rows[0].check, Check::Verified { .. }));
 

@@ -564,6 +564,33 @@ fn reports_upload_path_entry() {
 }
 
 #[test]
+fn reports_upload_title_and_a_stopped_upload() {
+    // #14 point 13: the title is asked (the file's stem offered); a stopped upload's row
+    // shows its file name.
+    snap("reports_upload_title", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.reports.rows[3].summary.status = "open".into();
+        a.reports.stopped.insert(
+            a.reports.rows[3].summary.patient_id,
+            "echo-2026-12-01.pdf".into(),
+        );
+        a.reports.selected = 3;
+        let mut input = text_field("title");
+        input.insert_str("echo-2026-12-01");
+        a.popup = Some(Popup::Path(Box::new(PathEntry {
+            purpose: PathFor::UploadTitle {
+                patient: id(50),
+                name: "Pat Jones".into(),
+                path: "/home/dana/scans/echo-2026-12-01.pdf".into(),
+            },
+            input,
+        })));
+        a
+    });
+}
+
+#[test]
 fn reports_grants_of_a_report() {
     snap("reports_grants", |c| {
         let mut a = app(c, Some(Role::Patient));

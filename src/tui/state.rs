@@ -501,6 +501,32 @@ pub struct ReportsPane {
     pub patient: Option<(Uuid, String)>,
     /// Reports this doctor asked consent for in this session: "consent requested".
     pub consent_asked: std::collections::HashSet<Uuid>,
+    /// Each checked report's file extension from its metadata, for the default save name.
+    pub exts: std::collections::HashMap<Uuid, String>,
+    /// The running upload: (patient, file name).
+    pub uploading: Option<(Uuid, String)>,
+    /// Uploads stopped in this session, by patient: the file name, shown on its `incomplete`
+    /// row (whose title is sealed and not yet readable).
+    pub stopped: std::collections::HashMap<Uuid, String>,
+}
+
+impl ReportsPane {
+    /// The file name of a stopped upload's row, when this session stopped it and it is the
+    /// patient's only incomplete report (so the name cannot be put on the wrong row).
+    pub fn stopped_file(&self, row: &ReportRow) -> Option<&str> {
+        let s = &row.summary;
+        if s.status != "open" {
+            return None;
+        }
+        let open = self
+            .rows
+            .iter()
+            .filter(|r| r.summary.status == "open" && r.summary.patient_id == s.patient_id)
+            .count();
+        (open == 1)
+            .then(|| self.stopped.get(&s.patient_id).map(String::as_str))
+            .flatten()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -548,6 +574,12 @@ pub enum PathFor {
     },
     /// Reception mails a patient's code again: the request id is in the patient's mail.
     ResendCode,
+    /// The upload's title, after its file was chosen.
+    UploadTitle {
+        patient: Uuid,
+        name: String,
+        path: PathBuf,
+    },
 }
 
 pub struct PathEntry {

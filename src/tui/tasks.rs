@@ -18,7 +18,7 @@ use crate::client::reports::{
     confirm_wrap, verify_report,
 };
 use crate::ledger::Entry;
-use crate::tui::action::{Action, Done, Effect, Fail, Job, UiResult, VaultCtx};
+use crate::tui::action::{Action, Done, Effect, Fail, Job, Titled, UiResult, VaultCtx};
 use crate::tui::state::{CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail};
 
 /// Runs `effect` on its own task and sends its answer to `tx`. Effects that derive keys
@@ -379,6 +379,21 @@ async fn plain_job(ctx: &VaultCtx, job: Job) -> Result<Done, String> {
     })
 }
 
+fn titled(r: &reports::VerifiedReport) -> Titled {
+    let ext = r
+        .meta
+        .file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .filter(|e| !e.is_empty() && e.len() <= 10 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Titled {
+        title: title_of(r),
+        ext,
+    }
+}
+
 fn title_of(r: &reports::VerifiedReport) -> String {
     let m = &r.meta;
     let t = if m.title.trim().is_empty() {
@@ -417,7 +432,7 @@ async fn ledger_job(
             for id in ids {
                 let r = verify_report(c, me, l, id).await;
                 let ledger_broke = matches!(r, Err(ClientError::Ledger(_)));
-                out.push((id, r.map(|v| title_of(&v)).map_err(Fail::from)));
+                out.push((id, r.map(|v| titled(&v)).map_err(Fail::from)));
                 if ledger_broke {
                     break;
                 }
@@ -428,7 +443,7 @@ async fn ledger_job(
             report,
             result: reports::verify(c, me, l, report, transfers)
                 .await
-                .map(|v| title_of(&v))
+                .map(|v| titled(&v))
                 .map_err(Fail::from),
         },
         Job::Read(report) => Done::Read {
@@ -463,7 +478,7 @@ async fn ledger_job(
             };
             let result = reports::download(c, me, l, report, &path, &opts)
                 .await
-                .map(|v| title_of(&v))
+                .map(|v| titled(&v))
                 .map_err(Fail::from);
             Done::Downloaded {
                 report,
@@ -475,14 +490,11 @@ async fn ledger_job(
         Job::Upload {
             patient,
             path,
+            title,
             transfer,
             cancel,
         } => {
             let progress = progress_fn(tx, transfer);
-            let title = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "report".into());
             let opts = UploadOptions {
                 state_dir: &ctx.settings.state_dir,
                 chunk_size: ctx.settings.chunk_size,

@@ -328,7 +328,7 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
             ("C-w", "word"),
             ("C-u/C-k", "clear"),
         ];
-        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if p.purpose != crate::tui::state::PathFor::ResendCode)
+        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if !matches!(p.purpose, crate::tui::state::PathFor::ResendCode | crate::tui::state::PathFor::UploadTitle { .. }))
         {
             keys.insert(2, ("Tab", "complete"));
         }

@@ -265,6 +265,7 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
         }
         PathFor::Download { .. } => " Save the report (verified before it appears) to ".into(),
         PathFor::ResendCode => " Mail a patient's code again: which request? ".into(),
+        PathFor::UploadTitle { name, .. } => format!(" Title of the report for {name} "),
     };
     let block = Block::bordered()
         .title(Span::styled(title, t.title))
@@ -285,6 +286,7 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
         PathFor::Upload { .. } => "Enter start · Esc close · the same file again resumes",
         PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
         PathFor::ResendCode => "Enter mail it · Esc close · the id is in the patient's mail",
+        PathFor::UploadTitle { .. } => "Enter upload · Esc close · sealed: only readers see it",
     };
     frame.render_widget(Span::styled(h, t.muted), hint);
 }

@@ -81,9 +81,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 } else {
                     t.base
                 };
-                let title = match x.check.title() {
-                    Some(title) => truncate(title, 15),
-                    None => "…".into(),
+                let title = match (x.check.title(), r.stopped_file(x)) {
+                    (Some(title), _) => truncate(title, 15),
+                    (None, Some(file)) => truncate(&crate::text::display(file), 15),
+                    (None, None) => "…".into(),
                 };
                 Row::new(vec![
                     Cell::from(
@@ -131,7 +132,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 t.muted,
             )),
             Check::Unchecked if row.summary.status == "open" => Line::from(Span::styled(
-                "upload stopped: upload the same file again to resume it",
+                match r.stopped_file(row) {
+                    Some(file) => format!(
+                        "upload of {} stopped: upload the same file again to resume it",
+                        crate::text::display(file)
+                    ),
+                    None => "upload stopped: upload the same file again to resume it".into(),
+                },
                 t.warn,
             )),
             Check::Unchecked if row.summary.status == "awaiting_release" => Line::from(
