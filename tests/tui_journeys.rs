@@ -1359,3 +1359,99 @@ async fn issue17_12_password_fields_wiped_on_submit_registration_asks_twice() {
         app.register.message
     );
 }
+
+/// #14 point 8, the other two counts: a doctor finds and opens a report (the `/` filter of
+/// Reports and the viewer), and a patient releases a report with the mailed code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_8_keystrokes_doctor_opens_a_report_patient_releases_one() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    for (file, title) in [
+        ("a.txt", "Allergy test"),
+        ("e.txt", "Echo findings"),
+        ("z.txt", "Zinc levels"),
+    ] {
+        let f = common::clinic::write_file(dir.path(), file, format!("{title}\n").as_bytes());
+        common::clinic::upload_file(&c, &f, title).await;
+    }
+    let last_mail = c.ts.last_mail("pat@clinic.test");
+
+    let mut doc = new_app(&c.ts);
+    log_in(&mut doc, "house@clinic.test").await;
+    // Before: down the list to the report, then save it (the only way to read it).
+    let mut before = Keys(0);
+    before.press(&mut doc, KeyCode::Char('4')).await;
+    let at = doc
+        .reports
+        .rows
+        .iter()
+        .position(|r| r.check.title() == Some("Echo findings"))
+        .expect("listed");
+    for _ in 0..at {
+        before.press(&mut doc, KeyCode::Char('j')).await;
+    }
+    before.press(&mut doc, KeyCode::Char('s')).await;
+    before.press(&mut doc, KeyCode::Enter).await;
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+    // After: the filter and the viewer, nothing written.
+    press(&mut doc, KeyCode::Char('1')).await;
+    let mut after = Keys(0);
+    after.press(&mut doc, KeyCode::Char('4')).await;
+    after.press(&mut doc, KeyCode::Char('/')).await;
+    typ(&mut doc, "echo").await;
+    assert_eq!(doc.reports.visible(doc.tz).len(), 1);
+    assert!(screen_text(&doc).contains("Reports · 1 of 3"));
+    after.press(&mut doc, KeyCode::Enter).await; // leave the filter
+    after.press(&mut doc, KeyCode::Enter).await; // read it
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer: {:?}", doc.status.error)
+    };
+    assert_eq!(v.title, "Echo findings");
+    assert!(after.0 <= 4, "{}", after.0);
+    println!(
+        "keystrokes: a doctor finds and opens a report: before {} (down to row {} of 3, saved \
+         to disk) after {} (filtered, read in memory)",
+        before.0,
+        at + 1,
+        after.0
+    );
+    press(&mut doc, KeyCode::Esc).await;
+    press(&mut doc, KeyCode::Esc).await;
+    assert_eq!(
+        doc.reports.visible(doc.tz).len(),
+        3,
+        "Esc clears the filter"
+    );
+
+    // A patient releases the report of the newest mail: its row is the one naming the
+    // request the mail names.
+    let at = last_mail.find("(request ").expect("request in the mail") + 9;
+    let request = last_mail[at..at + 8].to_string();
+    let code = common::six_digits(&last_mail);
+    let mut pat = new_app(&c.ts);
+    log_in(&mut pat, "pat@clinic.test").await;
+    let mut keys = Keys(0);
+    keys.press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.otp.items.len(), 3);
+    let row = pat
+        .otp
+        .items
+        .iter()
+        .position(|p| p.request_id.simple().to_string().starts_with(&request))
+        .expect("the mail's request is listed");
+    assert!(screen_text(&pat).contains(&format!("request {request}")));
+    for _ in 0..row {
+        keys.press(&mut pat, KeyCode::Char('j')).await;
+    }
+    keys.press(&mut pat, KeyCode::Enter).await;
+    typ(&mut pat, &code).await;
+    keys.press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.status.error.is_none(), "{:?}", pat.status.error);
+    assert_eq!(pat.otp.items.len(), 2, "released");
+    println!(
+        "keystrokes: a patient releases a report with the mailed code: {} (row {} of 3) plus \
+         the six digits",
+        keys.0,
+        row + 1
+    );
+}

@@ -505,12 +505,60 @@ pub struct ReportsPane {
     pub exts: std::collections::HashMap<Uuid, String>,
     /// The running upload: (patient, file name).
     pub uploading: Option<(Uuid, String)>,
+    /// The `/` filter: every word must be in the row's date, names, title or state.
+    pub filter: TextArea<'static>,
+    /// The filter field has the keys.
+    pub filtering: bool,
     /// Uploads stopped in this session, by patient: the file name, shown on its `incomplete`
     /// row (whose title is sealed and not yet readable).
     pub stopped: std::collections::HashMap<Uuid, String>,
 }
 
 impl ReportsPane {
+    /// Indexes into `rows` of what the filter lets through; `selected` indexes this list.
+    pub fn visible(&self, tz: chrono_tz::Tz) -> Vec<usize> {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        (0..self.rows.len())
+            .filter(|i| {
+                if words.is_empty() {
+                    return true;
+                }
+                let r = &self.rows[*i];
+                let s = &r.summary;
+                let state = match &r.check {
+                    Check::Verified { .. } => "verified",
+                    Check::Failed(_) => "failed",
+                    _ if s.status == "awaiting_release" => "awaiting code",
+                    _ if s.status == "open" => "incomplete",
+                    _ => s.status.as_str(),
+                };
+                let hay = format!(
+                    "{} {} {} {} {} {}",
+                    s.created_at.with_timezone(&tz).format("%Y-%m-%d"),
+                    s.author_name,
+                    s.patient_name,
+                    r.check.title().or(self.stopped_file(r)).unwrap_or(""),
+                    state,
+                    if self.consent_asked.contains(&s.id) {
+                        "consent requested"
+                    } else {
+                        ""
+                    }
+                )
+                .to_lowercase();
+                words.iter().all(|w| hay.contains(w))
+            })
+            .collect()
+    }
+
+    /// The selected row, through the filter.
+    pub fn selected_row(&self, tz: chrono_tz::Tz) -> Option<&ReportRow> {
+        self.visible(tz)
+            .get(self.selected)
+            .and_then(|i| self.rows.get(*i))
+    }
+
     /// The file name of a stopped upload's row, when this session stopped it and it is the
     /// patient's only incomplete report (so the name cannot be put on the wrong row).
     pub fn stopped_file(&self, row: &ReportRow) -> Option<&str> {
@@ -841,6 +889,7 @@ impl App {
                 ) || (self.popup.is_none()
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
                         || (self.pane == Pane::Bookings && self.bookings.filtering)
+                        || (self.pane == Pane::Reports && self.reports.filtering)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

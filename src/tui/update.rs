@@ -459,7 +459,9 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
-            } else if app.pane == Pane::Bookings && app.bookings.filtering {
+            } else if (app.pane == Pane::Bookings && app.bookings.filtering)
+                || (app.pane == Pane::Reports && app.reports.filtering)
+            {
                 filter_key(app, k);
             } else if starts_search(app, &k) {
                 app.doctors.editing = true;
@@ -558,6 +560,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
                 app.bookings.filter = BookingsPane::default().filter;
                 app.bookings.refilter(app.tz);
+            } else if app.pane == Pane::Reports && !field_text(&app.reports.filter).is_empty() {
+                app.reports.filter = text_field("");
+                app.reports.selected = 0;
             } else if app.pane == Pane::Reports
                 && app.transfer.is_none()
                 && app.reports.patient.is_some()
@@ -581,6 +586,12 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Search => match app.pane {
             Pane::Doctors => app.doctors.editing = true,
             Pane::Bookings => app.bookings.filtering = true,
+            Pane::Reports => {
+                if field_text(&app.reports.filter).is_empty() {
+                    app.reports.filter = text_field("date, doctor, patient, title or state");
+                }
+                app.reports.filtering = true;
+            }
             _ => return,
         },
         Cmd::NewBooking => {
@@ -629,7 +640,10 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
                 }
                 Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
-                Pane::Reports => step(&mut app.reports.selected, app.reports.rows.len(), up, by),
+                Pane::Reports => {
+                    let n = app.reports.visible(app.tz).len();
+                    step(&mut app.reports.selected, n, up, by)
+                }
                 Pane::Otp => step(&mut app.otp.selected, app.otp.items.len(), up, by),
                 Pane::Ledger => {
                     let n = app.ledger.shown().len();

@@ -31,6 +31,9 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             None if app.pane == Pane::Bookings && app.bookings.filtering => {
                 Some(&mut app.bookings.filter)
             }
+            None if app.pane == Pane::Reports && app.reports.filtering => {
+                Some(&mut app.reports.filter)
+            }
             None => None,
         },
     }
@@ -78,6 +81,10 @@ pub(super) fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
         None => {
             if app.pane == Pane::Bookings && app.bookings.filtering {
                 app.bookings.refilter(app.tz);
+            }
+            if app.pane == Pane::Reports && app.reports.filtering {
+                let n = app.reports.visible(app.tz).len();
+                app.reports.selected = app.reports.selected.min(n.saturating_sub(1));
             }
             if app.pane == Pane::Doctors && app.doctors.editing {
                 app.doctors.request_id += 1;
@@ -166,8 +173,26 @@ pub fn complete_path(text: &str) -> Option<String> {
     Some(format!("{dir}{common}{slash}"))
 }
 
-/// The `/` filter of Bookings: Esc or Enter leave the field and keep the filter.
+/// The `/` filter of Bookings and Reports: Esc or Enter leave the field and keep the filter.
 pub(super) fn filter_key(app: &mut App, k: KeyEvent) {
+    if app.pane == Pane::Reports {
+        let r = &mut app.reports;
+        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+            r.filtering = false;
+        } else if is(&k, KeyCode::Up) {
+            r.selected = r.selected.saturating_sub(1);
+        } else if is(&k, KeyCode::Down) {
+            let n = r.visible(app.tz).len();
+            move_down(&mut r.selected, n, 1);
+        } else if type_into(&mut r.filter, k) {
+            let n = r.visible(app.tz).len();
+            r.selected = r.selected.min(n.saturating_sub(1));
+        } else {
+            return;
+        }
+        app.dirty = true;
+        return;
+    }
     if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
         app.bookings.filtering = false;
     } else if is(&k, KeyCode::Up) {

@@ -78,7 +78,7 @@ pub(super) fn load_entries(app: &mut App, fx: &mut Vec<Effect>) {
 }
 
 fn selected_row(app: &App) -> Option<ReportRow> {
-    app.reports.rows.get(app.reports.selected).cloned()
+    app.reports.selected_row(app.tz).cloned()
 }
 
 fn row_mut(app: &mut App, id: Uuid) -> Option<&mut ReportRow> {

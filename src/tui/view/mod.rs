@@ -240,6 +240,7 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
         Pane::Reports => {
             let mut v = vec![
                 (Cmd::Select, "read"),
+                (Cmd::Search, "filter"),
                 (Cmd::Download, "save"),
                 (Cmd::Verify, "verify"),
             ];
