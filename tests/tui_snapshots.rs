@@ -406,6 +406,45 @@ fn mailbox_pane() {
 }
 
 #[test]
+fn issue14_17_mailbox_body_scrolls() {
+    // A mail longer than its pane: PgDn scrolls the body, j picks another mail (and starts
+    // at its top again).
+    snap("mailbox_scrolled", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        let body: String = (1..=30)
+            .map(|n| format!("line {n} of a long mail\n"))
+            .collect();
+        a.mailbox.items = vec![
+            Mail {
+                file: "b.eml".into(),
+                date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "A long mail".into(),
+                body,
+            },
+            Mail {
+                file: "a.eml".into(),
+                date: "Tue, 01 Dec 2026 07:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "Short".into(),
+                body: "Code".into(),
+            },
+        ];
+        a.pane = Pane::Mailbox;
+        key(&mut a, KeyCode::PageDown);
+        assert_eq!(a.mailbox.body_scroll, 8);
+        assert_eq!(a.mailbox.selected, 0, "the mail stays selected");
+        key(&mut a, KeyCode::Char('j'));
+        assert_eq!(a.mailbox.body_scroll, 0);
+        key(&mut a, KeyCode::Char('k'));
+        key(&mut a, KeyCode::PageDown);
+        key(&mut a, KeyCode::PageDown);
+        assert_eq!(a.mailbox.body_scroll, 16);
+        a
+    });
+}
+
+#[test]
 fn help_pane() {
     snap("help", |c| {
         let mut a = app(c, Some(Role::Reception));

@@ -380,6 +380,8 @@ pub struct MailboxPane {
     pub error: Option<String>,
     pub items: Vec<Mail>,
     pub selected: usize,
+    /// Lines of the selected mail's body scrolled off (PgDn / PgUp); 0 on another mail.
+    pub body_scroll: u16,
 }
 
 /// A change waiting for the user's yes.

@@ -639,7 +639,12 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 Pane::Bookings => {
                     step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
                 }
-                Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
+                // j/k pick a mail; PgDn/PgUp scroll its body.
+                Pane::Mailbox if by > 1 => mailbox_scroll(app, up),
+                Pane::Mailbox => {
+                    step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by);
+                    app.mailbox.body_scroll = 0;
+                }
                 Pane::Reports => {
                     let n = app.reports.visible(app.tz).len();
                     step(&mut app.reports.selected, n, up, by)

@@ -193,8 +193,16 @@ pub(super) fn open_mailbox_screen(app: &mut App, fx: &mut Vec<Effect>) {
 pub(super) fn mailbox_screen_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match app.keys.resolve(&k) {
         Some(Cmd::Back) | Some(Cmd::Quit) => app.screen = app.back_screen,
-        Some(Cmd::Up) => app.mailbox.selected = app.mailbox.selected.saturating_sub(1),
-        Some(Cmd::Down) => move_down(&mut app.mailbox.selected, app.mailbox.items.len(), 1),
+        Some(Cmd::Up) => {
+            app.mailbox.selected = app.mailbox.selected.saturating_sub(1);
+            app.mailbox.body_scroll = 0;
+        }
+        Some(Cmd::Down) => {
+            move_down(&mut app.mailbox.selected, app.mailbox.items.len(), 1);
+            app.mailbox.body_scroll = 0;
+        }
+        Some(Cmd::PageUp) => mailbox_scroll(app, true),
+        Some(Cmd::PageDown) => mailbox_scroll(app, false),
         Some(Cmd::Refresh) => load_mailbox(app, fx),
         _ => return,
     }

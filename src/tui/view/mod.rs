@@ -43,6 +43,7 @@ pub fn render(app: &App, frame: &mut Frame) {
                 hint,
                 &[
                     (Cmd::Up, "move"),
+                    (Cmd::PageDown, "scroll mail"),
                     (Cmd::Refresh, "reload"),
                     (Cmd::Back, "back"),
                 ],
@@ -230,7 +231,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v.extend(booking_hints(role));
             v
         }
-        Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
+        Pane::Mailbox => vec![
+            (Cmd::Down, "move"),
+            (Cmd::PageDown, "scroll mail"),
+            (Cmd::Refresh, "reload"),
+        ],
         Pane::Reports if app.transfer.is_some() => {
             vec![
                 (Cmd::CancelBooking, "stop transfer"),
