@@ -323,7 +323,12 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         let enter = match &app.popup {
             Some(Popup::Palette(_)) => "run",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
-            Some(Popup::Path(_)) => "start",
+            Some(Popup::Path(p)) => match p.purpose {
+                crate::tui::state::PathFor::Upload { .. } => "next",
+                crate::tui::state::PathFor::UploadTitle { .. } => "upload",
+                crate::tui::state::PathFor::Download { .. } => "save",
+                crate::tui::state::PathFor::ResendCode => "mail it",
+            },
             _ if app.pane == Pane::Otp => "send code",
             _ => "done",
         };

@@ -283,7 +283,7 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
     field.set_placeholder_style(t.muted);
     frame.render_widget(&field, q);
     let h = match &p.purpose {
-        PathFor::Upload { .. } => "Enter start · Esc close · the same file again resumes",
+        PathFor::Upload { .. } => "Enter next: the title · Esc close · the same file again resumes",
         PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
         PathFor::ResendCode => "Enter mail it · Esc close · the id is in the patient's mail",
         PathFor::UploadTitle { .. } => "Enter upload · Esc close · sealed: only readers see it",
