@@ -1205,6 +1205,15 @@ async fn issue14_11_read_a_report_without_writing_it() {
     press(&mut doc, KeyCode::Esc).await;
     assert!(doc.ledger.trail.is_none());
     assert_eq!(doc.ledger.shown().len(), doc.ledger.entries.len());
+    // #14 point 8: the Ledger's list filters too.
+    press(&mut doc, KeyCode::Char('/')).await;
+    typ(&mut doc, "committed").await;
+    let shown: Vec<_> = doc.ledger.shown().into_iter().cloned().collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|e| e.text.contains("committed")));
+    press(&mut doc, KeyCode::Esc).await;
+    press(&mut doc, KeyCode::Esc).await;
+    assert_eq!(doc.ledger.shown().len(), doc.ledger.entries.len());
     press(&mut doc, KeyCode::Char('4')).await;
 
     // The idle lock closes it with everything else.

@@ -224,7 +224,7 @@ pub const COMMANDS: &[CmdInfo] = &[
         cmd: Cmd::Search,
         name: "search",
         desc: "search doctors (name or specialty) / filter the list",
-        panes: Some(&[Pane::Doctors, Pane::Bookings, Pane::Reports]),
+        panes: Some(&[Pane::Doctors, Pane::Bookings, Pane::Reports, Pane::Ledger]),
         defaults: &["/"],
     },
     CmdInfo {

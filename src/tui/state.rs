@@ -705,13 +705,22 @@ pub struct LedgerView {
     pub selected: usize,
     /// `t` in Reports: only this report's trail (id, title). Esc or leaving the pane ends it.
     pub trail: Option<(uuid::Uuid, String)>,
+    /// The `/` filter: every word must be in the entry's text.
+    pub filter: TextArea<'static>,
+    pub filtering: bool,
 }
 
 impl LedgerView {
     /// The entries shown: all, or one report's trail (its entries and its grants' revocations).
     pub fn shown(&self) -> Vec<&LedgerLine> {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        let fits = |e: &LedgerLine| {
+            let t = e.text.to_lowercase();
+            words.iter().all(|w| t.contains(w))
+        };
         let Some((id, _)) = &self.trail else {
-            return self.entries.iter().collect();
+            return self.entries.iter().filter(|e| fits(e)).collect();
         };
         let grants: std::collections::HashSet<uuid::Uuid> = self
             .entries
@@ -722,6 +731,7 @@ impl LedgerView {
         self.entries
             .iter()
             .filter(|e| e.report == Some(*id) || e.grant.is_some_and(|g| grants.contains(&g)))
+            .filter(|e| fits(e))
             .collect()
     }
 }
@@ -892,6 +902,7 @@ impl App {
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
                         || (self.pane == Pane::Bookings && self.bookings.filtering)
                         || (self.pane == Pane::Reports && self.reports.filtering)
+                        || (self.pane == Pane::Ledger && self.ledger.filtering)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

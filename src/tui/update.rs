@@ -461,6 +461,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 code_key(app, k, fx);
             } else if (app.pane == Pane::Bookings && app.bookings.filtering)
                 || (app.pane == Pane::Reports && app.reports.filtering)
+                || (app.pane == Pane::Ledger && app.ledger.filtering)
             {
                 filter_key(app, k);
             } else if starts_search(app, &k) {
@@ -571,6 +572,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.reports.patient = None;
                 app.reports.rows.clear();
                 load_reports(app, fx);
+            } else if app.pane == Pane::Ledger && !field_text(&app.ledger.filter).is_empty() {
+                app.ledger.filter = text_field("");
+                app.ledger.selected = 0;
             } else if app.pane == Pane::Ledger && app.ledger.trail.take().is_some() {
                 // Back from one report's trail to every entry.
                 app.ledger.selected = 0;
@@ -591,6 +595,12 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     app.reports.filter = text_field("date, doctor, patient, title or state");
                 }
                 app.reports.filtering = true;
+            }
+            Pane::Ledger => {
+                if field_text(&app.ledger.filter).is_empty() {
+                    app.ledger.filter = text_field("words in the entry");
+                }
+                app.ledger.filtering = true;
             }
             _ => return,
         },

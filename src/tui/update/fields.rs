@@ -34,6 +34,9 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             None if app.pane == Pane::Reports && app.reports.filtering => {
                 Some(&mut app.reports.filter)
             }
+            None if app.pane == Pane::Ledger && app.ledger.filtering => {
+                Some(&mut app.ledger.filter)
+            }
             None => None,
         },
     }
@@ -173,8 +176,26 @@ pub fn complete_path(text: &str) -> Option<String> {
     Some(format!("{dir}{common}{slash}"))
 }
 
-/// The `/` filter of Bookings and Reports: Esc or Enter leave the field and keep the filter.
+/// The `/` filter of Bookings, Reports and the Ledger: Esc or Enter leave the field and keep the filter.
 pub(super) fn filter_key(app: &mut App, k: KeyEvent) {
+    if app.pane == Pane::Ledger {
+        let l = &mut app.ledger;
+        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+            l.filtering = false;
+        } else if is(&k, KeyCode::Up) {
+            l.selected = l.selected.saturating_sub(1);
+        } else if is(&k, KeyCode::Down) {
+            let n = l.shown().len();
+            move_down(&mut l.selected, n, 1);
+        } else if type_into(&mut l.filter, k) {
+            let n = l.shown().len();
+            l.selected = l.selected.min(n.saturating_sub(1));
+        } else {
+            return;
+        }
+        app.dirty = true;
+        return;
+    }
     if app.pane == Pane::Reports {
         let r = &mut app.reports;
         if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {

@@ -269,10 +269,15 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
         ],
         Pane::Ledger if app.ledger.trail.is_some() => vec![
             (Cmd::Back, "all entries"),
+            (Cmd::Search, "filter"),
             (Cmd::Refresh, "sync"),
             (Cmd::Down, "move"),
         ],
-        Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
+        Pane::Ledger => vec![
+            (Cmd::Search, "filter"),
+            (Cmd::Refresh, "sync"),
+            (Cmd::Down, "move"),
+        ],
         Pane::Help => {
             return vec![
                 (Cmd::Down, "scroll"),
