@@ -128,10 +128,7 @@ async fn put_chunk(
         tx.commit().await?;
     } else {
         // Same id, so same bytes; still refuse a body that does not hash to it.
-        let actual: [u8; 32] = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&body).into()
-        };
+        let actual = clinvault_hot::sha256(&[&body]);
         if actual != chunk_id {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
