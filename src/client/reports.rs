@@ -98,6 +98,18 @@ impl ApiClient {
         self.get(&format!("/v1/reports/{id}/key"), &[]).await
     }
 
+    /// Chunk `index` of a report, by its place in the signed order: the server checks the
+    /// read rule and finds the chunk in one statement.
+    pub async fn report_chunk(&self, report: Uuid, index: u32) -> Result<Bytes, ClientError> {
+        self.call_raw(
+            Method::GET,
+            &format!("/v1/reports/{report}/chunks/{index}"),
+            &[],
+            None,
+        )
+        .await
+    }
+
     pub async fn chunk(&self, chunk_id: &str, replica: Option<&str>) -> Result<Bytes, ClientError> {
         let q: Vec<(&str, String)> = replica
             .map(|r| ("replica", r.to_string()))
