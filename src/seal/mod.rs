@@ -27,7 +27,7 @@ pub use meta::{ReportMeta, meta_hash, open_meta, seal_meta};
 pub use password::{PasswordProblem, check_password, normalize_password};
 pub use resume::{STATE_HEADER_LEN, STATE_RECORD_LEN, UploadState};
 pub use stream::{
-    ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel,
+    ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_file, seal_parallel,
 };
 pub use wrap::{WRAPPED_DEK_LEN, WrappedDek, unwrap_dek, wrap_dek};
 
