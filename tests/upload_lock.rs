@@ -12,6 +12,14 @@ use clinvault::client::reports::{Progress, UploadOptions, upload};
 use common::Db;
 use common::clinic::{clinic_with, release, report_bytes, upload_options, write_file};
 
+/// 64 KiB chunks: the sealer, a batch ahead, has not pinned the whole file when a run stops.
+fn small(o: UploadOptions<'_>) -> UploadOptions<'_> {
+    UploadOptions {
+        chunk_size: 64 * 1024,
+        ..o
+    }
+}
+
 #[tokio::test]
 async fn a_second_writer_is_refused_and_the_upload_resumes_after() {
     let c = clinic_with(Db::Sqlite, |_| {}).await;
@@ -34,7 +42,7 @@ async fn a_second_writer_is_refused_and_the_upload_resumes_after() {
         &UploadOptions {
             cancel: Some(cancel.clone()),
             progress: Some(&stop),
-            ..upload_options(&c.doc, 1, "Locked")
+            ..small(upload_options(&c.doc, 1, "Locked"))
         },
     )
     .await
@@ -58,7 +66,7 @@ async fn a_second_writer_is_refused_and_the_upload_resumes_after() {
         &l,
         c.pat.id,
         &file,
-        &upload_options(&c.doc, 2, "Locked"),
+        &small(upload_options(&c.doc, 2, "Locked")),
     )
     .await
     .unwrap_err();
@@ -73,6 +81,38 @@ async fn a_second_writer_is_refused_and_the_upload_resumes_after() {
     );
     drop(held);
 
+    // A crash in the middle of appending a record leaves part of one: the next run ignores
+    // it and keeps appending whole records, so a later resume still reads the journal.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(lock_path.with_extension("state"))
+            .unwrap();
+        f.write_all(&[0x5a; 20]).unwrap();
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let stop = |p: Progress| {
+        if p.chunks_done >= 4 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    };
+    let e = upload(
+        &c.doc.c,
+        &c.doc.me,
+        &l,
+        c.pat.id,
+        &file,
+        &UploadOptions {
+            cancel: Some(cancel.clone()),
+            progress: Some(&stop),
+            ..small(upload_options(&c.doc, 1, "Locked"))
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ClientError::Cancelled), "{e}");
+
     // The holder is gone: the upload resumes the same report and finishes.
     let out = upload(
         &c.doc.c,
@@ -80,7 +120,7 @@ async fn a_second_writer_is_refused_and_the_upload_resumes_after() {
         &l,
         c.pat.id,
         &file,
-        &upload_options(&c.doc, 2, "Locked"),
+        &small(upload_options(&c.doc, 2, "Locked")),
     )
     .await
     .unwrap();

@@ -107,11 +107,21 @@ fn journal(state_path: &Path, fresh_header: Option<&[u8]>) -> Result<std::fs::Fi
         // Temporary file created new (never through a link), synced, renamed into place.
         crate::fsutil::write_private_atomic(state_path, header).map_err(file_err(state_path))?;
     }
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .append(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(state_path)
-        .map_err(file_err(state_path))
+        .map_err(file_err(state_path))?;
+    // A record torn by a crash (ignored when the state was read) is cut off, so that the
+    // records appended now stay aligned.
+    let len = f.metadata().map_err(file_err(state_path))?.len();
+    let header = crate::seal::STATE_HEADER_LEN as u64;
+    let record = crate::seal::STATE_RECORD_LEN as u64;
+    if len > header && !(len - header).is_multiple_of(record) {
+        f.set_len(header + (len - header) / record * record)
+            .map_err(file_err(state_path))?;
+    }
+    Ok(f)
 }
 
 /// Seals and uploads `file` as a report for `patient`, resuming an interrupted upload of the
