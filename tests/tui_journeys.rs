@@ -1069,7 +1069,7 @@ async fn issue14_7_8_9_reception_books_a_named_patient_with_a_named_doctor() {
     assert_eq!(desk.bookings.items.len(), 1);
     assert_eq!(desk.bookings.items[0].doctor_name, "Mira Haut");
     press(&mut desk, KeyCode::Esc).await;
-    assert!(!desk.bookings.filtering && desk.bookings.items.len() == 1);
+    assert!(!desk.bookings.filter.focused && desk.bookings.items.len() == 1);
     press(&mut desk, KeyCode::Esc).await;
     assert_eq!(desk.bookings.items.len(), 2);
 }
@@ -1463,4 +1463,87 @@ async fn issue14_8_keystrokes_doctor_opens_a_report_patient_releases_one() {
         keys.0,
         row + 1
     );
+}
+
+/// #14 point 8: the OTP list and the demo Mailbox have the same `/` filter as the other lists
+/// (every word must appear; Esc leaves the field, a second Esc clears it; "N of M" in the
+/// title), and a key acts on the row the filter shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_8_otp_and_mailbox_lists_filter() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let a = common::clinic::write_file(dir.path(), "a.txt", b"first report");
+    let b = common::clinic::write_file(dir.path(), "b.txt", b"second report");
+    common::clinic::upload_file(&c, &a, "A").await;
+    let mail_a = c.ts.last_mail("pat@clinic.test");
+    common::clinic::upload_file(&c, &b, "B").await;
+    let mail_b = c.ts.last_mail("pat@clinic.test");
+    let request_of = |m: &str| {
+        let at = m.find("(request ").expect("the mail names its request") + 9;
+        m[at..at + 36].to_string()
+    };
+    let (req_a, req_b) = (request_of(&mail_a), request_of(&mail_b));
+
+    let mut pat = new_app(&c.ts);
+    log_in(&mut pat, "pat@clinic.test").await;
+    press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.otp.items.len(), 2, "{:?}", pat.otp.error);
+
+    // B's short id leaves B's row only; it is the one Enter acts on.
+    press(&mut pat, KeyCode::Char('/')).await;
+    assert!(pat.text_focus());
+    typ(&mut pat, &req_b[..8]).await;
+    assert_eq!(pat.otp.items.len(), 1);
+    assert_eq!(pat.otp.items[0].request_id.to_string(), req_b);
+    assert!(screen_text(&pat).contains("Codes to enter · 1 of 2"));
+    press(&mut pat, KeyCode::Esc).await;
+    assert!(
+        !pat.otp.filter.focused && pat.otp.items.len() == 1,
+        "Esc keeps the filter"
+    );
+    press(&mut pat, KeyCode::Esc).await;
+    assert_eq!(pat.otp.items.len(), 2, "a second Esc clears it");
+    press(&mut pat, KeyCode::Char('/')).await;
+    typ(&mut pat, "no-such-words").await;
+    assert!(pat.otp.items.is_empty());
+    assert!(screen_text(&pat).contains("No code matches the filter"));
+    press(&mut pat, KeyCode::Esc).await;
+    press(&mut pat, KeyCode::Esc).await;
+    press(&mut pat, KeyCode::Char('/')).await;
+    typ(&mut pat, &req_b[..8]).await;
+    press(&mut pat, KeyCode::Enter).await; // leave the field
+    press(&mut pat, KeyCode::Enter).await; // type the code for the row shown
+    typ(&mut pat, &common::six_digits(&mail_b)).await;
+    press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.status.error.is_none(), "{:?}", pat.status.error);
+    assert_eq!(pat.otp.all.len(), 1, "B released");
+    assert_eq!(pat.otp.all[0].request_id.to_string(), req_a);
+    assert!(pat.otp.items.is_empty(), "the filter still names B");
+
+    // The demo Mailbox: the outbox the server wrote.
+    pat.server.demo = true;
+    pat.server.data_dir = Some(c.ts.dir.path().to_path_buf());
+    press(&mut pat, KeyCode::Char('7')).await;
+    assert_eq!(pat.pane, Pane::Mailbox);
+    let total = pat.mailbox.all.len();
+    let to_pat = c.ts.mails_to("pat@clinic.test");
+    assert!(
+        to_pat >= 2 && total > to_pat,
+        "{total} mails, {to_pat} to pat"
+    );
+    press(&mut pat, KeyCode::Char('/')).await;
+    typ(&mut pat, "PAT@clinic.test").await;
+    assert_eq!(pat.mailbox.items.len(), to_pat);
+    assert!(pat.mailbox.items.iter().all(|m| m.to == "pat@clinic.test"));
+    assert!(screen_text(&pat).contains(&format!("Mailbox (demo outbox) · {to_pat} of {total}")));
+    press(&mut pat, KeyCode::Down).await;
+    assert_eq!(pat.mailbox.selected, 1, "Down moves in the filtered list");
+    press(&mut pat, KeyCode::Char(' ')).await;
+    typ(&mut pat, "zzzz").await;
+    assert!(pat.mailbox.items.is_empty());
+    assert!(screen_text(&pat).contains("No mail matches the filter"));
+    press(&mut pat, KeyCode::Esc).await;
+    press(&mut pat, KeyCode::Esc).await;
+    assert_eq!(pat.mailbox.items.len(), total);
+    assert!(!pat.text_focus());
 }

@@ -224,7 +224,14 @@ pub const COMMANDS: &[CmdInfo] = &[
         cmd: Cmd::Search,
         name: "search",
         desc: "search doctors (name or specialty) / filter the list",
-        panes: Some(&[Pane::Doctors, Pane::Bookings, Pane::Reports, Pane::Ledger]),
+        panes: Some(&[
+            Pane::Doctors,
+            Pane::Bookings,
+            Pane::Reports,
+            Pane::Ledger,
+            Pane::Otp,
+            Pane::Mailbox,
+        ]),
         defaults: &["/"],
     },
     CmdInfo {

@@ -7,6 +7,7 @@
 pub mod action;
 pub mod demo;
 pub mod keymap;
+pub mod listfilter;
 pub mod secret;
 pub mod state;
 pub mod tasks;

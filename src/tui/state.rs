@@ -15,6 +15,7 @@ use crate::api::{
 use crate::client::{ApiClient, LoggedIn};
 use crate::ledger::LedgerKey;
 use crate::tui::keymap::KeyMap;
+use crate::tui::listfilter::ListFilter;
 use crate::tui::theme::Theme;
 
 /// Panes, in Tab order. Reports, OTP and Ledger keep their digits (4–6) for the report layer.
@@ -320,9 +321,7 @@ pub struct BookingsPane {
     pub items: Vec<Booking>,
     pub selected: usize,
     pub all: Vec<Booking>,
-    pub filter: TextArea<'static>,
-    /// The filter field has the keys.
-    pub filtering: bool,
+    pub filter: ListFilter,
 }
 
 impl Default for BookingsPane {
@@ -334,8 +333,7 @@ impl Default for BookingsPane {
             items: Vec::new(),
             selected: 0,
             all: Vec::new(),
-            filter: text_field("patient, doctor, date or status"),
-            filtering: false,
+            filter: ListFilter::new("patient, doctor, date or status"),
         }
     }
 }
@@ -343,8 +341,7 @@ impl Default for BookingsPane {
 impl BookingsPane {
     /// `items` from `all` and the filter: every word must be in the row.
     pub fn refilter(&mut self, tz: chrono_tz::Tz) {
-        let q = field_text(&self.filter).to_lowercase();
-        let words: Vec<&str> = q.split_whitespace().collect();
+        let words = self.filter.words();
         self.items = self
             .all
             .iter()
@@ -355,9 +352,8 @@ impl BookingsPane {
                     b.doctor_name,
                     b.start.with_timezone(&tz).format("%a %Y-%m-%d %H:%M"),
                     crate::tui::update::status_word(b.status)
-                )
-                .to_lowercase();
-                words.iter().all(|w| hay.contains(w))
+                );
+                ListFilter::fits(&words, &hay)
             })
             .cloned()
             .collect();
@@ -378,8 +374,12 @@ pub struct Mail {
 pub struct MailboxPane {
     pub loading: bool,
     pub error: Option<String>,
+    /// What is shown: `all` through the `/` filter.
     pub items: Vec<Mail>,
     pub selected: usize,
+    pub all: Vec<Mail>,
+    /// The `/` filter: every word must be in the recipient, subject or date.
+    pub filter: ListFilter,
     /// Lines of the selected mail's body scrolled off (PgDn / PgUp); 0 on another mail.
     pub body_scroll: u16,
 }
@@ -492,7 +492,6 @@ pub struct ReportRow {
     pub check: Check,
 }
 
-#[derive(Default)]
 pub struct ReportsPane {
     pub request_id: u64,
     pub loading: bool,
@@ -508,19 +507,34 @@ pub struct ReportsPane {
     /// The running upload: (patient, file name).
     pub uploading: Option<(Uuid, String)>,
     /// The `/` filter: every word must be in the row's date, names, title or state.
-    pub filter: TextArea<'static>,
-    /// The filter field has the keys.
-    pub filtering: bool,
+    pub filter: ListFilter,
     /// Uploads stopped in this session, by patient: the file name, shown on its `incomplete`
     /// row (whose title is sealed and not yet readable).
     pub stopped: std::collections::HashMap<Uuid, String>,
 }
 
+impl Default for ReportsPane {
+    fn default() -> Self {
+        ReportsPane {
+            request_id: 0,
+            loading: false,
+            error: None,
+            rows: Vec::new(),
+            selected: 0,
+            patient: None,
+            consent_asked: Default::default(),
+            exts: Default::default(),
+            uploading: None,
+            filter: ListFilter::new("date, doctor, patient, title or state"),
+            stopped: Default::default(),
+        }
+    }
+}
+
 impl ReportsPane {
     /// Indexes into `rows` of what the filter lets through; `selected` indexes this list.
     pub fn visible(&self, tz: chrono_tz::Tz) -> Vec<usize> {
-        let q = field_text(&self.filter).to_lowercase();
-        let words: Vec<&str> = q.split_whitespace().collect();
+        let words = self.filter.words();
         (0..self.rows.len())
             .filter(|i| {
                 if words.is_empty() {
@@ -547,9 +561,8 @@ impl ReportsPane {
                     } else {
                         ""
                     }
-                )
-                .to_lowercase();
-                words.iter().all(|w| hay.contains(w))
+                );
+                ListFilter::fits(&words, &hay)
             })
             .collect()
     }
@@ -654,6 +667,10 @@ pub struct OtpPane {
     pub code: TextArea<'static>,
     /// The code field has the keys.
     pub editing: bool,
+    /// What is listed: `items` is `all` through the `/` filter.
+    pub all: Vec<OtpPending>,
+    /// The `/` filter: every word must be in what the code unlocks or the request's words.
+    pub filter: ListFilter,
 }
 
 impl Default for OtpPane {
@@ -666,7 +683,46 @@ impl Default for OtpPane {
             selected: 0,
             code: text_field("6 digits from the mail"),
             editing: false,
+            all: Vec::new(),
+            filter: ListFilter::new("what it unlocks, id or time"),
         }
+    }
+}
+
+impl OtpPane {
+    /// `items` from `all` and the filter.
+    pub fn refilter(&mut self, tz: chrono_tz::Tz) {
+        let words = self.filter.words();
+        self.items = self
+            .all
+            .iter()
+            .filter(|p| {
+                ListFilter::fits(
+                    &words,
+                    &format!(
+                        "{} {}",
+                        crate::text::display(&p.unlocks),
+                        p.request_words(tz)
+                    ),
+                )
+            })
+            .cloned()
+            .collect();
+        self.selected = self.selected.min(self.items.len().saturating_sub(1));
+    }
+}
+
+impl MailboxPane {
+    /// `items` from `all` and the filter.
+    pub fn refilter(&mut self) {
+        let words = self.filter.words();
+        self.items = self
+            .all
+            .iter()
+            .filter(|m| ListFilter::fits(&words, &format!("{} {} {}", m.to, m.subject, m.date)))
+            .cloned()
+            .collect();
+        self.selected = self.selected.min(self.items.len().saturating_sub(1));
     }
 }
 
@@ -694,7 +750,6 @@ pub struct LedgerLine {
     pub grant: Option<uuid::Uuid>,
 }
 
-#[derive(Default)]
 pub struct LedgerView {
     pub syncing: bool,
     pub head: Option<HeadInfo>,
@@ -706,19 +761,29 @@ pub struct LedgerView {
     /// `t` in Reports: only this report's trail (id, title). Esc or leaving the pane ends it.
     pub trail: Option<(uuid::Uuid, String)>,
     /// The `/` filter: every word must be in the entry's text.
-    pub filter: TextArea<'static>,
-    pub filtering: bool,
+    pub filter: ListFilter,
+}
+
+impl Default for LedgerView {
+    fn default() -> Self {
+        LedgerView {
+            syncing: false,
+            head: None,
+            failed: None,
+            entries_loading: false,
+            entries: Vec::new(),
+            selected: 0,
+            trail: None,
+            filter: ListFilter::new("words in the entry"),
+        }
+    }
 }
 
 impl LedgerView {
     /// The entries shown: all, or one report's trail (its entries and its grants' revocations).
     pub fn shown(&self) -> Vec<&LedgerLine> {
-        let q = field_text(&self.filter).to_lowercase();
-        let words: Vec<&str> = q.split_whitespace().collect();
-        let fits = |e: &LedgerLine| {
-            let t = e.text.to_lowercase();
-            words.iter().all(|w| t.contains(w))
-        };
+        let words = self.filter.words();
+        let fits = |e: &LedgerLine| ListFilter::fits(&words, &e.text);
         let Some((id, _)) = &self.trail else {
             return self.entries.iter().filter(|e| fits(e)).collect();
         };
@@ -887,6 +952,71 @@ impl App {
     }
 
     /// Whether a text field has the keys (letters and digits then type, not command).
+    /// The `/` filter of the pane shown, for the lists that have one.
+    pub fn list_filter(&self) -> Option<&ListFilter> {
+        match self.pane {
+            Pane::Bookings => Some(&self.bookings.filter),
+            Pane::Reports => Some(&self.reports.filter),
+            Pane::Ledger => Some(&self.ledger.filter),
+            Pane::Otp => Some(&self.otp.filter),
+            Pane::Mailbox => Some(&self.mailbox.filter),
+            _ => None,
+        }
+    }
+
+    pub fn list_filter_mut(&mut self) -> Option<&mut ListFilter> {
+        match self.pane {
+            Pane::Bookings => Some(&mut self.bookings.filter),
+            Pane::Reports => Some(&mut self.reports.filter),
+            Pane::Ledger => Some(&mut self.ledger.filter),
+            Pane::Otp => Some(&mut self.otp.filter),
+            Pane::Mailbox => Some(&mut self.mailbox.filter),
+            _ => None,
+        }
+    }
+
+    /// After the filter's words changed: recompute the pane's list, keep the selection in it.
+    pub fn refilter(&mut self) {
+        let tz = self.tz;
+        match self.pane {
+            Pane::Bookings => self.bookings.refilter(tz),
+            Pane::Otp => self.otp.refilter(tz),
+            Pane::Mailbox => self.mailbox.refilter(),
+            Pane::Reports => {
+                let n = self.reports.visible(tz).len();
+                self.reports.selected = self.reports.selected.min(n.saturating_sub(1));
+            }
+            Pane::Ledger => {
+                let n = self.ledger.shown().len();
+                self.ledger.selected = self.ledger.selected.min(n.saturating_sub(1));
+            }
+            _ => {}
+        }
+    }
+
+    /// Rows in the pane's list as shown (for moving the selection).
+    pub fn list_len(&self) -> usize {
+        match self.pane {
+            Pane::Bookings => self.bookings.items.len(),
+            Pane::Otp => self.otp.items.len(),
+            Pane::Mailbox => self.mailbox.items.len(),
+            Pane::Reports => self.reports.visible(self.tz).len(),
+            Pane::Ledger => self.ledger.shown().len(),
+            _ => 0,
+        }
+    }
+
+    pub fn list_selected_mut(&mut self) -> Option<&mut usize> {
+        match self.pane {
+            Pane::Bookings => Some(&mut self.bookings.selected),
+            Pane::Otp => Some(&mut self.otp.selected),
+            Pane::Mailbox => Some(&mut self.mailbox.selected),
+            Pane::Reports => Some(&mut self.reports.selected),
+            Pane::Ledger => Some(&mut self.ledger.selected),
+            _ => None,
+        }
+    }
+
     pub fn text_focus(&self) -> bool {
         match self.screen {
             Screen::Login | Screen::Register => true,
@@ -900,9 +1030,7 @@ impl App {
                         | Some(Popup::Path(_))
                 ) || (self.popup.is_none()
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
-                        || (self.pane == Pane::Bookings && self.bookings.filtering)
-                        || (self.pane == Pane::Reports && self.reports.filtering)
-                        || (self.pane == Pane::Ledger && self.ledger.filtering)
+                        || self.list_filter().is_some_and(|f| f.focused)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

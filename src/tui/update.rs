@@ -347,10 +347,9 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             app.mailbox.loading = false;
             match r {
                 Ok(items) => {
-                    app.mailbox.items = items;
+                    app.mailbox.all = items;
                     app.mailbox.error = None;
-                    let n = app.mailbox.items.len();
-                    app.mailbox.selected = app.mailbox.selected.min(n.saturating_sub(1));
+                    app.mailbox.refilter();
                 }
                 Err(e) => app.mailbox.error = Some(e),
             }
@@ -459,10 +458,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
-            } else if (app.pane == Pane::Bookings && app.bookings.filtering)
-                || (app.pane == Pane::Reports && app.reports.filtering)
-                || (app.pane == Pane::Ledger && app.ledger.filtering)
-            {
+            } else if app.list_filter().is_some_and(|f| f.focused) {
                 filter_key(app, k);
             } else if starts_search(app, &k) {
                 app.doctors.editing = true;
@@ -512,7 +508,7 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     }
     app.pane = pane;
     app.dirty = true;
-    if pane == Pane::Mailbox && app.mailbox.items.is_empty() && !app.mailbox.loading {
+    if pane == Pane::Mailbox && app.mailbox.all.is_empty() && !app.mailbox.loading {
         load_mailbox(app, fx);
     }
     if pane == Pane::Reports && app.reports.rows.is_empty() && !app.reports.loading {
@@ -558,12 +554,12 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Back => {
             if app.status.error.take().is_some() {
                 // Esc dismisses the message first.
-            } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
-                app.bookings.filter = BookingsPane::default().filter;
-                app.bookings.refilter(app.tz);
-            } else if app.pane == Pane::Reports && !field_text(&app.reports.filter).is_empty() {
-                app.reports.filter = text_field("");
-                app.reports.selected = 0;
+            } else if app.list_filter_mut().is_some_and(|f| f.clear()) {
+                // A second Esc (the first left the field) clears the filter.
+                if let Some(sel) = app.list_selected_mut() {
+                    *sel = 0;
+                }
+                app.refilter();
             } else if app.pane == Pane::Reports
                 && app.transfer.is_none()
                 && app.reports.patient.is_some()
@@ -572,9 +568,6 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.reports.patient = None;
                 app.reports.rows.clear();
                 load_reports(app, fx);
-            } else if app.pane == Pane::Ledger && !field_text(&app.ledger.filter).is_empty() {
-                app.ledger.filter = text_field("");
-                app.ledger.selected = 0;
             } else if app.pane == Pane::Ledger && app.ledger.trail.take().is_some() {
                 // Back from one report's trail to every entry.
                 app.ledger.selected = 0;
@@ -589,20 +582,10 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Search => match app.pane {
             Pane::Doctors => app.doctors.editing = true,
-            Pane::Bookings => app.bookings.filtering = true,
-            Pane::Reports => {
-                if field_text(&app.reports.filter).is_empty() {
-                    app.reports.filter = text_field("date, doctor, patient, title or state");
-                }
-                app.reports.filtering = true;
-            }
-            Pane::Ledger => {
-                if field_text(&app.ledger.filter).is_empty() {
-                    app.ledger.filter = text_field("words in the entry");
-                }
-                app.ledger.filtering = true;
-            }
-            _ => return,
+            _ => match app.list_filter_mut() {
+                Some(f) => f.focused = true,
+                None => return,
+            },
         },
         Cmd::NewBooking => {
             if app.pane != Pane::Bookings {

@@ -18,6 +18,13 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             RegisterField::Code => &mut app.register.code,
         }),
         Screen::Mailbox => None,
+        Screen::Main
+            if app.popup.is_none()
+                && !(app.pane == Pane::Otp && app.otp.editing)
+                && app.list_filter().is_some_and(|f| f.focused) =>
+        {
+            app.list_filter_mut().map(|f| &mut f.field)
+        }
         Screen::Main => match &mut app.popup {
             Some(Popup::PickPatient(p)) => Some(&mut p.query),
             Some(Popup::PickDoctor(_)) => Some(&mut app.doctors.query),
@@ -28,15 +35,6 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
                 Some(&mut app.doctors.query)
             }
             None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
-            None if app.pane == Pane::Bookings && app.bookings.filtering => {
-                Some(&mut app.bookings.filter)
-            }
-            None if app.pane == Pane::Reports && app.reports.filtering => {
-                Some(&mut app.reports.filter)
-            }
-            None if app.pane == Pane::Ledger && app.ledger.filtering => {
-                Some(&mut app.ledger.filter)
-            }
             None => None,
         },
     }
@@ -82,12 +80,8 @@ pub(super) fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
         Some(Popup::PickDoctor(_)) => doctors_debounce(app, fx),
         Some(_) => {}
         None => {
-            if app.pane == Pane::Bookings && app.bookings.filtering {
-                app.bookings.refilter(app.tz);
-            }
-            if app.pane == Pane::Reports && app.reports.filtering {
-                let n = app.reports.visible(app.tz).len();
-                app.reports.selected = app.reports.selected.min(n.saturating_sub(1));
+            if app.list_filter().is_some_and(|f| f.focused) {
+                app.refilter();
             }
             if app.pane == Pane::Doctors && app.doctors.editing {
                 app.doctors.request_id += 1;
@@ -176,52 +170,33 @@ pub fn complete_path(text: &str) -> Option<String> {
     Some(format!("{dir}{common}{slash}"))
 }
 
-/// The `/` filter of Bookings, Reports and the Ledger: Esc or Enter leave the field and keep the filter.
+/// The `/` filter of every list: Esc or Enter leave the field and keep the filter; Up/Down
+/// move through what it lets through.
 pub(super) fn filter_key(app: &mut App, k: KeyEvent) {
-    if app.pane == Pane::Ledger {
-        let l = &mut app.ledger;
-        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
-            l.filtering = false;
-        } else if is(&k, KeyCode::Up) {
-            l.selected = l.selected.saturating_sub(1);
-        } else if is(&k, KeyCode::Down) {
-            let n = l.shown().len();
-            move_down(&mut l.selected, n, 1);
-        } else if type_into(&mut l.filter, k) {
-            let n = l.shown().len();
-            l.selected = l.selected.min(n.saturating_sub(1));
-        } else {
-            return;
-        }
-        app.dirty = true;
-        return;
-    }
-    if app.pane == Pane::Reports {
-        let r = &mut app.reports;
-        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
-            r.filtering = false;
-        } else if is(&k, KeyCode::Up) {
-            r.selected = r.selected.saturating_sub(1);
-        } else if is(&k, KeyCode::Down) {
-            let n = r.visible(app.tz).len();
-            move_down(&mut r.selected, n, 1);
-        } else if type_into(&mut r.filter, k) {
-            let n = r.visible(app.tz).len();
-            r.selected = r.selected.min(n.saturating_sub(1));
-        } else {
-            return;
-        }
-        app.dirty = true;
-        return;
-    }
+    let n = app.list_len();
     if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
-        app.bookings.filtering = false;
-    } else if is(&k, KeyCode::Up) {
-        app.bookings.selected = app.bookings.selected.saturating_sub(1);
-    } else if is(&k, KeyCode::Down) {
-        move_down(&mut app.bookings.selected, app.bookings.items.len(), 1);
-    } else if type_into(&mut app.bookings.filter, k) {
-        app.bookings.refilter(app.tz);
+        if let Some(f) = app.list_filter_mut() {
+            f.focused = false;
+        }
+    } else if is(&k, KeyCode::Up) || is(&k, KeyCode::Down) {
+        if let Some(sel) = app.list_selected_mut() {
+            if is(&k, KeyCode::Up) {
+                *sel = sel.saturating_sub(1);
+            } else {
+                move_down(sel, n, 1);
+            }
+        }
+        if app.pane == Pane::Mailbox {
+            app.mailbox.body_scroll = 0;
+        }
+    } else if app
+        .list_filter_mut()
+        .is_some_and(|f| type_into(&mut f.field, k))
+    {
+        app.refilter();
+        if app.pane == Pane::Mailbox {
+            app.mailbox.body_scroll = 0;
+        }
     } else {
         return;
     }

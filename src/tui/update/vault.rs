@@ -789,11 +789,10 @@ pub(super) fn on_vault(
             app.otp.loading = false;
             match result {
                 Ok(items) => {
-                    app.otp.items = items;
+                    app.otp.all = items;
                     app.otp.error = None;
-                    let n = app.otp.items.len();
-                    app.otp.selected = app.otp.selected.min(n.saturating_sub(1));
-                    if n == 0 {
+                    app.otp.refilter(app.tz);
+                    if app.otp.items.is_empty() {
                         app.otp.editing = false;
                     }
                 }

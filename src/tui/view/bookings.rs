@@ -15,38 +15,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let b = &app.bookings;
     let block = pane_block(
         app,
-        if crate::tui::state::field_text(&b.filter).is_empty() {
-            format!("Bookings · {}", b.items.len())
-        } else {
-            format!("Bookings · {} of {}", b.items.len(), b.all.len())
-        },
+        format!("Bookings · {}", b.filter.count(b.items.len(), b.all.len())),
         b.loading,
         b.error.as_deref(),
     );
-    let mut inner = block.inner(area);
+    let inner = block.inner(area);
     frame.render_widget(block, area);
-    let filter = crate::tui::state::field_text(&b.filter);
-    if b.filtering || !filter.is_empty() {
-        let [f, rest] =
-            ratatui::layout::Layout::vertical([Constraint::Length(1), Constraint::Min(1)])
-                .areas(inner);
-        let mut field = b.filter.clone();
-        if b.filtering {
-            field.set_cursor_style(
-                ratatui::style::Style::new().add_modifier(ratatui::style::Modifier::REVERSED),
-            );
-        } else {
-            field.set_cursor_style(ratatui::style::Style::new());
-        }
-        field.set_placeholder_style(t.muted);
-        let [label, input] =
-            ratatui::layout::Layout::horizontal([Constraint::Length(3), Constraint::Min(1)])
-                .areas(f);
-        frame.render_widget(Span::styled(" / ", t.accent), label);
-        frame.render_widget(&field, input);
-        inner = rest;
-    }
-    if b.items.is_empty() && !filter.is_empty() {
+    let inner = b.filter.render(t, frame, inner);
+    if b.items.is_empty() && !b.filter.text().is_empty() {
         frame.render_widget(
             Paragraph::new(Span::styled(
                 "No booking matches the filter (Esc clears it).",

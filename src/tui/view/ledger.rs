@@ -90,30 +90,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             truncate(&crate::text::display(name), 40),
             shown.len()
         ),
-        None => " Recent entries about you ".into(),
+        None if l.filter.is_empty() => " Recent entries about you ".into(),
+        None => format!(
+            " Recent entries about you · {} of {} ",
+            shown.len(),
+            l.entries.len()
+        ),
     };
     let b = Block::new()
         .borders(Borders::TOP)
         .border_style(t.muted)
         .title(Span::styled(title, t.title));
-    let mut inner = b.inner(list);
+    let inner = b.inner(list);
     frame.render_widget(b, list);
-    let filter = crate::tui::state::field_text(&l.filter);
-    if l.filtering || !filter.is_empty() {
-        let [f, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-        let mut field = l.filter.clone();
-        field.set_cursor_style(if l.filtering {
-            ratatui::style::Style::new().add_modifier(ratatui::style::Modifier::REVERSED)
-        } else {
-            ratatui::style::Style::new()
-        });
-        field.set_placeholder_style(t.muted);
-        let [label, input] =
-            Layout::horizontal([Constraint::Length(3), Constraint::Min(1)]).areas(f);
-        frame.render_widget(Span::styled(" / ", t.accent), label);
-        frame.render_widget(&field, input);
-        inner = rest;
-    }
+    let inner = l.filter.render(t, frame, inner);
     if shown.is_empty() {
         frame.render_widget(
             Span::styled(

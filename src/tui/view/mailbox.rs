@@ -13,12 +13,26 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let m = &app.mailbox;
     let block = pane_block(
         app,
-        format!("Mailbox (demo outbox) · {}", m.items.len()),
+        format!(
+            "Mailbox (demo outbox) · {}",
+            m.filter.count(m.items.len(), m.all.len())
+        ),
         m.loading,
         m.error.as_deref(),
     );
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let inner = m.filter.render(t, frame, inner);
+    if m.items.is_empty() && !m.filter.text().is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "No mail matches the filter (Esc clears it).",
+                t.muted,
+            )),
+            inner,
+        );
+        return;
+    }
     if m.items.is_empty() && !m.loading {
         frame.render_widget(Paragraph::new(Span::styled("No mail yet.", t.muted)), inner);
         return;

@@ -25,13 +25,27 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let o = &app.otp;
     let block = pane_block(
         app,
-        format!("Codes to enter · {}", o.items.len()),
+        format!(
+            "Codes to enter · {}",
+            o.filter.count(o.items.len(), o.all.len())
+        ),
         o.loading,
         o.error.as_deref(),
     );
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let inner = o.filter.render(t, frame, inner);
     let [list, entry] = Layout::vertical([Constraint::Min(1), Constraint::Length(4)]).areas(inner);
+    if o.items.is_empty() && !o.filter.text().is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "No code matches the filter (Esc clears it).",
+                t.muted,
+            )),
+            list,
+        );
+        return;
+    }
     if o.items.is_empty() && !o.loading {
         frame.render_widget(
             Paragraph::new(Span::styled(

@@ -39,11 +39,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let r = &app.reports;
     let visible = r.visible(app.tz);
-    let count = if visible.len() == r.rows.len() {
-        r.rows.len().to_string()
-    } else {
-        format!("{} of {}", visible.len(), r.rows.len())
-    };
+    let count = r.filter.count(visible.len(), r.rows.len());
     let block = pane_block(
         app,
         match &r.patient {
@@ -53,24 +49,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         r.loading,
         r.error.as_deref(),
     );
-    let mut inner = block.inner(area);
+    let inner = block.inner(area);
     frame.render_widget(block, area);
-    let filter = crate::tui::state::field_text(&r.filter);
-    if r.filtering || !filter.is_empty() {
-        let [f, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-        let mut field = r.filter.clone();
-        field.set_cursor_style(if r.filtering {
-            ratatui::style::Style::new().add_modifier(ratatui::style::Modifier::REVERSED)
-        } else {
-            ratatui::style::Style::new()
-        });
-        field.set_placeholder_style(t.muted);
-        let [label, input] =
-            Layout::horizontal([Constraint::Length(3), Constraint::Min(1)]).areas(f);
-        frame.render_widget(Span::styled(" / ", t.accent), label);
-        frame.render_widget(&field, input);
-        inner = rest;
-    }
+    let inner = r.filter.render(t, frame, inner);
     let bar_h = if app.transfer.is_some() { 2 } else { 0 };
     let [list, detail, bar] = Layout::vertical([
         Constraint::Min(1),
