@@ -22,6 +22,7 @@ use crate::tui::state::{
 
 mod bookings;
 mod calendar;
+mod command;
 mod doctors;
 mod fields;
 mod login;
@@ -32,6 +33,7 @@ use crate::tui::action::Job;
 pub use bookings::status_word;
 use bookings::*;
 use calendar::*;
+use command::command;
 use doctors::*;
 pub use fields::complete_path;
 use fields::*;
@@ -97,18 +99,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 on_key(app, k, fx);
             }
         }
-        Action::Paste(text) => {
-            if let Some(f) = focused_secret(app) {
-                f.insert_str(&text);
-                return;
-            }
-            let text: String = text.chars().filter(|c| !c.is_control()).collect();
-            if let Some(t) = focused_field(app) {
-                t.insert_str(text);
-                app.dirty = true;
-                after_edit(app, fx);
-            }
-        }
+        Action::Paste(text) => paste(app, text, fx),
         Action::Resize | Action::Redraw => app.dirty = true,
         Action::IdleLock => {
             if app.session.is_some() {
@@ -133,141 +124,18 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             app.status.error = Some(e);
             app.dirty = true;
         }
-        Action::Seed(p) => {
-            let ready = p.finished;
-            let failed = p.error.clone();
-            app.seed = Some(p);
-            app.dirty = true;
-            if app.login.waiting_for_seed && app.screen == Screen::Login {
-                if ready {
-                    app.login.waiting_for_seed = false;
-                    submit_login(app, fx);
-                } else if let Some(e) = failed {
-                    app.login.waiting_for_seed = false;
-                    app.login.message = Some(format!("The demo accounts could not be made: {e}"));
-                } else {
-                    app.login.message = Some(seed_wait_message(app));
-                }
-            }
-        }
-        Action::LoggedIn(r) => {
-            done(app);
-            app.login.busy = false;
-            match r {
-                Ok(b) => {
-                    let (client, logged) = *b;
-                    let user = logged.login.user.clone();
-                    // Ids and roles only: no names, addresses or codes in the log.
-                    tracing::info!(user = %user.id, role = %user.role, "logged in");
-                    let return_to = app.login.return_to.take();
-                    app.login = LoginForm::default();
-                    app.epoch += 1;
-                    app.session = Some(Session {
-                        user,
-                        client,
-                        keys: Some(Arc::new(logged)),
-                    });
-                    app.screen = Screen::Main;
-                    app.status.error = None;
-                    app.status.info = None;
-                    after_login(app, fx);
-                    if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
-                        app.pane = p;
-                    }
-                }
-                Err(e) => {
-                    tracing::info!("login failed");
-                    app.login.message = Some(e);
-                    // The password goes; the address stays for another try.
-                    app.login.password.wipe();
-                }
-            }
-        }
-        Action::CodeMailed(r) => {
-            done(app);
-            app.register.busy = false;
-            match r {
-                Ok(v) => {
-                    app.register.verification = Some(v);
-                    app.register.focus = RegisterField::Code;
-                    app.register.message = Some(if app.server.demo {
-                        "A code was mailed. Demo: Ctrl-O opens the mailbox.".into()
-                    } else {
-                        "A code was mailed to that address: enter it below.".into()
-                    });
-                }
-                Err(e) => app.register.message = Some(e),
-            }
-        }
-        Action::Registered(r) => {
-            done(app);
-            app.register.busy = false;
-            match r {
-                Ok(email) => {
-                    app.register = RegisterForm::default();
-                    app.login = LoginForm::default();
-                    app.login.email.insert_str(&email);
-                    app.login.focus = LoginField::Password;
-                    app.login.message = Some("Account made: log in with your password.".into());
-                    app.screen = Screen::Login;
-                }
-                Err(e) => app.register.message = Some(e),
-            }
-        }
+        Action::Seed(p) => seed_progress(app, p, fx),
+        Action::LoggedIn(r) => logged_in(app, r, fx),
+        Action::CodeMailed(r) => code_mailed(app, r),
+        Action::Registered(r) => registered(app, r),
         Action::SearchDue { id } => {
             if id == app.doctors.request_id {
                 search_doctors(app, fx);
             }
         }
-        Action::DoctorsLoaded { id, result } => {
-            done(app);
-            if id == app.doctors.request_id {
-                app.doctors.loading = false;
-                match result {
-                    Ok((rows, tz)) => {
-                        if let Some(tz) = tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
-                            app.tz = tz;
-                        }
-                        app.doctors.rows = rows;
-                        app.doctors.error = None;
-                        app.doctors.selected = 0;
-                    }
-                    Err(e) => app.doctors.error = Some(e),
-                }
-            }
-        }
-        Action::CalendarLoaded { id, result } => {
-            done(app);
-            if id == app.calendar.request_id {
-                app.calendar.loading = false;
-                match result {
-                    Ok(data) => {
-                        if let Ok(tz) = data.timezone.parse::<chrono_tz::Tz>() {
-                            app.tz = tz;
-                        }
-                        app.calendar.doctor = Some(data.doctor.clone());
-                        app.calendar.data = Some(data);
-                        app.calendar.error = None;
-                        clamp_day_row(app);
-                    }
-                    Err(e) => app.calendar.error = Some(e),
-                }
-            }
-        }
-        Action::BookingsLoaded { id, result } => {
-            done(app);
-            if id == app.bookings.request_id {
-                app.bookings.loading = false;
-                match result {
-                    Ok(items) => {
-                        app.bookings.all = items;
-                        app.bookings.error = None;
-                        app.bookings.refilter(app.tz);
-                    }
-                    Err(e) => app.bookings.error = Some(e),
-                }
-            }
-        }
+        Action::DoctorsLoaded { id, result } => doctors_loaded(app, id, result),
+        Action::CalendarLoaded { id, result } => calendar_loaded(app, id, result),
+        Action::BookingsLoaded { id, result } => bookings_loaded(app, id, result),
         Action::PatientsDue { id } => {
             if let (Some(Popup::PickPatient(p)), Some(client)) = (&app.popup, client(app))
                 && p.request_id == id
@@ -294,37 +162,8 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 }
             }
         }
-        Action::Booked(r) => {
-            done(app);
-            match r {
-                Ok(b) => {
-                    app.status.info = Some(format!(
-                        "Booked {} with {}",
-                        app.local(b.start),
-                        b.doctor_name
-                    ));
-                    app.status.error = None;
-                    reload_after_change(app, fx);
-                }
-                Err(e) => app.status.error = Some(e),
-            }
-        }
-        Action::BookingChanged(r) => {
-            done(app);
-            match r {
-                Ok(b) => {
-                    app.status.info = Some(format!(
-                        "{} {}: now {}",
-                        b.patient_name,
-                        app.local(b.start),
-                        status_word(b.status)
-                    ));
-                    app.status.error = None;
-                    reload_after_change(app, fx);
-                }
-                Err(e) => app.status.error = Some(e),
-            }
-        }
+        Action::Booked(r) => booked(app, r, fx),
+        Action::BookingChanged(r) => booking_changed(app, r, fx),
         Action::Vault {
             epoch,
             ledger,
@@ -343,17 +182,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 t.total = total;
             }
         }
-        Action::MailboxLoaded(r) => {
-            app.mailbox.loading = false;
-            match r {
-                Ok(items) => {
-                    app.mailbox.all = items;
-                    app.mailbox.error = None;
-                    app.mailbox.refilter();
-                }
-                Err(e) => app.mailbox.error = Some(e),
-            }
-        }
+        Action::MailboxLoaded(r) => mailbox_loaded(app, r),
     }
 }
 
@@ -521,299 +350,6 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     if pane == Pane::Ledger && !app.ledger.entries_loading {
         load_entries(app, fx);
     }
-}
-
-fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
-    let role = app.role();
-    match cmd {
-        Cmd::Quit => {
-            if app.status.busy > 0 {
-                app.popup = Some(Popup::ConfirmQuit);
-            } else {
-                app.quit = true;
-            }
-        }
-        Cmd::Help => switch_pane(app, Pane::Help, fx),
-        Cmd::Palette => app.popup = Some(Popup::palette()),
-        Cmd::NextPane | Cmd::PrevPane => {
-            let panes = app.panes();
-            if panes.is_empty() {
-                return;
-            }
-            let pos = panes.iter().position(|p| *p == app.pane).unwrap_or(0);
-            let next = if cmd == Cmd::NextPane {
-                (pos + 1) % panes.len()
-            } else {
-                (pos + panes.len() - 1) % panes.len()
-            };
-            switch_pane(app, panes[next], fx);
-        }
-        Cmd::Go(p) => switch_pane(app, p, fx),
-        Cmd::Logout => wipe(app, false, fx),
-        Cmd::Messages => app.popup = Some(Popup::Messages(0)),
-        Cmd::Back => {
-            if app.status.error.take().is_some() {
-                // Esc dismisses the message first.
-            } else if app.list_filter_mut().is_some_and(|f| f.clear()) {
-                // A second Esc (the first left the field) clears the filter.
-                if let Some(sel) = app.list_selected_mut() {
-                    *sel = 0;
-                }
-                app.refilter();
-            } else if app.pane == Pane::Reports
-                && app.transfer.is_none()
-                && app.reports.patient.is_some()
-            {
-                // Back from one patient's reports to the full list.
-                app.reports.patient = None;
-                app.reports.rows.clear();
-                load_reports(app, fx);
-            } else if app.pane == Pane::Ledger && app.ledger.trail.take().is_some() {
-                // Back from one report's trail to every entry.
-                app.ledger.selected = 0;
-            } else if app.pane == Pane::Calendar && app.calendar.in_day {
-                app.calendar.in_day = false;
-            } else if app.pane == Pane::Reports && app.transfer.is_some() {
-                // Esc is never destructive: stopping a transfer asks first.
-                app.popup = Some(Popup::Confirm(Pending::StopTransfer));
-            } else {
-                return;
-            }
-        }
-        Cmd::Search => match app.pane {
-            Pane::Doctors => app.doctors.editing = true,
-            _ => match app.list_filter_mut() {
-                Some(f) => f.focused = true,
-                None => return,
-            },
-        },
-        Cmd::NewBooking => {
-            if app.pane != Pane::Bookings {
-                return;
-            }
-            if role != Some(Role::Reception) {
-                app.status.info =
-                    Some("Book from a doctor's calendar: 1 Doctors, Enter on a doctor.".into());
-            } else {
-                open_patient_picker(app, None, fx);
-            }
-        }
-        Cmd::Refresh => match app.pane {
-            Pane::Doctors => {
-                app.doctors.request_id += 1;
-                search_doctors(app, fx);
-            }
-            Pane::Calendar => load_calendar(app, fx),
-            Pane::Bookings => load_bookings(app, fx),
-            Pane::Mailbox => load_mailbox(app, fx),
-            Pane::Reports => load_reports(app, fx),
-            Pane::Otp => load_otp(app, fx),
-            Pane::Ledger => load_entries(app, fx),
-            Pane::Help => return,
-        },
-        Cmd::Up | Cmd::Down | Cmd::PageUp | Cmd::PageDown => {
-            let (up, by) = match cmd {
-                Cmd::Up => (true, 1),
-                Cmd::Down => (false, 1),
-                Cmd::PageUp => (true, 10),
-                _ => (false, 10),
-            };
-            let before = (
-                app.doctors.selected,
-                app.bookings.selected,
-                app.mailbox.selected,
-                app.help_scroll,
-                app.calendar.row,
-                app.calendar.selected,
-                (app.reports.selected, app.otp.selected, app.ledger.selected),
-            );
-            match app.pane {
-                Pane::Doctors => step(&mut app.doctors.selected, app.doctors.rows.len(), up, by),
-                Pane::Bookings => {
-                    step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
-                }
-                // j/k pick a mail; PgDn/PgUp scroll its body.
-                Pane::Mailbox if by > 1 => mailbox_scroll(app, up),
-                Pane::Mailbox => {
-                    step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by);
-                    app.mailbox.body_scroll = 0;
-                }
-                Pane::Reports => {
-                    let n = app.reports.visible(app.tz).len();
-                    step(&mut app.reports.selected, n, up, by)
-                }
-                Pane::Otp => step(&mut app.otp.selected, app.otp.items.len(), up, by),
-                Pane::Ledger => {
-                    let n = app.ledger.shown().len();
-                    step(&mut app.ledger.selected, n, up, by)
-                }
-                Pane::Help => {
-                    app.help_scroll = if up {
-                        app.help_scroll.saturating_sub(by as u16)
-                    } else {
-                        app.help_scroll.saturating_add(by as u16).min(40)
-                    }
-                }
-                Pane::Calendar => {
-                    if app.calendar.in_day {
-                        let n = app.day_rows().len();
-                        step(&mut app.calendar.row, n, up, by);
-                    } else {
-                        let days = if by == 1 { 7 } else { 28 };
-                        move_day(app, if up { -days } else { days }, fx);
-                    }
-                }
-            }
-            let after = (
-                app.doctors.selected,
-                app.bookings.selected,
-                app.mailbox.selected,
-                app.help_scroll,
-                app.calendar.row,
-                app.calendar.selected,
-                (app.reports.selected, app.otp.selected, app.ledger.selected),
-            );
-            if before == after {
-                return;
-            }
-        }
-        Cmd::Left | Cmd::Right => {
-            if app.pane != Pane::Calendar {
-                return;
-            }
-            app.calendar.in_day = false;
-            move_day(app, if cmd == Cmd::Left { -1 } else { 1 }, fx);
-        }
-        Cmd::PrevMonth | Cmd::NextMonth => {
-            if app.pane != Pane::Calendar {
-                return;
-            }
-            let d = app.calendar.selected.unwrap_or(app.clock.today);
-            let to = if cmd == Cmd::NextMonth {
-                d.checked_add_months(Months::new(1))
-            } else {
-                d.checked_sub_months(Months::new(1))
-            };
-            if let Some(to) = to {
-                set_day(app, to, fx);
-            }
-        }
-        Cmd::Select => match app.pane {
-            Pane::Doctors => {
-                let Some(row) = app.doctors.rows.get(app.doctors.selected) else {
-                    return;
-                };
-                if !app.panes().contains(&Pane::Calendar) {
-                    app.status.info =
-                        Some("Calendars are for patients, reception and doctors.".into());
-                    return;
-                }
-                let doctor = row.doctor.clone();
-                let first = row
-                    .next_free
-                    .as_ref()
-                    .map(|s| s.start.with_timezone(&app.tz).date_naive())
-                    .unwrap_or(app.clock.today);
-                app.calendar = CalendarPane {
-                    doctor: Some(doctor.clone()),
-                    selected: Some(first),
-                    ..CalendarPane::default()
-                };
-                app.pane = Pane::Calendar;
-                load_calendar_for(app, doctor.id, fx);
-            }
-            Pane::Calendar => {
-                if !app.calendar.in_day {
-                    if app.day_rows().is_empty() {
-                        app.status.info = Some("No free slot or booking that day.".into());
-                    } else {
-                        app.calendar.in_day = true;
-                        app.calendar.row = 0;
-                    }
-                } else {
-                    let rows = app.day_rows();
-                    match rows.get(app.calendar.row) {
-                        Some(DayRow::Free(slot)) => book(app, slot.clone(), fx),
-                        Some(DayRow::Booked(_)) => {
-                            // Only what this role may do to a booking.
-                            let mut acts = vec![(Cmd::CancelBooking, "cancel")];
-                            match role {
-                                Some(Role::Reception) => acts.push((Cmd::CheckIn, "check in")),
-                                Some(Role::Doctor) => acts = vec![(Cmd::Complete, "complete")],
-                                _ => {}
-                            }
-                            app.status.info = Some(
-                                acts.iter()
-                                    .map(|(c, w)| format!("{} {w}", app.keys.first_key(*c)))
-                                    .collect::<Vec<_>>()
-                                    .join(" · "),
-                            )
-                        }
-                        None => return,
-                    }
-                }
-            }
-            Pane::Reports => report_command(app, Cmd::Open, fx),
-            Pane::Otp => report_command(app, Cmd::EnterCode, fx),
-            _ => return,
-        },
-        Cmd::CancelBooking if app.pane == Pane::Reports => {
-            if app.transfer.is_some() {
-                app.popup = Some(Popup::Confirm(Pending::StopTransfer));
-            } else {
-                app.status.info = Some("No transfer is running.".into());
-            }
-        }
-        Cmd::Upload
-        | Cmd::Download
-        | Cmd::Verify
-        | Cmd::Open
-        | Cmd::AskConsent
-        | Cmd::Grants
-        | Cmd::Trail
-        | Cmd::PatientReports
-        | Cmd::EnterCode
-        | Cmd::Resend => report_command(app, cmd, fx),
-        Cmd::CancelBooking | Cmd::CheckIn | Cmd::Complete => {
-            let booking = match app.pane {
-                Pane::Bookings => app.bookings.items.get(app.bookings.selected).cloned(),
-                Pane::Calendar if app.calendar.in_day => match app.day_rows().get(app.calendar.row)
-                {
-                    Some(DayRow::Booked(b)) => Some(b.clone()),
-                    _ => None,
-                },
-                _ => return,
-            };
-            let Some(booking) = booking else {
-                app.status.info = Some("Select a booking first.".into());
-                app.dirty = true;
-                return;
-            };
-            let (action, who, from) = match cmd {
-                Cmd::CancelBooking => ("cancel", None, BookingStatus::Booked),
-                Cmd::CheckIn => ("check-in", Some(Role::Reception), BookingStatus::Booked),
-                _ => ("complete", Some(Role::Doctor), BookingStatus::CheckedIn),
-            };
-            if let Some(who) = who
-                && role != Some(who)
-            {
-                app.status.error = Some(format!("Only {who} staff can {action} a visit."));
-            } else if booking.status != from {
-                app.status.error = Some(format!(
-                    "This booking is {}: it cannot be {}.",
-                    status_word(booking.status),
-                    match action {
-                        "cancel" => "cancelled",
-                        "check-in" => "checked in",
-                        _ => "completed",
-                    }
-                ));
-            } else {
-                app.popup = Some(Popup::Confirm(Pending::Transition { booking, action }));
-            }
-        }
-    }
-    app.dirty = true;
 }
 
 #[cfg(test)]

@@ -43,3 +43,63 @@ pub fn status_word(s: BookingStatus) -> &'static str {
         BookingStatus::NoShow => "no-show",
     }
 }
+
+pub(super) fn bookings_loaded(
+    app: &mut App,
+    id: u64,
+    result: crate::tui::action::UiResult<Vec<crate::api::Booking>>,
+) {
+    done(app);
+    if id == app.bookings.request_id {
+        app.bookings.loading = false;
+        match result {
+            Ok(items) => {
+                app.bookings.all = items;
+                app.bookings.error = None;
+                app.bookings.refilter(app.tz);
+            }
+            Err(e) => app.bookings.error = Some(e),
+        }
+    }
+}
+
+pub(super) fn booked(
+    app: &mut App,
+    r: crate::tui::action::UiResult<crate::api::Booking>,
+    fx: &mut Vec<Effect>,
+) {
+    done(app);
+    match r {
+        Ok(b) => {
+            app.status.info = Some(format!(
+                "Booked {} with {}",
+                app.local(b.start),
+                b.doctor_name
+            ));
+            app.status.error = None;
+            reload_after_change(app, fx);
+        }
+        Err(e) => app.status.error = Some(e),
+    }
+}
+
+pub(super) fn booking_changed(
+    app: &mut App,
+    r: crate::tui::action::UiResult<crate::api::Booking>,
+    fx: &mut Vec<Effect>,
+) {
+    done(app);
+    match r {
+        Ok(b) => {
+            app.status.info = Some(format!(
+                "{} {}: now {}",
+                b.patient_name,
+                app.local(b.start),
+                status_word(b.status)
+            ));
+            app.status.error = None;
+            reload_after_change(app, fx);
+        }
+        Err(e) => app.status.error = Some(e),
+    }
+}

@@ -109,3 +109,26 @@ pub(super) fn open_patient_picker(
         action: Box::new(Action::PatientsDue { id: 0 }),
     });
 }
+
+pub(super) fn calendar_loaded(
+    app: &mut App,
+    id: u64,
+    result: crate::tui::action::UiResult<crate::tui::state::CalendarData>,
+) {
+    done(app);
+    if id == app.calendar.request_id {
+        app.calendar.loading = false;
+        match result {
+            Ok(data) => {
+                if let Ok(tz) = data.timezone.parse::<chrono_tz::Tz>() {
+                    app.tz = tz;
+                }
+                app.calendar.doctor = Some(data.doctor.clone());
+                app.calendar.data = Some(data);
+                app.calendar.error = None;
+                clamp_day_row(app);
+            }
+            Err(e) => app.calendar.error = Some(e),
+        }
+    }
+}

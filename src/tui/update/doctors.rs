@@ -52,3 +52,25 @@ pub(super) fn starts_search(app: &App, k: &KeyEvent) -> bool {
             .is_some_and(|p| !p.contains(&Pane::Doctors)),
     }
 }
+
+pub(super) fn doctors_loaded(
+    app: &mut App,
+    id: u64,
+    result: crate::tui::action::UiResult<(Vec<crate::tui::state::DoctorRow>, Option<String>)>,
+) {
+    done(app);
+    if id == app.doctors.request_id {
+        app.doctors.loading = false;
+        match result {
+            Ok((rows, tz)) => {
+                if let Some(tz) = tz.and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
+                    app.tz = tz;
+                }
+                app.doctors.rows = rows;
+                app.doctors.error = None;
+                app.doctors.selected = 0;
+            }
+            Err(e) => app.doctors.error = Some(e),
+        }
+    }
+}

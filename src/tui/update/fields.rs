@@ -229,3 +229,16 @@ pub(super) fn step(sel: &mut usize, len: usize, up: bool, by: usize) {
         move_down(sel, len, by);
     }
 }
+
+pub(super) fn paste(app: &mut App, text: String, fx: &mut Vec<Effect>) {
+    if let Some(f) = focused_secret(app) {
+        f.insert_str(&text);
+        return;
+    }
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if let Some(t) = focused_field(app) {
+        t.insert_str(text);
+        app.dirty = true;
+        after_edit(app, fx);
+    }
+}

@@ -238,3 +238,99 @@ pub(super) fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
         load_entries(app, fx);
     }
 }
+
+pub(super) fn seed_progress(
+    app: &mut App,
+    p: crate::tui::state::SeedProgress,
+    fx: &mut Vec<Effect>,
+) {
+    let ready = p.finished;
+    let failed = p.error.clone();
+    app.seed = Some(p);
+    app.dirty = true;
+    if app.login.waiting_for_seed && app.screen == Screen::Login {
+        if ready {
+            app.login.waiting_for_seed = false;
+            submit_login(app, fx);
+        } else if let Some(e) = failed {
+            app.login.waiting_for_seed = false;
+            app.login.message = Some(format!("The demo accounts could not be made: {e}"));
+        } else {
+            app.login.message = Some(seed_wait_message(app));
+        }
+    }
+}
+
+pub(super) fn logged_in(
+    app: &mut App,
+    r: crate::tui::action::UiResult<Box<(ApiClient, crate::client::LoggedIn)>>,
+    fx: &mut Vec<Effect>,
+) {
+    done(app);
+    app.login.busy = false;
+    match r {
+        Ok(b) => {
+            let (client, logged) = *b;
+            let user = logged.login.user.clone();
+            // Ids and roles only: no names, addresses or codes in the log.
+            tracing::info!(user = %user.id, role = %user.role, "logged in");
+            let return_to = app.login.return_to.take();
+            app.login = LoginForm::default();
+            app.epoch += 1;
+            app.session = Some(Session {
+                user,
+                client,
+                keys: Some(Arc::new(logged)),
+            });
+            app.screen = Screen::Main;
+            app.status.error = None;
+            app.status.info = None;
+            after_login(app, fx);
+            if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
+                app.pane = p;
+            }
+        }
+        Err(e) => {
+            tracing::info!("login failed");
+            app.login.message = Some(e);
+            // The password goes; the address stays for another try.
+            app.login.password.wipe();
+        }
+    }
+}
+
+pub(super) fn code_mailed(
+    app: &mut App,
+    r: crate::tui::action::UiResult<crate::api::VerifyEmailResponse>,
+) {
+    done(app);
+    app.register.busy = false;
+    match r {
+        Ok(v) => {
+            app.register.verification = Some(v);
+            app.register.focus = RegisterField::Code;
+            app.register.message = Some(if app.server.demo {
+                "A code was mailed. Demo: Ctrl-O opens the mailbox.".into()
+            } else {
+                "A code was mailed to that address: enter it below.".into()
+            });
+        }
+        Err(e) => app.register.message = Some(e),
+    }
+}
+
+pub(super) fn registered(app: &mut App, r: crate::tui::action::UiResult<String>) {
+    done(app);
+    app.register.busy = false;
+    match r {
+        Ok(email) => {
+            app.register = RegisterForm::default();
+            app.login = LoginForm::default();
+            app.login.email.insert_str(&email);
+            app.login.focus = LoginField::Password;
+            app.login.message = Some("Account made: log in with your password.".into());
+            app.screen = Screen::Login;
+        }
+        Err(e) => app.register.message = Some(e),
+    }
+}

@@ -33,3 +33,18 @@ pub(super) fn mailbox_scroll(app: &mut App, up: bool) {
         (m.body_scroll + BY).min(lines.saturating_sub(1))
     };
 }
+
+pub(super) fn mailbox_loaded(
+    app: &mut App,
+    r: crate::tui::action::UiResult<Vec<crate::tui::state::Mail>>,
+) {
+    app.mailbox.loading = false;
+    match r {
+        Ok(items) => {
+            app.mailbox.all = items;
+            app.mailbox.error = None;
+            app.mailbox.refilter();
+        }
+        Err(e) => app.mailbox.error = Some(e),
+    }
+}
