@@ -1547,3 +1547,72 @@ async fn issue14_8_otp_and_mailbox_lists_filter() {
     assert_eq!(pat.mailbox.items.len(), total);
     assert!(!pat.text_focus());
 }
+
+/// #14 point 15: the calendar shows "off" the same way for a patient (who may not read the
+/// doctor's availability) as for reception: the days without opening hours come with the
+/// slots answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_15_patients_see_off_like_staff() {
+    use chrono::Datelike;
+    let (s, dana) = clinic().await;
+    let today = Clock::system(TZ).today;
+    let day_off = today + Duration::days(7);
+    let weekdays = Availability {
+        weekly: ["mon", "tue", "wed", "thu", "fri"]
+            .iter()
+            .map(|d| WeeklyBlock {
+                weekday: d.to_string(),
+                start: "09:00".into(),
+                end: "12:00".into(),
+                slot_minutes: 30,
+            })
+            .collect(),
+        days_off: vec![day_off],
+    };
+    // A doctor sets their own hours.
+    s.login("dana@clinic.test")
+        .await
+        .set_availability(dana, &weekdays)
+        .await
+        .expect("availability");
+    let open_dana = |email: &'static str| {
+        let s = &s;
+        async move {
+            let mut app = new_app(s);
+            log_in(&mut app, email).await;
+            press(&mut app, KeyCode::Char('1')).await;
+            press(&mut app, KeyCode::Char('/')).await;
+            typ(&mut app, "herz").await;
+            press(&mut app, KeyCode::Esc).await;
+            press(&mut app, KeyCode::Enter).await;
+            assert_eq!(app.pane, Pane::Calendar);
+            assert!(app.calendar.data.is_some(), "{:?}", app.calendar.error);
+            app
+        }
+    };
+    let pat = open_dana("pat@example.test").await;
+    let desk = open_dana("desk@clinic.test").await;
+    let month = pat.calendar.selected.expect("a day");
+    let expected: Vec<chrono::NaiveDate> = (1..=31)
+        .filter_map(|d| month.with_day(d))
+        .filter(|d| *d >= today)
+        .filter(|d| d.weekday().num_days_from_monday() >= 5 || *d == day_off)
+        .collect();
+    let closed = |a: &App| a.calendar.data.as_ref().map(|d| d.closed.clone());
+    assert_eq!(closed(&pat), Some(expected.clone()));
+    assert_eq!(closed(&desk), closed(&pat), "the same days for every role");
+    assert!(
+        pat.calendar
+            .data
+            .as_ref()
+            .is_some_and(|d| d.availability.is_none()),
+        "the patient still does not read the availability"
+    );
+    if !expected.is_empty() {
+        assert!(screen_text(&pat).contains(" off "), "{}", screen_text(&pat));
+        assert_eq!(
+            screen_text(&pat).matches(" off ").count(),
+            screen_text(&desk).matches(" off ").count()
+        );
+    }
+}

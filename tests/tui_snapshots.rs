@@ -3,7 +3,7 @@
 //! port or id of the run reaches a snapshot). The Debug form of the buffer holds the text and
 //! every style run, so a colour or selection change shows up as a diff.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -173,6 +173,12 @@ fn with_calendar(app: &mut App) {
             },
         }),
         timezone: "Europe/Berlin".into(),
+        // What the slots answer names from today on: weekends and the day off (Dec 4).
+        closed: (1..=31)
+            .filter_map(|d| NaiveDate::from_ymd_opt(2026, 12, d))
+            .filter(|d| *d >= app.clock.today)
+            .filter(|d| d.weekday().num_days_from_monday() >= 5 || d.day() == 4)
+            .collect(),
     });
     app.calendar.in_day = true;
     app.calendar.row = 2;
@@ -316,6 +322,21 @@ fn calendar_pane() {
     snap("calendar", |c| {
         let mut a = app(c, Some(Role::Reception));
         with_calendar(&mut a);
+        a
+    });
+}
+
+/// #14 point 15: a patient, who may not read the doctor's availability, sees "off" on the
+/// same days as staff, from the slots answer.
+#[test]
+fn calendar_pane_patient() {
+    snap("calendar_patient", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_calendar(&mut a);
+        if let Some(d) = &mut a.calendar.data {
+            d.availability = None;
+        }
+        a.calendar.in_day = false;
         a
     });
 }

@@ -359,6 +359,10 @@ pub struct SlotsResponse {
     pub doctor_id: Uuid,
     pub timezone: String,
     pub slots: Vec<Slot>,
+    /// Days of the range without opening hours (a day off, or a weekday the doctor does not
+    /// work): public like the hours, so every role can show "off". Says nothing of bookings.
+    #[serde(default)]
+    pub closed: Vec<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

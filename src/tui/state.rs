@@ -289,6 +289,8 @@ pub struct CalendarData {
     /// None when this role may not read availability (patients): days without slots dim.
     pub availability: Option<AvailabilityResponse>,
     pub timezone: String,
+    /// Days from today on without opening hours, from the slots answer (every role).
+    pub closed: Vec<NaiveDate>,
 }
 
 #[derive(Default)]

@@ -794,9 +794,11 @@ async fn load_calendar(
         .map(|s| s.timezone.clone())
         .or_else(|| availability.as_ref().map(|a| a.timezone.clone()))
         .unwrap_or_default();
+    let (slots, closed) = s.map(|s| (s.slots, s.closed)).unwrap_or_default();
     Ok(CalendarData {
         doctor,
-        slots: s.map(|s| s.slots).unwrap_or_default(),
+        slots,
+        closed,
         bookings,
         availability,
         timezone,

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::Row;
 use uuid::Uuid;
@@ -199,6 +199,7 @@ async fn slots(
     }
     let (blocks, days_off) = load_availability(&st, id).await?;
     let all = schedule::slots(&blocks, &days_off, &st.tz, from, to);
+    let closed = closed_days(&blocks, &days_off, from, to);
     let now = Utc::now();
     let (lo, hi) = match (all.first(), all.last()) {
         (Some(a), Some(b)) => (a.0.timestamp_millis(), b.1.timestamp_millis()),
@@ -241,7 +242,24 @@ async fn slots(
         doctor_id: id,
         timezone: st.config.timezone.clone(),
         slots,
+        closed,
     }))
+}
+
+/// The days of `from..=to` without opening hours: a day off, or a weekday with no block.
+fn closed_days(
+    blocks: &[Block],
+    days_off: &HashSet<NaiveDate>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<NaiveDate> {
+    from.iter_days()
+        .take_while(|d| *d <= to)
+        .filter(|d| {
+            let wd = d.weekday().num_days_from_monday() as u8;
+            days_off.contains(d) || !blocks.iter().any(|b| b.weekday == wd)
+        })
+        .collect()
 }
 
 /// A doctor sees and sets only their own; another doctor's answers like a missing one.

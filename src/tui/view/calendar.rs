@@ -1,7 +1,7 @@
 //! Calendar: the month grid (free slots per day, today marked, days off dimmed) and the
 //! selected day's slots and bookings.
 
-use chrono::{Datelike, Duration, NaiveDate, Weekday};
+use chrono::{Datelike, Duration, NaiveDate};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -11,18 +11,6 @@ use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 use crate::tui::state::{App, DayRow};
 use crate::tui::update::status_word;
 use crate::tui::view::{pane_block, truncate};
-
-fn weekday_key(w: Weekday) -> &'static str {
-    match w {
-        Weekday::Mon => "mon",
-        Weekday::Tue => "tue",
-        Weekday::Wed => "wed",
-        Weekday::Thu => "thu",
-        Weekday::Fri => "fri",
-        Weekday::Sat => "sat",
-        Weekday::Sun => "sun",
-    }
-}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
@@ -61,7 +49,6 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
     let first = c.month_start(today);
     let selected = c.selected.unwrap_or(today);
     let counts = app.free_per_day();
-    let avail = c.data.as_ref().and_then(|d| d.availability.as_ref());
     let mut lines = vec![
         Line::from(Span::styled(format!(" {}", first.format("%B %Y")), t.title)),
         Line::from(Span::styled(
@@ -81,20 +68,11 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
                 counts_row.push(Span::raw("      "));
             } else {
                 let n = counts.get(&d).copied().unwrap_or(0);
-                let off = match avail {
-                    Some(a) => {
-                        a.availability.days_off.contains(&d)
-                            || !a
-                                .availability
-                                .weekly
-                                .iter()
-                                .any(|b| b.weekday == weekday_key(d.weekday()))
-                    }
-                    None => false,
-                };
+                // From the slots answer, so every role reads the same "off".
+                let off = c.data.as_ref().is_some_and(|x| x.closed.contains(&d));
                 let mark = if d == today { "•" } else { " " };
-                // The same words for every role: a number of free slots, "–" for none free;
-                // "off" where the role may read the doctor's days off (staff).
+                // The same words for every role: a number of free slots, "–" for none free,
+                // "off" on a day without opening hours.
                 let count = if off {
                     "off".to_string()
                 } else if d < today || c.data.is_none() {
@@ -130,11 +108,7 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
         t.muted,
     )));
     lines.push(Line::from(Span::styled(
-        if avail.is_some() {
-            " – none free · off: the doctor's day off"
-        } else {
-            " – no free slot (all booked, or a day off)"
-        },
+        " – none free · off: the doctor's day off",
         t.muted,
     )));
     frame.render_widget(Paragraph::new(lines), area);
