@@ -17,6 +17,7 @@ use clinvault::client::ApiClient;
 use clinvault::seal::{KdfParams, PublicKeys};
 use clinvault::tui::action::Action;
 use clinvault::tui::keymap::KeyMap;
+use clinvault::tui::rate::RateMeter;
 use clinvault::tui::state::{
     App, CalendarData, Check, Clock, DoctorRow, GrantsView, HeadInfo, LedgerLine, Mail, Pane,
     PathEntry, PathFor, PatientPicker, Pending, Popup, RegisterField, ReportRow, Screen,
@@ -194,6 +195,14 @@ fn with_bookings(app: &mut App) {
     ];
     app.bookings.selected = 1;
     app.pane = Pane::Bookings;
+}
+
+/// A meter that saw the transfer start at `from` and reach `done` now.
+fn seen(from: DateTime<Utc>, done: u64) -> RateMeter {
+    let mut m = RateMeter::default();
+    m.record(from, 0);
+    m.record(now(), done);
+    m
 }
 
 fn draw(app: &App, w: u16, h: u16) -> String {
@@ -577,6 +586,7 @@ fn reports_pane_with_a_failed_check_and_a_download() {
             total: 3_100_000,
             started: now() - Duration::seconds(4),
             cancel: Default::default(),
+            meter: seen(now() - Duration::seconds(4), 1_228_800),
         });
         a
     });
@@ -595,6 +605,7 @@ fn reports_stop_transfer_asks() {
             total: 2_048_000,
             started: now() - Duration::seconds(2),
             cancel: Default::default(),
+            meter: seen(now() - Duration::seconds(2), 512_000),
         });
         key(&mut a, KeyCode::Esc);
         assert!(
@@ -1005,6 +1016,7 @@ fn issue14_13_progress_line_fits_and_sizes_are_binary() {
             total: 31_457_280,
             started: now() - Duration::seconds(754),
             cancel: Default::default(),
+            meter: seen(now() - Duration::seconds(754), 29_999_999),
         });
         a
     });
@@ -1018,8 +1030,51 @@ fn issue14_13_progress_line_fits_and_sizes_are_binary() {
         total: 1_073_741_824,
         started: now() - Duration::seconds(1),
         cancel: Default::default(),
+        meter: seen(now() - Duration::seconds(1), 999_999_999),
     });
     let text = draw(&a, 80, 24);
     assert!(text.contains(" stop"), "the stop key is not cut off");
     assert!(text.contains("GiB"), "binary units say so");
+}
+
+/// #13 point 9 (the terminal's part): a transfer that stopped getting bytes says "stalled"
+/// and no time left, instead of its old rate; bytes again bring a rate back.
+#[test]
+fn progress_line_says_stalled_then_recovers() {
+    let mut a = app(false, Some(Role::Doctor));
+    with_reports(&mut a);
+    let mut meter = RateMeter::default();
+    // 256 KB a second for ten seconds, then nothing for twenty.
+    for i in 0..=10 {
+        meter.record(now() - Duration::seconds(30 - i), i as u64 * 256_000);
+    }
+    a.transfer = Some(Transfer {
+        id: 1,
+        kind: TransferKind::Upload,
+        label: "scan.pdf → Pat Jones".into(),
+        done: 2_560_000,
+        total: 10_240_000,
+        started: now() - Duration::seconds(30),
+        cancel: Default::default(),
+        meter,
+    });
+    let text = draw(&a, 80, 24);
+    let line = text
+        .lines()
+        .find(|l| l.contains("scan.pdf"))
+        .expect("the progress line");
+    assert!(line.contains("stalled · — ·"), "{line}");
+    if let Some(t) = &mut a.transfer {
+        t.meter.record(now(), 2_816_000);
+        t.done = 2_816_000;
+    }
+    let text = draw(&a, 80, 24);
+    let line = text
+        .lines()
+        .find(|l| l.contains("scan.pdf"))
+        .expect("the progress line");
+    assert!(
+        !line.contains("stalled") && line.contains("/s") && line.contains(" left"),
+        "{line}"
+    );
 }

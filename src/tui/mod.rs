@@ -8,6 +8,7 @@ pub mod action;
 pub mod demo;
 pub mod keymap;
 pub mod listfilter;
+pub mod rate;
 pub mod secret;
 pub mod state;
 pub mod tasks;
@@ -236,6 +237,8 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
             _ = tokio::time::sleep_until(last_input + idle), if app.session.is_some() => Action::IdleLock,
             // Codes show minutes to expiry: one redraw at each minute, only on that pane.
             _ = tokio::time::sleep(next_minute()), if app.pane == state::Pane::Otp && !app.otp.items.is_empty() && app.screen == state::Screen::Main => Action::Redraw,
+            // A running transfer's rate and "stalled": one redraw a second, only while it runs.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if app.transfer.is_some() && app.pane == state::Pane::Reports && app.screen == state::Screen::Main => Action::Redraw,
             Some(s) = stop_rx.recv() => { stop = Some(s); continue; }
             _ = term.recv() => Action::Terminate,
             _ = hup.recv() => Action::Terminate,

@@ -610,6 +610,8 @@ pub struct Transfer {
     pub total: u64,
     pub started: DateTime<Utc>,
     pub cancel: Arc<AtomicBool>,
+    /// Recent progress, for the rate and time left.
+    pub meter: crate::tui::rate::RateMeter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -228,15 +228,22 @@ pub fn head_info(l: &Ledger) -> HeadInfo {
     }
 }
 
-/// Sends a progress action when the whole percentage changes (at most ~100 per transfer).
+/// Sends a progress action when the whole percentage changes (at most ~100 per transfer),
+/// and at least once a second while bytes move, so the rate of a slow link stays fresh.
 fn progress_fn(tx: Option<UnboundedSender<Action>>, id: u64) -> impl Fn(Progress) + Sync + Send {
     let last = AtomicU64::new(u64::MAX);
+    let started = std::time::Instant::now();
+    // Milliseconds since `started` of the last action sent.
+    let last_sent = AtomicU64::new(0);
     move |p: Progress| {
         let Some(tx) = &tx else { return };
         let pct = (p.bytes_done.saturating_mul(100))
             .checked_div(p.bytes_total)
             .unwrap_or(100);
-        if last.swap(pct, Ordering::Relaxed) != pct {
+        let ms = started.elapsed().as_millis() as u64;
+        let due = ms.saturating_sub(last_sent.load(Ordering::Relaxed)) >= 1000;
+        if last.swap(pct, Ordering::Relaxed) != pct || due {
+            last_sent.store(ms, Ordering::Relaxed);
             let _ = tx.send(Action::TransferProgress {
                 id,
                 done: p.bytes_done,

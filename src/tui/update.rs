@@ -180,6 +180,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             {
                 t.done = done;
                 t.total = total;
+                t.meter.record(app.clock.now, done);
             }
         }
         Action::MailboxLoaded(r) => mailbox_loaded(app, r),
@@ -580,6 +581,7 @@ mod tests {
             total: 1,
             started: chrono::DateTime::UNIX_EPOCH,
             cancel: cancel.clone(),
+            meter: Default::default(),
         });
         let epoch = a.epoch;
         update(&mut a, Action::IdleLock);

@@ -437,6 +437,7 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
         total: 0,
         started: app.clock.now,
         cancel,
+        meter: Default::default(),
     });
     app.status.error = None;
     vault(app, fx, job);
@@ -476,6 +477,7 @@ fn start_upload(
         total: 0,
         started: app.clock.now,
         cancel: cancel.clone(),
+        meter: Default::default(),
     });
     app.status.error = None;
     app.reports.uploading = Some((patient, file.clone()));

@@ -6,6 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
 
+use crate::tui::rate::{Speed, left_words};
 use crate::tui::state::{App, Check, TransferKind};
 use crate::tui::view::{pane_block, truncate};
 
@@ -150,18 +151,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if let Some(tr) = &app.transfer {
         let [label, gauge] =
             Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(bar);
-        let secs = (app.clock.now - tr.started).num_milliseconds().max(0) as f64 / 1000.0;
-        let rate = if secs > 0.0 {
-            tr.done as f64 / secs
-        } else {
-            0.0
+        // The recent rate (a sliding window), "stalled" when bytes stopped coming.
+        let speed = tr.meter.speed(app.clock.now, tr.total);
+        let rate = match speed {
+            Speed::Rate { bytes_per_sec, .. } => format!("{}/s", human(bytes_per_sec as u64)),
+            Speed::Stalled => "stalled".into(),
+            Speed::Unknown => "— /s".into(),
         };
-        let left = if rate > 0.0 && tr.total >= tr.done {
-            let s = ((tr.total - tr.done) as f64 / rate).ceil() as u64;
-            format!("{}:{:02} left", s / 60, s % 60)
-        } else {
-            "—".into()
-        };
+        let left = left_words(speed);
         let arrow = match tr.kind {
             TransferKind::Upload => "↑",
             TransferKind::Download => "↓",
@@ -176,11 +173,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             )
         } else {
             format!(
-                "{arrow} {} · {} / {} · {}/s · {left} · {} stop",
+                "{arrow} {} · {} / {} · {rate} · {left} · {} stop",
                 truncate(&tr.label, 18),
                 human(tr.done),
                 human(tr.total),
-                human(rate as u64),
                 app.keys.first_key(crate::tui::keymap::Cmd::CancelBooking),
             )
         };
