@@ -1556,7 +1556,12 @@ async fn issue14_15_patients_see_off_like_staff() {
     use chrono::Datelike;
     let (s, dana) = clinic().await;
     let today = Clock::system(TZ).today;
-    let day_off = today + Duration::days(7);
+    // Next month: every day of it is ahead, so it has weekends and the day off to show.
+    let next_month = today
+        .with_day(1)
+        .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+        .expect("next month");
+    let day_off = next_month + Duration::days(9);
     let weekdays = Availability {
         weekly: ["mon", "tue", "wed", "thu", "fri"]
             .iter()
@@ -1586,6 +1591,9 @@ async fn issue14_15_patients_see_off_like_staff() {
             press(&mut app, KeyCode::Esc).await;
             press(&mut app, KeyCode::Enter).await;
             assert_eq!(app.pane, Pane::Calendar);
+            while app.calendar.selected.is_some_and(|d| d < next_month) {
+                press(&mut app, KeyCode::Char('>')).await;
+            }
             assert!(app.calendar.data.is_some(), "{:?}", app.calendar.error);
             app
         }
@@ -1593,9 +1601,9 @@ async fn issue14_15_patients_see_off_like_staff() {
     let pat = open_dana("pat@example.test").await;
     let desk = open_dana("desk@clinic.test").await;
     let month = pat.calendar.selected.expect("a day");
+    assert_eq!(month.with_day(1), Some(next_month));
     let expected: Vec<chrono::NaiveDate> = (1..=31)
         .filter_map(|d| month.with_day(d))
-        .filter(|d| *d >= today)
         .filter(|d| d.weekday().num_days_from_monday() >= 5 || *d == day_off)
         .collect();
     let closed = |a: &App| a.calendar.data.as_ref().map(|d| d.closed.clone());
@@ -1608,11 +1616,18 @@ async fn issue14_15_patients_see_off_like_staff() {
             .is_some_and(|d| d.availability.is_none()),
         "the patient still does not read the availability"
     );
-    if !expected.is_empty() {
-        assert!(screen_text(&pat).contains(" off "), "{}", screen_text(&pat));
-        assert_eq!(
-            screen_text(&pat).matches(" off ").count(),
-            screen_text(&desk).matches(" off ").count()
-        );
-    }
+    assert!(
+        expected.len() >= 9,
+        "weekends and the day off: {expected:?}"
+    );
+    // The grid's "off" cells, the legend's line left out.
+    let offs = |a: &App| {
+        screen_text(a)
+            .lines()
+            .filter(|l| !l.contains("day off"))
+            .map(|l| l.matches(" off ").count())
+            .sum::<usize>()
+    };
+    assert_eq!(offs(&pat), expected.len(), "{}", screen_text(&pat));
+    assert_eq!(offs(&desk), offs(&pat));
 }
