@@ -203,7 +203,7 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("POST", "/v1/auth/logout") => (path.into(), Some(json!({}))),
         ("GET", "/v1/auth/me") => (path.into(), None),
         ("GET", "/v1/auth/keys") => (path.into(), None),
-        ("POST", "/v1/auth/rekey") => (
+        ("POST", "/v1/auth/rekey" | "/v1/auth/password") => (
             path.into(),
             Some(json!({
                 "old_auth_key": "00".repeat(32),
@@ -222,6 +222,10 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("GET", "/v1/admin/users") => (path.into(), None),
         ("POST", "/v1/admin/users/{id}/deactivate") => (
             format!("/v1/admin/users/{}/deactivate", w.victim),
+            Some(json!({})),
+        ),
+        ("POST", "/v1/admin/users/{id}/reactivate") => (
+            format!("/v1/admin/users/{}/reactivate", w.victim),
             Some(json!({})),
         ),
         ("GET", "/v1/doctors") => ("/v1/doctors?q=dan&specialty=card".into(), None),
@@ -339,6 +343,7 @@ const SHARED_OBJECTS: &[(&str, &str)] = &[
     ("GET", "/v1/doctors/{id}"),
     ("GET", "/v1/doctors/{id}/slots"),
     ("POST", "/v1/admin/users/{id}/deactivate"),
+    ("POST", "/v1/admin/users/{id}/reactivate"),
     ("GET", "/v1/users/{id}/keys"),
 ];
 
@@ -525,9 +530,11 @@ fn policies_follow_design_section_4() {
         ("GET", "/v1/auth/me", Some(ALL)),
         ("GET", "/v1/auth/keys", Some(ALL)),
         ("POST", "/v1/auth/rekey", Some(ALL)),
+        ("POST", "/v1/auth/password", Some(ALL)),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),
+        ("POST", "/v1/admin/users/{id}/reactivate", Some(&[Admin])),
         (
             "GET",
             "/v1/doctors",

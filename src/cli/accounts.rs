@@ -1,12 +1,13 @@
-//! Registration, login, logout and `whoami`.
+//! Registration, login, logout, `whoami` and `password`.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use clap::Args;
 use uuid::Uuid;
 
 use clinvault::client::session;
 use clinvault::config::Config;
+use zeroize::Zeroizing;
 
 use super::{client, password, read_line, server_url, signed_in};
 
@@ -152,6 +153,42 @@ pub async fn whoami(cfg: &Config) -> Result<()> {
         super::shown(&me.email),
         me.role,
         me.id
+    );
+    Ok(())
+}
+
+/// The new password: `CLINVAULT_NEW_PASSWORD`, or asked twice without echo.
+fn new_password() -> Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("CLINVAULT_NEW_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    let p = Zeroizing::new(
+        rpassword::prompt_password("New password (15+ characters): ")
+            .context("reading the password")?,
+    );
+    let again =
+        Zeroizing::new(rpassword::prompt_password("Repeat it: ").context("reading the password")?);
+    if *again != *p {
+        bail!("the two passwords differ");
+    }
+    Ok(p)
+}
+
+/// `clinvault password`: the same keys under a new password. The keys the old password opens
+/// are checked against the ledger before anything is sealed again.
+pub async fn change_password(cfg: &Config) -> Result<()> {
+    let (c, saved) = signed_in(cfg)?;
+    let old = password(&format!("Current password for {}: ", saved.email), false)?;
+    let logged = c.unlock_session(&old).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    let new = new_password()?;
+    if *new == *old {
+        bail!("the new password is the old one");
+    }
+    let changed = c.change_password(&old, &new).await?;
+    out!(
+        "password changed; keys {} unchanged; every other session of this account was ended",
+        clinvault::seal::fingerprint(&changed.secrets.public())
     );
     Ok(())
 }

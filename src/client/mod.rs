@@ -1,6 +1,7 @@
 //! The HTTP API client (DESIGN.md §8) and the account flows that need keys: registration and
 //! login derive keys here, so the password never leaves this process. Never imports `server/`.
 
+pub mod account;
 pub mod audit;
 pub mod download;
 pub mod grants;

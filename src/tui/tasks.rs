@@ -637,6 +637,16 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             ),
         },
         Entry::OtpVerified { user_id, .. } => format!("code entered by {}", short(user_id, me)),
+        Entry::AccountStatus { user_id, state, .. } => {
+            format!("account {} {}", short(user_id, me), account_state(*state))
+        }
+    }
+}
+
+fn account_state(s: crate::ledger::AccountState) -> &'static str {
+    match s {
+        crate::ledger::AccountState::Deactivated => "deactivated",
+        crate::ledger::AccountState::Reactivated => "reactivated",
     }
 }
 
