@@ -2,11 +2,16 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex, OnceLock};
+
 use clinvault::api::{Role, codes};
 use clinvault::client::ClientError;
 use clinvault::client::ledger::Ledger;
+use clinvault::client::recovery::RecoveryCode;
+use clinvault::client::reports::{TransferOptions, download};
 use clinvault::ledger::{AccountState, Entry};
 use clinvault::seal::BUNDLE_LEN;
+use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
 use common::{Db, PASSWORD, TEST_KDF, http, start_server};
 use serde_json::{Value, json};
 
@@ -257,3 +262,218 @@ async fn reactivation(db: Db) {
     ts.handle.shutdown().await.unwrap();
 }
 both_backends!(reactivation_keeps_keys_and_is_in_the_ledger, reactivation);
+
+/// Everything the server process logs (the server runs in this test process), at every level.
+#[derive(Clone)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let l = Logs(Arc::new(Mutex::new(Vec::new())));
+        let w = l.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .try_init()
+            .expect("the only subscriber");
+        l
+    })
+    .clone()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir` (database, its journal, buckets, outbox).
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Lost password + kit: a new password, the same keys, the report readable; a wrong code is
+/// refused; neither the code nor the key it makes reaches the database, the data folder
+/// (buckets, outbox) or the server's logs.
+async fn recovery(db: Db) {
+    let logs = logs();
+    let c = clinic_with(db, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = report_bytes(300_000, b"RECOVERY-MARKER");
+    let file = write_file(dir.path(), "panel.pdf", &data);
+    let up = upload_file(&c, &file, "Blood panel").await;
+    release(&c).await;
+    let code = c.pat.c.make_recovery_kit(PASSWORD).await.unwrap();
+    let shown = code.display().to_string();
+    let keys = c.pat.me.secrets.public();
+
+    let wrong = RecoveryCode::generate().unwrap();
+    let mut fresh = c.ts.client();
+    let e = fresh
+        .recover("pat@clinic.test", &wrong, NEW_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), codes::INVALID_CREDENTIALS, "a wrong code");
+    let e = fresh
+        .recover("nobody@clinic.test", &code, NEW_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), codes::INVALID_CREDENTIALS, "another address");
+
+    // Typed back loosely, as a user would.
+    let typed = RecoveryCode::parse(&shown.replace('-', " ").to_lowercase()).unwrap();
+    let logged = fresh
+        .recover("pat@clinic.test", &typed, NEW_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(logged.secrets.public(), keys, "the same keys");
+    let e = c.pat.c.me().await.unwrap_err();
+    assert_eq!(code_of(&e), codes::SESSION_REVOKED, "earlier sessions end");
+    let e =
+        c.ts.client()
+            .login("pat@clinic.test", PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        code_of(&e),
+        codes::INVALID_CREDENTIALS,
+        "the old password is gone"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let l = Ledger::sync(&fresh, state.path(), None, 3600)
+        .await
+        .unwrap();
+    let target = dir.path().join("back.pdf");
+    download(
+        &fresh,
+        &logged,
+        &l,
+        up.report_id,
+        &target,
+        &TransferOptions::new(2),
+    )
+    .await
+    .expect("the report opens with the recovered keys");
+    assert!(std::fs::read(&target).unwrap() == data);
+
+    // The code, in any spelling, and the key it makes appear nowhere on the server's side.
+    let plain = shown.replace('-', "");
+    let wrap = code.wrap_key().0;
+    let wrap_hex: String = wrap.iter().map(|b| format!("{b:02x}")).collect();
+    let needles: Vec<&[u8]> = vec![
+        shown.as_bytes(),
+        plain.as_bytes(),
+        &plain.as_bytes()[..16],
+        &wrap[..],
+        wrap_hex.as_bytes(),
+    ];
+    let mut files = Vec::new();
+    files_under(c.ts.dir.path(), &mut files);
+    assert!(files.len() > 3, "database, buckets and outbox: {files:?}");
+    // The search finds what is there: the address is in the outbox (and the SQLite file).
+    assert!(
+        files
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), b"pat@clinic.test"))
+    );
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(
+                !contains(&bytes, n),
+                "{} holds the recovery code",
+                f.display()
+            );
+        }
+    }
+    if db == Db::Postgres {
+        let pool = c.ts.offline_db().await;
+        for table in ["users", "sessions", "rate_limits", "ledger_entries"] {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT row_to_json(t)::text FROM {table} t"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let all = rows.join("\n").into_bytes();
+            for n in &needles {
+                assert!(!contains(&all, n), "table {table} holds the recovery code");
+            }
+        }
+        pool.close().await;
+    }
+    let log = logs.0.lock().unwrap().clone();
+    assert!(
+        contains(&log, b"password reset with the recovery kit"),
+        "the logs are captured"
+    );
+    for n in &needles {
+        assert!(!contains(&log, n), "the logs hold the recovery code");
+    }
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(recovery_kit_gives_back_the_same_keys, recovery);
+
+/// Guessing codes online is counted like logins: after `account_failures` wrong codes even
+/// the right one waits out the back-off; a user without a kit answers like a wrong code.
+async fn recovery_guessing(db: Db) {
+    let ts = start_server(db).await;
+    let (p, _) = ts.patient("pia@clinic.test", "Pia Patient").await;
+    let code = p.make_recovery_kit(PASSWORD).await.unwrap();
+    ts.patient("nokit@clinic.test", "No Kit").await;
+    let mut c = ts.client();
+    let e = c
+        .recover("nokit@clinic.test", &code, NEW_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), codes::INVALID_CREDENTIALS);
+    for _ in 0..ts.config.server.account_failures {
+        let wrong = RecoveryCode::generate().unwrap();
+        let e = c
+            .recover("pia@clinic.test", &wrong, NEW_PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), codes::INVALID_CREDENTIALS);
+    }
+    let e = c
+        .recover("pia@clinic.test", &code, NEW_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), codes::RATE_LIMITED, "backed off: {e}");
+    ts.client()
+        .login("pia@clinic.test", PASSWORD)
+        .await
+        .expect("nothing changed");
+    // A kit can only be made with the password, not with a session token alone.
+    let r = http()
+        .post(format!("{}/v1/auth/recovery-kit", ts.url))
+        .bearer_auth(p.token().unwrap())
+        .json(&json!({
+            "auth_key": "17".repeat(32),
+            "recovery_auth": "22".repeat(32),
+            "recovery_bundle": "44".repeat(BUNDLE_LEN),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    ts.handle.shutdown().await.unwrap();
+}
+both_backends!(recovery_guessing_is_rate_limited, recovery_guessing);

@@ -213,6 +213,29 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
                 "bundle": "00",
             })),
         ),
+        ("POST", "/v1/auth/recovery-kit") => (
+            path.into(),
+            Some(json!({
+                "auth_key": "00".repeat(32),
+                "recovery_auth": "00".repeat(32),
+                "recovery_bundle": "00",
+            })),
+        ),
+        ("POST", "/v1/auth/recover/open") => (
+            path.into(),
+            Some(json!({"email": "x@clinic.test", "recovery_auth": "00".repeat(32)})),
+        ),
+        ("POST", "/v1/auth/recover/reset") => (
+            path.into(),
+            Some(json!({
+                "email": "x@clinic.test",
+                "recovery_auth": "00".repeat(32),
+                "salt": "00".repeat(16),
+                "kdf": common::TEST_KDF,
+                "auth_key": "00".repeat(32),
+                "bundle": "00",
+            })),
+        ),
         ("POST", "/v1/admin/invites") => (
             path.into(),
             Some(
@@ -531,6 +554,9 @@ fn policies_follow_design_section_4() {
         ("GET", "/v1/auth/keys", Some(ALL)),
         ("POST", "/v1/auth/rekey", Some(ALL)),
         ("POST", "/v1/auth/password", Some(ALL)),
+        ("POST", "/v1/auth/recovery-kit", Some(ALL)),
+        ("POST", "/v1/auth/recover/open", None),
+        ("POST", "/v1/auth/recover/reset", None),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),

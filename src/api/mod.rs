@@ -279,6 +279,47 @@ pub struct PasswordChangeRequest {
     pub bundle: Vec<u8>,
 }
 
+/// `POST /v1/auth/recovery-kit`: a new recovery kit (issue 15), proven by the current
+/// password's `auth_key`. `recovery_auth` and the sealed copy come from the recovery code,
+/// which never leaves the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryKitRequest {
+    pub auth_key: SecretBytes,
+    pub recovery_auth: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub recovery_bundle: Vec<u8>,
+}
+
+/// `POST /v1/auth/recover/open`: the recovery code's proof for an address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverOpenRequest {
+    pub email: String,
+    pub recovery_auth: SecretBytes,
+}
+
+/// The second copy of the key bundle, and what a new password is derived under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverOpenResponse {
+    pub user_id: Uuid,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub recovery_bundle: Vec<u8>,
+    pub kdf: KdfParams,
+}
+
+/// `POST /v1/auth/recover/reset`: a new password for the same keys, proven by the code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverResetRequest {
+    pub email: String,
+    pub recovery_auth: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub auth_key: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+}
+
 /// `POST /v1/admin/users/{id}/reactivate` answers with the ledger entry it appended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChanged {

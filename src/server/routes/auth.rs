@@ -35,7 +35,7 @@ const CODE_TRIES: i64 = 5;
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
 
 pub fn routes() -> Vec<Route> {
-    vec![
+    let mut v = vec![
         route(Method::POST, "/v1/auth/prelogin", Policy::Public, prelogin),
         route(
             Method::POST,
@@ -76,10 +76,16 @@ pub fn routes() -> Vec<Route> {
             Policy::Roles(ANY_USER),
             change_password,
         ),
-    ]
+    ];
+    v.extend(super::recovery::routes());
+    v
 }
 
-async fn per_address(st: &AppState, ip: &std::net::IpAddr, what: &str) -> Result<(), AppError> {
+pub(super) async fn per_address(
+    st: &AppState,
+    ip: &std::net::IpAddr,
+    what: &str,
+) -> Result<(), AppError> {
     let limit = st.config.auth_per_address_per_minute;
     let limit = if what == "prelogin" {
         limit.saturating_mul(3)
@@ -340,7 +346,7 @@ async fn invite_info(
 
 /// The salt, the sealed bundle and the KDF parameters a registration or a re-key carries:
 /// the sizes the format fixes, and this server's current parameters.
-fn check_sealed_bundle(
+pub(super) fn check_sealed_bundle(
     st: &AppState,
     salt: &[u8],
     bundle: &[u8],
@@ -753,7 +759,7 @@ async fn login(
     }))
 }
 
-fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {
+pub(super) fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {
     let x: Vec<u8> = row.try_get("x25519_pub")?;
     let e: Vec<u8> = row.try_get("ed25519_pub")?;
     Ok(PublicKeys {
