@@ -13,6 +13,7 @@ pub mod seal;
 pub mod server;
 pub mod text;
 pub mod tui;
+pub mod units;
 
 /// Makes ring rustls's process-wide crypto provider. reqwest, object_store and axum-server
 /// are built without one of their own, so every TLS client or server is made after this.

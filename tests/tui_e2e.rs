@@ -256,8 +256,8 @@ fn demo_login_book_and_quit_in_tmux() {
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");
 }
 
-/// Issue 14: reception books a named patient with a named doctor through `n`, then quits.
-/// (The report viewer of point 11 is not built yet, so this journey has no viewer step.)
+/// Issue 14: reception books a named patient with a named doctor through `n`; then the
+/// demo doctor reads a report in the viewer (point 11: in memory, nothing on disk); quit.
 #[test]
 fn reception_books_with_the_new_booking_flow_in_tmux() {
     let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,6 +296,32 @@ fn reception_books_with_the_new_booking_flow_in_tmux() {
             && s.lines().any(|l| {
                 l.contains("Dana Herz") && l.contains("Maria Rossi") && l.contains("booked")
             })
+    });
+    // Reception has no Reports pane: the doctor reads one.
+    t.keys(&["L"]);
+    t.wait("the login screen again", |s| {
+        s.contains("clinvault — log in")
+    });
+    t.keys(&["C-u"]);
+    t.literal("dana.herz@clinic.demo");
+    t.keys(&["Tab"]);
+    t.literal("amber lantern quietly folds the map");
+    t.keys(&["Enter"]);
+    t.wait("the doctor logged in", |s| {
+        s.contains("dana.herz@clinic.demo (doctor)")
+    });
+    t.keys(&["4"]);
+    t.wait("the reports, titles checked", |s| {
+        s.contains("Echocardiogram") && s.contains("Blood panel")
+    });
+    t.keys(&["Enter"]);
+    let s = t.wait("the viewer", |s| {
+        s.contains("read in memory, nothing on disk") && s.contains("Demo data.")
+    });
+    assert!(s.contains("SHA-256 ") && s.contains("plain text"), "{s}");
+    t.keys(&["Escape"]);
+    t.wait("the list again", |s| {
+        !s.contains("read in memory") && s.contains("Reports · ")
     });
     let s = t.quit();
     assert!(s.contains("CLINVAULT-EXIT=0"), "exit status:\n{s}");

@@ -474,6 +474,12 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     press(&mut doc, KeyCode::Enter).await;
     assert!(matches!(doc.popup, Some(Popup::Path(_))));
     drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    // #14 point 13: then the title, the file name without its extension offered.
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Path(t)) = &doc.popup else {
+        panic!("the title is asked: {:?}", doc.status.error)
+    };
+    assert_eq!(clinvault::tui::state::field_text(&t.input), "blood-panel");
     // Stopped first: Esc asks, y stops it before a chunk goes out.
     let fx = update(
         &mut doc,
@@ -497,7 +503,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
             .info
             .as_deref()
             .unwrap_or("")
-            .contains("Upload stopped"),
+            .contains("Upload of blood-panel.txt stopped"),
         "{:?} {:?}",
         doc.status.info,
         doc.status.error
@@ -506,11 +512,17 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(doc.reports.rows.len(), 1, "{:?}", doc.reports.error);
     let open = doc.reports.rows[0].summary.clone();
     assert_eq!(open.status, "open", "opened, not committed");
-    assert!(screen_text(&doc).contains("incomplete"));
+    let screen = screen_text(&doc);
+    assert!(screen.contains("incomplete"), "{screen}");
+    assert!(
+        screen.contains("blood-panel.t") && screen.contains("upload of blood-panel.txt stopped"),
+        "a stopped upload shows its file name (#14 point 13): {screen}"
+    );
     // The same file again: it resumes and completes.
     press(&mut doc, KeyCode::Char('u')).await;
     press(&mut doc, KeyCode::Enter).await;
     drive(&mut doc, Action::Paste(file.display().to_string())).await;
+    press(&mut doc, KeyCode::Enter).await;
     press(&mut doc, KeyCode::Enter).await;
     assert!(doc.transfer.is_none(), "the upload finished");
     assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
@@ -531,7 +543,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(doc.reports.rows[0].summary.status, "awaiting_release");
     assert_eq!(
         doc.reports.rows[0].check.title(),
-        Some("blood-panel.txt"),
+        Some("blood-panel"),
         "the author reads the title it sealed"
     );
 
@@ -576,7 +588,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     assert_eq!(row.summary.status, "released");
     assert_eq!(
         row.check.title(),
-        Some("blood-panel.txt"),
+        Some("blood-panel"),
         "title decrypted here"
     );
 
@@ -588,7 +600,8 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
     let out = std::path::PathBuf::from(clinvault::tui::state::field_text(&p.input));
     assert_eq!(
         out,
-        pat.report_settings.download_dir.join("blood-panel.txt")
+        pat.report_settings.download_dir.join("blood-panel.txt"),
+        "the title, with the file's extension from its metadata (#14 point 13)"
     );
     press(&mut pat, KeyCode::Enter).await;
     assert!(pat.transfer.is_none());
@@ -676,7 +689,7 @@ async fn report_upload_release_download_verify_tamper_and_lock() {
         "leaving Reports ended the one-patient view (#14 point 14)"
     );
     assert_eq!(wil.reports.rows.len(), 1, "granted: in his own list");
-    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel.txt"));
+    assert_eq!(wil.reports.rows[0].check.title(), Some("blood-panel"));
     press(&mut wil, KeyCode::Char('v')).await;
     assert!(matches!(wil.reports.rows[0].check, Check::Verified { .. }));
 
@@ -1093,4 +1106,361 @@ async fn issue14_16_17_hints_true_to_context_unlock_returns_ledger_in_the_bar() 
     press(&mut desk, KeyCode::Enter).await;
     assert_eq!(desk.screen, Screen::Main);
     assert_eq!(desk.pane, Pane::Bookings, "back where the lock found it");
+}
+
+/// #14 point 11: `Enter` reads a report in memory after every check; the text is sanitized,
+/// nothing is written to disk, and Esc or the idle lock wipes it. A binary report gets a
+/// summary whose SHA-256 is the file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_11_read_a_report_without_writing_it() {
+    use sha2::{Digest, Sha256};
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text =
+        "# Echo\n\nFindings:\tnormal\n\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}evil\nEND-MARKER\n";
+    let md = common::clinic::write_file(dir.path(), "echo.md", text.as_bytes());
+    common::clinic::upload_file(&c, &md, "Echo").await;
+    let bin = common::clinic::report_bytes(70_000, b"\0BINARY\0");
+    let scan = common::clinic::write_file(dir.path(), "scan.dat", &bin);
+    common::clinic::upload_file(&c, &scan, "Scan").await;
+
+    let mut doc = new_app(&c.ts);
+    log_in(&mut doc, "house@clinic.test").await;
+    press(&mut doc, KeyCode::Char('4')).await;
+    assert_eq!(doc.reports.rows.len(), 2, "{:?}", doc.reports.error);
+    let echo = doc
+        .reports
+        .rows
+        .iter()
+        .position(|r| r.check.title() == Some("Echo"))
+        .expect("the Markdown report");
+    while doc.reports.selected != echo {
+        press(&mut doc, KeyCode::Char('j')).await;
+    }
+    press(&mut doc, KeyCode::Enter).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer opens: {:?}", doc.status.error)
+    };
+    assert_eq!(v.kind, "Markdown");
+    assert_eq!(v.len, text.len() as u64);
+    assert_eq!(v.sha256, hex::encode(Sha256::digest(text.as_bytes())));
+    let screen = screen_text(&doc);
+    assert!(screen.contains("END-MARKER"), "{screen}");
+    assert!(screen.contains("Findings:    normal"), "{screen}");
+    assert!(
+        screen.contains("\\u{1b}[2J") && screen.contains("\\u{202e}evil"),
+        "escapes are shown, not obeyed: {screen}"
+    );
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}'));
+    assert!(matches!(
+        doc.reports.rows[echo].check,
+        Check::Verified { .. }
+    ));
+    // Scrolling moves the text; Esc closes and drops it.
+    press(&mut doc, KeyCode::Char('j')).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("still open")
+    };
+    assert_eq!(v.scroll, 1);
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(doc.popup.is_none());
+    assert!(!screen_text(&doc).contains("END-MARKER"));
+    let written: Vec<_> = std::fs::read_dir(&doc.report_settings.download_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !written.iter().any(|n| n.to_string_lossy().contains("echo")),
+        "nothing written: {written:?}"
+    );
+
+    // The binary one: a summary with the file's own hash.
+    let scan_row = 1 - echo;
+    press(
+        &mut doc,
+        KeyCode::Char(if scan_row > echo { 'j' } else { 'k' }),
+    )
+    .await;
+    press(&mut doc, KeyCode::Char('o')).await;
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer opens: {:?}", doc.status.error)
+    };
+    assert_eq!(v.kind, "binary data");
+    assert_eq!(v.sha256, hex::encode(Sha256::digest(&bin)));
+    assert!(screen_text(&doc).contains("Not text"));
+
+    // #14 point 14: `t` shows this report's trail only; Esc returns to every entry.
+    press(&mut doc, KeyCode::Esc).await;
+    let scan_id = doc.reports.rows[scan_row].summary.id;
+    press(&mut doc, KeyCode::Char('t')).await;
+    assert_eq!(doc.pane, Pane::Ledger);
+    let trail: Vec<_> = doc.ledger.shown().into_iter().cloned().collect();
+    assert!(!trail.is_empty(), "{:?}", doc.status.error);
+    assert!(trail.iter().all(|e| e.report == Some(scan_id)), "{trail:?}");
+    assert!(
+        doc.ledger.entries.len() > trail.len(),
+        "the others are hidden"
+    );
+    let screen = screen_text(&doc);
+    assert!(screen.contains("Trail of Scan"), "{screen}");
+    press(&mut doc, KeyCode::Esc).await;
+    assert!(doc.ledger.trail.is_none());
+    assert_eq!(doc.ledger.shown().len(), doc.ledger.entries.len());
+    // #14 point 8: the Ledger's list filters too.
+    press(&mut doc, KeyCode::Char('/')).await;
+    typ(&mut doc, "committed").await;
+    let shown: Vec<_> = doc.ledger.shown().into_iter().cloned().collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|e| e.text.contains("committed")));
+    press(&mut doc, KeyCode::Esc).await;
+    press(&mut doc, KeyCode::Esc).await;
+    assert_eq!(doc.ledger.shown().len(), doc.ledger.entries.len());
+    press(&mut doc, KeyCode::Char('4')).await;
+
+    // The idle lock closes it with everything else.
+    press(&mut doc, KeyCode::Enter).await;
+    assert!(matches!(doc.popup, Some(Popup::Viewer(_))));
+    drive(&mut doc, Action::IdleLock).await;
+    assert!(doc.popup.is_none());
+    assert!(!screen_text(&doc).contains("SHA-256"));
+}
+
+/// #14 point 12: two release codes for reports by the same doctor on the same day are told
+/// apart by the request id (as in the mail), the time asked and the size; a wrong code's
+/// answer is shown in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_12_otp_rows_can_be_told_apart() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let small = common::clinic::write_file(dir.path(), "a.txt", b"small report");
+    let big = common::clinic::write_file(
+        dir.path(),
+        "b.txt",
+        &common::clinic::report_bytes(70_000, b"BIG"),
+    );
+    let first = common::clinic::upload_file(&c, &small, "A").await;
+    let mail_a = c.ts.last_mail("pat@clinic.test");
+    common::clinic::upload_file(&c, &big, "B").await;
+    let mail_b = c.ts.last_mail("pat@clinic.test");
+    let _ = first;
+    // The full request id, as the mail prints it: "(request <uuid>)".
+    let request_of = |m: &str| {
+        let at = m.find("(request ").expect("the mail names its request") + 9;
+        m[at..at + 36].to_string()
+    };
+    let (req_a, req_b) = (request_of(&mail_a), request_of(&mail_b));
+    assert_ne!(req_a[..8], req_b[..8]);
+
+    let mut pat = new_app(&c.ts);
+    log_in(&mut pat, "pat@clinic.test").await;
+    press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.otp.items.len(), 2, "{:?}", pat.otp.error);
+    let screen = screen_text(&pat);
+    for (req, size) in [(&req_a, "12 B"), (&req_b, "68.4 KiB")] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(&format!("request {}", &req[..8])))
+            .unwrap_or_else(|| panic!("a row names request {req}: {screen}"));
+        assert!(line.contains(size) && line.contains("asked "), "{line}");
+    }
+    // The code of one request typed on the other row: the server's answer, in full.
+    let code_a = common::six_digits(&mail_a);
+    let row_b = pat
+        .otp
+        .items
+        .iter()
+        .position(|p| p.request_id.to_string() == req_b)
+        .expect("row of B");
+    while pat.otp.selected != row_b {
+        press(&mut pat, KeyCode::Char('j')).await;
+    }
+    press(&mut pat, KeyCode::Enter).await;
+    typ(&mut pat, &code_a).await;
+    press(&mut pat, KeyCode::Enter).await;
+    let err = pat.status.error.clone().expect("the wrong row is refused");
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown = flat(
+        &screen_text(&pat)
+            .lines()
+            .rev()
+            .skip(2)
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    assert!(
+        shown.contains(&flat(&format!("✗ {err}"))),
+        "the whole answer is on screen: {shown:?} vs {err:?}"
+    );
+}
+
+/// #17 point 12 (the terminal's part): a password field's text is ours, not the widget's; it
+/// is wiped when submitted, only the login effect holds it. #14 point 17: registration asks
+/// for the password twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue17_12_password_fields_wiped_on_submit_registration_asks_twice() {
+    let s = common::start_server(Db::Sqlite).await;
+    let mut app = new_app(&s);
+    typ(&mut app, "pat@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "hunter2 secret").await;
+    assert!(
+        !screen_text(&app).contains("hunter2"),
+        "only the mask is drawn"
+    );
+    assert!(
+        !app.login.password.mask.lines().concat().contains("hunter"),
+        "the widget never holds the text"
+    );
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(app.login.password.is_empty(), "wiped on submit");
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            Effect::Login { password, .. } if password.as_str() == "hunter2 secret"
+        )),
+        "the login got it"
+    );
+
+    let mut app = new_app(&s);
+    app.screen = Screen::Register;
+    let pw = "violet tractor sings under a quiet moon";
+    typ(&mut app, "nia@example.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "Nia New").await;
+    press(&mut app, KeyCode::Tab).await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, pw).await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, "violet tractor sings under a quiet mood").await;
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(fx.is_empty(), "nothing sent with two different passwords");
+    assert!(
+        app.register
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("differ"),
+        "{:?}",
+        app.register.message
+    );
+    drive(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    )
+    .await;
+    typ(&mut app, pw).await;
+    let fx = update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::VerifyEmail { .. })),
+        "the same twice: the code is mailed ({:?})",
+        app.register.message
+    );
+}
+
+/// #14 point 8, the other two counts: a doctor finds and opens a report (the `/` filter of
+/// Reports and the viewer), and a patient releases a report with the mailed code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue14_8_keystrokes_doctor_opens_a_report_patient_releases_one() {
+    let c = common::clinic::clinic_with(Db::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().expect("dir");
+    for (file, title) in [
+        ("a.txt", "Allergy test"),
+        ("e.txt", "Echo findings"),
+        ("z.txt", "Zinc levels"),
+    ] {
+        let f = common::clinic::write_file(dir.path(), file, format!("{title}\n").as_bytes());
+        common::clinic::upload_file(&c, &f, title).await;
+    }
+    let last_mail = c.ts.last_mail("pat@clinic.test");
+
+    let mut doc = new_app(&c.ts);
+    log_in(&mut doc, "house@clinic.test").await;
+    // Before: down the list to the report, then save it (the only way to read it).
+    let mut before = Keys(0);
+    before.press(&mut doc, KeyCode::Char('4')).await;
+    let at = doc
+        .reports
+        .rows
+        .iter()
+        .position(|r| r.check.title() == Some("Echo findings"))
+        .expect("listed");
+    for _ in 0..at {
+        before.press(&mut doc, KeyCode::Char('j')).await;
+    }
+    before.press(&mut doc, KeyCode::Char('s')).await;
+    before.press(&mut doc, KeyCode::Enter).await;
+    assert!(doc.status.error.is_none(), "{:?}", doc.status.error);
+    // After: the filter and the viewer, nothing written.
+    press(&mut doc, KeyCode::Char('1')).await;
+    let mut after = Keys(0);
+    after.press(&mut doc, KeyCode::Char('4')).await;
+    after.press(&mut doc, KeyCode::Char('/')).await;
+    typ(&mut doc, "echo").await;
+    assert_eq!(doc.reports.visible(doc.tz).len(), 1);
+    assert!(screen_text(&doc).contains("Reports · 1 of 3"));
+    after.press(&mut doc, KeyCode::Enter).await; // leave the filter
+    after.press(&mut doc, KeyCode::Enter).await; // read it
+    let Some(Popup::Viewer(v)) = &doc.popup else {
+        panic!("the viewer: {:?}", doc.status.error)
+    };
+    assert_eq!(v.title, "Echo findings");
+    assert!(after.0 <= 4, "{}", after.0);
+    println!(
+        "keystrokes: a doctor finds and opens a report: before {} (down to row {} of 3, saved \
+         to disk) after {} (filtered, read in memory)",
+        before.0,
+        at + 1,
+        after.0
+    );
+    press(&mut doc, KeyCode::Esc).await;
+    press(&mut doc, KeyCode::Esc).await;
+    assert_eq!(
+        doc.reports.visible(doc.tz).len(),
+        3,
+        "Esc clears the filter"
+    );
+
+    // A patient releases the report of the newest mail: its row is the one naming the
+    // request the mail names.
+    let at = last_mail.find("(request ").expect("request in the mail") + 9;
+    let request = last_mail[at..at + 8].to_string();
+    let code = common::six_digits(&last_mail);
+    let mut pat = new_app(&c.ts);
+    log_in(&mut pat, "pat@clinic.test").await;
+    let mut keys = Keys(0);
+    keys.press(&mut pat, KeyCode::Char('5')).await;
+    assert_eq!(pat.otp.items.len(), 3);
+    let row = pat
+        .otp
+        .items
+        .iter()
+        .position(|p| p.request_id.simple().to_string().starts_with(&request))
+        .expect("the mail's request is listed");
+    assert!(screen_text(&pat).contains(&format!("request {request}")));
+    for _ in 0..row {
+        keys.press(&mut pat, KeyCode::Char('j')).await;
+    }
+    keys.press(&mut pat, KeyCode::Enter).await;
+    typ(&mut pat, &code).await;
+    keys.press(&mut pat, KeyCode::Enter).await;
+    assert!(pat.status.error.is_none(), "{:?}", pat.status.error);
+    assert_eq!(pat.otp.items.len(), 2, "released");
+    println!(
+        "keystrokes: a patient releases a report with the mailed code: {} (row {} of 3) plus \
+         the six digits",
+        keys.0,
+        row + 1
+    );
 }

@@ -25,6 +25,7 @@ use clinvault::tui::state::{
 use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
 use clinvault::tui::view::render;
+use clinvault::tui::viewer::{Body, Viewer, sanitize};
 
 const KEYS: PublicKeys = PublicKeys {
     x25519: [7; 32],
@@ -286,6 +287,7 @@ fn register_with_code() {
         a.register.email.insert_str("new@example.org");
         a.register.name.insert_str("Nia New");
         a.register.password.insert_str("a long passphrase here");
+        a.register.confirm.insert_str("a long passphrase here");
         a.register.verification = Some(clinvault::api::VerifyEmailResponse {
             verification_id: id(9),
             expires_at: now(),
@@ -399,6 +401,45 @@ fn mailbox_pane() {
             },
         ];
         a.pane = Pane::Mailbox;
+        a
+    });
+}
+
+#[test]
+fn issue14_17_mailbox_body_scrolls() {
+    // A mail longer than its pane: PgDn scrolls the body, j picks another mail (and starts
+    // at its top again).
+    snap("mailbox_scrolled", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        let body: String = (1..=30)
+            .map(|n| format!("line {n} of a long mail\n"))
+            .collect();
+        a.mailbox.items = vec![
+            Mail {
+                file: "b.eml".into(),
+                date: "Tue, 01 Dec 2026 08:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "A long mail".into(),
+                body,
+            },
+            Mail {
+                file: "a.eml".into(),
+                date: "Tue, 01 Dec 2026 07:00:00 +0000".into(),
+                to: "pat.jones@patients.demo".into(),
+                subject: "Short".into(),
+                body: "Code".into(),
+            },
+        ];
+        a.pane = Pane::Mailbox;
+        key(&mut a, KeyCode::PageDown);
+        assert_eq!(a.mailbox.body_scroll, 8);
+        assert_eq!(a.mailbox.selected, 0, "the mail stays selected");
+        key(&mut a, KeyCode::Char('j'));
+        assert_eq!(a.mailbox.body_scroll, 0);
+        key(&mut a, KeyCode::Char('k'));
+        key(&mut a, KeyCode::PageDown);
+        key(&mut a, KeyCode::PageDown);
+        assert_eq!(a.mailbox.body_scroll, 16);
         a
     });
 }
@@ -562,6 +603,33 @@ fn reports_upload_path_entry() {
 }
 
 #[test]
+fn reports_upload_title_and_a_stopped_upload() {
+    // #14 point 13: the title is asked (the file's stem offered); a stopped upload's row
+    // shows its file name.
+    snap("reports_upload_title", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.reports.rows[3].summary.status = "open".into();
+        a.reports.stopped.insert(
+            a.reports.rows[3].summary.patient_id,
+            "echo-2026-12-01.pdf".into(),
+        );
+        a.reports.selected = 3;
+        let mut input = text_field("title");
+        input.insert_str("echo-2026-12-01");
+        a.popup = Some(Popup::Path(Box::new(PathEntry {
+            purpose: PathFor::UploadTitle {
+                patient: id(50),
+                name: "Pat Jones".into(),
+                path: "/home/dana/scans/echo-2026-12-01.pdf".into(),
+            },
+            input,
+        })));
+        a
+    });
+}
+
+#[test]
 fn reports_grants_of_a_report() {
     snap("reports_grants", |c| {
         let mut a = app(c, Some(Role::Patient));
@@ -596,6 +664,65 @@ fn reports_grants_of_a_report() {
     });
 }
 
+fn viewer(body: Body, kind: &'static str, file: &str, len: u64) -> Popup {
+    Popup::Viewer(Box::new(Viewer {
+        report: id(154),
+        title: "Echocardiogram".into(),
+        file_name: file.into(),
+        kind,
+        len,
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        body,
+        scroll: 2,
+    }))
+}
+
+#[test]
+fn reports_viewer_markdown_with_hostile_bytes() {
+    // A report that tries to clear the screen, set the title and reverse the text: all of it
+    // reaches the screen as visible escapes.
+    let doc = "# Echocardiogram\n\nPatient: Pat Jones\nDate: 2026-12-01\n\n## Findings\n\n\
+        - Left ventricle: normal size, EF 60 %\n- Valves:\tno regurgitation\n\
+        - \u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}evil\n\n## Conclusion\n\nNormal study. A \
+        line long enough to wrap at eighty columns, so that the viewer's wrapping shows in the \
+        snapshot as well.\n";
+    snap("reports_viewer", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.popup = Some(viewer(
+            Body::Text {
+                markdown: true,
+                text: sanitize(doc),
+            },
+            "Markdown",
+            "echo.md",
+            doc.len() as u64,
+        ));
+        let text = draw(&a, 80, 24);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'));
+        a
+    });
+}
+
+#[test]
+fn reports_viewer_pdf_summary() {
+    snap("reports_viewer_pdf", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        let Popup::Viewer(mut v) = viewer(
+            Body::Summary("PDFs are not shown as text."),
+            "PDF document",
+            "scan.pdf",
+            3_100_000,
+        ) else {
+            unreachable!()
+        };
+        v.scroll = 0;
+        a.popup = Some(Popup::Viewer(v));
+        a
+    });
+}
+
 #[test]
 fn otp_pane_typing_a_code() {
     snap("otp", |c| {
@@ -606,9 +733,23 @@ fn otp_pane_typing_a_code() {
                 purpose: "release".into(),
                 report_id: id(151),
                 grant_id: None,
-                unlocks: "Release of the report by Dana Herz to you".into(),
+                unlocks: "your report of 2026-12-01 by Dr Dana Herz".into(),
                 expires_at: now() + Duration::seconds(14 * 60 + 5),
                 tries_left: 5,
+                asked_at: Some(now() - Duration::seconds(55)),
+                report_size: Some(48_213),
+            },
+            // Same doctor, same day: told apart by the request id, the time and the size.
+            OtpPending {
+                request_id: id(62),
+                purpose: "release".into(),
+                report_id: id(153),
+                grant_id: None,
+                unlocks: "your report of 2026-12-01 by Dr Dana Herz".into(),
+                expires_at: now() + Duration::seconds(9 * 60),
+                tries_left: 4,
+                asked_at: Some(now() - Duration::seconds(6 * 60)),
+                report_size: Some(3_100_000),
             },
             OtpPending {
                 request_id: id(61),
@@ -618,6 +759,8 @@ fn otp_pane_typing_a_code() {
                 unlocks: "James Wilson reads the report by Dana Herz".into(),
                 expires_at: now() + Duration::seconds(30),
                 tries_left: 1,
+                asked_at: None,
+                report_size: None,
             },
         ];
         a.pane = Pane::Otp;
@@ -640,20 +783,77 @@ fn ledger_pane() {
             LedgerLine {
                 index: 41,
                 time_ms: at(1, 8, 58).timestamp_millis(),
-                text: "report 97979797 KeyServed to 0b0b0b0b".into(),
+                text: "report 97979797: key served to 0b0b0b0b".into(),
+                report: Some(id(0x97)),
+                ..Default::default()
             },
             LedgerLine {
                 index: 37,
                 time_ms: at(1, 8, 40).timestamp_millis(),
                 text: "key of report 97979797 wrapped to 0b0b0b0b by you".into(),
+                report: Some(id(0x97)),
+                grant: Some(id(201)),
             },
             LedgerLine {
                 index: 30,
                 time_ms: at(1, 8, 20).timestamp_millis(),
                 text: "code entered by you".into(),
+                ..Default::default()
             },
         ];
         a.pane = Pane::Ledger;
+        a
+    });
+}
+
+#[test]
+fn ledger_trail_of_one_report() {
+    // `t` on the selected report in Reports: its entries only, Esc for all.
+    snap("ledger_trail", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_reports(&mut a);
+        a.reports.selected = 0;
+        a.reports.rows[0].summary.id = id(0x97);
+        key(&mut a, KeyCode::Char('t'));
+        assert_eq!(a.pane, Pane::Ledger);
+        // No keys in a hand-made session: the entries are filled in below.
+        a.status.error = None;
+        a.ledger.entries_loading = false;
+        a.ledger.entries = vec![
+            LedgerLine {
+                index: 45,
+                time_ms: at(1, 9, 5).timestamp_millis(),
+                text: "grant c9c9c9c9 revoked".into(),
+                grant: Some(id(201)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 41,
+                time_ms: at(1, 8, 58).timestamp_millis(),
+                text: "report 97979797: key served to 0b0b0b0b".into(),
+                report: Some(id(0x97)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 39,
+                time_ms: at(1, 8, 50).timestamp_millis(),
+                text: "report 98989898 committed".into(),
+                report: Some(id(0x98)),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 37,
+                time_ms: at(1, 8, 40).timestamp_millis(),
+                text: "key of report 97979797 wrapped to 0b0b0b0b by you".into(),
+                report: Some(id(0x97)),
+                grant: Some(id(201)),
+            },
+        ];
+        assert_eq!(
+            a.ledger.shown().len(),
+            3,
+            "the other report's entry is hidden"
+        );
         a
     });
 }

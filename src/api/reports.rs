@@ -236,6 +236,30 @@ pub struct OtpPending {
     pub unlocks: String,
     pub expires_at: DateTime<Utc>,
     pub tries_left: u32,
+    /// When this code was mailed (its latest resend). Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_at: Option<DateTime<Utc>>,
+    /// The report's plaintext size in bytes. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_size: Option<u64>,
+}
+
+impl OtpPending {
+    /// What tells two waiting codes apart, in the words the resend mail and the OTP pane
+    /// share: `request 1a2b3c4d · asked 14:05 · 47.1 KiB`.
+    pub fn request_words(&self, tz: chrono_tz::Tz) -> String {
+        let mut w = format!("request {}", crate::units::short_id(&self.request_id));
+        if let Some(at) = self.asked_at {
+            w.push_str(&format!(
+                " · asked {}",
+                at.with_timezone(&tz).format("%H:%M")
+            ));
+        }
+        if let Some(n) = self.report_size {
+            w.push_str(&format!(" · {}", crate::units::bytes(n)));
+        }
+        w
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

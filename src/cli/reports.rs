@@ -139,12 +139,12 @@ pub async fn list(cfg: &Config, patient: Option<Uuid>) -> Result<()> {
             continue;
         }
         out!(
-            "{}  {}  by {:<24} for {:<24} {:>9.2} MiB  {}{}",
+            "{}  {}  by {:<24} for {:<24} {:>9}  {}{}",
             r.id,
             r.created_at.format("%Y-%m-%d"),
             super::shown(&r.author_name),
             super::shown(&r.patient_name),
-            mib(r.plaintext_len),
+            clinvault::units::bytes(r.plaintext_len),
             r.status,
             if r.readable {
                 ""
@@ -236,9 +236,9 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     let r =
         r.with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
     out!(
-        "{} ({:.2} MiB, \"{}\") verified: signature, ledger, key commitment, {} and chain",
+        "{} ({}, \"{}\") verified: signature, ledger, key commitment, {} and chain",
         output.display(),
-        mib(r.manifest.plaintext_len),
+        clinvault::units::bytes(r.manifest.plaintext_len),
         super::shown(&r.meta.title),
         super::plural(r.manifest.n_chunks, "chunk", "chunks")
     );

@@ -7,6 +7,7 @@ pub mod download;
 pub mod grants;
 pub mod ledger;
 pub mod output;
+pub mod read;
 pub mod recovery;
 pub mod reports;
 pub mod session;

@@ -24,7 +24,7 @@ pub use keys::{
 };
 pub use manifest::{MANIFEST_LEN, Manifest, verify_manifest};
 pub use meta::{ReportMeta, meta_hash, open_meta, seal_meta};
-pub use password::{PasswordProblem, check_password, normalize_password};
+pub use password::{MAX_PASSWORD_CHARS, PasswordProblem, check_password, normalize_password};
 pub use resume::UploadState;
 pub use stream::{
     ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel,

@@ -118,6 +118,14 @@ impl From<ClientError> for Fail {
 
 pub type Outcome<T> = Result<T, Fail>;
 
+/// A checked report's title (escaped) and its file's extension from the metadata (letters
+/// and digits only, possibly empty), for the default save name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Titled {
+    pub title: String,
+    pub ext: String,
+}
+
 /// Report work to do on a task.
 pub enum Job {
     /// The caller's reports (or, for a doctor, one patient's).
@@ -129,6 +137,8 @@ pub enum Job {
     Open(Vec<Uuid>),
     /// Every check, chunks too, writing nothing.
     Verify(Uuid),
+    /// Every check, into memory, for the viewer.
+    Read(Uuid),
     Download {
         report: Uuid,
         path: PathBuf,
@@ -138,6 +148,8 @@ pub enum Job {
     Upload {
         patient: Uuid,
         path: PathBuf,
+        /// The title the doctor gave it (default: the file name without its extension).
+        title: String,
         transfer: u64,
         cancel: Arc<AtomicBool>,
     },
@@ -179,16 +191,20 @@ pub enum Done {
         id: u64,
         result: Outcome<Vec<ReportSummary>>,
     },
-    Opened(Vec<(Uuid, Outcome<String>)>),
+    Opened(Vec<(Uuid, Outcome<Titled>)>),
     Verified {
         report: Uuid,
-        result: Outcome<String>,
+        result: Outcome<Titled>,
+    },
+    Read {
+        report: Uuid,
+        result: Outcome<Box<crate::tui::viewer::Viewer>>,
     },
     Downloaded {
         report: Uuid,
         transfer: u64,
         path: PathBuf,
-        result: Outcome<String>,
+        result: Outcome<Titled>,
     },
     Uploaded {
         transfer: u64,

@@ -36,6 +36,7 @@ pub enum Cmd {
     Upload,
     Download,
     Verify,
+    Open,
     AskConsent,
     Grants,
     Trail,
@@ -223,7 +224,7 @@ pub const COMMANDS: &[CmdInfo] = &[
         cmd: Cmd::Search,
         name: "search",
         desc: "search doctors (name or specialty) / filter the list",
-        panes: Some(&[Pane::Doctors, Pane::Bookings]),
+        panes: Some(&[Pane::Doctors, Pane::Bookings, Pane::Reports, Pane::Ledger]),
         defaults: &["/"],
     },
     CmdInfo {
@@ -283,6 +284,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         defaults: &["v"],
     },
     CmdInfo {
+        cmd: Cmd::Open,
+        name: "open",
+        desc: "read the report here (checked, in memory, never on disk)",
+        panes: Some(REPORTS),
+        defaults: &["o"],
+    },
+    CmdInfo {
         cmd: Cmd::AskConsent,
         name: "ask_consent",
         desc: "ask the patient's consent to read it (doctor)",
@@ -299,7 +307,7 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::Trail,
         name: "trail",
-        desc: "access trail: ledger entries about you",
+        desc: "the selected report's access trail, from the ledger",
         panes: Some(REPORTS),
         defaults: &["t"],
     },

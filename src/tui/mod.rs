@@ -7,12 +7,14 @@
 pub mod action;
 pub mod demo;
 pub mod keymap;
+pub mod secret;
 pub mod state;
 pub mod tasks;
 pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod view;
+pub mod viewer;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -152,7 +152,7 @@ pub fn field_text(t: &TextArea) -> String {
 
 pub struct LoginForm {
     pub email: TextArea<'static>,
-    pub password: TextArea<'static>,
+    pub password: crate::tui::secret::SecretField,
     pub focus: LoginField,
     pub busy: bool,
     pub message: Option<String>,
@@ -168,7 +168,7 @@ impl Default for LoginForm {
     fn default() -> Self {
         LoginForm {
             email: text_field("email"),
-            password: password_field("password"),
+            password: crate::tui::secret::SecretField::new("password"),
             focus: LoginField::Email,
             busy: false,
             message: None,
@@ -185,6 +185,8 @@ pub enum RegisterField {
     Name,
     Phone,
     Password,
+    /// The password again.
+    Confirm,
     Code,
 }
 
@@ -192,7 +194,8 @@ pub struct RegisterForm {
     pub email: TextArea<'static>,
     pub name: TextArea<'static>,
     pub phone: TextArea<'static>,
-    pub password: TextArea<'static>,
+    pub password: crate::tui::secret::SecretField,
+    pub confirm: crate::tui::secret::SecretField,
     pub code: TextArea<'static>,
     pub focus: RegisterField,
     /// After the code was mailed.
@@ -207,7 +210,8 @@ impl Default for RegisterForm {
             email: text_field("you@example.org"),
             name: text_field("full name"),
             phone: text_field("optional"),
-            password: password_field("15+ characters, a passphrase"),
+            password: crate::tui::secret::SecretField::new("15+ characters, a passphrase"),
+            confirm: crate::tui::secret::SecretField::new("the same again"),
             code: text_field("6 digits from the mail"),
             focus: RegisterField::Email,
             verification: None,
@@ -376,6 +380,8 @@ pub struct MailboxPane {
     pub error: Option<String>,
     pub items: Vec<Mail>,
     pub selected: usize,
+    /// Lines of the selected mail's body scrolled off (PgDn / PgUp); 0 on another mail.
+    pub body_scroll: u16,
 }
 
 /// A change waiting for the user's yes.
@@ -445,6 +451,8 @@ pub enum Popup {
     Messages(u16),
     /// Quit asked while requests run.
     ConfirmQuit,
+    /// A report read into memory (dropping it wipes the text).
+    Viewer(Box<crate::tui::viewer::Viewer>),
 }
 
 impl Popup {
@@ -495,6 +503,80 @@ pub struct ReportsPane {
     pub patient: Option<(Uuid, String)>,
     /// Reports this doctor asked consent for in this session: "consent requested".
     pub consent_asked: std::collections::HashSet<Uuid>,
+    /// Each checked report's file extension from its metadata, for the default save name.
+    pub exts: std::collections::HashMap<Uuid, String>,
+    /// The running upload: (patient, file name).
+    pub uploading: Option<(Uuid, String)>,
+    /// The `/` filter: every word must be in the row's date, names, title or state.
+    pub filter: TextArea<'static>,
+    /// The filter field has the keys.
+    pub filtering: bool,
+    /// Uploads stopped in this session, by patient: the file name, shown on its `incomplete`
+    /// row (whose title is sealed and not yet readable).
+    pub stopped: std::collections::HashMap<Uuid, String>,
+}
+
+impl ReportsPane {
+    /// Indexes into `rows` of what the filter lets through; `selected` indexes this list.
+    pub fn visible(&self, tz: chrono_tz::Tz) -> Vec<usize> {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        (0..self.rows.len())
+            .filter(|i| {
+                if words.is_empty() {
+                    return true;
+                }
+                let r = &self.rows[*i];
+                let s = &r.summary;
+                let state = match &r.check {
+                    Check::Verified { .. } => "verified",
+                    Check::Failed(_) => "failed",
+                    _ if s.status == "awaiting_release" => "awaiting code",
+                    _ if s.status == "open" => "incomplete",
+                    _ => s.status.as_str(),
+                };
+                let hay = format!(
+                    "{} {} {} {} {} {}",
+                    s.created_at.with_timezone(&tz).format("%Y-%m-%d"),
+                    s.author_name,
+                    s.patient_name,
+                    r.check.title().or(self.stopped_file(r)).unwrap_or(""),
+                    state,
+                    if self.consent_asked.contains(&s.id) {
+                        "consent requested"
+                    } else {
+                        ""
+                    }
+                )
+                .to_lowercase();
+                words.iter().all(|w| hay.contains(w))
+            })
+            .collect()
+    }
+
+    /// The selected row, through the filter.
+    pub fn selected_row(&self, tz: chrono_tz::Tz) -> Option<&ReportRow> {
+        self.visible(tz)
+            .get(self.selected)
+            .and_then(|i| self.rows.get(*i))
+    }
+
+    /// The file name of a stopped upload's row, when this session stopped it and it is the
+    /// patient's only incomplete report (so the name cannot be put on the wrong row).
+    pub fn stopped_file(&self, row: &ReportRow) -> Option<&str> {
+        let s = &row.summary;
+        if s.status != "open" {
+            return None;
+        }
+        let open = self
+            .rows
+            .iter()
+            .filter(|r| r.summary.status == "open" && r.summary.patient_id == s.patient_id)
+            .count();
+        (open == 1)
+            .then(|| self.stopped.get(&s.patient_id).map(String::as_str))
+            .flatten()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,6 +624,12 @@ pub enum PathFor {
     },
     /// Reception mails a patient's code again: the request id is in the patient's mail.
     ResendCode,
+    /// The upload's title, after its file was chosen.
+    UploadTitle {
+        patient: Uuid,
+        name: String,
+        path: PathBuf,
+    },
 }
 
 pub struct PathEntry {
@@ -595,11 +683,15 @@ pub struct HeadInfo {
     pub cosigned_by: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LedgerLine {
     pub index: u64,
     pub time_ms: i64,
     pub text: String,
+    /// The report the entry is about, if it names one.
+    pub report: Option<uuid::Uuid>,
+    /// The grant it is about, if it names one (a revocation names only its grant).
+    pub grant: Option<uuid::Uuid>,
 }
 
 #[derive(Default)]
@@ -611,6 +703,37 @@ pub struct LedgerView {
     pub entries_loading: bool,
     pub entries: Vec<LedgerLine>,
     pub selected: usize,
+    /// `t` in Reports: only this report's trail (id, title). Esc or leaving the pane ends it.
+    pub trail: Option<(uuid::Uuid, String)>,
+    /// The `/` filter: every word must be in the entry's text.
+    pub filter: TextArea<'static>,
+    pub filtering: bool,
+}
+
+impl LedgerView {
+    /// The entries shown: all, or one report's trail (its entries and its grants' revocations).
+    pub fn shown(&self) -> Vec<&LedgerLine> {
+        let q = field_text(&self.filter).to_lowercase();
+        let words: Vec<&str> = q.split_whitespace().collect();
+        let fits = |e: &LedgerLine| {
+            let t = e.text.to_lowercase();
+            words.iter().all(|w| t.contains(w))
+        };
+        let Some((id, _)) = &self.trail else {
+            return self.entries.iter().filter(|e| fits(e)).collect();
+        };
+        let grants: std::collections::HashSet<uuid::Uuid> = self
+            .entries
+            .iter()
+            .filter(|e| e.report == Some(*id))
+            .filter_map(|e| e.grant)
+            .collect();
+        self.entries
+            .iter()
+            .filter(|e| e.report == Some(*id) || e.grant.is_some_and(|g| grants.contains(&g)))
+            .filter(|e| fits(e))
+            .collect()
+    }
 }
 
 /// What report work needs from the config.
@@ -778,6 +901,8 @@ impl App {
                 ) || (self.popup.is_none()
                     && ((self.pane == Pane::Doctors && self.doctors.editing)
                         || (self.pane == Pane::Bookings && self.bookings.filtering)
+                        || (self.pane == Pane::Reports && self.reports.filtering)
+                        || (self.pane == Pane::Ledger && self.ledger.filtering)
                         || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }

@@ -18,7 +18,7 @@ use crate::client::reports::{
     confirm_wrap, verify_report,
 };
 use crate::ledger::Entry;
-use crate::tui::action::{Action, Done, Effect, Fail, Job, UiResult, VaultCtx};
+use crate::tui::action::{Action, Done, Effect, Fail, Job, Titled, UiResult, VaultCtx};
 use crate::tui::state::{CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail};
 
 /// Runs `effect` on its own task and sends its answer to `tx`. Effects that derive keys
@@ -327,6 +327,10 @@ fn failed_done(job: Job, f: Fail) -> Done {
             report,
             result: Err(f),
         },
+        Job::Read(report) => Done::Read {
+            report,
+            result: Err(f),
+        },
         Job::Grants(report) => Done::Grants {
             report,
             result: Err(f),
@@ -375,6 +379,21 @@ async fn plain_job(ctx: &VaultCtx, job: Job) -> Result<Done, String> {
     })
 }
 
+fn titled(r: &reports::VerifiedReport) -> Titled {
+    let ext = r
+        .meta
+        .file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .filter(|e| !e.is_empty() && e.len() <= 10 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Titled {
+        title: title_of(r),
+        ext,
+    }
+}
+
 fn title_of(r: &reports::VerifiedReport) -> String {
     let m = &r.meta;
     let t = if m.title.trim().is_empty() {
@@ -413,7 +432,7 @@ async fn ledger_job(
             for id in ids {
                 let r = verify_report(c, me, l, id).await;
                 let ledger_broke = matches!(r, Err(ClientError::Ledger(_)));
-                out.push((id, r.map(|v| title_of(&v)).map_err(Fail::from)));
+                out.push((id, r.map(|v| titled(&v)).map_err(Fail::from)));
                 if ledger_broke {
                     break;
                 }
@@ -424,8 +443,26 @@ async fn ledger_job(
             report,
             result: reports::verify(c, me, l, report, transfers)
                 .await
-                .map(|v| title_of(&v))
+                .map(|v| titled(&v))
                 .map_err(Fail::from),
+        },
+        Job::Read(report) => Done::Read {
+            report,
+            result: crate::client::read::read(
+                c,
+                me,
+                l,
+                report,
+                transfers,
+                crate::tui::viewer::MAX_TEXT,
+                |_| true,
+            )
+            .await
+            .map(|m| {
+                let title = title_of(&m.report);
+                Box::new(crate::tui::viewer::Viewer::new(title, m))
+            })
+            .map_err(Fail::from),
         },
         Job::Download {
             report,
@@ -441,7 +478,7 @@ async fn ledger_job(
             };
             let result = reports::download(c, me, l, report, &path, &opts)
                 .await
-                .map(|v| title_of(&v))
+                .map(|v| titled(&v))
                 .map_err(Fail::from);
             Done::Downloaded {
                 report,
@@ -453,14 +490,11 @@ async fn ledger_job(
         Job::Upload {
             patient,
             path,
+            title,
             transfer,
             cancel,
         } => {
             let progress = progress_fn(tx, transfer);
-            let title = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "report".into());
             let opts = UploadOptions {
                 state_dir: &ctx.settings.state_dir,
                 chunk_size: ctx.settings.chunk_size,
@@ -534,10 +568,15 @@ async fn ledger_job(
                     .map(|v| {
                         let mut lines: Vec<LedgerLine> = v
                             .into_iter()
-                            .map(|(index, e)| LedgerLine {
-                                index,
-                                time_ms: e.time_ms(),
-                                text: describe(&e, me_id),
+                            .map(|(index, e)| {
+                                let (report, grant) = about(&e);
+                                LedgerLine {
+                                    index,
+                                    time_ms: e.time_ms(),
+                                    text: describe(&e, me_id),
+                                    report,
+                                    grant,
+                                }
                             })
                             .collect();
                         lines.reverse();
@@ -577,6 +616,30 @@ fn short(id: &[u8; 16], me: Uuid) -> String {
         "you".into()
     } else {
         u.simple().to_string()[..8].to_string()
+    }
+}
+
+/// The report and the grant an entry names, for one report's trail.
+fn about(e: &Entry) -> (Option<Uuid>, Option<Uuid>) {
+    let id = |b: &[u8; 16]| Some(Uuid::from_bytes(*b));
+    // Every report's commit-time wraps share the nil grant id: it ties no entries together.
+    let grant = |b: &[u8; 16]| id(b).filter(|g| !g.is_nil());
+    match e {
+        Entry::ReportCommitted { report_id, .. } | Entry::ReportAccess { report_id, .. } => {
+            (id(report_id), None)
+        }
+        Entry::GrantApproved {
+            report_id,
+            grant_id,
+            ..
+        }
+        | Entry::KeyWrapped {
+            report_id,
+            grant_id,
+            ..
+        } => (id(report_id), grant(grant_id)),
+        Entry::GrantRevoked { grant_id, .. } => (None, grant(grant_id)),
+        _ => (None, None),
     }
 }
 

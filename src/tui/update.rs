@@ -6,7 +6,6 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as Days, Months, NaiveDate};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui_textarea::TextArea;
-use zeroize::Zeroizing;
 
 use crate::api::{BookRequest, BookingStatus, Role};
 use crate::client::ApiClient;
@@ -21,8 +20,25 @@ use crate::tui::state::{
     RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
+mod bookings;
+mod calendar;
+mod doctors;
+mod fields;
+mod login;
+mod mailbox;
+mod popup;
 mod vault;
 use crate::tui::action::Job;
+pub use bookings::status_word;
+use bookings::*;
+use calendar::*;
+use doctors::*;
+pub use fields::complete_path;
+use fields::*;
+use login::*;
+use mailbox::*;
+use popup::*;
+pub use popup::{palette_default, palette_matches};
 use vault::{
     code_key, grants_key, load_entries, load_otp, load_reports, on_vault, path_key, report_command,
     upload_picker_key, vault,
@@ -82,6 +98,10 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             }
         }
         Action::Paste(text) => {
+            if let Some(f) = focused_secret(app) {
+                f.insert_str(&text);
+                return;
+            }
             let text: String = text.chars().filter(|c| !c.is_control()).collect();
             if let Some(t) = focused_field(app) {
                 t.insert_str(text);
@@ -159,7 +179,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     tracing::info!("login failed");
                     app.login.message = Some(e);
                     // The password goes; the address stays for another try.
-                    app.login.password = crate::tui::state::password_field("password");
+                    app.login.password.wipe();
                 }
             }
         }
@@ -338,16 +358,6 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
     }
 }
 
-pub fn status_word(s: BookingStatus) -> &'static str {
-    match s {
-        BookingStatus::Booked => "booked",
-        BookingStatus::CheckedIn => "checked in",
-        BookingStatus::Completed => "completed",
-        BookingStatus::Cancelled => "cancelled",
-        BookingStatus::NoShow => "no-show",
-    }
-}
-
 fn client(app: &App) -> Option<ApiClient> {
     app.session.as_ref().map(|s| s.client.clone())
 }
@@ -414,273 +424,6 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     app.dirty = true;
 }
 
-fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
-    let panes = app.panes();
-    let role = app.role();
-    app.pane = panes.first().copied().unwrap_or(Pane::Help);
-    if role == Some(Role::Doctor) {
-        app.pane = Pane::Calendar;
-        if let Some(s) = &app.session {
-            let me = s.user.id;
-            app.calendar.selected = Some(app.clock.today);
-            load_calendar_for(app, me, fx);
-        }
-    }
-    if panes.contains(&Pane::Doctors) {
-        search_doctors(app, fx);
-    }
-    if panes.contains(&Pane::Bookings) {
-        load_bookings(app, fx);
-    }
-    if panes.contains(&Pane::Reports) {
-        load_reports(app, fx);
-    }
-    if panes.contains(&Pane::Otp) {
-        load_otp(app, fx);
-    }
-    // Without Reports nothing else syncs the ledger: its state belongs in the status bar.
-    if !panes.contains(&Pane::Reports) {
-        load_entries(app, fx);
-    }
-}
-
-fn search_doctors(app: &mut App, fx: &mut Vec<Effect>) {
-    let Some(client) = client(app) else { return };
-    app.doctors.loading = true;
-    let query = field_text(&app.doctors.query).trim().to_string();
-    app.doctors.shown_query = query.clone();
-    let id = app.doctors.request_id;
-    let today = app.clock.today;
-    net(
-        app,
-        fx,
-        Effect::SearchDoctors {
-            client,
-            id,
-            query,
-            today,
-        },
-    );
-}
-
-fn load_bookings(app: &mut App, fx: &mut Vec<Effect>) {
-    let Some(client) = client(app) else { return };
-    app.bookings.request_id += 1;
-    app.bookings.loading = true;
-    let id = app.bookings.request_id;
-    let from = app.clock.today - Days::days(30);
-    let to = app.clock.today + Days::days(90);
-    net(
-        app,
-        fx,
-        Effect::LoadBookings {
-            client,
-            id,
-            from,
-            to,
-        },
-    );
-}
-
-fn load_calendar(app: &mut App, fx: &mut Vec<Effect>) {
-    if let Some(d) = app.calendar.doctor.as_ref().map(|d| d.id) {
-        load_calendar_for(app, d, fx);
-    }
-}
-
-fn load_calendar_for(app: &mut App, doctor: uuid::Uuid, fx: &mut Vec<Effect>) {
-    let Some(client) = client(app) else { return };
-    app.calendar.request_id += 1;
-    app.calendar.loading = true;
-    let id = app.calendar.request_id;
-    let month = app.calendar.month_start(app.clock.today);
-    let today = app.clock.today;
-    let with_availability = app.role() != Some(Role::Patient);
-    net(
-        app,
-        fx,
-        Effect::LoadCalendar {
-            client,
-            id,
-            doctor,
-            month,
-            today,
-            with_availability,
-        },
-    );
-}
-
-fn load_mailbox(app: &mut App, fx: &mut Vec<Effect>) {
-    if let Some(dir) = app.server.data_dir.clone() {
-        app.mailbox.loading = true;
-        fx.push(Effect::LoadMailbox {
-            dir: dir.join("outbox"),
-        });
-    }
-}
-
-/// A booking changed: every list that shows it or the slot it took (Doctors' "next free").
-fn reload_after_change(app: &mut App, fx: &mut Vec<Effect>) {
-    load_calendar(app, fx);
-    load_bookings(app, fx);
-    if app.panes().contains(&Pane::Doctors) {
-        app.doctors.request_id += 1;
-        search_doctors(app, fx);
-    }
-    if app.server.demo {
-        load_mailbox(app, fx);
-    }
-}
-
-fn clamp_day_row(app: &mut App) {
-    let n = app.day_rows().len();
-    app.calendar.row = app.calendar.row.min(n.saturating_sub(1));
-    if n == 0 {
-        app.calendar.in_day = false;
-    }
-}
-
-/// The text field that has the keys, if any.
-fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
-    match app.screen {
-        Screen::Login => match app.login.focus {
-            LoginField::Email if app.login.locked.is_none() => Some(&mut app.login.email),
-            LoginField::Password => Some(&mut app.login.password),
-            _ => None,
-        },
-        Screen::Register => Some(match app.register.focus {
-            RegisterField::Email => &mut app.register.email,
-            RegisterField::Name => &mut app.register.name,
-            RegisterField::Phone => &mut app.register.phone,
-            RegisterField::Password => &mut app.register.password,
-            RegisterField::Code => &mut app.register.code,
-        }),
-        Screen::Mailbox => None,
-        Screen::Main => match &mut app.popup {
-            Some(Popup::PickPatient(p)) => Some(&mut p.query),
-            Some(Popup::PickDoctor(_)) => Some(&mut app.doctors.query),
-            Some(Popup::Palette(p)) => Some(&mut p.input),
-            Some(Popup::Path(p)) => Some(&mut p.input),
-            Some(_) => None,
-            None if app.pane == Pane::Doctors && app.doctors.editing => {
-                Some(&mut app.doctors.query)
-            }
-            None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
-            None if app.pane == Pane::Bookings && app.bookings.filtering => {
-                Some(&mut app.bookings.filter)
-            }
-            None => None,
-        },
-    }
-}
-
-/// After a text edit: searches are debounced, each edit with a new id.
-fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
-    if app.screen != Screen::Main {
-        return;
-    }
-    match &mut app.popup {
-        Some(Popup::PickPatient(p)) => {
-            p.request_id += 1;
-            fx.push(Effect::Later {
-                after: SEARCH_DEBOUNCE,
-                action: Box::new(Action::PatientsDue { id: p.request_id }),
-            });
-        }
-        Some(Popup::Palette(p)) => p.selected = palette_default(&field_text(&p.input)),
-        Some(Popup::PickDoctor(_)) => doctors_debounce(app, fx),
-        Some(_) => {}
-        None => {
-            if app.pane == Pane::Bookings && app.bookings.filtering {
-                app.bookings.refilter(app.tz);
-            }
-            if app.pane == Pane::Doctors && app.doctors.editing {
-                app.doctors.request_id += 1;
-                app.doctors.loading = true;
-                fx.push(Effect::Later {
-                    after: SEARCH_DEBOUNCE,
-                    action: Box::new(Action::SearchDue {
-                        id: app.doctors.request_id,
-                    }),
-                });
-            }
-        }
-    }
-}
-
-fn is(k: &KeyEvent, code: KeyCode) -> bool {
-    k.code == code && !k.modifiers.contains(KeyModifiers::CONTROL)
-}
-
-fn ctrl(k: &KeyEvent, c: char) -> bool {
-    k.code == KeyCode::Char(c) && k.modifiers.contains(KeyModifiers::CONTROL)
-}
-
-/// Text input into `t`; true when the text changed.
-fn type_into(t: &mut TextArea<'static>, k: KeyEvent) -> bool {
-    // One-line fields: Enter and Tab never reach the text area.
-    if matches!(k.code, KeyCode::Enter | KeyCode::Tab | KeyCode::BackTab) {
-        return false;
-    }
-    // Readline keys, the same in every field (the text area's own Ctrl-U is undo).
-    if k.modifiers.contains(KeyModifiers::CONTROL)
-        && let KeyCode::Char(c) = k.code
-    {
-        use ratatui_textarea::CursorMove;
-        return match c {
-            'a' => {
-                t.move_cursor(CursorMove::Head);
-                false
-            }
-            'e' => {
-                t.move_cursor(CursorMove::End);
-                false
-            }
-            'u' => t.delete_line_by_head(),
-            'w' => t.delete_word(),
-            'k' => t.delete_line_by_end(),
-            _ => false,
-        };
-    }
-    let before = t.lines().to_vec();
-    t.input(k);
-    t.lines() != before.as_slice()
-}
-
-/// Tab in a path field: the longest completion of the last component that the folder
-/// allows (a folder gets its `/`). `None` when nothing matches.
-pub fn complete_path(text: &str) -> Option<String> {
-    let (dir, prefix) = match text.rfind('/') {
-        Some(i) => (&text[..=i], &text[i + 1..]),
-        None => ("", text),
-    };
-    let base = if dir.is_empty() {
-        std::path::PathBuf::from(".")
-    } else {
-        vault::expand_home(dir)
-    };
-    let mut names: Vec<(String, bool)> = std::fs::read_dir(base)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let is_dir = e.file_type().ok()?.is_dir();
-            (name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.')))
-                .then_some((name, is_dir))
-        })
-        .collect();
-    names.sort();
-    let first = names.first()?;
-    let mut common = first.0.clone();
-    for (n, _) in &names[1..] {
-        while !n.starts_with(&common) {
-            common.pop();
-        }
-    }
-    let slash = if names.len() == 1 && first.1 { "/" } else { "" };
-    Some(format!("{dir}{common}{slash}"))
-}
-
 fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     if ctrl(&k, 'c') {
         app.quit = true;
@@ -716,7 +459,10 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 search_key(app, k, fx);
             } else if app.pane == Pane::Otp && app.otp.editing {
                 code_key(app, k, fx);
-            } else if app.pane == Pane::Bookings && app.bookings.filtering {
+            } else if (app.pane == Pane::Bookings && app.bookings.filtering)
+                || (app.pane == Pane::Reports && app.reports.filtering)
+                || (app.pane == Pane::Ledger && app.ledger.filtering)
+            {
                 filter_key(app, k);
             } else if starts_search(app, &k) {
                 app.doctors.editing = true;
@@ -735,54 +481,6 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     }
 }
 
-fn doctors_debounce(app: &mut App, fx: &mut Vec<Effect>) {
-    app.doctors.request_id += 1;
-    app.doctors.loading = true;
-    fx.push(Effect::Later {
-        after: SEARCH_DEBOUNCE,
-        action: Box::new(Action::SearchDue {
-            id: app.doctors.request_id,
-        }),
-    });
-}
-
-/// The `/` filter of Bookings: Esc or Enter leave the field and keep the filter.
-fn filter_key(app: &mut App, k: KeyEvent) {
-    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
-        app.bookings.filtering = false;
-    } else if is(&k, KeyCode::Up) {
-        app.bookings.selected = app.bookings.selected.saturating_sub(1);
-    } else if is(&k, KeyCode::Down) {
-        move_down(&mut app.bookings.selected, app.bookings.items.len(), 1);
-    } else if type_into(&mut app.bookings.filter, k) {
-        app.bookings.refilter(app.tz);
-    } else {
-        return;
-    }
-    app.dirty = true;
-}
-
-/// In Doctors, a printable key that means nothing there starts the search with it (like
-/// fzf). Keys of this pane and global ones (j, k, r, q, L, M, digits…) keep their meaning.
-fn starts_search(app: &App, k: &KeyEvent) -> bool {
-    let KeyCode::Char(c) = k.code else {
-        return false;
-    };
-    if app.pane != Pane::Doctors
-        || c.is_control()
-        || k.modifiers
-            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
-    {
-        return false;
-    }
-    match app.keys.resolve(k) {
-        None => true,
-        Some(cmd) => crate::tui::keymap::info(cmd)
-            .and_then(|i| i.panes)
-            .is_some_and(|p| !p.contains(&Pane::Doctors)),
-    }
-}
-
 /// Keys that close Help: Esc, Enter, `?` (help again), `q` and Tab (as in a pager).
 fn help_closes(app: &App, k: &KeyEvent) -> bool {
     is(k, KeyCode::Enter)
@@ -790,452 +488,6 @@ fn help_closes(app: &App, k: &KeyEvent) -> bool {
             app.keys.resolve(k),
             Some(Cmd::Back | Cmd::Help | Cmd::Quit | Cmd::NextPane | Cmd::PrevPane)
         )
-}
-
-fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    let order: &[LoginField] = if app.login.locked.is_some() {
-        &[LoginField::Password]
-    } else {
-        &[
-            LoginField::Email,
-            LoginField::Password,
-            LoginField::Register,
-        ]
-    };
-    let pos = order
-        .iter()
-        .position(|f| *f == app.login.focus)
-        .unwrap_or(0);
-    if ctrl(&k, 'o') && app.server.demo {
-        open_mailbox_screen(app, fx);
-        return;
-    }
-    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
-        app.login.focus = order[(pos + 1) % order.len()];
-    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
-        app.login.focus = order[(pos + order.len() - 1) % order.len()];
-    } else if is(&k, KeyCode::Esc) {
-        app.login.message = None;
-        app.login.waiting_for_seed = false;
-    } else if is(&k, KeyCode::Enter) {
-        match app.login.focus {
-            LoginField::Email => app.login.focus = LoginField::Password,
-            LoginField::Register => {
-                app.screen = Screen::Register;
-                app.register.message = None;
-            }
-            LoginField::Password => submit_login(app, fx),
-        }
-    } else if let Some(t) = focused_field(app) {
-        type_into(t, k);
-    } else {
-        return;
-    }
-    app.dirty = true;
-}
-
-fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
-    if app.login.busy {
-        return;
-    }
-    let Some(client) = app.client_template.clone() else {
-        app.login.message = Some("The server is still starting: try again in a moment.".into());
-        return;
-    };
-    let email = field_text(&app.login.email).trim().to_lowercase();
-    let password = Zeroizing::new(field_text(&app.login.password));
-    if email.is_empty() || password.is_empty() {
-        app.login.message = Some("Enter your email and password.".into());
-        return;
-    }
-    // A demo account that is not made yet would say "wrong password": wait for it.
-    if app.server.demo
-        && app
-            .seed
-            .as_ref()
-            .is_some_and(|p| !p.finished && p.error.is_none())
-    {
-        app.login.waiting_for_seed = true;
-        app.login.message = Some(seed_wait_message(app));
-        return;
-    }
-    app.login.busy = true;
-    app.login.message = Some("Deriving keys and logging in…".into());
-    net(
-        app,
-        fx,
-        Effect::Login {
-            client,
-            email,
-            password,
-            settings: app.report_settings.clone(),
-        },
-    );
-}
-
-fn seed_wait_message(app: &App) -> String {
-    let (done, total) = app
-        .seed
-        .as_ref()
-        .map(|p| (p.done, p.total))
-        .unwrap_or((0, 0));
-    format!(
-        "Demo accounts are still being prepared ({done}/{total}): logging in when ready (Esc stops)."
-    )
-}
-
-fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    let mut order = vec![
-        RegisterField::Email,
-        RegisterField::Name,
-        RegisterField::Phone,
-        RegisterField::Password,
-    ];
-    if app.register.verification.is_some() {
-        order.push(RegisterField::Code);
-    }
-    let pos = order
-        .iter()
-        .position(|f| *f == app.register.focus)
-        .unwrap_or(0);
-    if ctrl(&k, 'o') && app.server.demo {
-        open_mailbox_screen(app, fx);
-        return;
-    }
-    if is(&k, KeyCode::Tab) || is(&k, KeyCode::Down) {
-        app.register.focus = order[(pos + 1) % order.len()];
-    } else if k.code == KeyCode::BackTab || is(&k, KeyCode::Up) {
-        app.register.focus = order[(pos + order.len() - 1) % order.len()];
-    } else if is(&k, KeyCode::Esc) {
-        // Back to the login screen; what was typed stays.
-        app.screen = Screen::Login;
-    } else if is(&k, KeyCode::Enter) {
-        submit_register(app, fx);
-    } else if let Some(t) = focused_field(app) {
-        type_into(t, k);
-    } else {
-        return;
-    }
-    app.dirty = true;
-}
-
-fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
-    if app.register.busy {
-        return;
-    }
-    let Some(client) = app.client_template.clone() else {
-        app.register.message = Some("The server is still starting: try again in a moment.".into());
-        return;
-    };
-    let r = &app.register;
-    let email = field_text(&r.email).trim().to_lowercase();
-    let name = field_text(&r.name).trim().to_string();
-    let phone = field_text(&r.phone).trim().to_string();
-    let password = Zeroizing::new(field_text(&r.password));
-    if email.is_empty() || name.is_empty() || password.is_empty() {
-        app.register.message = Some("Email, name and password are needed.".into());
-        return;
-    }
-    if let Err(e) = crate::seal::check_password(&password, &[&email, &name]) {
-        app.register.message = Some(e.to_string());
-        return;
-    }
-    match app.register.verification.clone() {
-        None => {
-            app.register.busy = true;
-            app.register.message = Some("Mailing a code…".into());
-            net(app, fx, Effect::VerifyEmail { client, email });
-        }
-        Some(verification) => {
-            let code = field_text(&app.register.code).trim().to_string();
-            if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
-                app.register.message = Some("The code is the 6 digits from the mail.".into());
-                return;
-            }
-            app.register.busy = true;
-            app.register.message = Some("Deriving keys and registering…".into());
-            net(
-                app,
-                fx,
-                Effect::RegisterPatient {
-                    client,
-                    verification,
-                    code,
-                    email,
-                    name,
-                    phone,
-                    password,
-                },
-            );
-        }
-    }
-}
-
-fn open_mailbox_screen(app: &mut App, fx: &mut Vec<Effect>) {
-    app.back_screen = app.screen;
-    app.screen = Screen::Mailbox;
-    load_mailbox(app, fx);
-    app.dirty = true;
-}
-
-fn mailbox_screen_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    match app.keys.resolve(&k) {
-        Some(Cmd::Back) | Some(Cmd::Quit) => app.screen = app.back_screen,
-        Some(Cmd::Up) => app.mailbox.selected = app.mailbox.selected.saturating_sub(1),
-        Some(Cmd::Down) => move_down(&mut app.mailbox.selected, app.mailbox.items.len(), 1),
-        Some(Cmd::Refresh) => load_mailbox(app, fx),
-        _ => return,
-    }
-    app.dirty = true;
-}
-
-fn search_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
-        app.doctors.editing = false;
-    } else if is(&k, KeyCode::Up) {
-        app.doctors.selected = app.doctors.selected.saturating_sub(1);
-    } else if is(&k, KeyCode::Down) {
-        move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
-    } else if type_into(&mut app.doctors.query, k) {
-        after_edit(app, fx);
-    } else {
-        return;
-    }
-    app.dirty = true;
-}
-
-fn move_down(sel: &mut usize, len: usize, by: usize) {
-    *sel = (*sel + by).min(len.saturating_sub(1));
-}
-
-fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
-    let Some(popup) = app.popup.take() else {
-        return;
-    };
-    app.dirty = true;
-    match popup {
-        Popup::ConfirmQuit => {
-            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
-                app.quit = true;
-            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
-                app.popup = Some(Popup::ConfirmQuit);
-                app.dirty = false;
-            }
-        }
-        Popup::Confirm(p) => {
-            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
-                confirm(app, p, fx);
-            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
-                app.popup = Some(Popup::Confirm(p));
-                app.dirty = false;
-            }
-        }
-        Popup::PickPatient(mut p) => {
-            if is(&k, KeyCode::Esc) {
-                return;
-            }
-            if is(&k, KeyCode::Enter) {
-                if p.choose_doctor
-                    && let Some(pat) = p.results.get(p.selected)
-                {
-                    // Step 2 of `n`: the doctor, from the Doctors search (all at first).
-                    app.popup = Some(Popup::PickDoctor(Box::new(DoctorStep {
-                        patient: (pat.id, pat.name.clone()),
-                    })));
-                    app.doctors.query = DoctorsPane::default().query;
-                    app.doctors.editing = false;
-                    app.doctors.request_id += 1;
-                    search_doctors(app, fx);
-                } else if let Some(pat) = p.results.get(p.selected) {
-                    app.popup = Some(Popup::Confirm(Pending::Book {
-                        doctor_id: p.doctor_id,
-                        doctor_name: p.doctor_name.clone(),
-                        slot: p.slot.clone(),
-                        patient: Some((pat.id, pat.name.clone())),
-                    }));
-                } else {
-                    app.popup = Some(Popup::PickPatient(p));
-                }
-                return;
-            }
-            if is(&k, KeyCode::Up) {
-                p.selected = p.selected.saturating_sub(1);
-            } else if is(&k, KeyCode::Down) {
-                move_down(&mut p.selected, p.results.len(), 1);
-            } else if type_into(&mut p.query, k) {
-                // Narrow what is shown at once: Enter before the answer picks a match.
-                narrow_patients(&mut p.results, &field_text(&p.query));
-                p.selected = p.selected.min(p.results.len().saturating_sub(1));
-                p.request_id += 1;
-                fx.push(Effect::Later {
-                    after: SEARCH_DEBOUNCE,
-                    action: Box::new(Action::PatientsDue { id: p.request_id }),
-                });
-            }
-            app.popup = Some(Popup::PickPatient(p));
-        }
-        Popup::PickDoctor(d) => {
-            if is(&k, KeyCode::Esc) {
-                return;
-            }
-            if is(&k, KeyCode::Enter) {
-                match app.doctors.rows.get(app.doctors.selected) {
-                    Some(row) => match &row.next_free {
-                        Some(slot) => {
-                            app.popup = Some(Popup::Confirm(Pending::Book {
-                                doctor_id: row.doctor.id,
-                                doctor_name: row.doctor.name.clone(),
-                                slot: slot.clone(),
-                                patient: Some(d.patient.clone()),
-                            }))
-                        }
-                        None => {
-                            app.status.error = Some(format!(
-                                "{} has no free slot soon: choose another doctor.",
-                                row.doctor.name
-                            ));
-                            app.popup = Some(Popup::PickDoctor(d));
-                        }
-                    },
-                    None => app.popup = Some(Popup::PickDoctor(d)),
-                }
-                return;
-            }
-            app.popup = Some(Popup::PickDoctor(d));
-            if is(&k, KeyCode::Up) {
-                app.doctors.selected = app.doctors.selected.saturating_sub(1);
-            } else if is(&k, KeyCode::Down) {
-                move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
-            } else if type_into(&mut app.doctors.query, k) {
-                // Narrow at once (the search answers later with the same or fewer).
-                let q = field_text(&app.doctors.query).trim().to_lowercase();
-                app.doctors.rows.retain(|r| {
-                    r.doctor.name.to_lowercase().contains(&q)
-                        || r.doctor.specialty.to_lowercase().contains(&q)
-                });
-                app.doctors.selected = 0;
-                doctors_debounce(app, fx);
-            }
-        }
-        Popup::PickUploadPatient(p) => upload_picker_key(app, p, k, fx),
-        Popup::Path(p) => path_key(app, p, k, fx),
-        Popup::Grants(g) => grants_key(app, g, k, fx),
-        Popup::Wrap(check) => {
-            if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {
-                vault(app, fx, Job::ConfirmWrap(check));
-            } else if !(is(&k, KeyCode::Char('n')) || is(&k, KeyCode::Esc)) {
-                app.popup = Some(Popup::Wrap(check));
-                app.dirty = false;
-            }
-        }
-        Popup::Messages(scroll) => {
-            let max = app.status.history.len().saturating_sub(1) as u16;
-            match app.keys.resolve(&k) {
-                Some(Cmd::Up) => app.popup = Some(Popup::Messages((scroll + 1).min(max))),
-                Some(Cmd::Down) => app.popup = Some(Popup::Messages(scroll.saturating_sub(1))),
-                Some(Cmd::PageUp) => app.popup = Some(Popup::Messages((scroll + 10).min(max))),
-                Some(Cmd::PageDown) => app.popup = Some(Popup::Messages(scroll.saturating_sub(10))),
-                _ if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) => {}
-                Some(Cmd::Quit | Cmd::Messages) => {}
-                _ => {
-                    app.popup = Some(Popup::Messages(scroll));
-                    app.dirty = false;
-                }
-            }
-        }
-        Popup::Palette(mut p) => {
-            if is(&k, KeyCode::Esc) {
-                return;
-            }
-            let matches = palette_matches(&field_text(&p.input));
-            if is(&k, KeyCode::Enter) {
-                if let Some(cmd) = matches.get(p.selected) {
-                    command(app, *cmd, fx);
-                }
-                return;
-            }
-            if is(&k, KeyCode::Up) {
-                p.selected = p.selected.saturating_sub(1);
-            } else if is(&k, KeyCode::Down) {
-                move_down(&mut p.selected, matches.len(), 1);
-            } else if type_into(&mut p.input, k) {
-                p.selected = palette_default(&field_text(&p.input));
-            }
-            app.popup = Some(Popup::Palette(p));
-        }
-    }
-}
-
-/// Commands that end or leave the session: never pre-selected on an empty palette.
-fn destructive(cmd: Cmd) -> bool {
-    matches!(cmd, Cmd::Quit | Cmd::Logout)
-}
-
-/// The entry Enter takes: the first harmless match; a destructive one only once typed
-/// by name (so `:` Enter never quits).
-pub fn palette_default(q: &str) -> usize {
-    let matches = palette_matches(q);
-    matches.iter().position(|c| !destructive(*c)).unwrap_or(0)
-}
-
-/// Names match; addresses only once `@` is typed, phones when only digits are.
-fn narrow_patients(r: &mut Vec<crate::api::PatientSummary>, query: &str) {
-    let q = query.trim().to_lowercase();
-    if q.is_empty() || q.contains('@') {
-        return;
-    }
-    let digits = q.chars().all(|c| c.is_ascii_digit() || c == '+');
-    r.retain(|x| x.name.to_lowercase().contains(&q) || (digits && x.phone.contains(&q)));
-}
-
-/// Palette entries whose name or description contains `q`.
-pub fn palette_matches(q: &str) -> Vec<Cmd> {
-    let q = q.trim().to_lowercase();
-    COMMANDS
-        .iter()
-        .filter(|c| !matches!(c.cmd, Cmd::Palette | Cmd::Back))
-        .filter(|c| q.is_empty() || c.name.contains(&q) || c.desc.to_lowercase().contains(&q))
-        .map(|c| c.cmd)
-        .collect()
-}
-
-fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
-    let Some(client) = client(app) else { return };
-    match p {
-        Pending::StopTransfer => {
-            if let Some(t) = &app.transfer {
-                t.cancel.store(true, Ordering::Relaxed);
-                app.status.info = Some("Stopping the transfer…".into());
-            }
-        }
-        Pending::AskConsent { report, .. } => vault(app, fx, Job::AskConsent(report)),
-        Pending::Approve(g) => vault(app, fx, Job::Approve(g.id)),
-        Pending::Revoke(g) => vault(app, fx, Job::Revoke(g.id)),
-        Pending::Book {
-            doctor_id,
-            slot,
-            patient,
-            ..
-        } => {
-            let request = BookRequest {
-                doctor_id,
-                start: slot.start,
-                patient_id: patient.map(|p| p.0),
-            };
-            net(app, fx, Effect::Book { client, request });
-        }
-        Pending::Transition { booking, action } => {
-            net(
-                app,
-                fx,
-                Effect::Transition {
-                    client,
-                    booking: booking.id,
-                    action,
-                },
-            );
-        }
-    }
 }
 
 fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
@@ -1253,6 +505,10 @@ fn switch_pane(app: &mut App, pane: Pane, fx: &mut Vec<Effect>) {
     // One patient's reports are a detour: leaving Reports (not for Help) ends it.
     if app.pane == Pane::Reports && pane != Pane::Help && app.reports.patient.take().is_some() {
         app.reports.rows.clear();
+    }
+    // So is one report's trail: leaving the Ledger (not for Help) ends it.
+    if app.pane == Pane::Ledger && pane != Pane::Help && app.ledger.trail.take().is_some() {
+        app.ledger.selected = 0;
     }
     app.pane = pane;
     app.dirty = true;
@@ -1305,6 +561,9 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             } else if app.pane == Pane::Bookings && !field_text(&app.bookings.filter).is_empty() {
                 app.bookings.filter = BookingsPane::default().filter;
                 app.bookings.refilter(app.tz);
+            } else if app.pane == Pane::Reports && !field_text(&app.reports.filter).is_empty() {
+                app.reports.filter = text_field("");
+                app.reports.selected = 0;
             } else if app.pane == Pane::Reports
                 && app.transfer.is_none()
                 && app.reports.patient.is_some()
@@ -1313,6 +572,12 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 app.reports.patient = None;
                 app.reports.rows.clear();
                 load_reports(app, fx);
+            } else if app.pane == Pane::Ledger && !field_text(&app.ledger.filter).is_empty() {
+                app.ledger.filter = text_field("");
+                app.ledger.selected = 0;
+            } else if app.pane == Pane::Ledger && app.ledger.trail.take().is_some() {
+                // Back from one report's trail to every entry.
+                app.ledger.selected = 0;
             } else if app.pane == Pane::Calendar && app.calendar.in_day {
                 app.calendar.in_day = false;
             } else if app.pane == Pane::Reports && app.transfer.is_some() {
@@ -1325,6 +590,18 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Search => match app.pane {
             Pane::Doctors => app.doctors.editing = true,
             Pane::Bookings => app.bookings.filtering = true,
+            Pane::Reports => {
+                if field_text(&app.reports.filter).is_empty() {
+                    app.reports.filter = text_field("date, doctor, patient, title or state");
+                }
+                app.reports.filtering = true;
+            }
+            Pane::Ledger => {
+                if field_text(&app.ledger.filter).is_empty() {
+                    app.ledger.filter = text_field("words in the entry");
+                }
+                app.ledger.filtering = true;
+            }
             _ => return,
         },
         Cmd::NewBooking => {
@@ -1372,10 +649,21 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 Pane::Bookings => {
                     step(&mut app.bookings.selected, app.bookings.items.len(), up, by)
                 }
-                Pane::Mailbox => step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by),
-                Pane::Reports => step(&mut app.reports.selected, app.reports.rows.len(), up, by),
+                // j/k pick a mail; PgDn/PgUp scroll its body.
+                Pane::Mailbox if by > 1 => mailbox_scroll(app, up),
+                Pane::Mailbox => {
+                    step(&mut app.mailbox.selected, app.mailbox.items.len(), up, by);
+                    app.mailbox.body_scroll = 0;
+                }
+                Pane::Reports => {
+                    let n = app.reports.visible(app.tz).len();
+                    step(&mut app.reports.selected, n, up, by)
+                }
                 Pane::Otp => step(&mut app.otp.selected, app.otp.items.len(), up, by),
-                Pane::Ledger => step(&mut app.ledger.selected, app.ledger.entries.len(), up, by),
+                Pane::Ledger => {
+                    let n = app.ledger.shown().len();
+                    step(&mut app.ledger.selected, n, up, by)
+                }
                 Pane::Help => {
                     app.help_scroll = if up {
                         app.help_scroll.saturating_sub(by as u16)
@@ -1482,7 +770,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     }
                 }
             }
-            Pane::Reports => report_command(app, Cmd::Verify, fx),
+            Pane::Reports => report_command(app, Cmd::Open, fx),
             Pane::Otp => report_command(app, Cmd::EnterCode, fx),
             _ => return,
         },
@@ -1496,6 +784,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Upload
         | Cmd::Download
         | Cmd::Verify
+        | Cmd::Open
         | Cmd::AskConsent
         | Cmd::Grants
         | Cmd::Trail
@@ -1542,86 +831,6 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
     }
     app.dirty = true;
-}
-
-fn step(sel: &mut usize, len: usize, up: bool, by: usize) {
-    if up {
-        *sel = sel.saturating_sub(by);
-    } else {
-        move_down(sel, len, by);
-    }
-}
-
-fn move_day(app: &mut App, days: i64, fx: &mut Vec<Effect>) {
-    let d = app.calendar.selected.unwrap_or(app.clock.today);
-    if let Some(to) = d.checked_add_signed(Days::days(days)) {
-        set_day(app, to, fx);
-    }
-}
-
-fn set_day(app: &mut App, to: NaiveDate, fx: &mut Vec<Effect>) {
-    let old = app.calendar.month_start(app.clock.today);
-    app.calendar.selected = Some(to);
-    app.calendar.row = 0;
-    app.calendar.in_day = false;
-    if (to.year(), to.month()) != (old.year(), old.month()) {
-        app.calendar.data = None;
-        load_calendar(app, fx);
-    }
-}
-
-fn book(app: &mut App, slot: crate::api::Slot, fx: &mut Vec<Effect>) {
-    let Some(doctor) = app.calendar.doctor.clone() else {
-        return;
-    };
-    match app.role() {
-        Some(Role::Patient) => {
-            app.popup = Some(Popup::Confirm(Pending::Book {
-                doctor_id: doctor.id,
-                doctor_name: doctor.name,
-                slot,
-                patient: None,
-            }))
-        }
-        Some(Role::Reception) => open_patient_picker(app, Some((doctor, slot)), fx),
-        _ => app.status.error = Some("Only patients and reception book slots.".into()),
-    }
-}
-
-/// Reception picks the patient: for a chosen slot, or first in the new-booking flow.
-fn open_patient_picker(
-    app: &mut App,
-    target: Option<(crate::api::Doctor, crate::api::Slot)>,
-    fx: &mut Vec<Effect>,
-) {
-    let choose_doctor = target.is_none();
-    let (doctor_id, doctor_name, slot) = match target {
-        Some((d, s)) => (d.id, d.name, s),
-        None => (
-            uuid::Uuid::nil(),
-            String::new(),
-            crate::api::Slot {
-                start: app.clock.now,
-                end: app.clock.now,
-                local_start: String::new(),
-            },
-        ),
-    };
-    app.popup = Some(Popup::PickPatient(Box::new(PatientPicker {
-        query: text_field("patient name (or email with @, or phone)"),
-        request_id: 0,
-        results: vec![],
-        selected: 0,
-        error: None,
-        doctor_id,
-        doctor_name,
-        slot,
-        choose_doctor,
-    })));
-    fx.push(Effect::Later {
-        after: Duration::ZERO,
-        action: Box::new(Action::PatientsDue { id: 0 }),
-    });
 }
 
 #[cfg(test)]
@@ -1841,6 +1050,7 @@ mod tests {
             index: 1,
             time_ms: 0,
             text: "code entered by you".into(),
+            ..Default::default()
         }];
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         a.transfer = Some(Transfer {
@@ -1867,6 +1077,7 @@ mod tests {
                     index: 2,
                     time_ms: 0,
                     text: "late".into(),
+                    ..Default::default()
                 }]))),
             },
         );

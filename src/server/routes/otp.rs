@@ -219,7 +219,9 @@ async fn other_request_of(
         if bool::from(code_mac(st, &id, code).as_slice().ct_eq(&stored)) {
             let purpose: String = r.try_get("purpose")?;
             let author: String = r.try_get("author_name")?;
-            let day = ms_to_utc(r.try_get("report_created")?)?.format("%Y-%m-%d");
+            let day = ms_to_utc(r.try_get("report_created")?)?
+                .with_timezone(&st.tz)
+                .format("%Y-%m-%d");
             let short = &id.simple().to_string()[..8];
             return Ok(Some(code_error(
                 StatusCode::CONFLICT,
@@ -418,15 +420,30 @@ async fn verify(
     }))
 }
 
-fn pending_row(r: &sqlx::any::AnyRow, now: i64) -> Result<OtpPending, AppError> {
+/// The query of what `pending_row` reads, for the list and the resend (a literal, so sqlx
+/// sees a static string).
+macro_rules! pending_sql {
+    ($where:literal) => {
+        concat!(
+            "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
+             o.created_at AS asked_at, u.name AS author_name, r.created_at AS report_created, \
+             r.plaintext_len FROM otp_requests o JOIN reports r ON r.id = o.report_id \
+             JOIN users u ON u.id = r.author_id ",
+            $where
+        )
+    };
+}
+
+/// One waiting code, dated in the clinic's time zone like the mails.
+fn pending_row(r: &sqlx::any::AnyRow, tz: chrono_tz::Tz) -> Result<OtpPending, AppError> {
     let purpose: String = r.try_get("purpose")?;
     let tries: i64 = r.try_get("tries")?;
     let author: String = r.try_get("author_name")?;
     let created: i64 = r.try_get("report_created")?;
-    let day = ms_to_utc(created)?.format("%Y-%m-%d");
+    let day = ms_to_utc(created)?.with_timezone(&tz).format("%Y-%m-%d");
     let unlocks = unlocks_text(&purpose, day, &author);
     let expires: i64 = r.try_get("expires_at")?;
-    let _ = now;
+    let size: i64 = r.try_get("plaintext_len")?;
     Ok(OtpPending {
         request_id: parse_uuid(&r.try_get::<String, _>("id")?)?,
         purpose,
@@ -439,6 +456,8 @@ fn pending_row(r: &sqlx::any::AnyRow, now: i64) -> Result<OtpPending, AppError> 
         unlocks,
         expires_at: ms_to_utc(expires)?,
         tries_left: u32::try_from((MAX_TRIES - tries).max(0)).unwrap_or(0),
+        asked_at: Some(ms_to_utc(r.try_get("asked_at")?)?),
+        report_size: u64::try_from(size).ok(),
     })
 }
 
@@ -448,13 +467,10 @@ async fn pending(
     caller: Caller,
 ) -> Result<Json<OtpPendingList>, AppError> {
     let now = now_ms();
-    let rows = sqlx::query(
-        "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
-         u.name AS author_name, r.created_at AS report_created \
-         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
-         WHERE o.user_id = $1 AND o.used_at IS NULL AND o.expires_at > $2 AND o.tries < $3 \
-         ORDER BY o.created_at DESC LIMIT 50",
-    )
+    let rows = sqlx::query(pending_sql!(
+        "WHERE o.user_id = $1 AND o.used_at IS NULL AND o.expires_at > $2 \
+         AND o.tries < $3 ORDER BY o.created_at DESC LIMIT 50"
+    ))
     .bind(caller.id_str())
     .bind(now)
     .bind(MAX_TRIES)
@@ -463,7 +479,7 @@ async fn pending(
     Ok(Json(OtpPendingList {
         pending: rows
             .iter()
-            .map(|r| pending_row(r, now))
+            .map(|r| pending_row(r, st.tz))
             .collect::<Result<_, _>>()?,
     }))
 }
@@ -523,25 +539,25 @@ async fn resend(
             ),
         ));
     }
+    let row = sqlx::query(pending_sql!("WHERE o.id = $1"))
+        .bind(id.to_string())
+        .fetch_one(&st.db)
+        .await?;
+    let pending = pending_row(&row, st.tz)?;
+    // The words the OTP pane shows beside the code, so the two can be matched.
     mail(
         &st,
         patient,
         "Your new clinvault code",
         format!(
-            "Here is a new code for request {id}:\n\n    {}\n\nIt replaces the earlier one, works once \
-             and expires in 10 minutes. Nobody from the clinic will ever ask you for it.\n",
-            code.as_str()
+            "Here is a new code for {}:\n\n    {}\n\n({}; the full request id is {id}.) It replaces the \
+             earlier one, works once and expires in 10 minutes. Nobody from the clinic will \
+             ever ask you for it.\n",
+            pending.unlocks,
+            code.as_str(),
+            pending.request_words(st.tz),
         ),
     )
     .await;
-    let row = sqlx::query(
-        "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
-         u.name AS author_name, r.created_at AS report_created \
-         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
-         WHERE o.id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(&st.db)
-    .await?;
-    Ok(Json(pending_row(&row, now)?))
+    Ok(Json(pending))
 }

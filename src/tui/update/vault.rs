@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{is, move_down, type_into};
 use crate::api::Role;
-use crate::tui::action::{Done, Effect, Fail, Job, VaultCtx};
+use crate::tui::action::{Done, Effect, Fail, Job, Titled, VaultCtx};
 use crate::tui::keymap::Cmd;
 use crate::tui::state::{
     App, Check, GrantsView, HeadInfo, Pane, PathEntry, PathFor, Pending, PickFor, Popup, ReportRow,
@@ -78,7 +78,7 @@ pub(super) fn load_entries(app: &mut App, fx: &mut Vec<Effect>) {
 }
 
 fn selected_row(app: &App) -> Option<ReportRow> {
-    app.reports.rows.get(app.reports.selected).cloned()
+    app.reports.selected_row(app.tz).cloned()
 }
 
 fn row_mut(app: &mut App, id: Uuid) -> Option<&mut ReportRow> {
@@ -125,6 +125,19 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             }
         }
         Cmd::Trail if app.panes().contains(&Pane::Ledger) => {
+            // From Reports: the selected report's trail only; elsewhere every entry about you.
+            app.ledger.trail = if app.pane == Pane::Reports {
+                selected_row(app).map(|r| {
+                    let title = r.check.title().map(str::to_string).unwrap_or_else(|| {
+                        format!("report {}", crate::units::short_id(&r.summary.id))
+                    });
+                    (r.summary.id, title)
+                })
+            } else {
+                None
+            };
+            app.ledger.selected = 0;
+            app.status.error = None;
             app.pane = Pane::Ledger;
             load_entries(app, fx);
         }
@@ -167,7 +180,7 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 vault(app, fx, Job::Patients);
             }
         }
-        Cmd::Download | Cmd::Verify | Cmd::AskConsent | Cmd::Grants => {
+        Cmd::Download | Cmd::Verify | Cmd::Open | Cmd::AskConsent | Cmd::Grants => {
             if app.pane != Pane::Reports {
                 return;
             }
@@ -177,13 +190,13 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             };
             let id = row.summary.id;
             match cmd {
-                Cmd::Verify | Cmd::Download if row.summary.status == "open" => {
+                Cmd::Verify | Cmd::Download | Cmd::Open if row.summary.status == "open" => {
                     app.status.error = Some(
                         "This upload stopped before it was committed: upload the same file again."
                             .into(),
                     )
                 }
-                Cmd::Verify | Cmd::Download if !row.summary.readable => {
+                Cmd::Verify | Cmd::Download | Cmd::Open if !row.summary.readable => {
                     app.status.error = Some(if row.summary.status == "awaiting_release" {
                         "This report waits for the patient's code.".into()
                     } else {
@@ -191,12 +204,22 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     })
                 }
                 Cmd::Verify => vault(app, fx, Job::Verify(id)),
+                Cmd::Open => {
+                    app.status.info = Some("Reading and checking the report…".into());
+                    vault(app, fx, Job::Read(id));
+                }
                 Cmd::Download => {
                     if app.transfer.is_some() {
                         app.status.error = Some("A transfer is running: one at a time.".into());
                         return;
                     }
-                    let name = safe_name(row.check.title().unwrap_or(""), id);
+                    let mut name = safe_name(row.check.title().unwrap_or(""), id);
+                    // The file's own extension, from its metadata, unless the title has it.
+                    if let Some(ext) = app.reports.exts.get(&id).filter(|e| !e.is_empty())
+                        && !name.to_ascii_lowercase().ends_with(&format!(".{ext}"))
+                    {
+                        name = format!("{name}.{ext}");
+                    }
                     let default = app.report_settings.download_dir.join(name);
                     let mut input = text_field("where to save it");
                     input.insert_str(default.to_string_lossy());
@@ -309,7 +332,8 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
     if is(&k, KeyCode::Esc) {
         return;
     }
-    if is(&k, KeyCode::Tab) && p.purpose != PathFor::ResendCode {
+    let is_path = !matches!(p.purpose, PathFor::ResendCode | PathFor::UploadTitle { .. });
+    if is(&k, KeyCode::Tab) && is_path {
         if let Some(done) = super::complete_path(&field_text(&p.input)) {
             p.input = text_field("");
             p.input.insert_str(done);
@@ -323,6 +347,14 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
         return;
     }
     let text = field_text(&p.input).trim().to_string();
+    if let PathFor::UploadTitle {
+        patient,
+        name,
+        path,
+    } = p.purpose.clone()
+    {
+        return start_upload(app, patient, name, path, text, fx);
+    }
     if text.is_empty() {
         app.popup = Some(Popup::Path(p));
         return;
@@ -353,22 +385,25 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
                 app.popup = Some(Popup::Path(p));
                 return;
             }
-            let file = path
-                .file_name()
+            // Then its title, the file name without its extension offered.
+            let stem = path
+                .file_stem()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            (
-                TransferKind::Upload,
-                format!("{file} → {name}"),
-                Job::Upload {
+            let mut input = text_field("title");
+            input.insert_str(stem);
+            app.status.error = None;
+            app.popup = Some(Popup::Path(Box::new(PathEntry {
+                purpose: PathFor::UploadTitle {
                     patient,
+                    name,
                     path,
-                    transfer: id,
-                    cancel: cancel.clone(),
                 },
-            )
+                input,
+            })));
+            return;
         }
-        PathFor::ResendCode => return,
+        PathFor::ResendCode | PathFor::UploadTitle { .. } => return,
         PathFor::Download { report } => {
             if path.exists() {
                 app.status.error = Some(format!(
@@ -405,6 +440,56 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
     });
     app.status.error = None;
     vault(app, fx, job);
+    if app.ledger.failed.is_some() {
+        app.transfer = None;
+    }
+}
+
+/// Starts an upload once its title is known (an empty title: the file name's stem).
+fn start_upload(
+    app: &mut App,
+    patient: Uuid,
+    name: String,
+    path: PathBuf,
+    title: String,
+    fx: &mut Vec<Effect>,
+) {
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = if title.is_empty() {
+        path.file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "report".into())
+    } else {
+        title
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    app.transfer_seq += 1;
+    let id = app.transfer_seq;
+    app.transfer = Some(Transfer {
+        id,
+        kind: TransferKind::Upload,
+        label: format!("{file} → {name}"),
+        done: 0,
+        total: 0,
+        started: app.clock.now,
+        cancel: cancel.clone(),
+    });
+    app.status.error = None;
+    app.reports.uploading = Some((patient, file.clone()));
+    vault(
+        app,
+        fx,
+        Job::Upload {
+            patient,
+            path,
+            title,
+            transfer: id,
+            cancel,
+        },
+    );
     if app.ledger.failed.is_some() {
         app.transfer = None;
     }
@@ -528,7 +613,8 @@ pub(super) fn on_vault(
         Done::Opened(list) => {
             for (id, r) in list {
                 match r {
-                    Ok(title) => {
+                    Ok(Titled { title, ext }) => {
+                        app.reports.exts.insert(id, ext);
                         if let Some(row) = row_mut(app, id)
                             && !matches!(row.check, Check::Verified { .. })
                         {
@@ -540,7 +626,8 @@ pub(super) fn on_vault(
             }
         }
         Done::Verified { report, result } => match result {
-            Ok(title) => {
+            Ok(Titled { title, ext }) => {
+                app.reports.exts.insert(report, ext);
                 if let Some(row) = row_mut(app, report) {
                     row.check = Check::Verified { title };
                 }
@@ -548,6 +635,24 @@ pub(super) fn on_vault(
                     app,
                     "Verified ✓: signature, ledger entries, key and every chunk check out.".into(),
                 );
+            }
+            Err(f) => row_failed(app, report, f),
+        },
+        Done::Read { report, result } => match result {
+            Ok(v) => {
+                if let Some(row) = row_mut(app, report) {
+                    row.check = Check::Verified {
+                        title: v.title.clone(),
+                    };
+                }
+                app.status.info = None;
+                // Only over the list it was asked from; otherwise it is dropped (and wiped).
+                if app.screen == crate::tui::state::Screen::Main
+                    && app.pane == Pane::Reports
+                    && app.popup.is_none()
+                {
+                    app.popup = Some(Popup::Viewer(v));
+                }
             }
             Err(f) => row_failed(app, report, f),
         },
@@ -559,7 +664,8 @@ pub(super) fn on_vault(
         } => {
             end_transfer(app, transfer);
             match result {
-                Ok(title) => {
+                Ok(Titled { title, ext }) => {
+                    app.reports.exts.insert(report, ext);
                     if let Some(row) = row_mut(app, report) {
                         row.check = Check::Verified { title };
                     }
@@ -573,6 +679,17 @@ pub(super) fn on_vault(
         }
         Done::Uploaded { transfer, result } => {
             end_transfer(app, transfer);
+            let upload = app.reports.uploading.take();
+            match (&result, &upload) {
+                (Ok(_), Some((patient, _))) => {
+                    app.reports.stopped.remove(patient);
+                }
+                (Err(_), Some((patient, file))) => {
+                    app.reports.stopped.insert(*patient, file.clone());
+                }
+                _ => {}
+            }
+            let file = upload.map(|u| u.1).unwrap_or_default();
             match result {
                 Ok((_, awaiting)) => {
                     ok_info(
@@ -588,7 +705,7 @@ pub(super) fn on_vault(
                 Err(Fail::Other(m)) if m == "cancelled" => {
                     ok_info(
                         app,
-                        "Upload stopped: upload the same file again to resume.".into(),
+                        format!("Upload of {file} stopped: upload the same file again to resume."),
                     );
                     load_reports(app, fx);
                 }

@@ -93,10 +93,14 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
                     None => false,
                 };
                 let mark = if d == today { "•" } else { " " };
+                // The same words for every role: a number of free slots, "–" for none free;
+                // "off" where the role may read the doctor's days off (staff).
                 let count = if off {
                     "off".to_string()
                 } else if d < today || c.data.is_none() {
                     String::new()
+                } else if n == 0 {
+                    "–".to_string()
                 } else {
                     n.to_string()
                 };
@@ -122,7 +126,15 @@ fn render_grid(app: &App, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(counts_row));
     }
     lines.push(Line::from(Span::styled(
-        " • today · under each day: free slots · off",
+        " • today · under each day: its free slots",
+        t.muted,
+    )));
+    lines.push(Line::from(Span::styled(
+        if avail.is_some() {
+            " – none free · off: the doctor's day off"
+        } else {
+            " – no free slot (all booked, or a day off)"
+        },
         t.muted,
     )));
     frame.render_widget(Paragraph::new(lines), area);

@@ -83,13 +83,38 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         None => {}
     }
     frame.render_widget(Paragraph::new(lines), head);
+    let shown = l.shown();
+    let title = match &l.trail {
+        Some((_, name)) => format!(
+            " Trail of {} · {} · Esc: all ",
+            truncate(&crate::text::display(name), 40),
+            shown.len()
+        ),
+        None => " Recent entries about you ".into(),
+    };
     let b = Block::new()
         .borders(Borders::TOP)
         .border_style(t.muted)
-        .title(Span::styled(" Recent entries about you ", t.title));
-    let inner = b.inner(list);
+        .title(Span::styled(title, t.title));
+    let mut inner = b.inner(list);
     frame.render_widget(b, list);
-    if l.entries.is_empty() {
+    let filter = crate::tui::state::field_text(&l.filter);
+    if l.filtering || !filter.is_empty() {
+        let [f, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+        let mut field = l.filter.clone();
+        field.set_cursor_style(if l.filtering {
+            ratatui::style::Style::new().add_modifier(ratatui::style::Modifier::REVERSED)
+        } else {
+            ratatui::style::Style::new()
+        });
+        field.set_placeholder_style(t.muted);
+        let [label, input] =
+            Layout::horizontal([Constraint::Length(3), Constraint::Min(1)]).areas(f);
+        frame.render_widget(Span::styled(" / ", t.accent), label);
+        frame.render_widget(&field, input);
+        inner = rest;
+    }
+    if shown.is_empty() {
         frame.render_widget(
             Span::styled(
                 if l.entries_loading {
@@ -103,8 +128,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         );
         return;
     }
-    let items: Vec<ListItem> = l
-        .entries
+    let items: Vec<ListItem> = shown
         .iter()
         .map(|e| {
             ListItem::new(format!(

@@ -161,7 +161,7 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
         app,
         rows[3],
         "password",
-        &app.login.password,
+        &app.login.password.mask,
         f == LoginField::Password,
     );
     if app.login.locked.is_none() {
@@ -214,7 +214,7 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
 pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let r = &app.register;
-    let bx = centered(area, 68, 16);
+    let bx = centered(area, 68, 17);
     frame.render_widget(Clear, bx);
     let block = Block::bordered()
         .title(Span::styled(" clinvault — new patient ", t.title))
@@ -222,6 +222,7 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
     let inner = block.inner(bx);
     frame.render_widget(block, bx);
     let rows = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
@@ -269,21 +270,29 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
         app,
         rows[4],
         "password",
-        &r.password,
+        &r.password.mask,
         r.focus == RegisterField::Password,
+    );
+    field(
+        frame,
+        app,
+        rows[5],
+        "again",
+        &r.confirm.mask,
+        r.focus == RegisterField::Confirm,
     );
     if r.verification.is_some() {
         field(
             frame,
             app,
-            rows[5],
+            rows[6],
             "code",
             &r.code,
             r.focus == RegisterField::Code,
         );
     }
     if let Some(m) = &r.message {
-        frame.render_widget(Paragraph::new(m.clone()).wrap(Wrap { trim: true }), rows[7]);
+        frame.render_widget(Paragraph::new(m.clone()).wrap(Wrap { trim: true }), rows[8]);
     }
     let mut keys = if r.verification.is_some() {
         "Enter register"
@@ -295,5 +304,5 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
     if app.server.demo {
         keys.push_str(" · Ctrl-O mailbox");
     }
-    frame.render_widget(Span::styled(keys, t.muted), rows[8]);
+    frame.render_widget(Span::styled(keys, t.muted), rows[9]);
 }

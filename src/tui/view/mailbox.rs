@@ -46,14 +46,25 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         &mut state,
     );
     if let Some(mail) = m.items.get(m.selected) {
-        let text = format!(
+        // Mails carry other people's text (names, titles): shown escaped.
+        let text = crate::text::display_lines(&format!(
             "To: {}\nDate: {}\nSubject: {}\n\n{}",
             mail.to, mail.date, mail.subject, mail.body
-        );
+        ));
+        let block = Block::new().borders(Borders::TOP).border_style(t.muted);
+        let block = if m.body_scroll > 0 {
+            block.title(Span::styled(
+                format!(" line {} · PgUp back ", m.body_scroll + 1),
+                t.muted,
+            ))
+        } else {
+            block
+        };
         frame.render_widget(
             Paragraph::new(text)
                 .wrap(Wrap { trim: false })
-                .block(Block::new().borders(Borders::TOP).border_style(t.muted)),
+                .scroll((m.body_scroll, 0))
+                .block(block),
             body,
         );
     }

@@ -10,6 +10,7 @@ mod mailbox;
 mod otp;
 mod popup;
 pub mod reports;
+mod viewer;
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -18,7 +19,7 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use crate::api::Role;
 use crate::tui::keymap::Cmd;
-use crate::tui::state::{App, Pane, Screen};
+use crate::tui::state::{App, Pane, Popup, Screen};
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
@@ -42,6 +43,7 @@ pub fn render(app: &App, frame: &mut Frame) {
                 hint,
                 &[
                     (Cmd::Up, "move"),
+                    (Cmd::PageDown, "scroll mail"),
                     (Cmd::Refresh, "reload"),
                     (Cmd::Back, "back"),
                 ],
@@ -187,6 +189,13 @@ fn tab_bar(app: &App, frame: &mut Frame, area: Rect) {
 
 fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
     let role = app.role();
+    if matches!(app.popup, Some(Popup::Viewer(_))) {
+        return vec![
+            (Cmd::Down, "scroll"),
+            (Cmd::PageDown, "page"),
+            (Cmd::Back, "close"),
+        ];
+    }
     let mut v: Vec<(Cmd, &'static str)> = match app.pane {
         Pane::Doctors if app.doctors.editing => {
             vec![(Cmd::Back, "done typing"), (Cmd::Down, "move")]
@@ -222,7 +231,11 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             v.extend(booking_hints(role));
             v
         }
-        Pane::Mailbox => vec![(Cmd::Down, "move"), (Cmd::Refresh, "reload")],
+        Pane::Mailbox => vec![
+            (Cmd::Down, "move"),
+            (Cmd::PageDown, "scroll mail"),
+            (Cmd::Refresh, "reload"),
+        ],
         Pane::Reports if app.transfer.is_some() => {
             vec![
                 (Cmd::CancelBooking, "stop transfer"),
@@ -230,7 +243,12 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             ]
         }
         Pane::Reports => {
-            let mut v = vec![(Cmd::Download, "save"), (Cmd::Verify, "verify")];
+            let mut v = vec![
+                (Cmd::Select, "read"),
+                (Cmd::Search, "filter"),
+                (Cmd::Download, "save"),
+                (Cmd::Verify, "verify"),
+            ];
             if role == Some(Role::Doctor) {
                 v.push((Cmd::Upload, "upload"));
                 v.push((Cmd::PatientReports, "patient's"));
@@ -249,7 +267,17 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Resend, "resend"),
             (Cmd::Refresh, "reload"),
         ],
-        Pane::Ledger => vec![(Cmd::Refresh, "sync"), (Cmd::Down, "move")],
+        Pane::Ledger if app.ledger.trail.is_some() => vec![
+            (Cmd::Back, "all entries"),
+            (Cmd::Search, "filter"),
+            (Cmd::Refresh, "sync"),
+            (Cmd::Down, "move"),
+        ],
+        Pane::Ledger => vec![
+            (Cmd::Search, "filter"),
+            (Cmd::Refresh, "sync"),
+            (Cmd::Down, "move"),
+        ],
         Pane::Help => {
             return vec![
                 (Cmd::Down, "scroll"),
@@ -300,7 +328,12 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         let enter = match &app.popup {
             Some(Popup::Palette(_)) => "run",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
-            Some(Popup::Path(_)) => "start",
+            Some(Popup::Path(p)) => match p.purpose {
+                crate::tui::state::PathFor::Upload { .. } => "next",
+                crate::tui::state::PathFor::UploadTitle { .. } => "upload",
+                crate::tui::state::PathFor::Download { .. } => "save",
+                crate::tui::state::PathFor::ResendCode => "mail it",
+            },
             _ if app.pane == Pane::Otp => "send code",
             _ => "done",
         };
@@ -311,7 +344,7 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
             ("C-w", "word"),
             ("C-u/C-k", "clear"),
         ];
-        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if p.purpose != crate::tui::state::PathFor::ResendCode)
+        if matches!(&app.popup, Some(crate::tui::state::Popup::Path(p)) if !matches!(p.purpose, crate::tui::state::PathFor::ResendCode | crate::tui::state::PathFor::UploadTitle { .. }))
         {
             keys.insert(2, ("Tab", "complete"));
         }

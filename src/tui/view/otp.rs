@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
 use crate::tui::keymap::Cmd;
@@ -53,18 +53,23 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 },
                 if p.tries_left <= 1 { t.warn } else { t.base },
             );
+            // Two lines: what it unlocks, then what tells it apart from the others (#14.12).
             Row::new(vec![
-                Cell::from(truncate(&p.unlocks, 44)),
+                Cell::from(Text::from(vec![
+                    Line::raw(truncate(&crate::text::display(&p.unlocks), 50)),
+                    Line::styled(p.request_words(app.tz), t.muted),
+                ])),
                 Cell::from(tries),
                 Cell::from(expires_in(app, p.expires_at)),
             ])
+            .height(2)
         })
         .collect();
     let table = Table::new(
         rows,
         [
-            Constraint::Length(44),
-            Constraint::Length(14),
+            Constraint::Length(50),
+            Constraint::Length(13),
             Constraint::Min(10),
         ],
     )
@@ -82,7 +87,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(
             Line::from(vec![
                 Span::styled("Code for: ", t.muted),
-                Span::raw(truncate(&p.unlocks, 66)),
+                Span::raw(truncate(
+                    &format!(
+                        "{} ({})",
+                        crate::text::display(&p.unlocks),
+                        crate::units::short_id(&p.request_id)
+                    ),
+                    66,
+                )),
             ]),
             what,
         );

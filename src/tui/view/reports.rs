@@ -11,17 +11,7 @@ use crate::tui::view::{pane_block, truncate};
 
 /// `912 B`, `4.0 KiB`, `1.2 MiB`: binary units, labelled as such, as the CLI prints them.
 pub fn human(n: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = n as f64;
-    if f < K {
-        format!("{n} B")
-    } else if f < K * K {
-        format!("{:.1} KiB", f / K)
-    } else if f < K * K * K {
-        format!("{:.1} MiB", f / (K * K))
-    } else {
-        format!("{:.1} GiB", f / (K * K * K))
-    }
+    crate::units::bytes(n)
 }
 
 /// The word for where a report stands, and whether it is bad news.
@@ -48,21 +38,39 @@ pub fn state_word(app: &App, row: &crate::tui::state::ReportRow) -> (String, boo
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let r = &app.reports;
+    let visible = r.visible(app.tz);
+    let count = if visible.len() == r.rows.len() {
+        r.rows.len().to_string()
+    } else {
+        format!("{} of {}", visible.len(), r.rows.len())
+    };
     let block = pane_block(
         app,
         match &r.patient {
-            Some((_, name)) => format!(
-                "Reports of {} · {} · Esc: all",
-                truncate(name, 30),
-                r.rows.len()
-            ),
-            None => format!("Reports · {}", r.rows.len()),
+            Some((_, name)) => format!("Reports of {} · {count} · Esc: all", truncate(name, 30)),
+            None => format!("Reports · {count}"),
         },
         r.loading,
         r.error.as_deref(),
     );
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
+    let filter = crate::tui::state::field_text(&r.filter);
+    if r.filtering || !filter.is_empty() {
+        let [f, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+        let mut field = r.filter.clone();
+        field.set_cursor_style(if r.filtering {
+            ratatui::style::Style::new().add_modifier(ratatui::style::Modifier::REVERSED)
+        } else {
+            ratatui::style::Style::new()
+        });
+        field.set_placeholder_style(t.muted);
+        let [label, input] =
+            Layout::horizontal([Constraint::Length(3), Constraint::Min(1)]).areas(f);
+        frame.render_widget(Span::styled(" / ", t.accent), label);
+        frame.render_widget(&field, input);
+        inner = rest;
+    }
     let bar_h = if app.transfer.is_some() { 2 } else { 0 };
     let [list, detail, bar] = Layout::vertical([
         Constraint::Min(1),
@@ -76,9 +84,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             list,
         );
     } else {
-        let rows: Vec<Row> = r
-            .rows
+        let rows: Vec<Row> = visible
             .iter()
+            .map(|i| &r.rows[*i])
             .map(|x| {
                 let s = &x.summary;
                 let (word, bad) = state_word(app, x);
@@ -91,9 +99,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 } else {
                     t.base
                 };
-                let title = match x.check.title() {
-                    Some(title) => truncate(title, 15),
-                    None => "…".into(),
+                let title = match (x.check.title(), r.stopped_file(x)) {
+                    (Some(title), _) => truncate(title, 15),
+                    (None, Some(file)) => truncate(&crate::text::display(file), 15),
+                    (None, None) => "…".into(),
                 };
                 Row::new(vec![
                     Cell::from(
@@ -129,7 +138,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let mut state = TableState::default().with_selected(Some(r.selected));
         frame.render_stateful_widget(table, list, &mut state);
     }
-    if let Some(row) = r.rows.get(r.selected) {
+    if let Some(row) = r.selected_row(app.tz) {
         let line = match &row.check {
             Check::Failed(why) => Line::from(Span::styled(format!("✗ FAILED: {why}"), t.error)),
             Check::Verified { .. } => Line::from(Span::styled(
@@ -141,7 +150,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 t.muted,
             )),
             Check::Unchecked if row.summary.status == "open" => Line::from(Span::styled(
-                "upload stopped: upload the same file again to resume it",
+                match r.stopped_file(row) {
+                    Some(file) => format!(
+                        "upload of {} stopped: upload the same file again to resume it",
+                        crate::text::display(file)
+                    ),
+                    None => "upload stopped: upload the same file again to resume it".into(),
+                },
                 t.warn,
             )),
             Check::Unchecked if row.summary.status == "awaiting_release" => Line::from(

@@ -1,0 +1,256 @@
+//! Text fields and form focus: which field has the keys, readline editing, path completion.
+
+use super::*;
+
+/// The text field that has the keys, if any.
+pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
+    match app.screen {
+        Screen::Login => match app.login.focus {
+            LoginField::Email if app.login.locked.is_none() => Some(&mut app.login.email),
+            // Password fields are `SecretField`s: see `focused_secret`.
+            _ => None,
+        },
+        Screen::Register => Some(match app.register.focus {
+            RegisterField::Email => &mut app.register.email,
+            RegisterField::Name => &mut app.register.name,
+            RegisterField::Phone => &mut app.register.phone,
+            RegisterField::Password | RegisterField::Confirm => return None,
+            RegisterField::Code => &mut app.register.code,
+        }),
+        Screen::Mailbox => None,
+        Screen::Main => match &mut app.popup {
+            Some(Popup::PickPatient(p)) => Some(&mut p.query),
+            Some(Popup::PickDoctor(_)) => Some(&mut app.doctors.query),
+            Some(Popup::Palette(p)) => Some(&mut p.input),
+            Some(Popup::Path(p)) => Some(&mut p.input),
+            Some(_) => None,
+            None if app.pane == Pane::Doctors && app.doctors.editing => {
+                Some(&mut app.doctors.query)
+            }
+            None if app.pane == Pane::Otp && app.otp.editing => Some(&mut app.otp.code),
+            None if app.pane == Pane::Bookings && app.bookings.filtering => {
+                Some(&mut app.bookings.filter)
+            }
+            None if app.pane == Pane::Reports && app.reports.filtering => {
+                Some(&mut app.reports.filter)
+            }
+            None if app.pane == Pane::Ledger && app.ledger.filtering => {
+                Some(&mut app.ledger.filter)
+            }
+            None => None,
+        },
+    }
+}
+
+/// The password field that has the keys, if any.
+pub(super) fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::SecretField> {
+    match (app.screen, app.login.focus, app.register.focus) {
+        (Screen::Login, LoginField::Password, _) => Some(&mut app.login.password),
+        (Screen::Register, _, RegisterField::Password) => Some(&mut app.register.password),
+        (Screen::Register, _, RegisterField::Confirm) => Some(&mut app.register.confirm),
+        _ => None,
+    }
+}
+
+/// Tab/Down and S-Tab/Up move the focus through a form's fields, round; `None` for other keys.
+pub(super) fn cycle_focus<T: Copy + PartialEq>(order: &[T], now: T, k: &KeyEvent) -> Option<T> {
+    let pos = order.iter().position(|f| *f == now).unwrap_or(0);
+    let n = order.len();
+    if is(k, KeyCode::Tab) || is(k, KeyCode::Down) {
+        Some(order[(pos + 1) % n])
+    } else if k.code == KeyCode::BackTab || is(k, KeyCode::Up) {
+        Some(order[(pos + n - 1) % n])
+    } else {
+        None
+    }
+}
+
+/// After a text edit: searches are debounced, each edit with a new id.
+pub(super) fn after_edit(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.screen != Screen::Main {
+        return;
+    }
+    match &mut app.popup {
+        Some(Popup::PickPatient(p)) => {
+            p.request_id += 1;
+            fx.push(Effect::Later {
+                after: SEARCH_DEBOUNCE,
+                action: Box::new(Action::PatientsDue { id: p.request_id }),
+            });
+        }
+        Some(Popup::Palette(p)) => p.selected = palette_default(&field_text(&p.input)),
+        Some(Popup::PickDoctor(_)) => doctors_debounce(app, fx),
+        Some(_) => {}
+        None => {
+            if app.pane == Pane::Bookings && app.bookings.filtering {
+                app.bookings.refilter(app.tz);
+            }
+            if app.pane == Pane::Reports && app.reports.filtering {
+                let n = app.reports.visible(app.tz).len();
+                app.reports.selected = app.reports.selected.min(n.saturating_sub(1));
+            }
+            if app.pane == Pane::Doctors && app.doctors.editing {
+                app.doctors.request_id += 1;
+                app.doctors.loading = true;
+                fx.push(Effect::Later {
+                    after: SEARCH_DEBOUNCE,
+                    action: Box::new(Action::SearchDue {
+                        id: app.doctors.request_id,
+                    }),
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn is(k: &KeyEvent, code: KeyCode) -> bool {
+    k.code == code && !k.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+pub(super) fn ctrl(k: &KeyEvent, c: char) -> bool {
+    k.code == KeyCode::Char(c) && k.modifiers.contains(KeyModifiers::CONTROL)
+}
+
+/// Text input into `t`; true when the text changed.
+pub(super) fn type_into(t: &mut TextArea<'static>, k: KeyEvent) -> bool {
+    // One-line fields: Enter and Tab never reach the text area.
+    if matches!(k.code, KeyCode::Enter | KeyCode::Tab | KeyCode::BackTab) {
+        return false;
+    }
+    // Readline keys, the same in every field (the text area's own Ctrl-U is undo).
+    if k.modifiers.contains(KeyModifiers::CONTROL)
+        && let KeyCode::Char(c) = k.code
+    {
+        use ratatui_textarea::CursorMove;
+        return match c {
+            'a' => {
+                t.move_cursor(CursorMove::Head);
+                false
+            }
+            'e' => {
+                t.move_cursor(CursorMove::End);
+                false
+            }
+            'u' => t.delete_line_by_head(),
+            'w' => t.delete_word(),
+            'k' => t.delete_line_by_end(),
+            _ => false,
+        };
+    }
+    let before = t.lines().to_vec();
+    t.input(k);
+    t.lines() != before.as_slice()
+}
+
+/// Tab in a path field: the longest completion of the last component that the folder
+/// allows (a folder gets its `/`). `None` when nothing matches.
+pub fn complete_path(text: &str) -> Option<String> {
+    let (dir, prefix) = match text.rfind('/') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text),
+    };
+    let base = if dir.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        vault::expand_home(dir)
+    };
+    let mut names: Vec<(String, bool)> = std::fs::read_dir(base)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let is_dir = e.file_type().ok()?.is_dir();
+            (name.starts_with(prefix) && (prefix.starts_with('.') || !name.starts_with('.')))
+                .then_some((name, is_dir))
+        })
+        .collect();
+    names.sort();
+    let first = names.first()?;
+    let mut common = first.0.clone();
+    for (n, _) in &names[1..] {
+        while !n.starts_with(&common) {
+            common.pop();
+        }
+    }
+    let slash = if names.len() == 1 && first.1 { "/" } else { "" };
+    Some(format!("{dir}{common}{slash}"))
+}
+
+/// The `/` filter of Bookings, Reports and the Ledger: Esc or Enter leave the field and keep the filter.
+pub(super) fn filter_key(app: &mut App, k: KeyEvent) {
+    if app.pane == Pane::Ledger {
+        let l = &mut app.ledger;
+        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+            l.filtering = false;
+        } else if is(&k, KeyCode::Up) {
+            l.selected = l.selected.saturating_sub(1);
+        } else if is(&k, KeyCode::Down) {
+            let n = l.shown().len();
+            move_down(&mut l.selected, n, 1);
+        } else if type_into(&mut l.filter, k) {
+            let n = l.shown().len();
+            l.selected = l.selected.min(n.saturating_sub(1));
+        } else {
+            return;
+        }
+        app.dirty = true;
+        return;
+    }
+    if app.pane == Pane::Reports {
+        let r = &mut app.reports;
+        if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+            r.filtering = false;
+        } else if is(&k, KeyCode::Up) {
+            r.selected = r.selected.saturating_sub(1);
+        } else if is(&k, KeyCode::Down) {
+            let n = r.visible(app.tz).len();
+            move_down(&mut r.selected, n, 1);
+        } else if type_into(&mut r.filter, k) {
+            let n = r.visible(app.tz).len();
+            r.selected = r.selected.min(n.saturating_sub(1));
+        } else {
+            return;
+        }
+        app.dirty = true;
+        return;
+    }
+    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+        app.bookings.filtering = false;
+    } else if is(&k, KeyCode::Up) {
+        app.bookings.selected = app.bookings.selected.saturating_sub(1);
+    } else if is(&k, KeyCode::Down) {
+        move_down(&mut app.bookings.selected, app.bookings.items.len(), 1);
+    } else if type_into(&mut app.bookings.filter, k) {
+        app.bookings.refilter(app.tz);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+pub(super) fn search_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    if is(&k, KeyCode::Esc) || is(&k, KeyCode::Enter) {
+        app.doctors.editing = false;
+    } else if is(&k, KeyCode::Up) {
+        app.doctors.selected = app.doctors.selected.saturating_sub(1);
+    } else if is(&k, KeyCode::Down) {
+        move_down(&mut app.doctors.selected, app.doctors.rows.len(), 1);
+    } else if type_into(&mut app.doctors.query, k) {
+        after_edit(app, fx);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+pub(super) fn move_down(sel: &mut usize, len: usize, by: usize) {
+    *sel = (*sel + by).min(len.saturating_sub(1));
+}
+
+pub(super) fn step(sel: &mut usize, len: usize, up: bool, by: usize) {
+    if up {
+        *sel = sel.saturating_sub(by);
+    } else {
+        move_down(sel, len, by);
+    }
+}

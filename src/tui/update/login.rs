@@ -1,0 +1,240 @@
+//! The login, unlock and registration screens, and the outbox before login (demo).
+
+use super::*;
+
+pub(super) fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let order: &[LoginField] = if app.login.locked.is_some() {
+        &[LoginField::Password]
+    } else {
+        &[
+            LoginField::Email,
+            LoginField::Password,
+            LoginField::Register,
+        ]
+    };
+    if ctrl(&k, 'o') && app.server.demo {
+        open_mailbox_screen(app, fx);
+        return;
+    }
+    if let Some(f) = cycle_focus(order, app.login.focus, &k) {
+        app.login.focus = f;
+    } else if is(&k, KeyCode::Esc) {
+        app.login.message = None;
+        app.login.waiting_for_seed = false;
+    } else if is(&k, KeyCode::Enter) {
+        match app.login.focus {
+            LoginField::Email => app.login.focus = LoginField::Password,
+            LoginField::Register => {
+                app.screen = Screen::Register;
+                app.register.message = None;
+            }
+            LoginField::Password => submit_login(app, fx),
+        }
+    } else if let Some(f) = focused_secret(app) {
+        f.key(k);
+    } else if let Some(t) = focused_field(app) {
+        type_into(t, k);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+pub(super) fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.login.busy {
+        return;
+    }
+    let Some(client) = app.client_template.clone() else {
+        app.login.message = Some("The server is still starting: try again in a moment.".into());
+        return;
+    };
+    let email = field_text(&app.login.email).trim().to_lowercase();
+    if email.is_empty() || app.login.password.is_empty() {
+        app.login.message = Some("Enter your email and password.".into());
+        return;
+    }
+    // A demo account that is not made yet would say "wrong password": wait for it.
+    if app.server.demo
+        && app
+            .seed
+            .as_ref()
+            .is_some_and(|p| !p.finished && p.error.is_none())
+    {
+        app.login.waiting_for_seed = true;
+        app.login.message = Some(seed_wait_message(app));
+        return;
+    }
+    // Out of the field, which is wiped: only the login effect holds it now.
+    let password = app.login.password.take();
+    app.login.busy = true;
+    app.login.message = Some("Deriving keys and logging in…".into());
+    net(
+        app,
+        fx,
+        Effect::Login {
+            client,
+            email,
+            password,
+            settings: app.report_settings.clone(),
+        },
+    );
+}
+
+pub(super) fn seed_wait_message(app: &App) -> String {
+    let (done, total) = app
+        .seed
+        .as_ref()
+        .map(|p| (p.done, p.total))
+        .unwrap_or((0, 0));
+    format!(
+        "Demo accounts are still being prepared ({done}/{total}): logging in when ready (Esc stops)."
+    )
+}
+
+pub(super) fn register_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let mut order = vec![
+        RegisterField::Email,
+        RegisterField::Name,
+        RegisterField::Phone,
+        RegisterField::Password,
+        RegisterField::Confirm,
+    ];
+    if app.register.verification.is_some() {
+        order.push(RegisterField::Code);
+    }
+    if ctrl(&k, 'o') && app.server.demo {
+        open_mailbox_screen(app, fx);
+        return;
+    }
+    if let Some(f) = cycle_focus(&order, app.register.focus, &k) {
+        app.register.focus = f;
+    } else if is(&k, KeyCode::Esc) {
+        // Back to the login screen; what was typed stays.
+        app.screen = Screen::Login;
+    } else if is(&k, KeyCode::Enter) {
+        submit_register(app, fx);
+    } else if let Some(f) = focused_secret(app) {
+        f.key(k);
+    } else if let Some(t) = focused_field(app) {
+        type_into(t, k);
+    } else {
+        return;
+    }
+    app.dirty = true;
+}
+
+pub(super) fn submit_register(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.register.busy {
+        return;
+    }
+    let Some(client) = app.client_template.clone() else {
+        app.register.message = Some("The server is still starting: try again in a moment.".into());
+        return;
+    };
+    let r = &app.register;
+    let email = field_text(&r.email).trim().to_lowercase();
+    let name = field_text(&r.name).trim().to_string();
+    let phone = field_text(&r.phone).trim().to_string();
+    if email.is_empty() || name.is_empty() || r.password.is_empty() {
+        app.register.message = Some("Email, name and password are needed.".into());
+        return;
+    }
+    if !r.password.same_as(&r.confirm) {
+        app.register.message = Some("The two passwords differ: type the same one twice.".into());
+        app.register.focus = RegisterField::Confirm;
+        return;
+    }
+    let password = r.password.copy();
+    if let Err(e) = crate::seal::check_password(&password, &[&email, &name]) {
+        app.register.message = Some(e.to_string());
+        return;
+    }
+    match app.register.verification.clone() {
+        None => {
+            app.register.busy = true;
+            app.register.message = Some("Mailing a code…".into());
+            net(app, fx, Effect::VerifyEmail { client, email });
+        }
+        Some(verification) => {
+            let code = field_text(&app.register.code).trim().to_string();
+            if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
+                app.register.message = Some("The code is the 6 digits from the mail.".into());
+                return;
+            }
+            app.register.busy = true;
+            app.register.message = Some("Deriving keys and registering…".into());
+            // Sent: the fields are wiped (a failed registration asks for it again).
+            app.register.password.wipe();
+            app.register.confirm.wipe();
+            net(
+                app,
+                fx,
+                Effect::RegisterPatient {
+                    client,
+                    verification,
+                    code,
+                    email,
+                    name,
+                    phone,
+                    password,
+                },
+            );
+        }
+    }
+}
+
+pub(super) fn open_mailbox_screen(app: &mut App, fx: &mut Vec<Effect>) {
+    app.back_screen = app.screen;
+    app.screen = Screen::Mailbox;
+    load_mailbox(app, fx);
+    app.dirty = true;
+}
+
+pub(super) fn mailbox_screen_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    match app.keys.resolve(&k) {
+        Some(Cmd::Back) | Some(Cmd::Quit) => app.screen = app.back_screen,
+        Some(Cmd::Up) => {
+            app.mailbox.selected = app.mailbox.selected.saturating_sub(1);
+            app.mailbox.body_scroll = 0;
+        }
+        Some(Cmd::Down) => {
+            move_down(&mut app.mailbox.selected, app.mailbox.items.len(), 1);
+            app.mailbox.body_scroll = 0;
+        }
+        Some(Cmd::PageUp) => mailbox_scroll(app, true),
+        Some(Cmd::PageDown) => mailbox_scroll(app, false),
+        Some(Cmd::Refresh) => load_mailbox(app, fx),
+        _ => return,
+    }
+    app.dirty = true;
+}
+
+pub(super) fn after_login(app: &mut App, fx: &mut Vec<Effect>) {
+    let panes = app.panes();
+    let role = app.role();
+    app.pane = panes.first().copied().unwrap_or(Pane::Help);
+    if role == Some(Role::Doctor) {
+        app.pane = Pane::Calendar;
+        if let Some(s) = &app.session {
+            let me = s.user.id;
+            app.calendar.selected = Some(app.clock.today);
+            load_calendar_for(app, me, fx);
+        }
+    }
+    if panes.contains(&Pane::Doctors) {
+        search_doctors(app, fx);
+    }
+    if panes.contains(&Pane::Bookings) {
+        load_bookings(app, fx);
+    }
+    if panes.contains(&Pane::Reports) {
+        load_reports(app, fx);
+    }
+    if panes.contains(&Pane::Otp) {
+        load_otp(app, fx);
+    }
+    // Without Reports nothing else syncs the ledger: its state belongs in the status bar.
+    if !panes.contains(&Pane::Reports) {
+        load_entries(app, fx);
+    }
+}
