@@ -1002,3 +1002,67 @@ fn issue14_13_progress_line_fits_and_sizes_are_binary() {
     assert!(text.contains(" stop"), "the stop key is not cut off");
     assert!(text.contains("GiB"), "binary units say so");
 }
+
+#[test]
+fn issue15_password_change_popup() {
+    snap("password_change", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('P'));
+        for ch in "old secret words".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a brand new long passphrase".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a brand new long passphrasX".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("The two new passwords differ."));
+        assert!(!text.contains("passphrase") && !text.contains("secret words"));
+        assert!(matches!(a.popup, Some(Popup::Password(_))), "still open");
+        a
+    });
+}
+
+/// Matching new passwords send the change once; the popup closes and its fields go with it.
+#[test]
+fn issue15_password_change_sends_once() {
+    let mut a = app(false, Some(Role::Patient));
+    key(&mut a, KeyCode::Char('P'));
+    let mut fx = Vec::new();
+    for (text, last) in [
+        ("old secret words", false),
+        ("a brand new long passphrase", false),
+        ("a brand new long passphrase", true),
+    ] {
+        for ch in text.chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert_eq!(fx.is_empty(), !last);
+    }
+    assert!(matches!(
+        fx.as_slice(),
+        [clinvault::tui::action::Effect::ChangePassword { current, new, .. }]
+            if current.as_str() == "old secret words" && new.as_str() == "a brand new long passphrase"
+    ));
+    assert!(a.popup.is_none());
+    let _ = update(
+        &mut a,
+        Action::PasswordChanged(Err("wrong email or password".into())),
+    );
+    assert!(
+        a.status
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not changed"))
+    );
+}

@@ -41,6 +41,8 @@ pub enum Action {
     ServerFailed(String),
     Seed(SeedProgress),
     LoggedIn(UiResult<Box<(ApiClient, LoggedIn)>>),
+    /// A password change finished (issue 15).
+    PasswordChanged(UiResult<()>),
     CodeMailed(UiResult<VerifyEmailResponse>),
     Registered(UiResult<String>),
     /// The debounce of search edit `id` ran out.
@@ -267,6 +269,11 @@ pub enum Effect {
     },
     Logout {
         client: ApiClient,
+    },
+    ChangePassword {
+        client: ApiClient,
+        current: Zeroizing<String>,
+        new: Zeroizing<String>,
     },
     SearchDoctors {
         client: ApiClient,

@@ -33,6 +33,7 @@ pub enum Cmd {
     CheckIn,
     Complete,
     Logout,
+    Password,
     Upload,
     Download,
     Verify,
@@ -352,6 +353,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "log out",
         panes: None,
         defaults: &["L"],
+    },
+    CmdInfo {
+        cmd: Cmd::Password,
+        name: "password",
+        desc: "change your password (keys stay; other sessions end)",
+        panes: None,
+        defaults: &["P"],
     },
 ];
 

@@ -453,6 +453,51 @@ pub enum Popup {
     ConfirmQuit,
     /// A report read into memory (dropping it wipes the text).
     Viewer(Box<crate::tui::viewer::Viewer>),
+    /// A new password for the same keys (issue 15).
+    Password(Box<PasswordChange>),
+}
+
+/// Which field of the password change has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordField {
+    Current,
+    New,
+    Again,
+}
+
+/// The password-change popup: three masked fields, wiped when it closes or is sent.
+pub struct PasswordChange {
+    pub current: crate::tui::secret::SecretField,
+    pub new: crate::tui::secret::SecretField,
+    pub again: crate::tui::secret::SecretField,
+    pub focus: PasswordField,
+    pub message: Option<String>,
+}
+
+impl PasswordChange {
+    pub fn new() -> PasswordChange {
+        PasswordChange {
+            current: crate::tui::secret::SecretField::new("current password"),
+            new: crate::tui::secret::SecretField::new("new password, 15+ characters"),
+            again: crate::tui::secret::SecretField::new("the new password again"),
+            focus: PasswordField::Current,
+            message: None,
+        }
+    }
+
+    pub fn focused(&mut self) -> &mut crate::tui::secret::SecretField {
+        match self.focus {
+            PasswordField::Current => &mut self.current,
+            PasswordField::New => &mut self.new,
+            PasswordField::Again => &mut self.again,
+        }
+    }
+}
+
+impl Default for PasswordChange {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Popup {

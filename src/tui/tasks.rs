@@ -34,7 +34,7 @@ pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
     }
     if matches!(
         effect,
-        Effect::Login { .. } | Effect::RegisterPatient { .. }
+        Effect::Login { .. } | Effect::RegisterPatient { .. } | Effect::ChangePassword { .. }
     ) {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -131,6 +131,16 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
         Effect::Logout { client } => {
             let _ = client.logout().await;
             return Ok(None);
+        }
+        Effect::ChangePassword {
+            client,
+            current,
+            new,
+        } => {
+            let r = client.change_password(&current, &new).await;
+            drop((current, new));
+            end_or(&r)?;
+            Action::PasswordChanged(r.map(|_| ()).map_err(|e| e.to_string()))
         }
         Effect::SearchDoctors {
             client,

@@ -26,6 +26,7 @@ mod doctors;
 mod fields;
 mod login;
 mod mailbox;
+mod password;
 mod popup;
 mod vault;
 use crate::tui::action::Job;
@@ -181,6 +182,20 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     // The password goes; the address stays for another try.
                     app.login.password.wipe();
                 }
+            }
+        }
+        Action::PasswordChanged(r) => {
+            done(app);
+            match r {
+                Ok(()) => {
+                    tracing::info!("password changed");
+                    app.status.error = None;
+                    app.status.info = Some(
+                        "Password changed. Your keys are the same; other sessions were ended."
+                            .into(),
+                    );
+                }
+                Err(e) => app.status.error = Some(format!("The password was not changed: {e}")),
             }
         }
         Action::CodeMailed(r) => {
@@ -554,6 +569,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Go(p) => switch_pane(app, p, fx),
         Cmd::Logout => wipe(app, false, fx),
+        Cmd::Password => app.popup = Some(Popup::Password(Box::default())),
         Cmd::Messages => app.popup = Some(Popup::Messages(0)),
         Cmd::Back => {
             if app.status.error.take().is_some() {

@@ -44,6 +44,9 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
 
 /// The password field that has the keys, if any.
 pub(super) fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::SecretField> {
+    if let Some(Popup::Password(p)) = &mut app.popup {
+        return Some(p.focused());
+    }
     match (app.screen, app.login.focus, app.register.focus) {
         (Screen::Login, LoginField::Password, _) => Some(&mut app.login.password),
         (Screen::Register, _, RegisterField::Password) => Some(&mut app.register.password),

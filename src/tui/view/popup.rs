@@ -8,8 +8,8 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 
 use crate::tui::keymap::{self, Cmd};
 use crate::tui::state::{
-    App, DoctorStep, GrantsView, Palette, PathEntry, PathFor, PatientPicker, Pending, PickFor,
-    Popup, UploadPicker, field_text,
+    App, DoctorStep, GrantsView, Palette, PasswordChange, PasswordField, PathEntry, PathFor,
+    PatientPicker, Pending, PickFor, Popup, UploadPicker, field_text,
 };
 use crate::tui::update::{palette_matches, status_word};
 use crate::tui::view::{centered, truncate};
@@ -35,7 +35,63 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Popup::Wrap(c) => wrap(app, frame, area, c),
         Popup::Messages(scroll) => messages(app, frame, area, scroll),
         Popup::Palette(p) => palette(app, frame, area, p),
+        Popup::Password(p) => password(app, frame, area, p),
     }
+}
+
+/// Three masked fields; only bullets are ever drawn.
+fn password(app: &App, frame: &mut Frame, area: Rect, p: &PasswordChange) {
+    let t = &app.theme;
+    let bx = centered(area, 64, 11);
+    frame.render_widget(Clear, bx);
+    let block = Block::bordered()
+        .title(Span::styled(" Change your password ", t.title))
+        .border_style(t.accent);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    let rows = Layout::vertical([Constraint::Length(1); 9]).split(inner);
+    let fields = [
+        ("Current", &p.current, PasswordField::Current),
+        ("New", &p.new, PasswordField::New),
+        ("Again", &p.again, PasswordField::Again),
+    ];
+    for (i, (label, f, which)) in fields.into_iter().enumerate() {
+        let [l, v] =
+            Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(rows[i * 2]);
+        let focused = p.focus == which;
+        frame.render_widget(
+            Span::styled(label, if focused { t.accent } else { t.muted }),
+            l,
+        );
+        let mut m = f.mask.clone();
+        if focused {
+            m.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+        } else {
+            m.set_cursor_style(Style::new());
+        }
+        m.set_placeholder_style(t.muted);
+        frame.render_widget(&m, v);
+    }
+    let note = p
+        .message
+        .as_deref()
+        .unwrap_or("Your keys stay the same: no report needs re-wrapping. Other sessions end.");
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            note,
+            if p.message.is_some() {
+                t.error
+            } else {
+                t.muted
+            },
+        ))
+        .wrap(Wrap { trim: true }),
+        rows[6],
+    );
+    frame.render_widget(
+        Span::styled("Tab next field · Enter change · Esc close", t.muted),
+        rows[8],
+    );
 }
 
 fn confirm(app: &App, frame: &mut Frame, area: Rect, pending: &Pending) {
