@@ -477,3 +477,120 @@ async fn recovery_guessing(db: Db) {
     ts.handle.shutdown().await.unwrap();
 }
 both_backends!(recovery_guessing_is_rate_limited, recovery_guessing);
+
+// ---------------------------------------------------------------- the binary
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
+async fn cli(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env_remove("CLINVAULT_PASSWORD")
+        .env_remove("CLINVAULT_NEW_PASSWORD")
+        .env_remove("CLINVAULT_RECOVERY_CODE")
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commands end to end: registration prints a kit, `password` changes the password,
+/// `recover` sets another with the printed code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_password_and_recovery() {
+    let ts = start_server(Db::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, url) = (dir.path(), ts.url.as_str());
+    let email = "cli@clinic.test";
+    let pw = [("CLINVAULT_PASSWORD", PASSWORD)];
+    let reg = ["register", "--email", email, "--name", "Cleo Line"];
+    let (rc, out, err) = cli(d, url, &[&reg[..], &["--request-code"]].concat(), &[]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let vid = out.trim().to_string();
+    let code = common::six_digits(&ts.last_mail(email));
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &[&reg[..], &["--verification", &vid, "--code", &code]].concat(),
+        &pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("Recovery code:") && out.contains("shown only this once"));
+    let kit = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 44 && l.split('-').count() == 9)
+        .expect("the recovery code is printed")
+        .to_string();
+    let (rc, out, err) = cli(d, url, &["login", "--email", email], &pw).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &["password"],
+        &[
+            ("CLINVAULT_PASSWORD", PASSWORD),
+            ("CLINVAULT_NEW_PASSWORD", NEW_PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("password changed"), "{out}");
+    let (rc, _, _) = cli(d, url, &["login", "--email", email], &pw).await;
+    assert_ne!(rc, 0, "the old password fails");
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &["login", "--email", email],
+        &[("CLINVAULT_PASSWORD", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let third = "violet ferries hum beneath old bridges";
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &["recover", "--email", email],
+        &[
+            ("CLINVAULT_RECOVERY_CODE", &kit),
+            ("CLINVAULT_NEW_PASSWORD", third),
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("new password set"), "{out}");
+    let (rc, out, err) = cli(d, url, &["whoami"], &[]).await;
+    assert_eq!(rc, 0, "recover left a session: {out}{err}");
+    ts.client()
+        .login(email, third)
+        .await
+        .expect("the recovered password works");
+    ts.handle.shutdown().await.unwrap();
+}
