@@ -1066,3 +1066,54 @@ fn issue15_password_change_sends_once() {
             .is_some_and(|e| e.contains("not changed"))
     );
 }
+
+#[test]
+fn issue15_recovery_kit_popup() {
+    snap("recovery_kit_password", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('K'));
+        for ch in "my password".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        a
+    });
+    snap("recovery_kit_code", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('K'));
+        for ch in "my password".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        let fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert!(matches!(
+            fx.as_slice(),
+            [clinvault::tui::action::Effect::MakeKit { password, .. }] if password.as_str() == "my password"
+        ));
+        // While it is made, Esc does not close it: the new code must be seen.
+        key(&mut a, KeyCode::Esc);
+        assert!(matches!(a.popup, Some(Popup::RecoveryKit(_))));
+        let _ = update(
+            &mut a,
+            Action::KitMade(Ok(zeroize::Zeroizing::new(
+                "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567-ABCD".to_string(),
+            ))),
+        );
+        a
+    });
+    // Shown, then closed: the code is gone from the state.
+    let mut a = app(false, Some(Role::Patient));
+    let _ = update(
+        &mut a,
+        Action::KitMade(Ok(zeroize::Zeroizing::new("WXYZ-CODE".to_string()))),
+    );
+    assert!(
+        draw(&a, 80, 24).contains("WXYZ-CODE"),
+        "shown even if closed"
+    );
+    key(&mut a, KeyCode::Enter);
+    assert!(a.popup.is_none());
+}

@@ -43,6 +43,8 @@ pub enum Action {
     LoggedIn(UiResult<Box<(ApiClient, LoggedIn)>>),
     /// A password change finished (issue 15).
     PasswordChanged(UiResult<()>),
+    /// A new recovery kit was stored: its code, to show once.
+    KitMade(UiResult<Zeroizing<String>>),
     CodeMailed(UiResult<VerifyEmailResponse>),
     Registered(UiResult<String>),
     /// The debounce of search edit `id` ran out.
@@ -269,6 +271,10 @@ pub enum Effect {
     },
     Logout {
         client: ApiClient,
+    },
+    MakeKit {
+        client: ApiClient,
+        password: Zeroizing<String>,
     },
     ChangePassword {
         client: ApiClient,

@@ -34,6 +34,7 @@ pub enum Cmd {
     Complete,
     Logout,
     Password,
+    RecoveryKit,
     Upload,
     Download,
     Verify,
@@ -360,6 +361,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "change your password (keys stay; other sessions end)",
         panes: None,
         defaults: &["P"],
+    },
+    CmdInfo {
+        cmd: Cmd::RecoveryKit,
+        name: "recovery_kit",
+        desc: "new recovery kit: a code to set a new password if you forget yours",
+        panes: None,
+        defaults: &["K"],
     },
 ];
 

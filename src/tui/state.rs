@@ -455,6 +455,27 @@ pub enum Popup {
     Viewer(Box<crate::tui::viewer::Viewer>),
     /// A new password for the same keys (issue 15).
     Password(Box<PasswordChange>),
+    /// A new recovery kit: the password, then the code shown once (issue 15).
+    RecoveryKit(Box<KitPopup>),
+}
+
+/// The recovery-kit popup. The code is held only while shown; closing drops (wipes) it.
+pub struct KitPopup {
+    pub password: crate::tui::secret::SecretField,
+    pub code: Option<zeroize::Zeroizing<String>>,
+    pub busy: bool,
+    pub message: Option<String>,
+}
+
+impl Default for KitPopup {
+    fn default() -> Self {
+        KitPopup {
+            password: crate::tui::secret::SecretField::new("your password"),
+            code: None,
+            busy: false,
+            message: None,
+        }
+    }
 }
 
 /// Which field of the password change has the focus.
@@ -943,12 +964,14 @@ impl App {
                         | Some(Popup::PickDoctor(_))
                         | Some(Popup::Palette(_))
                         | Some(Popup::Path(_))
-                ) || (self.popup.is_none()
-                    && ((self.pane == Pane::Doctors && self.doctors.editing)
-                        || (self.pane == Pane::Bookings && self.bookings.filtering)
-                        || (self.pane == Pane::Reports && self.reports.filtering)
-                        || (self.pane == Pane::Ledger && self.ledger.filtering)
-                        || (self.pane == Pane::Otp && self.otp.editing)))
+                        | Some(Popup::Password(_))
+                ) || matches!(&self.popup, Some(Popup::RecoveryKit(k)) if k.code.is_none())
+                    || (self.popup.is_none()
+                        && ((self.pane == Pane::Doctors && self.doctors.editing)
+                            || (self.pane == Pane::Bookings && self.bookings.filtering)
+                            || (self.pane == Pane::Reports && self.reports.filtering)
+                            || (self.pane == Pane::Ledger && self.ledger.filtering)
+                            || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }
     }

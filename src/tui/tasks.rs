@@ -34,7 +34,10 @@ pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
     }
     if matches!(
         effect,
-        Effect::Login { .. } | Effect::RegisterPatient { .. } | Effect::ChangePassword { .. }
+        Effect::Login { .. }
+            | Effect::RegisterPatient { .. }
+            | Effect::ChangePassword { .. }
+            | Effect::MakeKit { .. }
     ) {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -131,6 +134,12 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
         Effect::Logout { client } => {
             let _ = client.logout().await;
             return Ok(None);
+        }
+        Effect::MakeKit { client, password } => {
+            let r = client.make_recovery_kit(&password).await;
+            drop(password);
+            end_or(&r)?;
+            Action::KitMade(r.map(|c| c.display()).map_err(|e| e.to_string()))
         }
         Effect::ChangePassword {
             client,

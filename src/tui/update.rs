@@ -198,6 +198,32 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                 Err(e) => app.status.error = Some(format!("The password was not changed: {e}")),
             }
         }
+        Action::KitMade(r) => {
+            done(app);
+            // The popup cannot be closed while the kit is made; should another popup have
+            // replaced it, a new code still wins: the old one no longer works.
+            let mut p = match app.popup.take() {
+                Some(Popup::RecoveryKit(p)) => p,
+                other if r.is_err() => {
+                    app.popup = other;
+                    if let Err(e) = r {
+                        app.status.error = Some(format!("No new recovery kit: {e}"));
+                    }
+                    return;
+                }
+                _ => Box::default(),
+            };
+            p.busy = false;
+            match r {
+                Ok(code) => {
+                    tracing::info!("recovery kit made");
+                    p.code = Some(code);
+                    p.message = None;
+                }
+                Err(e) => p.message = Some(format!("No new recovery kit: {e}")),
+            }
+            app.popup = Some(Popup::RecoveryKit(p));
+        }
         Action::CodeMailed(r) => {
             done(app);
             app.register.busy = false;
@@ -570,6 +596,7 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         Cmd::Go(p) => switch_pane(app, p, fx),
         Cmd::Logout => wipe(app, false, fx),
         Cmd::Password => app.popup = Some(Popup::Password(Box::default())),
+        Cmd::RecoveryKit => app.popup = Some(Popup::RecoveryKit(Box::default())),
         Cmd::Messages => app.popup = Some(Popup::Messages(0)),
         Cmd::Back => {
             if app.status.error.take().is_some() {

@@ -44,8 +44,12 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
 
 /// The password field that has the keys, if any.
 pub(super) fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::SecretField> {
-    if let Some(Popup::Password(p)) = &mut app.popup {
-        return Some(p.focused());
+    match &mut app.popup {
+        Some(Popup::Password(p)) => return Some(p.focused()),
+        Some(Popup::RecoveryKit(p)) if p.code.is_none() && !p.busy => {
+            return Some(&mut p.password);
+        }
+        _ => {}
     }
     match (app.screen, app.login.focus, app.register.focus) {
         (Screen::Login, LoginField::Password, _) => Some(&mut app.login.password),

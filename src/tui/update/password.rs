@@ -1,7 +1,7 @@
 //! The password-change popup (issue 15): current, new, again; Enter on the last sends.
 
 use super::*;
-use crate::tui::state::{PasswordChange, PasswordField};
+use crate::tui::state::{KitPopup, PasswordChange, PasswordField};
 
 pub(super) fn password_key(
     app: &mut App,
@@ -57,4 +57,37 @@ pub(super) fn password_key(
         p.focused().key(k);
     }
     app.popup = Some(Popup::Password(p));
+}
+
+pub(super) fn kit_key(app: &mut App, mut p: Box<KitPopup>, k: KeyEvent, fx: &mut Vec<Effect>) {
+    if p.code.is_some() {
+        // Shown: Enter or Esc closes, and the code goes with the popup.
+        if !(is(&k, KeyCode::Enter) || is(&k, KeyCode::Esc)) {
+            app.popup = Some(Popup::RecoveryKit(p));
+            app.dirty = false;
+        }
+        return;
+    }
+    if p.busy {
+        // The kit is being made: it must be shown when it comes back, so no closing now.
+        app.popup = Some(Popup::RecoveryKit(p));
+        app.dirty = false;
+        return;
+    }
+    if is(&k, KeyCode::Esc) {
+        return;
+    }
+    if is(&k, KeyCode::Enter) {
+        if p.password.is_empty() {
+            p.message = Some("Type your password first.".into());
+        } else if let Some(client) = client(app) {
+            let password = p.password.take();
+            p.busy = true;
+            p.message = Some("Making the kit…".into());
+            net(app, fx, Effect::MakeKit { client, password });
+        }
+    } else {
+        p.password.key(k);
+    }
+    app.popup = Some(Popup::RecoveryKit(p));
 }

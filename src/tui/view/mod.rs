@@ -327,6 +327,11 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         use crate::tui::state::Popup;
         let enter = match &app.popup {
             Some(Popup::Palette(_)) => "run",
+            Some(Popup::Password(p)) => match p.focus {
+                crate::tui::state::PasswordField::Again => "change",
+                _ => "next",
+            },
+            Some(Popup::RecoveryKit(_)) => "make the kit",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
             Some(Popup::Path(p)) => match p.purpose {
                 crate::tui::state::PathFor::Upload { .. } => "next",
