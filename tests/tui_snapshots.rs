@@ -1117,3 +1117,80 @@ fn issue15_recovery_kit_popup() {
     key(&mut a, KeyCode::Enter);
     assert!(a.popup.is_none());
 }
+
+#[test]
+fn issue15_recover_screen() {
+    snap("recover", |c| {
+        let mut a = app(c, None);
+        a.login.email.insert_str("pat.jones@patients.demo");
+        // Email → password → register → forgot: Enter opens the recovery screen.
+        for _ in 0..3 {
+            key(&mut a, KeyCode::Tab);
+        }
+        key(&mut a, KeyCode::Enter);
+        assert_eq!(a.screen, Screen::Recover);
+        key(&mut a, KeyCode::Tab);
+        for ch in "ABCD-EFGH".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a new long passphrase".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a new long passphrasx".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("The two new passwords differ."));
+        assert!(
+            !text.contains("ABCD") && !text.contains("passphrase"),
+            "all masked"
+        );
+        a
+    });
+}
+
+/// Matching passwords send the recovery once; Esc before that forgets code and passwords.
+#[test]
+fn issue15_recover_sends_once() {
+    let mut a = app(false, None);
+    a.client_template =
+        Some(ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default()).expect("client"));
+    a.screen = Screen::Recover;
+    let mut fx = Vec::new();
+    for text in [
+        "pat@example.org",
+        "ABCD-EFGH",
+        "a new long passphrase",
+        "a new long passphrase",
+    ] {
+        for ch in text.chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+    }
+    assert!(matches!(
+        fx.as_slice(),
+        [clinvault::tui::action::Effect::Recover { email, code, new, .. }]
+            if email == "pat@example.org" && code.as_str() == "ABCD-EFGH"
+                && new.as_str() == "a new long passphrase"
+    ));
+    assert!(a.recover.busy && a.recover.code.is_empty() && a.recover.new.is_empty());
+    // A refused code comes back as a message on this screen, not on the login.
+    let _ = update(
+        &mut a,
+        Action::LoggedIn(Err("wrong email or recovery code".into())),
+    );
+    assert_eq!(a.screen, Screen::Recover);
+    assert_eq!(
+        a.recover.message.as_deref(),
+        Some("wrong email or recovery code")
+    );
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Login);
+}

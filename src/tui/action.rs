@@ -272,6 +272,13 @@ pub enum Effect {
     Logout {
         client: ApiClient,
     },
+    Recover {
+        client: ApiClient,
+        email: String,
+        code: Zeroizing<String>,
+        new: Zeroizing<String>,
+        settings: ReportSettings,
+    },
     MakeKit {
         client: ApiClient,
         password: Zeroizing<String>,

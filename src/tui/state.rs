@@ -121,6 +121,8 @@ pub struct SeedProgress {
 pub enum Screen {
     Login,
     Register,
+    /// A lost password: the recovery code sets a new one (issue 15).
+    Recover,
     /// The outbox before logging in (demo mode), to read a registration code.
     Mailbox,
     Main,
@@ -131,6 +133,41 @@ pub enum LoginField {
     Email,
     Password,
     Register,
+    Recover,
+}
+
+/// Which field of the recovery screen has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoverField {
+    Email,
+    Code,
+    New,
+    Again,
+}
+
+/// The recovery screen: the code and the new password are `SecretField`s (wiped on send).
+pub struct RecoverForm {
+    pub email: TextArea<'static>,
+    pub code: crate::tui::secret::SecretField,
+    pub new: crate::tui::secret::SecretField,
+    pub again: crate::tui::secret::SecretField,
+    pub focus: RecoverField,
+    pub busy: bool,
+    pub message: Option<String>,
+}
+
+impl Default for RecoverForm {
+    fn default() -> Self {
+        RecoverForm {
+            email: text_field("email"),
+            code: crate::tui::secret::SecretField::new("recovery code, XXXX-XXXX-…"),
+            new: crate::tui::secret::SecretField::new("new password, 15+ characters"),
+            again: crate::tui::secret::SecretField::new("the new password again"),
+            focus: RecoverField::Email,
+            busy: false,
+            message: None,
+        }
+    }
 }
 
 pub fn text_field(placeholder: &str) -> TextArea<'static> {
@@ -863,6 +900,7 @@ pub struct App {
     pub back_screen: Screen,
     pub login: LoginForm,
     pub register: RegisterForm,
+    pub recover: RecoverForm,
     pub session: Option<Session>,
     pub pane: Pane,
     pub doctors: DoctorsPane,
@@ -910,6 +948,7 @@ impl App {
             back_screen: Screen::Login,
             login: LoginForm::default(),
             register: RegisterForm::default(),
+            recover: RecoverForm::default(),
             session: None,
             pane: Pane::Doctors,
             doctors: DoctorsPane::default(),
@@ -955,7 +994,7 @@ impl App {
     /// Whether a text field has the keys (letters and digits then type, not command).
     pub fn text_focus(&self) -> bool {
         match self.screen {
-            Screen::Login | Screen::Register => true,
+            Screen::Login | Screen::Register | Screen::Recover => true,
             Screen::Mailbox => false,
             Screen::Main => {
                 matches!(

@@ -38,6 +38,7 @@ pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
             | Effect::RegisterPatient { .. }
             | Effect::ChangePassword { .. }
             | Effect::MakeKit { .. }
+            | Effect::Recover { .. }
     ) {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -134,6 +135,37 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
         Effect::Logout { client } => {
             let _ = client.logout().await;
             return Ok(None);
+        }
+        Effect::Recover {
+            mut client,
+            email,
+            code,
+            new,
+            settings,
+        } => {
+            let parsed = crate::client::recovery::RecoveryCode::parse(&code);
+            drop(code);
+            let r = match parsed {
+                Ok(code) => client.recover(&email, &code, &new).await.map_err(ui),
+                Err(e) => Err(e.to_string()),
+            };
+            drop(new);
+            // As at login: the ledger's key for this account must be the one just unsealed.
+            let r = match r {
+                Ok(logged) => crate::client::ledger::monitor_self_with(
+                    &client,
+                    &settings.state_dir,
+                    settings.ledger_key.as_ref(),
+                    settings.max_head_age_secs,
+                    &settings.witnesses,
+                    &logged,
+                )
+                .await
+                .map(|_| logged)
+                .map_err(ui),
+                Err(e) => Err(e),
+            };
+            Action::LoggedIn(r.map(|l| Box::new((client, l))))
         }
         Effect::MakeKit { client, password } => {
             let r = client.make_recovery_kit(&password).await;

@@ -16,8 +16,8 @@ use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
     App, BookingsPane, CalendarPane, DayRow, DoctorStep, DoctorsPane, LedgerView, LoginField,
-    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField,
-    RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
+    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RecoverForm,
+    RegisterField, RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
 mod bookings;
@@ -154,6 +154,18 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         Action::LoggedIn(r) => {
             done(app);
             app.login.busy = false;
+            app.recover.busy = false;
+            if let Err(e) = &r
+                && app.screen == Screen::Recover
+            {
+                tracing::info!("recovery failed");
+                app.recover.message = Some(e.clone());
+                return;
+            }
+            let recovered = r.is_ok() && app.screen == Screen::Recover;
+            if recovered {
+                app.recover = Default::default();
+            }
             match r {
                 Ok(b) => {
                     let (client, logged) = *b;
@@ -172,6 +184,13 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     app.status.error = None;
                     app.status.info = None;
                     after_login(app, fx);
+                    if recovered {
+                        app.status.info = Some(
+                            "New password set; your keys are the same. Make a new recovery kit \
+                             (K) if anyone may have seen the code."
+                                .into(),
+                        );
+                    }
                     if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
                         app.pane = p;
                     }
@@ -489,6 +508,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match app.screen {
         Screen::Login => login_key(app, k, fx),
         Screen::Register => register_key(app, k, fx),
+        Screen::Recover => recover_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
         Screen::Main => {
             if app.status.info.take().is_some() {

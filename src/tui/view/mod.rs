@@ -33,6 +33,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.screen {
         Screen::Login => login::render_login(app, frame, area),
         Screen::Register => login::render_register(app, frame, area),
+        Screen::Recover => login::render_recover(app, frame, area),
         Screen::Mailbox => {
             let [body, hint] =
                 Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
