@@ -259,6 +259,19 @@ async fn reactivation(db: Db) {
         .unwrap();
     let k = pl.user_keys(doc, Some(Role::Doctor)).await.unwrap();
     assert_eq!(k.public_keys, keys);
+    // The auditor's replay takes kind 9 like every other kind: clean.
+    let (aud, _) = ts
+        .staff(&admin, Role::Auditor, "aud@clinic.test", "Audrey Audit", "")
+        .await;
+    let aud_state = tempfile::tempdir().unwrap();
+    let al = Ledger::sync(&aud, aud_state.path(), None, 3600)
+        .await
+        .unwrap();
+    let summary = clinvault::client::audit::audit(&aud, &al, false)
+        .await
+        .unwrap();
+    assert!(summary.clean(), "{:?}", summary.findings);
+    assert!(summary.tree_size > r.ledger_index);
     ts.handle.shutdown().await.unwrap();
 }
 both_backends!(reactivation_keeps_keys_and_is_in_the_ledger, reactivation);
