@@ -694,6 +694,17 @@ async fn abandoned_uploads(db: Db) {
         .execute(db)
         .await
         .unwrap();
+    // Opened a day ago but a chunk arrived since: an upload still running (chunk uploads do
+    // not touch the report), nothing goes.
+    assert_eq!(c.ts.handle.sweep_abandoned_uploads().await.unwrap(), 0);
+    sqlx::query(
+        "UPDATE chunks SET created_at = created_at - 90000000 WHERE id IN \
+         (SELECT chunk_id FROM report_chunks WHERE report_id = $1)",
+    )
+    .bind(open.clone())
+    .execute(db)
+    .await
+    .unwrap();
     assert_eq!(c.ts.handle.sweep_abandoned_uploads().await.unwrap(), 1);
     let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM reports WHERE id = $1")
         .bind(open)

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use clinvault::seal::{ChunkSealer, Dek, SealError, UploadState, WrapKey, chunk_nonce};
+use clinvault::seal::{
+    ChunkSealer, Dek, STATE_HEADER_LEN, STATE_RECORD_LEN, SealError, UploadState, WrapKey,
+    chunk_nonce,
+};
 use sha2::{Digest, Sha256};
 
 const CS: u32 = 64;
@@ -80,9 +83,42 @@ fn state_round_trips_and_refuses_tampering_and_other_keys() {
         bad[i] ^= 1;
         assert!(UploadState::open(&bad, &wrap).is_err(), "byte {i}");
     }
-    for cut in [0, 5, 17, bytes.len() - 1] {
+    for cut in [0, 5, 17, STATE_HEADER_LEN - 1] {
         assert!(UploadState::open(&bytes[..cut], &wrap).is_err());
     }
+    // A record cut short is an append that crashed before its sync: its chunk never left,
+    // so the state opens without it.
+    let torn = UploadState::open(&bytes[..bytes.len() - 1], &wrap).unwrap();
+    assert_eq!(torn.sealed_count(), 1);
+    assert!(torn.pinned(0).is_some() && torn.pinned(5).is_none());
+}
+
+#[test]
+fn the_journal_grows_by_one_record_per_pinned_chunk() {
+    let wrap = WrapKey([1; 32]);
+    let mut s = UploadState::new([2; 16], [3; 16], CS, 1000, Dek::from_bytes([4; 32])).unwrap();
+    let mut file = s.seal_header(&wrap).unwrap();
+    assert_eq!(file.len(), STATE_HEADER_LEN);
+    for i in [3u32, 0, 7] {
+        assert!(s.pin_hash(i, [i as u8; 32]).unwrap(), "newly pinned");
+        assert!(!s.pin_hash(i, [i as u8; 32]).unwrap(), "pinned already");
+        file.extend_from_slice(&s.record(i).unwrap());
+    }
+    assert_eq!(file.len(), STATE_HEADER_LEN + 3 * STATE_RECORD_LEN);
+    let back = UploadState::open(&file, &wrap).unwrap();
+    for i in [3u32, 0, 7] {
+        assert_eq!(back.pinned(i), Some([i as u8; 32]));
+    }
+    assert_eq!(back.sealed_count(), 3);
+    // A record repeated, or taken from another upload's journal, refuses the state.
+    let mut twice = file.clone();
+    twice.extend_from_slice(&s.record(3).unwrap());
+    assert!(UploadState::open(&twice, &wrap).is_err());
+    let mut other = UploadState::new([2; 16], [3; 16], CS, 1000, Dek::from_bytes([4; 32])).unwrap();
+    other.pin_hash(9, [1; 32]).unwrap();
+    let mut foreign = file.clone();
+    foreign.extend_from_slice(&other.record(9).unwrap());
+    assert!(UploadState::open(&foreign, &wrap).is_err());
 }
 
 #[test]

@@ -146,6 +146,36 @@ fn parallel_sealing_matches_sequential() {
 }
 
 #[test]
+fn file_pipeline_matches_sequential_and_opens() {
+    let dek = Dek::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Exact multiple, ragged end, one short chunk, and empty.
+    for (len, workers) in [(4096 * 8, 3), (100_000, 1), (100_000, 5), (10, 2), (0, 2)] {
+        let data = pattern(len, 3);
+        let path = dir.path().join(format!("in-{len}-{workers}"));
+        std::fs::write(&path, &data).unwrap();
+        let (seq, manifest) = seal_all(&dek, 4096, &data);
+        let mut out = Vec::new();
+        let summary = clinvault::seal::seal_file(
+            &dek,
+            REPORT,
+            4096,
+            &std::fs::File::open(&path).unwrap(),
+            workers,
+            &mut out,
+        )
+        .unwrap();
+        let joined: Vec<u8> = seq.iter().flat_map(|c| c.ciphertext.clone()).collect();
+        assert!(out == joined, "{len} bytes, {workers} workers");
+        assert_eq!(summary.head, manifest.head);
+        assert_eq!(
+            (summary.n_chunks, summary.plaintext_len),
+            (manifest.n_chunks, manifest.plaintext_len)
+        );
+    }
+}
+
+#[test]
 fn chunk_sizes_outside_the_format_are_refused() {
     let dek = Dek::generate().unwrap();
     for cs in [0u32, 15, 16 * 1024 * 1024 + 1] {

@@ -284,10 +284,11 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
                 json!({"report_id": Uuid::new_v4(), "patient_id": w.victim, "chunk_size": 4096, "plaintext_len": 10}),
             ),
         ),
-        ("PUT", "/v1/reports/{id}/chunks/{sha256}") => (
+        ("PUT", "/v1/reports/{id}/chunks/{chunk}") => (
             format!("/v1/reports/{r}/chunks/{}", "00".repeat(32)),
             Some(json!({})),
         ),
+        ("GET", "/v1/reports/{id}/chunks/{chunk}") => (format!("/v1/reports/{r}/chunks/0"), None),
         ("POST", "/v1/reports/{id}/missing") => (
             format!("/v1/reports/{r}/missing"),
             Some(json!({"chunk_ids": [w.chunk]})),
@@ -349,7 +350,9 @@ const OWNER_SCOPED: &[(&str, &str, &str)] = &[
     ("GET", "/v1/reports/{id}", "other_doctor"),
     ("GET", "/v1/reports/{id}/key", "other_patient"),
     ("GET", "/v1/reports/{id}/key", "other_doctor"),
-    ("PUT", "/v1/reports/{id}/chunks/{sha256}", "other_doctor"),
+    ("PUT", "/v1/reports/{id}/chunks/{chunk}", "other_doctor"),
+    ("GET", "/v1/reports/{id}/chunks/{chunk}", "other_patient"),
+    ("GET", "/v1/reports/{id}/chunks/{chunk}", "other_doctor"),
     ("POST", "/v1/reports/{id}/missing", "other_doctor"),
     ("POST", "/v1/reports/{id}/commit", "other_doctor"),
     ("GET", "/v1/chunks/{sha256}", "other_patient"),
@@ -401,7 +404,7 @@ async fn send(
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     // Chunks come back as raw bytes; every error is JSON.
-    if status == 200 && path.starts_with("/v1/chunks/") {
+    if status == 200 && path.contains("/chunks/") {
         return (status, Value::Null);
     }
     // Metrics are Prometheus text.
@@ -607,7 +610,12 @@ fn policies_follow_design_section_4() {
             Some(&[Doctor, Reception]),
         ),
         ("POST", "/v1/reports", Some(&[Doctor])),
-        ("PUT", "/v1/reports/{id}/chunks/{sha256}", Some(&[Doctor])),
+        ("PUT", "/v1/reports/{id}/chunks/{chunk}", Some(&[Doctor])),
+        (
+            "GET",
+            "/v1/reports/{id}/chunks/{chunk}",
+            Some(&[Patient, Doctor]),
+        ),
         ("POST", "/v1/reports/{id}/missing", Some(&[Doctor])),
         ("POST", "/v1/reports/{id}/commit", Some(&[Doctor])),
         ("GET", "/v1/reports", Some(&[Patient, Doctor, Reception])),

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{ApiClient, ClientError, LoggedIn, check_kdf};
 use crate::api::{Done, LoginResponse, PasswordChangeRequest, SessionKeys, StatusChanged};
-use crate::seal::{check_password, derive_master_key, open_bundle, random_array};
+use crate::seal::{check_password, open_bundle, random_array};
 
 impl ApiClient {
     /// Changes the password of this client's session: the old password must open the bundle
@@ -19,7 +19,7 @@ impl ApiClient {
     ) -> Result<LoggedIn, ClientError> {
         let token = self.token.clone().ok_or(ClientError::NotLoggedIn)?;
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let old = self.master_key(old_password, &k.salt, &k.kdf)?;
+        let old = self.master_key(old_password, &k.salt, &k.kdf).await?;
         let secrets = open_bundle(
             &k.bundle,
             &old.wrap_key(),
@@ -30,7 +30,7 @@ impl ApiClient {
         let kdf = k.kdf_upgrade.unwrap_or(k.kdf);
         check_kdf(&kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
-        let master = derive_master_key(new_password, &salt, &kdf)?;
+        let master = super::derive_off_runtime(new_password, salt, kdf).await?;
         let bundle = secrets.seal_bundle(&master.wrap_key(), k.user.id.as_bytes())?;
         let _: Done = self
             .post(

@@ -1,11 +1,10 @@
 //! Downloading and verifying a report (DESIGN.md §2, §5): every check before the file appears.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -154,64 +153,117 @@ pub async fn verify_report(
     })
 }
 
-/// Streams the report's chunks, verifying each, into `sink`; `progress` after each.
+/// Fetches chunk `index`, retrying network blips and busy answers.
+/// The answer is refused unread past `max_len`, the length the manifest implies for `index`.
+async fn fetch_chunk(
+    client: &ApiClient,
+    report: Uuid,
+    index: u32,
+    max_len: usize,
+) -> Result<Bytes, ClientError> {
+    let mut wait = std::time::Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        match client.report_chunk(report, index, max_len).await {
+            Ok(b) => return Ok(b),
+            Err(e) if attempt < 4 && retryable(&e) => {
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(ClientError::Server { message, .. }) => {
+                return Err(integrity(format!("chunk {index}: {message}")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Fetches, verifies and opens every chunk, `transfers` at a time: each chunk is fetched by a
+/// spawned task, opened on the blocking pool (chunk id against the verified list, AES-GCM with
+/// its index and last flag: one hash per chunk) and written at its offset in `out`, so chunks
+/// finish in any order. Every chunk must open: the list was checked against the manifest's
+/// count and chain head, and each chunk's length against the manifest, before this runs.
 async fn open_chunks(
     client: &ApiClient,
     report: &VerifiedReport,
     transfers: usize,
     cancel: Option<&Arc<AtomicBool>>,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
-    mut sink: impl FnMut(&[u8]) -> Result<(), ClientError>,
+    out: Option<(std::fs::File, &Path)>,
 ) -> Result<(), ClientError> {
-    let opener = ReportOpener::new(&report.dek, &report.manifest)?
-        .with_chunk_ids(report.chunk_ids.clone())?;
-    let mut opener = opener;
+    let opener = Arc::new(
+        ReportOpener::new(&report.dek, &report.manifest)?
+            .with_chunk_ids(report.chunk_ids.clone())?,
+    );
+    let n = report.manifest.n_chunks;
+    let chunk_size = u64::from(report.manifest.chunk_size);
+    let id = report.detail.summary.id;
+    let out = match out {
+        Some((file, path)) => {
+            // Pre-sized: every chunk lands at its own offset, in whatever order it arrives.
+            file.set_len(report.manifest.plaintext_len)
+                .map_err(file_err(path))?;
+            Some((Arc::new(file), path.to_path_buf()))
+        }
+        None => None,
+    };
     let mut p = Progress {
         bytes_total: report.manifest.plaintext_len,
-        chunks_total: report.manifest.n_chunks,
+        chunks_total: n,
         ..Progress::default()
     };
-    let mut stream = futures::stream::iter(report.detail.chunk_ids.clone())
-        .enumerate()
-        .map(|(i, id)| async move {
-            let mut wait = std::time::Duration::from_millis(200);
-            let mut attempt = 0;
-            loop {
-                let max = super::chunk_ciphertext_len(
-                    &report.manifest,
-                    u32::try_from(i).unwrap_or(u32::MAX),
-                );
-                match client.chunk_limited(&id, None, max).await {
-                    Ok(b) => return Ok(b),
-                    Err(e) if attempt < 4 && retryable(&e) => {
-                        attempt += 1;
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                    Err(ClientError::Server { message, .. }) => {
-                        return Err(integrity(format!("chunk {i}: {message}")));
-                    }
-                    Err(e) => return Err(e),
-                }
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let mut tasks: tokio::task::JoinSet<Result<u64, ClientError>> = tokio::task::JoinSet::new();
+    let mut next = 0u32;
+    let limit = transfers.max(1);
+    loop {
+        while next < n && tasks.len() < limit {
+            if cancelled() {
+                return Err(ClientError::Cancelled);
             }
-        })
-        .buffered(transfers.max(1));
-    while let Some(bytes) = stream.next().await {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(ClientError::Cancelled);
+            let (c, opener, out, index) = (client.clone(), opener.clone(), out.clone(), next);
+            let max_len = super::chunk_ciphertext_len(&report.manifest, index);
+            tasks.spawn(async move {
+                let bytes = fetch_chunk(&c, id, index, max_len).await?;
+                tokio::task::spawn_blocking(move || {
+                    // Without a copy when the body's buffer is ours alone.
+                    let plain = opener
+                        .open_chunk(index, Vec::from(bytes))
+                        .map_err(|e| integrity(e.to_string()))?;
+                    if let Some((file, path)) = &out {
+                        use std::os::unix::fs::FileExt;
+                        file.write_all_at(&plain, u64::from(index) * chunk_size)
+                            .map_err(file_err(path))?;
+                    }
+                    Ok(plain.len() as u64)
+                })
+                .await
+                .map_err(|e| ClientError::Refused(format!("opening task: {e}")))?
+            });
+            next += 1;
         }
-        let bytes = bytes?;
-        let plain = opener
-            .open_next(bytes.to_vec())
-            .map_err(|e| integrity(e.to_string()))?;
-        sink(&plain)?;
-        p.bytes_done += plain.len() as u64;
+        // Dropping `tasks` on an early return aborts the fetches still running.
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let len = done.map_err(|e| ClientError::Refused(format!("download task: {e}")))??;
+        p.bytes_done += len;
         p.chunks_done += 1;
         if let Some(f) = progress {
             f(p);
         }
+        if cancelled() {
+            return Err(ClientError::Cancelled);
+        }
     }
-    opener.finish().map_err(|e| integrity(e.to_string()))
+    if p.chunks_done != n || p.bytes_done != report.manifest.plaintext_len {
+        return Err(integrity(format!(
+            "{} of {n} chunks, {} of {} bytes opened",
+            p.chunks_done, p.bytes_done, report.manifest.plaintext_len
+        )));
+    }
+    Ok(())
 }
 
 /// How a download runs: chunks in flight, a cancel flag, a progress callback.
@@ -252,15 +304,16 @@ pub async fn download(
     let name = out
         .file_name()
         .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
-    let mut pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
+    let pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
         .map_err(file_err(dir))?;
+    let file = pending.positional().map_err(file_err(out))?;
     open_chunks(
         client,
         &report,
         opts.transfers,
         opts.cancel,
         opts.progress,
-        |plain| pending.file().write_all(plain).map_err(file_err(out)),
+        Some((file, out)),
     )
     .await?;
     pending.persist(out).map_err(|e| {
@@ -285,6 +338,6 @@ pub async fn verify(
     transfers: usize,
 ) -> Result<VerifiedReport, ClientError> {
     let report = verify_report(client, me, ledger, id).await?;
-    open_chunks(client, &report, transfers, None, None, |_| Ok(())).await?;
+    open_chunks(client, &report, transfers, None, None, None).await?;
     Ok(report)
 }

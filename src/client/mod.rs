@@ -171,6 +171,20 @@ fn check_kdf(kdf: &KdfParams, floor: &KdfParams) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Argon2id (a few hundred ms of CPU at the shipped parameters) on the blocking pool, so the
+/// runtime's workers, which in the terminal client also serve the embedded server, stay free.
+async fn derive_off_runtime(
+    password: &str,
+    salt: [u8; 16],
+    kdf: KdfParams,
+) -> Result<crate::seal::MasterKey, ClientError> {
+    let password = zeroize::Zeroizing::new(password.to_string());
+    tokio::task::spawn_blocking(move || derive_master_key(&password, &salt, &kdf))
+        .await
+        .map_err(|e| ClientError::Refused(format!("key derivation stopped: {e}")))?
+        .map_err(ClientError::from)
+}
+
 /// A client for one server.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -696,7 +710,7 @@ impl ApiClient {
 
     /// The master key from the password under the salt and KDF parameters the server gave
     /// for this account (pre-login or the session's keys), refused below the client's floor.
-    fn master_key(
+    async fn master_key(
         &self,
         password: &str,
         salt: &[u8],
@@ -707,14 +721,14 @@ impl ApiClient {
             status: 200,
             why: "salt is not 16 bytes".into(),
         })?;
-        Ok(derive_master_key(password, &salt, kdf)?)
+        derive_off_runtime(password, salt, *kdf).await
     }
 
     /// Pre-login, key derivation, login, and the key bundle opened and checked against the
     /// public keys. Keeps the session token in this client.
     pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
         let pre = self.prelogin(email).await?;
-        let master = self.master_key(password, &pre.salt, &pre.kdf)?;
+        let master = self.master_key(password, &pre.salt, &pre.kdf).await?;
         let login = self
             .login_raw(&LoginRequest {
                 email: email.into(),
@@ -760,7 +774,7 @@ impl ApiClient {
     ) -> Result<(), ClientError> {
         check_kdf(&kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
-        let master = derive_master_key(password, &salt, &kdf)?;
+        let master = derive_off_runtime(password, salt, kdf).await?;
         let bundle = logged
             .secrets
             .seal_bundle(&master.wrap_key(), logged.login.user.id.as_bytes())?;
@@ -790,7 +804,7 @@ impl ApiClient {
             .clone()
             .ok_or_else(|| ClientError::Refused("not signed in".into()))?;
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let master = self.master_key(password, &k.salt, &k.kdf)?;
+        let master = self.master_key(password, &k.salt, &k.kdf).await?;
         let secrets = open_bundle(
             &k.bundle,
             &master.wrap_key(),

@@ -74,6 +74,12 @@ impl PendingOutput {
         &mut self.file
     }
 
+    /// Another handle on the same open file, for positional writes (`pwrite` at each chunk's
+    /// offset) from worker threads; this one keeps the part that gives the file its name.
+    pub fn positional(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Syncs the file and gives it the name `out`; fails (leaving nothing) if `out` exists.
     pub fn persist(mut self, out: &Path) -> io::Result<()> {
         self.file.sync_all()?;

@@ -14,7 +14,7 @@ use crate::api::{
     Done, RecoverOpenRequest, RecoverOpenResponse, RecoverResetRequest, RecoveryKitRequest,
     SessionKeys,
 };
-use crate::seal::{WrapKey, check_password, derive_master_key, open_bundle, random_array};
+use crate::seal::{WrapKey, check_password, open_bundle, random_array};
 
 const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const CODE_BYTES: usize = 20;
@@ -152,7 +152,7 @@ impl ApiClient {
     /// once.
     pub async fn make_recovery_kit(&self, password: &str) -> Result<RecoveryCode, ClientError> {
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let master = self.master_key(password, &k.salt, &k.kdf)?;
+        let master = self.master_key(password, &k.salt, &k.kdf).await?;
         let secrets = open_bundle(
             &k.bundle,
             &master.wrap_key(),
@@ -202,7 +202,7 @@ impl ApiClient {
         check_password(new_password, &[email])?;
         check_kdf(&opened.kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
-        let master = derive_master_key(new_password, &salt, &opened.kdf)?;
+        let master = super::derive_off_runtime(new_password, salt, opened.kdf).await?;
         let bundle = secrets.seal_bundle(&master.wrap_key(), user.as_bytes())?;
         let _: Done = self
             .post(

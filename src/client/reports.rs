@@ -98,6 +98,26 @@ impl ApiClient {
         self.get(&format!("/v1/reports/{id}/key"), &[]).await
     }
 
+    /// Chunk `index` of a report, by its place in the signed order: the server checks the
+    /// read rule and finds the chunk in one statement.
+    /// Chunk `index` of `report`, refused unread when the server announces or sends more than
+    /// `max_len` bytes: pass [`super::chunk_ciphertext_len`] of the index.
+    pub async fn report_chunk(
+        &self,
+        report: Uuid,
+        index: u32,
+        max_len: usize,
+    ) -> Result<Bytes, ClientError> {
+        self.call_raw_limited(
+            Method::GET,
+            &format!("/v1/reports/{report}/chunks/{index}"),
+            &[],
+            None,
+            max_len,
+        )
+        .await
+    }
+
     pub async fn chunk(&self, chunk_id: &str, replica: Option<&str>) -> Result<Bytes, ClientError> {
         let q: Vec<(&str, String)> = replica
             .map(|r| ("replica", r.to_string()))

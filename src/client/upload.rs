@@ -1,7 +1,7 @@
 //! Sealing and uploading a report (DESIGN.md §2, §5), resuming an interrupted upload of the
 //! same file only after proving every re-sealed chunk unchanged.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,37 +56,72 @@ fn upload_state_path(state_dir: &Path, server: &str, patient: Uuid, file: &Path)
         .join(format!("{}.state", hex::encode(&h.finalize()[..16])))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// One writer per upload state (issue 17 point 11): two processes resuming the same state
+/// while the file changes could pin different plaintexts for one chunk index. The lock is held
+/// for the whole upload and released when the file closes, however the process ends.
+fn lock_state(state_path: &Path) -> Result<std::fs::File, ClientError> {
+    let dir = state_path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(file_err(dir))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
+    let lock_path = state_path.with_extension("lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(file_err(&tmp))?;
-    f.write_all(bytes).map_err(file_err(&tmp))?;
-    f.sync_all().map_err(file_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(file_err(path))?;
-    Ok(())
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(file_err(&lock_path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::Refused(
+            "another clinvault process is uploading this file for this patient; let it finish \
+             (or stop it) and try again"
+                .into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_err(&lock_path)(e)),
+    }
 }
 
-/// Reads chunk `index` of the file into a buffer with room for the tag.
-fn read_chunk(
-    file: &mut std::fs::File,
-    sealer: &ChunkSealer,
-    index: u32,
-) -> std::io::Result<Vec<u8>> {
-    let (offset, len) = sealer
-        .chunk_range(index)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut buf = Vec::with_capacity(len + crate::seal::TAG_LEN);
-    buf.resize(len, 0);
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(&mut buf)?;
-    Ok(buf)
+/// The saved state, if there is one; a link at its name is refused, not followed.
+fn read_state(state_path: &Path) -> Result<Option<Vec<u8>>, ClientError> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(state_path);
+    match f {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(file_err(state_path))?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(state_path)(e)),
+    }
+}
+
+/// The resume journal, open for appending: a sealed header, then one fixed-size record per
+/// pinned chunk, each batch synced (one fdatasync) before its chunks leave.
+fn journal(state_path: &Path, fresh_header: Option<&[u8]>) -> Result<std::fs::File, ClientError> {
+    if let Some(header) = fresh_header {
+        // Temporary file created new (never through a link), synced, renamed into place.
+        crate::fsutil::write_private_atomic(state_path, header).map_err(file_err(state_path))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(state_path)
+        .map_err(file_err(state_path))?;
+    // A record torn by a crash (ignored when the state was read) is cut off, so that the
+    // records appended now stay aligned.
+    let len = f.metadata().map_err(file_err(state_path))?.len();
+    let header = crate::seal::STATE_HEADER_LEN as u64;
+    let record = crate::seal::STATE_RECORD_LEN as u64;
+    if len > header && !(len - header).is_multiple_of(record) {
+        f.set_len(header + (len - header) / record * record)
+            .map_err(file_err(state_path))?;
+    }
+    Ok(f)
 }
 
 /// Seals and uploads `file` as a report for `patient`, resuming an interrupted upload of the
@@ -116,19 +151,20 @@ pub async fn upload(
     }
     let file_len = meta_file.len();
     let state_path = upload_state_path(opts.state_dir, client.base_url().as_str(), patient, file);
+    let _lock = lock_state(&state_path)?;
 
     let mut restarted = false;
     loop {
         // An earlier state for this file, if it still fits; else a new report.
-        let mut state = match std::fs::read(&state_path) {
-            Ok(bytes) => match UploadState::open(&bytes, &me.wrap_key) {
+        let mut state = match read_state(&state_path)? {
+            Some(bytes) => match UploadState::open(&bytes, &me.wrap_key) {
                 Ok(s) if s.matches_len(file_len) && s.patient_id == *patient.as_bytes() => Some(s),
                 _ => {
                     restarted = true;
                     None
                 }
             },
-            Err(_) => None,
+            None => None,
         };
         let fresh = state.is_none();
         let st = match state.take() {
@@ -141,15 +177,18 @@ pub async fn upload(
                 Dek::generate()?,
             )?,
         };
-        if fresh {
-            // Saved before anything is sent: a crash from here on resumes this report.
-            write_private(&state_path, &st.seal(&me.wrap_key)?)?;
-        }
+        // Saved before anything is sent: a crash from here on resumes this report.
+        let header = if fresh {
+            Some(st.seal(&me.wrap_key)?)
+        } else {
+            None
+        };
+        let journal = journal(&state_path, header.as_deref())?;
         match upload_once(
             client,
             me,
             st,
-            &state_path,
+            journal,
             file,
             &patient_keys.public_keys.x25519,
             opts,
@@ -178,40 +217,61 @@ pub async fn upload(
 /// A sealed chunk on its way from the sealing thread to the senders.
 type Sealed = (u32, [u8; 32], Bytes, u64);
 
-/// The sealing side of an upload, on its own thread: reads the file chunk by chunk, pins each
-/// chunk's plaintext in the saved state (written to disk before that chunk's ciphertext
-/// exists), seals, and hands chunks on. Returns the state when done.
+/// A chunk read, its plaintext hashed and sealed, not yet pinned.
+type Hashed = (u32, [u8; 32], crate::seal::SealedChunk);
+
+/// The sealing side of an upload, on its own thread: per batch, reads (positional), hashes
+/// and seals the chunks on every core, pins each chunk's plaintext hash in the state and
+/// appends the new records to the journal with one sync, and only then hands the batch's
+/// ciphertexts on. Returns the state when done.
 fn seal_chunks(
     mut st: UploadState,
-    wrap_key: crate::seal::WrapKey,
-    state_path: PathBuf,
+    mut journal: std::fs::File,
     file: PathBuf,
     batch: u32,
     tx: tokio::sync::mpsc::Sender<Sealed>,
 ) -> Result<UploadState, ClientError> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
     let sealer = ChunkSealer::new(st.dek(), st.report_id, st.chunk_size, st.file_len)?;
     let n = sealer.n_chunks();
-    let mut fh = std::fs::File::open(&file).map_err(file_err(&file))?;
+    let fh = std::fs::File::open(&file).map_err(file_err(&file))?;
     let mut start = 0u32;
     while start < n {
         let end = (start + batch).min(n);
-        let mut plain = Vec::with_capacity((end - start) as usize);
-        let mut pinned_new = false;
-        for i in start..end {
-            let buf = read_chunk(&mut fh, &sealer, i).map_err(file_err(&file))?;
-            let before = st.sealed_count();
-            st.pin(i, &buf)?;
-            pinned_new |= st.sealed_count() != before;
-            plain.push((i, buf));
+        // A chunk sealed here but refused by its pin below never leaves this thread: only
+        // ciphertexts of pinned plaintexts are sent.
+        let done: Vec<Result<Hashed, ClientError>> = (start..end)
+            .into_par_iter()
+            .map(|i| {
+                let (offset, len) = sealer.chunk_range(i)?;
+                let mut buf = Vec::with_capacity(len + crate::seal::TAG_LEN);
+                buf.resize(len, 0);
+                fh.read_exact_at(&mut buf, offset)
+                    .map_err(file_err(&file))?;
+                let hash = clinvault_hot::sha256(&[&buf]);
+                Ok((i, hash, sealer.seal(i, buf)?))
+            })
+            .collect();
+        let mut records = Vec::new();
+        let mut out = Vec::with_capacity(done.len());
+        for r in done {
+            let (i, hash, sealed) = r?;
+            if st.pin_hash(i, hash)? {
+                records.extend_from_slice(&st.record(i).ok_or_else(|| {
+                    ClientError::Refused("could not seal the upload state".into())
+                })?);
+            }
+            out.push(sealed);
         }
-        if pinned_new {
-            write_private(&state_path, &st.seal(&wrap_key)?)?;
+        if !records.is_empty() {
+            journal.write_all(&records).map_err(file_err(&file))?;
+            journal.sync_data().map_err(file_err(&file))?;
         }
-        for (i, buf) in plain {
-            let len = buf.len() as u64;
-            let c = sealer.seal(i, buf)?;
+        for c in out {
+            let len = (c.ciphertext.len() - crate::seal::TAG_LEN) as u64;
             if tx
-                .blocking_send((i, c.chunk_id, Bytes::from(c.ciphertext), len))
+                .blocking_send((c.index, c.chunk_id, Bytes::from(c.ciphertext), len))
                 .is_err()
             {
                 // The sending side stopped (cancelled or failed): so do we.
@@ -227,7 +287,7 @@ async fn upload_once(
     client: &ApiClient,
     me: &LoggedIn,
     st: UploadState,
-    state_path: &Path,
+    journal: std::fs::File,
     file: &Path,
     patient_x25519: &[u8; 32],
     opts: &UploadOptions<'_>,
@@ -252,15 +312,11 @@ async fn upload_once(
     };
     let transfers = opts.transfers.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(transfers);
+    let batch = (transfers * 2).clamp(2, 32);
     let sealing = {
-        let (wrap_key, state_path, file) = (
-            me.wrap_key.clone(),
-            state_path.to_path_buf(),
-            file.to_path_buf(),
-        );
-        let batch = (transfers * 2).clamp(2, 32) as u32;
+        let file = file.to_path_buf();
         // On failure the thread ends, the channel closes, and its error comes from the join.
-        tokio::task::spawn_blocking(move || seal_chunks(st, wrap_key, state_path, file, batch, tx))
+        tokio::task::spawn_blocking(move || seal_chunks(st, journal, file, batch as u32, tx))
     };
     let cancelled = || {
         opts.cancel
@@ -285,33 +341,58 @@ async fn upload_once(
             }
             Ok(())
         };
-        while let Some(item) = rx.recv().await {
-            if cancelled() {
-                return Err(ClientError::Cancelled);
+        while let Some(first) = rx.recv().await {
+            // What the sealer has ready, up to a batch: one `missing` question for all of it.
+            let mut group = vec![first];
+            while group.len() < batch {
+                match rx.try_recv() {
+                    Ok(item) => group.push(item),
+                    Err(_) => break,
+                }
             }
-            let (i, id, ct, len) = item;
-            ids[i as usize] = Some(id);
-            if resuming && client.missing_chunks(report_id, &[id]).await?.is_empty() {
-                skipped += 1;
-                progress.bytes_done += len;
-                progress.chunks_done += 1;
-                continue;
-            }
-            let permit = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| ClientError::Cancelled)?;
-            let c = client.clone();
-            sending.spawn(async move {
-                let r = put_with_retry(&c, report_id, &id, ct).await.map(|()| len);
-                drop(permit);
-                r
-            });
-            while let Some(done) = sending.try_join_next() {
-                finish(done, &mut progress, &mut sent)?;
+            let missing: Option<std::collections::HashSet<String>> = if resuming {
+                let asked: Vec<[u8; 32]> = group.iter().map(|g| g.1).collect();
+                Some(
+                    client
+                        .missing_chunks(report_id, &asked)
+                        .await?
+                        .into_iter()
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            for item in group {
                 if cancelled() {
                     return Err(ClientError::Cancelled);
+                }
+                let (i, id, ct, len) = item;
+                ids[i as usize] = Some(id);
+                if missing
+                    .as_ref()
+                    .is_some_and(|m| !m.contains(&hex::encode(id)))
+                {
+                    skipped += 1;
+                    progress.bytes_done += len;
+                    progress.chunks_done += 1;
+                    continue;
+                }
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ClientError::Cancelled)?;
+                let c = client.clone();
+                sending.spawn(async move {
+                    let r = put_with_retry(&c, report_id, &id, ct).await.map(|()| len);
+                    drop(permit);
+                    r
+                });
+                while let Some(done) = sending.try_join_next() {
+                    finish(done, &mut progress, &mut sent)?;
+                    if cancelled() {
+                        return Err(ClientError::Cancelled);
+                    }
                 }
             }
         }
@@ -324,7 +405,7 @@ async fn upload_once(
     if let Err(e) = outcome {
         sending.abort_all();
         drop(rx);
-        // The sealing thread stops at its next chunk; its state file is already on disk.
+        // The sealing thread stops at its next batch; its journal is already on disk.
         let _ = sealing.await;
         return Err(e);
     }

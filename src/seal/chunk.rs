@@ -1,7 +1,6 @@
 //! One chunk: AES-256-GCM under the report's chunk key, STREAM-style nonce, report-bound AAD.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use clinvault_hot::Aes256Gcm;
 
 use super::{ChunkCheck, Id, ReportKeys, SealError, TAG_LEN, sha256};
 
@@ -42,19 +41,17 @@ impl ChunkCipher {
         aad[..18].copy_from_slice(CHUNK_AAD_PREFIX);
         aad[18..].copy_from_slice(report_id);
         ChunkCipher {
-            aead: Aes256Gcm::new(&keys.chunk_key.into()),
+            aead: Aes256Gcm::new(&keys.chunk_key),
             aad,
         }
     }
 
     /// Seals `buf` (the plaintext) in place; reserve [`TAG_LEN`] spare capacity to avoid a copy.
     pub fn seal_in_place(&self, index: u32, mut buf: Vec<u8>, last: bool) -> SealedChunk {
-        let nonce = Nonce::from(chunk_nonce(index, last));
         // Only fails past AES-GCM's 64 GiB message limit; chunks are at most 16 MiB.
-        if self
+        if !self
             .aead
-            .encrypt_in_place(&nonce, &self.aad, &mut buf)
-            .is_err()
+            .seal_in_place(&chunk_nonce(index, last), &self.aad, &mut buf)
         {
             unreachable!("chunk over AES-GCM's message limit");
         }
@@ -84,9 +81,8 @@ impl ChunkCipher {
                 check: ChunkCheck::Length,
             });
         }
-        let nonce = Nonce::from(chunk_nonce(index, last));
         self.aead
-            .decrypt_in_place(&nonce, &self.aad, buf)
+            .open_in_place(&chunk_nonce(index, last), &self.aad, buf)
             .map_err(|_| SealError::Integrity {
                 chunk: index,
                 check: ChunkCheck::Authentication,

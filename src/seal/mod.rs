@@ -25,9 +25,9 @@ pub use keys::{
 pub use manifest::{MANIFEST_LEN, Manifest, verify_manifest};
 pub use meta::{ReportMeta, meta_hash, open_meta, seal_meta};
 pub use password::{MAX_PASSWORD_CHARS, PasswordProblem, check_password, normalize_password};
-pub use resume::UploadState;
+pub use resume::{STATE_HEADER_LEN, STATE_RECORD_LEN, UploadState};
 pub use stream::{
-    ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_parallel,
+    ChunkSealer, ReportOpener, ReportSealer, SealSummary, expected_chunks, seal_file, seal_parallel,
 };
 pub use wrap::{WRAPPED_DEK_LEN, WrappedDek, unwrap_dek, wrap_dek};
 
@@ -44,12 +44,8 @@ pub type Id = [u8; 16];
 
 /// SHA-256 of `parts` concatenated.
 pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
+    // Optimised even in a debug build: chunk ids hash every byte.
+    clinvault_hot::sha256(parts)
 }
 
 /// Constant-time equality for secrets and MACs.

@@ -13,10 +13,16 @@ use super::{
     ChunkCheck, Dek, Id, SealError, TAG_LEN, WrapKey, expected_chunks, random_array, sha256,
 };
 
-const AAD: &[u8] = b"clinvault/upload-state/v1";
-const MAGIC: &[u8] = b"CVUS1";
+const AAD: &[u8] = b"clinvault/upload-state/v2";
+const MAGIC: &[u8] = b"CVUS2";
 /// Refuse state files for absurd chunk counts before allocating.
 const MAX_CHUNKS: u32 = 1 << 24;
+/// The sealed header: magic, nonce, then report, patient, chunk size, length, DEK and journal
+/// key under the user's wrap key.
+pub const STATE_HEADER_LEN: usize = 5 + 12 + (16 + 16 + 4 + 8 + 32 + 32) + TAG_LEN;
+/// One journal record: the chunk index, then its plaintext hash sealed under the journal key
+/// with the index as nonce (each index is recorded at most once per journal).
+pub const STATE_RECORD_LEN: usize = 4 + 32 + TAG_LEN;
 
 pub struct UploadState {
     pub report_id: Id,
@@ -24,6 +30,8 @@ pub struct UploadState {
     pub chunk_size: u32,
     pub file_len: u64,
     dek: Dek,
+    /// Seals the journal's records; random per state, kept in its header.
+    journal_key: Zeroizing<[u8; 32]>,
     /// SHA-256 of each chunk's plaintext, once that chunk has been sealed.
     plain_hashes: Vec<Option<[u8; 32]>>,
 }
@@ -46,6 +54,7 @@ impl UploadState {
             chunk_size,
             file_len,
             dek,
+            journal_key: Zeroizing::new(random_array()?),
             plain_hashes: vec![None; n as usize],
         })
     }
@@ -66,6 +75,13 @@ impl UploadState {
     /// Before sealing chunk `index`: refuses a plaintext that differs from the one sealed under
     /// this index before, then pins it. Persist the state after this and before sending.
     pub fn pin(&mut self, index: u32, plaintext: &[u8]) -> Result<(), SealError> {
+        self.pin_hash(index, sha256(&[plaintext])).map(|_| ())
+    }
+
+    /// [`Self::pin`] with the plaintext's SHA-256 already computed (by a sealing worker).
+    /// Returns whether the index is newly pinned: its journal record must then be written
+    /// ([`Self::record`]) and synced before the chunk's ciphertext leaves.
+    pub fn pin_hash(&mut self, index: u32, hash: [u8; 32]) -> Result<bool, SealError> {
         let slot = self
             .plain_hashes
             .get_mut(index as usize)
@@ -73,15 +89,40 @@ impl UploadState {
                 chunk: index,
                 check: ChunkCheck::Unexpected,
             })?;
-        let hash = sha256(&[plaintext]);
         match slot {
             Some(prev) if *prev != hash => Err(SealError::InputChanged { chunk: index }),
-            Some(_) => Ok(()),
+            Some(_) => Ok(false),
             None => {
                 *slot = Some(hash);
-                Ok(())
+                Ok(true)
             }
         }
+    }
+
+    /// The plaintext hash pinned for `index`, if any.
+    pub fn pinned(&self, index: u32) -> Option<[u8; 32]> {
+        self.plain_hashes.get(index as usize).copied().flatten()
+    }
+
+    fn record_nonce(index: u32) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[8..].copy_from_slice(&index.to_be_bytes());
+        n
+    }
+
+    /// The journal record of a pinned chunk, to append to the state file.
+    pub fn record(&self, index: u32) -> Option<[u8; STATE_RECORD_LEN]> {
+        let hash = self.pinned(index)?;
+        let mut buf = Vec::with_capacity(32 + TAG_LEN);
+        buf.extend_from_slice(&hash);
+        let key = clinvault_hot::Aes256Gcm::new(&self.journal_key);
+        if !key.seal_in_place(&Self::record_nonce(index), &self.report_id, &mut buf) {
+            return None;
+        }
+        let mut rec = [0u8; STATE_RECORD_LEN];
+        rec[..4].copy_from_slice(&index.to_be_bytes());
+        rec[4..].copy_from_slice(&buf);
+        Some(rec)
     }
 
     /// Whether the file on disk still has the recorded length (a cheap first check).
@@ -89,23 +130,16 @@ impl UploadState {
         self.file_len == file_len
     }
 
-    /// `MAGIC ‖ nonce ‖ AES-256-GCM(wrap_key, body, AAD)`; the body holds the DEK.
-    pub fn seal(&self, wrap_key: &WrapKey) -> Result<Vec<u8>, SealError> {
-        let mut body = Zeroizing::new(Vec::with_capacity(80 + 33 * self.plain_hashes.len()));
+    /// The state file's header: `MAGIC ‖ nonce ‖ AES-256-GCM(wrap_key, body, AAD)`; the body
+    /// holds the DEK and the journal key. Records follow it, appended as chunks are pinned.
+    pub fn seal_header(&self, wrap_key: &WrapKey) -> Result<Vec<u8>, SealError> {
+        let mut body = Zeroizing::new(Vec::with_capacity(108));
         body.extend_from_slice(&self.report_id);
         body.extend_from_slice(&self.patient_id);
         body.extend_from_slice(&self.chunk_size.to_be_bytes());
         body.extend_from_slice(&self.file_len.to_be_bytes());
         body.extend_from_slice(self.dek.as_bytes());
-        for h in &self.plain_hashes {
-            match h {
-                Some(h) => {
-                    body.push(1);
-                    body.extend_from_slice(h);
-                }
-                None => body.push(0),
-            }
-        }
+        body.extend_from_slice(&self.journal_key[..]);
         let nonce: [u8; 12] = random_array()?;
         let ct = Aes256Gcm::new(&wrap_key.0.into())
             .encrypt(
@@ -119,14 +153,32 @@ impl UploadState {
         Ok([MAGIC, &nonce[..], &ct].concat())
     }
 
+    /// The whole state at once: the header and a record per pinned chunk.
+    pub fn seal(&self, wrap_key: &WrapKey) -> Result<Vec<u8>, SealError> {
+        let mut out = self.seal_header(wrap_key)?;
+        for i in 0..self.n_chunks() {
+            if self.pinned(i).is_some() {
+                let rec = self
+                    .record(i)
+                    .ok_or_else(|| SealError::malformed("upload state", "could not encrypt"))?;
+                out.extend_from_slice(&rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a state file: its header, then its records. An incomplete last record (a crash
+    /// while appending, before its sync) is ignored: the chunk it was for never left. Any
+    /// other damage refuses the whole state.
     pub fn open(bytes: &[u8], wrap_key: &WrapKey) -> Result<Self, SealError> {
         let bad = |why: &str| SealError::malformed("upload state", why.to_string());
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| bad("not a clinvault upload state file"))?;
-        if rest.len() < 12 + TAG_LEN {
+        if bytes.len() < STATE_HEADER_LEN {
             return Err(bad("truncated"));
         }
+        let (header, records) = bytes.split_at(STATE_HEADER_LEN);
+        let rest = header
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| bad("not a clinvault upload state file"))?;
         let (nonce, ct) = rest.split_at(12);
         let mut n = [0u8; 12];
         n.copy_from_slice(nonce);
@@ -135,9 +187,8 @@ impl UploadState {
                 .decrypt(&Nonce::from(n), Payload { msg: ct, aad: AAD })
                 .map_err(|_| bad("cannot be decrypted with this account's key, or altered"))?,
         );
-        let fixed = 16 + 16 + 4 + 8 + 32;
-        if body.len() < fixed {
-            return Err(bad("truncated body"));
+        if body.len() != STATE_HEADER_LEN - 5 - 12 - TAG_LEN {
+            return Err(bad("header of the wrong size"));
         }
         let take = |at: usize, len: usize| &body[at..at + len];
         let mut report_id = [0u8; 16];
@@ -157,21 +208,22 @@ impl UploadState {
             u64::from_be_bytes(len),
             Dek::from_bytes(*dek),
         )?;
-        let mut at = fixed;
-        for slot in state.plain_hashes.iter_mut() {
-            match body.get(at) {
-                Some(0) => at += 1,
-                Some(1) if body.len() >= at + 33 => {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(&body[at + 1..at + 33]);
-                    *slot = Some(h);
-                    at += 33;
-                }
-                _ => return Err(bad("chunk records do not match the file length")),
+        state.journal_key.copy_from_slice(take(76, 32));
+        let key = clinvault_hot::Aes256Gcm::new(&state.journal_key);
+        for rec in records.chunks_exact(STATE_RECORD_LEN) {
+            let mut ix = [0u8; 4];
+            ix.copy_from_slice(&rec[..4]);
+            let index = u32::from_be_bytes(ix);
+            let mut buf = rec[4..].to_vec();
+            key.open_in_place(&Self::record_nonce(index), &state.report_id, &mut buf)
+                .map_err(|_| bad("a chunk record is altered"))?;
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&buf);
+            match state.plain_hashes.get_mut(index as usize) {
+                Some(slot @ None) => *slot = Some(hash),
+                Some(Some(_)) => return Err(bad("a chunk is recorded twice")),
+                None => return Err(bad("a chunk record past the end of the file")),
             }
-        }
-        if at != body.len() {
-            return Err(bad("trailing bytes"));
         }
         Ok(state)
     }

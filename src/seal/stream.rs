@@ -320,6 +320,118 @@ pub fn seal_parallel<R: Read>(
     sealer.finish()
 }
 
+/// Seals a file of known length into `out` (the sealed chunks back to back, in order) as a
+/// three-stage pipeline: one thread reads chunks with positional reads into pooled buffers,
+/// `workers` threads seal them (AES-GCM and chunk id), and the calling thread writes them in
+/// order and extends the chain. Channels are bounded and buffers come back to the pool after
+/// their write, so memory stays at about `2 × workers + 2` chunks, without a per-chunk
+/// allocation or a read ahead to find the last chunk (the length says which is last).
+///
+/// A file that changes length while it is read fails with an integrity error rather than
+/// seal a report other than the one its length announced.
+pub fn seal_file(
+    dek: &Dek,
+    report_id: Id,
+    chunk_size: u32,
+    input: &std::fs::File,
+    workers: usize,
+    out: &mut impl std::io::Write,
+) -> Result<SealSummary, SealError> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    let len = input.metadata()?.len();
+    let sealer = ChunkSealer::new(dek, report_id, chunk_size, len)?;
+    let n = sealer.n_chunks();
+    let workers = workers.max(1);
+    let depth = 2 * workers + 2;
+    // The pool: every buffer the pipeline will ever use, made once.
+    let (pool_tx, pool_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(depth);
+    for _ in 0..depth {
+        let _ = pool_tx.send(Vec::with_capacity(chunk_size as usize + TAG_LEN));
+    }
+    let (read_tx, read_rx) = sync_channel::<(u32, Vec<u8>)>(workers);
+    let read_rx = Arc::new(Mutex::new(read_rx));
+    let (sealed_tx, sealed_rx) = sync_channel::<Result<SealedChunk, SealError>>(workers);
+    let sealer = &sealer;
+    // `move`: on an early return the channels' ends drop with the closure, so every stage
+    // thread wakes and ends before the scope joins them.
+    std::thread::scope(move |scope| {
+        // Stage 1: read.
+        let reader_sealed_tx = sealed_tx.clone();
+        scope.spawn(move || {
+            for index in 0..n {
+                let Ok(mut buf) = pool_rx.recv() else { return };
+                let read = sealer.chunk_range(index).and_then(|(offset, len)| {
+                    buf.clear();
+                    buf.resize(len, 0);
+                    input
+                        .read_exact_at(&mut buf, offset)
+                        .map_err(SealError::from)
+                });
+                if let Err(e) = read {
+                    let _ = reader_sealed_tx.send(Err(e));
+                    return;
+                }
+                if read_tx.send((index, buf)).is_err() {
+                    return;
+                }
+            }
+        });
+        // Stage 2: seal, on `workers` threads.
+        for _ in 0..workers {
+            let (rx, tx) = (read_rx.clone(), sealed_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((index, buf)) = next else { return };
+                    if tx.send(sealer.seal(index, buf)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sealed_tx);
+        // Stage 3: write in order (here), giving buffers back to the pool.
+        let mut chain = Chain::new(report_id);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u32;
+        let mut ids = Vec::with_capacity(n as usize);
+        while next < n {
+            let chunk = match sealed_rx.recv() {
+                Ok(c) => c?,
+                Err(_) => {
+                    return Err(SealError::malformed(
+                        "sealing",
+                        "a pipeline stage stopped early",
+                    ));
+                }
+            };
+            waiting.insert(chunk.index, chunk);
+            while let Some(chunk) = waiting.remove(&next) {
+                out.write_all(&chunk.ciphertext)?;
+                chain.push(&chunk.chunk_id);
+                ids.push(chunk.chunk_id);
+                let _ = pool_tx.send(chunk.ciphertext);
+                next += 1;
+            }
+        }
+        drop(sealed_rx);
+        drop(pool_tx);
+        if input.metadata()?.len() != len {
+            return Err(SealError::Integrity {
+                chunk: n - 1,
+                check: ChunkCheck::Length,
+            });
+        }
+        sealer.summary(&ids)
+    })
+}
+
 /// Opens a report chunk by chunk, verifying as it goes: chunk id, chain link, AES-GCM with the
 /// last-chunk flag, lengths, count and total. Build it only from a verified manifest.
 pub struct ReportOpener {

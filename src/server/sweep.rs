@@ -27,8 +27,12 @@ async fn committed_in_ledger(st: &AppState) -> Result<std::collections::HashSet<
 /// chunks (unless another report holds the same chunk).
 pub async fn sweep_open(st: &AppState) -> Result<u64, AppError> {
     let cutoff = now_ms() - (st.config.open_report_ttl_secs as i64).saturating_mul(1000);
+    // `touched_at` moves at open (every resumed run opens again) and commit, not per chunk:
+    // a report that received a chunk since the cutoff is still being uploaded.
     let stale: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM reports WHERE status = 'open' AND touched_at < $1 LIMIT 100",
+        "SELECT id FROM reports r WHERE status = 'open' AND touched_at < $1 AND NOT EXISTS \
+         (SELECT 1 FROM report_chunks rc JOIN chunks c ON c.id = rc.chunk_id \
+          WHERE rc.report_id = r.id AND c.created_at >= $1) LIMIT 100",
     )
     .bind(cutoff)
     .fetch_all(&st.db)

@@ -10,28 +10,36 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::parse_uuid;
-use super::reports::{DOCTOR, own_open_report};
+use super::reports::{DOCTOR, KEY_READERS, unreadable};
 use crate::api::{Role, codes};
 use crate::seal::{MAX_CHUNK_SIZE, TAG_LEN};
 use crate::server::AppState;
-use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiQuery, Caller};
 use crate::server::metrics::Metrics;
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::chunks;
 use crate::server::store::reports::{load_report, may_read};
 
 const CHUNK_READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Auditor];
 
 pub fn routes() -> Vec<Route> {
     vec![
+        // One path, two meanings of its last segment: a PUT names the chunk by its id (64 hex
+        // digits), a GET by its index in the report (a number). Axum merges the two methods.
         route(
             Method::PUT,
-            "/v1/reports/{id}/chunks/{sha256}",
+            "/v1/reports/{id}/chunks/{chunk}",
             Policy::Roles(DOCTOR),
             put_chunk,
         )
         .with_body_limit(MAX_CHUNK_SIZE as usize + TAG_LEN),
+        route(
+            Method::GET,
+            "/v1/reports/{id}/chunks/{chunk}",
+            Policy::Roles(KEY_READERS),
+            get_report_chunk,
+        ),
         route(
             Method::GET,
             "/v1/chunks/{sha256}",
@@ -71,30 +79,44 @@ async fn put_chunk(
             AppError::bad_request("the chunk body could not be read")
         }
     })?;
-    let mut conn = st.db.acquire().await?;
-    let report = own_open_report(&mut conn, id, &caller).await?;
-    if body.len() > report.chunk_size as usize + TAG_LEN || body.len() < TAG_LEN {
+    // One read: the report (the caller's, open), and whether the chunk is stored or linked.
+    let target = chunks::put_target(&st.db, id, &sha)
+        .await?
+        .filter(|t| t.author_id == caller.id)
+        .ok_or_else(|| AppError::not_found("report"))?;
+    if !target.open {
+        return Err(committed());
+    }
+    if body.len() > target.chunk_size as usize + TAG_LEN || body.len() < TAG_LEN {
         return Err(AppError::bad_request(format!(
             "a sealed chunk of this report is {} to {} bytes, got {}",
             TAG_LEN,
-            report.chunk_size as usize + TAG_LEN,
+            target.chunk_size as usize + TAG_LEN,
             body.len()
         )));
     }
-    let size = body.len() as i64;
-    // Idempotent: a chunk already stored durably is not written again.
-    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chunks WHERE id = $1")
-        .bind(sha.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if known.is_none() {
-        let len = body.len() as u64;
+    let mismatch = || {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::CHUNK_MISMATCH,
+            "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
+        )
+    };
+    let size = body.len();
+    // Idempotent: a chunk already stored durably is not written again. No database
+    // connection is held while the bytes go to the buckets.
+    let buckets = if target.known {
+        // Same id, so same bytes; still refuse a body that does not hash to it.
+        if crate::server::chunk_store::sha256_blocking(&body).await != chunk_id {
+            return Err(mismatch());
+        }
+        if target.linked {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        None
+    } else {
         let buckets = st.chunks.put(&chunk_id, body).await.map_err(|e| match e {
-            crate::server::chunk_store::ChunkStoreError::HashMismatch { .. } => AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                codes::CHUNK_MISMATCH,
-                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
-            ),
+            crate::server::chunk_store::ChunkStoreError::HashMismatch { .. } => mismatch(),
             other => {
                 let mut err = AppError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -106,53 +128,72 @@ async fn put_chunk(
                 err
             }
         })?;
-        Metrics::add(&st.metrics.chunk_bytes_in, len);
-        let mut tx = st.db.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO chunks (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(sha.clone())
-        .bind(size)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            for b in buckets {
-                sqlx::query("INSERT INTO chunk_replicas (chunk_id, bucket) VALUES ($1, $2)")
-                    .bind(sha.clone())
-                    .bind(b)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-    } else {
-        // Same id, so same bytes; still refuse a body that does not hash to it.
-        let actual: [u8; 32] = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&body).into()
-        };
-        if actual != chunk_id {
-            return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                codes::CHUNK_MISMATCH,
-                "the body's SHA-256 is not the chunk id in the URL; nothing was stored",
-            ));
-        }
+        Metrics::add(&st.metrics.chunk_bytes_in, size as u64);
+        Some(buckets)
+    };
+    if !chunks::record_chunk(&st.db, id, caller.id, &sha, size, buckets.as_deref()).await? {
+        // Committed between the read and the write: the guarded link did not land.
+        return Err(committed());
     }
-    sqlx::query(
-        "INSERT INTO report_chunks (report_id, chunk_id) VALUES ($1, $2) ON CONFLICT (report_id, chunk_id) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(sha)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn committed() -> AppError {
+    AppError::conflict(
+        codes::REPORT_NOT_OPEN,
+        "this report is committed; chunks can no longer be added",
+    )
+}
+
+/// Chunk `index` of a report, for its readers: the read rule, the chunk id and its buckets in
+/// one statement, then verified bytes (with fallback to another replica).
+async fn get_report_chunk(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::not_found("report"))?;
+    let index: u32 = index.parse().map_err(|_| {
+        AppError::bad_request("chunk: its index in the report's signed order, a decimal number")
+    })?;
+    // An index past the end of a report the caller may not read answers like the report.
+    let Some(rc) = chunks::chunk_for_reader(&st.db, id, index, caller.id).await? else {
+        return Err(AppError::not_found("report"));
+    };
+    if !rc.readable {
+        return Err(unreadable(&rc.report, caller.id));
+    }
+    let chunk_id = chunk_hex(&rc.chunk_hex)
+        .map_err(|_| AppError::damaged("this report", "a stored chunk id is not 64 hex digits"))?;
+    serve_verified(&st, &chunk_id, &rc.chunk_hex, &rc.buckets).await
+}
+
+/// Verified bytes from the first intact replica among `locations`.
+async fn serve_verified(
+    st: &AppState,
+    chunk_id: &[u8; 32],
+    sha: &str,
+    locations: &[String],
+) -> Result<Response, AppError> {
+    if locations.is_empty() {
+        return Err(AppError::not_found("chunk"));
+    }
+    let (bytes, bad) = st.chunks.get(chunk_id, locations).await.map_err(|e| {
+        let mut err = AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::STORAGE,
+            format!(
+                "chunk {sha}: no intact replica could be read; an auditor can check and repair it"
+            ),
+        );
+        err.cause = Some(e.to_string());
+        err
+    })?;
+    for b in bad {
+        tracing::warn!(chunk = %sha, bucket = %b.bucket, state = ?b.state, "bad replica served around; run `clinvault audit --repair`");
+    }
+    Metrics::add(&st.metrics.chunk_bytes_out, bytes.len() as u64);
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
 #[derive(Deserialize)]
@@ -171,12 +212,7 @@ async fn get_chunk(
     let chunk_id = chunk_hex(&sha).map_err(|_| AppError::not_found("chunk"))?;
     let mut conn = st.db.acquire().await?;
     if caller.role != Role::Auditor {
-        let reports: Vec<String> = sqlx::query_scalar(
-            "SELECT report_id FROM report_chunks WHERE chunk_id = $1 AND idx IS NOT NULL",
-        )
-        .bind(sha.clone())
-        .fetch_all(&mut *conn)
-        .await?;
+        let reports = chunks::reports_of_chunk(&mut conn, &sha).await?;
         let mut allowed = false;
         for rid in reports {
             if let Some(r) = load_report(&mut conn, parse_uuid(&rid)?).await?
@@ -190,11 +226,7 @@ async fn get_chunk(
             return Err(AppError::not_found("chunk"));
         }
     }
-    let locations: Vec<String> =
-        sqlx::query_scalar("SELECT bucket FROM chunk_replicas WHERE chunk_id = $1 ORDER BY bucket")
-            .bind(sha.clone())
-            .fetch_all(&mut *conn)
-            .await?;
+    let locations = chunks::replicas(&mut conn, &sha).await?;
     drop(conn);
     if locations.is_empty() {
         return Err(AppError::not_found("chunk"));
@@ -228,21 +260,7 @@ async fn get_chunk(
                     }
                 }
             })?,
-        None => {
-            let (bytes, bad) = st.chunks.get(&chunk_id, &locations).await.map_err(|e| {
-                let mut err = AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::STORAGE,
-                    format!("chunk {sha}: no intact replica could be read; an auditor can check and repair it"),
-                );
-                err.cause = Some(e.to_string());
-                err
-            })?;
-            for b in bad {
-                tracing::warn!(chunk = %sha, bucket = %b.bucket, state = ?b.state, "bad replica served around; run `clinvault audit --repair`");
-            }
-            bytes
-        }
+        None => return serve_verified(&st, &chunk_id, &sha, &locations).await,
     };
     Metrics::add(&st.metrics.chunk_bytes_out, bytes.len() as u64);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())

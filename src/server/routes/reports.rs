@@ -36,7 +36,7 @@ use crate::server::store::reports::{
 
 pub(super) const DOCTOR: &[Role] = &[Role::Doctor];
 const READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
-const KEY_READERS: &[Role] = &[Role::Patient, Role::Doctor];
+pub(super) const KEY_READERS: &[Role] = &[Role::Patient, Role::Doctor];
 /// Most chunk ids in one commit or one missing query (16 GiB at 4 KiB… plenty at 1 MiB).
 const MAX_CHUNK_IDS: usize = 1 << 20;
 
@@ -373,14 +373,7 @@ async fn commit(
             "this report was committed meanwhile",
         ));
     }
-    for (i, c) in req.chunk_ids.iter().enumerate() {
-        sqlx::query("UPDATE report_chunks SET idx = $1 WHERE report_id = $2 AND chunk_id = $3")
-            .bind(i as i64)
-            .bind(id.to_string())
-            .bind(c.clone())
-            .execute(&mut *tx)
-            .await?;
-    }
+    crate::server::store::chunks::set_chunk_order(&mut tx, id, &req.chunk_ids).await?;
     for w in &req.wrapped_keys {
         let entry = Entry::KeyWrapped {
             time_ms: now,

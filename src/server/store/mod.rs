@@ -1,4 +1,5 @@
 //! The database side of the routes that move report data: route files call these functions
 //! instead of holding SQL themselves.
 
+pub mod chunks;
 pub mod reports;

@@ -23,6 +23,9 @@ pub struct ReportRow {
 
 pub const REPORT_COLS: &str = "id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
      created_at, released_at, ledger_index";
+/// The same columns of `reports r`, for joins.
+pub const REPORT_COLS_R: &str = "r.id, r.author_id, r.patient_id, r.status, r.chunk_size, \
+     r.plaintext_len, r.n_chunks, r.created_at, r.released_at, r.ledger_index";
 
 pub fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
     let num = |col: &str| -> Result<i64, AppError> { Ok(r.try_get::<i64, _>(col)?) };
@@ -55,19 +58,27 @@ pub async fn load_report(
 
 /// Whether `user` may read the committed report now: its author, its patient once released,
 /// or a doctor holding a live grant whose key was wrapped.
+/// [`may_read`] once whether `user` holds a live wrapped grant is known.
+pub fn may_read_row(report: &ReportRow, user: Uuid, granted: bool) -> bool {
+    if report.status != "committed" {
+        return false;
+    }
+    if report.author_id == user {
+        return true;
+    }
+    if report.patient_id == user {
+        return report.released_at.is_some();
+    }
+    granted
+}
+
 pub async fn may_read(
     conn: &mut sqlx::AnyConnection,
     report: &ReportRow,
     user: Uuid,
 ) -> Result<bool, AppError> {
-    if report.status != "committed" {
-        return Ok(false);
-    }
-    if report.author_id == user {
-        return Ok(true);
-    }
-    if report.patient_id == user {
-        return Ok(report.released_at.is_some());
+    if report.status != "committed" || report.author_id == user || report.patient_id == user {
+        return Ok(may_read_row(report, user, false));
     }
     let live: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status = 'wrapped' \
