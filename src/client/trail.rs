@@ -152,6 +152,7 @@ fn about(
             ..
         } => (vec![reader_id], Some(report_id), None),
         Entry::OtpVerified { user_id, .. } => (vec![user_id], None, None),
+        Entry::AccountStatus { user_id, .. } => (vec![user_id], None, None),
     };
     let named = ids.contains(&me);
     let via =

@@ -16,8 +16,8 @@ use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
     App, BookingsPane, CalendarPane, DayRow, DoctorStep, DoctorsPane, LedgerView, LoginField,
-    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField,
-    RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
+    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RecoverForm,
+    RegisterField, RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
 mod bookings;
@@ -26,6 +26,7 @@ mod doctors;
 mod fields;
 mod login;
 mod mailbox;
+mod password;
 mod popup;
 mod vault;
 use crate::tui::action::Job;
@@ -153,6 +154,18 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         Action::LoggedIn(r) => {
             done(app);
             app.login.busy = false;
+            app.recover.busy = false;
+            if let Err(e) = &r
+                && app.screen == Screen::Recover
+            {
+                tracing::info!("recovery failed");
+                app.recover.message = Some(e.clone());
+                return;
+            }
+            let recovered = r.is_ok() && app.screen == Screen::Recover;
+            if recovered {
+                app.recover = Default::default();
+            }
             match r {
                 Ok(b) => {
                     let (client, logged) = *b;
@@ -171,6 +184,13 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     app.status.error = None;
                     app.status.info = None;
                     after_login(app, fx);
+                    if recovered {
+                        app.status.info = Some(
+                            "New password set; your keys are the same. Make a new recovery kit \
+                             (K) if anyone may have seen the code."
+                                .into(),
+                        );
+                    }
                     if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
                         app.pane = p;
                     }
@@ -182,6 +202,46 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
                     app.login.password.wipe();
                 }
             }
+        }
+        Action::PasswordChanged(r) => {
+            done(app);
+            match r {
+                Ok(()) => {
+                    tracing::info!("password changed");
+                    app.status.error = None;
+                    app.status.info = Some(
+                        "Password changed. Your keys are the same; other sessions were ended."
+                            .into(),
+                    );
+                }
+                Err(e) => app.status.error = Some(format!("The password was not changed: {e}")),
+            }
+        }
+        Action::KitMade(r) => {
+            done(app);
+            // The popup cannot be closed while the kit is made; should another popup have
+            // replaced it, a new code still wins: the old one no longer works.
+            let mut p = match app.popup.take() {
+                Some(Popup::RecoveryKit(p)) => p,
+                other if r.is_err() => {
+                    app.popup = other;
+                    if let Err(e) = r {
+                        app.status.error = Some(format!("No new recovery kit: {e}"));
+                    }
+                    return;
+                }
+                _ => Box::default(),
+            };
+            p.busy = false;
+            match r {
+                Ok(code) => {
+                    tracing::info!("recovery kit made");
+                    p.code = Some(code);
+                    p.message = None;
+                }
+                Err(e) => p.message = Some(format!("No new recovery kit: {e}")),
+            }
+            app.popup = Some(Popup::RecoveryKit(p));
         }
         Action::CodeMailed(r) => {
             done(app);
@@ -448,6 +508,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match app.screen {
         Screen::Login => login_key(app, k, fx),
         Screen::Register => register_key(app, k, fx),
+        Screen::Recover => recover_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
         Screen::Main => {
             if app.status.info.take().is_some() {
@@ -554,6 +615,8 @@ fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         Cmd::Go(p) => switch_pane(app, p, fx),
         Cmd::Logout => wipe(app, false, fx),
+        Cmd::Password => app.popup = Some(Popup::Password(Box::default())),
+        Cmd::RecoveryKit => app.popup = Some(Popup::RecoveryKit(Box::default())),
         Cmd::Messages => app.popup = Some(Popup::Messages(0)),
         Cmd::Back => {
             if app.status.error.take().is_some() {
