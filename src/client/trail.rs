@@ -174,7 +174,9 @@ fn about(
 /// indexes them for their own readers, so their absence from its answer is no gap.
 fn indexed_for(e: &Entry, me: &[u8; 16], own: &HashSet<[u8; 16]>) -> bool {
     match e {
-        Entry::UserRegistered { user_id, .. } | Entry::OtpVerified { user_id, .. } => user_id == me,
+        Entry::UserRegistered { user_id, .. }
+        | Entry::OtpVerified { user_id, .. }
+        | Entry::AccountStatus { user_id, .. } => user_id == me,
         Entry::ReportCommitted { report_id, .. } => own.contains(report_id),
         Entry::GrantApproved {
             report_id,
