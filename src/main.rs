@@ -78,6 +78,17 @@ enum ClientCommand {
     Logout,
     /// Show who this session belongs to.
     Whoami,
+    /// Change the password (the keys stay; other sessions end). Scripts: CLINVAULT_PASSWORD
+    /// (current) and CLINVAULT_NEW_PASSWORD.
+    Password,
+    /// Make a new recovery kit (a code shown once; the earlier one stops working).
+    RecoveryKit,
+    /// Set a new password with the recovery code. Scripts: CLINVAULT_RECOVERY_CODE and
+    /// CLINVAULT_NEW_PASSWORD.
+    Recover {
+        #[arg(long)]
+        email: String,
+    },
     /// Administrator and operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -256,6 +267,9 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::Login { email } => accounts::login(cfg, &email).await,
         ClientCommand::Logout => accounts::logout(cfg).await,
         ClientCommand::Whoami => accounts::whoami(cfg).await,
+        ClientCommand::Password => accounts::change_password(cfg).await,
+        ClientCommand::RecoveryKit => accounts::recovery_kit(cfg).await,
+        ClientCommand::Recover { email } => accounts::recover(cfg, &email).await,
         ClientCommand::Admin(cmd) => admin::run(cfg, cmd).await,
         ClientCommand::Doctors { q, specialty, page } => {
             booking::doctors(cfg, &q, &specialty, page).await

@@ -646,3 +646,63 @@ async fn heads_never_go_back_in_time(db: Db) {
     assert!(h.time_ms > ahead, "{} <= {ahead}", h.time_ms);
 }
 both_backends!(head_time, heads_never_go_back_in_time);
+
+/// Point 2, no false alarms: after a release, a grant to a second doctor and reads by both
+/// readers, the author's, the patient's and the granted doctor's replayed trails hold the
+/// report's entries, and none of them calls an entry the server rightly indexes for others
+/// only (the release for the author, the patient's key fetch for the granted doctor) a gap.
+async fn trails_of_author_patient_and_reader_have_no_false_gaps(db: Db) {
+    use clinvault::client::reports::{check_grant_for_wrap, confirm_wrap, verify};
+    use clinvault::client::trail::complete_trail;
+    let c = clinic_with(db, |cfg| cfg.server.otp_per_minute = 100).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = common::clinic::upload_file(
+        &c,
+        &common::clinic::write_file(work.path(), "f", b"no false gaps"),
+        "F",
+    )
+    .await;
+    common::clinic::release(&c).await;
+    let g = c.doc2.c.grant_request(out.report_id).await.unwrap();
+    let code = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    let req = c.doc2.c.otp_pending().await.unwrap()[0].request_id;
+    c.doc2.c.otp_verify(req, &code).await.unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let check = check_grant_for_wrap(&c.doc.c, &l, g.id).await.unwrap();
+    confirm_wrap(&c.doc.c, &c.doc.me, &l, &check).await.unwrap();
+    let l2 = c.doc2.ledger().await.unwrap();
+    verify(&c.doc2.c, &c.doc2.me, &l2, out.report_id, 2)
+        .await
+        .unwrap();
+    let lp = c.pat.ledger().await.unwrap();
+    verify(&c.pat.c, &c.pat.me, &lp, out.report_id, 2)
+        .await
+        .unwrap();
+    let release_index: i64 = sqlx::query_scalar(
+        "SELECT MIN(idx) FROM ledger_entries WHERE kind = 6 AND idx > (SELECT MAX(idx) FROM ledger_entries WHERE kind = 2)",
+    )
+    .fetch_one(c.ts.handle.db())
+    .await
+    .unwrap();
+    for who in [&c.doc, &c.pat, &c.doc2] {
+        let l = who.ledger().await.unwrap();
+        let t = complete_trail(&l, who.state.path(), who.id).await.unwrap();
+        assert!(
+            t.omitted_by_server.is_empty(),
+            "{}: false gaps {:?}",
+            who.email,
+            t.omitted_by_server
+        );
+        assert!(
+            t.entries
+                .iter()
+                .any(|(i, e)| *i == release_index as u64 && e.kind() == 6),
+            "{}: the release is in the trail",
+            who.email
+        );
+    }
+}
+both_backends!(
+    trail_no_false_gaps,
+    trails_of_author_patient_and_reader_have_no_false_gaps
+);

@@ -203,12 +203,35 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("POST", "/v1/auth/logout") => (path.into(), Some(json!({}))),
         ("GET", "/v1/auth/me") => (path.into(), None),
         ("GET", "/v1/auth/keys") => (path.into(), None),
-        ("POST", "/v1/auth/rekey") => (
+        ("POST", "/v1/auth/rekey" | "/v1/auth/password") => (
             path.into(),
             Some(json!({
                 "old_auth_key": "00".repeat(32),
                 "salt": "00".repeat(16),
                 "kdf": {"m_kib": 1, "t": 1, "p": 1},
+                "auth_key": "00".repeat(32),
+                "bundle": "00",
+            })),
+        ),
+        ("POST", "/v1/auth/recovery-kit") => (
+            path.into(),
+            Some(json!({
+                "auth_key": "00".repeat(32),
+                "recovery_auth": "00".repeat(32),
+                "recovery_bundle": "00",
+            })),
+        ),
+        ("POST", "/v1/auth/recover/open") => (
+            path.into(),
+            Some(json!({"email": "x@clinic.test", "recovery_auth": "00".repeat(32)})),
+        ),
+        ("POST", "/v1/auth/recover/reset") => (
+            path.into(),
+            Some(json!({
+                "email": "x@clinic.test",
+                "recovery_auth": "00".repeat(32),
+                "salt": "00".repeat(16),
+                "kdf": common::TEST_KDF,
                 "auth_key": "00".repeat(32),
                 "bundle": "00",
             })),
@@ -222,6 +245,10 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("GET", "/v1/admin/users") => (path.into(), None),
         ("POST", "/v1/admin/users/{id}/deactivate") => (
             format!("/v1/admin/users/{}/deactivate", w.victim),
+            Some(json!({})),
+        ),
+        ("POST", "/v1/admin/users/{id}/reactivate") => (
+            format!("/v1/admin/users/{}/reactivate", w.victim),
             Some(json!({})),
         ),
         ("GET", "/v1/doctors") => ("/v1/doctors?q=dan&specialty=card".into(), None),
@@ -342,6 +369,7 @@ const SHARED_OBJECTS: &[(&str, &str)] = &[
     ("GET", "/v1/doctors/{id}"),
     ("GET", "/v1/doctors/{id}/slots"),
     ("POST", "/v1/admin/users/{id}/deactivate"),
+    ("POST", "/v1/admin/users/{id}/reactivate"),
     ("GET", "/v1/users/{id}/keys"),
 ];
 
@@ -528,9 +556,14 @@ fn policies_follow_design_section_4() {
         ("GET", "/v1/auth/me", Some(ALL)),
         ("GET", "/v1/auth/keys", Some(ALL)),
         ("POST", "/v1/auth/rekey", Some(ALL)),
+        ("POST", "/v1/auth/password", Some(ALL)),
+        ("POST", "/v1/auth/recovery-kit", Some(ALL)),
+        ("POST", "/v1/auth/recover/open", None),
+        ("POST", "/v1/auth/recover/reset", None),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),
+        ("POST", "/v1/admin/users/{id}/reactivate", Some(&[Admin])),
         (
             "GET",
             "/v1/doctors",

@@ -1078,3 +1078,195 @@ fn progress_line_says_stalled_then_recovers() {
         "{line}"
     );
 }
+
+#[test]
+fn issue15_password_change_popup() {
+    snap("password_change", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('P'));
+        for ch in "old secret words".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a brand new long passphrase".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a brand new long passphrasX".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("The two new passwords differ."));
+        assert!(!text.contains("passphrase") && !text.contains("secret words"));
+        assert!(matches!(a.popup, Some(Popup::Password(_))), "still open");
+        a
+    });
+}
+
+/// Matching new passwords send the change once; the popup closes and its fields go with it.
+#[test]
+fn issue15_password_change_sends_once() {
+    let mut a = app(false, Some(Role::Patient));
+    key(&mut a, KeyCode::Char('P'));
+    let mut fx = Vec::new();
+    for (text, last) in [
+        ("old secret words", false),
+        ("a brand new long passphrase", false),
+        ("a brand new long passphrase", true),
+    ] {
+        for ch in text.chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert_eq!(fx.is_empty(), !last);
+    }
+    assert!(matches!(
+        fx.as_slice(),
+        [clinvault::tui::action::Effect::ChangePassword { current, new, .. }]
+            if current.as_str() == "old secret words" && new.as_str() == "a brand new long passphrase"
+    ));
+    assert!(a.popup.is_none());
+    let _ = update(
+        &mut a,
+        Action::PasswordChanged(Err("wrong email or password".into())),
+    );
+    assert!(
+        a.status
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not changed"))
+    );
+}
+
+#[test]
+fn issue15_recovery_kit_popup() {
+    snap("recovery_kit_password", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('K'));
+        for ch in "my password".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        a
+    });
+    snap("recovery_kit_code", |c| {
+        let mut a = app(c, Some(Role::Patient));
+        with_bookings(&mut a);
+        key(&mut a, KeyCode::Char('K'));
+        for ch in "my password".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        let fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert!(matches!(
+            fx.as_slice(),
+            [clinvault::tui::action::Effect::MakeKit { password, .. }] if password.as_str() == "my password"
+        ));
+        // While it is made, Esc does not close it: the new code must be seen.
+        key(&mut a, KeyCode::Esc);
+        assert!(matches!(a.popup, Some(Popup::RecoveryKit(_))));
+        let _ = update(
+            &mut a,
+            Action::KitMade(Ok(zeroize::Zeroizing::new(
+                "ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ23-4567-ABCD".to_string(),
+            ))),
+        );
+        a
+    });
+    // Shown, then closed: the code is gone from the state.
+    let mut a = app(false, Some(Role::Patient));
+    let _ = update(
+        &mut a,
+        Action::KitMade(Ok(zeroize::Zeroizing::new("WXYZ-CODE".to_string()))),
+    );
+    assert!(
+        draw(&a, 80, 24).contains("WXYZ-CODE"),
+        "shown even if closed"
+    );
+    key(&mut a, KeyCode::Enter);
+    assert!(a.popup.is_none());
+}
+
+#[test]
+fn issue15_recover_screen() {
+    snap("recover", |c| {
+        let mut a = app(c, None);
+        a.login.email.insert_str("pat.jones@patients.demo");
+        // Email → password → register → forgot: Enter opens the recovery screen.
+        for _ in 0..3 {
+            key(&mut a, KeyCode::Tab);
+        }
+        key(&mut a, KeyCode::Enter);
+        assert_eq!(a.screen, Screen::Recover);
+        key(&mut a, KeyCode::Tab);
+        for ch in "ABCD-EFGH".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a new long passphrase".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        for ch in "a new long passphrasx".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        key(&mut a, KeyCode::Enter);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("The two new passwords differ."));
+        assert!(
+            !text.contains("ABCD") && !text.contains("passphrase"),
+            "all masked"
+        );
+        a
+    });
+}
+
+/// Matching passwords send the recovery once; Esc before that forgets code and passwords.
+#[test]
+fn issue15_recover_sends_once() {
+    let mut a = app(false, None);
+    a.client_template =
+        Some(ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default()).expect("client"));
+    a.screen = Screen::Recover;
+    let mut fx = Vec::new();
+    for text in [
+        "pat@example.org",
+        "ABCD-EFGH",
+        "a new long passphrase",
+        "a new long passphrase",
+    ] {
+        for ch in text.chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        fx = update(
+            &mut a,
+            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+    }
+    assert!(matches!(
+        fx.as_slice(),
+        [clinvault::tui::action::Effect::Recover { email, code, new, .. }]
+            if email == "pat@example.org" && code.as_str() == "ABCD-EFGH"
+                && new.as_str() == "a new long passphrase"
+    ));
+    assert!(a.recover.busy && a.recover.code.is_empty() && a.recover.new.is_empty());
+    // A refused code comes back as a message on this screen, not on the login.
+    let _ = update(
+        &mut a,
+        Action::LoggedIn(Err("wrong email or recovery code".into())),
+    );
+    assert_eq!(a.screen, Screen::Recover);
+    assert_eq!(
+        a.recover.message.as_deref(),
+        Some("wrong email or recovery code")
+    );
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Login);
+}

@@ -260,6 +260,70 @@ pub struct SessionKeys {
     pub bundle: Vec<u8>,
     pub idle_timeout_secs: u64,
     pub expires_at: DateTime<Utc>,
+    /// The server's current KDF parameters when the account's are older: a password change
+    /// derives the new keys under these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf_upgrade: Option<KdfParams>,
+}
+
+/// `POST /v1/auth/password`: a new password for the same keys. The bundle is sealed again
+/// under the new password's `wrap_key`; `old_auth_key` proves the old password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasswordChangeRequest {
+    pub old_auth_key: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub auth_key: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+}
+
+/// `POST /v1/auth/recovery-kit`: a new recovery kit (issue 15), proven by the current
+/// password's `auth_key`. `recovery_auth` and the sealed copy come from the recovery code,
+/// which never leaves the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryKitRequest {
+    pub auth_key: SecretBytes,
+    pub recovery_auth: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub recovery_bundle: Vec<u8>,
+}
+
+/// `POST /v1/auth/recover/open`: the recovery code's proof for an address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverOpenRequest {
+    pub email: String,
+    pub recovery_auth: SecretBytes,
+}
+
+/// The second copy of the key bundle, and what a new password is derived under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverOpenResponse {
+    pub user_id: Uuid,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub recovery_bundle: Vec<u8>,
+    pub kdf: KdfParams,
+}
+
+/// `POST /v1/auth/recover/reset`: a new password for the same keys, proven by the code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverResetRequest {
+    pub email: String,
+    pub recovery_auth: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub auth_key: SecretBytes,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+}
+
+/// `POST /v1/admin/users/{id}/reactivate` answers with the ledger entry it appended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChanged {
+    pub ledger_index: u64,
 }
 
 /// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.

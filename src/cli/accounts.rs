@@ -1,12 +1,13 @@
-//! Registration, login, logout and `whoami`.
+//! Registration, login, logout, `whoami`, `password`, and the recovery kit.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use clap::Args;
 use uuid::Uuid;
 
 use clinvault::client::session;
 use clinvault::config::Config;
+use zeroize::Zeroizing;
 
 use super::{client, password, read_line, server_url, signed_in};
 
@@ -53,7 +54,7 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
             r.role,
             info.email
         );
-        return Ok(());
+        return kit_after_registration(cfg, &info.email, &pw).await;
     }
     let email = a.email.ok_or_else(|| anyhow!("--email is required"))?;
     let name = a.name.ok_or_else(|| anyhow!("--name is required"))?;
@@ -64,7 +65,7 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
             "registered administrator {}; now `clinvault login --email {email}`",
             r.user_id
         );
-        return Ok(());
+        return kit_after_registration(cfg, &email, &pw).await;
     }
     // A patient: a mailed code proves the address.
     let (verification, code) = match (a.verification, a.code) {
@@ -101,7 +102,7 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
         "registered {}; now `clinvault login --email {email}`",
         r.user_id
     );
-    Ok(())
+    kit_after_registration(cfg, &email, &pw).await
 }
 
 pub async fn login(cfg: &Config, email: &str) -> Result<()> {
@@ -152,6 +153,107 @@ pub async fn whoami(cfg: &Config) -> Result<()> {
         super::shown(&me.email),
         me.role,
         me.id
+    );
+    Ok(())
+}
+
+/// The new password: `CLINVAULT_NEW_PASSWORD`, or asked twice without echo.
+fn new_password() -> Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("CLINVAULT_NEW_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    let p = Zeroizing::new(
+        rpassword::prompt_password("New password (15+ characters): ")
+            .context("reading the password")?,
+    );
+    let again =
+        Zeroizing::new(rpassword::prompt_password("Repeat it: ").context("reading the password")?);
+    if *again != *p {
+        bail!("the two passwords differ");
+    }
+    Ok(p)
+}
+
+/// `clinvault password`: the same keys under a new password. The keys the old password opens
+/// are checked against the ledger before anything is sealed again.
+pub async fn change_password(cfg: &Config) -> Result<()> {
+    let (c, saved) = signed_in(cfg)?;
+    let old = password(&format!("Current password for {}: ", saved.email), false)?;
+    let logged = c.unlock_session(&old).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    let new = new_password()?;
+    if *new == *old {
+        bail!("the new password is the old one");
+    }
+    let changed = c.change_password(&old, &new).await?;
+    out!(
+        "password changed; keys {} unchanged; every other session of this account was ended",
+        clinvault::seal::fingerprint(&changed.secrets.public())
+    );
+    Ok(())
+}
+
+const KIT_INSTRUCTION: &str = "Print this recovery code or write it down, and keep it somewhere safe \
+    (not on this computer). With it you can set a new password if you forget yours; without \
+    both, your reports cannot be opened again. It is shown only this once.";
+
+fn show_kit(code: &clinvault::client::recovery::RecoveryCode) {
+    out!("\nRecovery code:\n\n    {}\n", &*code.display());
+    out!("{KIT_INSTRUCTION}");
+}
+
+/// Right after registration: logs in once (no session is kept) to store a recovery kit.
+async fn kit_after_registration(cfg: &Config, email: &str, pw: &str) -> Result<()> {
+    let mut c = client(cfg)?;
+    let logged = c.login(email, pw).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    let made = c.make_recovery_kit(pw).await;
+    let _ = c.logout().await;
+    show_kit(&made?);
+    Ok(())
+}
+
+/// `clinvault recovery-kit`: a new code (the earlier one stops working).
+pub async fn recovery_kit(cfg: &Config) -> Result<()> {
+    let (c, saved) = signed_in(cfg)?;
+    let pw = password(&format!("Password for {}: ", saved.email), false)?;
+    let logged = c.unlock_session(&pw).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    let code = c.make_recovery_kit(&pw).await?;
+    show_kit(&code);
+    out!("Any earlier recovery code no longer works.");
+    Ok(())
+}
+
+/// `clinvault recover --email`: lost password, recovery code at hand.
+pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
+    let url = server_url(cfg)?;
+    let typed = match std::env::var("CLINVAULT_RECOVERY_CODE") {
+        Ok(c) => Zeroizing::new(c),
+        Err(_) => Zeroizing::new(
+            rpassword::prompt_password("Recovery code: ").context("reading the code")?,
+        ),
+    };
+    let code = clinvault::client::recovery::RecoveryCode::parse(&typed)?;
+    let new = new_password()?;
+    let mut c = client(cfg)?;
+    let logged = c.recover(email, &code, &new).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    session::save(
+        &cfg.client.state_path(),
+        &session::SavedSession {
+            server: url,
+            token: logged.login.token.clone(),
+            email: logged.login.user.email.clone(),
+            user_id: logged.login.user.id,
+            role: logged.login.user.role,
+        },
+    )?;
+    out!(
+        "new password set and logged in; keys {} unchanged; every earlier session was ended. \
+         The recovery code still works: if anyone may have seen it, make a new one with \
+         `clinvault recovery-kit`.",
+        clinvault::seal::fingerprint(&logged.secrets.public())
     );
     Ok(())
 }

@@ -36,6 +36,8 @@ pub enum AdminCommand {
     },
     /// Deactivate an account (its sessions end at once).
     Deactivate { user: Uuid },
+    /// Let a deactivated account log in again with its existing keys (recorded in the ledger).
+    Reactivate { user: Uuid },
     /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
     /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
     Backup {
@@ -117,6 +119,15 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             let (c, _) = signed_in(cfg)?;
             c.deactivate(user).await?;
             out!("deactivated {user}");
+            Ok(())
+        }
+        AdminCommand::Reactivate { user } => {
+            let (c, _) = signed_in(cfg)?;
+            let r = c.reactivate(user).await?;
+            out!(
+                "reactivated {user} (ledger entry #{}); its keys are unchanged",
+                r.ledger_index
+            );
             Ok(())
         }
     }

@@ -397,6 +397,20 @@ pub async fn access(cfg: &Config) -> Result<()> {
             Entry::OtpVerified { request_id, .. } => {
                 format!("code checked for request {}", Uuid::from_bytes(*request_id))
             }
+            Entry::AccountStatus {
+                user_id,
+                state,
+                admin_id,
+                ..
+            } => format!(
+                "account {} {} by {}",
+                who(user_id),
+                match state {
+                    clinvault::ledger::AccountState::Deactivated => "deactivated",
+                    clinvault::ledger::AccountState::Reactivated => "reactivated",
+                },
+                who(admin_id)
+            ),
         };
         out!("#{i:<6} {when}  {what}");
     }

@@ -1,12 +1,14 @@
 //! The HTTP API client (DESIGN.md §8) and the account flows that need keys: registration and
 //! login derive keys here, so the password never leaves this process. Never imports `server/`.
 
+pub mod account;
 pub mod audit;
 pub mod download;
 pub mod grants;
 pub mod ledger;
 pub mod output;
 pub mod read;
+pub mod recovery;
 pub mod reports;
 pub mod session;
 pub mod trail;

@@ -96,6 +96,10 @@ struct TrailState {
     /// Reports and grants found to be about this user (their later entries are too).
     reports: Vec<Uuid>,
     grants: Vec<Uuid>,
+    /// Reports this user is the patient or the author of (a commit-time wrap names them),
+    /// whose every entry the server must index for them.
+    #[serde(default)]
+    own_reports: Vec<Uuid>,
     /// The entries about this user so far, by index (hex bytes).
     entries: BTreeMap<u64, String>,
 }
@@ -148,6 +152,7 @@ fn about(
             ..
         } => (vec![reader_id], Some(report_id), None),
         Entry::OtpVerified { user_id, .. } => (vec![user_id], None, None),
+        Entry::AccountStatus { user_id, .. } => (vec![user_id], None, None),
     };
     let named = ids.contains(&me);
     let via =
@@ -160,6 +165,42 @@ fn about(
         grants.extend(grant.copied());
     }
     named || via
+}
+
+/// Whether the server's subject index must list `e`, already known to be about `me`, for
+/// `me` (docs/protocol.md §6.3): entries naming `me`, and entries about a report `me` is the
+/// patient or author of (`own`), except its release (kind 6, what = 1: the patient only).
+/// Other entries about reports `me` reads by grant are in the replayed trail, but the server
+/// indexes them for their own readers, so their absence from its answer is no gap.
+fn indexed_for(e: &Entry, me: &[u8; 16], own: &HashSet<[u8; 16]>) -> bool {
+    match e {
+        Entry::UserRegistered { user_id, .. }
+        | Entry::OtpVerified { user_id, .. }
+        | Entry::AccountStatus { user_id, .. } => user_id == me,
+        Entry::ReportCommitted { report_id, .. } => own.contains(report_id),
+        Entry::GrantApproved {
+            report_id,
+            reader_id,
+            ..
+        } => reader_id == me || own.contains(report_id),
+        Entry::KeyWrapped {
+            report_id,
+            reader_id,
+            wrapper_id,
+            ..
+        } => reader_id == me || wrapper_id == me || own.contains(report_id),
+        Entry::ReportAccess {
+            report_id,
+            reader_id,
+            what,
+            ..
+        } => {
+            reader_id == me
+                || (own.contains(report_id) && *what != crate::ledger::AccessWhat::ReleasedByOtp)
+        }
+        // Names only a grant; its report is not in the entry.
+        Entry::GrantRevoked { .. } => false,
+    }
 }
 
 /// Replays the ledger from the saved point to the verified head and returns every entry
@@ -232,10 +273,26 @@ pub async fn complete_trail(
     for (_, e) in &decoded {
         about(e, &me_b, &mut reports, &mut grants);
     }
+    let mut own: HashSet<[u8; 16]> = st.own_reports.iter().map(|u| *u.as_bytes()).collect();
+    for (_, e) in &decoded {
+        if let Entry::KeyWrapped {
+            grant_id,
+            report_id,
+            reader_id,
+            ..
+        } = e
+            && *grant_id == *crate::api::COMMIT_GRANT_ID.as_bytes()
+            && reader_id == &me_b
+        {
+            own.insert(*report_id);
+        }
+    }
     let mut new_mine = Vec::new();
     for ((i, e), r) in decoded.iter().zip(&raw) {
         if about(e, &me_b, &mut reports, &mut grants) {
-            new_mine.push(*i);
+            if indexed_for(e, &me_b, &own) {
+                new_mine.push(*i);
+            }
             st.entries.insert(*i, hex::encode(&r.entry));
         }
     }
@@ -245,6 +302,7 @@ pub async fn complete_trail(
         .await?
         .into_iter()
         .collect();
+    // Only entries the server must index for this user (docs/protocol.md §6.3) can be missing.
     let omitted_by_server = new_mine
         .iter()
         .copied()
@@ -256,6 +314,8 @@ pub async fn complete_trail(
     st.reports.sort();
     st.grants = grants.iter().map(|b| Uuid::from_bytes(*b)).collect();
     st.grants.sort();
+    st.own_reports = own.iter().map(|b| Uuid::from_bytes(*b)).collect();
+    st.own_reports.sort();
     let bytes = serde_json::to_vec_pretty(&st).map_err(|e| ClientError::Ledger(e.to_string()))?;
     crate::fsutil::write_private_atomic(&path, &bytes)?;
     let mut entries = Vec::with_capacity(st.entries.len());

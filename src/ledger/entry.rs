@@ -39,6 +39,16 @@ pub enum AccessWhat {
     KeyServed = 2,
 }
 
+/// What an account-status entry records (issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AccountState {
+    /// An administrator deactivated the account: it cannot log in.
+    Deactivated = 1,
+    /// An administrator reactivated it: it logs in again with the keys it had.
+    Reactivated = 2,
+}
+
 macro_rules! u8_codes {
     ($ty:ident, $field:literal, $($variant:ident),+) => {
         impl TryFrom<u8> for $ty {
@@ -55,6 +65,7 @@ macro_rules! u8_codes {
 u8_codes!(Role, "role", Patient, Doctor, Reception, Admin, Auditor);
 u8_codes!(GrantHow, "grant approval", Otp, SignedByPatient);
 u8_codes!(AccessWhat, "access", ReleasedByOtp, KeyServed);
+u8_codes!(AccountState, "account state", Deactivated, Reactivated);
 
 /// One ledger entry. Random ids and hashes only: no names, emails, titles or appointments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +120,14 @@ pub enum Entry {
         request_id: Id,
         user_id: Id,
     },
+    /// Kind 9 (issue 15): `admin_id` deactivated or reactivated `user_id`'s account. The
+    /// account's keys are untouched: its kind-1 entry stays the one that counts.
+    AccountStatus {
+        time_ms: i64,
+        user_id: Id,
+        state: AccountState,
+        admin_id: Id,
+    },
 }
 
 /// Body length of each kind, or `None` for an unknown kind.
@@ -122,6 +141,7 @@ fn body_len(kind: u8) -> Option<usize> {
         6 => 16 * 2 + 1,
         7 => 16 * 2,
         8 => 16 * 3 + 1 + 8,
+        9 => 16 + 1 + 16,
         _ => return None,
     })
 }
@@ -142,6 +162,7 @@ impl Entry {
             Entry::GrantRevoked { .. } => 5,
             Entry::ReportAccess { .. } => 6,
             Entry::OtpVerified { .. } => 7,
+            Entry::AccountStatus { .. } => 9,
         }
     }
 
@@ -153,7 +174,8 @@ impl Entry {
             | Entry::KeyWrapped { time_ms, .. }
             | Entry::GrantRevoked { time_ms, .. }
             | Entry::ReportAccess { time_ms, .. }
-            | Entry::OtpVerified { time_ms, .. } => *time_ms,
+            | Entry::OtpVerified { time_ms, .. }
+            | Entry::AccountStatus { time_ms, .. } => *time_ms,
         }
     }
 
@@ -240,6 +262,16 @@ impl Entry {
                 out.extend_from_slice(request_id);
                 out.extend_from_slice(user_id);
             }
+            Entry::AccountStatus {
+                user_id,
+                state,
+                admin_id,
+                ..
+            } => {
+                out.extend_from_slice(user_id);
+                out.push(*state as u8);
+                out.extend_from_slice(admin_id);
+            }
         }
         out
     }
@@ -316,6 +348,12 @@ impl Entry {
                 time_ms,
                 request_id: r.take()?,
                 user_id: r.take()?,
+            },
+            9 => Entry::AccountStatus {
+                time_ms,
+                user_id: r.take()?,
+                state: AccountState::try_from(r.byte()?)?,
+                admin_id: r.take()?,
             },
             _ => return Err(LedgerError::UnknownKind(kind)),
         };
@@ -416,6 +454,12 @@ mod tests {
                 how: GrantHow::Otp,
                 expires_ms: Some(i64::MIN),
             },
+            Entry::AccountStatus {
+                time_ms: 6,
+                user_id: [20; 16],
+                state: AccountState::Reactivated,
+                admin_id: [21; 16],
+            },
         ]
     }
 
@@ -457,7 +501,7 @@ mod tests {
     #[test]
     fn unknown_kinds_and_codes_are_refused() {
         let mut b = all_kinds()[4].to_bytes();
-        for kind in [0u8, 9, 255] {
+        for kind in [0u8, 10, 255] {
             b[ENTRY_PREFIX.len()] = kind;
             assert_eq!(Entry::from_bytes(&b), Err(LedgerError::UnknownKind(kind)));
         }
@@ -491,6 +535,17 @@ mod tests {
                 code: 0
             })
         ));
+        let mut status = all_kinds()[8].to_bytes();
+        for code in [0u8, 3, 255] {
+            status[HEADER_LEN + 16] = code;
+            assert_eq!(
+                Entry::from_bytes(&status),
+                Err(LedgerError::UnknownCode {
+                    field: "account state",
+                    code
+                })
+            );
+        }
         let mut prefix = all_kinds()[6].to_bytes();
         prefix[0] = b'C';
         assert_eq!(Entry::from_bytes(&prefix), Err(LedgerError::EntryPrefix));

@@ -41,6 +41,10 @@ pub enum Action {
     ServerFailed(String),
     Seed(SeedProgress),
     LoggedIn(UiResult<Box<(ApiClient, LoggedIn)>>),
+    /// A password change finished (issue 15).
+    PasswordChanged(UiResult<()>),
+    /// A new recovery kit was stored: its code, to show once.
+    KitMade(UiResult<Zeroizing<String>>),
     CodeMailed(UiResult<VerifyEmailResponse>),
     Registered(UiResult<String>),
     /// The debounce of search edit `id` ran out.
@@ -267,6 +271,22 @@ pub enum Effect {
     },
     Logout {
         client: ApiClient,
+    },
+    Recover {
+        client: ApiClient,
+        email: String,
+        code: Zeroizing<String>,
+        new: Zeroizing<String>,
+        settings: ReportSettings,
+    },
+    MakeKit {
+        client: ApiClient,
+        password: Zeroizing<String>,
+    },
+    ChangePassword {
+        client: ApiClient,
+        current: Zeroizing<String>,
+        new: Zeroizing<String>,
     },
     SearchDoctors {
         client: ApiClient,

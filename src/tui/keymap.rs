@@ -33,6 +33,8 @@ pub enum Cmd {
     CheckIn,
     Complete,
     Logout,
+    Password,
+    RecoveryKit,
     Upload,
     Download,
     Verify,
@@ -359,6 +361,20 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "log out",
         panes: None,
         defaults: &["L"],
+    },
+    CmdInfo {
+        cmd: Cmd::Password,
+        name: "password",
+        desc: "change your password (keys stay; other sessions end)",
+        panes: None,
+        defaults: &["P"],
+    },
+    CmdInfo {
+        cmd: Cmd::RecoveryKit,
+        name: "recovery_kit",
+        desc: "new recovery kit: a code to set a new password if you forget yours",
+        panes: None,
+        defaults: &["K"],
     },
 ];
 

@@ -122,6 +122,8 @@ pub struct SeedProgress {
 pub enum Screen {
     Login,
     Register,
+    /// A lost password: the recovery code sets a new one (issue 15).
+    Recover,
     /// The outbox before logging in (demo mode), to read a registration code.
     Mailbox,
     Main,
@@ -132,6 +134,41 @@ pub enum LoginField {
     Email,
     Password,
     Register,
+    Recover,
+}
+
+/// Which field of the recovery screen has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoverField {
+    Email,
+    Code,
+    New,
+    Again,
+}
+
+/// The recovery screen: the code and the new password are `SecretField`s (wiped on send).
+pub struct RecoverForm {
+    pub email: TextArea<'static>,
+    pub code: crate::tui::secret::SecretField,
+    pub new: crate::tui::secret::SecretField,
+    pub again: crate::tui::secret::SecretField,
+    pub focus: RecoverField,
+    pub busy: bool,
+    pub message: Option<String>,
+}
+
+impl Default for RecoverForm {
+    fn default() -> Self {
+        RecoverForm {
+            email: text_field("email"),
+            code: crate::tui::secret::SecretField::new("recovery code, XXXX-XXXX-…"),
+            new: crate::tui::secret::SecretField::new("new password, 15+ characters"),
+            again: crate::tui::secret::SecretField::new("the new password again"),
+            focus: RecoverField::Email,
+            busy: false,
+            message: None,
+        }
+    }
 }
 
 pub fn text_field(placeholder: &str) -> TextArea<'static> {
@@ -455,6 +492,72 @@ pub enum Popup {
     ConfirmQuit,
     /// A report read into memory (dropping it wipes the text).
     Viewer(Box<crate::tui::viewer::Viewer>),
+    /// A new password for the same keys (issue 15).
+    Password(Box<PasswordChange>),
+    /// A new recovery kit: the password, then the code shown once (issue 15).
+    RecoveryKit(Box<KitPopup>),
+}
+
+/// The recovery-kit popup. The code is held only while shown; closing drops (wipes) it.
+pub struct KitPopup {
+    pub password: crate::tui::secret::SecretField,
+    pub code: Option<zeroize::Zeroizing<String>>,
+    pub busy: bool,
+    pub message: Option<String>,
+}
+
+impl Default for KitPopup {
+    fn default() -> Self {
+        KitPopup {
+            password: crate::tui::secret::SecretField::new("your password"),
+            code: None,
+            busy: false,
+            message: None,
+        }
+    }
+}
+
+/// Which field of the password change has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordField {
+    Current,
+    New,
+    Again,
+}
+
+/// The password-change popup: three masked fields, wiped when it closes or is sent.
+pub struct PasswordChange {
+    pub current: crate::tui::secret::SecretField,
+    pub new: crate::tui::secret::SecretField,
+    pub again: crate::tui::secret::SecretField,
+    pub focus: PasswordField,
+    pub message: Option<String>,
+}
+
+impl PasswordChange {
+    pub fn new() -> PasswordChange {
+        PasswordChange {
+            current: crate::tui::secret::SecretField::new("current password"),
+            new: crate::tui::secret::SecretField::new("new password, 15+ characters"),
+            again: crate::tui::secret::SecretField::new("the new password again"),
+            focus: PasswordField::Current,
+            message: None,
+        }
+    }
+
+    pub fn focused(&mut self) -> &mut crate::tui::secret::SecretField {
+        match self.focus {
+            PasswordField::Current => &mut self.current,
+            PasswordField::New => &mut self.new,
+            PasswordField::Again => &mut self.again,
+        }
+    }
+}
+
+impl Default for PasswordChange {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Popup {
@@ -866,6 +969,7 @@ pub struct App {
     pub back_screen: Screen,
     pub login: LoginForm,
     pub register: RegisterForm,
+    pub recover: RecoverForm,
     pub session: Option<Session>,
     pub pane: Pane,
     pub doctors: DoctorsPane,
@@ -913,6 +1017,7 @@ impl App {
             back_screen: Screen::Login,
             login: LoginForm::default(),
             register: RegisterForm::default(),
+            recover: RecoverForm::default(),
             session: None,
             pane: Pane::Doctors,
             doctors: DoctorsPane::default(),
@@ -1023,7 +1128,7 @@ impl App {
 
     pub fn text_focus(&self) -> bool {
         match self.screen {
-            Screen::Login | Screen::Register => true,
+            Screen::Login | Screen::Register | Screen::Recover => true,
             Screen::Mailbox => false,
             Screen::Main => {
                 matches!(
@@ -1032,10 +1137,12 @@ impl App {
                         | Some(Popup::PickDoctor(_))
                         | Some(Popup::Palette(_))
                         | Some(Popup::Path(_))
-                ) || (self.popup.is_none()
-                    && ((self.pane == Pane::Doctors && self.doctors.editing)
-                        || self.list_filter().is_some_and(|f| f.focused)
-                        || (self.pane == Pane::Otp && self.otp.editing)))
+                        | Some(Popup::Password(_))
+                ) || matches!(&self.popup, Some(Popup::RecoveryKit(k)) if k.code.is_none())
+                    || (self.popup.is_none()
+                        && ((self.pane == Pane::Doctors && self.doctors.editing)
+                            || self.list_filter().is_some_and(|f| f.focused)
+                            || (self.pane == Pane::Otp && self.otp.editing)))
             }
         }
     }

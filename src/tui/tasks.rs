@@ -130,6 +130,53 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             let _ = client.logout().await;
             return Ok(None);
         }
+        Effect::Recover {
+            mut client,
+            email,
+            code,
+            new,
+            settings,
+        } => {
+            let parsed = crate::client::recovery::RecoveryCode::parse(&code);
+            drop(code);
+            let r = match parsed {
+                Ok(code) => client.recover(&email, &code, &new).await.map_err(ui),
+                Err(e) => Err(e.to_string()),
+            };
+            drop(new);
+            // As at login: the ledger's key for this account must be the one just unsealed.
+            let r = match r {
+                Ok(logged) => crate::client::ledger::monitor_self_with(
+                    &client,
+                    &settings.state_dir,
+                    settings.ledger_key.as_ref(),
+                    settings.max_head_age_secs,
+                    &settings.witnesses,
+                    &logged,
+                )
+                .await
+                .map(|_| logged)
+                .map_err(ui),
+                Err(e) => Err(e),
+            };
+            Action::LoggedIn(r.map(|l| Box::new((client, l))))
+        }
+        Effect::MakeKit { client, password } => {
+            let r = client.make_recovery_kit(&password).await;
+            drop(password);
+            end_or(&r)?;
+            Action::KitMade(r.map(|c| c.display()).map_err(|e| e.to_string()))
+        }
+        Effect::ChangePassword {
+            client,
+            current,
+            new,
+        } => {
+            let r = client.change_password(&current, &new).await;
+            drop((current, new));
+            end_or(&r)?;
+            Action::PasswordChanged(r.map(|_| ()).map_err(|e| e.to_string()))
+        }
         Effect::SearchDoctors {
             client,
             id,
@@ -705,6 +752,16 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             ),
         },
         Entry::OtpVerified { user_id, .. } => format!("code entered by {}", short(user_id, me)),
+        Entry::AccountStatus { user_id, state, .. } => {
+            format!("account {} {}", short(user_id, me), account_state(*state))
+        }
+    }
+}
+
+fn account_state(s: crate::ledger::AccountState) -> &'static str {
+    match s {
+        crate::ledger::AccountState::Deactivated => "deactivated",
+        crate::ledger::AccountState::Reactivated => "reactivated",
     }
 }
 

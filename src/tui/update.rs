@@ -16,8 +16,8 @@ use crate::tui::action::{Action, Effect};
 use crate::tui::keymap::{COMMANDS, Cmd};
 use crate::tui::state::{
     App, BookingsPane, CalendarPane, DayRow, DoctorStep, DoctorsPane, LedgerView, LoginField,
-    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RegisterField,
-    RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
+    LoginForm, MailboxPane, OtpPane, Pane, PatientPicker, Pending, Popup, RecoverForm,
+    RegisterField, RegisterForm, ReportsPane, Screen, Session, field_text, text_field,
 };
 
 mod bookings;
@@ -27,6 +27,7 @@ mod doctors;
 mod fields;
 mod login;
 mod mailbox;
+mod password;
 mod popup;
 mod vault;
 use crate::tui::action::Job;
@@ -128,6 +129,46 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         Action::LoggedIn(r) => logged_in(app, r, fx),
         Action::CodeMailed(r) => code_mailed(app, r),
         Action::Registered(r) => registered(app, r),
+        Action::PasswordChanged(r) => {
+            done(app);
+            match r {
+                Ok(()) => {
+                    tracing::info!("password changed");
+                    app.status.error = None;
+                    app.status.info = Some(
+                        "Password changed. Your keys are the same; other sessions were ended."
+                            .into(),
+                    );
+                }
+                Err(e) => app.status.error = Some(format!("The password was not changed: {e}")),
+            }
+        }
+        Action::KitMade(r) => {
+            done(app);
+            // The popup cannot be closed while the kit is made; should another popup have
+            // replaced it, a new code still wins: the old one no longer works.
+            let mut p = match app.popup.take() {
+                Some(Popup::RecoveryKit(p)) => p,
+                other if r.is_err() => {
+                    app.popup = other;
+                    if let Err(e) = r {
+                        app.status.error = Some(format!("No new recovery kit: {e}"));
+                    }
+                    return;
+                }
+                _ => Box::default(),
+            };
+            p.busy = false;
+            match r {
+                Ok(code) => {
+                    tracing::info!("recovery kit made");
+                    p.code = Some(code);
+                    p.message = None;
+                }
+                Err(e) => p.message = Some(format!("No new recovery kit: {e}")),
+            }
+            app.popup = Some(Popup::RecoveryKit(p));
+        }
         Action::SearchDue { id } => {
             if id == app.doctors.request_id {
                 search_doctors(app, fx);
@@ -277,6 +318,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match app.screen {
         Screen::Login => login_key(app, k, fx),
         Screen::Register => register_key(app, k, fx),
+        Screen::Recover => recover_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
         Screen::Main => {
             if app.status.info.take().is_some() {

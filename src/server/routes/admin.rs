@@ -1,4 +1,4 @@
-//! Admin: invite staff accounts, list and deactivate accounts.
+//! Admin: invite staff accounts, list, deactivate and reactivate accounts.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,13 +9,14 @@ use uuid::Uuid;
 
 use super::auth::{normalize_code, random_code};
 use super::{PER_PAGE, clean_text, fold_email, like_pattern, ms_to_utc, page_offset, parse_uuid};
-use crate::api::{Done, InviteRequest, InviteResponse, Page, Role, UserInfo, codes};
+use crate::api::{Done, InviteRequest, InviteResponse, Page, Role, StatusChanged, UserInfo, codes};
+use crate::ledger::{AccountState, Entry};
 use crate::server::AppState;
 use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::policy::{Policy, Route, route};
-use crate::server::session;
+use crate::server::{ledger_store, session};
 
 const ADMIN: &[Role] = &[Role::Admin];
 const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -39,6 +40,12 @@ pub fn routes() -> Vec<Route> {
             "/v1/admin/users/{id}/deactivate",
             Policy::Roles(ADMIN),
             deactivate,
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/users/{id}/reactivate",
+            Policy::Roles(ADMIN),
+            reactivate,
         ),
     ]
 }
@@ -164,17 +171,74 @@ async fn deactivate(
             "you cannot deactivate your own account",
         ));
     }
-    let res = sqlx::query("UPDATE users SET active = 0 WHERE id = $1")
-        .bind(id.to_string())
-        .execute(&st.db)
-        .await?;
-    if res.rows_affected() == 0 {
-        return Err(AppError::not_found("user"));
-    }
+    set_active(&st, &caller, id, AccountState::Deactivated).await?;
     session::revoke_all(&st, &id.to_string()).await?;
     release_future_bookings(&st, id).await?;
     tracing::info!(user = %id, "account deactivated");
     Ok(Json(Done { ok: true }))
+}
+
+/// A deactivated account logs in again with the keys it had (issue 15): its kind-1 entry is
+/// untouched, so peers' known keys stay valid; the change is recorded in the ledger.
+async fn reactivate(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<StatusChanged>, AppError> {
+    let index = set_active(&st, &caller, id, AccountState::Reactivated)
+        .await?
+        .ok_or_else(|| AppError::conflict(codes::CONFLICT, "that account is active"))?;
+    tracing::info!(user = %id, "account reactivated");
+    Ok(Json(StatusChanged {
+        ledger_index: index,
+    }))
+}
+
+/// Flips `users.active` and appends the account-status entry (kind 9) in one transaction.
+/// `None` when the account is already in that state: the ledger records only changes.
+async fn set_active(
+    st: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    state: AccountState,
+) -> Result<Option<u64>, AppError> {
+    let (from, to) = match state {
+        AccountState::Deactivated => (1i64, 0i64),
+        AccountState::Reactivated => (0, 1),
+    };
+    let mut tx = st.db.begin().await?;
+    let res = sqlx::query("UPDATE users SET active = $1 WHERE id = $2 AND active = $3")
+        .bind(to)
+        .bind(id.to_string())
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    if res.rows_affected() == 0 {
+        drop(tx);
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&st.db)
+            .await?;
+        return if exists.is_none() {
+            Err(AppError::not_found("user"))
+        } else {
+            Ok(None)
+        };
+    }
+    let index = ledger_store::append(
+        &mut tx,
+        &st.append_key,
+        &Entry::AccountStatus {
+            time_ms: now_ms(),
+            user_id: *id.as_bytes(),
+            state,
+            admin_id: *caller.id.as_bytes(),
+        },
+        &[id.to_string()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(index))
 }
 
 /// A deactivated account's future bookings are cancelled, so its slots are free again; when a

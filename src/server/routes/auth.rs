@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::{clean_phone, clean_text, fold_email, ms_to_utc};
 use crate::api::{
-    Done, Enrollment, InviteInfo, InviteInfoRequest, LoginRequest, LoginResponse, PreloginRequest,
-    PreloginResponse, RegisterRequest, RegisterResponse, RekeyRequest, Role, SessionKeys, UserInfo,
-    VerifyEmailRequest, VerifyEmailResponse, codes,
+    Done, Enrollment, InviteInfo, InviteInfoRequest, LoginRequest, LoginResponse,
+    PasswordChangeRequest, PreloginRequest, PreloginResponse, RegisterRequest, RegisterResponse,
+    RekeyRequest, Role, SessionKeys, UserInfo, VerifyEmailRequest, VerifyEmailResponse, codes,
 };
 use crate::seal::{KdfParams, PublicKeys};
 use crate::server::AppState;
@@ -35,7 +35,7 @@ const CODE_TRIES: i64 = 5;
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
 
 pub fn routes() -> Vec<Route> {
-    vec![
+    let mut v = vec![
         route(Method::POST, "/v1/auth/prelogin", Policy::Public, prelogin),
         route(
             Method::POST,
@@ -70,10 +70,22 @@ pub fn routes() -> Vec<Route> {
             Policy::Roles(ANY_USER),
             rekey,
         ),
-    ]
+        route(
+            Method::POST,
+            "/v1/auth/password",
+            Policy::Roles(ANY_USER),
+            change_password,
+        ),
+    ];
+    v.extend(super::recovery::routes());
+    v
 }
 
-async fn per_address(st: &AppState, ip: &std::net::IpAddr, what: &str) -> Result<(), AppError> {
+pub(super) async fn per_address(
+    st: &AppState,
+    ip: &std::net::IpAddr,
+    what: &str,
+) -> Result<(), AppError> {
     let limit = st.config.auth_per_address_per_minute;
     let limit = if what == "prelogin" {
         limit.saturating_mul(3)
@@ -334,7 +346,7 @@ async fn invite_info(
 
 /// The salt, the sealed bundle and the KDF parameters a registration or a re-key carries:
 /// the sizes the format fixes, and this server's current parameters.
-fn check_sealed_bundle(
+pub(super) fn check_sealed_bundle(
     st: &AppState,
     salt: &[u8],
     bundle: &[u8],
@@ -747,7 +759,7 @@ async fn login(
     }))
 }
 
-fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {
+pub(super) fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {
     let x: Vec<u8> = row.try_get("x25519_pub")?;
     let e: Vec<u8> = row.try_get("ed25519_pub")?;
     Ok(PublicKeys {
@@ -775,6 +787,7 @@ async fn session_keys(
     .fetch_one(&st.db)
     .await?;
     let created: i64 = row.try_get("created_at")?;
+    let kdf = stored_kdf(&row)?;
     Ok(Json(SessionKeys {
         user: UserInfo {
             id: caller.id,
@@ -784,11 +797,12 @@ async fn session_keys(
             active: true,
         },
         salt: row.try_get("salt")?,
-        kdf: stored_kdf(&row)?,
+        kdf,
         public_keys: row_public_keys(&row)?,
         bundle: row.try_get("bundle")?,
         idle_timeout_secs: st.config.session_idle_secs,
         expires_at: ms_to_utc(created + (st.config.session_absolute_secs * 1000) as i64)?,
+        kdf_upgrade: (kdf != st.config.kdf).then_some(st.config.kdf),
     }))
 }
 
@@ -799,39 +813,89 @@ async fn rekey(
     caller: Caller,
     ApiJson(req): ApiJson<RekeyRequest>,
 ) -> Result<Json<Done>, AppError> {
-    if req.auth_key.len() != 32 || req.old_auth_key.len() != 32 {
+    let new = NewSecrets {
+        old_auth_key: &req.old_auth_key,
+        salt: &req.salt,
+        kdf: &req.kdf,
+        auth_key: &req.auth_key,
+        bundle: &req.bundle,
+    };
+    replace_secrets(&st, &caller, &new, false).await?;
+    tracing::info!(user = %caller.id, "account re-keyed to the current KDF parameters");
+    Ok(Json(Done { ok: true }))
+}
+
+/// A new password for the same keys (issue 15): proven by the old auth key; salt, auth key
+/// and bundle are replaced and every other session of the account ends, in one transaction.
+async fn change_password(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PasswordChangeRequest>,
+) -> Result<Json<Done>, AppError> {
+    let new = NewSecrets {
+        old_auth_key: &req.old_auth_key,
+        salt: &req.salt,
+        kdf: &req.kdf,
+        auth_key: &req.auth_key,
+        bundle: &req.bundle,
+    };
+    replace_secrets(&st, &caller, &new, true).await?;
+    tracing::info!(user = %caller.id, "password changed; other sessions ended");
+    Ok(Json(Done { ok: true }))
+}
+
+struct NewSecrets<'a> {
+    old_auth_key: &'a [u8],
+    salt: &'a [u8],
+    kdf: &'a KdfParams,
+    auth_key: &'a [u8],
+    bundle: &'a [u8],
+}
+
+/// Swaps salt, KDF parameters, auth MAC and bundle after checking the old auth key (a wrong
+/// one counts toward the account backoff, as at login). With `end_others`, the account's
+/// other sessions are revoked in the same transaction: the swap and the revocation happen
+/// together or not at all.
+async fn replace_secrets(
+    st: &AppState,
+    caller: &Caller,
+    new: &NewSecrets<'_>,
+    end_others: bool,
+) -> Result<(), AppError> {
+    if new.auth_key.len() != 32 || new.old_auth_key.len() != 32 {
         return Err(AppError::bad_request("auth_key, old_auth_key: 32 bytes"));
     }
-    check_sealed_bundle(&st, &req.salt, &req.bundle, &req.kdf)?;
+    check_sealed_bundle(st, new.salt, new.bundle, new.kdf)?;
     let fail_key = format!("login-fail:{}", caller.email);
     let backoff = st.config.account_backoff_secs;
     // Counted before the comparison, as at login.
-    ratelimit::hit(&st, &fail_key, backoff, st.config.account_failures).await?;
+    ratelimit::hit(st, &fail_key, backoff, st.config.account_failures).await?;
     let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
         .bind(caller.id_str())
         .fetch_one(&st.db)
         .await?;
-    let given = st.secrets.mac("auth", &[&req.old_auth_key]);
+    let given = st.secrets.mac("auth", &[new.old_auth_key]);
     if !bool::from(stored.as_slice().ct_eq(&given[..])) {
         return Err(AppError::unauthenticated(
             codes::INVALID_CREDENTIALS,
             "old_auth_key: not this account's password",
         ));
     }
-    let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
+    let new_mac = st.secrets.mac("auth", &[new.auth_key]);
+    let mut tx = st.db.begin().await?;
     let updated = sqlx::query(
         "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
          WHERE id = $7 AND auth_mac = $8",
     )
     .bind(new_mac.to_vec())
-    .bind(req.salt.clone())
-    .bind(i64::from(req.kdf.m_kib))
-    .bind(i64::from(req.kdf.t))
-    .bind(i64::from(req.kdf.p))
-    .bind(req.bundle.clone())
+    .bind(new.salt.to_vec())
+    .bind(i64::from(new.kdf.m_kib))
+    .bind(i64::from(new.kdf.t))
+    .bind(i64::from(new.kdf.p))
+    .bind(new.bundle.to_vec())
     .bind(caller.id_str())
     .bind(stored)
-    .execute(&st.db)
+    .execute(&mut *tx)
     .await?;
     if updated.rows_affected() != 1 {
         return Err(AppError::conflict(
@@ -839,12 +903,23 @@ async fn rekey(
             "the account's keys changed meanwhile; log in again",
         ));
     }
+    if end_others {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND token_hash <> $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(caller.id_str())
+        .bind(caller.token_hash.clone())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     sqlx::query("DELETE FROM rate_limits WHERE key = $1")
         .bind(fail_key)
         .execute(&st.db)
         .await?;
-    tracing::info!(user = %caller.id, "account re-keyed to the current KDF parameters");
-    Ok(Json(Done { ok: true }))
+    Ok(())
 }
 
 async fn logout(State(st): State<AppState>, caller: Caller) -> Result<Json<Done>, AppError> {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod ledger;
 pub mod otp;
 pub mod patients;
+pub mod recovery;
 pub mod reports;
 
 use uuid::Uuid;

@@ -23,6 +23,14 @@ pub(super) fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             wipe(app, false, fx);
             true
         }
+        Cmd::Password => {
+            app.popup = Some(Popup::Password(Box::default()));
+            true
+        }
+        Cmd::RecoveryKit => {
+            app.popup = Some(Popup::RecoveryKit(Box::default()));
+            true
+        }
         Cmd::Messages => {
             app.popup = Some(Popup::Messages(0));
             true

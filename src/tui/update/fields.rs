@@ -17,6 +17,10 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             RegisterField::Password | RegisterField::Confirm => return None,
             RegisterField::Code => &mut app.register.code,
         }),
+        Screen::Recover => match app.recover.focus {
+            crate::tui::state::RecoverField::Email => Some(&mut app.recover.email),
+            _ => None,
+        },
         Screen::Mailbox => None,
         Screen::Main
             if app.popup.is_none()
@@ -42,6 +46,22 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
 
 /// The password field that has the keys, if any.
 pub(super) fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::SecretField> {
+    match &mut app.popup {
+        Some(Popup::Password(p)) => return Some(p.focused()),
+        Some(Popup::RecoveryKit(p)) if p.code.is_none() && !p.busy => {
+            return Some(&mut p.password);
+        }
+        _ => {}
+    }
+    if app.screen == Screen::Recover {
+        use crate::tui::state::RecoverField as F;
+        return match app.recover.focus {
+            F::Email => None,
+            F::Code => Some(&mut app.recover.code),
+            F::New => Some(&mut app.recover.new),
+            F::Again => Some(&mut app.recover.again),
+        };
+    }
     match (app.screen, app.login.focus, app.register.focus) {
         (Screen::Login, LoginField::Password, _) => Some(&mut app.login.password),
         (Screen::Register, _, RegisterField::Password) => Some(&mut app.register.password),

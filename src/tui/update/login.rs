@@ -10,6 +10,7 @@ pub(super) fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             LoginField::Email,
             LoginField::Password,
             LoginField::Register,
+            LoginField::Recover,
         ]
     };
     if ctrl(&k, 'o') && app.server.demo {
@@ -27,6 +28,14 @@ pub(super) fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             LoginField::Register => {
                 app.screen = Screen::Register;
                 app.register.message = None;
+            }
+            LoginField::Recover => {
+                app.screen = Screen::Recover;
+                app.recover.message = None;
+                let typed = field_text(&app.login.email);
+                if field_text(&app.recover.email).is_empty() && !typed.is_empty() {
+                    app.recover.email.insert_str(typed.trim());
+                }
             }
             LoginField::Password => submit_login(app, fx),
         }
@@ -268,6 +277,18 @@ pub(super) fn logged_in(
 ) {
     done(app);
     app.login.busy = false;
+    app.recover.busy = false;
+    if let Err(e) = &r
+        && app.screen == Screen::Recover
+    {
+        tracing::info!("recovery failed");
+        app.recover.message = Some(e.clone());
+        return;
+    }
+    let recovered = r.is_ok() && app.screen == Screen::Recover;
+    if recovered {
+        app.recover = Default::default();
+    }
     match r {
         Ok(b) => {
             let (client, logged) = *b;
@@ -286,6 +307,13 @@ pub(super) fn logged_in(
             app.status.error = None;
             app.status.info = None;
             after_login(app, fx);
+            if recovered {
+                app.status.info = Some(
+                    "New password set; your keys are the same. Make a new recovery kit \
+                     (K) if anyone may have seen the code."
+                        .into(),
+                );
+            }
             if let Some(p) = return_to.filter(|p| app.panes().contains(p)) {
                 app.pane = p;
             }
@@ -333,4 +361,62 @@ pub(super) fn registered(app: &mut App, r: crate::tui::action::UiResult<String>)
         }
         Err(e) => app.register.message = Some(e),
     }
+}
+
+/// The recovery screen: email, code, new password twice; Enter on the last sends.
+pub(super) fn recover_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
+    use crate::tui::state::RecoverField as F;
+    let order = [F::Email, F::Code, F::New, F::Again];
+    if app.recover.busy {
+        return;
+    }
+    if let Some(f) = cycle_focus(&order, app.recover.focus, &k) {
+        app.recover.focus = f;
+    } else if is(&k, KeyCode::Esc) {
+        // Back to the login; the code and passwords typed so far go.
+        app.recover = RecoverForm {
+            email: app.recover.email.clone(),
+            ..Default::default()
+        };
+        app.screen = Screen::Login;
+    } else if is(&k, KeyCode::Enter) {
+        let r = &mut app.recover;
+        if r.focus != F::Again {
+            let pos = order.iter().position(|f| *f == r.focus).unwrap_or(0);
+            r.focus = order[pos + 1];
+        } else if field_text(&r.email).trim().is_empty() || r.code.is_empty() || r.new.is_empty() {
+            r.message = Some("Enter your email, the recovery code and a new password.".into());
+        } else if !r.new.same_as(&r.again) {
+            r.again.wipe();
+            r.message = Some("The two new passwords differ.".into());
+        } else if let Some(client) = app.client_template.clone() {
+            let email = field_text(&r.email).trim().to_lowercase();
+            let code = r.code.take();
+            let new = r.new.take();
+            r.again.wipe();
+            r.busy = true;
+            r.message = Some("Opening your keys with the code…".into());
+            let settings = app.report_settings.clone();
+            net(
+                app,
+                fx,
+                Effect::Recover {
+                    client,
+                    email,
+                    code,
+                    new,
+                    settings,
+                },
+            );
+        } else {
+            r.message = Some("The server is still starting: try again in a moment.".into());
+        }
+    } else if let Some(f) = focused_secret(app) {
+        f.key(k);
+    } else if let Some(t) = focused_field(app) {
+        type_into(t, k);
+    } else {
+        return;
+    }
+    app.dirty = true;
 }

@@ -116,6 +116,8 @@ pub(super) fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         }
         Popup::PickUploadPatient(p) => upload_picker_key(app, p, k, fx),
         Popup::Path(p) => path_key(app, p, k, fx),
+        Popup::Password(p) => super::password::password_key(app, p, k, fx),
+        Popup::RecoveryKit(p) => super::password::kit_key(app, p, k, fx),
         Popup::Grants(g) => grants_key(app, g, k, fx),
         Popup::Wrap(check) => {
             if is(&k, KeyCode::Char('y')) || is(&k, KeyCode::Enter) {

@@ -177,6 +177,18 @@ pub fn render_login(app: &App, frame: &mut Frame, area: Rect) {
             ]),
             rows[4],
         );
+        let style = if f == LoginField::Recover {
+            t.selection
+        } else {
+            t.muted
+        };
+        frame.render_widget(
+            Line::from(vec![
+                Span::raw("            "),
+                Span::styled("[ forgot the password? recovery code ]", style),
+            ]),
+            rows[5],
+        );
     }
     if let Some(e) = &app.status.error {
         // The server could not be started or reached: say so where the user looks.
@@ -305,4 +317,71 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
         keys.push_str(" · Ctrl-O mailbox");
     }
     frame.render_widget(Span::styled(keys, t.muted), rows[9]);
+}
+
+/// A lost password: email, the recovery code (masked) and the new password twice.
+pub fn render_recover(app: &App, frame: &mut Frame, area: Rect) {
+    use crate::tui::state::RecoverField as F;
+    let t = &app.theme;
+    let r = &app.recover;
+    let bx = centered(area, 68, 14);
+    frame.render_widget(Clear, bx);
+    let block = Block::bordered()
+        .title(Span::styled(" clinvault — forgot the password ", t.title))
+        .border_style(t.muted);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    let rows = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Min(0),
+    ])
+    .split(inner);
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            "The code from your recovery kit opens your keys here; a new password then \
+             seals them. Neither leaves this computer.",
+            t.muted,
+        ))
+        .wrap(Wrap { trim: true }),
+        rows[0],
+    );
+    field(frame, app, rows[2], "email", &r.email, r.focus == F::Email);
+    field(
+        frame,
+        app,
+        rows[3],
+        "code",
+        &r.code.mask,
+        r.focus == F::Code,
+    );
+    field(frame, app, rows[4], "new", &r.new.mask, r.focus == F::New);
+    field(
+        frame,
+        app,
+        rows[5],
+        "again",
+        &r.again.mask,
+        r.focus == F::Again,
+    );
+    if let Some(m) = &r.message {
+        let style = if r.busy { t.warn } else { t.base };
+        frame.render_widget(
+            Paragraph::new(Span::styled(m.clone(), style)).wrap(Wrap { trim: true }),
+            rows[7],
+        );
+    }
+    frame.render_widget(
+        Span::styled(
+            "Enter next / set the password · Tab next · Esc back",
+            t.muted,
+        ),
+        rows[8],
+    );
 }

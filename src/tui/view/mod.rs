@@ -33,6 +33,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.screen {
         Screen::Login => login::render_login(app, frame, area),
         Screen::Register => login::render_register(app, frame, area),
+        Screen::Recover => login::render_recover(app, frame, area),
         Screen::Mailbox => {
             let [body, hint] =
                 Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
@@ -327,6 +328,11 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
         use crate::tui::state::Popup;
         let enter = match &app.popup {
             Some(Popup::Palette(_)) => "run",
+            Some(Popup::Password(p)) => match p.focus {
+                crate::tui::state::PasswordField::Again => "change",
+                _ => "next",
+            },
+            Some(Popup::RecoveryKit(_)) => "make the kit",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
             Some(Popup::Path(p)) => match p.purpose {
                 crate::tui::state::PathFor::Upload { .. } => "next",

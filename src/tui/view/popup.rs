@@ -8,8 +8,8 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 
 use crate::tui::keymap::{self, Cmd};
 use crate::tui::state::{
-    App, DoctorStep, GrantsView, Palette, PathEntry, PathFor, PatientPicker, Pending, PickFor,
-    Popup, UploadPicker, field_text,
+    App, DoctorStep, GrantsView, KitPopup, Palette, PasswordChange, PasswordField, PathEntry,
+    PathFor, PatientPicker, Pending, PickFor, Popup, UploadPicker, field_text,
 };
 use crate::tui::update::{palette_matches, status_word};
 use crate::tui::view::{centered, truncate};
@@ -35,7 +35,137 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Popup::Wrap(c) => wrap(app, frame, area, c),
         Popup::Messages(scroll) => messages(app, frame, area, scroll),
         Popup::Palette(p) => palette(app, frame, area, p),
+        Popup::Password(p) => password(app, frame, area, p),
+        Popup::RecoveryKit(k) => recovery_kit(app, frame, area, k),
     }
+}
+
+/// The password first; then the code, once, with what to do with it.
+fn recovery_kit(app: &App, frame: &mut Frame, area: Rect, k: &KitPopup) {
+    let t = &app.theme;
+    let bx = centered(area, 64, 12);
+    frame.render_widget(Clear, bx);
+    let block = Block::bordered()
+        .title(Span::styled(" New recovery kit ", t.title))
+        .border_style(t.accent);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    let rows = Layout::vertical([Constraint::Length(1); 10]).split(inner);
+    if let Some(code) = &k.code {
+        frame.render_widget(
+            Line::from(vec![Span::raw("  "), Span::styled(code.as_str(), t.title)]),
+            rows[1],
+        );
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "Print this code or write it down and keep it somewhere safe, not on this \
+                 computer. With it you can set a new password if you forget yours; without \
+                 both, your reports cannot be opened again. It is shown only now; your \
+                 earlier code no longer works.",
+                t.base,
+            ))
+            .wrap(Wrap { trim: true }),
+            Rect {
+                height: 5,
+                ..rows[3]
+            },
+        );
+        frame.render_widget(
+            Span::styled("Enter or Esc: I have kept it (the code is wiped)", t.muted),
+            rows[9],
+        );
+        return;
+    }
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            "A new code replaces your earlier one. Your password opens your keys here; it \
+             does not leave this computer.",
+            t.muted,
+        ))
+        .wrap(Wrap { trim: true }),
+        Rect {
+            height: 2,
+            ..rows[0]
+        },
+    );
+    let [l, v] = Layout::horizontal([Constraint::Length(10), Constraint::Min(1)]).areas(rows[3]);
+    frame.render_widget(Span::styled("Password", t.accent), l);
+    let mut m = k.password.mask.clone();
+    m.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+    m.set_placeholder_style(t.muted);
+    frame.render_widget(&m, v);
+    if let Some(msg) = &k.message {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                msg.as_str(),
+                if k.busy { t.warn } else { t.error },
+            ))
+            .wrap(Wrap { trim: true }),
+            Rect {
+                height: 2,
+                ..rows[5]
+            },
+        );
+    }
+    frame.render_widget(
+        Span::styled("Enter make the kit · Esc close", t.muted),
+        rows[9],
+    );
+}
+
+/// Three masked fields; only bullets are ever drawn.
+fn password(app: &App, frame: &mut Frame, area: Rect, p: &PasswordChange) {
+    let t = &app.theme;
+    let bx = centered(area, 64, 11);
+    frame.render_widget(Clear, bx);
+    let block = Block::bordered()
+        .title(Span::styled(" Change your password ", t.title))
+        .border_style(t.accent);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    let rows = Layout::vertical([Constraint::Length(1); 9]).split(inner);
+    let fields = [
+        ("Current", &p.current, PasswordField::Current),
+        ("New", &p.new, PasswordField::New),
+        ("Again", &p.again, PasswordField::Again),
+    ];
+    for (i, (label, f, which)) in fields.into_iter().enumerate() {
+        let [l, v] =
+            Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(rows[i * 2]);
+        let focused = p.focus == which;
+        frame.render_widget(
+            Span::styled(label, if focused { t.accent } else { t.muted }),
+            l,
+        );
+        let mut m = f.mask.clone();
+        if focused {
+            m.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
+        } else {
+            m.set_cursor_style(Style::new());
+        }
+        m.set_placeholder_style(t.muted);
+        frame.render_widget(&m, v);
+    }
+    let note = p
+        .message
+        .as_deref()
+        .unwrap_or("Your keys stay the same: no report needs re-wrapping. Other sessions end.");
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            note,
+            if p.message.is_some() {
+                t.error
+            } else {
+                t.muted
+            },
+        ))
+        .wrap(Wrap { trim: true }),
+        rows[6],
+    );
+    frame.render_widget(
+        Span::styled("Tab next field · Enter change · Esc close", t.muted),
+        rows[8],
+    );
 }
 
 fn confirm(app: &App, frame: &mut Frame, area: Rect, pending: &Pending) {

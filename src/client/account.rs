@@ -1,0 +1,71 @@
+//! Account upkeep that needs keys (issue 15): a new password for the same keys, and the
+//! administrator's reactivation of an account.
+
+use uuid::Uuid;
+
+use super::{ApiClient, ClientError, LoggedIn, check_kdf};
+use crate::api::{Done, LoginResponse, PasswordChangeRequest, SessionKeys, StatusChanged};
+use crate::seal::{check_password, open_bundle, random_array};
+
+impl ApiClient {
+    /// Changes the password of this client's session: the old password must open the bundle
+    /// the server holds (checked here, before anything is sent), then the same keys are sealed
+    /// again under a new salt and the server's current KDF parameters. The server swaps both
+    /// and ends every other session. Returns the keys, unsealed, with the new `wrap_key`.
+    pub async fn change_password(
+        &self,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<LoggedIn, ClientError> {
+        let token = self.token.clone().ok_or(ClientError::NotLoggedIn)?;
+        let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
+        let old = self.master_key(old_password, &k.salt, &k.kdf).await?;
+        let secrets = open_bundle(
+            &k.bundle,
+            &old.wrap_key(),
+            k.user.id.as_bytes(),
+            &k.public_keys,
+        )?;
+        check_password(new_password, &[&k.user.email, &k.user.name])?;
+        let kdf = k.kdf_upgrade.unwrap_or(k.kdf);
+        check_kdf(&kdf, &self.kdf_floor)?;
+        let salt: [u8; 16] = random_array()?;
+        let master = super::derive_off_runtime(new_password, salt, kdf).await?;
+        let bundle = secrets.seal_bundle(&master.wrap_key(), k.user.id.as_bytes())?;
+        let _: Done = self
+            .post(
+                "/v1/auth/password",
+                &PasswordChangeRequest {
+                    old_auth_key: old.auth_key().0.to_vec().into(),
+                    salt: salt.to_vec(),
+                    kdf,
+                    auth_key: master.auth_key().0.to_vec().into(),
+                    bundle: bundle.clone(),
+                },
+            )
+            .await?;
+        Ok(LoggedIn {
+            login: LoginResponse {
+                token,
+                user: k.user,
+                public_keys: k.public_keys,
+                bundle,
+                idle_timeout_secs: k.idle_timeout_secs,
+                expires_at: k.expires_at,
+                kdf_upgrade: None,
+            },
+            secrets,
+            wrap_key: master.wrap_key(),
+        })
+    }
+
+    /// Administrator: lets a deactivated account log in again with its existing keys; the
+    /// server records it in the ledger and answers with the entry's index.
+    pub async fn reactivate(&self, id: Uuid) -> Result<StatusChanged, ClientError> {
+        self.post(
+            &format!("/v1/admin/users/{id}/reactivate"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+}

@@ -1,0 +1,210 @@
+//! The recovery kit (issue 15): a second copy of the key bundle sealed under a key derived
+//! from a recovery code the client made and showed once. The server keeps that sealed copy
+//! and `HMAC(pepper, "recovery" ‖ recovery_auth)`; the code never reaches it. Guessing
+//! `recovery_auth` online is counted per address and per account like login.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Method;
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use super::auth::{check_sealed_bundle, per_address, row_public_keys};
+use super::{fold_email, parse_uuid};
+use crate::api::{
+    Done, RecoverOpenRequest, RecoverOpenResponse, RecoverResetRequest, RecoveryKitRequest, codes,
+};
+use crate::seal::BUNDLE_LEN;
+use crate::server::AppState;
+use crate::server::db::now_ms;
+use crate::server::error::AppError;
+use crate::server::extract::{ApiJson, Caller, ClientIp};
+use crate::server::policy::{ANY_USER, Policy, Route, route};
+use crate::server::ratelimit;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(
+            Method::POST,
+            "/v1/auth/recovery-kit",
+            Policy::Roles(ANY_USER),
+            set_kit,
+        ),
+        route(Method::POST, "/v1/auth/recover/open", Policy::Public, open),
+        route(
+            Method::POST,
+            "/v1/auth/recover/reset",
+            Policy::Public,
+            reset,
+        ),
+    ]
+}
+
+fn wrong_code() -> AppError {
+    AppError::unauthenticated(codes::INVALID_CREDENTIALS, "wrong email or recovery code")
+}
+
+/// Stores (or replaces) the caller's kit. The current password's `auth_key` is required, so a
+/// stolen session token alone cannot plant a kit of its own.
+async fn set_kit(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RecoveryKitRequest>,
+) -> Result<Json<Done>, AppError> {
+    if req.auth_key.len() != 32 || req.recovery_auth.len() != 32 {
+        return Err(AppError::bad_request("auth_key, recovery_auth: 32 bytes"));
+    }
+    if req.recovery_bundle.len() != BUNDLE_LEN {
+        return Err(AppError::bad_request(format!(
+            "recovery_bundle: {BUNDLE_LEN} bytes"
+        )));
+    }
+    let fail_key = format!("login-fail:{}", caller.email);
+    ratelimit::hit(
+        &st,
+        &fail_key,
+        st.config.account_backoff_secs,
+        st.config.account_failures,
+    )
+    .await?;
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
+        .bind(caller.id_str())
+        .fetch_one(&st.db)
+        .await?;
+    let given = st.secrets.mac("auth", &[&req.auth_key]);
+    if !bool::from(stored.as_slice().ct_eq(&given[..])) {
+        return Err(AppError::unauthenticated(
+            codes::INVALID_CREDENTIALS,
+            "auth_key: not this account's password",
+        ));
+    }
+    let mac = st.secrets.mac("recovery", &[&req.recovery_auth]);
+    sqlx::query(
+        "UPDATE users SET recovery_mac = $1, recovery_bundle = $2 WHERE id = $3 AND auth_mac = $4",
+    )
+    .bind(mac.to_vec())
+    .bind(req.recovery_bundle.clone())
+    .bind(caller.id_str())
+    .bind(stored)
+    .execute(&st.db)
+    .await?;
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
+        .bind(fail_key)
+        .execute(&st.db)
+        .await?;
+    tracing::info!(user = %caller.id, "recovery kit stored");
+    Ok(Json(Done { ok: true }))
+}
+
+/// The account row behind `email` when `recovery_auth` matches its kit. Every try is counted
+/// before the comparison (per address, and per account with the login back-off); an unknown
+/// address or an account without a kit is compared against a decoy and answers alike.
+async fn check_code(
+    st: &AppState,
+    ip: &std::net::IpAddr,
+    email: &str,
+    recovery_auth: &[u8],
+) -> Result<(sqlx::any::AnyRow, String), AppError> {
+    per_address(st, ip, "auth").await?;
+    let email = fold_email(email)?;
+    if recovery_auth.len() != 32 {
+        return Err(AppError::bad_request("recovery_auth: 32 bytes"));
+    }
+    let fail_key = format!("recover-fail:{email}");
+    ratelimit::hit(
+        st,
+        &fail_key,
+        st.config.account_backoff_secs,
+        st.config.account_failures,
+    )
+    .await?;
+    let row = sqlx::query(
+        "SELECT id, recovery_mac, recovery_bundle, x25519_pub, ed25519_pub FROM users \
+         WHERE email = $1",
+    )
+    .bind(email.clone())
+    .fetch_optional(&st.db)
+    .await?;
+    let given = st.secrets.mac("recovery", &[recovery_auth]);
+    let stored: Vec<u8> = match &row {
+        Some(r) => r
+            .try_get::<Option<Vec<u8>>, _>("recovery_mac")?
+            .unwrap_or_else(|| st.decoy_mac.to_vec()),
+        None => st.decoy_mac.to_vec(),
+    };
+    let matches = bool::from(stored.as_slice().ct_eq(&given[..]));
+    match row.filter(|_| matches) {
+        Some(r) => Ok((r, fail_key)),
+        None => {
+            tracing::info!("wrong recovery code");
+            Err(wrong_code())
+        }
+    }
+}
+
+async fn open(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<RecoverOpenRequest>,
+) -> Result<Json<RecoverOpenResponse>, AppError> {
+    let (row, _) = check_code(&st, &ip, &req.email, &req.recovery_auth).await?;
+    let bundle: Option<Vec<u8>> = row.try_get("recovery_bundle")?;
+    Ok(Json(RecoverOpenResponse {
+        user_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        public_keys: row_public_keys(&row)?,
+        recovery_bundle: bundle.ok_or_else(|| AppError::internal("kit without a bundle"))?,
+        kdf: st.config.kdf,
+    }))
+}
+
+/// A new password for the same keys: salt, parameters, auth key and bundle swapped and every
+/// session ended, in one transaction, only while the kit is the one the code opened.
+async fn reset(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<RecoverResetRequest>,
+) -> Result<Json<Done>, AppError> {
+    if req.auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key: 32 bytes"));
+    }
+    check_sealed_bundle(&st, &req.salt, &req.bundle, &req.kdf)?;
+    let (row, fail_key) = check_code(&st, &ip, &req.email, &req.recovery_auth).await?;
+    let id: String = row.try_get("id")?;
+    let kit: Option<Vec<u8>> = row.try_get("recovery_mac")?;
+    let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
+    let mut tx = st.db.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
+         WHERE id = $7 AND recovery_mac = $8",
+    )
+    .bind(new_mac.to_vec())
+    .bind(req.salt.clone())
+    .bind(i64::from(req.kdf.m_kib))
+    .bind(i64::from(req.kdf.t))
+    .bind(i64::from(req.kdf.p))
+    .bind(req.bundle.clone())
+    .bind(id.clone())
+    .bind(kit)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::CONFLICT,
+            "the recovery kit changed meanwhile",
+        ));
+    }
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(id.clone())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let email = fold_email(&req.email)?;
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1 OR key = $2")
+        .bind(fail_key)
+        .bind(format!("login-fail:{email}"))
+        .execute(&st.db)
+        .await?;
+    tracing::info!(user = %id, "password reset with the recovery kit; every session ended");
+    Ok(Json(Done { ok: true }))
+}
