@@ -86,6 +86,7 @@ enum ClientCommand {
     /// Set a new password with the recovery code. Scripts: CLINVAULT_RECOVERY_CODE and
     /// CLINVAULT_NEW_PASSWORD.
     Recover {
+        /// The account's email address (the recovery code and the new password are asked for)
         #[arg(long)]
         email: String,
     },

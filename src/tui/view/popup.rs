@@ -241,25 +241,7 @@ fn pick_patient(app: &App, frame: &mut Frame, area: Rect, p: &PatientPicker) {
     if let Some(e) = &p.error {
         frame.render_widget(Span::styled(format!("✗ {e}"), t.error), list);
     } else {
-        let items: Vec<ListItem> = p
-            .results
-            .iter()
-            .map(|r| {
-                ListItem::new(format!(
-                    "{:<24} {}",
-                    truncate(&r.name, 24),
-                    truncate(&r.email, 32)
-                ))
-            })
-            .collect();
-        let mut st = ListState::default().with_selected(Some(p.selected));
-        frame.render_stateful_widget(
-            List::new(items)
-                .highlight_style(t.selection)
-                .highlight_symbol("› "),
-            list,
-            &mut st,
-        );
+        patient_list(frame, t, &p.results, p.selected, list);
     }
     frame.render_widget(
         Span::styled(
@@ -271,6 +253,34 @@ fn pick_patient(app: &App, frame: &mut Frame, area: Rect, p: &PatientPicker) {
             t.muted,
         ),
         hint,
+    );
+}
+
+/// Patients as "name  email" rows, one selected: the reception and upload pickers.
+fn patient_list(
+    frame: &mut Frame,
+    t: &crate::tui::theme::Theme,
+    patients: &[crate::api::PatientSummary],
+    selected: usize,
+    area: Rect,
+) {
+    let items: Vec<ListItem> = patients
+        .iter()
+        .map(|r| {
+            ListItem::new(format!(
+                "{:<24} {}",
+                truncate(&r.name, 24),
+                truncate(&r.email, 32)
+            ))
+        })
+        .collect();
+    let mut st = ListState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(
+        List::new(items)
+            .highlight_style(t.selection)
+            .highlight_symbol("› "),
+        area,
+        &mut st,
     );
 }
 
@@ -353,25 +363,7 @@ fn pick_upload_patient(app: &App, frame: &mut Frame, area: Rect, p: &UploadPicke
     } else if p.loading {
         frame.render_widget(Span::styled("loading your patients…", t.muted), list);
     } else {
-        let items: Vec<ListItem> = p
-            .items
-            .iter()
-            .map(|r| {
-                ListItem::new(format!(
-                    "{:<24} {}",
-                    truncate(&r.name, 24),
-                    truncate(&r.email, 32)
-                ))
-            })
-            .collect();
-        let mut st = ListState::default().with_selected(Some(p.selected));
-        frame.render_stateful_widget(
-            List::new(items)
-                .highlight_style(t.selection)
-                .highlight_symbol("› "),
-            list,
-            &mut st,
-        );
+        patient_list(frame, t, &p.items, p.selected, list);
     }
     frame.render_widget(
         Span::styled(
