@@ -1270,3 +1270,40 @@ fn issue15_recover_sends_once() {
     key(&mut a, KeyCode::Esc);
     assert_eq!(a.screen, Screen::Login);
 }
+
+/// The hint line of a pane with many keys, at `w` columns.
+fn hint_row(app: &App, w: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, 24)).expect("test terminal");
+    t.draw(|f| render(app, f)).expect("draw");
+    let buf = t.backend().buffer();
+    (0..w)
+        .map(|x| buf[(x, 22)].symbol().to_string())
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn hint_line_shows_whole_hints_only() {
+    let mut a = app(false, Some(Role::Doctor));
+    with_reports(&mut a);
+    let wide = hint_row(&a, 200);
+    let narrow = hint_row(&a, 80);
+    assert!(
+        wide.len() > narrow.len(),
+        "the doctor's Reports pane has more hints than 80 columns hold: {wide:?}"
+    );
+    // Whole hints only (never "g gra"), in order, and the last one (Help's) kept.
+    let hints =
+        |line: &str| -> Vec<String> { line.split("  ").map(|h| h.trim().to_string()).collect() };
+    let (all, shown) = (hints(&wide), hints(&narrow));
+    let mut rest = all.iter();
+    for h in &shown {
+        assert!(
+            rest.any(|w| w == h),
+            "{h:?} is not a whole hint, in order: {narrow:?} / {wide:?}"
+        );
+    }
+    assert_eq!(shown.last(), all.last(), "{narrow:?}");
+    assert!(narrow.chars().count() <= 80);
+}

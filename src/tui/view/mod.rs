@@ -367,12 +367,38 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
     } else {
         hints
     };
-    for (cmd, label) in hints {
-        spans.push(Span::styled(
-            format!(" {}", app.keys.first_key(*cmd)),
-            app.theme.accent,
-        ));
-        spans.push(Span::styled(format!(" {label} "), app.theme.muted));
+    // Whole hints only: one cut mid-word ("g gra") tells nothing. When they do not all fit,
+    // the last one (where Help is) keeps its place and the ones before it give way.
+    let texts: Vec<(String, String)> = hints
+        .iter()
+        .map(|(cmd, label)| {
+            (
+                format!(" {}", app.keys.first_key(*cmd)),
+                format!(" {label} "),
+            )
+        })
+        .collect();
+    let width = |(k, l): &(String, String)| k.chars().count() + l.chars().count();
+    // A label's trailing space may fall off the edge.
+    let room = usize::from(area.width) + 1;
+    let shown: Vec<&(String, String)> = if texts.iter().map(width).sum::<usize>() <= room {
+        texts.iter().collect()
+    } else {
+        let last = texts.last();
+        let mut used = last.map_or(0, width);
+        let mut v: Vec<&(String, String)> = texts[..texts.len().saturating_sub(1)]
+            .iter()
+            .take_while(|h| {
+                used += width(h);
+                used <= room
+            })
+            .collect();
+        v.extend(last);
+        v
+    };
+    for (key, label) in shown {
+        spans.push(Span::styled(key.clone(), app.theme.accent));
+        spans.push(Span::styled(label.clone(), app.theme.muted));
     }
     frame.render_widget(Line::from(spans), area);
 }
