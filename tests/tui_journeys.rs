@@ -1242,12 +1242,24 @@ async fn issue14_12_otp_rows_can_be_told_apart() {
     common::clinic::upload_file(&c, &big, "B").await;
     let mail_b = c.ts.last_mail("pat@clinic.test");
     let _ = first;
-    // The full request id, as the mail prints it: "(request <uuid>)".
+    // The full request id, as the mail prints it after the row's own words.
     let request_of = |m: &str| {
-        let at = m.find("(request ").expect("the mail names its request") + 9;
+        // Decoded as the mailbox shows it (the "·" makes the body quoted-printable).
+        let m = &clinvault::tui::tasks::parse_mail(String::new(), m).body;
+        let at = m
+            .find("the full request id is ")
+            .expect("the mail names its request")
+            + 23;
         m[at..at + 36].to_string()
     };
     let (req_a, req_b) = (request_of(&mail_a), request_of(&mail_b));
+    for (m, r) in [(&mail_a, &req_a), (&mail_b, &req_b)] {
+        let m = &clinvault::tui::tasks::parse_mail(String::new(), m).body;
+        assert!(
+            m.contains(&format!("(request {} · asked ", &r[..8])),
+            "the mail uses the OTP row's words: {m}"
+        );
+    }
     assert_ne!(req_a[..8], req_b[..8]);
 
     let mut pat = new_app(&c.ts);
@@ -1479,7 +1491,12 @@ async fn issue14_8_otp_and_mailbox_lists_filter() {
     common::clinic::upload_file(&c, &b, "B").await;
     let mail_b = c.ts.last_mail("pat@clinic.test");
     let request_of = |m: &str| {
-        let at = m.find("(request ").expect("the mail names its request") + 9;
+        // Decoded as the mailbox shows it (the "·" makes the body quoted-printable).
+        let m = &clinvault::tui::tasks::parse_mail(String::new(), m).body;
+        let at = m
+            .find("the full request id is ")
+            .expect("the mail names its request")
+            + 23;
         m[at..at + 36].to_string()
     };
     let (req_a, req_b) = (request_of(&mail_a), request_of(&mail_b));

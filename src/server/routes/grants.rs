@@ -212,12 +212,14 @@ async fn request(
         "A doctor asks to read one of your reports",
         format!(
             "Dr {reader} asks to read your report of {day} by Dr {author}, for {days} days.\n\n\
-             If you agree, tell Dr {reader} this code (request {request}):\n\n    {code}\n\n\
+             If you agree, tell Dr {reader} this code ({words}; the full request id is \
+             {request}):\n\n    {code}\n\n\
              or approve the request in clinvault. If you do not agree, do nothing: the code \
              expires in 10 minutes. You can revoke access at any time in clinvault.\n",
             reader = caller.name,
             days = st.config.grant_days,
             request = code.request_id,
+            words = otp::new_request_words(&st, code.request_id, report.plaintext_len),
             code = code.code.as_str(),
         ),
     )

@@ -184,6 +184,17 @@ async fn not_charged(
     }
 }
 
+/// What tells a fresh code apart in its mail, in the words the OTP list shows beside it
+/// ([`crate::api::OtpPending::request_words`]): `request 1a2b3c4d · asked 14:05 · 47.1 KiB`.
+pub fn new_request_words(st: &AppState, request_id: Uuid, report_size: u64) -> String {
+    format!(
+        "request {} · asked {} · {}",
+        crate::units::short_id(&request_id),
+        chrono::Utc::now().with_timezone(&st.tz).format("%H:%M"),
+        crate::units::bytes(report_size)
+    )
+}
+
 /// What a request's code unlocks, in the words the pending list and the mails use.
 fn unlocks_text(purpose: &str, day: impl std::fmt::Display, author: &str) -> String {
     if purpose == "release" {

@@ -430,9 +430,11 @@ async fn commit(
                 format!(
                     "Dr {author} has added a report for you, dated {day}.\n\n\
                      To open it, sign in to clinvault and enter this code:\n\n    {}\n\n\
-                     (request {}). The code works once and expires in 10 minutes; reception can \
-                     send a new one. Nobody from the clinic will ever ask you for it.\n",
+                     ({}; the full request id is {}). The code works once and expires in 10 \
+                     minutes; reception can send a new one. Nobody from the clinic will ever ask \
+                     you for it.\n",
                     code.code.as_str(),
+                    super::otp::new_request_words(&st, code.request_id, report.plaintext_len),
                     code.request_id
                 ),
             )
