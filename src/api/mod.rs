@@ -266,18 +266,10 @@ pub struct SessionKeys {
     pub kdf_upgrade: Option<KdfParams>,
 }
 
-/// `POST /v1/auth/password`: a new password for the same keys. The bundle is sealed again
-/// under the new password's `wrap_key`; `old_auth_key` proves the old password.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PasswordChangeRequest {
-    pub old_auth_key: SecretBytes,
-    #[serde(with = "hex_bytes")]
-    pub salt: Vec<u8>,
-    pub kdf: KdfParams,
-    pub auth_key: SecretBytes,
-    #[serde(with = "hex_bytes")]
-    pub bundle: Vec<u8>,
-}
+/// `POST /v1/auth/password`: a new password for the same keys. The same body as a re-key
+/// ([`RekeyRequest`]): the bundle sealed again under the new password's `wrap_key`, and
+/// `old_auth_key` proving the old password.
+pub type PasswordChangeRequest = RekeyRequest;
 
 /// `POST /v1/auth/recovery-kit`: a new recovery kit (issue 15), proven by the current
 /// password's `auth_key`. `recovery_auth` and the sealed copy come from the recovery code,

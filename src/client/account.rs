@@ -3,9 +3,9 @@
 
 use uuid::Uuid;
 
-use super::{ApiClient, ClientError, LoggedIn, check_kdf};
-use crate::api::{Done, LoginResponse, PasswordChangeRequest, SessionKeys, StatusChanged};
-use crate::seal::{check_password, open_bundle, random_array};
+use super::{ApiClient, ClientError, LoggedIn};
+use crate::api::{LoginResponse, SessionKeys, StatusChanged};
+use crate::seal::{check_password, open_bundle};
 
 impl ApiClient {
     /// Changes the password of this client's session: the old password must open the bundle
@@ -28,20 +28,14 @@ impl ApiClient {
         )?;
         check_password(new_password, &[&k.user.email, &k.user.name])?;
         let kdf = k.kdf_upgrade.unwrap_or(k.kdf);
-        check_kdf(&kdf, &self.kdf_floor)?;
-        let salt: [u8; 16] = random_array()?;
-        let master = super::derive_off_runtime(new_password, salt, kdf).await?;
-        let bundle = secrets.seal_bundle(&master.wrap_key(), k.user.id.as_bytes())?;
-        let _: Done = self
-            .post(
+        let (bundle, wrap_key) = self
+            .reseal(
                 "/v1/auth/password",
-                &PasswordChangeRequest {
-                    old_auth_key: old.auth_key().0.to_vec().into(),
-                    salt: salt.to_vec(),
-                    kdf,
-                    auth_key: master.auth_key().0.to_vec().into(),
-                    bundle: bundle.clone(),
-                },
+                &secrets,
+                k.user.id,
+                new_password,
+                &old,
+                kdf,
             )
             .await?;
         Ok(LoggedIn {
@@ -55,7 +49,7 @@ impl ApiClient {
                 kdf_upgrade: None,
             },
             secrets,
-            wrap_key: master.wrap_key(),
+            wrap_key,
         })
     }
 

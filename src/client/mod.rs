@@ -772,15 +772,41 @@ impl ApiClient {
         old: &crate::seal::MasterKey,
         kdf: KdfParams,
     ) -> Result<(), ClientError> {
+        let (bundle, wrap_key) = self
+            .reseal(
+                "/v1/auth/rekey",
+                &logged.secrets,
+                logged.login.user.id,
+                password,
+                old,
+                kdf,
+            )
+            .await?;
+        logged.login.bundle = bundle;
+        logged.login.kdf_upgrade = None;
+        logged.wrap_key = wrap_key;
+        Ok(())
+    }
+
+    /// `secrets` sealed again under `password`, `kdf` and a fresh salt, and sent to `route`
+    /// (re-key or password change) with the old auth key as proof. Returns the new bundle and
+    /// `wrap_key`.
+    pub(crate) async fn reseal(
+        &self,
+        route: &str,
+        secrets: &UserSecrets,
+        user_id: uuid::Uuid,
+        password: &str,
+        old: &crate::seal::MasterKey,
+        kdf: KdfParams,
+    ) -> Result<(Vec<u8>, crate::seal::WrapKey), ClientError> {
         check_kdf(&kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
         let master = derive_off_runtime(password, salt, kdf).await?;
-        let bundle = logged
-            .secrets
-            .seal_bundle(&master.wrap_key(), logged.login.user.id.as_bytes())?;
+        let bundle = secrets.seal_bundle(&master.wrap_key(), user_id.as_bytes())?;
         let _: Done = self
             .post(
-                "/v1/auth/rekey",
+                route,
                 &RekeyRequest {
                     old_auth_key: old.auth_key().0.to_vec().into(),
                     salt: salt.to_vec(),
@@ -790,10 +816,7 @@ impl ApiClient {
                 },
             )
             .await?;
-        logged.login.bundle = bundle;
-        logged.login.kdf_upgrade = None;
-        logged.wrap_key = master.wrap_key();
-        Ok(())
+        Ok((bundle, master.wrap_key()))
     }
 
     /// Unseals the keys of this client's session with the password, without logging in
