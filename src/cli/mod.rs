@@ -28,6 +28,7 @@ pub mod audit;
 pub mod booking;
 pub mod config_check;
 pub mod docs;
+pub mod emergency;
 pub mod grants;
 pub mod reports;
 pub mod serve;

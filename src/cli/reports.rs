@@ -35,7 +35,7 @@ fn progress_line(what: &'static str) -> impl Fn(Progress) + Sync {
     }
 }
 
-async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
+pub(super) async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(who) {
         return Ok(id);
     }
@@ -325,6 +325,7 @@ pub async fn access(cfg: &Config) -> Result<()> {
             Entry::GrantApproved { reader_id, .. }
             | Entry::KeyWrapped { reader_id, .. }
             | Entry::ReportAccess { reader_id, .. } => vec![*reader_id],
+            Entry::EmergencyAccess { reader_id, .. } => vec![*reader_id],
             _ => vec![],
         };
         for id in ids {
@@ -338,6 +339,8 @@ pub async fn access(cfg: &Config) -> Result<()> {
             }
         }
     }
+    // Issue 16: the reasons of break-glass requests, each checked against its entry's hash.
+    let reasons = super::emergency::reasons(&c).await;
     let who = |id: &[u8; 16]| {
         let uuid = Uuid::from_bytes(*id);
         match names.get(id).filter(|n| !n.is_empty()) {
@@ -411,6 +414,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 },
                 who(admin_id)
             ),
+            Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
+                super::emergency::trail_line(e, &reasons, &who)
+            }
         };
         out!("#{i:<6} {when}  {what}");
     }

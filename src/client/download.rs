@@ -50,42 +50,7 @@ pub async fn verify_report(
     id: Uuid,
 ) -> Result<VerifiedReport, ClientError> {
     let my_id = me.login.user.id;
-    let detail = client.report(id).await?;
-    let author = detail.summary.author_id;
-    let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
-    let manifest = verify_manifest(
-        &detail.manifest,
-        &detail.signature,
-        &author_keys.public_keys.ed25519,
-    )
-    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
-    if manifest.report_id != *id.as_bytes()
-        || manifest.author_id != *author.as_bytes()
-        || manifest.patient_id != *detail.summary.patient_id.as_bytes()
-    {
-        return Err(integrity(format!(
-            "the manifest of report {id} names another report, author or patient"
-        )));
-    }
-    let manifest_hash: [u8; 32] = Sha256::digest(&detail.manifest).into();
-    match ledger
-        .checked_entry(detail.ledger_index, &detail.commit_entry)
-        .await?
-    {
-        Entry::ReportCommitted {
-            report_id,
-            manifest_hash: h,
-            signature,
-            ..
-        } if report_id == *id.as_bytes()
-            && h == manifest_hash
-            && signature.as_slice() == detail.signature.as_slice() => {}
-        _ => {
-            return Err(ClientError::Ledger(format!(
-                "the ledger's commit entry for report {id} does not match its manifest"
-            )));
-        }
-    }
+    let (detail, manifest) = verify_detail(client, ledger, id).await?;
     let key = client.report_key(id).await?;
     let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
     match ledger
@@ -125,7 +90,67 @@ pub async fn verify_report(
             )));
         }
     }
-    let dek = unwrap_dek(&key.wrapped, id.as_bytes(), my_id.as_bytes(), &me.secrets)
+    open_with_key(detail, manifest, &key.wrapped, me)
+}
+
+/// The checks that need no key: the author's key and the report's commit in the ledger, the
+/// manifest's signature and what it names.
+pub(crate) async fn verify_detail(
+    client: &ApiClient,
+    ledger: &Ledger,
+    id: Uuid,
+) -> Result<(ReportDetail, Manifest), ClientError> {
+    let detail = client.report(id).await?;
+    let author = detail.summary.author_id;
+    let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
+    let manifest = verify_manifest(
+        &detail.manifest,
+        &detail.signature,
+        &author_keys.public_keys.ed25519,
+    )
+    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
+    if manifest.report_id != *id.as_bytes()
+        || manifest.author_id != *author.as_bytes()
+        || manifest.patient_id != *detail.summary.patient_id.as_bytes()
+    {
+        return Err(integrity(format!(
+            "the manifest of report {id} names another report, author or patient"
+        )));
+    }
+    let manifest_hash: [u8; 32] = Sha256::digest(&detail.manifest).into();
+    match ledger
+        .checked_entry(detail.ledger_index, &detail.commit_entry)
+        .await?
+    {
+        Entry::ReportCommitted {
+            report_id,
+            manifest_hash: h,
+            signature,
+            ..
+        } if report_id == *id.as_bytes()
+            && h == manifest_hash
+            && signature.as_slice() == detail.signature.as_slice() => {}
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the ledger's commit entry for report {id} does not match its manifest"
+            )));
+        }
+    }
+    Ok((detail, manifest))
+}
+
+/// With a wrapped key the caller has checked against the ledger: unwrap it, check the key
+/// commitment and open the metadata.
+pub(crate) fn open_with_key(
+    detail: ReportDetail,
+    manifest: Manifest,
+    wrapped: &[u8],
+    me: &LoggedIn,
+) -> Result<VerifiedReport, ClientError> {
+    // Checked against the requested id by `verify_detail`.
+    let id = Uuid::from_bytes(manifest.report_id);
+    let my_id = me.login.user.id;
+    let dek = unwrap_dek(wrapped, id.as_bytes(), my_id.as_bytes(), &me.secrets)
         .map_err(|e| integrity(format!("report {id}: your wrapped key: {e}")))?;
     let keys = ReportKeys::derive(&dek, id.as_bytes());
     keys.check_commit(&manifest.key_commit)

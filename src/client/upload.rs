@@ -184,6 +184,8 @@ pub async fn upload(
             None
         };
         let journal = journal(&state_path, header.as_deref())?;
+        // For the emergency escrow after the commit (issue 16); wiped on drop.
+        let dek = st.dek().clone();
         match upload_once(
             client,
             me,
@@ -207,6 +209,8 @@ pub async fn upload(
             Err(e) => return Err(e),
             Ok(mut outcome) => {
                 let _ = std::fs::remove_file(&state_path);
+                super::emergency::escrow_after_commit(client, me, ledger, outcome.report_id, &dek)
+                    .await;
                 outcome.restarted = restarted;
                 return Ok(outcome);
             }

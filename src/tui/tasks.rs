@@ -755,7 +755,43 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
         Entry::AccountStatus { user_id, state, .. } => {
             format!("account {} {}", short(user_id, me), account_state(*state))
         }
+        Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => describe_emergency(e, me),
     }
+}
+
+/// Issue 16: kinds 11 and 12. The TUI shows kind-12 rows in red ([`is_emergency`]).
+fn describe_emergency(e: &Entry, me: Uuid) -> String {
+    match e {
+        Entry::EmergencyTeam {
+            member_id,
+            change,
+            admin_id,
+            ..
+        } => format!(
+            "emergency team: {} {} by {}",
+            short(member_id, me),
+            match change {
+                crate::ledger::TeamChange::Added => "added",
+                crate::ledger::TeamChange::Removed => "removed",
+            },
+            short(admin_id, me)
+        ),
+        Entry::EmergencyAccess {
+            patient_id,
+            reader_id,
+            ..
+        } => format!(
+            "BREAK-GLASS: {} opened the reports of {}",
+            short(reader_id, me),
+            short(patient_id, me)
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Whether a ledger row is an emergency access (shown in red).
+pub fn is_emergency(e: &Entry) -> bool {
+    matches!(e, Entry::EmergencyAccess { .. })
 }
 
 fn account_state(s: crate::ledger::AccountState) -> &'static str {

@@ -2,4 +2,5 @@
 //! instead of holding SQL themselves.
 
 pub mod chunks;
+pub mod emergency;
 pub mod reports;
