@@ -217,7 +217,10 @@ async fn wait_and_veto(db: Db) {
         .execute(db)
         .await
         .unwrap();
-    let e = read_released(&c.doc2, req2.id, rid).await.unwrap_err();
+    let e = read_released(&c.doc2, req2.id, rid)
+        .await
+        .map(|b| b.len())
+        .unwrap_err();
     assert!(
         matches!(e, ClientError::Ledger(ref m) if m.contains("before the time its ledger entry records")),
         "{e}"
@@ -296,7 +299,10 @@ async fn attacks(db: Db) {
         .execute(db)
         .await
         .unwrap();
-    let e = read_released(&c.doc2, req.id, rid).await.unwrap_err();
+    let e = read_released(&c.doc2, req.id, rid)
+        .await
+        .map(|b| b.len())
+        .unwrap_err();
     assert!(
         matches!(e, ClientError::Ledger(ref m) if m.contains("without a matching ledger entry")),
         "{e}"
@@ -309,7 +315,10 @@ async fn attacks(db: Db) {
     .execute(db)
     .await
     .unwrap();
-    let e = read_released(&c.doc2, req.id, rid).await.unwrap_err();
+    let e = read_released(&c.doc2, req.id, rid)
+        .await
+        .map(|b| b.len())
+        .unwrap_err();
     assert!(matches!(e, ClientError::Ledger(_)), "{e}");
     sqlx::query("UPDATE emergency_requests SET reason = $1 WHERE id = $2")
         .bind(REASON)
@@ -387,3 +396,95 @@ async fn attacks(db: Db) {
     c.ts.handle.shutdown().await.unwrap();
 }
 both_backends!(attacks_on_break_glass, attacks);
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder (in `dir`) against `url`, the test
+/// password in the environment: (exit code, stdout, stderr).
+async fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env("CLINVAULT_PASSWORD", common::PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commands end to end: the admin puts a doctor on the team, the doctor breaks the glass
+/// and gets the file, the patient's `access` shows it in words with the reason, the admin
+/// reviews it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_break_glass() {
+    let c = clinic_with(Db::Sqlite, |_| {}).await;
+    let url = c.ts.url.clone();
+    let (admin, doc2, pat) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    for (d, email) in [
+        (&admin, "admin@clinic.test"),
+        (&doc2, "wilson@clinic.test"),
+        (&pat, "pat@clinic.test"),
+    ] {
+        let (rc, out, err) = cli(d.path(), &url, &["login", "--email", email]).await;
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    let id = c.doc2.id.to_string();
+    let (rc, out, err) = cli(admin.path(), &url, &["admin", "emergency-team", "add", &id]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("is on the emergency team"), "{out}");
+    let (rc, out, err) = cli(admin.path(), &url, &["admin", "emergency-team", "list"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains(&id) && out.contains('✓'), "{out}");
+    let (rid, data) = report(&c, "ecg.bin").await;
+
+    let er = doc2.path().join("er");
+    std::fs::create_dir(&er).unwrap();
+    let pid = c.pat.id.to_string();
+    let args = ["emergency", "open", &pid, "--reason", REASON, "--out"];
+    let (rc, out, err) = cli(
+        doc2.path(),
+        &url,
+        &[&args[..], &[er.to_str().unwrap()]].concat(),
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("break-glass request"), "{out}");
+    let saved = er.join(format!("{rid}-ecg.bin"));
+    assert_eq!(std::fs::read(&saved).unwrap(), data, "{out}");
+
+    let (rc, out, err) = cli(pat.path(), &url, &["access"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("BREAK-GLASS EMERGENCY ACCESS"))
+        .unwrap_or_else(|| panic!("no break-glass line: {out}"));
+    assert!(
+        line.contains(REASON) && line.contains("James Wilson"),
+        "{line}"
+    );
+
+    let (rc, out, err) = cli(admin.path(), &url, &["admin", "emergencies"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains(REASON) && out.contains("released"), "{out}");
+    c.ts.handle.shutdown().await.unwrap();
+}

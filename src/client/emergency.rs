@@ -1,4 +1,4 @@
-//! Break-glass emergency access (issue 16, docs/protocol.md §13), the client's side.
+//! Break-glass emergency access (issue 16, docs/protocol.md §16), the client's side.
 //!
 //! At commit the author's client wraps the report key to each emergency-team member it can
 //! verify: a member counts only with a kind-11 "added" entry for them, included in the

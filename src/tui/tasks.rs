@@ -759,7 +759,7 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
     }
 }
 
-/// Issue 16: kinds 11 and 12. The TUI shows kind-12 rows in red ([`is_emergency`]).
+/// Issue 16: kinds 11 and 12. The Ledger pane shows kind-12 rows in red ([`BREAK_GLASS`]).
 fn describe_emergency(e: &Entry, me: Uuid) -> String {
     match e {
         Entry::EmergencyTeam {
@@ -781,7 +781,7 @@ fn describe_emergency(e: &Entry, me: Uuid) -> String {
             reader_id,
             ..
         } => format!(
-            "BREAK-GLASS: {} opened the reports of {}",
+            "{BREAK_GLASS} {} opened the reports of {}",
             short(reader_id, me),
             short(patient_id, me)
         ),
@@ -789,10 +789,8 @@ fn describe_emergency(e: &Entry, me: Uuid) -> String {
     }
 }
 
-/// Whether a ledger row is an emergency access (shown in red).
-pub fn is_emergency(e: &Entry) -> bool {
-    matches!(e, Entry::EmergencyAccess { .. })
-}
+/// How a kind-12 row's text begins; the Ledger pane draws such rows in red.
+pub const BREAK_GLASS: &str = "BREAK-GLASS:";
 
 fn account_state(s: crate::ledger::AccountState) -> &'static str {
     match s {
