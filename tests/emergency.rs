@@ -339,6 +339,24 @@ async fn attacks(db: Db) {
         code_of(&c.doc2.c.report(later).await.unwrap_err()),
         "not_found"
     );
+    // The server stretches the request to the later report in its database: the entry's hash
+    // of the report ids no longer matches, and the reader's client refuses.
+    sqlx::query("INSERT INTO emergency_request_reports (request_id, report_id) VALUES ($1, $2)")
+        .bind(req.id.to_string())
+        .bind(later.to_string())
+        .execute(db)
+        .await
+        .unwrap();
+    let e = read_released(&c.doc2, req.id, later)
+        .await
+        .map(|b| b.len())
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Ledger(_)), "{e}");
+    sqlx::query("DELETE FROM emergency_request_reports WHERE report_id = $1")
+        .bind(later.to_string())
+        .execute(db)
+        .await
+        .unwrap();
 
     // Replaying the released request after its hour: refused, report unreadable again.
     let past = chrono::Utc::now().timestamp_millis() - 1000;

@@ -188,15 +188,15 @@ pub struct Released {
     pub keys: Vec<(Uuid, Vec<u8>)>,
 }
 
-/// Checks `entry` (at `index`, the ledger synced past it) against the request as served.
+/// Checks the request's kind-12 entry (the ledger synced past it) against the request as
+/// served: this reader, this patient, its report ids, its reason, a release time passed.
 pub async fn check_request_entry(
     ledger: &Ledger,
     req: &EmergencyRequest,
     reader: Uuid,
-    report_ids: &[Uuid],
     now_ms: i64,
 ) -> Result<(), ClientError> {
-    let ids: Vec<[u8; 16]> = report_ids.iter().map(|r| r.into_bytes()).collect();
+    let ids: Vec<[u8; 16]> = req.report_ids.iter().map(|r| r.into_bytes()).collect();
     match ledger.checked_entry(req.ledger_index, &req.entry).await? {
         Entry::EmergencyAccess {
             request_id,
@@ -250,12 +250,19 @@ pub async fn released(
         .into_iter()
         .map(|k| (k.report_id, k.wrapped))
         .collect();
-    let ids: Vec<Uuid> = keys.iter().map(|(r, _)| *r).collect();
+    // Keys only for reports the logged request names (its entry hashes their ids).
+    if let Some((r, _)) = keys
+        .iter()
+        .find(|(r, _)| !got.request.report_ids.contains(r))
+    {
+        return Err(ClientError::Ledger(format!(
+            "the server released the key of report {r}, which emergency request {id} does not name"
+        )));
+    }
     check_request_entry(
         ledger,
         &got.request,
         me.login.user.id,
-        &ids,
         chrono::Utc::now().timestamp_millis(),
     )
     .await?;
