@@ -1327,7 +1327,7 @@ fn issue16_break_glass_rows_are_red() {
                 index: 44,
                 time_ms: at(1, 9, 0).timestamp_millis(),
                 text: format!(
-                    "{} 0b0b0b0b opened the reports of you",
+                    "{} 0b0b0b0b → you: \"unconscious\"",
                     clinvault::tui::tasks::BREAK_GLASS
                 ),
                 ..Default::default()

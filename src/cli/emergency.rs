@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use clinvault::api::emergency::EmergencyRequest;
@@ -229,18 +228,9 @@ fn free_name(dir: &Path, report: Uuid, file_name: &str) -> PathBuf {
     path
 }
 
-/// The reasons of the requests the server lets the caller see, by request id, only where the
-/// text hashes to what the ledger entry records (checked in [`trail_line`]).
+/// The reasons of the requests the server lets the caller see, checked in [`trail_line`].
 pub async fn reasons(c: &ApiClient) -> HashMap<[u8; 16], String> {
-    c.emergencies()
-        .await
-        .map(|l| {
-            l.requests
-                .into_iter()
-                .map(|r| (r.id.into_bytes(), r.reason))
-                .collect()
-        })
-        .unwrap_or_default()
+    em::reasons(c).await
 }
 
 /// The access trail's line for kinds 11 and 12 (`clinvault access`).
@@ -265,20 +255,12 @@ pub fn trail_line(
             who(admin_id)
         ),
         Entry::EmergencyAccess {
-            request_id,
             patient_id,
             reader_id,
-            reason_hash,
             release_ms,
             ..
         } => {
-            let reason = match reasons.get(request_id) {
-                Some(r) if <[u8; 32]>::from(Sha256::digest(r.as_bytes())) == *reason_hash => {
-                    format!("\"{}\"", super::shown(r))
-                }
-                Some(_) => "(the server's text does not match the ledger's hash)".into(),
-                None => "(not shown by the server)".into(),
-            };
+            let reason = em::trail_reason(e, reasons).unwrap_or_default();
             let released = chrono::DateTime::from_timestamp_millis(*release_ms)
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_default();

@@ -11,6 +11,8 @@
 //! reports released, the reason shown, and a release time not after now. A server that
 //! releases without logging, or earlier than it logged, is caught here.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -181,6 +183,41 @@ pub async fn escrow_after_commit(
     }
 }
 
+/// The reasons of the break-glass requests the server lets the caller see (patients: those on
+/// them), by request id; empty when it lets them see none. Unverified: see [`trail_reason`].
+pub async fn reasons(client: &ApiClient) -> HashMap<[u8; 16], String> {
+    client
+        .emergencies()
+        .await
+        .map(|l| {
+            l.requests
+                .into_iter()
+                .map(|r| (r.id.into_bytes(), r.reason))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a trail shows as the reason of kind-12 entry `e`: the server's text when it hashes to
+/// what the entry records, else a note saying why there is none.
+pub fn trail_reason(e: &Entry, reasons: &HashMap<[u8; 16], String>) -> Option<String> {
+    let Entry::EmergencyAccess {
+        request_id,
+        reason_hash,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    Some(match reasons.get(request_id) {
+        Some(r) if <[u8; 32]>::from(Sha256::digest(r.as_bytes())) == *reason_hash => {
+            format!("\"{}\"", crate::text::display(r))
+        }
+        Some(_) => "(the server's text does not match the ledger's hash)".into(),
+        None => "(not shown by the server)".into(),
+    })
+}
+
 /// A released request whose kind-12 entry this client verified, with its wraps.
 pub struct Released {
     pub request: EmergencyRequest,
@@ -301,4 +338,46 @@ pub async fn read_report(
     }
     let verified = super::download::open_with_key(detail, manifest, &wrapped, me)?;
     super::read::read_verified(client, verified, 4, max_keep, |_| true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(reason: &str) -> Entry {
+        Entry::EmergencyAccess {
+            time_ms: 1,
+            request_id: [1; 16],
+            patient_id: [2; 16],
+            reader_id: [3; 16],
+            reports_hash: [4; 32],
+            reason_hash: Sha256::digest(reason.as_bytes()).into(),
+            release_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_reason_is_shown_only_when_it_matches_the_entry() {
+        let e = access("unconscious in the ER");
+        let mut reasons = HashMap::new();
+        assert_eq!(
+            trail_reason(&e, &reasons).as_deref(),
+            Some("(not shown by the server)")
+        );
+        reasons.insert([1; 16], "routine check".to_string());
+        assert_eq!(
+            trail_reason(&e, &reasons).as_deref(),
+            Some("(the server's text does not match the ledger's hash)")
+        );
+        reasons.insert([1; 16], "unconscious in the ER".to_string());
+        assert_eq!(
+            trail_reason(&e, &reasons).as_deref(),
+            Some("\"unconscious in the ER\"")
+        );
+        let other = Entry::GrantRevoked {
+            time_ms: 1,
+            grant_id: [1; 16],
+        };
+        assert_eq!(trail_reason(&other, &reasons), None);
+    }
 }

@@ -614,6 +614,8 @@ async fn ledger_job(
         }
         Job::Entries => {
             let me_id = me.login.user.id;
+            // Issue 16: break-glass rows carry their reason, checked against the entry's hash.
+            let reasons = crate::client::emergency::reasons(c).await;
             Done::Entries(
                 complete_trail(l, me_id)
                     .await
@@ -625,7 +627,11 @@ async fn ledger_job(
                                 LedgerLine {
                                     index,
                                     time_ms: e.time_ms(),
-                                    text: describe(&e, me_id),
+                                    text: match crate::client::emergency::trail_reason(&e, &reasons)
+                                    {
+                                        Some(why) => format!("{}: {why}", describe(&e, me_id)),
+                                        None => describe(&e, me_id),
+                                    },
                                     report,
                                     grant,
                                 }
@@ -781,7 +787,7 @@ fn describe_emergency(e: &Entry, me: Uuid) -> String {
             reader_id,
             ..
         } => format!(
-            "{BREAK_GLASS} {} opened the reports of {}",
+            "{BREAK_GLASS} {} → {}",
             short(reader_id, me),
             short(patient_id, me)
         ),
