@@ -191,6 +191,16 @@ enum ClientCommand {
     },
     /// Show the verified ledger head (pins the server's ledger key on first use).
     Ledger,
+    /// Write a report (yours as patient or author) as one bundle file anyone can verify
+    /// offline. The bundle holds the report key in clear: whoever has the file can read it.
+    Export {
+        id: Uuid,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Check a report bundle with no server: ledger key, witnesses, proofs, signatures, chunks;
+    /// with -o, write the plaintext after every check passed.
+    VerifyBundle(cli::bundle::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -305,5 +315,7 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::Access => reports::access(cfg).await,
         ClientCommand::Audit { repair } => audit::audit(cfg, repair).await,
         ClientCommand::Ledger => audit::ledger(cfg).await,
+        ClientCommand::Export { id, output } => cli::bundle::export(cfg, id, &output).await,
+        ClientCommand::VerifyBundle(args) => cli::bundle::verify(cfg, args),
     }
 }

@@ -26,6 +26,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod booking;
+pub mod bundle;
 pub mod config_check;
 pub mod docs;
 pub mod grants;

@@ -1,0 +1,219 @@
+//! Report bundles end to end (issue 16): `clinvault export` against a real server, the server
+//! stopped, then `clinvault verify-bundle` with no server gives the byte-identical plaintext;
+//! the wrong ledger key is refused; only the patient or the author can export. SQLite and
+//! PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+
+use clinvault::bundle::export::export;
+use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
+use common::{Db, PASSWORD};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder (`server` or none): (exit code, stdout,
+/// stderr).
+async fn cli(dir: &Path, server: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let server = server
+        .map(|u| format!("server = \"{u}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\n{server}state_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env("CLINVAULT_PASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn export_then_verify_offline(db: Db) {
+    let mut c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    // Three chunks of 1 MiB, the last one short.
+    let data = report_bytes(2 * 1024 * 1024 + 1234, b"bundle-marker-16");
+    let file = write_file(work.path(), "echo.pdf", &data);
+    let report = upload_file(&c, &file, "Echo for the bundle")
+        .await
+        .report_id;
+    release(&c).await;
+    let id = report.to_string();
+    let url = c.ts.url.clone();
+
+    // The patient exports with the CLI.
+    let pat = tempfile::tempdir().unwrap();
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["login", "--email", &c.pat.email]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["export", &id, "-o", "echo.cvb"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("holds the report key in clear"),
+        "the export says the key is in the file: {out}"
+    );
+    let bundle_path = pat.path().join("echo.cvb");
+    let bundle = std::fs::read(&bundle_path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&bundle_path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0,
+        "a bundle holds a key: readable by its owner only"
+    );
+    // Never over an existing file.
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["export", &id, "-o", "echo.cvb"]).await;
+    assert_ne!(rc, 0, "{out}");
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(std::fs::read(&bundle_path).unwrap(), bundle);
+
+    // The author may export too (library path); nobody else can.
+    let mut l = c.doc.ledger().await.unwrap();
+    let by_author = export(&c.doc.c, &c.doc.me, &mut l, report)
+        .await
+        .expect("the author exports");
+    assert_eq!(&by_author.verified.plaintext[..], &data[..]);
+    for other in [&c.doc2, &c.pat2] {
+        let mut l = other.ledger().await.unwrap();
+        let e = export(&other.c, &other.me, &mut l, report)
+            .await
+            .expect_err("neither patient nor author");
+        assert!(
+            matches!(e, clinvault::client::ClientError::Server { .. }),
+            "the server refuses them: {e}"
+        );
+    }
+    let ledger_key = c.pat.ledger().await.unwrap().key().to_string();
+
+    // No server from here on.
+    c.ts.stop().await;
+    assert!(
+        c.pat.c.health().await.is_err(),
+        "the server must really be down"
+    );
+
+    let off = tempfile::tempdir().unwrap();
+    std::fs::copy(&bundle_path, off.path().join("echo.cvb")).unwrap();
+    let (rc, out, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "echo.cvb",
+            "--ledger-key",
+            &ledger_key,
+            "-o",
+            "echo.pdf",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read(off.path().join("echo.pdf")).unwrap(),
+        data,
+        "byte-identical plaintext"
+    );
+    assert!(out.contains("every check passed"), "{out}");
+    assert!(out.contains(&format!("report     {id}")), "{out}");
+    assert!(out.contains(&ledger_key), "{out}");
+    assert!(
+        out.contains(&format!("author {}", c.doc.id)),
+        "who signed it: {out}"
+    );
+    // Never over an existing file, even after every check.
+    let (rc, _, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "echo.cvb",
+            "--ledger-key",
+            &ledger_key,
+            "-o",
+            "echo.pdf",
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("exists"), "{err}");
+
+    // Another ledger's key: refused, naming the check, and nothing written.
+    let other = clinvault::ledger::LedgerKey::from_signing_key(
+        &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    )
+    .to_string();
+    let (rc, out, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "echo.cvb",
+            "--ledger-key",
+            &other,
+            "-o",
+            "wrong.pdf",
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0, "{out}");
+    assert!(err.contains("check failed: signed head"), "{err}");
+    assert!(!off.path().join("wrong.pdf").exists());
+
+    // No key given and none remembered: refused, saying how to pass one.
+    let (rc, _, err) = cli(off.path(), None, &["verify-bundle", "echo.cvb"]).await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("--ledger-key"), "{err}");
+
+    // The patient's own client remembers the key it pinned for the server, still offline.
+    let (rc, out, err) = cli(
+        pat.path(),
+        Some(&url),
+        &["verify-bundle", "echo.cvb", "-o", "again.pdf"],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(std::fs::read(pat.path().join("again.pdf")).unwrap(), data);
+
+    // A flipped byte in a chunk: refused, naming the chunks.
+    let mut bad = bundle.clone();
+    let n = bad.len();
+    bad[n - 100] ^= 1;
+    std::fs::write(off.path().join("bad.cvb"), &bad).unwrap();
+    let (rc, _, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "bad.cvb",
+            "--ledger-key",
+            &ledger_key,
+            "-o",
+            "bad.pdf",
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("check failed: chunks"), "{err}");
+    assert!(!off.path().join("bad.pdf").exists());
+}
+both_backends!(export_and_offline_verify, export_then_verify_offline);
