@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 
 use clinvault::bundle::export::export;
+use clinvault::client::reports::{check_grant_for_wrap, confirm_wrap};
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
 use common::{Db, PASSWORD};
 
@@ -103,6 +104,27 @@ async fn export_then_verify_offline(db: Db) {
             "the server refuses them: {e}"
         );
     }
+    // A doctor who reads it through a grant holds the key, but the disclosure is not theirs
+    // to make: their client refuses.
+    let g = c.doc2.c.grant_request(report).await.unwrap();
+    let code = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    c.doc2
+        .c
+        .otp_verify(g.request_id.expect("code request"), &code)
+        .await
+        .unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    let check = check_grant_for_wrap(&c.doc.c, &l, g.id).await.unwrap();
+    confirm_wrap(&c.doc.c, &c.doc.me, &l, &check).await.unwrap();
+    let mut l = c.doc2.ledger().await.unwrap();
+    let e = export(&c.doc2.c, &c.doc2.me, &mut l, report)
+        .await
+        .expect_err("a grant reader may read, not export");
+    assert!(
+        e.to_string()
+            .contains("only the patient or the author of report"),
+        "{e}"
+    );
     let ledger_key = c.pat.ledger().await.unwrap().key().to_string();
 
     // No server from here on.
