@@ -2,6 +2,9 @@
 //! (`verify_report`, the ledger view, the author's checked keys), and the finished bundle is
 //! run through the offline verifier before the caller writes it.
 
+use std::io::Write;
+use std::path::Path;
+
 use uuid::Uuid;
 
 use super::format::{Bundle, MAX_BUNDLE_LEN, ProvenEntry};
@@ -161,4 +164,34 @@ async fn fetch_chunk(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Writes `bytes` to `out` through an invisible temporary file (mode 0600) linked into place
+/// at the end: never half-written, never over an existing file. For bundles and for the
+/// plaintext a verified bundle gives.
+pub fn write_new_file(out: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let file_err = |e: std::io::Error| ClientError::File {
+        path: out.display().to_string(),
+        source: e,
+    };
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
+    let mut pending = crate::client::output::PendingOutput::create(dir, &name.to_string_lossy())
+        .map_err(file_err)?;
+    pending.file().write_all(bytes).map_err(file_err)?;
+    pending.persist(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} exists; it was left as it is (choose another name)",
+                out.display()
+            ))
+        } else {
+            file_err(e)
+        }
+    })
 }

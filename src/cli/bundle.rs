@@ -1,13 +1,11 @@
 //! `export` and `verify-bundle` (issue 16): a report as one file anyone can check offline.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use uuid::Uuid;
 
 use clinvault::bundle::{MAX_BUNDLE_LEN, Trust, Verified, verify_bytes};
-use clinvault::client::output::PendingOutput;
 use clinvault::config::Config;
 use clinvault::ledger::LedgerKey;
 use clinvault::witness::note::{SIG_COSIGNATURE_V1, VerifierKey};
@@ -34,31 +32,6 @@ pub struct VerifyArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Writes `bytes` to `out` through an invisible temporary file linked into place at the end:
-/// never half-written, never over an existing file.
-fn write_new(out: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .ok_or_else(|| anyhow!("{} is not a file name", out.display()))?;
-    let mut pending = PendingOutput::create(dir, &name.to_string_lossy())
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    pending
-        .file()
-        .write_all(bytes)
-        .with_context(|| format!("writing {}", out.display()))?;
-    pending.persist(out).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow!("{} appeared meanwhile; it was left as it is", out.display())
-        } else {
-            anyhow!("{}: {e}", out.display())
-        }
-    })
-}
-
 fn refuse_existing(out: &Path) -> Result<()> {
     if out.exists() {
         bail!("{} exists; choose another name or remove it", out.display());
@@ -73,7 +46,7 @@ pub async fn export(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     let done = clinvault::bundle::export::export(&c, &me, &mut l, id)
         .await
         .with_context(|| format!("report {id}: nothing was written to {}", output.display()))?;
-    write_new(output, &done.bytes)?;
+    clinvault::bundle::export::write_new_file(output, &done.bytes)?;
     let v = &done.verified;
     out!(
         "{} written ({}): report {id}, \"{}\", committed at ledger entry {}, head of {} entries",
@@ -168,7 +141,7 @@ pub fn verify(cfg: &Config, args: VerifyArgs) -> Result<()> {
         )
     })?;
     if let Some(out) = &args.output {
-        write_new(out, &v.plaintext)?;
+        clinvault::bundle::export::write_new_file(out, &v.plaintext)?;
     }
     print_verified(&args.file, &v, args.output.as_deref());
     Ok(())

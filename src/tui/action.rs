@@ -157,6 +157,11 @@ pub enum Job {
         transfer: u64,
         cancel: Arc<AtomicBool>,
     },
+    /// A report as a bundle file (issue 16), written only after it verified.
+    Export {
+        report: Uuid,
+        path: PathBuf,
+    },
     /// A doctor's own patients, to upload for.
     Patients,
     AskConsent(Uuid),
@@ -215,6 +220,12 @@ pub enum Done {
         result: Outcome<(Uuid, bool)>,
     },
     Patients(Outcome<Vec<PatientSummary>>),
+    /// A bundle written to `path`.
+    Exported {
+        report: Uuid,
+        path: PathBuf,
+        result: Outcome<()>,
+    },
     ConsentAsked(Outcome<Grant>),
     Grants {
         report: Uuid,

@@ -444,6 +444,11 @@ pub enum Pending {
         patient: String,
         author: String,
     },
+    /// Export a report as a bundle (issue 16): the file holds its key in clear.
+    Export {
+        report: Uuid,
+        title: String,
+    },
     /// The patient approves a grant (signs the consent, wraps the key).
     Approve(Box<Grant>),
     Revoke(Box<Grant>),
@@ -740,6 +745,10 @@ pub enum PathFor {
         name: String,
     },
     Download {
+        report: Uuid,
+    },
+    /// Where to write a report's bundle.
+    Export {
         report: Uuid,
     },
     /// Reception mails a patient's code again: the request id is in the patient's mail.

@@ -390,6 +390,11 @@ fn failed_done(job: Job, f: Fail) -> Done {
         Job::Entries => Done::Entries(Err(f)),
         Job::CheckWrap(_) => Done::WrapChecked(Err(f)),
         Job::AskConsent(_) => Done::ConsentAsked(Err(f)),
+        Job::Export { report, path } => Done::Exported {
+            report,
+            path,
+            result: Err(f),
+        },
         Job::ConfirmWrap(_) => Done::GrantChanged {
             what: "wrap",
             result: Err(f),
@@ -566,6 +571,15 @@ async fn ledger_job(
             };
             Done::Uploaded {
                 transfer,
+                result: r.map_err(Fail::from),
+            }
+        }
+        Job::Export { report, path } => {
+            let r = crate::bundle::export::export(c, me, l, report).await;
+            let r = r.and_then(|b| crate::bundle::export::write_new_file(&path, &b.bytes));
+            Done::Exported {
+                report,
+                path,
                 result: r.map_err(Fail::from),
             }
         }
