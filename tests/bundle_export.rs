@@ -239,3 +239,136 @@ async fn export_then_verify_offline(db: Db) {
     assert!(!off.path().join("bad.pdf").exists());
 }
 both_backends!(export_and_offline_verify, export_then_verify_offline);
+
+/// With a witness: the exporter's client requires its cosignature (quorum 1), the bundle
+/// carries it, and after the server and the witness are gone `verify-bundle --witness` names
+/// the witness that vouches for the head; a quorum the bundle cannot meet is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn witness_cosignature_travels_in_the_bundle() {
+    use clinvault::client::ledger::{Ledger, WitnessPolicy};
+    use clinvault::witness::note::{SIG_COSIGNATURE_V1, SIG_ED25519, VerifierKey};
+    use clinvault::witness::{Witness, spawn};
+    use ed25519_dalek::SigningKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_path = dir.path().join("secrets.toml");
+    let secrets = clinvault::server::secrets::ServerSecrets::load_or_create(&secrets_path).unwrap();
+    let origin = "clinic.test/clinvault";
+    let log_vkey = VerifierKey::new(
+        origin,
+        SIG_ED25519,
+        SigningKey::from_bytes(secrets.ledger_seed())
+            .verifying_key()
+            .to_bytes(),
+    )
+    .unwrap();
+    let w = std::sync::Arc::new(
+        Witness::open(
+            "witness.test/w1",
+            SigningKey::from_bytes(&[5; 32]),
+            &dir.path().join("witness-state.json"),
+            vec![log_vkey],
+        )
+        .unwrap(),
+    );
+    let (addr, task) = spawn(w.clone(), "127.0.0.1:0").await.unwrap();
+    let wkey = w.vkey();
+    let endpoint = clinvault::config::WitnessEndpoint {
+        url: format!("http://{addr}/"),
+        vkey: wkey.to_string(),
+    };
+    let mut c = clinic_with(Db::Sqlite, |cfg| {
+        cfg.server.secrets_file = secrets_path.display().to_string();
+        cfg.server.ledger_origin = origin.into();
+        cfg.server.witnesses = vec![endpoint];
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let data = report_bytes(5000, b"witnessed-report");
+    let file = write_file(work.path(), "lab.txt", &data);
+    let report = upload_file(&c, &file, "Lab, witnessed").await.report_id;
+    release(&c).await;
+
+    let policy = WitnessPolicy {
+        witnesses: vec![wkey.clone()],
+        quorum: 1,
+    };
+    let mut l = Ledger::sync_with(&c.pat.c, c.pat.state.path(), None, 3600, &policy)
+        .await
+        .unwrap();
+    let done = export(&c.pat.c, &c.pat.me, &mut l, report)
+        .await
+        .expect("export under a witness quorum");
+    assert_eq!(
+        done.verified.cosigned_by,
+        vec!["witness.test/w1".to_string()]
+    );
+    let key = l.key().to_string();
+    let path = work.path().join("lab.cvb");
+    clinvault::bundle::export::write_new_file(&path, &done.bytes).unwrap();
+
+    c.ts.stop().await;
+    task.abort();
+
+    let off = tempfile::tempdir().unwrap();
+    std::fs::copy(&path, off.path().join("lab.cvb")).unwrap();
+    let wk = wkey.to_string();
+    let (rc, out, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "lab.cvb",
+            "--ledger-key",
+            &key,
+            "--witness",
+            &wk,
+            "--witness-quorum",
+            "1",
+            "-o",
+            "lab.txt",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("cosigned by witness.test/w1"), "{out}");
+    assert!(out.contains(&format!("checkpoint {origin}")), "{out}");
+    assert_eq!(std::fs::read(off.path().join("lab.txt")).unwrap(), data);
+
+    // Without the witness's key its line is reported, not counted; a quorum then fails.
+    let (rc, out, _) = cli(
+        off.path(),
+        None,
+        &["verify-bundle", "lab.cvb", "--ledger-key", &key],
+    )
+    .await;
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("not checked (no key given): witness.test/w1"),
+        "{out}"
+    );
+    let stranger = VerifierKey::new(
+        "witness.test/other",
+        SIG_COSIGNATURE_V1,
+        SigningKey::from_bytes(&[6; 32]).verifying_key().to_bytes(),
+    )
+    .unwrap()
+    .to_string();
+    let (rc, _, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "lab.cvb",
+            "--ledger-key",
+            &key,
+            "--witness",
+            &stranger,
+            "--witness-quorum",
+            "1",
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("check failed: witness cosignatures"), "{err}");
+}

@@ -143,11 +143,16 @@ pub fn verify(cfg: &Config, args: VerifyArgs) -> Result<()> {
     if let Some(out) = &args.output {
         clinvault::bundle::export::write_new_file(out, &v.plaintext)?;
     }
-    print_verified(&args.file, &v, args.output.as_deref());
+    print_verified(
+        &args.file,
+        &v,
+        args.output.as_deref(),
+        trust.witnesses.len(),
+    );
     Ok(())
 }
 
-fn print_verified(file: &Path, v: &Verified, output: Option<&Path>) {
+fn print_verified(file: &Path, v: &Verified, output: Option<&Path>, witnesses_given: usize) {
     let m = &v.manifest;
     out!("{} verified offline: every check passed", file.display());
     out!(
@@ -183,8 +188,10 @@ fn print_verified(file: &Path, v: &Verified, output: Option<&Path>) {
     if let Some(o) = &v.origin {
         out!("  checkpoint {o}");
     }
-    if v.cosigned_by.is_empty() {
-        out!("  witnesses  none of the given witnesses cosigned (none given?)");
+    if witnesses_given == 0 {
+        out!("  witnesses  none given (--witness VKEY checks a witness's cosignature)");
+    } else if v.cosigned_by.is_empty() {
+        out!("  witnesses  none of the {witnesses_given} given cosigned this head");
     } else {
         out!("  witnesses  cosigned by {}", v.cosigned_by.join(", "));
     }

@@ -772,7 +772,7 @@ pub(super) fn on_vault(
             Ok(()) => ok_info(
                 app,
                 format!(
-                    "Bundle written ✓: {} (it holds the report key: anyone with it can read the report)",
+                    "Bundle written ✓ (it holds the report key): {}",
                     path.display()
                 ),
             ),
