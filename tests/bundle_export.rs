@@ -18,17 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
 /// Runs the CLI with its own config and state folder (`server` or none): (exit code, stdout,
 /// stderr).
 async fn cli(dir: &Path, server: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let server = server
-        .map(|u| format!("server = \"{u}\"\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\n{server}state_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
+    write_config(dir, server);
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("--config")
         .arg(dir.join("config.toml"))
@@ -45,6 +35,21 @@ async fn cli(dir: &Path, server: Option<&str>, args: &[&str]) -> (i32, String, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A client config of its own: `server` or none, a state folder in `dir`.
+fn write_config(dir: &Path, server: Option<&str>) {
+    let server = server
+        .map(|u| format!("server = \"{u}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\n{server}state_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
 }
 
 async fn export_then_verify_offline(db: Db) {
@@ -93,7 +98,17 @@ async fn export_then_verify_offline(db: Db) {
     let by_author = export(&c.doc.c, &c.doc.me, &mut l, report)
         .await
         .expect("the author exports");
-    assert_eq!(&by_author.verified.plaintext[..], &data[..]);
+    assert!(
+        by_author.verified.plaintext.is_empty(),
+        "the exporter keeps no second copy"
+    );
+    let trust = clinvault::bundle::Trust {
+        ledger_key: *l.key(),
+        witnesses: vec![],
+        quorum: 0,
+    };
+    let v = clinvault::bundle::verify_bytes(&by_author.bytes, &trust).unwrap();
+    assert_eq!(&v.plaintext[..], &data[..]);
     for other in [&c.doc2, &c.pat2] {
         let mut l = other.ledger().await.unwrap();
         let e = export(&other.c, &other.me, &mut l, report)
@@ -371,4 +386,81 @@ async fn witness_cosignature_travels_in_the_bundle() {
     .await;
     assert_ne!(rc, 0);
     assert!(err.contains("check failed: witness cosignatures"), "{err}");
+}
+
+/// Memory of `export` and `verify-bundle` for a 64 MiB report, measured with
+/// `/usr/bin/time -v` (max RSS). Prints the figures; run by hand:
+/// `cargo test --release --test bundle_export bundle_memory -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: prints peak memory of export and verify-bundle"]
+async fn bundle_memory() {
+    let mut c = clinic_with(Db::Sqlite, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let data = report_bytes(64 << 20, b"memory-marker-16");
+    let file = write_file(work.path(), "big.bin", &data);
+    let report = upload_file(&c, &file, "Big").await.report_id;
+    release(&c).await;
+    let url = c.ts.url.clone();
+    let pat = tempfile::tempdir().unwrap();
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["login", "--email", &c.pat.email]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let rss = |err: &str| {
+        err.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Maximum resident set size (kbytes): ")
+            })
+            .map(|k| k.parse::<u64>().unwrap() / 1024)
+            .unwrap()
+    };
+    let timed = |args: Vec<String>, dir: &Path, server: Option<&str>| {
+        let server = server.map(str::to_string);
+        let dir = dir.to_path_buf();
+        async move {
+            let mut all = vec!["-v".to_string(), BIN.to_string()];
+            all.extend(args);
+            write_config(&dir, server.as_deref());
+            let out = std::process::Command::new("/usr/bin/time")
+                .args(&all[..2])
+                .arg("--config")
+                .arg(dir.join("config.toml"))
+                .args(&all[2..])
+                .env("CLINVAULT_PASSWORD", PASSWORD)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{err}");
+            err
+        }
+    };
+    let id = report.to_string();
+    let err = timed(
+        vec!["export".into(), id, "-o".into(), "big.cvb".into()],
+        pat.path(),
+        Some(&url),
+    )
+    .await;
+    let export_mib = rss(&err);
+    let key = c.pat.ledger().await.unwrap().key().to_string();
+    c.ts.stop().await;
+    let err = timed(
+        vec![
+            "verify-bundle".into(),
+            "big.cvb".into(),
+            "--ledger-key".into(),
+            key,
+            "-o".into(),
+            "big.out".into(),
+        ],
+        pat.path(),
+        None,
+    )
+    .await;
+    let verify_mib = rss(&err);
+    assert_eq!(std::fs::read(pat.path().join("big.out")).unwrap(), data);
+    println!(
+        "64 MiB report, bundle {} bytes: export peak RSS {export_mib} MiB, verify-bundle -o peak RSS {verify_mib} MiB",
+        std::fs::metadata(pat.path().join("big.cvb")).unwrap().len()
+    );
 }

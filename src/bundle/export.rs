@@ -8,13 +8,14 @@ use std::path::Path;
 use uuid::Uuid;
 
 use super::format::{Bundle, MAX_BUNDLE_LEN, ProvenEntry};
-use super::verify::{Trust, Verified, verify_bytes};
+use super::verify::{BundleError, Trust, Verified, check};
 use crate::api::{LedgerHead, LedgerProof, Role};
 use crate::client::ledger::Ledger;
 use crate::client::reports::{integrity, retryable};
 use crate::client::{ApiClient, ClientError, JSON_LIMIT, LoggedIn, chunk_ciphertext_len};
 
-/// A bundle's bytes, checked offline against the exporter's own ledger key and witnesses.
+/// A bundle's bytes, checked offline against the exporter's own ledger key and witnesses
+/// (`verified` holds the evidence, not the plaintext).
 pub struct Exported {
     pub bytes: Vec<u8>,
     pub verified: Verified,
@@ -97,7 +98,11 @@ pub async fn export(
         witnesses: ledger.policy().witnesses.clone(),
         quorum: ledger.policy().quorum,
     };
-    let verified = verify_bytes(&bytes, &trust)
+    // What is checked is what will be written: the encoded file, decoded again. No plaintext
+    // is kept, so the peak is about twice the bundle's size.
+    let verified = Bundle::from_bytes(&bytes)
+        .map_err(BundleError::from)
+        .and_then(|b| check(&b, &trust))
         .map_err(|e| integrity(format!("the bundle of report {id} does not verify: {e}")))?;
     Ok(Exported { bytes, verified })
 }

@@ -12,4 +12,4 @@ pub use format::{
     Bundle, ENTRY_LEN, FormatError, MAGIC, MAX_BUNDLE_LEN, MAX_CHECKPOINT_LEN, MAX_PROOF_HASHES,
     META_LEN, ProvenEntry, Tag, VERSION,
 };
-pub use verify::{BundleError, Check, Trust, Verified, verify, verify_bytes};
+pub use verify::{BundleError, Check, Trust, Verified, check, verify, verify_bytes};

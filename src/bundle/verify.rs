@@ -102,6 +102,7 @@ pub struct Verified {
     pub cosigned_by: Vec<String>,
     /// Names on other signature lines, checked by nobody here (witnesses not given).
     pub unchecked: Vec<String>,
+    /// Empty when checked with [`check`].
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
@@ -143,8 +144,18 @@ fn include(
     .map_err(|err| fail(check, format!("entry {}: {err}", e.index)))
 }
 
-/// Every check of docs/protocol.md §16.3, in order; the plaintext only if all pass.
+/// Every check of docs/protocol.md §16.2, in order; the plaintext only if all pass.
 pub fn verify(b: &Bundle, trust: &Trust) -> Result<Verified, BundleError> {
+    verify_keeping(b, trust, true)
+}
+
+/// Every check, keeping no plaintext (`Verified::plaintext` stays empty): for an exporter,
+/// which needs the verdict, not a second copy of the report in memory.
+pub fn check(b: &Bundle, trust: &Trust) -> Result<Verified, BundleError> {
+    verify_keeping(b, trust, false)
+}
+
+fn verify_keeping(b: &Bundle, trust: &Trust, keep: bool) -> Result<Verified, BundleError> {
     // 1. The head, under the ledger key the verifier brought.
     let head = SignedHead::from_bytes(&b.signed_head).map_err(|e| fail(Check::HeadSignature, e))?;
     head.verify(trust.ledger_key.as_bytes()).map_err(|_| {
@@ -232,7 +243,7 @@ pub fn verify(b: &Bundle, trust: &Trust) -> Result<Verified, BundleError> {
     }
     let meta =
         open_meta(&keys, &manifest.report_id, &b.meta).map_err(|e| fail(Check::Metadata, e))?;
-    let plaintext = open_chunks(&dek, &manifest, &b.chunks)?;
+    let plaintext = open_chunks(&dek, &manifest, &b.chunks, keep)?;
     Ok(Verified {
         author_fingerprint: fingerprint(&author_keys),
         author_keys,
@@ -294,6 +305,7 @@ fn open_chunks(
     dek: &Dek,
     manifest: &Manifest,
     chunks: &[Vec<u8>],
+    keep: bool,
 ) -> Result<Zeroizing<Vec<u8>>, BundleError> {
     let c = |e: crate::seal::SealError| fail(Check::Chunks, e);
     let mut opener = ReportOpener::new(dek, manifest).map_err(c)?;
@@ -320,17 +332,22 @@ fn open_chunks(
         ));
     }
     let cap = usize::try_from(manifest.plaintext_len).unwrap_or(0);
-    let mut out = Zeroizing::new(Vec::with_capacity(cap));
+    // Sized once from the signed length, so it never reallocates (leaving an unwiped copy).
+    let mut out = Zeroizing::new(Vec::with_capacity(if keep { cap } else { 0 }));
+    let mut total = 0usize;
     for chunk in chunks {
         let mut plain = opener.open_next(chunk.clone()).map_err(c)?;
-        if out.len() + plain.len() > cap {
+        total += plain.len();
+        if total > cap {
             plain.zeroize();
             return Err(fail(
                 Check::Chunks,
                 "the chunks hold more than the manifest's length",
             ));
         }
-        out.extend_from_slice(&plain);
+        if keep {
+            out.extend_from_slice(&plain);
+        }
         plain.zeroize();
     }
     opener.finish().map_err(c)?;

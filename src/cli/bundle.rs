@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use uuid::Uuid;
 
-use clinvault::bundle::{MAX_BUNDLE_LEN, Trust, Verified, verify_bytes};
+use clinvault::bundle::{MAX_BUNDLE_LEN, Trust, Verified};
 use clinvault::config::Config;
 use clinvault::ledger::LedgerKey;
 use clinvault::witness::note::{SIG_COSIGNATURE_V1, VerifierKey};
@@ -130,16 +130,22 @@ pub fn verify(cfg: &Config, args: VerifyArgs) -> Result<()> {
         witnesses,
         quorum,
     };
-    let v = verify_bytes(&data, &trust).with_context(|| {
-        format!(
-            "{} refused{}",
-            args.file.display(),
-            args.output
-                .as_ref()
-                .map(|o| format!("; nothing was written to {}", o.display()))
-                .unwrap_or_default()
-        )
-    })?;
+    // Decoded, then the file's bytes are let go: the chunks and the plaintext are the peak.
+    let decoded =
+        clinvault::bundle::Bundle::from_bytes(&data).map_err(clinvault::bundle::BundleError::from);
+    drop(data);
+    let v = decoded
+        .and_then(|b| clinvault::bundle::verify(&b, &trust))
+        .with_context(|| {
+            format!(
+                "{} refused{}",
+                args.file.display(),
+                args.output
+                    .as_ref()
+                    .map(|o| format!("; nothing was written to {}", o.display()))
+                    .unwrap_or_default()
+            )
+        })?;
     if let Some(out) = &args.output {
         clinvault::bundle::export::write_new_file(out, &v.plaintext)?;
     }
