@@ -229,6 +229,10 @@ async fn export_then_verify_offline(db: Db) {
     )
     .await;
     assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("(the key this client pinned for http://127.0.0.1:"),
+        "{out}"
+    );
     assert_eq!(std::fs::read(pat.path().join("again.pdf")).unwrap(), data);
 
     // A flipped byte in a chunk: refused, naming the chunks.

@@ -65,19 +65,22 @@ pub async fn export(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The ledger key: the flag, else the config, else the one pinned for the configured server.
-fn trusted_key(cfg: &Config, flag: Option<&str>) -> Result<LedgerKey> {
+/// The ledger key and where it came from: the flag, else the config, else the one pinned
+/// for the configured server.
+fn trusted_key(cfg: &Config, flag: Option<&str>) -> Result<(LedgerKey, String)> {
     if let Some(k) = flag {
-        return LedgerKey::parse(k).map_err(|e| anyhow!("--ledger-key: {e}"));
+        let k = LedgerKey::parse(k).map_err(|e| anyhow!("--ledger-key: {e}"))?;
+        return Ok((k, "given with --ledger-key".into()));
     }
     if !cfg.client.ledger_key.is_empty() {
-        return LedgerKey::parse(&cfg.client.ledger_key)
-            .map_err(|e| anyhow!("[client] ledger_key: {e}"));
+        let k = LedgerKey::parse(&cfg.client.ledger_key)
+            .map_err(|e| anyhow!("[client] ledger_key: {e}"))?;
+        return Ok((k, "[client] ledger_key".into()));
     }
     if !cfg.client.server.is_empty() {
         let server = super::client(cfg)?.base_url().to_string();
         if let Some(k) = clinvault::client::ledger::pinned_key(&cfg.client.state_path(), &server)? {
-            return Ok(k);
+            return Ok((k, format!("the key this client pinned for {server}")));
         }
     }
     bail!(
@@ -98,7 +101,7 @@ pub fn verify(cfg: &Config, args: VerifyArgs) -> Result<()> {
     if let Some(out) = &args.output {
         refuse_existing(out)?;
     }
-    let key = trusted_key(cfg, args.ledger_key.as_deref())?;
+    let (key, key_source) = trusted_key(cfg, args.ledger_key.as_deref())?;
     let mut witnesses = Vec::new();
     for v in cfg.client.witnesses.iter().chain(&args.witnesses) {
         let k = VerifierKey::parse(v).map_err(|e| anyhow!("witness key {v:?}: {e}"))?;
@@ -154,11 +157,18 @@ pub fn verify(cfg: &Config, args: VerifyArgs) -> Result<()> {
         &v,
         args.output.as_deref(),
         trust.witnesses.len(),
+        &key_source,
     );
     Ok(())
 }
 
-fn print_verified(file: &Path, v: &Verified, output: Option<&Path>, witnesses_given: usize) {
+fn print_verified(
+    file: &Path,
+    v: &Verified,
+    output: Option<&Path>,
+    witnesses_given: usize,
+    key_source: &str,
+) {
     let m = &v.manifest;
     out!("{} verified offline: every check passed", file.display());
     out!(
@@ -190,7 +200,7 @@ fn print_verified(file: &Path, v: &Verified, output: Option<&Path>, witnesses_gi
         hex::encode(v.head.root),
         fmt_ms(v.head.time_ms)
     );
-    out!("  ledger key {}", v.ledger_key);
+    out!("  ledger key {} ({key_source})", v.ledger_key);
     if let Some(o) = &v.origin {
         out!("  checkpoint {o}");
     }
