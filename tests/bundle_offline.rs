@@ -405,6 +405,17 @@ fn decoder_refuses_versions_trailing_bytes_and_oversized_sections() {
         }
         e => panic!("{e}"),
     }
+    // A section repeated (the manifest twice): the second stands where the signature belongs.
+    let (_, m_start, m_end) = secs[0];
+    let mut twice = bytes[..m_end].to_vec();
+    twice.extend_from_slice(&bytes[m_start - 5..]);
+    assert_eq!(
+        Bundle::from_bytes(&twice).unwrap_err(),
+        FormatError::WrongSection {
+            want: clinvault::bundle::Tag::Signature,
+            got: 1
+        }
+    );
     // No chunk at all.
     let (_, _, dek_end) = secs.iter().find(|s| s.0 == 10).copied().unwrap();
     assert_eq!(
