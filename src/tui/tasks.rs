@@ -443,6 +443,7 @@ fn titled(r: &reports::VerifiedReport) -> Titled {
     Titled {
         title: title_of(r),
         ext,
+        origin: r.origin.as_ref().map(ToString::to_string),
     }
 }
 
