@@ -165,7 +165,7 @@ fn file_name(p: &Path) -> String {
 
 /// What became of one file.
 enum Fate {
-    Done(Uuid, &'static str),
+    Done(Uuid, String),
     Failed(String),
     /// Left where it is, tried again next round (network, session, ledger trouble); `true`
     /// when the session ended and the watcher must sign in again.
@@ -233,10 +233,18 @@ async fn one_file(
     let state = cfg.client.state_path();
     let opts = options(cfg, &state, name.to_string(), String::new());
     match upload_for_order(c, me, l, order, path, &opts, Some(id)).await {
-        Ok(out) => Fate::Done(out.report_id, "uploaded"),
+        Ok(out) => Fate::Done(
+            out.report_id,
+            format!(
+                "uploaded: {} sent, {} already there",
+                out.chunks_sent, out.chunks_skipped
+            ),
+        ),
         // This station's report with this id exists and is committed: a run before a crash
         // committed it. (Another station's id would answer 404, not this.)
-        Err(e) if e.code() == Some(codes::REPORT_NOT_OPEN) => Fate::Done(id, "already uploaded"),
+        Err(e) if e.code() == Some(codes::REPORT_NOT_OPEN) => {
+            Fate::Done(id, "already uploaded".into())
+        }
         Err(e) => match &e {
             ClientError::Network(_) => Fate::Later(e.to_string(), false),
             ClientError::Server { status, .. } if *status >= 500 || *status == 429 => {
