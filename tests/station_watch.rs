@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clinvault::api::{OrderRequest, Role};
+use clinvault::api::Role;
 use clinvault::client::reports::{TransferOptions, download};
 use common::clinic::{clinic_with, report_bytes};
 use common::{Db, PASSWORD};
@@ -100,19 +100,47 @@ async fn watch_survives_kill(db: Db) {
     let (_, station_id) =
         c.ts.staff(&admin, Role::Station, "lab1@clinic.test", "Lab-1", "")
             .await;
-    c.doc
-        .c
-        .create_order(&OrderRequest {
-            station: "lab1@clinic.test".into(),
-            patient_id: c.pat.id,
-            days: Some(1),
-        })
-        .await
-        .unwrap();
+    // The doctor orders on the command line; the order is ledger entry kind 13.
+    let ddir = tempfile::tempdir().unwrap();
+    let dcfg = config(ddir.path(), &c.ts.url);
+    let (rc, out, err) = run(&dcfg, &["login", "--email", "house@clinic.test"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = run(
+        &dcfg,
+        &[
+            "order",
+            "create",
+            "pat@clinic.test",
+            "--station",
+            "Lab-1",
+            "--days",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("station Lab-1 may upload for Patricia Patient until"),
+        "{out}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &c.ts.url);
     let (rc, out, err) = run(&cfg, &["login", "--email", "lab1@clinic.test"]).await;
     assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = run(&cfg, &["order", "list"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("<pat@clinic.test>") && out.contains("1 order"),
+        "{out}"
+    );
+    // A doctor's order for a patient without a booking is refused, and says why.
+    let (rc, _, err) = run(
+        &dcfg,
+        &["order", "create", "pat2@clinic.test", "--station", "Lab-1"],
+    )
+    .await;
+    assert_ne!(rc, 0);
+    assert!(err.contains("no patient pat2@clinic.test"), "{err}");
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
     let regex = "^([^_]+)_";
@@ -254,10 +282,6 @@ async fn watch_survives_kill(db: Db) {
         "submitted by station Lab-1 for Dr Greg House"
     );
     // The CLI says so too, to the doctor.
-    let ddir = tempfile::tempdir().unwrap();
-    let dcfg = config(ddir.path(), &c.ts.url);
-    let (rc, out, err) = run(&dcfg, &["login", "--email", "house@clinic.test"]).await;
-    assert_eq!(rc, 0, "{out}{err}");
     let (rc, out, err) = run(&dcfg, &["verify", &id]).await;
     assert_eq!(rc, 0, "{out}{err}");
     assert!(
