@@ -598,4 +598,36 @@ mod tests {
         prefix[0] = b'C';
         assert_eq!(Entry::from_bytes(&prefix), Err(LedgerError::EntryPrefix));
     }
+
+    /// Issue 16: kind 13 byte for byte (docs/protocol.md §6.2), and role 6 decodes.
+    #[test]
+    fn exact_layout_of_a_station_order() {
+        let e = Entry::StationOrder {
+            time_ms: 1,
+            order_id: [1; 16],
+            station_id: [2; 16],
+            patient_id: [3; 16],
+            doctor_id: [4; 16],
+            expires_ms: 5,
+        };
+        let mut want = b"clinvault/entry/v1".to_vec();
+        want.push(13);
+        want.extend(1i64.to_be_bytes());
+        for b in 1..=4u8 {
+            want.extend([b; 16]);
+        }
+        want.extend(5i64.to_be_bytes());
+        assert_eq!(want.len(), 99);
+        assert_eq!(e.to_bytes(), want);
+        assert_eq!(Entry::from_bytes(&want), Ok(e));
+        let mut user = all_kinds()[0].to_bytes();
+        user[HEADER_LEN + 16] = 6;
+        assert!(matches!(
+            Entry::from_bytes(&user),
+            Ok(Entry::UserRegistered {
+                role: Role::Station,
+                ..
+            })
+        ));
+    }
 }
