@@ -229,7 +229,10 @@ async fn station_attacks(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let data = report_bytes(40 * 1024, b"SCAN");
     let file = write_file(dir.path(), "scan.bin", &data);
-    order_for(&c.doc, c.pat.id).await;
+    // An older order by another doctor of the patient's, then the one the upload goes under.
+    let older = order_for(&c.doc2, c.pat.id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let ordered = order_for(&c.doc, c.pat.id).await;
     let sl = station.ledger().await.unwrap();
     let db = c.ts.handle.db();
 
@@ -293,6 +296,33 @@ async fn station_attacks(db: Db) {
     verify_report(&c.doc.c, &c.doc.me, &dl, out.report_id)
         .await
         .expect("honest order checks out");
+    // The server names another genuine order: another doctor's, or one made after the commit.
+    let later = order_for(&c.doc, c.pat.id).await;
+    let dl = c.doc.ledger().await.unwrap();
+    for (other, why) in [
+        (older.id, "another doctor"),
+        (later.id, "outside its order"),
+    ] {
+        sqlx::query("UPDATE reports SET order_id = $1 WHERE id = $2")
+            .bind(other.to_string())
+            .bind(out.report_id.to_string())
+            .execute(db)
+            .await
+            .unwrap();
+        let err = verify_report(&c.doc.c, &c.doc.me, &dl, out.report_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Ledger(_)) && err.to_string().contains(why),
+            "{err}"
+        );
+    }
+    sqlx::query("UPDATE reports SET order_id = $1 WHERE id = $2")
+        .bind(ordered.id.to_string())
+        .bind(out.report_id.to_string())
+        .execute(db)
+        .await
+        .unwrap();
     sqlx::query("UPDATE station_orders SET patient_id = $1")
         .bind(c.pat2.id.to_string())
         .execute(db)
