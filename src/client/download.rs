@@ -106,7 +106,7 @@ pub async fn verify_report(
                 id,
                 &author_keys,
                 detail.summary.patient_id,
-                commit_ms,
+                (detail.ledger_index, commit_ms),
             )
             .await?,
         )

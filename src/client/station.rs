@@ -156,25 +156,28 @@ pub async fn upload_for_order(
 }
 
 /// A reader's check of a report by a station (author role `station`): the order it names is in
-/// the ledger, is from this station for this patient, was made before the commit and was in
-/// force at it, and its doctor is a doctor. `commit_ms` is the commit entry's time.
+/// the ledger, is from this station for this patient, comes before the commit in the ledger
+/// and was in force at it, and its doctor is a doctor. `commit` is the commit entry's (index,
+/// time).
 pub async fn verify_origin(
     client: &ApiClient,
     ledger: &Ledger,
     report: Uuid,
     station: &crate::api::UserKeys,
     patient: Uuid,
-    commit_ms: i64,
+    commit: (u64, i64),
 ) -> Result<StationOrigin, ClientError> {
+    let (commit_index, commit_ms) = commit;
     let o = client.report_order(report).await?;
-    let (time_ms, expires_ms) = checked_order(ledger, &o).await?;
+    let (_, expires_ms) = checked_order(ledger, &o).await?;
     if o.station_id != station.user_id || o.patient_id != patient {
         return Err(ledger_err(format!(
             "report {report} was submitted by a station, but the order the server names is not \
              for this station and patient"
         )));
     }
-    if !(time_ms <= commit_ms && commit_ms < expires_ms) {
+    // Before: by ledger order (entry times need not be monotonic across server processes).
+    if !(o.ledger_index < commit_index && commit_ms < expires_ms) {
         return Err(ledger_err(format!(
             "report {report} was committed by a station outside its order's time (ledger entry {})",
             o.ledger_index
