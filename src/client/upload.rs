@@ -167,6 +167,7 @@ fn wipe_state(state_path: &Path) {
         .open(state_path)
         && let Ok(m) = f.metadata()
     {
+        // The sealed key is in the header, at the start: the first MiB covers it.
         let zeros = vec![0u8; usize::try_from(m.len()).unwrap_or(0).min(1 << 20)];
         if f.write_all(&zeros).and_then(|()| f.sync_data()).is_err() {
             tracing::warn!(path = %state_path.display(), "could not overwrite the upload state");
