@@ -33,6 +33,7 @@ pub mod grants;
 pub mod reports;
 pub mod serve;
 pub mod tui;
+pub mod watch;
 pub mod witness;
 
 /// `--version`: the crate version and, when built from a git checkout, the commit (build.rs).

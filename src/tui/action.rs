@@ -128,6 +128,8 @@ pub type Outcome<T> = Result<T, Fail>;
 pub struct Titled {
     pub title: String,
     pub ext: String,
+    /// Issue 16: "submitted by station Lab-1 for Dr Herz", checked against the ledger.
+    pub origin: Option<String>,
 }
 
 /// Report work to do on a task.

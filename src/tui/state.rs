@@ -614,6 +614,8 @@ pub struct ReportsPane {
     pub consent_asked: std::collections::HashSet<Uuid>,
     /// Each checked report's file extension from its metadata, for the default save name.
     pub exts: std::collections::HashMap<Uuid, String>,
+    /// Issue 16: each checked station report's "submitted by station … for Dr …".
+    pub origins: std::collections::HashMap<Uuid, String>,
     /// The running upload: (patient, file name).
     pub uploading: Option<(Uuid, String)>,
     /// The `/` filter: every word must be in the row's date, names, title or state.
@@ -634,6 +636,7 @@ impl Default for ReportsPane {
             patient: None,
             consent_asked: Default::default(),
             exts: Default::default(),
+            origins: Default::default(),
             uploading: None,
             filter: ListFilter::new("date, doctor, patient, title or state"),
             stopped: Default::default(),

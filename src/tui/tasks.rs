@@ -448,6 +448,7 @@ fn titled(r: &reports::VerifiedReport) -> Titled {
     Titled {
         title: title_of(r),
         ext,
+        origin: r.origin.as_ref().map(ToString::to_string),
     }
 }
 
@@ -769,6 +770,17 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
         Entry::AccountStatus { user_id, state, .. } => {
             format!("account {} {}", short(user_id, me), account_state(*state))
         }
+        Entry::StationOrder {
+            station_id,
+            patient_id,
+            doctor_id,
+            ..
+        } => format!(
+            "upload order: station {} for {} by {}",
+            short(station_id, me),
+            short(patient_id, me),
+            short(doctor_id, me)
+        ),
     }
 }
 

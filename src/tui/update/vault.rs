@@ -655,8 +655,9 @@ pub(super) fn on_vault(
         Done::Opened(list) => {
             for (id, r) in list {
                 match r {
-                    Ok(Titled { title, ext }) => {
+                    Ok(Titled { title, ext, origin }) => {
                         app.reports.exts.insert(id, ext);
+                        app.reports.origins.extend(origin.map(|o| (id, o)));
                         if let Some(row) = row_mut(app, id)
                             && !matches!(row.check, Check::Verified { .. })
                         {
@@ -668,8 +669,9 @@ pub(super) fn on_vault(
             }
         }
         Done::Verified { report, result } => match result {
-            Ok(Titled { title, ext }) => {
+            Ok(Titled { title, ext, origin }) => {
                 app.reports.exts.insert(report, ext);
+                app.reports.origins.extend(origin.map(|o| (report, o)));
                 if let Some(row) = row_mut(app, report) {
                     row.check = Check::Verified { title };
                 }
@@ -682,6 +684,9 @@ pub(super) fn on_vault(
         },
         Done::Read { report, result } => match result {
             Ok(v) => {
+                app.reports
+                    .origins
+                    .extend(v.origin.clone().map(|o| (report, o)));
                 if let Some(row) = row_mut(app, report) {
                     row.check = Check::Verified {
                         title: v.title.clone(),
@@ -706,8 +711,9 @@ pub(super) fn on_vault(
         } => {
             end_transfer(app, transfer);
             match result {
-                Ok(Titled { title, ext }) => {
+                Ok(Titled { title, ext, origin }) => {
                     app.reports.exts.insert(report, ext);
+                    app.reports.origins.extend(origin.map(|o| (report, o)));
                     if let Some(row) = row_mut(app, report) {
                         row.check = Check::Verified { title };
                     }
