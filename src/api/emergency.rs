@@ -1,4 +1,4 @@
-//! Wire types of break-glass emergency access (issue 16, docs/protocol.md §16).
+//! Wire types of break-glass emergency access (issue 16, docs/protocol.md §17).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! `clinvault emergency …` and `clinvault admin emergency-team / emergencies` (issue 16):
-//! break-glass emergency access, docs/protocol.md §16.
+//! break-glass emergency access, docs/protocol.md §17.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

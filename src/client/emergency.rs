@@ -1,4 +1,4 @@
-//! Break-glass emergency access (issue 16, docs/protocol.md §16), the client's side.
+//! Break-glass emergency access (issue 16, docs/protocol.md §17), the client's side.
 //!
 //! At commit the author's client wraps the report key to each emergency-team member it can
 //! verify: a member counts only with a kind-11 "added" entry for them, included in the
@@ -175,6 +175,10 @@ pub async fn escrow_after_commit(
     report: Uuid,
     dek: &Dek,
 ) {
+    // A station's report is for the patient and the ordering doctor only (issue 16 part 2).
+    if me.login.user.role != Role::Doctor {
+        return;
+    }
     match escrow_at_commit(client, me, ledger, report, dek).await {
         Ok(n) => tracing::info!(%report, members = n, "report key escrowed for the emergency team"),
         Err(e) => {
@@ -330,13 +334,13 @@ pub async fn read_report(
                 release.request.id
             ))
         })?;
-    let (detail, manifest) = super::download::verify_detail(client, ledger, report).await?;
+    let (detail, manifest, origin) = super::download::verify_detail(client, ledger, report).await?;
     if Uuid::from_bytes(manifest.patient_id) != release.request.patient_id {
         return Err(ClientError::Integrity(format!(
             "report {report} is not the patient's the request names"
         )));
     }
-    let verified = super::download::open_with_key(detail, manifest, &wrapped, me)?;
+    let verified = super::download::open_with_key(detail, manifest, origin, &wrapped, me)?;
     super::read::read_verified(client, verified, 4, max_keep, |_| true).await
 }
 

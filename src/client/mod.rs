@@ -12,6 +12,7 @@ pub mod read;
 pub mod recovery;
 pub mod reports;
 pub mod session;
+pub mod station;
 pub mod trail;
 pub mod upload;
 

@@ -1,4 +1,4 @@
-//! Break-glass emergency access (issue 16, docs/protocol.md §16): the emergency team (kind
+//! Break-glass emergency access (issue 16, docs/protocol.md §17): the emergency team (kind
 //! 11), report keys wrapped to its members by the author's client and held here in escrow,
 //! and break-glass requests (kind 12) that release them, at once or after the patient's
 //! veto window. The server never sees a usable key: it holds and hands over opaque wraps.

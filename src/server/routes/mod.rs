@@ -14,6 +14,7 @@ pub mod otp;
 pub mod patients;
 pub mod recovery;
 pub mod reports;
+pub mod stations;
 
 use uuid::Uuid;
 

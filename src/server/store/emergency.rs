@@ -1,5 +1,5 @@
 //! The SQL of break-glass emergency access (issue 16): the team, the escrowed key wraps and
-//! the requests. See docs/protocol.md §16.
+//! the requests. See docs/protocol.md §17.
 
 use sqlx::Row;
 use uuid::Uuid;

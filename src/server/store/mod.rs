@@ -4,3 +4,4 @@
 pub mod chunks;
 pub mod emergency;
 pub mod reports;
+pub mod stations;
