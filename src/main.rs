@@ -73,6 +73,10 @@ enum ClientCommand {
     Login {
         #[arg(long)]
         email: String,
+        /// Only for an account made before the password salt was bound to the address: log
+        /// in once with the server's salt as it is, then move the keys to the new salt.
+        #[arg(long)]
+        legacy_salt: bool,
     },
     /// End the session on the server and forget the token.
     Logout,
@@ -265,7 +269,9 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
     let cfg = &cfg;
     match command {
         ClientCommand::Register(args) => accounts::register(cfg, args).await,
-        ClientCommand::Login { email } => accounts::login(cfg, &email).await,
+        ClientCommand::Login { email, legacy_salt } => {
+            accounts::login(cfg, &email, legacy_salt).await
+        }
         ClientCommand::Logout => accounts::logout(cfg).await,
         ClientCommand::Whoami => accounts::whoami(cfg).await,
         ClientCommand::Password => accounts::change_password(cfg).await,

@@ -142,6 +142,20 @@ pub struct PreloginResponse {
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
+    /// How the client turns `salt` into the Argon2id salt (docs/protocol.md §4.2): 2, bound
+    /// to the address; 1, the salt as it is (accounts from before issue 17, refused without
+    /// the user's opt-in). Absent means 2.
+    #[serde(default = "salt_scheme_bound")]
+    pub salt_scheme: u8,
+}
+
+/// The salt scheme a client assumes when the server names none: the bound one.
+pub const SALT_SCHEME_BOUND: u8 = 2;
+/// The old scheme: the server's salt used as it is.
+pub const SALT_SCHEME_LEGACY: u8 = 1;
+
+fn salt_scheme_bound() -> u8 {
+    SALT_SCHEME_BOUND
 }
 
 /// Step one of a patient's registration: mail a code proving the address.
@@ -255,6 +269,9 @@ pub struct SessionKeys {
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
+    /// As in [`PreloginResponse`].
+    #[serde(default = "salt_scheme_bound")]
+    pub salt_scheme: u8,
     pub public_keys: PublicKeys,
     #[serde(with = "hex_bytes")]
     pub bundle: Vec<u8>,

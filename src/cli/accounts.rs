@@ -105,19 +105,26 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     kit_after_registration(cfg, &email, &pw).await
 }
 
-pub async fn login(cfg: &Config, email: &str) -> Result<()> {
+/// `clinvault login`; with `legacy_salt`, the user's opt-in for an account on the old salt
+/// scheme (issue 17.9), moved to the new one at once.
+pub async fn login(cfg: &Config, email: &str, legacy_salt: bool) -> Result<()> {
     let url = server_url(cfg)?;
     let mut c = client(cfg)?;
     let pw = password("Password: ", false)?;
     let t = std::time::Instant::now();
-    let logged = c.login(email, &pw).await?;
+    let logged = if legacy_salt {
+        c.login_legacy_salt(email, &pw).await?
+    } else {
+        c.login(email, &pw).await?
+    };
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
         &session::SavedSession {
             server: url,
             token: logged.login.token.clone(),
-            email: logged.login.user.email.clone(),
+            // The address typed, which the KDF salt is bound to (not the server's echo).
+            email: clinvault::client::account::normalize_email(email),
             user_id: logged.login.user.id,
             role: logged.login.user.role,
         },
@@ -244,7 +251,7 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
         &session::SavedSession {
             server: url,
             token: logged.login.token.clone(),
-            email: logged.login.user.email.clone(),
+            email: clinvault::client::account::normalize_email(email),
             user_id: logged.login.user.id,
             role: logged.login.user.role,
         },

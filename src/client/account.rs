@@ -1,11 +1,37 @@
 //! Account upkeep that needs keys (issue 15): a new password for the same keys, and the
-//! administrator's reactivation of an account.
+//! administrator's reactivation of an account. Also the KDF salt bound to the account's
+//! address (issue 17.9).
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiClient, ClientError, LoggedIn};
 use crate::api::{LoginResponse, SessionKeys, StatusChanged};
 use crate::seal::{check_password, open_bundle};
+
+/// The address as the server folds it (docs/protocol.md §7.2): trimmed, Unicode lower case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// The Argon2id salt of an account (docs/protocol.md §4.2, scheme 2): the first 16 bytes of
+/// `SHA-256("clinvault/kdf-salt/v2" ‖ u16 len ‖ normalized email ‖ server_salt)`. Two
+/// addresses never share a salt whatever the server hands out, so captured `auth_key`s must
+/// be attacked one account at a time.
+pub fn kdf_salt(email: &str, server_salt: &[u8; 16]) -> Result<[u8; 16], ClientError> {
+    let email = normalize_email(email);
+    let len = u16::try_from(email.len())
+        .map_err(|_| ClientError::Refused("the email address is too long".into()))?;
+    let d = Sha256::new()
+        .chain_update(b"clinvault/kdf-salt/v2")
+        .chain_update(len.to_be_bytes())
+        .chain_update(email.as_bytes())
+        .chain_update(server_salt)
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    Ok(out)
+}
 
 impl ApiClient {
     /// Changes the password of this client's session: the old password must open the bundle
@@ -19,7 +45,7 @@ impl ApiClient {
     ) -> Result<LoggedIn, ClientError> {
         let token = self.token.clone().ok_or(ClientError::NotLoggedIn)?;
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let old = self.master_key(old_password, &k.salt, &k.kdf).await?;
+        let old = self.session_master_key(&k, old_password).await?;
         let secrets = open_bundle(
             &k.bundle,
             &old.wrap_key(),
@@ -62,4 +88,26 @@ impl ApiClient {
         )
         .await
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salt_is_bound_to_the_folded_address() {
+        let server = [7u8; 16];
+        let a = kdf_salt("ana@example.org", &server).unwrap();
+        assert_eq!(a, kdf_salt("  ANA@Example.ORG ", &server).unwrap());
+        assert_ne!(a, kdf_salt("bea@example.org", &server).unwrap());
+        assert_ne!(a, kdf_salt("ana@example.org", &[8u8; 16]).unwrap());
+        assert_ne!(a, server, "never the server's salt as it is");
+        // Fixed vector (docs/protocol.md §4.2).
+        assert_eq!(
+            hex::encode(kdf_salt("ana@example.org", &[0u8; 16]).unwrap()),
+            VECTOR
+        );
+    }
+
+    const VECTOR: &str = "95bd40dfb6ef081461deb863f0e6f81f";
 }

@@ -92,6 +92,9 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
         } => {
             let r = client.login(&email, &password).await;
             drop(password);
+            if let Err(ClientError::LegacySalt(_)) = &r {
+                return Ok(Some(Action::LegacySaltAsked));
+            }
             // Issue 11: the ledger's key for this account must be the one just unsealed.
             let r = match r {
                 Ok(logged) => crate::client::ledger::monitor_self_with(

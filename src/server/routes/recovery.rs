@@ -174,8 +174,8 @@ async fn reset(
     let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
     let mut tx = st.db.begin().await?;
     let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
-         WHERE id = $7 AND recovery_mac = $8",
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6, \
+         kdf_salt_scheme = 2 WHERE id = $7 AND recovery_mac = $8",
     )
     .bind(new_mac.to_vec())
     .bind(req.salt.clone())

@@ -1,0 +1,6 @@
+-- Issue 17.9: which Argon2id salt an account's keys were derived with. 1: the server's 16
+-- bytes as they are (accounts made before this migration); 2: the salt bound to the account's
+-- address (docs/protocol.md §4.2), what every client now makes. New rows get 2; a re-key,
+-- password change or recovery sets 2. Kept in step with ../sqlite/.
+ALTER TABLE users ADD COLUMN kdf_salt_scheme INTEGER NOT NULL DEFAULT 2;
+UPDATE users SET kdf_salt_scheme = 1;
