@@ -70,6 +70,12 @@ enum ClientCommand {
     /// Create an account: a patient (mailed code), an invited staff member, or the first admin.
     Register(RegisterArgs),
     /// Log in; keeps the session token (not keys) in the state folder.
+    /// After comparing fingerprints with them: accept a user's new keys, which a key rotation
+    /// in the ledger (an administrator's reset) made. A substituted key is never accepted.
+    AcceptKey {
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
     Login {
         #[arg(long)]
         email: String,
@@ -269,6 +275,7 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
     let cfg = &cfg;
     match command {
         ClientCommand::Register(args) => accounts::register(cfg, args).await,
+        ClientCommand::AcceptKey { user } => accounts::accept_key(cfg, user).await,
         ClientCommand::Login { email, legacy_salt } => {
             accounts::login(cfg, &email, legacy_salt).await
         }

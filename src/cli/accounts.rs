@@ -264,3 +264,33 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// `clinvault accept-key --user ID`: after comparing fingerprints with the user, take the keys
+/// their verified key rotation (issue 15) leads to as the ones this client knows.
+pub async fn accept_key(cfg: &Config, user: Uuid) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let l = super::ledger(cfg, &c).await?;
+    let change = l.accept_key_change(user).await?;
+    if change.rotations.is_empty() {
+        out!(
+            "{}: keys {} — nothing changed since this client saw them",
+            super::shown(&change.name),
+            change.now
+        );
+        return Ok(());
+    }
+    for r in &change.rotations {
+        out!(
+            "key rotation at ledger entry {}, authorised by {}",
+            r.index,
+            r.by_text()
+        );
+    }
+    out!(
+        "accepted: {} now has keys {} (were {})",
+        super::shown(&change.name),
+        change.now,
+        change.before
+    );
+    Ok(())
+}

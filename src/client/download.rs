@@ -52,13 +52,12 @@ pub async fn verify_report(
     let my_id = me.login.user.id;
     let detail = client.report(id).await?;
     let author = detail.summary.author_id;
-    let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
-    let manifest = verify_manifest(
-        &detail.manifest,
-        &detail.signature,
-        &author_keys.public_keys.ed25519,
-    )
-    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
+    // The key the author held at the commit: a later rotation (issue 15) does not unsign it.
+    let author_key = ledger
+        .signing_key_at(author, Some(Role::Doctor), detail.ledger_index)
+        .await?;
+    let manifest = verify_manifest(&detail.manifest, &detail.signature, &author_key)
+        .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
     if manifest.report_id != *id.as_bytes()
         || manifest.author_id != *author.as_bytes()
         || manifest.patient_id != *detail.summary.patient_id.as_bytes()

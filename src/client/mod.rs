@@ -85,6 +85,11 @@ pub enum ClientError {
     /// more than one key for them (v1 has no key changes).
     #[error("KEY CHANGED: {0}")]
     KeyChanged(String),
+    /// A user's keys were replaced by a key rotation in the ledger (issue 15) since this
+    /// client saw them: nothing is shared with them until the user compares fingerprints and
+    /// accepts the change.
+    #[error("KEY ROTATED: {0}")]
+    KeyRotated(String),
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]

@@ -758,6 +758,26 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
         Entry::AccountStatus { user_id, state, .. } => {
             format!("account {} {}", short(user_id, me), account_state(*state))
         }
+        Entry::KeyRotated {
+            user_id,
+            x25519_public,
+            ed25519_public,
+            by,
+            authoriser_id,
+            ..
+        } => format!(
+            "KEYS CHANGED for {} to {}, authorised by {}",
+            short(user_id, me),
+            crate::seal::fingerprint(&crate::seal::PublicKeys {
+                x25519: *x25519_public,
+                ed25519: *ed25519_public,
+            }),
+            match by {
+                crate::ledger::RotationBy::Admin =>
+                    format!("administrator {}", short(authoriser_id, me)),
+                crate::ledger::RotationBy::VerifiedEmail => "the user's verified email".into(),
+            }
+        ),
     }
 }
 
