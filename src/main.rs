@@ -100,6 +100,13 @@ enum ClientCommand {
         #[arg(long)]
         email: String,
     },
+    /// After an administrator's reset (password and recovery code both lost): new keys and a
+    /// new password with the mailed code. Scripts: CLINVAULT_RESET_CODE and
+    /// CLINVAULT_NEW_PASSWORD.
+    ResetKeys {
+        #[arg(long)]
+        email: String,
+    },
     /// Administrator and operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -284,6 +291,7 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::Password => accounts::change_password(cfg).await,
         ClientCommand::RecoveryKit => accounts::recovery_kit(cfg).await,
         ClientCommand::Recover { email } => accounts::recover(cfg, &email).await,
+        ClientCommand::ResetKeys { email } => accounts::reset_keys(cfg, &email).await,
         ClientCommand::Admin(cmd) => admin::run(cfg, cmd).await,
         ClientCommand::Doctors { q, specialty, page } => {
             booking::doctors(cfg, &q, &specialty, page).await

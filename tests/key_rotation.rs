@@ -218,3 +218,93 @@ async fn forged(db: Db) {
     c.ts.handle.shutdown().await.unwrap();
 }
 both_backends!(a_database_only_rotation_is_refused, forged);
+
+/// The administrator's reset end to end: a mailed code, new keys made by the user's own
+/// client, the kind 10 entry naming the administrator, every session ended, the old password
+/// and the code dead; the author's client then refuses to wrap until the change is accepted.
+async fn admin_reset(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let (_, grant) = granted(&c, work.path()).await;
+    let new_password = "seven lanterns drift over the harbour";
+    let e = c.admin.c.admin_key_reset(c.pat.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"), "patients: {e}");
+    let e = c.doc.c.admin_key_reset(c.doc2.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "only admins: {e}");
+    c.admin.c.admin_key_reset(c.doc2.id).await.unwrap();
+    let code = common::invite_code(&c.ts.last_mail(&c.doc2.email));
+    // Someone else's address with the code: refused.
+    let e =
+        c.ts.client()
+            .complete_key_reset(&c.doc.email, &code, new_password)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("code_invalid"), "{e}");
+    let mut fresh = c.ts.client();
+    let (logged, index) = fresh
+        .complete_key_reset(&c.doc2.email, &code, new_password)
+        .await
+        .unwrap();
+    let old = c.doc2.me.secrets.public();
+    let new = logged.secrets.public();
+    assert_ne!(new, old, "new keys");
+    let bytes: Vec<u8> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
+        .bind(index as i64)
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    match Entry::from_bytes(&bytes).unwrap() {
+        Entry::KeyRotated {
+            user_id,
+            old_keys_hash,
+            x25519_public,
+            ed25519_public,
+            by,
+            authoriser_id,
+            ..
+        } => {
+            assert_eq!(user_id, *c.doc2.id.as_bytes());
+            assert_eq!(old_keys_hash, keys_hash(&old.x25519, &old.ed25519));
+            assert_eq!((x25519_public, ed25519_public), (new.x25519, new.ed25519));
+            assert_eq!(by, RotationBy::Admin);
+            assert_eq!(authoriser_id, *c.admin.id.as_bytes());
+        }
+        other => panic!("entry {index} is {other:?}"),
+    }
+    let e = c.doc2.c.me().await.unwrap_err();
+    assert_eq!(e.code(), Some("session_revoked"), "old sessions end: {e}");
+    let e =
+        c.ts.client()
+            .login(&c.doc2.email, common::PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_credentials"), "{e}");
+    let e =
+        c.ts.client()
+            .complete_key_reset(&c.doc2.email, &code, new_password)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("code_used"), "{e}");
+    // The user's own client accepts the new chain at login.
+    let own = tempfile::tempdir().unwrap();
+    monitor_self(&fresh, own.path(), None, 3600, &logged)
+        .await
+        .expect("the chain ends in the new keys");
+    // The author's client: loud, no wrap until accepted.
+    let l = c.doc.ledger().await.unwrap();
+    let e = check_grant_for_wrap(&c.doc.c, &l, grant)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ClientError::KeyRotated(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("authorised by the clinic administrator"),
+        "{e}"
+    );
+    l.accept_key_change(c.doc2.id).await.unwrap();
+    let ok = check_grant_for_wrap(&c.doc.c, &l, grant).await.unwrap();
+    assert_eq!(ok.reader_fingerprint, clinvault::seal::fingerprint(&new));
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(an_admin_reset_is_a_visible_rotation, admin_reset);

@@ -4,3 +4,16 @@
 -- password change or recovery sets 2. Kept in step with ../sqlite/.
 ALTER TABLE users ADD COLUMN kdf_salt_scheme INTEGER NOT NULL DEFAULT 2;
 UPDATE users SET kdf_salt_scheme = 1;
+
+-- Issue 15.3: an administrator's key reset of a staff account that lost password and recovery
+-- kit. The one-time code (mailed to the user, stored as HMAC(pepper, "key-reset" ‖ code))
+-- lets the user make new keys for the same id; completing it appends a kind 10 entry naming
+-- the administrator.
+CREATE TABLE key_resets (
+    code_mac BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    admin_id TEXT NOT NULL REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);

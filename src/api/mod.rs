@@ -335,6 +335,37 @@ pub struct StatusChanged {
     pub ledger_index: u64,
 }
 
+/// `POST /v1/auth/key-reset/info` and the first fields of `…/key-reset` (issue 15.3): the
+/// address and the code an administrator's reset mailed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetInfoRequest {
+    pub email: String,
+    pub code: String,
+}
+
+/// What the client needs to make the new keys: the account id (bound into the bundle) and the
+/// server's KDF parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetInfo {
+    pub user_id: Uuid,
+    pub name: String,
+    pub kdf: KdfParams,
+}
+
+/// `POST /v1/auth/key-reset`: new keys for the same account, proven by the reset code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetRequest {
+    pub email: String,
+    pub code: String,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub auth_key: SecretBytes,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
+}
+
 /// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RekeyRequest {

@@ -294,3 +294,33 @@ pub async fn accept_key(cfg: &Config, user: Uuid) -> Result<()> {
     );
     Ok(())
 }
+
+/// `clinvault reset-keys --email`: the user's side of an administrator's reset.
+pub async fn reset_keys(cfg: &Config, email: &str) -> Result<()> {
+    let url = server_url(cfg)?;
+    let code = match std::env::var("CLINVAULT_RESET_CODE") {
+        Ok(c) => Zeroizing::new(c),
+        Err(_) => Zeroizing::new(read_line("Reset code from the mail: ")?),
+    };
+    let new = new_password()?;
+    let mut c = client(cfg)?;
+    let (logged, index) = c.complete_key_reset(email, &code, &new).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    session::save(
+        &cfg.client.state_path(),
+        &session::SavedSession {
+            server: url,
+            token: logged.login.token.clone(),
+            email: clinvault::client::account::normalize_email(email),
+            user_id: logged.login.user.id,
+            role: logged.login.user.role,
+        },
+    )?;
+    out!(
+        "new keys {} recorded in the ledger (entry #{index}) and logged in. Your colleagues will \
+         be asked to compare this fingerprint with you before sharing; reports come back as \
+         their authors wrap them again. Make a recovery kit now: `clinvault recovery-kit`.",
+        clinvault::seal::fingerprint(&logged.secrets.public())
+    );
+    Ok(())
+}

@@ -6,8 +6,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiClient, ClientError, LoggedIn};
-use crate::api::{LoginResponse, SessionKeys, StatusChanged};
-use crate::seal::{check_password, open_bundle};
+use crate::api::{
+    Done, KeyResetInfo, KeyResetInfoRequest, KeyResetRequest, LoginResponse, SessionKeys,
+    StatusChanged,
+};
+use crate::seal::{UserSecrets, check_password, open_bundle, random_array};
 
 /// The address as the server folds it (docs/protocol.md §7.2): trimmed, Unicode lower case.
 pub fn normalize_email(email: &str) -> String {
@@ -77,6 +80,60 @@ impl ApiClient {
             secrets,
             wrap_key,
         })
+    }
+
+    /// Administrator (issue 15.3): mails a staff user who lost password and recovery kit a
+    /// one-time code to make new keys with (`complete_key_reset`).
+    pub async fn admin_key_reset(&self, id: Uuid) -> Result<Done, ClientError> {
+        self.post(
+            &format!("/v1/admin/users/{id}/key-reset"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// The user's side of an administrator's reset: new key pairs made here, sealed under
+    /// `new_password` (salt bound to `email`), sent with the mailed code; the server records
+    /// the rotation in the ledger (kind 10) and ends every session. Then logs in with the new
+    /// password, the keys checked as at any login. Reports come back only when their authors
+    /// wrap them again by hand.
+    pub async fn complete_key_reset(
+        &mut self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<(LoggedIn, u64), ClientError> {
+        let info: KeyResetInfo = self
+            .post(
+                "/v1/auth/key-reset/info",
+                &KeyResetInfoRequest {
+                    email: email.into(),
+                    code: code.into(),
+                },
+            )
+            .await?;
+        check_password(new_password, &[email, &info.name])?;
+        super::check_kdf(&info.kdf, &self.kdf_floor)?;
+        let salt: [u8; 16] = random_array()?;
+        let master =
+            super::derive_off_runtime(new_password, kdf_salt(email, &salt)?, info.kdf).await?;
+        let secrets = UserSecrets::generate()?;
+        let bundle = secrets.seal_bundle(&master.wrap_key(), info.user_id.as_bytes())?;
+        let done: StatusChanged = self
+            .post(
+                "/v1/auth/key-reset",
+                &KeyResetRequest {
+                    email: email.into(),
+                    code: code.into(),
+                    salt: salt.to_vec(),
+                    kdf: info.kdf,
+                    auth_key: master.auth_key().0.to_vec().into(),
+                    public_keys: secrets.public(),
+                    bundle,
+                },
+            )
+            .await?;
+        Ok((self.login(email, new_password).await?, done.ledger_index))
     }
 
     /// Administrator: lets a deactivated account log in again with its existing keys; the

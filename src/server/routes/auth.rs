@@ -399,7 +399,7 @@ fn check_keys(st: &AppState, req: &RegisterRequest) -> Result<(), AppError> {
     Ok(())
 }
 
-fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
+pub(super) fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
     if ed25519_dalek::VerifyingKey::from_bytes(&pk.ed25519)
         .map(|k| k.is_weak())
         .unwrap_or(true)
