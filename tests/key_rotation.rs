@@ -225,7 +225,13 @@ both_backends!(a_database_only_rotation_is_refused, forged);
 async fn admin_reset(db: Db) {
     let c = clinic_with(db, |_| {}).await;
     let work = tempfile::tempdir().unwrap();
-    let (_, grant) = granted(&c, work.path()).await;
+    let (report, grant) = granted(&c, work.path()).await;
+    // Otto reads the report before the reset (the author wraps it to his old keys).
+    let l0 = c.doc.ledger().await.unwrap();
+    let check = check_grant_for_wrap(&c.doc.c, &l0, grant).await.unwrap();
+    clinvault::client::reports::confirm_wrap(&c.doc.c, &c.doc.me, &l0, &check)
+        .await
+        .unwrap();
     let new_password = "seven lanterns drift over the harbour";
     let e = c.admin.c.admin_key_reset(c.pat.id).await.unwrap_err();
     assert_eq!(e.code(), Some("bad_request"), "patients: {e}");
@@ -305,6 +311,45 @@ async fn admin_reset(db: Db) {
     l.accept_key_change(c.doc2.id).await.unwrap();
     let ok = check_grant_for_wrap(&c.doc.c, &l, grant).await.unwrap();
     assert_eq!(ok.reader_fingerprint, clinvault::seal::fingerprint(&new));
+    // Only the author's confirmation brings the report back to the reset user.
+    let got = work.path().join("otto.pdf");
+    let e = download(
+        &fresh,
+        &logged,
+        &fresh_ledger(&fresh).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    println!("before the re-wrap: {e}");
+    assert!(!got.exists());
+    clinvault::client::reports::confirm_wrap(&c.doc.c, &c.doc.me, &l, &ok)
+        .await
+        .unwrap();
+    download(
+        &fresh,
+        &logged,
+        &fresh_ledger(&fresh).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .expect("readable once its author wrapped it again");
+    assert!(
+        std::fs::read(&got).unwrap() == std::fs::read(work.path().join("r.pdf")).unwrap(),
+        "the same report"
+    );
     c.ts.handle.shutdown().await.unwrap();
 }
 both_backends!(an_admin_reset_is_a_visible_rotation, admin_reset);
+
+async fn fresh_ledger(c: &clinvault::client::ApiClient) -> clinvault::client::ledger::Ledger {
+    let dir = tempfile::tempdir().unwrap().keep();
+    clinvault::client::ledger::Ledger::sync(c, &dir, None, 3600)
+        .await
+        .unwrap()
+}

@@ -182,6 +182,19 @@ async fn key_reset(
         .bind(user.clone())
         .execute(&mut *tx)
         .await?;
+    // Nothing comes back by itself: keys wrapped to the old keys are dropped (no one can open
+    // them now), and grants that held one are approved again, so their key holder sees a
+    // wrap request and confirms it by hand after comparing the new fingerprint.
+    sqlx::query("DELETE FROM wrapped_keys WHERE reader_id = $1")
+        .bind(user.clone())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE grants SET status = 'approved' WHERE reader_id = $1 AND status = 'wrapped'",
+    )
+    .bind(user.clone())
+    .execute(&mut *tx)
+    .await?;
     let user_id = parse_uuid(&user)?;
     let index = crate::server::ledger_store::append(
         &mut tx,
