@@ -343,6 +343,11 @@ async fn admin_reset(db: Db) {
         std::fs::read(&got).unwrap() == std::fs::read(work.path().join("r.pdf")).unwrap(),
         "the same report"
     );
+    let s = audit(&c.auditor.c, &c.auditor.ledger().await.unwrap(), false)
+        .await
+        .unwrap();
+    assert!(s.findings.is_empty(), "{:?}", s.findings);
+    assert_eq!(s.rotations.len(), 1);
     c.ts.handle.shutdown().await.unwrap();
 }
 both_backends!(an_admin_reset_is_a_visible_rotation, admin_reset);
@@ -352,4 +357,121 @@ async fn fresh_ledger(c: &clinvault::client::ApiClient) -> clinvault::client::le
     clinvault::client::ledger::Ledger::sync(c, &dir, None, 3600)
         .await
         .unwrap()
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
+async fn cli(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env_remove("CLINVAULT_PASSWORD")
+        .env_remove("CLINVAULT_NEW_PASSWORD")
+        .env_remove("CLINVAULT_RESET_CODE")
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commands: `admin reset-user`, `reset-keys` with the mailed code, `accept-key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_reset_and_accept() {
+    let c = clinic_with(Db::Sqlite, |_| {}).await;
+    let (admin_dir, otto_dir, author_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let url = c.ts.url.clone();
+    let pw = [("CLINVAULT_PASSWORD", common::PASSWORD)];
+    let (rc, out, err) = cli(
+        admin_dir.path(),
+        &url,
+        &["login", "--email", "admin@clinic.test"],
+        &pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let otto = c.doc2.id.to_string();
+    // The author's client sees Otto's keys first.
+    let (rc, out, err) = cli(
+        author_dir.path(),
+        &url,
+        &["login", "--email", &c.doc.email],
+        &pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = cli(
+        author_dir.path(),
+        &url,
+        &["accept-key", "--user", &otto],
+        &[],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("nothing changed"), "{out}");
+    let (rc, out, err) = cli(
+        admin_dir.path(),
+        &url,
+        &["admin", "reset-user", "--user", &otto],
+        &[],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let code = common::invite_code(&c.ts.last_mail(&c.doc2.email));
+    let (rc, out, err) = cli(
+        otto_dir.path(),
+        &url,
+        &["reset-keys", "--email", &c.doc2.email],
+        &[
+            ("CLINVAULT_RESET_CODE", &code),
+            (
+                "CLINVAULT_NEW_PASSWORD",
+                "seven lanterns drift over the harbour",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("recorded in the ledger"), "{out}");
+    let (rc, out, err) = cli(
+        author_dir.path(),
+        &url,
+        &["accept-key", "--user", &otto],
+        &[],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("authorised by the clinic administrator") && out.contains("accepted:"),
+        "{out}"
+    );
+    c.ts.handle.shutdown().await.unwrap();
 }

@@ -317,3 +317,71 @@ async fn the_terminal_app_asks_before_the_old_salt() {
     assert_eq!(scheme(&ts, "pia@clinic.test").await.0, 2, "moved at once");
     ts.handle.shutdown().await.unwrap();
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
+async fn cli(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env_remove("CLINVAULT_PASSWORD")
+        .env_remove("CLINVAULT_NEW_PASSWORD")
+        .env_remove("CLINVAULT_RESET_CODE")
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `clinvault login` refuses an old-scheme account and names the way out; `--legacy-salt`
+/// logs in and moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_legacy_salt_opt_in() {
+    let ts = start_server(Db::Sqlite).await;
+    let (c, _) = ts.patient("pia@clinic.test", "Pia Patient").await;
+    make_legacy(&ts, &c, "pia@clinic.test").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = [("CLINVAULT_PASSWORD", PASSWORD)];
+    let login = ["login", "--email", "pia@clinic.test"];
+    let (rc, out, err) = cli(dir.path(), &ts.url, &login, &pw).await;
+    assert_ne!(rc, 0, "{out}");
+    assert!(err.contains("clinvault login --legacy-salt"), "{err}");
+    assert_eq!(scheme(&ts, "pia@clinic.test").await.0, 1);
+    let (rc, out, err) = cli(
+        dir.path(),
+        &ts.url,
+        &[&login[..], &["--legacy-salt"]].concat(),
+        &pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(scheme(&ts, "pia@clinic.test").await.0, 2);
+    let (rc, out, err) = cli(dir.path(), &ts.url, &login, &pw).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    ts.handle.shutdown().await.unwrap();
+}
