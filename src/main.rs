@@ -70,9 +70,19 @@ enum ClientCommand {
     /// Create an account: a patient (mailed code), an invited staff member, or the first admin.
     Register(RegisterArgs),
     /// Log in; keeps the session token (not keys) in the state folder.
+    /// After comparing fingerprints with them: accept a user's new keys, which a key rotation
+    /// in the ledger (an administrator's reset) made. A substituted key is never accepted.
+    AcceptKey {
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
     Login {
         #[arg(long)]
         email: String,
+        /// Only for an account made before the password salt was bound to the address: log
+        /// in once with the server's salt as it is, then move the keys to the new salt.
+        #[arg(long)]
+        legacy_salt: bool,
     },
     /// End the session on the server and forget the token.
     Logout,
@@ -87,6 +97,13 @@ enum ClientCommand {
     /// CLINVAULT_NEW_PASSWORD.
     Recover {
         /// The account's email address (the recovery code and the new password are asked for)
+        #[arg(long)]
+        email: String,
+    },
+    /// After an administrator's reset (password and recovery code both lost): new keys and a
+    /// new password with the mailed code. Scripts: CLINVAULT_RESET_CODE and
+    /// CLINVAULT_NEW_PASSWORD.
+    ResetKeys {
         #[arg(long)]
         email: String,
     },
@@ -297,12 +314,16 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
     let cfg = &cfg;
     match command {
         ClientCommand::Register(args) => accounts::register(cfg, args).await,
-        ClientCommand::Login { email } => accounts::login(cfg, &email).await,
+        ClientCommand::AcceptKey { user } => accounts::accept_key(cfg, user).await,
+        ClientCommand::Login { email, legacy_salt } => {
+            accounts::login(cfg, &email, legacy_salt).await
+        }
         ClientCommand::Logout => accounts::logout(cfg).await,
         ClientCommand::Whoami => accounts::whoami(cfg).await,
         ClientCommand::Password => accounts::change_password(cfg).await,
         ClientCommand::RecoveryKit => accounts::recovery_kit(cfg).await,
         ClientCommand::Recover { email } => accounts::recover(cfg, &email).await,
+        ClientCommand::ResetKeys { email } => accounts::reset_keys(cfg, &email).await,
         ClientCommand::Admin(cmd) => admin::run(cfg, cmd).await,
         ClientCommand::Doctors { q, specialty, page } => {
             booking::doctors(cfg, &q, &specialty, page).await

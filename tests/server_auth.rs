@@ -482,6 +482,7 @@ async fn registration_refuses_other_kdf_params_and_bad_keys() {
                 email: "a@clinic.test".into(),
                 name: "Ann Admin".into(),
             },
+            "a@clinic.test",
             PASSWORD,
             &["a@clinic.test", "Ann Admin"],
             KdfParams {

@@ -242,6 +242,27 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
                 "recovery_bundle": "00",
             })),
         ),
+        // Issue 15.3 (key reset).
+        ("POST", "/v1/auth/key-reset/info") => (
+            path.into(),
+            Some(json!({"email": "x@clinic.test", "code": "AAAAA-BBBBB-CCCCC-DDDDD"})),
+        ),
+        ("POST", "/v1/auth/key-reset") => (
+            path.into(),
+            Some(json!({
+                "email": "x@clinic.test",
+                "code": "AAAAA-BBBBB-CCCCC-DDDDD",
+                "salt": "00".repeat(16),
+                "kdf": common::TEST_KDF,
+                "auth_key": "00".repeat(32),
+                "public_keys": {"x25519": "00".repeat(32), "ed25519": "00".repeat(32)},
+                "bundle": "00",
+            })),
+        ),
+        ("POST", "/v1/admin/users/{id}/key-reset") => (
+            format!("/v1/admin/users/{}/key-reset", w.victim),
+            Some(json!({})),
+        ),
         ("POST", "/v1/auth/recover/open") => (
             path.into(),
             Some(json!({"email": "x@clinic.test", "recovery_auth": "00".repeat(32)})),
@@ -424,6 +445,7 @@ const SHARED_OBJECTS: &[(&str, &str)] = &[
     ("GET", "/v1/doctors/{id}/slots"),
     ("POST", "/v1/admin/users/{id}/deactivate"),
     ("POST", "/v1/admin/users/{id}/reactivate"),
+    ("POST", "/v1/admin/users/{id}/key-reset"),
     ("GET", "/v1/users/{id}/keys"),
 ];
 
@@ -621,6 +643,10 @@ fn policies_follow_design_section_4() {
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/reactivate", Some(&[Admin])),
+        // Issue 15.3: key reset.
+        ("POST", "/v1/admin/users/{id}/key-reset", Some(&[Admin])),
+        ("POST", "/v1/auth/key-reset/info", None),
+        ("POST", "/v1/auth/key-reset", None),
         (
             "GET",
             "/v1/doctors",

@@ -151,6 +151,20 @@ pub struct PreloginResponse {
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
+    /// How the client turns `salt` into the Argon2id salt (docs/protocol.md §4.2): 2, bound
+    /// to the address; 1, the salt as it is (accounts from before issue 17, refused without
+    /// the user's opt-in). Absent means 2.
+    #[serde(default = "salt_scheme_bound")]
+    pub salt_scheme: u8,
+}
+
+/// The salt scheme a client assumes when the server names none: the bound one.
+pub const SALT_SCHEME_BOUND: u8 = 2;
+/// The old scheme: the server's salt used as it is.
+pub const SALT_SCHEME_LEGACY: u8 = 1;
+
+fn salt_scheme_bound() -> u8 {
+    SALT_SCHEME_BOUND
 }
 
 /// Step one of a patient's registration: mail a code proving the address.
@@ -264,6 +278,9 @@ pub struct SessionKeys {
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
     pub kdf: KdfParams,
+    /// As in [`PreloginResponse`].
+    #[serde(default = "salt_scheme_bound")]
+    pub salt_scheme: u8,
     pub public_keys: PublicKeys,
     #[serde(with = "hex_bytes")]
     pub bundle: Vec<u8>,
@@ -325,6 +342,37 @@ pub struct RecoverResetRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChanged {
     pub ledger_index: u64,
+}
+
+/// `POST /v1/auth/key-reset/info` and the first fields of `…/key-reset` (issue 15.3): the
+/// address and the code an administrator's reset mailed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetInfoRequest {
+    pub email: String,
+    pub code: String,
+}
+
+/// What the client needs to make the new keys: the account id (bound into the bundle) and the
+/// server's KDF parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetInfo {
+    pub user_id: Uuid,
+    pub name: String,
+    pub kdf: KdfParams,
+}
+
+/// `POST /v1/auth/key-reset`: new keys for the same account, proven by the reset code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyResetRequest {
+    pub email: String,
+    pub code: String,
+    #[serde(with = "hex_bytes")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub auth_key: SecretBytes,
+    pub public_keys: PublicKeys,
+    #[serde(with = "hex_bytes")]
+    pub bundle: Vec<u8>,
 }
 
 /// `POST /v1/auth/rekey`: the same password under new KDF parameters and a new salt.

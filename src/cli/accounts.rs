@@ -105,19 +105,26 @@ pub async fn register(cfg: &Config, a: RegisterArgs) -> Result<()> {
     kit_after_registration(cfg, &email, &pw).await
 }
 
-pub async fn login(cfg: &Config, email: &str) -> Result<()> {
+/// `clinvault login`; with `legacy_salt`, the user's opt-in for an account on the old salt
+/// scheme (issue 17.9), moved to the new one at once.
+pub async fn login(cfg: &Config, email: &str, legacy_salt: bool) -> Result<()> {
     let url = server_url(cfg)?;
     let mut c = client(cfg)?;
     let pw = password("Password: ", false)?;
     let t = std::time::Instant::now();
-    let logged = c.login(email, &pw).await?;
+    let logged = if legacy_salt {
+        c.login_legacy_salt(email, &pw).await?
+    } else {
+        c.login(email, &pw).await?
+    };
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
         &session::SavedSession {
             server: url,
             token: logged.login.token.clone(),
-            email: logged.login.user.email.clone(),
+            // The address typed, which the KDF salt is bound to (not the server's echo).
+            email: clinvault::client::account::normalize_email(email),
             user_id: logged.login.user.id,
             role: logged.login.user.role,
         },
@@ -244,7 +251,7 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
         &session::SavedSession {
             server: url,
             token: logged.login.token.clone(),
-            email: logged.login.user.email.clone(),
+            email: clinvault::client::account::normalize_email(email),
             user_id: logged.login.user.id,
             role: logged.login.user.role,
         },
@@ -253,6 +260,66 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
         "new password set and logged in; keys {} unchanged; every earlier session was ended. \
          The recovery code still works: if anyone may have seen it, make a new one with \
          `clinvault recovery-kit`.",
+        clinvault::seal::fingerprint(&logged.secrets.public())
+    );
+    Ok(())
+}
+
+/// `clinvault accept-key --user ID`: after comparing fingerprints with the user, take the keys
+/// their verified key rotation (issue 15) leads to as the ones this client knows.
+pub async fn accept_key(cfg: &Config, user: Uuid) -> Result<()> {
+    let (c, _) = signed_in(cfg)?;
+    let l = super::ledger(cfg, &c).await?;
+    let change = l.accept_key_change(user).await?;
+    if change.rotations.is_empty() {
+        out!(
+            "{}: keys {} — nothing changed since this client saw them",
+            super::shown(&change.name),
+            change.now
+        );
+        return Ok(());
+    }
+    for r in &change.rotations {
+        out!(
+            "key rotation at ledger entry {}, authorised by {}",
+            r.index,
+            r.by_text()
+        );
+    }
+    out!(
+        "accepted: {} now has keys {} (were {})",
+        super::shown(&change.name),
+        change.now,
+        change.before
+    );
+    Ok(())
+}
+
+/// `clinvault reset-keys --email`: the user's side of an administrator's reset.
+pub async fn reset_keys(cfg: &Config, email: &str) -> Result<()> {
+    let url = server_url(cfg)?;
+    let code = match std::env::var("CLINVAULT_RESET_CODE") {
+        Ok(c) => Zeroizing::new(c),
+        Err(_) => Zeroizing::new(read_line("Reset code from the mail: ")?),
+    };
+    let new = new_password()?;
+    let mut c = client(cfg)?;
+    let (logged, index) = c.complete_key_reset(email, &code, &new).await?;
+    super::monitor_self(cfg, &c, &logged).await?;
+    session::save(
+        &cfg.client.state_path(),
+        &session::SavedSession {
+            server: url,
+            token: logged.login.token.clone(),
+            email: clinvault::client::account::normalize_email(email),
+            user_id: logged.login.user.id,
+            role: logged.login.user.role,
+        },
+    )?;
+    out!(
+        "new keys {} recorded in the ledger (entry #{index}) and logged in. Your colleagues will \
+         be asked to compare this fingerprint with you before sharing; reports come back as \
+         their authors wrap them again. Make a recovery kit now: `clinvault recovery-kit`.",
         clinvault::seal::fingerprint(&logged.secrets.public())
     );
     Ok(())

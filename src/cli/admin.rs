@@ -43,6 +43,12 @@ pub enum AdminCommand {
     EmergencyTeam(super::emergency::TeamCommand),
     /// Review every break-glass emergency access (issue 16).
     Emergencies,
+    /// A staff account lost password and recovery code: mail the user a one-time code to make
+    /// new keys with (`clinvault reset-keys`). Their colleagues' clients will show the change.
+    ResetUser {
+        #[arg(long)]
+        user: Uuid,
+    },
     /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
     /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
     Backup {
@@ -134,6 +140,16 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             out!(
                 "reactivated {user} (ledger entry #{}); its keys are unchanged",
                 r.ledger_index
+            );
+            Ok(())
+        }
+        AdminCommand::ResetUser { user } => {
+            let (c, _) = signed_in(cfg)?;
+            c.admin_key_reset(user).await?;
+            out!(
+                "a one-time key reset code was mailed to {user}; their new keys will be recorded \
+                 in the ledger as authorised by you, and reports come back only as their authors \
+                 wrap them again"
             );
             Ok(())
         }

@@ -34,6 +34,11 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
     } else {
         first
     };
+    for (index, user, by) in &s.rotations {
+        out!(
+            "KEY ROTATION  ledger entry {index}: user {user}'s keys were replaced, authorised by {by}"
+        );
+    }
     for f in &s.findings {
         out!("PROBLEM  {}", super::shown(&f.to_string()));
     }

@@ -124,7 +124,10 @@ pub fn signed_in(cfg: &Config) -> Result<(ApiClient, session::SavedSession)> {
     let url = server_url(cfg)?;
     let saved = session::load(&cfg.client.state_path(), &url)?
         .ok_or_else(|| anyhow!("not logged in to {url}: run `clinvault login --email …`"))?;
-    Ok((client(cfg)?.with_token(saved.token.clone()), saved))
+    let c = client(cfg)?
+        .with_token(saved.token.clone())
+        .with_account_email(&saved.email);
+    Ok((c, saved))
 }
 
 /// Unseals the keys with the password (the session file holds no keys): from the bundle the

@@ -69,6 +69,9 @@ pub enum Finding {
     AuthenticatorUnknown { index: u64 },
     /// The server's head is dated before a head this client saw earlier.
     OlderHead { seen_ms: i64, now_ms: i64 },
+    /// A key rotation (kind 10) that does not follow from the user's keys before it: no key
+    /// entry for the user yet, or another `old_keys_hash` than theirs.
+    BadRotation { user: String, index: u64 },
 }
 
 impl std::fmt::Display for Finding {
@@ -122,6 +125,11 @@ impl std::fmt::Display for Finding {
                 "the server's signed head (time {now_ms}) is older than one this client saw \
                  before (time {seen_ms})"
             ),
+            Finding::BadRotation { user, index } => write!(
+                f,
+                "ledger entry {index}: a KEY ROTATION for user {user} that does not replace the \
+                 keys the ledger held for them"
+            ),
         }
     }
 }
@@ -143,6 +151,9 @@ pub struct AuditSummary {
     pub staging_swept: u64,
     /// Chunks whose repair failed, with why.
     pub repair_failed: Vec<(String, String)>,
+    /// Key rotations (kind 10) that follow from the keys before them: not problems, but
+    /// every one is shown (entry index, user, who authorised it).
+    pub rotations: Vec<(u64, String, String)>,
 }
 
 impl AuditSummary {
@@ -150,6 +161,9 @@ impl AuditSummary {
         self.findings.is_empty()
     }
 }
+
+/// A user's keys from a ledger entry on: (entry index, X25519, Ed25519).
+type KeysFrom = (u64, [u8; 32], [u8; 32]);
 
 /// Runs the audit. With `repair`, every chunk with a bad, missing or absent replica is sent to
 /// the server's repair, which copies a verified replica.
@@ -167,7 +181,9 @@ pub async fn audit(
     // Replay: every entry decodes, and together they give the signed root.
     let raw = ledger.raw_entries(0, head.tree_size).await?;
     let mut tree = MerkleTree::new();
-    let mut keys: HashMap<[u8; 16], [u8; 32]> = HashMap::new();
+    // Each user's keys over time: (from entry, X25519, Ed25519); a report's signature is
+    // checked against the keys valid at its commit entry.
+    let mut keys: HashMap<[u8; 16], Vec<KeysFrom>> = HashMap::new();
     let mut key_entry: HashMap<[u8; 16], u64> = HashMap::new();
     let mut commits: HashMap<u64, Entry> = HashMap::new();
     if let Some((seen_ms, now_ms)) = ledger.older_head {
@@ -190,6 +206,7 @@ pub async fn audit(
         match &entry {
             Entry::UserRegistered {
                 user_id,
+                x25519_public,
                 ed25519_public,
                 ..
             } => {
@@ -202,7 +219,40 @@ pub async fn audit(
                     });
                 } else {
                     key_entry.insert(*user_id, i as u64);
-                    keys.insert(*user_id, *ed25519_public);
+                    keys.insert(*user_id, vec![(i as u64, *x25519_public, *ed25519_public)]);
+                }
+            }
+            Entry::KeyRotated {
+                user_id,
+                old_keys_hash,
+                x25519_public,
+                ed25519_public,
+                by,
+                authoriser_id,
+                ..
+            } => {
+                let user = uuid::Uuid::from_bytes(*user_id).to_string();
+                match keys.get_mut(user_id) {
+                    Some(list)
+                        if list.last().is_some_and(|(_, x, e)| {
+                            crate::ledger::keys_hash(x, e) == *old_keys_hash
+                        }) =>
+                    {
+                        list.push((i as u64, *x25519_public, *ed25519_public));
+                        let who = match by {
+                            crate::ledger::RotationBy::Admin => {
+                                format!("administrator {}", uuid::Uuid::from_bytes(*authoriser_id))
+                            }
+                            crate::ledger::RotationBy::VerifiedEmail => {
+                                "the user's verified email".into()
+                            }
+                        };
+                        s.rotations.push((i as u64, user, who));
+                    }
+                    _ => s.findings.push(Finding::BadRotation {
+                        user,
+                        index: i as u64,
+                    }),
                 }
             }
             Entry::ReportCommitted { .. } => {
@@ -288,9 +338,14 @@ pub async fn audit(
                     && *h == manifest_hash
                     && signature.as_slice() == r.signature.as_slice() =>
                 {
-                    match keys.get(&author) {
+                    let at = r.ledger_index;
+                    let valid = keys
+                        .get(&author)
+                        .and_then(|l| l.iter().rev().find(|(from, _, _)| *from < at))
+                        .map(|(_, _, e)| *e);
+                    match valid {
                         Some(k) => {
-                            if let Err(e) = verify_manifest(&r.manifest, &r.signature, k) {
+                            if let Err(e) = verify_manifest(&r.manifest, &r.signature, &k) {
                                 report_problem(format!("manifest: {e}"));
                             }
                         }

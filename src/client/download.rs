@@ -122,19 +122,16 @@ pub(crate) async fn verify_detail(
 > {
     let detail = client.report(id).await?;
     let author = detail.summary.author_id;
-    let author_keys = ledger.user_keys(author, None).await?;
+    // The key the author held at the commit: a later rotation (issue 15) does not unsign it.
+    let (author_keys, author_key) = ledger.signer_at(author, None, detail.ledger_index).await?;
     if !matches!(author_keys.role, Role::Doctor | Role::Station) {
         return Err(ClientError::Ledger(format!(
             "report {id} is signed by a {} account; only doctors and stations write reports",
             author_keys.role
         )));
     }
-    let manifest = verify_manifest(
-        &detail.manifest,
-        &detail.signature,
-        &author_keys.public_keys.ed25519,
-    )
-    .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
+    let manifest = verify_manifest(&detail.manifest, &detail.signature, &author_key)
+        .map_err(|e| integrity(format!("manifest of report {id}: {e}")))?;
     if manifest.report_id != *id.as_bytes()
         || manifest.author_id != *author.as_bytes()
         || manifest.patient_id != *detail.summary.patient_id.as_bytes()

@@ -32,6 +32,172 @@ struct KnownKeys {
     users: std::collections::BTreeMap<Uuid, KnownKey>,
 }
 
+/// One stretch of a user's key history: the keys from ledger entry `index` on.
+#[derive(Debug, Clone)]
+struct KeyEpoch {
+    index: u64,
+    keys: PublicKeys,
+    /// `None` for the registration (kind 1); the rotation (kind 10) otherwise.
+    rotation: Option<Rotation>,
+}
+
+/// A verified key rotation (kind 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub index: u64,
+    pub time_ms: i64,
+    pub by: crate::ledger::RotationBy,
+    pub authoriser: Uuid,
+}
+
+impl Rotation {
+    /// "the clinic administrator (user …)" or "their own verified email".
+    pub fn by_text(&self) -> String {
+        match self.by {
+            crate::ledger::RotationBy::Admin => {
+                format!("the clinic administrator (user {})", self.authoriser)
+            }
+            crate::ledger::RotationBy::VerifiedEmail => "their own verified email".into(),
+        }
+    }
+}
+
+/// What [`Ledger::accept_key_change`] accepted.
+#[derive(Debug, Clone)]
+pub struct KeyChange {
+    pub name: String,
+    pub before: String,
+    pub now: String,
+    pub rotations: Vec<Rotation>,
+}
+
+/// A second registration (kind 1) for one user: keys change only by a rotation entry, so
+/// this is an impersonation attempt (issue 11).
+fn second_registration(keys: &UserKeys) -> Result<(), ClientError> {
+    let registrations: Vec<u64> = keys
+        .key_entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                Entry::from_bytes(&e.entry),
+                Ok(Entry::UserRegistered { .. })
+            )
+        })
+        .map(|e| e.index)
+        .collect();
+    match registrations.as_slice() {
+        [first, later @ ..] if !later.is_empty() => Err(ClientError::KeyChanged(format!(
+            "the ledger shows more than one key for {} (user {}; entries {first} and {}): keys \
+             change only by a rotation entry, so someone may be impersonating them — refusing; \
+             tell your clinic's administrator",
+            keys.name,
+            keys.user_id,
+            later
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn known_key(keys: &UserKeys) -> KnownKey {
+    KnownKey {
+        name: keys.name.clone(),
+        fingerprint: crate::seal::fingerprint(&keys.public_keys),
+        x25519: hex::encode(keys.public_keys.x25519),
+        ed25519: hex::encode(keys.public_keys.ed25519),
+        entry: keys.key_index,
+    }
+}
+
+fn same_keys(a: &KnownKey, b: &KnownKey) -> bool {
+    a.x25519 == b.x25519 && a.ed25519 == b.ed25519
+}
+
+fn matches_known(k: &KnownKey, keys: &PublicKeys) -> bool {
+    k.x25519 == hex::encode(keys.x25519) && k.ed25519 == hex::encode(keys.ed25519)
+}
+
+fn substituted(before: &KnownKey, now: &KnownKey, keys: &UserKeys) -> ClientError {
+    ClientError::KeyChanged(format!(
+        "the key of {} (user {}) is not the one this client verified before: fingerprint \
+         {} (entry {}) then, {} (entry {}) now, and no key rotation in the ledger leads from \
+         one to the other, so someone may be impersonating them — refusing; tell your \
+         clinic's administrator",
+        keys.name, keys.user_id, before.fingerprint, before.entry, now.fingerprint, now.entry
+    ))
+}
+
+/// A user's key history from their key entries (index order): the first registration, then
+/// each rotation, which must name the keys before it by [`crate::ledger::keys_hash`]. A
+/// second registration is left out here; callers refuse it.
+fn chain(user: Uuid, entries: &[(u64, Entry)]) -> Result<Vec<KeyEpoch>, String> {
+    let mut out: Vec<KeyEpoch> = Vec::new();
+    let mut last_index = None;
+    for (index, e) in entries {
+        if last_index.is_some_and(|l| *index <= l) {
+            return Err(format!(
+                "the key entries for user {user} are not in ledger order"
+            ));
+        }
+        last_index = Some(*index);
+        match e {
+            Entry::UserRegistered {
+                x25519_public,
+                ed25519_public,
+                ..
+            } if out.is_empty() => out.push(KeyEpoch {
+                index: *index,
+                keys: PublicKeys {
+                    x25519: *x25519_public,
+                    ed25519: *ed25519_public,
+                },
+                rotation: None,
+            }),
+            Entry::UserRegistered { .. } => {}
+            Entry::KeyRotated {
+                time_ms,
+                old_keys_hash,
+                x25519_public,
+                ed25519_public,
+                by,
+                authoriser_id,
+                ..
+            } => {
+                let Some(prev) = out.last() else {
+                    return Err(format!(
+                        "entry {index}: a key rotation for user {user} before any key entry"
+                    ));
+                };
+                if crate::ledger::keys_hash(&prev.keys.x25519, &prev.keys.ed25519) != *old_keys_hash
+                {
+                    return Err(format!(
+                        "entry {index}: a key rotation for user {user} that does not replace \
+                         the keys the ledger held for them — refusing"
+                    ));
+                }
+                out.push(KeyEpoch {
+                    index: *index,
+                    keys: PublicKeys {
+                        x25519: *x25519_public,
+                        ed25519: *ed25519_public,
+                    },
+                    rotation: Some(Rotation {
+                        index: *index,
+                        time_ms: *time_ms,
+                        by: *by,
+                        authoriser: Uuid::from_bytes(*authoriser_id),
+                    }),
+                });
+            }
+            _ => return Err(format!("entry {index} is not a key entry for user {user}")),
+        }
+    }
+    Ok(out)
+}
+
 fn known_keys_file(state_dir: &Path, server: &str) -> PathBuf {
     let tag = hex::encode(&Sha256::digest(server.as_bytes())[..12]);
     state_dir.join("known_keys").join(format!("{tag}.json"))
@@ -354,117 +520,229 @@ impl Ledger {
     }
 
     /// A user's public keys, checked against their registration entry in the ledger, against
-    /// every other key entry for them (v1 has none), and against the key this client saw for
-    /// them before (recorded on first sight, per server).
+    /// every other key entry for them (a second registration is refused; key rotations, kind
+    /// 10, must each replace the keys before them), and against the key this client saw for
+    /// them before (recorded on first sight, per server). A rotation since then is refused
+    /// with [`ClientError::KeyRotated`] until the user compares fingerprints and accepts it
+    /// ([`Ledger::accept_key_change`]): this is what every wrap and consent check goes through.
     pub async fn user_keys(&self, user: Uuid, role: Option<Role>) -> Result<UserKeys, ClientError> {
-        let keys = self.registered_keys(user, role).await?;
-        let later: Vec<u64> = keys
-            .key_entries
-            .iter()
-            .map(|e| e.index)
-            .filter(|&i| i != keys.key_index)
-            .collect();
-        if !later.is_empty() {
-            return Err(ClientError::KeyChanged(format!(
-                "the ledger shows more than one key for {} (user {user}; entries {} and {}): \
-                 v1 has no key changes, so someone may be impersonating them — refusing; tell \
-                 your clinic's administrator",
-                keys.name,
-                keys.key_index,
-                later
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        self.check_known(&keys)?;
+        let (keys, history) = self.key_history(user, role).await?;
+        second_registration(&keys)?;
+        self.check_known(&keys, &history, false)?;
         Ok(keys)
     }
 
-    /// The keys the server gives, each key entry checked for inclusion and decoded.
-    async fn registered_keys(
+    /// The Ed25519 key `user` signed with at ledger index `at` (a report's commit entry): the
+    /// newest of their key entries before it. Checks the keys as [`Ledger::user_keys`], except
+    /// that a rotation this client has not accepted yet does not stop reading.
+    pub async fn signing_key_at(
         &self,
         user: Uuid,
         role: Option<Role>,
-    ) -> Result<UserKeys, ClientError> {
+        at: u64,
+    ) -> Result<[u8; 32], ClientError> {
+        Ok(self.signer_at(user, role, at).await?.1)
+    }
+
+    /// [`Ledger::signing_key_at`], with the user's current checked keys (their role) beside it.
+    pub async fn signer_at(
+        &self,
+        user: Uuid,
+        role: Option<Role>,
+        at: u64,
+    ) -> Result<(UserKeys, [u8; 32]), ClientError> {
+        let (keys, history) = self.key_history(user, role).await?;
+        second_registration(&keys)?;
+        self.check_known(&keys, &history, true)?;
+        let key = history
+            .iter()
+            .rev()
+            .find(|k| k.index < at)
+            .map(|k| k.keys.ed25519)
+            .ok_or_else(|| {
+                ledger_error(format!(
+                    "user {user} had no key in the ledger before entry {at}"
+                ))
+            })?;
+        Ok((keys, key))
+    }
+
+    /// The index of `user`'s registration (first key entry): nothing is about them before it.
+    pub async fn registration_index(&self, user: Uuid) -> Result<u64, ClientError> {
+        let (_, history) = self.key_history(user, None).await?;
+        history
+            .first()
+            .map(|k| k.index)
+            .ok_or_else(|| ledger_error(format!("user {user} has no key entry")))
+    }
+
+    /// After comparing fingerprints with the user (issue 15): records the keys the ledger's
+    /// rotation entries lead to as the ones this client knows for `user`. Refused unless the
+    /// keys known before are in the verified chain (a substitution is never accepted).
+    pub async fn accept_key_change(&self, user: Uuid) -> Result<KeyChange, ClientError> {
+        let (keys, history) = self.key_history(user, None).await?;
+        second_registration(&keys)?;
+        let mut known = self.read_known()?;
+        let now = known_key(&keys);
+        let change = match known.users.get(&keys.user_id) {
+            Some(before) if same_keys(before, &now) => None,
+            Some(before) => {
+                let Some(from) = history.iter().position(|k| matches_known(before, &k.keys)) else {
+                    return Err(substituted(before, &now, &keys));
+                };
+                Some(KeyChange {
+                    name: keys.name.clone(),
+                    before: before.fingerprint.clone(),
+                    now: now.fingerprint.clone(),
+                    rotations: history[from + 1..]
+                        .iter()
+                        .filter_map(|k| k.rotation.clone())
+                        .collect(),
+                })
+            }
+            None => None,
+        };
+        known.users.insert(keys.user_id, now);
+        write_private_json(&self.known_keys, &known)?;
+        Ok(change.unwrap_or(KeyChange {
+            name: keys.name.clone(),
+            before: crate::seal::fingerprint(&keys.public_keys),
+            now: crate::seal::fingerprint(&keys.public_keys),
+            rotations: Vec::new(),
+        }))
+    }
+
+    /// The keys the server gives, each key entry checked for inclusion and decoded, and the
+    /// user's key history the entries make: the registration, then each rotation chained to
+    /// the keys before it. The server's current keys must be the end of that chain.
+    async fn key_history(
+        &self,
+        user: Uuid,
+        role: Option<Role>,
+    ) -> Result<(UserKeys, Vec<KeyEpoch>), ClientError> {
         let keys: UserKeys = self
             .client
             .get(&format!("/v1/users/{user}/keys"), &[])
             .await?;
         let entry = self.checked_entry(keys.key_index, &keys.key_entry).await?;
-        let ok = match entry {
+        let (uid, x, e) = match entry {
             Entry::UserRegistered {
                 user_id,
-                role: entry_role,
                 x25519_public,
                 ed25519_public,
                 ..
-            } => {
-                user_id == *user.as_bytes()
-                    && keys.user_id == user
-                    && x25519_public == keys.public_keys.x25519
-                    && ed25519_public == keys.public_keys.ed25519
-                    && keys.role.ledger_code() == entry_role as u8
-                    && role.is_none_or(|r| r == keys.role)
             }
-            _ => false,
+            | Entry::KeyRotated {
+                user_id,
+                x25519_public,
+                ed25519_public,
+                ..
+            } => (user_id, x25519_public, ed25519_public),
+            _ => ([0; 16], [0; 32], [0; 32]),
         };
-        if !ok {
+        if uid != *user.as_bytes()
+            || keys.user_id != user
+            || x != keys.public_keys.x25519
+            || e != keys.public_keys.ed25519
+        {
             return Err(ledger_error(format!(
                 "the keys the server gave for user {user} are not the ones the ledger registered"
             )));
         }
-        for e in &keys.key_entries {
-            match self.checked_entry(e.index, &e.entry).await? {
-                Entry::UserRegistered { user_id, .. } if user_id == *user.as_bytes() => {}
+        let mut checked = Vec::with_capacity(keys.key_entries.len());
+        for k in &keys.key_entries {
+            let entry = self.checked_entry(k.index, &k.entry).await?;
+            match &entry {
+                Entry::UserRegistered { user_id, .. } | Entry::KeyRotated { user_id, .. }
+                    if *user_id == *user.as_bytes() => {}
                 _ => {
                     return Err(ledger_error(format!(
                         "entry {} is not a key entry for user {user}",
-                        e.index
+                        k.index
                     )));
                 }
             }
+            checked.push((k.index, entry));
         }
-        Ok(keys)
+        if checked.is_empty() {
+            // Servers before issue 11 list no key entries: the one at key_index stands alone.
+            checked.push((keys.key_index, entry));
+        }
+        let history = chain(user, &checked).map_err(ledger_error)?;
+        let registered = checked.iter().find_map(|(_, e)| match e {
+            Entry::UserRegistered { role, .. } => Some(*role as u8),
+            _ => None,
+        });
+        let last = history.last().map(|k| (k.index, k.keys));
+        let registrations = checked
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::UserRegistered { .. }))
+            .count();
+        // With a second registration the chain's end means nothing: callers refuse it
+        // (impersonation), so it is not compared here.
+        if registered != Some(keys.role.ledger_code())
+            || role.is_some_and(|r| r != keys.role)
+            || (registrations == 1 && last != Some((keys.key_index, keys.public_keys)))
+        {
+            return Err(ledger_error(format!(
+                "the keys the server gave for user {user} are not the ones the ledger registered"
+            )));
+        }
+        Ok((keys, history))
     }
 
-    /// The known-keys store: the first key seen for a user is kept; a different one later is
-    /// refused (v1 has no key changes, so a change means substitution).
-    fn check_known(&self, keys: &UserKeys) -> Result<(), ClientError> {
-        let mut known: KnownKeys = match std::fs::read(&self.known_keys) {
+    fn read_known(&self) -> Result<KnownKeys, ClientError> {
+        match std::fs::read(&self.known_keys) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
                 ledger_error(format!(
                     "the known keys {} are unreadable ({e}); they must not be edited by hand",
                     self.known_keys.display()
                 ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KnownKeys {
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KnownKeys {
                 server: self.server.clone(),
                 ..KnownKeys::default()
-            },
-            Err(e) => return Err(ClientError::Session(e)),
-        };
-        let now = KnownKey {
-            name: keys.name.clone(),
-            fingerprint: crate::seal::fingerprint(&keys.public_keys),
-            x25519: hex::encode(keys.public_keys.x25519),
-            ed25519: hex::encode(keys.public_keys.ed25519),
-            entry: keys.key_index,
-        };
+            }),
+            Err(e) => Err(ClientError::Session(e)),
+        }
+    }
+
+    /// The known-keys store: the first key seen for a user is kept; a different one later is
+    /// a substitution (refused) unless the ledger's rotation entries lead from it to the new
+    /// one: then it is a key change the user must see and accept before sharing (unless only
+    /// reading, `reading`).
+    fn check_known(
+        &self,
+        keys: &UserKeys,
+        history: &[KeyEpoch],
+        reading: bool,
+    ) -> Result<(), ClientError> {
+        let mut known = self.read_known()?;
+        let now = known_key(keys);
         match known.users.get(&keys.user_id) {
-            Some(before) if before.x25519 == now.x25519 && before.ed25519 == now.ed25519 => Ok(()),
-            Some(before) => Err(ClientError::KeyChanged(format!(
-                "the key of {} (user {}) is not the one this client verified before: fingerprint \
-                 {} (entry {}) then, {} (entry {}) now. v1 has no key changes, so someone may be \
-                 impersonating them — refusing; tell your clinic's administrator",
-                keys.name,
-                keys.user_id,
-                before.fingerprint,
-                before.entry,
-                now.fingerprint,
-                now.entry
-            ))),
+            Some(before) if same_keys(before, &now) => Ok(()),
+            Some(before) => {
+                let Some(from) = history.iter().position(|k| matches_known(before, &k.keys)) else {
+                    return Err(substituted(before, &now, keys));
+                };
+                if reading {
+                    return Ok(());
+                }
+                let latest = history[from + 1..]
+                    .iter()
+                    .rev()
+                    .find_map(|k| k.rotation.clone());
+                let (when, by, entry) = latest
+                    .map(|r| (fmt_ms(r.time_ms), r.by_text(), r.index))
+                    .unwrap_or_default();
+                Err(ClientError::KeyRotated(format!(
+                    "{}'s key changed on {when}, authorised by {by} (ledger entry {entry}): compare \
+                     fingerprints before sharing. Before: {}; now: {}. Ask {} for theirs (in \
+                     person or by phone); if they match, accept with `clinvault accept-key \
+                     --user {}`",
+                    keys.name, before.fingerprint, now.fingerprint, keys.name, keys.user_id
+                )))
+            }
             None => {
                 known.users.insert(keys.user_id, now);
                 write_private_json(&self.known_keys, &known)
@@ -472,22 +750,34 @@ impl Ledger {
         }
     }
 
-    /// At login and unlock: every key entry the ledger holds for this account must hold the
-    /// keys just unsealed, and the server's record must be the same; otherwise someone may be
-    /// impersonating this user.
+    /// At login and unlock: the ledger's key chain for this account must end in the keys just
+    /// unsealed, hold no second registration, and the server's record must be the same;
+    /// otherwise someone may be impersonating this user.
     pub async fn check_self(&self, user: Uuid, mine: &PublicKeys) -> Result<(), ClientError> {
-        let keys = self.registered_keys(user, None).await?;
+        let (keys, history) = self.key_history(user, None).await?;
         let mut other = None;
+        let mut registrations = 0;
         for e in &keys.key_entries {
             if let Ok(Entry::UserRegistered {
                 x25519_public,
                 ed25519_public,
                 ..
             }) = Entry::from_bytes(&e.entry)
-                && (x25519_public != mine.x25519 || ed25519_public != mine.ed25519)
             {
-                other = Some(e.index);
+                registrations += 1;
+                // Replaced keys are fine when a verified rotation follows them.
+                let replaced = history
+                    .iter()
+                    .any(|k| k.index > e.index && k.rotation.is_some());
+                if (x25519_public != mine.x25519 || ed25519_public != mine.ed25519) && !replaced
+                    || registrations > 1
+                {
+                    other = Some(e.index);
+                }
             }
+        }
+        if other.is_none() && history.last().is_some_and(|k| &k.keys != mine) {
+            other = history.last().map(|k| k.index);
         }
         if other.is_none() && &keys.public_keys != mine {
             other = Some(keys.key_index);

@@ -87,10 +87,26 @@ pub enum ClientError {
     /// more than one key for them (v1 has no key changes).
     #[error("KEY CHANGED: {0}")]
     KeyChanged(String),
+    /// A user's keys were replaced by a key rotation in the ledger (issue 15) since this
+    /// client saw them: nothing is shared with them until the user compares fingerprints and
+    /// accepts the change.
+    #[error("KEY ROTATED: {0}")]
+    KeyRotated(String),
     #[error("cancelled")]
     Cancelled,
     #[error("{0}")]
     Refused(String),
+    /// The server says this account's keys use the old, unbound salt (issue 17.9): refused
+    /// unless the user opts in, because a dishonest server could say so to anyone.
+    #[error(
+        "the server says the keys of {0} still use the old password salt, which lets a dishonest \
+         server attack many passwords at once. If your account is older than this clinvault \
+         version, move it to the new salt once: `clinvault login --legacy-salt --email {0}` \
+         (in the terminal app: confirm the prompt), or set a new password with your recovery \
+         kit (`clinvault recover --email {0}`). If your account is newer, do not: tell your \
+         clinic's administrator"
+    )]
+    LegacySalt(String),
 }
 
 impl ClientError {
@@ -194,6 +210,11 @@ pub struct ApiClient {
     http: reqwest::Client,
     token: Option<String>,
     kdf_floor: KdfParams,
+    /// The account's address as this client knows it (typed at login, or from the session
+    /// file), normalized: the KDF salt is bound to it, never to what the server says.
+    account_email: Option<String>,
+    /// The user confirmed, for the next login only, an account on the old salt scheme.
+    legacy_salt_opt_in: bool,
 }
 
 /// Is `url` safe to talk to: https, or http to this machine (or explicitly allowed)?
@@ -261,6 +282,8 @@ impl ApiClient {
             http,
             token: None,
             kdf_floor,
+            account_email: None,
+            legacy_salt_opt_in: false,
         })
     }
 
@@ -619,9 +642,11 @@ impl ApiClient {
     }
 
     /// Checks the password rules and the KDF floor, then makes the account's keys.
+    /// `email` is the account's address (the salt is bound to it, §4.2).
     pub fn make_keys(
         &self,
         enrollment: Enrollment,
+        email: &str,
         password: &str,
         identity: &[&str],
         kdf: KdfParams,
@@ -630,7 +655,7 @@ impl ApiClient {
         check_kdf(&kdf, &self.kdf_floor)?;
         let user_id = Uuid::new_v4();
         let salt: [u8; 16] = random_array()?;
-        let master = derive_master_key(password, &salt, &kdf)?;
+        let master = derive_master_key(password, &account::kdf_salt(email, &salt)?, &kdf)?;
         let secrets = UserSecrets::generate()?;
         let bundle = secrets.seal_bundle(&master.wrap_key(), user_id.as_bytes())?;
         let request = RegisterRequest {
@@ -664,6 +689,7 @@ impl ApiClient {
                 name: name.into(),
                 phone: phone.into(),
             },
+            email,
             password,
             &[email, name],
             verification.kdf,
@@ -680,6 +706,7 @@ impl ApiClient {
         let info = self.invite_info(code).await?;
         let keys = self.make_keys(
             Enrollment::Invite { code: code.into() },
+            &info.email,
             password,
             &[&info.email, &info.name],
             info.kdf,
@@ -703,6 +730,7 @@ impl ApiClient {
                 email: email.into(),
                 name: name.into(),
             },
+            email,
             password,
             &[email, name],
             pre.kdf,
@@ -712,25 +740,98 @@ impl ApiClient {
 
     /// The master key from the password under the salt and KDF parameters the server gave
     /// for this account (pre-login or the session's keys), refused below the client's floor.
+    /// The salt is bound to `email` (§4.2); the server's raw salt (scheme 1) is used only
+    /// with `allow_legacy`, the user's explicit opt-in.
     async fn master_key(
         &self,
+        email: &str,
         password: &str,
         salt: &[u8],
+        scheme: u8,
         kdf: &KdfParams,
+        allow_legacy: bool,
     ) -> Result<crate::seal::MasterKey, ClientError> {
         check_kdf(kdf, &self.kdf_floor)?;
-        let salt: [u8; 16] = salt.try_into().map_err(|_| ClientError::Decode {
+        let given: [u8; 16] = salt.try_into().map_err(|_| ClientError::Decode {
             status: 200,
             why: "salt is not 16 bytes".into(),
         })?;
+        let salt = match scheme {
+            crate::api::SALT_SCHEME_BOUND => account::kdf_salt(email, &given)?,
+            crate::api::SALT_SCHEME_LEGACY if allow_legacy => given,
+            crate::api::SALT_SCHEME_LEGACY => {
+                return Err(ClientError::LegacySalt(account::normalize_email(email)));
+            }
+            other => {
+                return Err(ClientError::Refused(format!(
+                    "the server names salt scheme {other}, which this clinvault does not know: \
+                     update clinvault"
+                )));
+            }
+        };
         derive_off_runtime(password, salt, *kdf).await
     }
 
+    /// This client's account address, for deriving from a session's keys: the one typed at
+    /// login or saved with the session, never the one the server reports.
+    fn session_email(&self) -> Result<String, ClientError> {
+        self.account_email.clone().ok_or_else(|| {
+            ClientError::Refused(
+                "this client does not know its account's address: log in again".into(),
+            )
+        })
+    }
+
+    /// Names the account this client's session belongs to (the CLI's session file): the KDF
+    /// salt is bound to this address.
+    pub fn with_account_email(mut self, email: &str) -> Self {
+        self.account_email = Some(account::normalize_email(email));
+        self
+    }
+
     /// Pre-login, key derivation, login, and the key bundle opened and checked against the
-    /// public keys. Keeps the session token in this client.
+    /// public keys. Keeps the session token in this client. An account still on the old salt
+    /// scheme is refused ([`ClientError::LegacySalt`]); see [`ApiClient::login_legacy_salt`].
     pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
+        let opted_in = std::mem::take(&mut self.legacy_salt_opt_in);
+        self.login_with(email, password, opted_in).await
+    }
+
+    /// The user's explicit opt-in (the terminal app's prompt) for the next [`ApiClient::login`]
+    /// only: as [`ApiClient::login_legacy_salt`].
+    pub fn opt_in_legacy_salt(&mut self) {
+        self.legacy_salt_opt_in = true;
+    }
+
+    /// The user's explicit opt-in for an account the server says is on the old salt scheme
+    /// (issue 17.9): logs in once with the server's salt as it is, then at once seals the keys
+    /// again under a fresh salt bound to the address. An account already on the new scheme
+    /// logs in as with [`ApiClient::login`].
+    pub async fn login_legacy_salt(
+        &mut self,
+        email: &str,
+        password: &str,
+    ) -> Result<LoggedIn, ClientError> {
+        self.login_with(email, password, true).await
+    }
+
+    async fn login_with(
+        &mut self,
+        email: &str,
+        password: &str,
+        allow_legacy: bool,
+    ) -> Result<LoggedIn, ClientError> {
         let pre = self.prelogin(email).await?;
-        let master = self.master_key(password, &pre.salt, &pre.kdf).await?;
+        let master = self
+            .master_key(
+                email,
+                password,
+                &pre.salt,
+                pre.salt_scheme,
+                &pre.kdf,
+                allow_legacy,
+            )
+            .await?;
         let login = self
             .login_raw(&LoginRequest {
                 email: email.into(),
@@ -750,12 +851,25 @@ impl ApiClient {
             Err(e) => return Err(e.into()),
         };
         self.token = Some(login.token.clone());
+        self.account_email = Some(account::normalize_email(email));
         let mut logged = LoggedIn {
             login,
             secrets,
             wrap_key: master.wrap_key(),
         };
-        if let Some(kdf) = logged.login.kdf_upgrade {
+        if pre.salt_scheme == crate::api::SALT_SCHEME_LEGACY {
+            // Opted in: move to the bound salt now, not best effort.
+            let kdf = logged.login.kdf_upgrade.unwrap_or(pre.kdf);
+            self.rekey(&mut logged, password, &master, kdf)
+                .await
+                .map_err(|e| {
+                    ClientError::Refused(format!(
+                        "logged in with the old salt, but moving the keys to the new salt \
+                         failed: {e}. Log in again with --legacy-salt to retry"
+                    ))
+                })?;
+            tracing::info!("moved the account's keys to the salt bound to its address");
+        } else if let Some(kdf) = logged.login.kdf_upgrade {
             // Best effort: the login stands either way, and the next one tries again.
             match self.rekey(&mut logged, password, &master, kdf).await {
                 Ok(()) => tracing::info!("re-keyed to the server's current KDF parameters"),
@@ -790,9 +904,9 @@ impl ApiClient {
         Ok(())
     }
 
-    /// `secrets` sealed again under `password`, `kdf` and a fresh salt, and sent to `route`
-    /// (re-key or password change) with the old auth key as proof. Returns the new bundle and
-    /// `wrap_key`.
+    /// `secrets` sealed again under `password`, `kdf` and a fresh salt bound to this client's
+    /// account address, and sent to `route` (re-key or password change) with the old auth key
+    /// as proof. Returns the new bundle and `wrap_key`.
     pub(crate) async fn reseal(
         &self,
         route: &str,
@@ -803,8 +917,9 @@ impl ApiClient {
         kdf: KdfParams,
     ) -> Result<(Vec<u8>, crate::seal::WrapKey), ClientError> {
         check_kdf(&kdf, &self.kdf_floor)?;
+        let email = self.session_email()?;
         let salt: [u8; 16] = random_array()?;
-        let master = derive_off_runtime(password, salt, kdf).await?;
+        let master = derive_off_runtime(password, account::kdf_salt(&email, &salt)?, kdf).await?;
         let bundle = secrets.seal_bundle(&master.wrap_key(), user_id.as_bytes())?;
         let _: Done = self
             .post(
@@ -821,6 +936,19 @@ impl ApiClient {
         Ok((bundle, master.wrap_key()))
     }
 
+    /// The master key of this client's session from `GET /v1/auth/keys`: bound to the
+    /// address this client knows; an account on the old salt scheme is refused (log in with
+    /// the opt-in instead).
+    pub(crate) async fn session_master_key(
+        &self,
+        k: &SessionKeys,
+        password: &str,
+    ) -> Result<crate::seal::MasterKey, ClientError> {
+        let email = self.session_email()?;
+        self.master_key(&email, password, &k.salt, k.salt_scheme, &k.kdf, false)
+            .await
+    }
+
     /// Unseals the keys of this client's session with the password, without logging in
     /// again (`GET /v1/auth/keys`): no login is counted against the address.
     pub async fn unlock_session(&self, password: &str) -> Result<LoggedIn, ClientError> {
@@ -829,7 +957,7 @@ impl ApiClient {
             .clone()
             .ok_or_else(|| ClientError::Refused("not signed in".into()))?;
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let master = self.master_key(password, &k.salt, &k.kdf).await?;
+        let master = self.session_master_key(&k, password).await?;
         let secrets = open_bundle(
             &k.bundle,
             &master.wrap_key(),

@@ -152,7 +152,7 @@ impl ApiClient {
     /// once.
     pub async fn make_recovery_kit(&self, password: &str) -> Result<RecoveryCode, ClientError> {
         let k: SessionKeys = self.get("/v1/auth/keys", &[]).await?;
-        let master = self.master_key(password, &k.salt, &k.kdf).await?;
+        let master = self.session_master_key(&k, password).await?;
         let secrets = open_bundle(
             &k.bundle,
             &master.wrap_key(),
@@ -202,7 +202,13 @@ impl ApiClient {
         check_password(new_password, &[email])?;
         check_kdf(&opened.kdf, &self.kdf_floor)?;
         let salt: [u8; 16] = random_array()?;
-        let master = super::derive_off_runtime(new_password, salt, opened.kdf).await?;
+        // Bound to the address the user typed (§4.2), never one the server reports.
+        let master = super::derive_off_runtime(
+            new_password,
+            super::account::kdf_salt(email, &salt)?,
+            opened.kdf,
+        )
+        .await?;
         let bundle = secrets.seal_bundle(&master.wrap_key(), user.as_bytes())?;
         let _: Done = self
             .post(

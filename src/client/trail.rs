@@ -162,6 +162,11 @@ fn about(
         Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
             (emergency_names(e), None, None)
         }
+        Entry::KeyRotated {
+            user_id,
+            authoriser_id,
+            ..
+        } => (vec![user_id, authoriser_id], None, None),
     };
     let named = ids.contains(&me);
     let via =
@@ -185,7 +190,8 @@ fn indexed_for(e: &Entry, me: &[u8; 16], own: &HashSet<[u8; 16]>) -> bool {
     match e {
         Entry::UserRegistered { user_id, .. }
         | Entry::OtpVerified { user_id, .. }
-        | Entry::AccountStatus { user_id, .. } => user_id == me,
+        | Entry::AccountStatus { user_id, .. }
+        | Entry::KeyRotated { user_id, .. } => user_id == me,
         Entry::StationOrder {
             station_id,
             patient_id,
@@ -264,7 +270,7 @@ pub async fn complete_trail(
         Some(s) if s.size <= head.tree_size && s.user == me => s,
         _ => {
             // Nothing can be about an account before its key entry.
-            let start = ledger.user_keys(me, None).await?.key_index;
+            let start = ledger.registration_index(me).await?;
             TrailState {
                 server: server.clone(),
                 user: me,

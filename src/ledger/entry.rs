@@ -62,6 +62,16 @@ pub enum TeamChange {
     Removed = 2,
 }
 
+/// Who authorised a key rotation (kind 10, issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RotationBy {
+    /// An administrator (`authoriser_id`) reset the account: staff who lost password and kit.
+    Admin = 1,
+    /// The patient proved the address again by a mailed code (`authoriser_id` nil).
+    VerifiedEmail = 2,
+}
+
 macro_rules! u8_codes {
     ($ty:ident, $field:literal, $($variant:ident),+) => {
         impl TryFrom<u8> for $ty {
@@ -82,6 +92,7 @@ u8_codes!(GrantHow, "grant approval", Otp, SignedByPatient);
 u8_codes!(AccessWhat, "access", ReleasedByOtp, KeyServed);
 u8_codes!(AccountState, "account state", Deactivated, Reactivated);
 u8_codes!(TeamChange, "team change", Added, Removed);
+u8_codes!(RotationBy, "rotation authority", Admin, VerifiedEmail);
 
 /// One ledger entry. Random ids and hashes only: no names, emails, titles or appointments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -144,6 +155,18 @@ pub enum Entry {
         state: AccountState,
         admin_id: Id,
     },
+    /// Kind 10 (issue 15): `user_id`'s keys were replaced after password and recovery kit
+    /// were both lost. `old_keys_hash` is [`keys_hash`] of the keys replaced (the previous
+    /// kind 1 or kind 10 entry's), the new public keys follow, then who authorised it.
+    KeyRotated {
+        time_ms: i64,
+        user_id: Id,
+        old_keys_hash: Hash,
+        x25519_public: [u8; 32],
+        ed25519_public: [u8; 32],
+        by: RotationBy,
+        authoriser_id: Id,
+    },
     /// Kind 13 (issue 16): doctor `doctor_id` ordered an upload by station `station_id` for
     /// `patient_id` until `expires_ms` (Unix ms). A station's report is genuine only with an
     /// order in force at its commit; its key is wrapped to the patient and this doctor.
@@ -191,6 +214,19 @@ pub fn emergency_reports_hash(ids: &[Id]) -> Hash {
     h.finalize().into()
 }
 
+/// `SHA-256("clinvault/fingerprint/v1" ‖ x25519 ‖ ed25519)`: a key pair's digest, whose first
+/// 10 bytes are the fingerprint users compare (docs/protocol.md §4.5). Kind 10 names the keys
+/// it replaces by it.
+pub fn keys_hash(x25519_public: &[u8; 32], ed25519_public: &[u8; 32]) -> Hash {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(b"clinvault/fingerprint/v1")
+        .chain_update(x25519_public)
+        .chain_update(ed25519_public)
+        .finalize()
+        .into()
+}
+
 /// Body length of each kind, or `None` for an unknown kind.
 fn body_len(kind: u8) -> Option<usize> {
     Some(match kind {
@@ -206,6 +242,7 @@ fn body_len(kind: u8) -> Option<usize> {
         13 => 16 * 4 + 8,
         11 => 16 + 1 + 16,
         12 => 16 * 3 + 32 * 2 + 8,
+        10 => 16 + 32 + 32 + 32 + 1 + 16,
         _ => return None,
     })
 }
@@ -230,6 +267,7 @@ impl Entry {
             Entry::StationOrder { .. } => 13,
             Entry::EmergencyTeam { .. } => 11,
             Entry::EmergencyAccess { .. } => 12,
+            Entry::KeyRotated { .. } => 10,
         }
     }
 
@@ -243,7 +281,8 @@ impl Entry {
             | Entry::ReportAccess { time_ms, .. }
             | Entry::OtpVerified { time_ms, .. }
             | Entry::AccountStatus { time_ms, .. }
-            | Entry::StationOrder { time_ms, .. } => *time_ms,
+            | Entry::StationOrder { time_ms, .. }
+            | Entry::KeyRotated { time_ms, .. } => *time_ms,
             Entry::EmergencyTeam { time_ms, .. } | Entry::EmergencyAccess { time_ms, .. } => {
                 *time_ms
             }
@@ -383,6 +422,22 @@ impl Entry {
                 out.extend_from_slice(reason_hash);
                 out.extend_from_slice(&release_ms.to_be_bytes());
             }
+            Entry::KeyRotated {
+                user_id,
+                old_keys_hash,
+                x25519_public,
+                ed25519_public,
+                by,
+                authoriser_id,
+                ..
+            } => {
+                out.extend_from_slice(user_id);
+                out.extend_from_slice(old_keys_hash);
+                out.extend_from_slice(x25519_public);
+                out.extend_from_slice(ed25519_public);
+                out.push(*by as u8);
+                out.extend_from_slice(authoriser_id);
+            }
         }
         out
     }
@@ -488,6 +543,15 @@ impl Entry {
                 reports_hash: r.take()?,
                 reason_hash: r.take()?,
                 release_ms: i64::from_be_bytes(r.take()?),
+            },
+            10 => Entry::KeyRotated {
+                time_ms,
+                user_id: r.take()?,
+                old_keys_hash: r.take()?,
+                x25519_public: r.take()?,
+                ed25519_public: r.take()?,
+                by: RotationBy::try_from(r.byte()?)?,
+                authoriser_id: r.take()?,
             },
             _ => return Err(LedgerError::UnknownKind(kind)),
         };
@@ -617,6 +681,15 @@ mod tests {
                 reason_hash: [28; 32],
                 release_ms: -9,
             },
+            Entry::KeyRotated {
+                time_ms: 7,
+                user_id: [22; 16],
+                old_keys_hash: [23; 32],
+                x25519_public: [24; 32],
+                ed25519_public: [25; 32],
+                by: RotationBy::Admin,
+                authoriser_id: [26; 16],
+            },
         ]
     }
 
@@ -681,7 +754,7 @@ mod tests {
     #[test]
     fn unknown_kinds_and_codes_are_refused() {
         let mut b = all_kinds()[4].to_bytes();
-        for kind in [0u8, 10, 255] {
+        for kind in [0u8, 14, 255] {
             b[ENTRY_PREFIX.len()] = kind;
             assert_eq!(Entry::from_bytes(&b), Err(LedgerError::UnknownKind(kind)));
         }
@@ -737,6 +810,17 @@ mod tests {
                 })
             );
         }
+        let mut rotated = all_kinds()[12].to_bytes();
+        for code in [0u8, 3, 255] {
+            rotated[HEADER_LEN + 16 + 96] = code;
+            assert_eq!(
+                Entry::from_bytes(&rotated),
+                Err(LedgerError::UnknownCode {
+                    field: "rotation authority",
+                    code
+                })
+            );
+        }
         let mut prefix = all_kinds()[6].to_bytes();
         prefix[0] = b'C';
         assert_eq!(Entry::from_bytes(&prefix), Err(LedgerError::EntryPrefix));
@@ -772,5 +856,21 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn keys_hash_starts_with_the_fingerprint() {
+        let x: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let e: [u8; 32] = std::array::from_fn(|i| 32 + i as u8);
+        // docs/protocol.md §4.5's example fingerprint.
+        assert_eq!(
+            hex::encode(&keys_hash(&x, &e)[..10]),
+            "cc81d2a5adfd91bb8275"
+        );
     }
 }

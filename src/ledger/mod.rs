@@ -13,7 +13,9 @@ mod proof;
 mod tree;
 mod verify;
 
-pub use entry::{AccessWhat, AccountState, ENTRY_PREFIX, Entry, GrantHow, Role};
+pub use entry::{
+    AccessWhat, AccountState, ENTRY_PREFIX, Entry, GrantHow, Role, RotationBy, keys_hash,
+};
 pub use entry::{TeamChange, emergency_reports_hash};
 pub use error::LedgerError;
 pub use hash::{empty_root, leaf_hash, node_hash, root};

@@ -41,6 +41,8 @@ pub enum Action {
     ServerFailed(String),
     Seed(SeedProgress),
     LoggedIn(UiResult<Box<(ApiClient, LoggedIn)>>),
+    /// The server says the account is on the old salt scheme (issue 17.9): the user may opt in.
+    LegacySaltAsked,
     /// A password change finished (issue 15).
     PasswordChanged(UiResult<()>),
     /// A new recovery kit was stored: its code, to show once.

@@ -200,6 +200,10 @@ pub struct LoginForm {
     pub waiting_for_seed: bool,
     /// The pane the lock left: unlocking returns to it.
     pub return_to: Option<Pane>,
+    /// The server said the account is on the old salt scheme: Ctrl+G logs in with the opt-in.
+    pub legacy_offer: bool,
+    /// The user pressed Ctrl+G: the next login carries the opt-in.
+    pub legacy_confirmed: bool,
 }
 
 impl Default for LoginForm {
@@ -213,6 +217,8 @@ impl Default for LoginForm {
             locked: None,
             waiting_for_seed: false,
             return_to: None,
+            legacy_offer: false,
+            legacy_confirmed: false,
         }
     }
 }

@@ -92,6 +92,9 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
         } => {
             let r = client.login(&email, &password).await;
             drop(password);
+            if let Err(ClientError::LegacySalt(_)) = &r {
+                return Ok(Some(Action::LegacySaltAsked));
+            }
             // Issue 11: the ledger's key for this account must be the one just unsealed.
             let r = match r {
                 Ok(logged) => crate::client::ledger::monitor_self_with(
@@ -788,6 +791,26 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             short(doctor_id, me)
         ),
         Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => describe_emergency(e, me),
+        Entry::KeyRotated {
+            user_id,
+            x25519_public,
+            ed25519_public,
+            by,
+            authoriser_id,
+            ..
+        } => format!(
+            "KEYS CHANGED for {} to {}, authorised by {}",
+            short(user_id, me),
+            crate::seal::fingerprint(&crate::seal::PublicKeys {
+                x25519: *x25519_public,
+                ed25519: *ed25519_public,
+            }),
+            match by {
+                crate::ledger::RotationBy::Admin =>
+                    format!("administrator {}", short(authoriser_id, me)),
+                crate::ledger::RotationBy::VerifiedEmail => "the user's verified email".into(),
+            }
+        ),
     }
 }
 

@@ -127,6 +127,7 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         }
         Action::Seed(p) => seed_progress(app, p, fx),
         Action::LoggedIn(r) => logged_in(app, r, fx),
+        Action::LegacySaltAsked => login::legacy_salt_asked(app),
         Action::CodeMailed(r) => code_mailed(app, r),
         Action::Registered(r) => registered(app, r),
         Action::PasswordChanged(r) => {

@@ -47,7 +47,68 @@ pub fn routes() -> Vec<Route> {
             Policy::Roles(ADMIN),
             reactivate,
         ),
+        route(
+            Method::POST,
+            "/v1/admin/users/{id}/key-reset",
+            Policy::Roles(ADMIN),
+            key_reset,
+        ),
     ]
+}
+
+const KEY_RESET_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Issue 15.3: a staff account lost both password and recovery kit. Mails the user a one-time
+/// code with which their own client makes new keys for the same id (`POST /v1/auth/key-reset`);
+/// the administrator never sees a key. Completing it appends a kind 10 entry naming this
+/// administrator, which every peer's client shows before sharing anything with the user.
+async fn key_reset(
+    State(st): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Done>, AppError> {
+    let row = sqlx::query("SELECT email, name, role FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    let role: String = row.try_get("role")?;
+    if role == Role::Patient.as_str() {
+        return Err(AppError::bad_request(
+            "patients get new keys by proving their address again, not by an administrator's reset",
+        ));
+    }
+    let email: String = row.try_get("email")?;
+    let name: String = row.try_get("name")?;
+    let code = random_code()?;
+    let mac = st
+        .secrets
+        .mac("key-reset", &[normalize_code(&code).as_bytes()]);
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO key_resets (code_mac, user_id, admin_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(mac.to_vec())
+    .bind(id.to_string())
+    .bind(caller.id_str())
+    .bind(now)
+    .bind(now + KEY_RESET_TTL_MS)
+    .execute(&st.db)
+    .await?;
+    let body = format!(
+        "Hello {name},\n\nan administrator reset your clinvault keys, because your password and \
+         recovery code were lost. Your one-time code:\n\n    {code}\n\nWithin 24 hours, make \
+         new keys and a new password:\n\n    clinvault reset-keys --email {email}\n\nYour \
+         colleagues will be told that your keys changed. If you did not ask for this, tell \
+         your clinic at once.\n"
+    );
+    st.mailer
+        .send(&email, "Your clinvault keys were reset", body)
+        .await
+        .map_err(AppError::internal)?;
+    tracing::info!(user = %id, "key reset code sent");
+    Ok(Json(Done { ok: true }))
 }
 
 async fn invite(

@@ -102,19 +102,34 @@ async fn prelogin(
 ) -> Result<Json<PreloginResponse>, AppError> {
     per_address(&st, &ip, "prelogin").await?;
     let email = fold_email(&req.email)?;
-    let row = sqlx::query("SELECT salt, kdf_m, kdf_t, kdf_p FROM users WHERE email = $1")
-        .bind(email.clone())
-        .fetch_optional(&st.db)
-        .await?;
+    let row = sqlx::query(
+        "SELECT salt, kdf_m, kdf_t, kdf_p, kdf_salt_scheme FROM users WHERE email = $1",
+    )
+    .bind(email.clone())
+    .fetch_optional(&st.db)
+    .await?;
     // An unknown address gets a stable salt derived with the pepper, and parameters drawn
     // like a real account's (both paths run the same query: same work).
     let decoy = st.secrets.mac("decoy-salt", &[email.as_bytes()]);
     let drawn = decoy_kdf(&st, &decoy).await?;
-    let (salt, kdf) = match row {
-        Some(r) => (r.try_get::<Vec<u8>, _>("salt")?, stored_kdf(&r)?),
-        None => (decoy[..16].to_vec(), drawn),
+    let (salt, kdf, salt_scheme) = match row {
+        Some(r) => (
+            r.try_get::<Vec<u8>, _>("salt")?,
+            stored_kdf(&r)?,
+            salt_scheme(&r)?,
+        ),
+        None => (decoy[..16].to_vec(), drawn, crate::api::SALT_SCHEME_BOUND),
     };
-    Ok(Json(PreloginResponse { salt, kdf }))
+    Ok(Json(PreloginResponse {
+        salt,
+        kdf,
+        salt_scheme,
+    }))
+}
+
+/// The account's salt scheme (issue 17.9, docs/protocol.md §4.2).
+fn salt_scheme(r: &sqlx::any::AnyRow) -> Result<u8, AppError> {
+    u8::try_from(r.try_get::<i64, _>("kdf_salt_scheme")?).map_err(AppError::internal)
 }
 
 fn stored_kdf(r: &sqlx::any::AnyRow) -> Result<KdfParams, AppError> {
@@ -384,7 +399,7 @@ fn check_keys(st: &AppState, req: &RegisterRequest) -> Result<(), AppError> {
     Ok(())
 }
 
-fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
+pub(super) fn check_public_keys(pk: &PublicKeys) -> Result<(), AppError> {
     if ed25519_dalek::VerifyingKey::from_bytes(&pk.ed25519)
         .map(|k| k.is_weak())
         .unwrap_or(true)
@@ -779,7 +794,8 @@ async fn session_keys(
     caller: Caller,
 ) -> Result<Json<SessionKeys>, AppError> {
     let row = sqlx::query(
-        "SELECT u.salt, u.kdf_m, u.kdf_t, u.kdf_p, u.x25519_pub, u.ed25519_pub, u.bundle, s.created_at \
+        "SELECT u.salt, u.kdf_m, u.kdf_t, u.kdf_p, u.kdf_salt_scheme, u.x25519_pub, u.ed25519_pub, \
+         u.bundle, s.created_at \
          FROM users u JOIN sessions s ON s.user_id = u.id WHERE u.id = $1 AND s.token_hash = $2",
     )
     .bind(caller.id_str())
@@ -798,6 +814,7 @@ async fn session_keys(
         },
         salt: row.try_get("salt")?,
         kdf,
+        salt_scheme: salt_scheme(&row)?,
         public_keys: row_public_keys(&row)?,
         bundle: row.try_get("bundle")?,
         idle_timeout_secs: st.config.session_idle_secs,
@@ -884,8 +901,8 @@ async fn replace_secrets(
     let new_mac = st.secrets.mac("auth", &[new.auth_key]);
     let mut tx = st.db.begin().await?;
     let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
-         WHERE id = $7 AND auth_mac = $8",
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6, \
+         kdf_salt_scheme = 2 WHERE id = $7 AND auth_mac = $8",
     )
     .bind(new_mac.to_vec())
     .bind(new.salt.to_vec())

@@ -223,10 +223,11 @@ async fn user_keys(
         .and_then(|i| u64::try_from(i).ok())
         .ok_or_else(|| AppError::damaged("this account's keys", "user has no ledger key entry"))?;
     let role: String = row.try_get("role")?;
-    // Every key entry naming this user, for clients to see a second one (issue 11).
+    // Every key entry naming this user, for clients to see a second one (issue 11), and
+    // every key rotation (kind 10, issue 15), for clients to follow the chain.
     let key_entries = sqlx::query(
         "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
-         WHERE s.user_id = $1 AND e.kind = 1 ORDER BY e.idx",
+         WHERE s.user_id = $1 AND e.kind IN (1, 10) ORDER BY e.idx",
     )
     .bind(id.to_string())
     .fetch_all(&st.db)

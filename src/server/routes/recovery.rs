@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 use super::auth::{check_sealed_bundle, per_address, row_public_keys};
 use super::{fold_email, parse_uuid};
 use crate::api::{
-    Done, RecoverOpenRequest, RecoverOpenResponse, RecoverResetRequest, RecoveryKitRequest, codes,
+    Done, KeyResetInfo, KeyResetInfoRequest, KeyResetRequest, RecoverOpenRequest,
+    RecoverOpenResponse, RecoverResetRequest, RecoveryKitRequest, StatusChanged, codes,
 };
 use crate::seal::BUNDLE_LEN;
 use crate::server::AppState;
@@ -37,7 +38,189 @@ pub fn routes() -> Vec<Route> {
             Policy::Public,
             reset,
         ),
+        route(
+            Method::POST,
+            "/v1/auth/key-reset/info",
+            Policy::Public,
+            key_reset_info,
+        ),
+        route(
+            Method::POST,
+            "/v1/auth/key-reset",
+            Policy::Public,
+            key_reset,
+        ),
     ]
+}
+
+/// The reset code's row, with its user's address and current keys: refused unless the code
+/// is this address's, unused and unexpired. Counted per client address.
+async fn reset_code(
+    st: &AppState,
+    ip: &std::net::IpAddr,
+    req: &KeyResetInfoRequest,
+) -> Result<(Vec<u8>, sqlx::any::AnyRow), AppError> {
+    per_address(st, ip, "key-reset").await?;
+    let email = fold_email(&req.email)?;
+    let mac = st
+        .secrets
+        .mac(
+            "key-reset",
+            &[super::auth::normalize_code(&req.code).as_bytes()],
+        )
+        .to_vec();
+    let row = sqlx::query(
+        "SELECT r.user_id, r.admin_id, r.expires_at, r.used_at, u.email, u.name, \
+         u.x25519_pub, u.ed25519_pub FROM key_resets r JOIN users u ON u.id = r.user_id \
+         WHERE r.code_mac = $1",
+    )
+    .bind(mac.clone())
+    .fetch_optional(&st.db)
+    .await?;
+    let invalid = || {
+        AppError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            codes::CODE_INVALID,
+            "wrong email or reset code",
+        )
+    };
+    let row = row.ok_or_else(invalid)?;
+    if row.try_get::<String, _>("email")? != email {
+        return Err(invalid());
+    }
+    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(AppError::conflict(
+            codes::CODE_USED,
+            "this reset code was used",
+        ));
+    }
+    if row.try_get::<i64, _>("expires_at")? < now_ms() {
+        return Err(AppError::new(
+            axum::http::StatusCode::GONE,
+            codes::CODE_EXPIRED,
+            "this reset code expired: ask the administrator for a new one",
+        ));
+    }
+    Ok((mac, row))
+}
+
+async fn key_reset_info(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<KeyResetInfoRequest>,
+) -> Result<Json<KeyResetInfo>, AppError> {
+    let (_, row) = reset_code(&st, &ip, &req).await?;
+    Ok(Json(KeyResetInfo {
+        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+        name: row.try_get("name")?,
+        kdf: st.config.kdf,
+    }))
+}
+
+/// New keys for the same account (issue 15.3): the code is used up, keys, salt, auth key and
+/// bundle replaced, the recovery kit (sealing the old keys) dropped, every session ended, and
+/// the kind 10 entry appended, all in one transaction.
+async fn key_reset(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<KeyResetRequest>,
+) -> Result<Json<StatusChanged>, AppError> {
+    if req.auth_key.len() != 32 {
+        return Err(AppError::bad_request("auth_key: 32 bytes"));
+    }
+    check_sealed_bundle(&st, &req.salt, &req.bundle, &req.kdf)?;
+    super::auth::check_public_keys(&req.public_keys)?;
+    let info = KeyResetInfoRequest {
+        email: req.email.clone(),
+        code: req.code.clone(),
+    };
+    let (mac, row) = reset_code(&st, &ip, &info).await?;
+    let user: String = row.try_get("user_id")?;
+    let admin = parse_uuid(&row.try_get::<String, _>("admin_id")?)?;
+    let old = row_public_keys(&row)?;
+    let now = now_ms();
+    let mut tx = st.db.begin().await?;
+    let used =
+        sqlx::query("UPDATE key_resets SET used_at = $1 WHERE code_mac = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(mac)
+            .execute(&mut *tx)
+            .await?;
+    if used.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::CODE_USED,
+            "this reset code was used",
+        ));
+    }
+    let updated = sqlx::query(
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, \
+         bundle = $6, x25519_pub = $7, ed25519_pub = $8, recovery_mac = NULL, \
+         recovery_bundle = NULL, kdf_salt_scheme = 2 \
+         WHERE id = $9 AND x25519_pub = $10 AND ed25519_pub = $11",
+    )
+    .bind(st.secrets.mac("auth", &[&req.auth_key]).to_vec())
+    .bind(req.salt.clone())
+    .bind(i64::from(req.kdf.m_kib))
+    .bind(i64::from(req.kdf.t))
+    .bind(i64::from(req.kdf.p))
+    .bind(req.bundle.clone())
+    .bind(req.public_keys.x25519.to_vec())
+    .bind(req.public_keys.ed25519.to_vec())
+    .bind(user.clone())
+    .bind(old.x25519.to_vec())
+    .bind(old.ed25519.to_vec())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::conflict(
+            codes::CONFLICT,
+            "the account's keys changed meanwhile",
+        ));
+    }
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user.clone())
+        .execute(&mut *tx)
+        .await?;
+    // Nothing comes back by itself: keys wrapped to the old keys are dropped (no one can open
+    // them now), and grants that held one are approved again, so their key holder sees a
+    // wrap request and confirms it by hand after comparing the new fingerprint.
+    sqlx::query("DELETE FROM wrapped_keys WHERE reader_id = $1")
+        .bind(user.clone())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE grants SET status = 'approved' WHERE reader_id = $1 AND status = 'wrapped'",
+    )
+    .bind(user.clone())
+    .execute(&mut *tx)
+    .await?;
+    let user_id = parse_uuid(&user)?;
+    let index = crate::server::ledger_store::append(
+        &mut tx,
+        &st.append_key,
+        &crate::ledger::Entry::KeyRotated {
+            time_ms: now,
+            user_id: *user_id.as_bytes(),
+            old_keys_hash: crate::ledger::keys_hash(&old.x25519, &old.ed25519),
+            x25519_public: req.public_keys.x25519,
+            ed25519_public: req.public_keys.ed25519,
+            by: crate::ledger::RotationBy::Admin,
+            authoriser_id: *admin.as_bytes(),
+        },
+        std::slice::from_ref(&user),
+    )
+    .await?;
+    sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
+        .bind(index as i64)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user = %user_id, admin = %admin, ledger_index = index, "keys reset");
+    Ok(Json(StatusChanged {
+        ledger_index: index,
+    }))
 }
 
 fn wrong_code() -> AppError {
@@ -174,8 +357,8 @@ async fn reset(
     let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
     let mut tx = st.db.begin().await?;
     let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6 \
-         WHERE id = $7 AND recovery_mac = $8",
+        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6, \
+         kdf_salt_scheme = 2 WHERE id = $7 AND recovery_mac = $8",
     )
     .bind(new_mac.to_vec())
     .bind(req.salt.clone())

@@ -17,10 +17,15 @@ pub(super) fn login_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         open_mailbox_screen(app, fx);
         return;
     }
+    if ctrl(&k, 'g') && app.login.legacy_offer {
+        legacy_salt_confirmed(app, fx);
+        return;
+    }
     if let Some(f) = cycle_focus(order, app.login.focus, &k) {
         app.login.focus = f;
     } else if is(&k, KeyCode::Esc) {
         app.login.message = None;
+        app.login.legacy_offer = false;
         app.login.waiting_for_seed = false;
     } else if is(&k, KeyCode::Enter) {
         match app.login.focus {
@@ -73,6 +78,11 @@ pub(super) fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
         app.login.message = Some(seed_wait_message(app));
         return;
     }
+    let mut client = client;
+    if std::mem::take(&mut app.login.legacy_confirmed) {
+        client.opt_in_legacy_salt();
+    }
+    app.login.legacy_offer = false;
     // Out of the field, which is wiped: only the login effect holds it now.
     let password = app.login.password.take();
     app.login.busy = true;
@@ -87,6 +97,35 @@ pub(super) fn submit_login(app: &mut App, fx: &mut Vec<Effect>) {
             settings: app.report_settings.clone(),
         },
     );
+}
+
+/// The server says this account's keys use the old, unbound salt (issue 17.9): offer the
+/// opt-in, which the user must confirm with the password and Ctrl+G.
+pub(super) fn legacy_salt_asked(app: &mut App) {
+    done(app);
+    app.login.busy = false;
+    app.login.password.wipe();
+    app.login.focus = LoginField::Password;
+    app.login.legacy_offer = true;
+    app.login.message = Some(
+        "Server says: old password salt. Account older than this app? Retype the password, \
+         Ctrl+G moves it. Newer? Stop: tell your clinic."
+            .into(),
+    );
+    tracing::info!("login: server reports the old salt scheme");
+}
+
+/// Ctrl+G after the offer: the same login, with the opt-in for this one login.
+fn legacy_salt_confirmed(app: &mut App, fx: &mut Vec<Effect>) {
+    if app.login.password.is_empty() {
+        app.login.message = Some("Type the password first, then Ctrl+G.".into());
+        return;
+    }
+    app.login.legacy_confirmed = true;
+    submit_login(app, fx);
+    // Never left over for a later plain Enter, had the login not been sent.
+    app.login.legacy_confirmed = false;
+    app.dirty = true;
 }
 
 pub(super) fn seed_wait_message(app: &App) -> String {
