@@ -114,6 +114,9 @@ pub struct ServerConfig {
     pub ledger_origin: String,
     /// Witnesses every new signed head is submitted to (c2sp.org/tlog-witness).
     pub witnesses: Vec<WitnessEndpoint>,
+    /// Staff roles that must log in with a TOTP code (issue 15); others may enrol if they
+    /// wish. An account of a listed role without TOTP is led to enrol at its next login.
+    pub require_totp_for: Vec<crate::api::Role>,
 }
 
 /// A witness the server submits checkpoints to.
@@ -160,6 +163,7 @@ impl Default for ServerConfig {
             max_future_bookings_per_patient: 4,
             ledger_origin: String::new(),
             witnesses: Vec::new(),
+            require_totp_for: Vec::new(),
         }
     }
 }
@@ -538,6 +542,17 @@ impl Config {
                 "server.replicas is {} but there are {buckets} buckets: use 1..={buckets}",
                 self.server.replicas
             )));
+        }
+        if self
+            .server
+            .require_totp_for
+            .contains(&crate::api::Role::Patient)
+        {
+            return Err(ConfigError::Invalid(
+                "server.require_totp_for: patients are not offered TOTP; list only doctor, \
+                 reception, admin, auditor"
+                    .into(),
+            ));
         }
         if !(4096..=crate::seal::MAX_CHUNK_SIZE).contains(&self.client.chunk_size) {
             return Err(ConfigError::Invalid(format!(

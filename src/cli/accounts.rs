@@ -110,7 +110,7 @@ pub async fn login(cfg: &Config, email: &str) -> Result<()> {
     let mut c = client(cfg)?;
     let pw = password("Password: ", false)?;
     let t = std::time::Instant::now();
-    let logged = c.login(email, &pw).await?;
+    let logged = super::totp::login(&mut c, email, &pw).await?;
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
@@ -205,7 +205,7 @@ fn show_kit(code: &clinvault::client::recovery::RecoveryCode) {
 /// Right after registration: logs in once (no session is kept) to store a recovery kit.
 async fn kit_after_registration(cfg: &Config, email: &str, pw: &str) -> Result<()> {
     let mut c = client(cfg)?;
-    let logged = c.login(email, pw).await?;
+    let logged = super::totp::login(&mut c, email, pw).await?;
     super::monitor_self(cfg, &c, &logged).await?;
     let made = c.make_recovery_kit(pw).await;
     let _ = c.logout().await;

@@ -11,6 +11,7 @@ pub mod read;
 pub mod recovery;
 pub mod reports;
 pub mod session;
+pub mod totp;
 pub mod trail;
 pub mod upload;
 
@@ -499,8 +500,12 @@ impl ApiClient {
         self.post("/v1/auth/register", req).await
     }
 
+    /// The password step alone; an account that needs a TOTP code answers `totp_required`.
     pub async fn login_raw(&self, req: &LoginRequest) -> Result<LoginResponse, ClientError> {
-        self.post("/v1/auth/login", req).await
+        match self.post("/v1/auth/login", req).await? {
+            crate::api::LoginAnswer::Session(l) => Ok(*l),
+            crate::api::LoginAnswer::Totp { .. } => Err(totp::totp_required_error()),
+        }
     }
 
     pub async fn logout(&self) -> Result<Done, ClientError> {
@@ -725,16 +730,23 @@ impl ApiClient {
     }
 
     /// Pre-login, key derivation, login, and the key bundle opened and checked against the
-    /// public keys. Keeps the session token in this client.
+    /// public keys. Keeps the session token in this client. An account that needs a TOTP
+    /// code answers `totp_required`: use [`ApiClient::login_start`] for those.
     pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
-        let pre = self.prelogin(email).await?;
-        let master = self.master_key(password, &pre.salt, &pre.kdf).await?;
-        let login = self
-            .login_raw(&LoginRequest {
-                email: email.into(),
-                auth_key: master.auth_key().0.to_vec().into(),
-            })
-            .await?;
+        match self.login_start(email, password).await? {
+            totp::LoginStep::Done(logged) => Ok(*logged),
+            totp::LoginStep::Totp(p) => Err(p.as_error()),
+        }
+    }
+
+    /// The session's keys: the bundle opened with the password's `wrap_key` and checked
+    /// against the public keys, the token kept, and a re-key when the server asks for one.
+    pub(crate) async fn finish_login(
+        &mut self,
+        login: LoginResponse,
+        master: &crate::seal::MasterKey,
+        password: &str,
+    ) -> Result<LoggedIn, ClientError> {
         let secrets = match open_bundle(
             &login.bundle,
             &master.wrap_key(),
@@ -755,7 +767,7 @@ impl ApiClient {
         };
         if let Some(kdf) = logged.login.kdf_upgrade {
             // Best effort: the login stands either way, and the next one tries again.
-            match self.rekey(&mut logged, password, &master, kdf).await {
+            match self.rekey(&mut logged, password, master, kdf).await {
                 Ok(()) => tracing::info!("re-keyed to the server's current KDF parameters"),
                 Err(e) => tracing::warn!("could not re-key to the current KDF parameters: {e}"),
             }
