@@ -74,7 +74,7 @@ fn code(prompt: &str) -> Result<Zeroizing<String>> {
 
 fn show_enrolment(e: &TotpEnrolment) -> Result<()> {
     out!("Scan this with an authenticator app (dark background; or type the secret):\n");
-    for line in qr_lines(&e.otpauth_uri).map_err(|e| anyhow::anyhow!("QR code: {e:?}"))? {
+    for line in qr_lines(&e.otpauth_uri, 40).map_err(|e| anyhow::anyhow!("QR code: {e:?}"))? {
         out!("  {line}");
     }
     out!("\n  secret: {}", group4(&e.secret_base32));

@@ -165,14 +165,19 @@ impl ApiClient {
 }
 
 /// The QR code of `data` as text lines of Unicode half blocks, two modules per character
-/// cell, with a one-module quiet zone. Light modules are drawn (`█ ▀ ▄`), dark ones left
-/// blank: on a terminal's dark background, or with the light-on-dark style the TUI sets,
-/// that reads as dark modules on light paper. Low error correction keeps an
-/// `otpauth://` URI at version 5 (39 × 20 cells).
-pub fn qr_lines(data: &str) -> Result<Vec<String>, qrcode::types::QrError> {
+/// cell, with a quiet zone of two modules (one when that does not fit in `max_rows` lines).
+/// Light modules are drawn (`█ ▀ ▄`), dark ones left blank: on a terminal's dark
+/// background, or with the light-on-dark style the TUI sets, that reads as dark modules on
+/// light paper. Low error correction keeps an `otpauth://` URI with an address of up to
+/// about 40 characters at version 5: 41 × 21 cells.
+pub fn qr_lines(data: &str, max_rows: usize) -> Result<Vec<String>, qrcode::types::QrError> {
     let code = qrcode::QrCode::with_error_correction_level(data.as_bytes(), qrcode::EcLevel::L)?;
     let w = code.width();
-    let quiet = 1;
+    let quiet = if (w + 4).div_ceil(2) <= max_rows {
+        2
+    } else {
+        1
+    };
     let size = w + 2 * quiet;
     let colors = code.to_colors();
     // Out of the symbol (the quiet zone) counts as light.
@@ -210,26 +215,46 @@ mod tests {
             "dr.konstantin.oberholzer-weiss@clinic.example",
             "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
         );
-        let lines = qr_lines(&uri).unwrap();
+        // Version 6 for a long address: the quiet zone narrows to fit 22 rows.
+        let lines = qr_lines(&uri, 22).unwrap();
         let width = lines[0].chars().count();
-        assert!(lines.len() <= 21, "{} rows", lines.len());
+        assert!(lines.len() <= 22, "{} rows", lines.len());
         assert!(width <= 43, "{width} columns");
         assert!(lines.iter().all(|l| l.chars().count() == width));
+        // A usual address: version 5 with the full two-module quiet zone.
+        let uri = crate::server::routes::totp::otpauth_uri(
+            "dana.herz@clinic.demo",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        );
+        let lines = qr_lines(&uri, 22).unwrap();
+        assert_eq!((lines.len(), lines[0].chars().count()), (21, 41));
     }
 
     #[test]
     fn half_blocks_follow_the_modules() {
         let code = qrcode::QrCode::with_error_correction_level(b"x", qrcode::EcLevel::L).unwrap();
-        let lines = qr_lines("x").unwrap();
+        // A one-module quiet zone (max_rows forces it): the first symbol row is the lower
+        // half of line 0.
+        let lines = qr_lines("x", 11).unwrap();
         let w = code.width();
         let colors = code.to_colors();
-        // The first symbol row is row 1 (after the quiet zone): the lower half of line 0.
-        for x in 0..w {
+        for (x, color) in colors.iter().take(w).enumerate() {
             let c = lines[0].chars().nth(x + 1).unwrap();
-            let dark = colors[x] == qrcode::Color::Dark;
+            let dark = *color == qrcode::Color::Dark;
             assert_eq!(matches!(c, '▀' | ' '), dark, "column {x}: {c:?}");
         }
         // The quiet zone's column is light top to bottom.
         assert!(lines.iter().all(|l| l.starts_with('█')));
+        // Two modules: line 0 is all quiet zone, the symbol begins on line 1.
+        let lines = qr_lines("x", 40).unwrap();
+        assert!(lines[0].chars().all(|c| c == '█'));
+        for (x, color) in colors.iter().take(w).enumerate() {
+            let c = lines[1].chars().nth(x + 2).unwrap();
+            assert_eq!(
+                c == ' ' || c == '▄',
+                *color == qrcode::Color::Dark,
+                "column {x}"
+            );
+        }
     }
 }

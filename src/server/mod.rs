@@ -139,8 +139,9 @@ impl DemoHistory {
 }
 
 impl ServerHandle {
-    /// Moves the clock TOTP codes are checked against by `secs` (tests: the next time
-    /// step without waiting 30 s). Returns the new shift.
+    /// Test-only (feature `test-hooks`): moves the clock TOTP codes are checked against by
+    /// `secs` (the next time step without waiting 30 s). Returns the new shift.
+    #[cfg(feature = "test-hooks")]
     pub fn shift_totp_clock(&self, secs: i64) -> i64 {
         self.state
             .totp_clock_shift

@@ -29,6 +29,7 @@ mod login;
 mod mailbox;
 mod password;
 mod popup;
+mod totp;
 mod vault;
 use crate::tui::action::Job;
 pub use bookings::status_word;
@@ -127,6 +128,8 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         }
         Action::Seed(p) => seed_progress(app, p, fx),
         Action::LoggedIn(r) => logged_in(app, r, fx),
+        Action::TotpNeeded(s) => totp::totp_needed(app, s),
+        Action::TotpLoggedIn(r) => totp::totp_logged_in(app, r, fx),
         Action::CodeMailed(r) => code_mailed(app, r),
         Action::Registered(r) => registered(app, r),
         Action::PasswordChanged(r) => {
@@ -320,6 +323,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         Screen::Register => register_key(app, k, fx),
         Screen::Recover => recover_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
+        Screen::Totp => totp::totp_key(app, k, fx),
         Screen::Main => {
             if app.status.info.take().is_some() {
                 app.dirty = true;
