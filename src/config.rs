@@ -609,6 +609,23 @@ mod tests {
     }
 
     #[test]
+    fn require_totp_for_takes_staff_roles_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"doctor\", \"admin\"]\n").unwrap();
+        let cfg = load(Some(&f), &[]).unwrap();
+        assert_eq!(
+            cfg.server.require_totp_for,
+            vec![crate::api::Role::Doctor, crate::api::Role::Admin]
+        );
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"patient\"]\n").unwrap();
+        let e = load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("patients are not offered TOTP"), "{e}");
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"nurse\"]\n").unwrap();
+        assert!(load(Some(&f), &[]).is_err(), "an unknown role is refused");
+    }
+
+    #[test]
     fn misspelled_keys_are_refused_with_a_suggestion() {
         let e = check_file_keys("[client]\nsever = \"https://x\"\n").unwrap_err();
         assert_eq!(e, "unknown key `sever` in [client]; did you mean `server`?");

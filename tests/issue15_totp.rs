@@ -381,3 +381,135 @@ async fn raw_password_step(db: Db) {
     ts.handle.shutdown().await.unwrap();
 }
 both_backends!(password_step_gives_no_session_or_bundle, raw_password_step);
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// The binary with a config for `url`, state in `dir`, and `env` (nothing else of ours).
+async fn cli(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env_remove("CLINVAULT_PASSWORD")
+        .env_remove("CLINVAULT_TOTP")
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commands: `login` takes the code from CLINVAULT_TOTP (a wrong one fails), `totp
+/// status` reports, `totp disable` takes a recovery code, and then the password suffices.
+/// A role that requires TOTP is shown the QR code and the secret at login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_totp_login_status_disable() {
+    let ts = start_with(Db::Sqlite, |c| {
+        c.server.require_totp_for = vec![Role::Auditor]
+    })
+    .await;
+    let (_, secret, recovery) = enrolled_doctor(&ts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, url) = (dir.path(), ts.url.as_str());
+    let login = ["login", "--email", "doc@clinic.test"];
+    let shift = next_step(&ts);
+    let good = code_at(&secret, shift);
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &login,
+        &[
+            ("CLINVAULT_PASSWORD", PASSWORD),
+            ("CLINVAULT_TOTP", &wrong(&good)),
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0, "a wrong code fails: {out}");
+    assert!(err.contains("not valid"), "{err}");
+    let (rc, out, err) = cli(d, url, &login, &[("CLINVAULT_PASSWORD", PASSWORD)]).await;
+    assert_ne!(rc, 0, "no code, no login: {out}");
+    let _ = err;
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &login,
+        &[("CLINVAULT_PASSWORD", PASSWORD), ("CLINVAULT_TOTP", &good)],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("logged in as"), "{out}");
+    let (rc, out, err) = cli(d, url, &["totp", "status"], &[]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("TOTP enrolled; 10 recovery codes left"),
+        "{out}"
+    );
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &["totp", "disable"],
+        &[("CLINVAULT_TOTP", &recovery[0])],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("TOTP disabled"), "{out}");
+    let (rc, out, err) = cli(d, url, &login, &[("CLINVAULT_PASSWORD", PASSWORD)]).await;
+    assert_eq!(rc, 0, "the password alone again: {out}{err}");
+
+    // An auditor, whose role requires TOTP: the login shows the QR code and the secret.
+    let admin = ts.login("admin@clinic.test").await;
+    admin
+        .invite(&InviteRequest {
+            role: Role::Auditor,
+            email: "aud@clinic.test".into(),
+            name: "Audrey Audit".into(),
+            specialty: String::new(),
+            bio: String::new(),
+        })
+        .await
+        .unwrap();
+    let code = invite_code(&ts.last_mail("aud@clinic.test"));
+    ts.client().register_invite(&code, PASSWORD).await.unwrap();
+    let (rc, out, err) = cli(
+        d,
+        url,
+        &["login", "--email", "aud@clinic.test"],
+        &[
+            ("CLINVAULT_PASSWORD", PASSWORD),
+            ("CLINVAULT_TOTP", "000000"),
+        ],
+    )
+    .await;
+    assert!(err.contains("requires a second factor"), "{err}");
+    assert!(
+        out.contains("secret: ")
+            && out.contains("otpauth://totp/clinvault:aud%40clinic.test?secret="),
+        "{out}"
+    );
+    assert!(out.contains('▀') && out.contains('▄'), "the QR code: {out}");
+    // 000000 is almost surely wrong; if it was the code, the login went through.
+    assert!(rc != 0 || out.contains("Recovery codes"), "{out}{err}");
+    ts.handle.shutdown().await.unwrap();
+}
