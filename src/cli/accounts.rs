@@ -237,7 +237,14 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
     let code = clinvault::client::recovery::RecoveryCode::parse(&typed)?;
     let new = new_password()?;
     let mut c = client(cfg)?;
-    let logged = c.recover(email, &code, &new).await?;
+    let logged = match c.recover(email, &code, &new).await {
+        Ok(l) => l,
+        // The new password is set; a staff account with TOTP logs in with its code as well.
+        Err(e) if e.code() == Some(clinvault::api::codes::TOTP_REQUIRED) => {
+            super::totp::login(&mut c, email, &new).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),

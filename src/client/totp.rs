@@ -47,8 +47,8 @@ pub(crate) fn totp_required_error() -> ClientError {
     ClientError::Server {
         status: 200,
         code: codes::TOTP_REQUIRED.into(),
-        message: "this account logs in with a TOTP code after the password: give it with \
-                  CLINVAULT_TOTP or at the prompt"
+        message: "the password is right, and this account also needs its TOTP code (second \
+                  factor): log in with the code"
             .into(),
         retry_after: None,
     }

@@ -241,7 +241,7 @@ pub struct TotpCode(pub crate::tui::secret::SecretField);
 impl Default for TotpCode {
     fn default() -> Self {
         TotpCode(crate::tui::secret::SecretField::new(
-            "6 digits from the app, or a recovery code",
+            "6 digits or a recovery code",
         ))
     }
 }

@@ -67,7 +67,7 @@ fn render_code(app: &App, frame: &mut Frame, area: Rect) {
     );
     frame.render_widget(
         Span::styled(
-            "  The 6-digit code from your authenticator app, or a recovery code:",
+            "  The code from your authenticator app, or a recovery code:",
             t.base,
         ),
         rows[1],
