@@ -1739,3 +1739,62 @@ async fn issue15_totp_enrolment_and_code_step() {
     assert_eq!(app.screen, Screen::Main, "{:?}", app.totp.message);
     s.handle.shutdown().await.unwrap();
 }
+
+/// `:totp` from a session (a doctor whose role does not require it): the enrolment screen,
+/// the first code, the recovery codes once, back to the panes; the next login asks for a code.
+/// A patient is told TOTP is for staff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_totp_enrol_from_the_palette() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "dana@clinic.test").await;
+    press(&mut app, KeyCode::Char(':')).await;
+    typ(&mut app, "totp").await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Totp, "{:?}", app.status.error);
+    assert!(app.totp.signed_in);
+    let secret = app.totp.enrolment.as_ref().unwrap().secret_base32.clone();
+    typ(&mut app, &totp_code(&secret, 0)).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.totp.recovery.as_ref().map(|r| r.codes.len()), Some(10));
+    assert!(screen_text(&app).contains("recovery codes"));
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Main);
+    assert!(app.session.is_some(), "the session goes on");
+    assert!(app.totp.recovery.is_none());
+    let st = app
+        .session
+        .as_ref()
+        .unwrap()
+        .client
+        .totp_status()
+        .await
+        .unwrap();
+    assert!(st.enrolled && !st.required);
+
+    // The next login stops at the code step.
+    let mut again = new_app(&s);
+    typ(&mut again, "dana@clinic.test").await;
+    press(&mut again, KeyCode::Tab).await;
+    typ(&mut again, PASSWORD).await;
+    press(&mut again, KeyCode::Enter).await;
+    assert_eq!(again.screen, Screen::Totp);
+    assert!(!again.totp.signed_in && again.totp.enrolment.is_none());
+
+    let mut pat = new_app(&s);
+    log_in(&mut pat, "pat@example.test").await;
+    press(&mut pat, KeyCode::Char(':')).await;
+    typ(&mut pat, "totp").await;
+    press(&mut pat, KeyCode::Enter).await;
+    assert_eq!(pat.screen, Screen::Main);
+    assert!(
+        pat.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("for the clinic's staff"),
+        "{:?}",
+        pat.status.error
+    );
+    s.handle.shutdown().await.unwrap();
+}

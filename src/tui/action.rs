@@ -45,6 +45,9 @@ pub enum Action {
     TotpNeeded(Box<TotpStart>),
     /// The code step finished: the session, and recovery codes if it completed an enrolment.
     TotpLoggedIn(UiResult<Box<(ApiClient, LoggedIn, Vec<String>)>>),
+    /// `:totp` from a session: a new secret to show, then the recovery codes (issue 15).
+    TotpEnrolStarted(UiResult<crate::api::TotpEnrolment>),
+    TotpConfirmed(UiResult<Vec<String>>),
     /// A password change finished (issue 15).
     PasswordChanged(UiResult<()>),
     /// A new recovery kit was stored: its code, to show once.
@@ -268,6 +271,14 @@ pub enum Effect {
         password: Zeroizing<String>,
         /// Where the ledger is kept, for the login's self-check (issue 11).
         settings: ReportSettings,
+    },
+    /// Issue 15, from a session: a new TOTP secret, and its first code.
+    TotpEnrol {
+        client: ApiClient,
+    },
+    TotpConfirm {
+        client: ApiClient,
+        code: Zeroizing<String>,
     },
     /// The login's code step (issue 15).
     LoginTotp {

@@ -233,6 +233,9 @@ pub struct TotpForm {
     pub busy: bool,
     pub message: Option<String>,
     pub recovery: Option<TotpRecovery>,
+    /// Enrolling from a session (`:totp`), not at login: the code goes to `confirm`, and the
+    /// screen returns to the panes.
+    pub signed_in: bool,
 }
 
 /// The code field: masked, since a recovery code is a lasting secret.
@@ -246,10 +249,11 @@ impl Default for TotpCode {
     }
 }
 
-/// A finished enrolment: the session, held back until the recovery codes were seen.
+/// A finished enrolment: at login, the session, held back until the recovery codes were
+/// seen (`None` when enrolling from a session).
 pub struct TotpRecovery {
     pub codes: Vec<String>,
-    pub session: Box<(ApiClient, crate::client::LoggedIn)>,
+    pub session: Option<Box<(ApiClient, crate::client::LoggedIn)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

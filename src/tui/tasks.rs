@@ -144,6 +144,12 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             };
             Action::LoggedIn(r.map(|l| Box::new((client, l))).map_err(ui))
         }
+        Effect::TotpEnrol { client } => {
+            Action::TotpEnrolStarted(client.totp_enrol().await.map_err(ui))
+        }
+        Effect::TotpConfirm { client, code } => {
+            Action::TotpConfirmed(client.totp_confirm(&code).await.map_err(ui))
+        }
         Effect::LoginTotp {
             mut client,
             pending,

@@ -130,6 +130,8 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         Action::LoggedIn(r) => logged_in(app, r, fx),
         Action::TotpNeeded(s) => totp::totp_needed(app, s),
         Action::TotpLoggedIn(r) => totp::totp_logged_in(app, r, fx),
+        Action::TotpEnrolStarted(r) => totp::enrol_started(app, r),
+        Action::TotpConfirmed(r) => totp::confirmed(app, r),
         Action::CodeMailed(r) => code_mailed(app, r),
         Action::Registered(r) => registered(app, r),
         Action::PasswordChanged(r) => {
@@ -274,6 +276,8 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     }
     app.epoch += 1;
     app.register = RegisterForm::default();
+    // A pending TOTP login holds the password's master key: it goes too.
+    app.totp = Default::default();
     app.popup = None;
     app.status.info = None;
     app.status.error = None;

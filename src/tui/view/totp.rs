@@ -184,10 +184,12 @@ fn render_enrolment(app: &App, frame: &mut Frame, area: Rect) {
     );
     let [msg_area] = Layout::vertical([Constraint::Min(1)]).areas(rows[10]);
     code_lines(app, frame, rows[8], msg_area);
-    frame.render_widget(
-        Span::styled(" Enter confirm and log in · Esc cancel", t.muted),
-        keys,
-    );
+    let hint = if app.totp.signed_in {
+        " Enter confirm · Esc cancel (nothing changes)"
+    } else {
+        " Enter confirm and log in · Esc cancel"
+    };
+    frame.render_widget(Span::styled(hint, t.muted), keys);
 }
 
 fn render_recovery(app: &App, frame: &mut Frame, area: Rect, codes: &[String]) {
