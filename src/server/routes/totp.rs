@@ -17,7 +17,7 @@ use sqlx::Row;
 use zeroize::Zeroizing;
 
 use super::auth::{normalize_code, per_address, random_code};
-use super::{fold_email, ms_to_utc};
+use super::ms_to_utc;
 use crate::api::{
     Done, LoginResponse, Role, TotpChallenge, TotpCodeRequest, TotpEnrolment, TotpLoginRequest,
     TotpLoginResponse, TotpPendingRequest, TotpRecoveryCodes, TotpStatus, codes,
@@ -497,8 +497,9 @@ async fn enrol(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Result<Json<TotpEnrolment>, AppError> {
-    let email = fold_email(&caller.email)?;
-    Ok(Json(start_enrolment(&st, &caller.id_str(), &email).await?))
+    Ok(Json(
+        start_enrolment(&st, &caller.id_str(), &caller.email).await?,
+    ))
 }
 
 /// The first code of an enrolment begun with `/v1/auth/totp/enrol`: answers the recovery
