@@ -543,16 +543,16 @@ impl Config {
                 self.server.replicas
             )));
         }
-        if self
+        if let Some(r) = self
             .server
             .require_totp_for
-            .contains(&crate::api::Role::Patient)
+            .iter()
+            .find(|r| !crate::server::routes::totp::STAFF.contains(r))
         {
-            return Err(ConfigError::Invalid(
-                "server.require_totp_for: patients are not offered TOTP; list only doctor, \
-                 reception, admin, auditor"
-                    .into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "server.require_totp_for: {r} accounts are not offered TOTP (patients are \
+                 not); list only doctor, reception, admin, auditor"
+            )));
         }
         if !(4096..=crate::seal::MAX_CHUNK_SIZE).contains(&self.client.chunk_size) {
             return Err(ConfigError::Invalid(format!(
@@ -620,7 +620,7 @@ mod tests {
         );
         std::fs::write(&f, "[server]\nrequire_totp_for = [\"patient\"]\n").unwrap();
         let e = load(Some(&f), &[]).unwrap_err().to_string();
-        assert!(e.contains("patients are not offered TOTP"), "{e}");
+        assert!(e.contains("patient accounts are not offered TOTP"), "{e}");
         std::fs::write(&f, "[server]\nrequire_totp_for = [\"nurse\"]\n").unwrap();
         assert!(load(Some(&f), &[]).is_err(), "an unknown role is refused");
     }
