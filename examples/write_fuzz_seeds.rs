@@ -84,4 +84,20 @@ fn main() {
         "valid",
         &state.seal(&WrapKey([3; 32])).unwrap(),
     );
+
+    // Report bundles: the committed vector (the harness verifies against its keys) and a few
+    // framing edge cases derived from it.
+    let v = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bundle-v1.cvb"),
+    )
+    .unwrap();
+    write("report_bundle", "vector-v1", &v);
+    write("report_bundle", "header-only", &v[..25]);
+    write("report_bundle", "no-chunks", &v[..25 + 5 + 189]);
+    write(
+        "report_bundle",
+        "version-2",
+        &[&v[..23], &[0, 2], &v[25..]].concat(),
+    );
+    write("report_bundle", "trailing", &[&v[..], &[11, 0]].concat());
 }

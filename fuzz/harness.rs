@@ -115,3 +115,38 @@ pub fn upload_state(data: &[u8]) {
         let _ = state.pin(0, b"x");
     }
 }
+
+/// A report bundle file (issue 16): decoded (and re-encoded to the same bytes when it
+/// decodes), then verified against the ledger and witness keys of tests/vectors/bundle-v1.json,
+/// so inputs mutated from that vector reach every check.
+pub fn report_bundle(data: &[u8]) {
+    use clinvault::bundle::{Bundle, Trust, verify};
+    thread_local! {
+        static TRUST: Option<Trust> = Some(Trust {
+            ledger_key: clinvault::ledger::LedgerKey::parse(
+                "clinvault-ledger:0EqyMnQrtKs6E2i9RhXk5tAiSrcaAWuvhSCjMsl3hzc=",
+            )
+            .ok()?,
+            witnesses: vec![
+                clinvault::witness::note::VerifierKey::parse(
+                    "witness.example+adea4058+BMaCJjfH0xDsV2J74AuiWdJTdJ9Kr2REcM/75To19zJC",
+                )
+                .ok()?,
+            ],
+            quorum: 1,
+        });
+    }
+    let Ok(bundle) = Bundle::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(
+        bundle.to_bytes(),
+        data,
+        "decode then encode must give the same bytes"
+    );
+    TRUST.with(|t| {
+        if let Some(t) = t {
+            let _ = verify(&bundle, t);
+        }
+    });
+}

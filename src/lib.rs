@@ -5,6 +5,7 @@
 //! `seal` and `ledger` are pure: bytes in, bytes or a typed error out.
 
 pub mod api;
+pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod fsutil;

@@ -149,8 +149,8 @@ enum ClientCommand {
         #[arg(long, default_value_t = 1)]
         page: u32,
     },
-    /// Doctor: seal and upload a report for a patient you saw (an interrupted upload of the
-    /// same file resumes, sending only what is missing).
+    /// Doctor: seal and upload a report for a patient you saw; station: for a patient a doctor
+    /// ordered (an interrupted upload of the same file resumes, sending only what is missing).
     Upload {
         file: PathBuf,
         /// The patient's email or id.
@@ -195,6 +195,35 @@ enum ClientCommand {
     },
     /// Show the verified ledger head (pins the server's ledger key on first use).
     Ledger,
+    /// Write a report (yours as patient or author) as one bundle file anyone can verify
+    /// offline. The bundle holds the report key in clear: whoever has the file can read it.
+    Export {
+        id: Uuid,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Check a report bundle with no server: ledger key, witnesses, proofs, signatures, chunks;
+    /// with -o, write the plaintext after every check passed.
+    VerifyBundle(cli::bundle::VerifyArgs),
+    /// Upload orders for stations (issue 16): a doctor lets a station upload for a patient.
+    #[command(subcommand)]
+    Order(cli::watch::OrderCommand),
+    /// Station: upload every file dropped into FOLDER, then move it to FOLDER/done (or to
+    /// FOLDER/failed with a .reason file). Password: CLINVAULT_PASSWORD.
+    Watch {
+        folder: PathBuf,
+        /// Finds the patient (email or id) in a file's name: the group named `patient`, else
+        /// the first group, e.g. '^([^_]+@[^_]+)_'.
+        #[arg(long)]
+        patient_from_filename: String,
+        /// Milliseconds between two looks at the folder; a file is taken once its size and
+        /// time stayed the same over two looks.
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        /// Return once no file is left to take, instead of watching on.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -310,5 +339,25 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::Access => reports::access(cfg).await,
         ClientCommand::Audit { repair } => audit::audit(cfg, repair).await,
         ClientCommand::Ledger => audit::ledger(cfg).await,
+        ClientCommand::Export { id, output } => cli::bundle::export(cfg, id, &output).await,
+        ClientCommand::VerifyBundle(args) => cli::bundle::verify(cfg, args),
+        ClientCommand::Order(cmd) => cli::watch::order(cfg, cmd).await,
+        ClientCommand::Watch {
+            folder,
+            patient_from_filename,
+            interval_ms,
+            once,
+        } => {
+            cli::watch::watch(
+                cfg,
+                cli::watch::WatchArgs {
+                    folder,
+                    patient_from_filename,
+                    interval_ms: interval_ms.max(50),
+                    once,
+                },
+            )
+            .await
+        }
     }
 }

@@ -56,3 +56,8 @@ fn meta_corpus() {
 fn upload_state_corpus() {
     replay("upload_state", harness::upload_state);
 }
+
+#[test]
+fn report_bundle_corpus() {
+    replay("report_bundle", harness::report_bundle);
+}

@@ -78,6 +78,10 @@ async fn world(db: Db) -> World {
     let (aud, _) = ts
         .staff(&admin, Role::Auditor, "aud@clinic.test", "Audrey Audit", "")
         .await;
+    // Issue 16: a write-only upload station.
+    let (station, _) = ts
+        .staff(&admin, Role::Station, "lab1@clinic.test", "Lab-1", "")
+        .await;
     let (p1, _) = ts.patient("p1@clinic.test", "Paula One").await;
     let (p2, _) = ts.patient("p2@clinic.test", "Peter Two").await;
     let (_, victim) = ts.patient("victim@clinic.test", "Vic Tim").await;
@@ -159,6 +163,7 @@ async fn world(db: Db) -> World {
     tokens.insert(Role::Reception, token(&rec));
     tokens.insert(Role::Auditor, token(&aud));
     tokens.insert(Role::Patient, token(&p1));
+    tokens.insert(Role::Station, token(&station));
     World {
         ts,
         tokens,
@@ -345,6 +350,13 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         }
         ("GET", "/v1/audit/reports") => (path.into(), None),
         ("POST", "/v1/audit/repair") => (path.into(), Some(json!({"chunk_id": w.chunk}))),
+        // Issue 16: station orders.
+        ("POST", "/v1/orders") => (
+            path.into(),
+            Some(json!({"station": "Lab-1", "patient_id": w.victim})),
+        ),
+        ("GET", "/v1/orders") => (path.into(), None),
+        ("GET", "/v1/reports/{id}/order") => (format!("/v1/reports/{r}/order"), None),
         _ => return None,
     };
     Some(s)
@@ -375,6 +387,8 @@ const OWNER_SCOPED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/grants/{id}/approve", "other_patient"),
     ("POST", "/v1/grants/{id}/wrap", "other_doctor"),
     ("POST", "/v1/grants/{id}/revoke", "other_patient"),
+    ("GET", "/v1/reports/{id}/order", "other_patient"),
+    ("GET", "/v1/reports/{id}/order", "other_doctor"),
 ];
 /// `{id}` routes whose object every allowed role may see (the directory; admin on any user;
 /// reception on any booking).
@@ -518,6 +532,7 @@ async fn matrix(db: Db) {
                     Role::Reception => "rec@clinic.test",
                     Role::Auditor => "aud@clinic.test",
                     Role::Patient => "p1@clinic.test",
+                    Role::Station => "lab1@clinic.test",
                 };
                 w.ts.login(email).await.token().unwrap().to_string()
             } else {
@@ -555,7 +570,7 @@ both_backends!(route_role_owner_matrix, matrix);
 #[test]
 fn policies_follow_design_section_4() {
     use Role::*;
-    const ALL: &[Role] = &[Patient, Doctor, Reception, Admin, Auditor];
+    const ALL: &[Role] = &[Patient, Doctor, Reception, Admin, Auditor, Station];
     let expected: &[(&str, &str, Option<&[Role]>)] = &[
         ("GET", "/v1/health", None),
         ("GET", "/v1/ready", None),
@@ -647,15 +662,19 @@ fn policies_follow_design_section_4() {
             "/v1/bookings/{id}/no-show",
             Some(&[Doctor, Reception]),
         ),
-        ("POST", "/v1/reports", Some(&[Doctor])),
-        ("PUT", "/v1/reports/{id}/chunks/{chunk}", Some(&[Doctor])),
+        ("POST", "/v1/reports", Some(&[Doctor, Station])),
+        (
+            "PUT",
+            "/v1/reports/{id}/chunks/{chunk}",
+            Some(&[Doctor, Station]),
+        ),
         (
             "GET",
             "/v1/reports/{id}/chunks/{chunk}",
             Some(&[Patient, Doctor]),
         ),
-        ("POST", "/v1/reports/{id}/missing", Some(&[Doctor])),
-        ("POST", "/v1/reports/{id}/commit", Some(&[Doctor])),
+        ("POST", "/v1/reports/{id}/missing", Some(&[Doctor, Station])),
+        ("POST", "/v1/reports/{id}/commit", Some(&[Doctor, Station])),
         ("GET", "/v1/reports", Some(&[Patient, Doctor, Reception])),
         ("GET", "/v1/reports/{id}", Some(&[Patient, Doctor])),
         ("GET", "/v1/reports/{id}/key", Some(&[Patient, Doctor])),
@@ -684,6 +703,10 @@ fn policies_follow_design_section_4() {
         ("GET", "/v1/users/{id}/keys", Some(ALL)),
         ("GET", "/v1/audit/reports", Some(&[Auditor])),
         ("POST", "/v1/audit/repair", Some(&[Auditor])),
+        // Issue 16: doctors order, stations see their orders, readers see a report's order.
+        ("POST", "/v1/orders", Some(&[Doctor])),
+        ("GET", "/v1/orders", Some(&[Doctor, Station])),
+        ("GET", "/v1/reports/{id}/order", Some(&[Patient, Doctor])),
     ];
     let t = table();
     assert_eq!(

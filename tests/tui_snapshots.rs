@@ -698,6 +698,7 @@ fn reports_grants_of_a_report() {
 
 fn viewer(body: Body, kind: &'static str, file: &str, len: u64) -> Popup {
     Popup::Viewer(Box::new(Viewer {
+        origin: None,
         report: id(154),
         title: "Echocardiogram".into(),
         file_name: file.into(),
@@ -1306,6 +1307,39 @@ fn hint_line_shows_whole_hints_only() {
     }
     assert_eq!(shown.last(), all.last(), "{narrow:?}");
     assert!(narrow.chars().count() <= 80);
+}
+
+// ---- issue 16: a station's report says who submitted it, for whom (list and viewer) ----
+
+#[test]
+fn reports_station_origin_in_list_and_viewer() {
+    let origin = "submitted by station Lab-1 for Dr Dana Herz";
+    snap("reports_station_origin", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        a.reports.selected = 0;
+        a.reports.rows[0].summary.author_name = "Lab-1".into();
+        a.reports.origins.insert(id(154), origin.into());
+        assert!(draw(&a, 80, 24).contains(origin));
+        a
+    });
+    snap("reports_viewer_station_origin", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        with_reports(&mut a);
+        let Popup::Viewer(mut v) = viewer(
+            Body::Summary("PDFs are not shown as text."),
+            "PDF document",
+            "scan.pdf",
+            3_100_000,
+        ) else {
+            unreachable!()
+        };
+        v.origin = Some(origin.into());
+        v.scroll = 0;
+        a.popup = Some(Popup::Viewer(v));
+        assert!(draw(&a, 80, 24).contains(origin));
+        a
+    });
 }
 
 // ---- Issue 15: TOTP second factor ----

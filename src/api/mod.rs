@@ -68,6 +68,8 @@ pub mod codes {
     pub const BAD_COMMIT: &str = "bad_commit";
     pub const REPORT_NOT_OPEN: &str = "report_not_open";
     pub const NO_VISIT: &str = "no_visit";
+    /// Issue 16: a station has no open order from a doctor for this patient.
+    pub const NO_ORDER: &str = "no_order";
     pub const NOT_APPROVED: &str = "not_approved";
     /// The report is not yet released to its patient (they have not entered the mailed code).
     pub const NOT_RELEASED: &str = "not_released";
@@ -94,15 +96,18 @@ pub enum Role {
     Reception,
     Admin,
     Auditor,
+    /// Issue 16: a write-only upload station (lab, scanner).
+    Station,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Patient,
         Role::Doctor,
         Role::Reception,
         Role::Admin,
         Role::Auditor,
+        Role::Station,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +117,7 @@ impl Role {
             Role::Reception => "reception",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Station => "station",
         }
     }
 
@@ -123,6 +129,7 @@ impl Role {
             Role::Reception => 3,
             Role::Admin => 4,
             Role::Auditor => 5,
+            Role::Station => 6,
         }
     }
 
@@ -582,6 +589,8 @@ pub struct BookingList {
 /// Lowercase hex for byte strings.
 mod reports;
 pub use reports::*;
+mod stations;
+pub use stations::*;
 
 /// Secret bytes on the wire (an `auth_key`): hex in JSON, wiped when dropped, and never
 /// printed by `Debug` (issue 17).

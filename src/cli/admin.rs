@@ -14,7 +14,7 @@ use super::signed_in;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
-    /// Invite a doctor, reception or auditor account; the code goes out by mail.
+    /// Invite a doctor, reception, auditor or station account; the code goes out by mail.
     Invite {
         #[arg(long)]
         role: String,
@@ -101,7 +101,7 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             bio,
         } => {
             let role = Role::parse(&role)
-                .ok_or_else(|| anyhow!("--role: doctor, reception or auditor"))?;
+                .ok_or_else(|| anyhow!("--role: doctor, reception, auditor or station"))?;
             invite(
                 cfg,
                 InviteRequest {

@@ -26,6 +26,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod booking;
+pub mod bundle;
 pub mod config_check;
 pub mod docs;
 pub mod grants;
@@ -33,6 +34,7 @@ pub mod reports;
 pub mod serve;
 pub mod totp;
 pub mod tui;
+pub mod watch;
 pub mod witness;
 
 /// `--version`: the crate version and, when built from a git checkout, the commit (build.rs).

@@ -35,7 +35,7 @@ fn progress_line(what: &'static str) -> impl Fn(Progress) + Sync {
     }
 }
 
-async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
+pub(super) async fn resolve_patient(c: &ApiClient, who: &str) -> Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(who) {
         return Ok(id);
     }
@@ -69,8 +69,11 @@ pub async fn upload(
     }
     std::fs::File::open(&file).with_context(|| format!("{} cannot be read", file.display()))?;
     let (c, me) = unlock(cfg).await?;
+    if me.login.user.role == Role::Station {
+        return super::watch::upload(cfg, &c, &me, &file, &patient, title, note).await;
+    }
     if me.login.user.role != Role::Doctor {
-        bail!("only doctors upload reports");
+        bail!("only doctors and stations upload reports");
     }
     let patient = resolve_patient(&c, &patient).await?;
     let l = ledger(cfg, &c).await?;
@@ -242,6 +245,9 @@ pub async fn download(cfg: &Config, id: Uuid, output: &Path) -> Result<()> {
         super::shown(&r.meta.title),
         super::plural(r.manifest.n_chunks, "chunk", "chunks")
     );
+    if let Some(o) = &r.origin {
+        out!("{o} (ledger entry {})", o.order_index);
+    }
     Ok(())
 }
 
@@ -279,9 +285,10 @@ pub async fn verify(cfg: &Config, id: Option<Uuid>) -> Result<()> {
     for id in &ids {
         match client_reports::verify(&c, &me, &l, *id, cfg.client.transfers).await {
             Ok(r) => out!(
-                "OK    {id}  \"{}\"  {}",
+                "OK    {id}  \"{}\"  {}{}",
                 super::shown(&r.meta.title),
-                super::plural(r.manifest.n_chunks, "chunk", "chunks")
+                super::plural(r.manifest.n_chunks, "chunk", "chunks"),
+                r.origin.map(|o| format!("  {o}")).unwrap_or_default()
             ),
             Err(e) => {
                 failed += 1;
@@ -325,6 +332,11 @@ pub async fn access(cfg: &Config) -> Result<()> {
             Entry::GrantApproved { reader_id, .. }
             | Entry::KeyWrapped { reader_id, .. }
             | Entry::ReportAccess { reader_id, .. } => vec![*reader_id],
+            Entry::StationOrder {
+                station_id,
+                doctor_id,
+                ..
+            } => vec![*station_id, *doctor_id],
             _ => vec![],
         };
         for id in ids {
@@ -410,6 +422,19 @@ pub async fn access(cfg: &Config) -> Result<()> {
                     clinvault::ledger::AccountState::Reactivated => "reactivated",
                 },
                 who(admin_id)
+            ),
+            Entry::StationOrder {
+                station_id,
+                doctor_id,
+                expires_ms,
+                ..
+            } => format!(
+                "{} ordered an upload by station {} for you, until {}",
+                who(doctor_id),
+                who(station_id),
+                chrono::DateTime::from_timestamp_millis(*expires_ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
             ),
         };
         out!("#{i:<6} {when}  {what}");

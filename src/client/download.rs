@@ -23,6 +23,9 @@ pub struct VerifiedReport {
     pub detail: ReportDetail,
     pub manifest: Manifest,
     pub meta: ReportMeta,
+    /// Issue 16: for a station's report, the station and the ordering doctor, as the ledger
+    /// shows them.
+    pub origin: Option<super::station::StationOrigin>,
     dek: Dek,
     chunk_ids: Vec<[u8; 32]>,
 }
@@ -52,7 +55,13 @@ pub async fn verify_report(
     let my_id = me.login.user.id;
     let detail = client.report(id).await?;
     let author = detail.summary.author_id;
-    let author_keys = ledger.user_keys(author, Some(Role::Doctor)).await?;
+    let author_keys = ledger.user_keys(author, None).await?;
+    if !matches!(author_keys.role, Role::Doctor | Role::Station) {
+        return Err(ClientError::Ledger(format!(
+            "report {id} is signed by a {} account; only doctors and stations write reports",
+            author_keys.role
+        )));
+    }
     let manifest = verify_manifest(
         &detail.manifest,
         &detail.signature,
@@ -68,24 +77,42 @@ pub async fn verify_report(
         )));
     }
     let manifest_hash: [u8; 32] = Sha256::digest(&detail.manifest).into();
-    match ledger
+    let commit_ms = match ledger
         .checked_entry(detail.ledger_index, &detail.commit_entry)
         .await?
     {
         Entry::ReportCommitted {
+            time_ms,
             report_id,
             manifest_hash: h,
             signature,
-            ..
         } if report_id == *id.as_bytes()
             && h == manifest_hash
-            && signature.as_slice() == detail.signature.as_slice() => {}
+            && signature.as_slice() == detail.signature.as_slice() =>
+        {
+            time_ms
+        }
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the ledger's commit entry for report {id} does not match its manifest"
             )));
         }
-    }
+    };
+    let origin = if author_keys.role == Role::Station {
+        Some(
+            super::station::verify_origin(
+                client,
+                ledger,
+                id,
+                &author_keys,
+                detail.summary.patient_id,
+                (detail.ledger_index, commit_ms),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let key = client.report_key(id).await?;
     let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
     match ledger
@@ -107,6 +134,16 @@ pub async fn verify_report(
                 || (grant_id != COMMIT_GRANT_ID.into_bytes()
                     && wrapper_id == manifest.patient_id)) =>
         {
+            // A station's commit wraps go to the patient and the ordering doctor only.
+            if let Some(o) = &origin
+                && grant_id == COMMIT_GRANT_ID.into_bytes()
+                && my_id != detail.summary.patient_id
+                && my_id != o.doctor_id
+            {
+                return Err(ClientError::Ledger(format!(
+                    "report {id}: a station wrapped its key to you, but its order is for another doctor"
+                )));
+            }
             // A key given through a grant holds only while the ledger says the grant does
             // (issue 17): not after the expiry it records, not after a revocation entry.
             if grant_id != COMMIT_GRANT_ID.into_bytes() {
@@ -148,6 +185,7 @@ pub async fn verify_report(
         detail,
         manifest,
         meta,
+        origin,
         dek,
         chunk_ids,
     })

@@ -159,6 +159,17 @@ fn load(path: &Path) -> Result<Option<Saved>, ClientError> {
     }
 }
 
+/// The ledger key this client pinned (or was configured with) for `server`, as remembered in
+/// its state folder: what `verify-bundle` checks a bundle against when given no key.
+pub fn pinned_key(state_dir: &Path, server: &str) -> Result<Option<LedgerKey>, ClientError> {
+    match load(&state_file(state_dir, server))? {
+        Some(s) => LedgerKey::parse(&s.ledger_key)
+            .map(Some)
+            .map_err(|e| ledger_error(format!("the saved ledger key: {e}"))),
+        None => Ok(None),
+    }
+}
+
 /// Write to a temporary file, fsync, rename: the saved head is never half-written.
 fn save(path: &Path, saved: &Saved) -> Result<(), ClientError> {
     write_private_json(path, saved)

@@ -11,6 +11,7 @@ pub mod read;
 pub mod recovery;
 pub mod reports;
 pub mod session;
+pub mod station;
 pub mod totp;
 pub mod trail;
 pub mod upload;

@@ -153,6 +153,12 @@ fn about(
         } => (vec![reader_id], Some(report_id), None),
         Entry::OtpVerified { user_id, .. } => (vec![user_id], None, None),
         Entry::AccountStatus { user_id, .. } => (vec![user_id], None, None),
+        Entry::StationOrder {
+            station_id,
+            patient_id,
+            doctor_id,
+            ..
+        } => (vec![station_id, patient_id, doctor_id], None, None),
     };
     let named = ids.contains(&me);
     let via =
@@ -177,6 +183,12 @@ fn indexed_for(e: &Entry, me: &[u8; 16], own: &HashSet<[u8; 16]>) -> bool {
         Entry::UserRegistered { user_id, .. }
         | Entry::OtpVerified { user_id, .. }
         | Entry::AccountStatus { user_id, .. } => user_id == me,
+        Entry::StationOrder {
+            station_id,
+            patient_id,
+            doctor_id,
+            ..
+        } => station_id == me || patient_id == me || doctor_id == me,
         Entry::ReportCommitted { report_id, .. } => own.contains(report_id),
         Entry::GrantApproved {
             report_id,

@@ -135,6 +135,57 @@ pub async fn upload(
     file: &Path,
     opts: &UploadOptions<'_>,
 ) -> Result<UploadOutcome, ClientError> {
+    upload_to(
+        client,
+        me,
+        ledger,
+        patient,
+        file,
+        opts,
+        UploadTarget::default(),
+    )
+    .await
+}
+
+/// Issue 16: who gets the key besides the patient, and the report's id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadTarget {
+    /// The second reader (id, ledger-checked X25519 key) instead of the author: a station
+    /// wraps to the ordering doctor, never to itself.
+    pub co_reader: Option<(Uuid, [u8; 32])>,
+    /// A fixed report id (a watch folder's per-file id) instead of a random one.
+    pub report_id: Option<Uuid>,
+}
+
+/// The resume state of a committed or refused upload holds the report key sealed under the
+/// user's key: overwritten and synced before it is removed (issue 16: a station keeps no
+/// usable copy of a key after commit).
+fn wipe_state(state_path: &Path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(state_path)
+        && let Ok(m) = f.metadata()
+    {
+        // The sealed key is in the header, at the start: the first MiB covers it.
+        let zeros = vec![0u8; usize::try_from(m.len()).unwrap_or(0).min(1 << 20)];
+        if f.write_all(&zeros).and_then(|()| f.sync_data()).is_err() {
+            tracing::warn!(path = %state_path.display(), "could not overwrite the upload state");
+        }
+    }
+    let _ = std::fs::remove_file(state_path);
+}
+
+/// [`upload`] with the second reader and the report id given (issue 16).
+pub async fn upload_to(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &Ledger,
+    patient: Uuid,
+    file: &Path,
+    opts: &UploadOptions<'_>,
+    target: UploadTarget,
+) -> Result<UploadOutcome, ClientError> {
     // Shown to others: nothing that makes the title or note read other than it is.
     crate::text::check_line(&opts.title)
         .map_err(|e| ClientError::Refused(format!("title: {e}")))?;
@@ -158,7 +209,15 @@ pub async fn upload(
         // An earlier state for this file, if it still fits; else a new report.
         let mut state = match read_state(&state_path)? {
             Some(bytes) => match UploadState::open(&bytes, &me.wrap_key) {
-                Ok(s) if s.matches_len(file_len) && s.patient_id == *patient.as_bytes() => Some(s),
+                Ok(s)
+                    if s.matches_len(file_len)
+                        && s.patient_id == *patient.as_bytes()
+                        && target
+                            .report_id
+                            .is_none_or(|id| s.report_id == *id.as_bytes()) =>
+                {
+                    Some(s)
+                }
                 _ => {
                     restarted = true;
                     None
@@ -170,7 +229,7 @@ pub async fn upload(
         let st = match state.take() {
             Some(s) => s,
             None => UploadState::new(
-                *Uuid::new_v4().as_bytes(),
+                *target.report_id.unwrap_or_else(Uuid::new_v4).as_bytes(),
                 *patient.as_bytes(),
                 opts.chunk_size,
                 file_len,
@@ -192,6 +251,7 @@ pub async fn upload(
             file,
             &patient_keys.public_keys.x25519,
             opts,
+            target.co_reader,
         )
         .await
         {
@@ -204,9 +264,15 @@ pub async fn upload(
                 restarted = true;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Committed already, or the id is taken: this state can never resume.
+                if e.code() == Some(crate::api::codes::REPORT_NOT_OPEN) {
+                    wipe_state(&state_path);
+                }
+                return Err(e);
+            }
             Ok(mut outcome) => {
-                let _ = std::fs::remove_file(&state_path);
+                wipe_state(&state_path);
                 outcome.restarted = restarted;
                 return Ok(outcome);
             }
@@ -283,6 +349,7 @@ fn seal_chunks(
     Ok(st)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload_once(
     client: &ApiClient,
     me: &LoggedIn,
@@ -291,6 +358,7 @@ async fn upload_once(
     file: &Path,
     patient_x25519: &[u8; 32],
     opts: &UploadOptions<'_>,
+    co_reader: Option<(Uuid, [u8; 32])>,
 ) -> Result<UploadOutcome, ClientError> {
     let report_id = Uuid::from_bytes(st.report_id);
     let patient = Uuid::from_bytes(st.patient_id);
@@ -447,14 +515,9 @@ async fn upload_once(
         key_commit: summary.key_commit,
     };
     let signature = manifest.sign(me.secrets.signing_key());
-    let my_id = me.login.user.id;
+    let (my_id, my_x25519) = co_reader.unwrap_or((me.login.user.id, me.secrets.public().x25519));
     let wrapped_patient = wrap_dek(st.dek(), &st.report_id, &st.patient_id, patient_x25519)?;
-    let wrapped_me = wrap_dek(
-        st.dek(),
-        &st.report_id,
-        my_id.as_bytes(),
-        &me.secrets.public().x25519,
-    )?;
+    let wrapped_me = wrap_dek(st.dek(), &st.report_id, my_id.as_bytes(), &my_x25519)?;
     let commit = client
         .commit_report(
             report_id,

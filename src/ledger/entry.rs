@@ -17,6 +17,8 @@ pub enum Role {
     Reception = 3,
     Admin = 4,
     Auditor = 5,
+    /// Issue 16: a write-only upload station.
+    Station = 6,
 }
 
 /// How a grant was approved.
@@ -62,7 +64,9 @@ macro_rules! u8_codes {
         }
     };
 }
-u8_codes!(Role, "role", Patient, Doctor, Reception, Admin, Auditor);
+u8_codes!(
+    Role, "role", Patient, Doctor, Reception, Admin, Auditor, Station
+);
 u8_codes!(GrantHow, "grant approval", Otp, SignedByPatient);
 u8_codes!(AccessWhat, "access", ReleasedByOtp, KeyServed);
 u8_codes!(AccountState, "account state", Deactivated, Reactivated);
@@ -128,6 +132,17 @@ pub enum Entry {
         state: AccountState,
         admin_id: Id,
     },
+    /// Kind 13 (issue 16): doctor `doctor_id` ordered an upload by station `station_id` for
+    /// `patient_id` until `expires_ms` (Unix ms). A station's report is genuine only with an
+    /// order in force at its commit; its key is wrapped to the patient and this doctor.
+    StationOrder {
+        time_ms: i64,
+        order_id: Id,
+        station_id: Id,
+        patient_id: Id,
+        doctor_id: Id,
+        expires_ms: i64,
+    },
 }
 
 /// Body length of each kind, or `None` for an unknown kind.
@@ -142,6 +157,7 @@ fn body_len(kind: u8) -> Option<usize> {
         7 => 16 * 2,
         8 => 16 * 3 + 1 + 8,
         9 => 16 + 1 + 16,
+        13 => 16 * 4 + 8,
         _ => return None,
     })
 }
@@ -163,6 +179,7 @@ impl Entry {
             Entry::ReportAccess { .. } => 6,
             Entry::OtpVerified { .. } => 7,
             Entry::AccountStatus { .. } => 9,
+            Entry::StationOrder { .. } => 13,
         }
     }
 
@@ -175,7 +192,8 @@ impl Entry {
             | Entry::GrantRevoked { time_ms, .. }
             | Entry::ReportAccess { time_ms, .. }
             | Entry::OtpVerified { time_ms, .. }
-            | Entry::AccountStatus { time_ms, .. } => *time_ms,
+            | Entry::AccountStatus { time_ms, .. }
+            | Entry::StationOrder { time_ms, .. } => *time_ms,
         }
     }
 
@@ -272,6 +290,20 @@ impl Entry {
                 out.push(*state as u8);
                 out.extend_from_slice(admin_id);
             }
+            Entry::StationOrder {
+                order_id,
+                station_id,
+                patient_id,
+                doctor_id,
+                expires_ms,
+                ..
+            } => {
+                out.extend_from_slice(order_id);
+                out.extend_from_slice(station_id);
+                out.extend_from_slice(patient_id);
+                out.extend_from_slice(doctor_id);
+                out.extend_from_slice(&expires_ms.to_be_bytes());
+            }
         }
         out
     }
@@ -354,6 +386,14 @@ impl Entry {
                 user_id: r.take()?,
                 state: AccountState::try_from(r.byte()?)?,
                 admin_id: r.take()?,
+            },
+            13 => Entry::StationOrder {
+                time_ms,
+                order_id: r.take()?,
+                station_id: r.take()?,
+                patient_id: r.take()?,
+                doctor_id: r.take()?,
+                expires_ms: i64::from_be_bytes(r.take()?),
             },
             _ => return Err(LedgerError::UnknownKind(kind)),
         };
@@ -460,6 +500,14 @@ mod tests {
                 state: AccountState::Reactivated,
                 admin_id: [21; 16],
             },
+            Entry::StationOrder {
+                time_ms: 7,
+                order_id: [22; 16],
+                station_id: [23; 16],
+                patient_id: [24; 16],
+                doctor_id: [25; 16],
+                expires_ms: 8,
+            },
         ]
     }
 
@@ -507,7 +555,7 @@ mod tests {
         }
         let code_at = HEADER_LEN + 16;
         let mut user = all_kinds()[0].to_bytes();
-        for code in [0u8, 6, 255] {
+        for code in [0u8, 7, 255] {
             user[code_at] = code;
             assert_eq!(
                 Entry::from_bytes(&user),
@@ -549,5 +597,37 @@ mod tests {
         let mut prefix = all_kinds()[6].to_bytes();
         prefix[0] = b'C';
         assert_eq!(Entry::from_bytes(&prefix), Err(LedgerError::EntryPrefix));
+    }
+
+    /// Issue 16: kind 13 byte for byte (docs/protocol.md §6.2), and role 6 decodes.
+    #[test]
+    fn exact_layout_of_a_station_order() {
+        let e = Entry::StationOrder {
+            time_ms: 1,
+            order_id: [1; 16],
+            station_id: [2; 16],
+            patient_id: [3; 16],
+            doctor_id: [4; 16],
+            expires_ms: 5,
+        };
+        let mut want = b"clinvault/entry/v1".to_vec();
+        want.push(13);
+        want.extend(1i64.to_be_bytes());
+        for b in 1..=4u8 {
+            want.extend([b; 16]);
+        }
+        want.extend(5i64.to_be_bytes());
+        assert_eq!(want.len(), 99);
+        assert_eq!(e.to_bytes(), want);
+        assert_eq!(Entry::from_bytes(&want), Ok(e));
+        let mut user = all_kinds()[0].to_bytes();
+        user[HEADER_LEN + 16] = 6;
+        assert!(matches!(
+            Entry::from_bytes(&user),
+            Ok(Entry::UserRegistered {
+                role: Role::Station,
+                ..
+            })
+        ));
     }
 }

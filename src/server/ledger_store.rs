@@ -303,5 +303,6 @@ pub fn ledger_role(role: crate::api::Role) -> crate::ledger::Role {
         A::Reception => L::Reception,
         A::Admin => L::Admin,
         A::Auditor => L::Auditor,
+        A::Station => L::Station,
     }
 }

@@ -90,6 +90,7 @@ fn all_routes() -> Vec<Route> {
         routes::otp::routes(),
         routes::grants::routes(),
         routes::audit::routes(),
+        routes::stations::routes(),
     ]
     .into_iter()
     .flatten()

@@ -135,6 +135,8 @@ pub type Outcome<T> = Result<T, Fail>;
 pub struct Titled {
     pub title: String,
     pub ext: String,
+    /// Issue 16: "submitted by station Lab-1 for Dr Herz", checked against the ledger.
+    pub origin: Option<String>,
 }
 
 /// Report work to do on a task.
@@ -163,6 +165,11 @@ pub enum Job {
         title: String,
         transfer: u64,
         cancel: Arc<AtomicBool>,
+    },
+    /// A report as a bundle file (issue 16), written only after it verified.
+    Export {
+        report: Uuid,
+        path: PathBuf,
     },
     /// A doctor's own patients, to upload for.
     Patients,
@@ -222,6 +229,12 @@ pub enum Done {
         result: Outcome<(Uuid, bool)>,
     },
     Patients(Outcome<Vec<PatientSummary>>),
+    /// A bundle written to `path`.
+    Exported {
+        report: Uuid,
+        path: PathBuf,
+        result: Outcome<()>,
+    },
     ConsentAsked(Outcome<Grant>),
     Grants {
         report: Uuid,

@@ -41,6 +41,7 @@ pub enum Cmd {
     Download,
     Verify,
     Open,
+    Export,
     AskConsent,
     Grants,
     Trail,
@@ -286,6 +287,13 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "save (download and verify) the report",
         panes: Some(REPORTS),
         defaults: &["s"],
+    },
+    CmdInfo {
+        cmd: Cmd::Export,
+        name: "export",
+        desc: "export a bundle for offline checks (holds the report key)",
+        panes: Some(REPORTS),
+        defaults: &["x"],
     },
     CmdInfo {
         cmd: Cmd::Verify,
@@ -647,7 +655,7 @@ mod tests {
             Some(Cmd::Logout)
         );
         assert_eq!(
-            m.resolve(&key(KeyCode::Char('x'), KeyModifiers::NONE)),
+            m.resolve(&key(KeyCode::Char('z'), KeyModifiers::NONE)),
             None
         );
     }

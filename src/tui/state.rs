@@ -483,6 +483,11 @@ pub enum Pending {
         patient: String,
         author: String,
     },
+    /// Export a report as a bundle (issue 16): the file holds its key in clear.
+    Export {
+        report: Uuid,
+        title: String,
+    },
     /// The patient approves a grant (signs the consent, wraps the key).
     Approve(Box<Grant>),
     Revoke(Box<Grant>),
@@ -648,6 +653,8 @@ pub struct ReportsPane {
     pub consent_asked: std::collections::HashSet<Uuid>,
     /// Each checked report's file extension from its metadata, for the default save name.
     pub exts: std::collections::HashMap<Uuid, String>,
+    /// Issue 16: each checked station report's "submitted by station … for Dr …".
+    pub origins: std::collections::HashMap<Uuid, String>,
     /// The running upload: (patient, file name).
     pub uploading: Option<(Uuid, String)>,
     /// The `/` filter: every word must be in the row's date, names, title or state.
@@ -668,6 +675,7 @@ impl Default for ReportsPane {
             patient: None,
             consent_asked: Default::default(),
             exts: Default::default(),
+            origins: Default::default(),
             uploading: None,
             filter: ListFilter::new("date, doctor, patient, title or state"),
             stopped: Default::default(),
@@ -779,6 +787,10 @@ pub enum PathFor {
         name: String,
     },
     Download {
+        report: Uuid,
+    },
+    /// Where to write a report's bundle.
+    Export {
         report: Uuid,
     },
     /// Reception mails a patient's code again: the request id is in the patient's mail.

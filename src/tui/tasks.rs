@@ -448,6 +448,11 @@ fn failed_done(job: Job, f: Fail) -> Done {
         Job::Entries => Done::Entries(Err(f)),
         Job::CheckWrap(_) => Done::WrapChecked(Err(f)),
         Job::AskConsent(_) => Done::ConsentAsked(Err(f)),
+        Job::Export { report, path } => Done::Exported {
+            report,
+            path,
+            result: Err(f),
+        },
         Job::ConfirmWrap(_) => Done::GrantChanged {
             what: "wrap",
             result: Err(f),
@@ -501,6 +506,7 @@ fn titled(r: &reports::VerifiedReport) -> Titled {
     Titled {
         title: title_of(r),
         ext,
+        origin: r.origin.as_ref().map(ToString::to_string),
     }
 }
 
@@ -624,6 +630,15 @@ async fn ledger_job(
             };
             Done::Uploaded {
                 transfer,
+                result: r.map_err(Fail::from),
+            }
+        }
+        Job::Export { report, path } => {
+            let r = crate::bundle::export::export(c, me, l, report).await;
+            let r = r.and_then(|b| crate::bundle::export::write_new_file(&path, &b.bytes));
+            Done::Exported {
+                report,
+                path,
                 result: r.map_err(Fail::from),
             }
         }
@@ -813,6 +828,17 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
         Entry::AccountStatus { user_id, state, .. } => {
             format!("account {} {}", short(user_id, me), account_state(*state))
         }
+        Entry::StationOrder {
+            station_id,
+            patient_id,
+            doctor_id,
+            ..
+        } => format!(
+            "upload order: station {} for {} by {}",
+            short(station_id, me),
+            short(patient_id, me),
+            short(doctor_id, me)
+        ),
     }
 }
 

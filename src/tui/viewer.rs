@@ -29,6 +29,8 @@ pub struct Viewer {
     pub kind: &'static str,
     pub len: u64,
     pub sha256: String,
+    /// Issue 16: "submitted by station Lab-1 for Dr Herz", checked against the ledger.
+    pub origin: Option<String>,
     pub body: Body,
     /// First line shown.
     pub scroll: usize,
@@ -82,6 +84,7 @@ impl Viewer {
             let _ = write!(sha256, "{b:02x}");
         }
         Viewer {
+            origin: m.report.origin.as_ref().map(ToString::to_string),
             report: m.report.detail.summary.id,
             title,
             file_name,

@@ -55,9 +55,12 @@ async fn invite(
     caller: Caller,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> Result<Json<InviteResponse>, AppError> {
-    if !matches!(req.role, Role::Doctor | Role::Reception | Role::Auditor) {
+    if !matches!(
+        req.role,
+        Role::Doctor | Role::Reception | Role::Auditor | Role::Station
+    ) {
         return Err(AppError::bad_request(
-            "role: invites are for doctor, reception or auditor accounts",
+            "role: invites are for doctor, reception, auditor or station accounts",
         ));
     }
     let email = fold_email(&req.email)?;

@@ -95,7 +95,7 @@ async fn visible(st: &AppState, caller: &Caller, id: Uuid) -> Result<Booking, Ap
         Role::Patient => b.patient_id == caller.id,
         Role::Doctor => b.doctor_id == caller.id,
         Role::Reception => true,
-        Role::Admin | Role::Auditor => false,
+        Role::Admin | Role::Auditor | Role::Station => false,
     };
     if !ok {
         return Err(AppError::not_found("booking"));

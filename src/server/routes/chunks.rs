@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::parse_uuid;
-use super::reports::{DOCTOR, KEY_READERS, unreadable};
+use super::reports::{KEY_READERS, UPLOADERS, unreadable};
 use crate::api::{Role, codes};
 use crate::seal::{MAX_CHUNK_SIZE, TAG_LEN};
 use crate::server::AppState;
@@ -30,7 +30,7 @@ pub fn routes() -> Vec<Route> {
         route(
             Method::PUT,
             "/v1/reports/{id}/chunks/{chunk}",
-            Policy::Roles(DOCTOR),
+            Policy::Roles(UPLOADERS),
             put_chunk,
         )
         .with_body_limit(MAX_CHUNK_SIZE as usize + TAG_LEN),

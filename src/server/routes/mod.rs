@@ -13,6 +13,7 @@ pub mod otp;
 pub mod patients;
 pub mod recovery;
 pub mod reports;
+pub mod stations;
 pub mod totp;
 
 use uuid::Uuid;

@@ -34,7 +34,8 @@ use crate::server::store::reports::{
     user_name,
 };
 
-pub(super) const DOCTOR: &[Role] = &[Role::Doctor];
+/// Who may open, fill and commit a report: doctors, and (issue 16) stations under an order.
+pub(super) const UPLOADERS: &[Role] = &[Role::Doctor, Role::Station];
 const READERS: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
 pub(super) const KEY_READERS: &[Role] = &[Role::Patient, Role::Doctor];
 /// Most chunk ids in one commit or one missing query (16 GiB at 4 KiB… plenty at 1 MiB).
@@ -42,18 +43,18 @@ const MAX_CHUNK_IDS: usize = 1 << 20;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route(Method::POST, "/v1/reports", Policy::Roles(DOCTOR), open),
+        route(Method::POST, "/v1/reports", Policy::Roles(UPLOADERS), open),
         route(
             Method::POST,
             "/v1/reports/{id}/missing",
-            Policy::Roles(DOCTOR),
+            Policy::Roles(UPLOADERS),
             missing,
         )
         .with_body_limit(70 * MAX_CHUNK_IDS.min(1 << 16) + 1024),
         route(
             Method::POST,
             "/v1/reports/{id}/commit",
-            Policy::Roles(DOCTOR),
+            Policy::Roles(UPLOADERS),
             commit,
         )
         .with_body_limit(70 * MAX_CHUNK_IDS.min(1 << 16) + 64 * 1024),
@@ -85,6 +86,44 @@ pub fn unreadable(report: &ReportRow, user: Uuid) -> AppError {
     AppError::not_found("report")
 }
 
+/// Whether `caller` may open a report for `patient`: a doctor after a completed visit; a
+/// station (issue 16) under a doctor's order in force, given as (order, doctor).
+async fn upload_allowed(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    patient: Uuid,
+) -> Result<Option<(Uuid, Uuid)>, AppError> {
+    if caller.role == Role::Station {
+        return match crate::server::store::stations::open_order(conn, caller.id, patient, now_ms())
+            .await?
+        {
+            Some(order) => Ok(Some(order)),
+            None => Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                codes::NO_ORDER,
+                "no open order lets this station upload for this patient; the patient's doctor \
+                 creates one with `clinvault order create PATIENT --station NAME`",
+            )),
+        };
+    }
+    // Only for a patient this doctor has seen: a completed visit.
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
+    )
+    .bind(caller.id_str())
+    .bind(patient.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if seen.is_none() {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_VISIT,
+            "you can upload a report only for a patient whose visit you marked completed",
+        ));
+    }
+    Ok(None)
+}
+
 async fn open(
     State(st): State<AppState>,
     caller: Caller,
@@ -96,22 +135,8 @@ async fn open(
     crate::seal::expected_chunks(req.plaintext_len, req.chunk_size)
         .map_err(|e| AppError::bad_request(format!("plaintext_len: {e}")))?;
     let mut conn = st.db.acquire().await?;
-    // Only for a patient this doctor has seen: a completed visit. Checked before the id, so
-    // that an id taken by another author answers like a free one would.
-    let seen: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(req.patient_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if seen.is_none() {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            codes::NO_VISIT,
-            "you can upload a report only for a patient whose visit you marked completed",
-        ));
-    }
+    // Checked before the id, so that an id taken by another author answers like a free one.
+    let order = upload_allowed(&mut conn, &caller, req.patient_id).await?;
     // A resumed upload opens the same report again: fine while it is open and the same.
     if let Some(r) = load_report(&mut conn, req.report_id).await? {
         if r.author_id != caller.id {
@@ -151,7 +176,7 @@ async fn open(
     let now = now_ms();
     let res = sqlx::query(
         "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
-         created_at, touched_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7)",
+         created_at, touched_at, order_id, for_doctor_id) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, $8, $9)",
     )
     .bind(req.report_id.to_string())
     .bind(caller.id_str())
@@ -160,6 +185,8 @@ async fn open(
     .bind(i64::try_from(req.plaintext_len).map_err(|_| AppError::bad_request("plaintext_len too large"))?)
     .bind(i64::from(crate::seal::expected_chunks(req.plaintext_len, req.chunk_size).unwrap_or(0)))
     .bind(now)
+    .bind(order.map(|(o, _)| o.to_string()))
+    .bind(order.map(|(_, d)| d.to_string()))
     .execute(&mut *conn)
     .await;
     match res {
@@ -313,11 +340,24 @@ async fn commit(
     }
     let mut readers: Vec<Uuid> = req.wrapped_keys.iter().map(|w| w.reader_id).collect();
     readers.sort();
-    let mut want = vec![report.patient_id, report.author_id];
+    // A station's report goes to the patient and the ordering doctor, never to the station.
+    let second = report.for_doctor_id.unwrap_or(report.author_id);
+    let mut want = vec![report.patient_id, second];
     want.sort();
     if readers != want {
-        return Err(bad_commit(
-            "wrapped keys must be given for exactly the patient and the author",
+        return Err(bad_commit(if report.for_doctor_id.is_some() {
+            "wrapped keys must be given for exactly the patient and the ordering doctor"
+        } else {
+            "wrapped keys must be given for exactly the patient and the author"
+        }));
+    }
+    if let Some((order, _)) = crate::server::store::stations::report_order(&mut conn, id).await?
+        && !crate::server::store::stations::in_force(&mut conn, order, now_ms()).await?
+    {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_ORDER,
+            "the order this report was opened under has expired; ask the doctor for a new one",
         ));
     }
     if req
@@ -334,7 +374,8 @@ async fn commit(
     // One transaction: the report, its chunk order, its wrapped keys, the release code and
     // their ledger entries all land, or none does.
     let now = now_ms();
-    let subjects = [report.patient_id.to_string(), report.author_id.to_string()];
+    let mut subjects = vec![report.patient_id.to_string(), report.author_id.to_string()];
+    subjects.extend(report.for_doctor_id.map(|d| d.to_string()));
     let mut tx = st.db.begin().await?;
     let signature: [u8; 64] = req
         .signature
@@ -419,7 +460,14 @@ async fn commit(
     tracing::info!(report = %id, ledger_index, "report committed");
     let release_request_id = match release {
         Some(code) => {
-            let author = caller.name.clone();
+            let author = match report.for_doctor_id {
+                Some(d) => format!(
+                    "Station {} (for Dr {})",
+                    caller.name,
+                    user_name(&mut *st.db.acquire().await?, d).await?
+                ),
+                None => format!("Dr {}", caller.name),
+            };
             let day = ms_to_utc(report.created_at)?
                 .with_timezone(&st.tz)
                 .format("%Y-%m-%d");
@@ -428,7 +476,7 @@ async fn commit(
                 report.patient_id,
                 "A new report is ready for you",
                 format!(
-                    "Dr {author} has added a report for you, dated {day}.\n\n\
+                    "{author} has added a report for you, dated {day}.\n\n\
                      To open it, sign in to clinvault and enter this code:\n\n    {}\n\n\
                      ({}; the full request id is {}). The code works once and expires in 10 \
                      minutes; reception can send a new one. Nobody from the clinic will ever ask \
@@ -527,7 +575,8 @@ async fn list(
         }
         (Role::Doctor, None) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{sql} author_id = $1 OR (status = 'committed' AND id IN \
+                "{sql} author_id = $1 OR (status = 'committed' AND for_doctor_id = $1) \
+                 OR (status = 'committed' AND id IN \
                  (SELECT report_id FROM grants WHERE reader_id = $1 AND status = 'wrapped' AND expires_at > $2)) \
                  ORDER BY created_at DESC"
             )))

@@ -3,3 +3,4 @@
 
 pub mod chunks;
 pub mod reports;
+pub mod stations;

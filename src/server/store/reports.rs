@@ -19,13 +19,16 @@ pub struct ReportRow {
     pub created_at: i64,
     pub released_at: Option<i64>,
     pub ledger_index: Option<i64>,
+    /// Issue 16: set on a station's report, the doctor its key is wrapped to; the station
+    /// (its author) is then no reader.
+    pub for_doctor_id: Option<Uuid>,
 }
 
 pub const REPORT_COLS: &str = "id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
-     created_at, released_at, ledger_index";
+     created_at, released_at, ledger_index, for_doctor_id";
 /// The same columns of `reports r`, for joins.
 pub const REPORT_COLS_R: &str = "r.id, r.author_id, r.patient_id, r.status, r.chunk_size, \
-     r.plaintext_len, r.n_chunks, r.created_at, r.released_at, r.ledger_index";
+     r.plaintext_len, r.n_chunks, r.created_at, r.released_at, r.ledger_index, r.for_doctor_id";
 
 pub fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
     let num = |col: &str| -> Result<i64, AppError> { Ok(r.try_get::<i64, _>(col)?) };
@@ -40,6 +43,11 @@ pub fn report_row(r: &sqlx::any::AnyRow) -> Result<ReportRow, AppError> {
         created_at: num("created_at")?,
         released_at: r.try_get("released_at")?,
         ledger_index: r.try_get("ledger_index")?,
+        for_doctor_id: r
+            .try_get::<Option<String>, _>("for_doctor_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
     })
 }
 
@@ -63,6 +71,15 @@ pub fn may_read_row(report: &ReportRow, user: Uuid, granted: bool) -> bool {
     if report.status != "committed" {
         return false;
     }
+    // A station's report: its doctor reads it, never the station that wrote it.
+    if let Some(doctor) = report.for_doctor_id {
+        if report.author_id == user {
+            return false;
+        }
+        if doctor == user {
+            return true;
+        }
+    }
     if report.author_id == user {
         return true;
     }
@@ -77,7 +94,11 @@ pub async fn may_read(
     report: &ReportRow,
     user: Uuid,
 ) -> Result<bool, AppError> {
-    if report.status != "committed" || report.author_id == user || report.patient_id == user {
+    if report.status != "committed"
+        || report.author_id == user
+        || report.patient_id == user
+        || report.for_doctor_id == Some(user)
+    {
         return Ok(may_read_row(report, user, false));
     }
     let live: Option<i64> = sqlx::query_scalar(

@@ -52,6 +52,7 @@ pub(super) fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         | Cmd::Download
         | Cmd::Verify
         | Cmd::Open
+        | Cmd::Export
         | Cmd::AskConsent
         | Cmd::Grants
         | Cmd::Trail

@@ -224,6 +224,7 @@ pub(super) fn confirm(app: &mut App, p: Pending, fx: &mut Vec<Effect>) {
             }
         }
         Pending::AskConsent { report, .. } => vault(app, fx, Job::AskConsent(report)),
+        Pending::Export { report, title } => super::vault::ask_export_path(app, report, &title),
         Pending::Approve(g) => vault(app, fx, Job::Approve(g.id)),
         Pending::Revoke(g) => vault(app, fx, Job::Revoke(g.id)),
         Pending::Book {

@@ -180,7 +180,7 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                 vault(app, fx, Job::Patients);
             }
         }
-        Cmd::Download | Cmd::Verify | Cmd::Open | Cmd::AskConsent | Cmd::Grants => {
+        Cmd::Download | Cmd::Verify | Cmd::Open | Cmd::Export | Cmd::AskConsent | Cmd::Grants => {
             if app.pane != Pane::Reports {
                 return;
             }
@@ -190,13 +190,15 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             };
             let id = row.summary.id;
             match cmd {
-                Cmd::Verify | Cmd::Download | Cmd::Open if row.summary.status == "open" => {
+                Cmd::Verify | Cmd::Download | Cmd::Open | Cmd::Export
+                    if row.summary.status == "open" =>
+                {
                     app.status.error = Some(
                         "This upload stopped before it was committed: upload the same file again."
                             .into(),
                     )
                 }
-                Cmd::Verify | Cmd::Download | Cmd::Open if !row.summary.readable => {
+                Cmd::Verify | Cmd::Download | Cmd::Open | Cmd::Export if !row.summary.readable => {
                     app.status.error = Some(if row.summary.status == "awaiting_release" {
                         "This report waits for the patient's code.".into()
                     } else {
@@ -204,6 +206,19 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
                     })
                 }
                 Cmd::Verify => vault(app, fx, Job::Verify(id)),
+                // Issue 16: the patient's or the author's decision to disclose the key.
+                Cmd::Export => {
+                    if role != Some(Role::Patient) && Some(row.summary.author_id) != me(app) {
+                        app.status.error =
+                            Some("Only the report's patient or its author may export it.".into());
+                    } else {
+                        let title =
+                            row.check.title().map(str::to_string).unwrap_or_else(|| {
+                                format!("report {}", crate::units::short_id(&id))
+                            });
+                        app.popup = Some(Popup::Confirm(Pending::Export { report: id, title }));
+                    }
+                }
                 Cmd::Open => {
                     app.status.info = Some("Reading and checking the report…".into());
                     vault(app, fx, Job::Read(id));
@@ -255,6 +270,18 @@ pub(super) fn report_command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
         }
         _ => {}
     }
+}
+
+/// After the export's confirmation: where to write the bundle.
+pub(super) fn ask_export_path(app: &mut App, report: Uuid, title: &str) {
+    let name = format!("{}.cvb", safe_name(title, report));
+    let default = app.report_settings.download_dir.join(name);
+    let mut input = text_field("where to write the bundle");
+    input.insert_str(default.to_string_lossy());
+    app.popup = Some(Popup::Path(Box::new(PathEntry {
+        purpose: PathFor::Export { report },
+        input,
+    })));
 }
 
 /// Typing a code: digits only, six at most; Enter sends it.
@@ -375,6 +402,19 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
         return;
     }
     let path = expand_home(&text);
+    if let PathFor::Export { report } = p.purpose {
+        if path.exists() {
+            app.status.error = Some(format!(
+                "{} exists: choose another name (nothing is overwritten)",
+                path.display()
+            ));
+            app.popup = Some(Popup::Path(p));
+            return;
+        }
+        app.status.error = None;
+        app.status.info = Some("Checking the report and writing its bundle…".into());
+        return vault(app, fx, Job::Export { report, path });
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     app.transfer_seq += 1;
     let id = app.transfer_seq;
@@ -403,7 +443,7 @@ pub(super) fn path_key(app: &mut App, mut p: Box<PathEntry>, k: KeyEvent, fx: &m
             })));
             return;
         }
-        PathFor::ResendCode | PathFor::UploadTitle { .. } => return,
+        PathFor::ResendCode | PathFor::UploadTitle { .. } | PathFor::Export { .. } => return,
         PathFor::Download { report } => {
             if path.exists() {
                 app.status.error = Some(format!(
@@ -615,8 +655,9 @@ pub(super) fn on_vault(
         Done::Opened(list) => {
             for (id, r) in list {
                 match r {
-                    Ok(Titled { title, ext }) => {
+                    Ok(Titled { title, ext, origin }) => {
                         app.reports.exts.insert(id, ext);
+                        app.reports.origins.extend(origin.map(|o| (id, o)));
                         if let Some(row) = row_mut(app, id)
                             && !matches!(row.check, Check::Verified { .. })
                         {
@@ -628,8 +669,9 @@ pub(super) fn on_vault(
             }
         }
         Done::Verified { report, result } => match result {
-            Ok(Titled { title, ext }) => {
+            Ok(Titled { title, ext, origin }) => {
                 app.reports.exts.insert(report, ext);
+                app.reports.origins.extend(origin.map(|o| (report, o)));
                 if let Some(row) = row_mut(app, report) {
                     row.check = Check::Verified { title };
                 }
@@ -642,6 +684,9 @@ pub(super) fn on_vault(
         },
         Done::Read { report, result } => match result {
             Ok(v) => {
+                app.reports
+                    .origins
+                    .extend(v.origin.clone().map(|o| (report, o)));
                 if let Some(row) = row_mut(app, report) {
                     row.check = Check::Verified {
                         title: v.title.clone(),
@@ -666,8 +711,9 @@ pub(super) fn on_vault(
         } => {
             end_transfer(app, transfer);
             match result {
-                Ok(Titled { title, ext }) => {
+                Ok(Titled { title, ext, origin }) => {
                     app.reports.exts.insert(report, ext);
+                    app.reports.origins.extend(origin.map(|o| (report, o)));
                     if let Some(row) = row_mut(app, report) {
                         row.check = Check::Verified { title };
                     }
@@ -728,6 +774,16 @@ pub(super) fn on_vault(
                 }
             }
         }
+        Done::Exported { path, result, .. } => match result {
+            Ok(()) => ok_info(
+                app,
+                format!(
+                    "Bundle written ✓ (it holds the report key): {}",
+                    path.display()
+                ),
+            ),
+            Err(f) => fail(app, f, |app, m| app.status.error = Some(m)),
+        },
         Done::ConsentAsked(r) => match r {
             Ok(g) => {
                 app.reports.consent_asked.insert(g.report_id);

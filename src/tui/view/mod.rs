@@ -340,6 +340,7 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
                 crate::tui::state::PathFor::Upload { .. } => "next",
                 crate::tui::state::PathFor::UploadTitle { .. } => "upload",
                 crate::tui::state::PathFor::Download { .. } => "save",
+                crate::tui::state::PathFor::Export { .. } => "write",
                 crate::tui::state::PathFor::ResendCode => "mail it",
             },
             _ if app.pane == Pane::Otp => "send code",

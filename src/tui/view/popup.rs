@@ -200,6 +200,9 @@ fn confirm(app: &App, frame: &mut Frame, area: Rect, pending: &Pending) {
         } => format!(
             "Ask {patient} for consent to read the report by {author}? They approve in their client or with a mailed code."
         ),
+        Pending::Export { title, .. } => format!(
+            "Export \"{title}\" as a bundle? The bundle holds the report's key in clear: anyone who has the file can read the report. It proves the report is unaltered and in the ledger, without the server."
+        ),
         Pending::Approve(g) => format!(
             "Let {} read this report? You sign the consent and wrap its key to them now. A copy they download cannot be recalled later.",
             g.reader_name
@@ -386,6 +389,7 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
             format!(" Upload for {}: which file? ", truncate(name, 30))
         }
         PathFor::Download { .. } => " Save the report (verified before it appears) to ".into(),
+        PathFor::Export { .. } => " Write the bundle (it holds the report key) to ".into(),
         PathFor::ResendCode => " Mail a patient's code again: which request? ".into(),
         PathFor::UploadTitle { name, .. } => format!(" Title of the report for {name} "),
     };
@@ -407,6 +411,7 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
     let h = match &p.purpose {
         PathFor::Upload { .. } => "Enter next: the title · Esc close · the same file again resumes",
         PathFor::Download { .. } => "Enter start · Esc close · nothing is overwritten",
+        PathFor::Export { .. } => "Enter write · Esc close · nothing is overwritten",
         PathFor::ResendCode => "Enter mail it · Esc close · the id is in the patient's mail",
         PathFor::UploadTitle { .. } => "Enter upload · Esc close · sealed: only readers see it",
     };

@@ -146,7 +146,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ),
             Check::Unchecked => Line::from(Span::styled("…", t.muted)),
         };
-        frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), detail);
+        // Issue 16: a checked station report says who submitted it, for whom.
+        let origin = match &row.check {
+            Check::Opened { .. } | Check::Verified { .. } => r.origins.get(&row.summary.id),
+            _ => None,
+        };
+        let lines = match origin {
+            Some(o) => vec![
+                line,
+                Line::from(Span::styled(truncate(o, detail.width as usize), t.ok)),
+            ],
+            None => vec![line],
+        };
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), detail);
     }
     if let Some(tr) = &app.transfer {
         let [label, gauge] =

@@ -47,20 +47,26 @@ pub fn render(app: &App, v: &Viewer, frame: &mut Frame, area: Rect) {
         .border_style(t.accent);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [head, body] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    frame.render_widget(
-        Paragraph::new(vec![
-            Line::from(vec![
-                Span::styled("file ", t.muted),
-                Span::raw(truncate(&v.file_name, inner.width as usize - 5)),
-            ]),
-            Line::from(vec![
-                Span::styled("SHA-256 ", t.muted),
-                Span::raw(v.sha256.as_str()),
-            ]),
+    let head_h = 2 + u16::from(v.origin.is_some());
+    let [head, body] =
+        Layout::vertical([Constraint::Length(head_h), Constraint::Min(1)]).areas(inner);
+    let mut head_lines = vec![
+        Line::from(vec![
+            Span::styled("file ", t.muted),
+            Span::raw(truncate(&v.file_name, inner.width as usize - 5)),
         ]),
-        head,
-    );
+        Line::from(vec![
+            Span::styled("SHA-256 ", t.muted),
+            Span::raw(v.sha256.as_str()),
+        ]),
+    ];
+    if let Some(o) = &v.origin {
+        head_lines.push(Line::from(Span::styled(
+            truncate(o, inner.width as usize),
+            t.ok,
+        )));
+    }
+    frame.render_widget(Paragraph::new(head_lines), head);
     match &v.body {
         // Only the lines on screen are borrowed into the frame: no copy of the whole text.
         Body::Text { markdown, text } => {
