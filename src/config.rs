@@ -117,6 +117,9 @@ pub struct ServerConfig {
     pub ledger_origin: String,
     /// Witnesses every new signed head is submitted to (c2sp.org/tlog-witness).
     pub witnesses: Vec<WitnessEndpoint>,
+    /// Staff roles that must log in with a TOTP code (issue 15); others may enrol if they
+    /// wish. An account of a listed role without TOTP is led to enrol at its next login.
+    pub require_totp_for: Vec<crate::api::Role>,
 }
 
 /// A witness the server submits checkpoints to.
@@ -164,6 +167,7 @@ impl Default for ServerConfig {
             max_future_bookings_per_patient: 4,
             ledger_origin: String::new(),
             witnesses: Vec::new(),
+            require_totp_for: Vec::new(),
         }
     }
 }
@@ -543,6 +547,17 @@ impl Config {
                 self.server.replicas
             )));
         }
+        if let Some(r) = self
+            .server
+            .require_totp_for
+            .iter()
+            .find(|r| !crate::server::routes::totp::STAFF.contains(r))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "server.require_totp_for: {r} accounts are not offered TOTP (patients are \
+                 not); list only doctor, reception, admin, auditor"
+            )));
+        }
         if !(4096..=crate::seal::MAX_CHUNK_SIZE).contains(&self.client.chunk_size) {
             return Err(ConfigError::Invalid(format!(
                 "client.chunk_size {} is outside 4096..=16777216 bytes",
@@ -595,6 +610,23 @@ mod tests {
         assert_eq!(cfg.client.kdf_floor, KdfParams::default());
         assert_eq!(cfg.server.timezone, "Europe/Berlin");
         assert!(cfg.mail.is_none());
+    }
+
+    #[test]
+    fn require_totp_for_takes_staff_roles_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"doctor\", \"admin\"]\n").unwrap();
+        let cfg = load(Some(&f), &[]).unwrap();
+        assert_eq!(
+            cfg.server.require_totp_for,
+            vec![crate::api::Role::Doctor, crate::api::Role::Admin]
+        );
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"patient\"]\n").unwrap();
+        let e = load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("patient accounts are not offered TOTP"), "{e}");
+        std::fs::write(&f, "[server]\nrequire_totp_for = [\"nurse\"]\n").unwrap();
+        assert!(load(Some(&f), &[]).is_err(), "an unknown role is refused");
     }
 
     #[test]

@@ -107,6 +107,10 @@ enum ClientCommand {
         #[arg(long)]
         email: String,
     },
+    /// Second factor for staff: enrol an authenticator app, disable it, show the status.
+    /// Login asks for the code (scripts: CLINVAULT_TOTP).
+    #[command(subcommand)]
+    Totp(cli::totp::TotpCommand),
     /// Administrator and operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -324,6 +328,7 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::RecoveryKit => accounts::recovery_kit(cfg).await,
         ClientCommand::Recover { email } => accounts::recover(cfg, &email).await,
         ClientCommand::ResetKeys { email } => accounts::reset_keys(cfg, &email).await,
+        ClientCommand::Totp(cmd) => cli::totp::run(cfg, cmd).await,
         ClientCommand::Admin(cmd) => admin::run(cfg, cmd).await,
         ClientCommand::Doctors { q, specialty, page } => {
             booking::doctors(cfg, &q, &specialty, page).await

@@ -371,6 +371,20 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ("GET", "/v1/ledger/entries") => (path.into(), None),
         ("GET", "/v1/ledger/frontier") => ("/v1/ledger/frontier?size=1".into(), None),
         ("GET", "/v1/users/{id}/keys") => (format!("/v1/users/{d}/keys"), None),
+        // Issue 15, TOTP: a pending token that does not exist; wrong or unconfirmed codes.
+        ("POST", "/v1/auth/totp/login") => (
+            path.into(),
+            Some(json!({"pending": "no-such-pending-login", "code": "123456"})),
+        ),
+        ("POST", "/v1/auth/totp/login-enrol") => (
+            path.into(),
+            Some(json!({"pending": "no-such-pending-login"})),
+        ),
+        ("GET", "/v1/auth/totp") => (path.into(), None),
+        ("POST", "/v1/auth/totp/enrol") => (path.into(), Some(json!({}))),
+        ("POST", "/v1/auth/totp/confirm" | "/v1/auth/totp/disable") => {
+            (path.into(), Some(json!({"code": "000000"})))
+        }
         ("GET", "/v1/audit/reports") => (path.into(), None),
         ("POST", "/v1/audit/repair") => (path.into(), Some(json!({"chunk_id": w.chunk}))),
         // Issue 16: station orders.
@@ -639,6 +653,30 @@ fn policies_follow_design_section_4() {
         ("POST", "/v1/auth/recovery-kit", Some(ALL)),
         ("POST", "/v1/auth/recover/open", None),
         ("POST", "/v1/auth/recover/reset", None),
+        // Issue 15, TOTP: the login's code step is public (a pending token, not a session);
+        // enrolment is for staff only.
+        ("POST", "/v1/auth/totp/login", None),
+        ("POST", "/v1/auth/totp/login-enrol", None),
+        (
+            "GET",
+            "/v1/auth/totp",
+            Some(&[Doctor, Reception, Admin, Auditor]),
+        ),
+        (
+            "POST",
+            "/v1/auth/totp/enrol",
+            Some(&[Doctor, Reception, Admin, Auditor]),
+        ),
+        (
+            "POST",
+            "/v1/auth/totp/confirm",
+            Some(&[Doctor, Reception, Admin, Auditor]),
+        ),
+        (
+            "POST",
+            "/v1/auth/totp/disable",
+            Some(&[Doctor, Reception, Admin, Auditor]),
+        ),
         ("POST", "/v1/admin/invites", Some(&[Admin])),
         ("GET", "/v1/admin/users", Some(&[Admin])),
         ("POST", "/v1/admin/users/{id}/deactivate", Some(&[Admin])),

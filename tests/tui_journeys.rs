@@ -1648,3 +1648,153 @@ async fn issue14_15_patients_see_off_like_staff() {
     assert_eq!(offs(&pat), expected.len(), "{}", screen_text(&pat));
     assert_eq!(offs(&desk), offs(&pat));
 }
+
+// ---- Issue 15: TOTP second factor ----
+
+/// The six digits for `secret_base32` at the server's TOTP clock (now + its shift).
+fn totp_code(secret_base32: &str, shift: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret_base32)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    totp.generate((chrono::Utc::now().timestamp() + shift) as u64)
+        .to_string()
+}
+
+/// A doctor whose role requires TOTP: the password leads to the enrolment screen (QR code),
+/// the first code to the recovery codes, Enter to the session; the next login asks for a
+/// code, a wrong one is said and can be retried, the right one logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_totp_enrolment_and_code_step() {
+    let s = common::start_with(Db::Sqlite, |c| {
+        c.server.require_totp_for = vec![Role::Doctor];
+    })
+    .await;
+    let admin = s.admin().await;
+    admin
+        .invite(&clinvault::api::InviteRequest {
+            role: Role::Doctor,
+            email: "dana@clinic.test".into(),
+            name: "Dana Herz".into(),
+            specialty: "Cardiology".into(),
+            bio: "Years of practice.".into(),
+        })
+        .await
+        .unwrap();
+    let code = common::invite_code(&s.last_mail("dana@clinic.test"));
+    s.client().register_invite(&code, PASSWORD).await.unwrap();
+
+    let mut app = new_app(&s);
+    typ(&mut app, "dana@clinic.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Totp, "{:?}", app.login.message);
+    let secret = app
+        .totp
+        .enrolment
+        .as_ref()
+        .expect("enrolment at login")
+        .secret_base32
+        .clone();
+    assert!(screen_text(&app).contains("set up the second factor"));
+    typ(&mut app, &totp_code(&secret, 0)).await;
+    press(&mut app, KeyCode::Enter).await;
+    let text = screen_text(&app);
+    assert!(text.contains("recovery codes"), "{text}");
+    assert_eq!(app.totp.recovery.as_ref().unwrap().codes.len(), 10);
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Main);
+    assert!(app.session.is_some());
+
+    // The next login: the code step.
+    let shift = s.handle.shift_totp_clock(30);
+    let mut app = new_app(&s);
+    typ(&mut app, "dana@clinic.test").await;
+    press(&mut app, KeyCode::Tab).await;
+    typ(&mut app, PASSWORD).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Totp);
+    assert!(app.totp.enrolment.is_none());
+    let good = totp_code(&secret, shift);
+    let bad: String = good
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    typ(&mut app, &bad).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Totp);
+    assert!(
+        app.totp
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("not valid"),
+        "{:?}",
+        app.totp.message
+    );
+    typ(&mut app, &good).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Main, "{:?}", app.totp.message);
+    s.handle.shutdown().await.unwrap();
+}
+
+/// `:totp` from a session (a doctor whose role does not require it): the enrolment screen,
+/// the first code, the recovery codes once, back to the panes; the next login asks for a code.
+/// A patient is told TOTP is for staff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue15_totp_enrol_from_the_palette() {
+    let (s, _) = clinic().await;
+    let mut app = new_app(&s);
+    log_in(&mut app, "dana@clinic.test").await;
+    press(&mut app, KeyCode::Char(':')).await;
+    typ(&mut app, "totp").await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Totp, "{:?}", app.status.error);
+    assert!(app.totp.signed_in);
+    let secret = app.totp.enrolment.as_ref().unwrap().secret_base32.clone();
+    typ(&mut app, &totp_code(&secret, 0)).await;
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.totp.recovery.as_ref().map(|r| r.codes.len()), Some(10));
+    assert!(screen_text(&app).contains("recovery codes"));
+    press(&mut app, KeyCode::Enter).await;
+    assert_eq!(app.screen, Screen::Main);
+    assert!(app.session.is_some(), "the session goes on");
+    assert!(app.totp.recovery.is_none());
+    let st = app
+        .session
+        .as_ref()
+        .unwrap()
+        .client
+        .totp_status()
+        .await
+        .unwrap();
+    assert!(st.enrolled && !st.required);
+
+    // The next login stops at the code step.
+    let mut again = new_app(&s);
+    typ(&mut again, "dana@clinic.test").await;
+    press(&mut again, KeyCode::Tab).await;
+    typ(&mut again, PASSWORD).await;
+    press(&mut again, KeyCode::Enter).await;
+    assert_eq!(again.screen, Screen::Totp);
+    assert!(!again.totp.signed_in && again.totp.enrolment.is_none());
+
+    let mut pat = new_app(&s);
+    log_in(&mut pat, "pat@example.test").await;
+    press(&mut pat, KeyCode::Char(':')).await;
+    typ(&mut pat, "totp").await;
+    press(&mut pat, KeyCode::Enter).await;
+    assert_eq!(pat.screen, Screen::Main);
+    assert!(
+        pat.status
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("for the clinic's staff"),
+        "{:?}",
+        pat.status.error
+    );
+    s.handle.shutdown().await.unwrap();
+}

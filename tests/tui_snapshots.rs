@@ -1342,6 +1342,171 @@ fn reports_station_origin_in_list_and_viewer() {
     });
 }
 
+// ---- Issue 15: TOTP second factor ----
+
+const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+fn totp_enrolling(c: bool) -> App {
+    let mut a = app(c, None);
+    a.screen = Screen::Totp;
+    a.totp.email = "dana.herz@clinic.demo".into();
+    a.totp.enrolment = Some(clinvault::api::TotpEnrolment {
+        secret_base32: TOTP_SECRET.into(),
+        otpauth_uri: clinvault::server::routes::totp::otpauth_uri(
+            "dana.herz@clinic.demo",
+            TOTP_SECRET,
+        ),
+    });
+    a
+}
+
+/// The enrolment screen at 80×24: the whole QR code (every row and column of it) beside the
+/// secret and the code field.
+#[test]
+fn issue15_totp_enrolment_qr() {
+    snap("totp_enrolment", |c| {
+        let mut a = totp_enrolling(c);
+        for ch in "1234".chars() {
+            key(&mut a, KeyCode::Char(ch));
+        }
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        t.draw(|f| render(&a, f)).expect("draw");
+        let buf = t.backend().buffer();
+        let uri = a.totp.enrolment.as_ref().unwrap().otpauth_uri.clone();
+        let qr = clinvault::client::totp::qr_lines(&uri, 22).unwrap();
+        assert_eq!(qr.len(), 21, "version 5, two-module quiet zone");
+        for (i, line) in qr.iter().enumerate() {
+            let drawn: String = (1..1 + line.chars().count() as u16)
+                .map(|x| buf[(x, 1 + i as u16)].symbol().to_string())
+                .collect();
+            assert_eq!(&drawn, line, "QR row {i} drawn whole");
+        }
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("JBSW Y3DP EHPK 3PXP"), "the secret, grouped");
+        assert!(!text.contains("1234"), "the code is masked");
+        a
+    });
+}
+
+#[test]
+fn issue15_totp_code_step() {
+    snap("totp_code_step", |c| {
+        let mut a = app(c, None);
+        a.screen = Screen::Totp;
+        a.totp.email = "dana.herz@clinic.demo".into();
+        key(&mut a, KeyCode::Char('9'));
+        a.totp.message = Some("that code is not valid (totp_invalid)".into());
+        a
+    });
+}
+
+/// After an enrolment the recovery codes are shown once: Enter opens the session, and they
+/// are not drawn again.
+#[test]
+fn issue15_totp_recovery_codes_shown_once() {
+    let codes: Vec<String> = (0..10)
+        .map(|i| format!("AAAA{i}-BBBBB-CCCCC-DDDDD"))
+        .collect();
+    let session = |a: &App| {
+        let secrets = clinvault::seal::UserSecrets::generate().unwrap();
+        let logged = clinvault::client::LoggedIn {
+            login: clinvault::api::LoginResponse {
+                token: "t".into(),
+                user: UserInfo {
+                    id: id(50),
+                    email: "dana.herz@clinic.demo".into(),
+                    name: "Dana Herz".into(),
+                    role: Role::Doctor,
+                    active: true,
+                },
+                public_keys: secrets.public(),
+                bundle: vec![],
+                idle_timeout_secs: 900,
+                expires_at: now(),
+                kdf_upgrade: None,
+            },
+            secrets,
+            wrap_key: clinvault::seal::WrapKey([1; 32]),
+        };
+        let _ = a;
+        (
+            ApiClient::new("http://127.0.0.1:8440", false, KdfParams::default()).unwrap(),
+            logged,
+        )
+    };
+    snap("totp_recovery_codes", |c| {
+        let mut a = totp_enrolling(c);
+        let (client, logged) = session(&a);
+        let _ = update(
+            &mut a,
+            Action::TotpLoggedIn(Ok(Box::new((client, logged, codes.clone())))),
+        );
+        assert_eq!(a.screen, Screen::Totp);
+        a
+    });
+    let mut a = totp_enrolling(false);
+    let (client, logged) = session(&a);
+    let _ = update(
+        &mut a,
+        Action::TotpLoggedIn(Ok(Box::new((client, logged, codes.clone())))),
+    );
+    assert!(draw(&a, 80, 24).contains("AAAA3-BBBBB"));
+    // Other keys do not move on past codes the user may not have stored yet.
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Totp);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Main);
+    assert!(a.totp.recovery.is_none());
+    assert!(!draw(&a, 80, 24).contains("AAAA3"));
+}
+
+/// The half blocks decode back to the `otpauth://` URI: read as pixels (a drawn half is
+/// light, blank is dark) by a QR decoder, as a phone's camera would.
+#[test]
+fn issue15_totp_qr_decodes_to_the_uri() {
+    for email in [
+        "dana.herz@clinic.demo",
+        "dr.konstantin.oberholzer-weiss@clinic.example",
+    ] {
+        let uri = clinvault::server::routes::totp::otpauth_uri(email, TOTP_SECRET);
+        let lines = clinvault::client::totp::qr_lines(&uri, 22).unwrap();
+        let w = lines[0].chars().count();
+        let h = lines.len() * 2;
+        // Each module as 4×4 pixels, with a white margin a phone would see around it.
+        let (scale, margin) = (4usize, 8usize);
+        let mut light = vec![vec![true; w]; h];
+        for (row, line) in lines.iter().enumerate() {
+            for (x, c) in line.chars().enumerate() {
+                let (top, bottom) = match c {
+                    '█' => (true, true),
+                    '▀' => (true, false),
+                    '▄' => (false, true),
+                    ' ' => (false, false),
+                    other => panic!("unexpected {other:?}"),
+                };
+                light[row * 2][x] = top;
+                light[row * 2 + 1][x] = bottom;
+            }
+        }
+        let pw = w * scale + 2 * margin;
+        let ph = h * scale + 2 * margin;
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(pw, ph, |x, y| {
+            if x < margin || y < margin || x >= margin + w * scale || y >= margin + h * scale {
+                return 255;
+            }
+            if light[(y - margin) / scale][(x - margin) / scale] {
+                255
+            } else {
+                0
+            }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "{email}: one QR code found");
+        let (_, content) = grids[0].decode().expect("decodes");
+        assert_eq!(content, uri);
+    }
+}
+
 /// Issue 16: a break-glass row of the Ledger pane is drawn in the error style (red and bold;
 /// bold in mono), the rows around it are not.
 #[test]

@@ -78,6 +78,16 @@ pub mod codes {
     pub const STORAGE: &str = "storage";
     /// The database (or a bucket) cannot be reached just now; retry after `Retry-After`.
     pub const UNAVAILABLE: &str = "unavailable";
+    // Issue 15, TOTP second factor.
+    /// The password was right; the account needs a TOTP code (client-side only: the login
+    /// answer says so with a `totp_required` body, not an error).
+    pub const TOTP_REQUIRED: &str = "totp_required";
+    /// A TOTP or recovery code that does not match (counted toward the account backoff).
+    pub const TOTP_INVALID: &str = "totp_invalid";
+    /// A TOTP code of a time step already used (or older): each code counts once.
+    pub const TOTP_REUSED: &str = "totp_reused";
+    /// The pending login is unknown, used or older than its five minutes: log in again.
+    pub const LOGIN_STEP_EXPIRED: &str = "login_step_expired";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -268,6 +278,94 @@ pub struct LoginResponse {
     /// (`POST /v1/auth/rekey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kdf_upgrade: Option<KdfParams>,
+}
+
+// ---- Issue 15: TOTP second factor (docs/protocol.md, "Second factor") ----
+
+/// `POST /v1/auth/login`'s answer: a session, or (for an account that needs a TOTP code) the
+/// second step's pending token. Untagged: the challenge is the object with `totp_required`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Totp { totp_required: TotpChallenge },
+    Session(Box<LoginResponse>),
+}
+
+/// The password step passed; the code step must follow within five minutes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpChallenge {
+    /// Bound to the account; single use; send it to `/v1/auth/totp/login`.
+    pub pending: String,
+    pub expires_at: DateTime<Utc>,
+    /// The account's role requires TOTP and it has none yet: call
+    /// `/v1/auth/totp/login-enrol` first, then confirm with the first code.
+    pub enrol: bool,
+}
+
+impl std::fmt::Debug for TotpChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpChallenge")
+            .field("expires_at", &self.expires_at)
+            .field("enrol", &self.enrol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/auth/totp/login-enrol`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpPendingRequest {
+    pub pending: String,
+}
+
+/// `POST /v1/auth/totp/login`: a six-digit code, or one of the recovery codes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpLoginRequest {
+    pub pending: String,
+    pub code: String,
+}
+
+/// The session, and the recovery codes when this login completed an enrolment (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpLoginResponse {
+    #[serde(flatten)]
+    pub login: LoginResponse,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+}
+
+/// A new, unconfirmed TOTP secret: for the authenticator app, as base32 and as an
+/// `otpauth://` URI (the QR code's content).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(..)")
+    }
+}
+
+/// `POST /v1/auth/totp/confirm` and `/v1/auth/totp/disable`: a current code.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpCodeRequest {
+    pub code: String,
+}
+
+/// One-time recovery codes, shown once; the server keeps only their HMACs.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpRecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// `GET /v1/auth/totp`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpStatus {
+    pub enrolled: bool,
+    /// The server's `require_totp_for` lists the caller's role.
+    pub required: bool,
+    pub recovery_codes_left: u32,
 }
 
 /// `GET /v1/auth/keys`: what a signed-in client needs to unseal its keys with the password,

@@ -112,11 +112,10 @@ pub async fn login(cfg: &Config, email: &str, legacy_salt: bool) -> Result<()> {
     let mut c = client(cfg)?;
     let pw = password("Password: ", false)?;
     let t = std::time::Instant::now();
-    let logged = if legacy_salt {
-        c.login_legacy_salt(email, &pw).await?
-    } else {
-        c.login(email, &pw).await?
-    };
+    if legacy_salt {
+        c.opt_in_legacy_salt();
+    }
+    let logged = super::totp::login(&mut c, email, &pw).await?;
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),
@@ -212,7 +211,7 @@ fn show_kit(code: &clinvault::client::recovery::RecoveryCode) {
 /// Right after registration: logs in once (no session is kept) to store a recovery kit.
 async fn kit_after_registration(cfg: &Config, email: &str, pw: &str) -> Result<()> {
     let mut c = client(cfg)?;
-    let logged = c.login(email, pw).await?;
+    let logged = super::totp::login(&mut c, email, pw).await?;
     super::monitor_self(cfg, &c, &logged).await?;
     let made = c.make_recovery_kit(pw).await;
     let _ = c.logout().await;
@@ -244,7 +243,14 @@ pub async fn recover(cfg: &Config, email: &str) -> Result<()> {
     let code = clinvault::client::recovery::RecoveryCode::parse(&typed)?;
     let new = new_password()?;
     let mut c = client(cfg)?;
-    let logged = c.recover(email, &code, &new).await?;
+    let logged = match c.recover(email, &code, &new).await {
+        Ok(l) => l,
+        // The new password is set; a staff account with TOTP logs in with its code as well.
+        Err(e) if e.code() == Some(clinvault::api::codes::TOTP_REQUIRED) => {
+            super::totp::login(&mut c, email, &new).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     super::monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),

@@ -33,6 +33,7 @@ pub mod emergency;
 pub mod grants;
 pub mod reports;
 pub mod serve;
+pub mod totp;
 pub mod tui;
 pub mod watch;
 pub mod witness;
@@ -149,7 +150,7 @@ pub async fn unlock(cfg: &Config) -> Result<(ApiClient, LoggedIn)> {
         Err(e) => return Err(e.into()),
     }
     let mut c = client(cfg)?;
-    let logged = c.login(&saved.email, &pw).await?;
+    let logged = totp::login(&mut c, &saved.email, &pw).await?;
     monitor_self(cfg, &c, &logged).await?;
     session::save(
         &cfg.client.state_path(),

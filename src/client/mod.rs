@@ -13,6 +13,7 @@ pub mod recovery;
 pub mod reports;
 pub mod session;
 pub mod station;
+pub mod totp;
 pub mod trail;
 pub mod upload;
 
@@ -524,8 +525,12 @@ impl ApiClient {
         self.post("/v1/auth/register", req).await
     }
 
+    /// The password step alone; an account that needs a TOTP code answers `totp_required`.
     pub async fn login_raw(&self, req: &LoginRequest) -> Result<LoginResponse, ClientError> {
-        self.post("/v1/auth/login", req).await
+        match self.post("/v1/auth/login", req).await? {
+            crate::api::LoginAnswer::Session(l) => Ok(*l),
+            crate::api::LoginAnswer::Totp { .. } => Err(totp::totp_required_error()),
+        }
     }
 
     pub async fn logout(&self) -> Result<Done, ClientError> {
@@ -790,15 +795,19 @@ impl ApiClient {
     }
 
     /// Pre-login, key derivation, login, and the key bundle opened and checked against the
-    /// public keys. Keeps the session token in this client. An account still on the old salt
-    /// scheme is refused ([`ClientError::LegacySalt`]); see [`ApiClient::login_legacy_salt`].
+    /// public keys. Keeps the session token in this client. An account that needs a TOTP
+    /// code answers `totp_required`: use [`ApiClient::login_start`] for those. An account
+    /// still on the old salt scheme is refused ([`ClientError::LegacySalt`]); see
+    /// [`ApiClient::login_legacy_salt`].
     pub async fn login(&mut self, email: &str, password: &str) -> Result<LoggedIn, ClientError> {
-        let opted_in = std::mem::take(&mut self.legacy_salt_opt_in);
-        self.login_with(email, password, opted_in).await
+        match self.login_start(email, password).await? {
+            totp::LoginStep::Done(logged) => Ok(*logged),
+            totp::LoginStep::Totp(p) => Err(p.as_error()),
+        }
     }
 
-    /// The user's explicit opt-in (the terminal app's prompt) for the next [`ApiClient::login`]
-    /// only: as [`ApiClient::login_legacy_salt`].
+    /// The user's explicit opt-in (the terminal app's prompt, `login --legacy-salt`) for the
+    /// next login only: as [`ApiClient::login_legacy_salt`].
     pub fn opt_in_legacy_salt(&mut self) {
         self.legacy_salt_opt_in = true;
     }
@@ -812,32 +821,21 @@ impl ApiClient {
         email: &str,
         password: &str,
     ) -> Result<LoggedIn, ClientError> {
-        self.login_with(email, password, true).await
+        self.opt_in_legacy_salt();
+        self.login(email, password).await
     }
 
-    async fn login_with(
+    /// The session's keys: the bundle opened with the password's `wrap_key` and checked
+    /// against the public keys, the token kept, and a re-key when the server asks for one
+    /// (or at once, for an account that opted out of the old salt scheme).
+    pub(crate) async fn finish_login(
         &mut self,
-        email: &str,
+        login: LoginResponse,
+        master: &crate::seal::MasterKey,
         password: &str,
-        allow_legacy: bool,
+        email: &str,
+        pre: &PreloginResponse,
     ) -> Result<LoggedIn, ClientError> {
-        let pre = self.prelogin(email).await?;
-        let master = self
-            .master_key(
-                email,
-                password,
-                &pre.salt,
-                pre.salt_scheme,
-                &pre.kdf,
-                allow_legacy,
-            )
-            .await?;
-        let login = self
-            .login_raw(&LoginRequest {
-                email: email.into(),
-                auth_key: master.auth_key().0.to_vec().into(),
-            })
-            .await?;
         let secrets = match open_bundle(
             &login.bundle,
             &master.wrap_key(),
@@ -860,7 +858,7 @@ impl ApiClient {
         if pre.salt_scheme == crate::api::SALT_SCHEME_LEGACY {
             // Opted in: move to the bound salt now, not best effort.
             let kdf = logged.login.kdf_upgrade.unwrap_or(pre.kdf);
-            self.rekey(&mut logged, password, &master, kdf)
+            self.rekey(&mut logged, password, master, kdf)
                 .await
                 .map_err(|e| {
                     ClientError::Refused(format!(
@@ -871,7 +869,7 @@ impl ApiClient {
             tracing::info!("moved the account's keys to the salt bound to its address");
         } else if let Some(kdf) = logged.login.kdf_upgrade {
             // Best effort: the login stands either way, and the next one tries again.
-            match self.rekey(&mut logged, password, &master, kdf).await {
+            match self.rekey(&mut logged, password, master, kdf).await {
                 Ok(()) => tracing::info!("re-keyed to the server's current KDF parameters"),
                 Err(e) => tracing::warn!("could not re-key to the current KDF parameters: {e}"),
             }

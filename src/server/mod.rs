@@ -89,6 +89,9 @@ pub struct Inner {
     /// Key of the ledger's append authenticators (from the secrets file).
     pub append_key: ledger_store::AppendKey,
     pub signer: ledger_signer::Signer,
+    /// Seconds added to the clock TOTP codes are checked against: 0, except in tests that
+    /// step through time windows (`ServerHandle::shift_totp_clock`).
+    pub totp_clock_shift: std::sync::atomic::AtomicI64,
 }
 
 impl std::ops::Deref for AppState {
@@ -136,6 +139,16 @@ impl DemoHistory {
 }
 
 impl ServerHandle {
+    /// Test-only (feature `test-hooks`): moves the clock TOTP codes are checked against by
+    /// `secs` (the next time step without waiting 30 s). Returns the new shift.
+    #[cfg(feature = "test-hooks")]
+    pub fn shift_totp_clock(&self, secs: i64) -> i64 {
+        self.state
+            .totp_clock_shift
+            .fetch_add(secs, std::sync::atomic::Ordering::Relaxed)
+            + secs
+    }
+
     /// `http://addr` or `https://addr`.
     pub fn url(&self) -> String {
         let scheme = if self.state.config.tls_cert.is_empty() {
@@ -326,6 +339,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         metrics: metrics::Metrics::default(),
         append_key,
         signer,
+        totp_clock_shift: std::sync::atomic::AtomicI64::new(0),
     }));
     ledger_signer::init(&state)
         .await

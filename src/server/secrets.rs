@@ -114,6 +114,16 @@ impl ServerSecrets {
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         okm
     }
+
+    /// Key sealing the staff's TOTP secrets in the database (issue 15): HKDF-SHA256 of the
+    /// pepper, so a database reader alone cannot compute anyone's codes.
+    pub fn totp_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut okm = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, &self.pepper[..])
+            .expand(b"clinvault/totp-secret/v1", &mut okm[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
 }
 
 fn decode32(text: &str, field: &str, path: &str) -> Result<Zeroizing<[u8; 32]>, SecretsError> {

@@ -43,6 +43,13 @@ pub enum Action {
     LoggedIn(UiResult<Box<(ApiClient, LoggedIn)>>),
     /// The server says the account is on the old salt scheme (issue 17.9): the user may opt in.
     LegacySaltAsked,
+    /// The password was right; the account needs a TOTP code, or to enrol (issue 15).
+    TotpNeeded(Box<TotpStart>),
+    /// The code step finished: the session, and recovery codes if it completed an enrolment.
+    TotpLoggedIn(UiResult<Box<(ApiClient, LoggedIn, Vec<String>)>>),
+    /// `:totp` from a session: a new secret to show, then the recovery codes (issue 15).
+    TotpEnrolStarted(UiResult<crate::api::TotpEnrolment>),
+    TotpConfirmed(UiResult<Vec<String>>),
     /// A password change finished (issue 15).
     PasswordChanged(UiResult<()>),
     /// A new recovery kit was stored: its code, to show once.
@@ -249,6 +256,15 @@ pub enum Done {
     OtpResent(Outcome<OtpPending>),
 }
 
+/// What the TOTP step of a login starts with (issue 15).
+pub struct TotpStart {
+    pub client: ApiClient,
+    pub email: String,
+    pub pending: crate::client::totp::PendingLogin,
+    /// Set when the account must enrol first: the secret to show.
+    pub enrolment: Option<crate::api::TotpEnrolment>,
+}
+
 /// Everything a report job needs, cloned out of the state.
 #[derive(Clone)]
 pub struct VaultCtx {
@@ -269,6 +285,21 @@ pub enum Effect {
         email: String,
         password: Zeroizing<String>,
         /// Where the ledger is kept, for the login's self-check (issue 11).
+        settings: ReportSettings,
+    },
+    /// Issue 15, from a session: a new TOTP secret, and its first code.
+    TotpEnrol {
+        client: ApiClient,
+    },
+    TotpConfirm {
+        client: ApiClient,
+        code: Zeroizing<String>,
+    },
+    /// The login's code step (issue 15).
+    LoginTotp {
+        client: ApiClient,
+        pending: Arc<crate::client::totp::PendingLogin>,
+        code: Zeroizing<String>,
         settings: ReportSettings,
     },
     VerifyEmail {

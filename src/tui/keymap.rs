@@ -35,6 +35,8 @@ pub enum Cmd {
     Logout,
     Password,
     RecoveryKit,
+    /// Issue 15: set up the second factor (staff).
+    Totp,
     Upload,
     Download,
     Verify,
@@ -383,6 +385,14 @@ pub const COMMANDS: &[CmdInfo] = &[
         desc: "new recovery kit: a code to set a new password if you forget yours",
         panes: None,
         defaults: &["K"],
+    },
+    CmdInfo {
+        cmd: Cmd::Totp,
+        name: "totp",
+        desc: "set up the second factor (TOTP, staff): QR code, first code, recovery codes",
+        panes: None,
+        // Palette only: a rare command needs no key of its own.
+        defaults: &[],
     },
 ];
 

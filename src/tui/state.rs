@@ -126,6 +126,8 @@ pub enum Screen {
     Recover,
     /// The outbox before logging in (demo mode), to read a registration code.
     Mailbox,
+    /// The login's TOTP step, enrolment at login, and the recovery codes (issue 15).
+    Totp,
     Main,
 }
 
@@ -221,6 +223,43 @@ impl Default for LoginForm {
             legacy_confirmed: false,
         }
     }
+}
+
+/// Issue 15: the login's TOTP step. With `enrolment`, the account's role requires TOTP and
+/// it has none: the QR code and secret are shown and the first code completes the login.
+/// After an enrolment the session waits in `recovery` while its recovery codes are shown,
+/// once.
+#[derive(Default)]
+pub struct TotpForm {
+    pub email: String,
+    pub client: Option<ApiClient>,
+    pub pending: Option<Arc<crate::client::totp::PendingLogin>>,
+    pub enrolment: Option<crate::api::TotpEnrolment>,
+    pub code: TotpCode,
+    pub busy: bool,
+    pub message: Option<String>,
+    pub recovery: Option<TotpRecovery>,
+    /// Enrolling from a session (`:totp`), not at login: the code goes to `confirm`, and the
+    /// screen returns to the panes.
+    pub signed_in: bool,
+}
+
+/// The code field: masked, since a recovery code is a lasting secret.
+pub struct TotpCode(pub crate::tui::secret::SecretField);
+
+impl Default for TotpCode {
+    fn default() -> Self {
+        TotpCode(crate::tui::secret::SecretField::new(
+            "6 digits or a recovery code",
+        ))
+    }
+}
+
+/// A finished enrolment: at login, the session, held back until the recovery codes were
+/// seen (`None` when enrolling from a session).
+pub struct TotpRecovery {
+    pub codes: Vec<String>,
+    pub session: Option<Box<(ApiClient, crate::client::LoggedIn)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -988,6 +1027,7 @@ pub struct App {
     pub login: LoginForm,
     pub register: RegisterForm,
     pub recover: RecoverForm,
+    pub totp: TotpForm,
     pub session: Option<Session>,
     pub pane: Pane,
     pub doctors: DoctorsPane,
@@ -1036,6 +1076,7 @@ impl App {
             login: LoginForm::default(),
             register: RegisterForm::default(),
             recover: RecoverForm::default(),
+            totp: TotpForm::default(),
             session: None,
             pane: Pane::Doctors,
             doctors: DoctorsPane::default(),
@@ -1146,7 +1187,7 @@ impl App {
 
     pub fn text_focus(&self) -> bool {
         match self.screen {
-            Screen::Login | Screen::Register | Screen::Recover => true,
+            Screen::Login | Screen::Register | Screen::Recover | Screen::Totp => true,
             Screen::Mailbox => false,
             Screen::Main => {
                 matches!(

@@ -53,6 +53,47 @@ fn ui(e: ClientError) -> String {
     e.to_string()
 }
 
+/// Issue 11: the ledger's key for this account must be the one just unsealed.
+async fn check_own_key(
+    client: &crate::client::ApiClient,
+    settings: &crate::tui::state::ReportSettings,
+    logged: crate::client::LoggedIn,
+) -> Result<crate::client::LoggedIn, ClientError> {
+    crate::client::ledger::monitor_self_with(
+        client,
+        &settings.state_dir,
+        settings.ledger_key.as_ref(),
+        settings.max_head_age_secs,
+        &settings.witnesses,
+        &logged,
+    )
+    .await
+    .map(|_| logged)
+}
+
+/// The password step asked for a TOTP code (issue 15); an account that must enrol first
+/// gets its new secret here, so the screen can show the QR code at once.
+async fn totp_start(
+    client: crate::client::ApiClient,
+    email: String,
+    pending: crate::client::totp::PendingLogin,
+) -> Action {
+    let enrolment = if pending.needs_enrolment() {
+        match client.login_enrol(&pending).await {
+            Ok(e) => Some(e),
+            Err(e) => return Action::LoggedIn(Err(ui(e))),
+        }
+    } else {
+        None
+    };
+    Action::TotpNeeded(Box::new(crate::tui::action::TotpStart {
+        client,
+        email,
+        pending,
+        enrolment,
+    }))
+}
+
 /// What a finished effect reports. Tests call this directly to drive journeys.
 pub async fn perform(effect: Effect) -> Option<Action> {
     match run(effect).await {
@@ -90,26 +131,44 @@ async fn run(effect: Effect) -> Result<Option<Action>, String> {
             password,
             settings,
         } => {
-            let r = client.login(&email, &password).await;
+            let r = client.login_start(&email, &password).await;
             drop(password);
             if let Err(ClientError::LegacySalt(_)) = &r {
                 return Ok(Some(Action::LegacySaltAsked));
             }
             // Issue 11: the ledger's key for this account must be the one just unsealed.
             let r = match r {
-                Ok(logged) => crate::client::ledger::monitor_self_with(
-                    &client,
-                    &settings.state_dir,
-                    settings.ledger_key.as_ref(),
-                    settings.max_head_age_secs,
-                    &settings.witnesses,
-                    &logged,
-                )
-                .await
-                .map(|_| logged),
+                Ok(crate::client::totp::LoginStep::Done(logged)) => {
+                    check_own_key(&client, &settings, *logged).await
+                }
+                Ok(crate::client::totp::LoginStep::Totp(pending)) => {
+                    return Ok(Some(totp_start(client, email, pending).await));
+                }
                 Err(e) => Err(e),
             };
             Action::LoggedIn(r.map(|l| Box::new((client, l))).map_err(ui))
+        }
+        Effect::TotpEnrol { client } => {
+            Action::TotpEnrolStarted(client.totp_enrol().await.map_err(ui))
+        }
+        Effect::TotpConfirm { client, code } => {
+            Action::TotpConfirmed(client.totp_confirm(&code).await.map_err(ui))
+        }
+        Effect::LoginTotp {
+            mut client,
+            pending,
+            code,
+            settings,
+        } => {
+            let r = client.login_totp(&pending, &code).await;
+            drop(code);
+            let r = match r {
+                Ok(done) => check_own_key(&client, &settings, done.logged)
+                    .await
+                    .map(|l| Box::new((client, l, done.recovery_codes))),
+                Err(e) => Err(e),
+            };
+            Action::TotpLoggedIn(r.map_err(ui))
         }
         Effect::VerifyEmail { client, email } => {
             Action::CodeMailed(client.verify_email(&email).await.map_err(ui))

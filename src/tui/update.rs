@@ -29,6 +29,7 @@ mod login;
 mod mailbox;
 mod password;
 mod popup;
+mod totp;
 mod vault;
 use crate::tui::action::Job;
 pub use bookings::status_word;
@@ -128,6 +129,10 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
         Action::Seed(p) => seed_progress(app, p, fx),
         Action::LoggedIn(r) => logged_in(app, r, fx),
         Action::LegacySaltAsked => login::legacy_salt_asked(app),
+        Action::TotpNeeded(s) => totp::totp_needed(app, s),
+        Action::TotpLoggedIn(r) => totp::totp_logged_in(app, r, fx),
+        Action::TotpEnrolStarted(r) => totp::enrol_started(app, r),
+        Action::TotpConfirmed(r) => totp::confirmed(app, r),
         Action::CodeMailed(r) => code_mailed(app, r),
         Action::Registered(r) => registered(app, r),
         Action::PasswordChanged(r) => {
@@ -272,6 +277,8 @@ fn wipe(app: &mut App, lock: bool, fx: &mut Vec<Effect>) {
     }
     app.epoch += 1;
     app.register = RegisterForm::default();
+    // A pending TOTP login holds the password's master key: it goes too.
+    app.totp = Default::default();
     app.popup = None;
     app.status.info = None;
     app.status.error = None;
@@ -321,6 +328,7 @@ fn on_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         Screen::Register => register_key(app, k, fx),
         Screen::Recover => recover_key(app, k, fx),
         Screen::Mailbox => mailbox_screen_key(app, k, fx),
+        Screen::Totp => totp::totp_key(app, k, fx),
         Screen::Main => {
             if app.status.info.take().is_some() {
                 app.dirty = true;

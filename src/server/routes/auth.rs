@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{clean_phone, clean_text, fold_email, ms_to_utc};
 use crate::api::{
-    Done, Enrollment, InviteInfo, InviteInfoRequest, LoginRequest, LoginResponse,
+    Done, Enrollment, InviteInfo, InviteInfoRequest, LoginAnswer, LoginRequest, LoginResponse,
     PasswordChangeRequest, PreloginRequest, PreloginResponse, RegisterRequest, RegisterResponse,
     RekeyRequest, Role, SessionKeys, UserInfo, VerifyEmailRequest, VerifyEmailResponse, codes,
 };
@@ -78,6 +78,7 @@ pub fn routes() -> Vec<Route> {
         ),
     ];
     v.extend(super::recovery::routes());
+    v.extend(super::totp::routes());
     v
 }
 
@@ -710,7 +711,7 @@ async fn login(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, AppError> {
+) -> Result<Json<LoginAnswer>, AppError> {
     per_address(&st, &ip, "auth").await?;
     let email = fold_email(&req.email)?;
     if req.auth_key.len() != 32 {
@@ -721,13 +722,10 @@ async fn login(
     // Counted before the comparison (and cleared on success), so parallel wrong passwords
     // cannot all pass a check of the old count (issue 17).
     ratelimit::hit(&st, &fail_key, backoff, st.config.account_failures).await?;
-    let row = sqlx::query(
-        "SELECT id, name, role, auth_mac, active, x25519_pub, ed25519_pub, bundle, kdf_m, kdf_t, kdf_p \
-         FROM users WHERE email = $1",
-    )
-    .bind(email.clone())
-    .fetch_optional(&st.db)
-    .await?;
+    let row = sqlx::query("SELECT id, role, auth_mac, active FROM users WHERE email = $1")
+        .bind(email.clone())
+        .fetch_optional(&st.db)
+        .await?;
     let given = st.secrets.mac("auth", &[&req.auth_key]);
     // The same comparison runs for an unknown address, against a decoy.
     let stored: Vec<u8> = match &row {
@@ -748,21 +746,45 @@ async fn login(
             "this account was deactivated; ask the clinic's administrator",
         ));
     }
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    let role = Role::parse(&role).ok_or_else(|| AppError::internal("bad role"))?;
+    // TOTP (issue 15): the failure count stays until the code step succeeds, so a password
+    // holder cannot reset the backoff between wrong codes.
+    if let Some(challenge) = super::totp::second_step(&st, &id, role).await? {
+        return Ok(Json(LoginAnswer::Totp {
+            totp_required: challenge,
+        }));
+    }
     sqlx::query("DELETE FROM rate_limits WHERE key = $1")
         .bind(fail_key)
         .execute(&st.db)
         .await?;
-    let id: String = row.try_get("id")?;
-    let (token, expires) = session::create(&st, &id).await?;
+    Ok(Json(LoginAnswer::Session(Box::new(
+        session_answer(&st, &id).await?,
+    ))))
+}
+
+/// A new session for `id` and what the client needs to open its keys: the end of a login,
+/// after the password (and, where needed, the TOTP code).
+pub(super) async fn session_answer(st: &AppState, id: &str) -> Result<LoginResponse, AppError> {
+    let row = sqlx::query(
+        "SELECT email, name, role, x25519_pub, ed25519_pub, bundle, kdf_m, kdf_t, kdf_p \
+         FROM users WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&st.db)
+    .await?;
+    let (token, expires) = session::create(st, id).await?;
     let role: String = row.try_get("role")?;
     let public_keys = row_public_keys(&row)?;
     let kdf = stored_kdf(&row)?;
-    Ok(Json(LoginResponse {
+    Ok(LoginResponse {
         kdf_upgrade: (kdf != st.config.kdf).then_some(st.config.kdf),
         token,
         user: UserInfo {
-            id: super::parse_uuid(&id)?,
-            email,
+            id: super::parse_uuid(id)?,
+            email: row.try_get("email")?,
             name: row.try_get("name")?,
             role: Role::parse(&role).ok_or_else(|| AppError::internal("bad role"))?,
             active: true,
@@ -771,7 +793,7 @@ async fn login(
         bundle: row.try_get("bundle")?,
         idle_timeout_secs: st.config.session_idle_secs,
         expires_at: ms_to_utc(expires)?,
-    }))
+    })
 }
 
 pub(super) fn row_public_keys(row: &sqlx::any::AnyRow) -> Result<PublicKeys, AppError> {

@@ -15,6 +15,7 @@ pub mod patients;
 pub mod recovery;
 pub mod reports;
 pub mod stations;
+pub mod totp;
 
 use uuid::Uuid;
 

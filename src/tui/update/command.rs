@@ -31,6 +31,10 @@ pub(super) fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             app.popup = Some(Popup::RecoveryKit(Box::default()));
             true
         }
+        Cmd::Totp => {
+            super::totp::start_enrolment(app, fx);
+            true
+        }
         Cmd::Messages => {
             app.popup = Some(Popup::Messages(0));
             true

@@ -21,7 +21,8 @@ pub(super) fn focused_field(app: &mut App) -> Option<&mut TextArea<'static>> {
             crate::tui::state::RecoverField::Email => Some(&mut app.recover.email),
             _ => None,
         },
-        Screen::Mailbox => None,
+        // The TOTP code is a `SecretField` too.
+        Screen::Mailbox | Screen::Totp => None,
         Screen::Main
             if app.popup.is_none()
                 && !(app.pane == Pane::Otp && app.otp.editing)
@@ -52,6 +53,9 @@ pub(super) fn focused_secret(app: &mut App) -> Option<&mut crate::tui::secret::S
             return Some(&mut p.password);
         }
         _ => {}
+    }
+    if app.screen == Screen::Totp && app.totp.recovery.is_none() {
+        return Some(&mut app.totp.code.0);
     }
     if app.screen == Screen::Recover {
         use crate::tui::state::RecoverField as F;

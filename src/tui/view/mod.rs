@@ -10,6 +10,7 @@ mod mailbox;
 mod otp;
 mod popup;
 pub mod reports;
+mod totp;
 mod viewer;
 
 use ratatui::Frame;
@@ -34,6 +35,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Login => login::render_login(app, frame, area),
         Screen::Register => login::render_register(app, frame, area),
         Screen::Recover => login::render_recover(app, frame, area),
+        Screen::Totp => totp::render(app, frame, area),
         Screen::Mailbox => {
             let [body, hint] =
                 Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
