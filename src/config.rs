@@ -97,6 +97,9 @@ pub struct ServerConfig {
     pub release_otp: bool,
     /// How long a grant to another doctor lasts.
     pub grant_days: u32,
+    /// Break-glass (issue 16): minutes between a team member's request and the release of the
+    /// escrowed keys, during which the patient may veto. 0: released at once.
+    pub emergency_wait_minutes: u32,
     /// Code entries and mailings per account (and per request) per minute.
     pub otp_per_minute: u32,
     /// Chunks of a report left open and untouched this long are removed.
@@ -153,6 +156,7 @@ impl Default for ServerConfig {
             bucket_timeout_secs: 20,
             release_otp: true,
             grant_days: 30,
+            emergency_wait_minutes: 0,
             otp_per_minute: 10,
             open_report_ttl_secs: 24 * 3600,
             trusted_proxies: Vec::new(),

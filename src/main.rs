@@ -220,6 +220,9 @@ enum ClientCommand {
         #[arg(long)]
         once: bool,
     },
+    /// Break-glass emergency access (issue 16): open, fetch, veto, list.
+    #[command(subcommand)]
+    Emergency(cli::emergency::EmergencyCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -332,6 +335,7 @@ async fn client_command(cfg: Config, command: ClientCommand) -> Result<()> {
         ClientCommand::Verify { id } => reports::verify(cfg, id).await,
         ClientCommand::Grant(cmd) => grants::run(cfg, cmd).await,
         ClientCommand::Access => reports::access(cfg).await,
+        ClientCommand::Emergency(cmd) => cli::emergency::run(cfg, cmd).await,
         ClientCommand::Audit { repair } => audit::audit(cfg, repair).await,
         ClientCommand::Ledger => audit::ledger(cfg).await,
         ClientCommand::Export { id, output } => cli::bundle::export(cfg, id, &output).await,

@@ -474,11 +474,14 @@ async fn interrupted_uploads(db: Db) {
     .await
     .unwrap();
     assert!(!second.restarted);
-    assert_eq!(
-        second.chunks_skipped, present,
-        "chunks already on the server were not sent"
+    // A PUT the cancel cut off may still land on the server after the count above (up to the
+    // two transfers in flight): those are skipped too, never sent twice.
+    assert!(
+        (present..=present + 2).contains(&second.chunks_skipped),
+        "chunks already on the server were not sent: {present} counted, {} skipped",
+        second.chunks_skipped
     );
-    assert_eq!(second.chunks_sent, 12 - present);
+    assert_eq!(second.chunks_sent, 12 - second.chunks_skipped);
     release(&c).await;
     let lp = c.pat.ledger().await.unwrap();
     let target = work.path().join("big-copy.bin");

@@ -28,6 +28,8 @@ struct World {
     chunk: String,
     grant: Uuid,
     release_request: Uuid,
+    /// Issue 16: doc2's break-glass request on p1 (doc2 is on the emergency team).
+    emergency: Uuid,
     _state: tempfile::TempDir,
 }
 
@@ -109,6 +111,9 @@ async fn world(db: Db) -> World {
         .login("doc@clinic.test", common::PASSWORD)
         .await
         .unwrap();
+    // Issue 16: doc2 on the emergency team before the upload, so its key is escrowed for them.
+    let doc2_id = doc2.me().await.unwrap().id;
+    admin.emergency_team_change(doc2_id, true).await.unwrap();
     let ledger = Ledger::sync(&author, state.path(), None, 3600)
         .await
         .unwrap();
@@ -133,7 +138,17 @@ async fn world(db: Db) -> World {
     .await
     .unwrap();
     let chunk = author.report(up.report_id).await.unwrap().chunk_ids[0].clone();
-    let doc2_id = doc2.me().await.unwrap().id;
+    let emergency = doc2
+        .emergency_open(b.patient_id, "matrix: unconscious in the ER")
+        .await
+        .unwrap()
+        .id;
+    // Its hour over (moved in the database), so doc2 is again an "other doctor" of the report.
+    sqlx::query("UPDATE emergency_requests SET until_at = 1, release_at = 0 WHERE id = $1")
+        .bind(emergency.to_string())
+        .execute(ts.handle.db())
+        .await
+        .unwrap();
     doc2.set_availability(doc2_id, &week()).await.unwrap();
     let s2 = p1
         .slots(doc2_id, Some(tomorrow), Some(tomorrow))
@@ -177,6 +192,7 @@ async fn world(db: Db) -> World {
         chunk,
         grant,
         release_request: up.commit.release_request_id.unwrap(),
+        emergency,
         _state: state,
     }
 }
@@ -343,6 +359,26 @@ fn sample(w: &World, method: &str, path: &str, n: usize) -> Option<(String, Opti
         ),
         ("GET", "/v1/orders") => (path.into(), None),
         ("GET", "/v1/reports/{id}/order") => (format!("/v1/reports/{r}/order"), None),
+        // Issue 16: break-glass.
+        ("GET", "/v1/emergency/team") => (path.into(), None),
+        ("POST", "/v1/emergency/team") => (
+            path.into(),
+            Some(json!({"user_id": d, "add": n.is_multiple_of(2)})),
+        ),
+        ("POST", "/v1/emergency/escrow/{id}") => (
+            format!("/v1/emergency/escrow/{r}"),
+            Some(json!({"wraps": []})),
+        ),
+        ("POST", "/v1/emergency") => (
+            path.into(),
+            Some(json!({"patient_id": w.victim, "reason": "matrix: a reason"})),
+        ),
+        ("GET", "/v1/emergency") => (path.into(), None),
+        ("GET", "/v1/emergency/{id}/keys") => (format!("/v1/emergency/{}/keys", w.emergency), None),
+        ("POST", "/v1/emergency/{id}/veto") => (
+            format!("/v1/emergency/{}/veto", w.emergency),
+            Some(json!({})),
+        ),
         _ => return None,
     };
     Some(s)
@@ -375,6 +411,10 @@ const OWNER_SCOPED: &[(&str, &str, &str)] = &[
     ("POST", "/v1/grants/{id}/revoke", "other_patient"),
     ("GET", "/v1/reports/{id}/order", "other_patient"),
     ("GET", "/v1/reports/{id}/order", "other_doctor"),
+    // Issue 16: the escrow is the author's; a request is its reader's and its patient's.
+    ("POST", "/v1/emergency/escrow/{id}", "other_doctor"),
+    ("GET", "/v1/emergency/{id}/keys", "doctor"),
+    ("POST", "/v1/emergency/{id}/veto", "other_patient"),
 ];
 /// `{id}` routes whose object every allowed role may see (the directory; admin on any user;
 /// reception on any booking).
@@ -485,6 +525,7 @@ async fn matrix(db: Db) {
     for (method, route, who) in OWNER_SCOPED {
         let t = match *who {
             "other_patient" => w.other_patient_token.clone(),
+            "doctor" => w.tokens[&Role::Doctor].clone(),
             _ => w.other_doctor_token.clone(),
         };
         let (path, body) = sample(&w, method, route, 0).unwrap();
@@ -494,6 +535,7 @@ async fn matrix(db: Db) {
             .replace(&w.report.to_string(), &Uuid::new_v4().to_string())
             .replace(&w.grant.to_string(), &Uuid::new_v4().to_string())
             .replace(&w.release_request.to_string(), &Uuid::new_v4().to_string())
+            .replace(&w.emergency.to_string(), &Uuid::new_v4().to_string())
             .replace(&w.chunk, &"ab".repeat(32));
         let real = send(&w, method, &path, body.as_ref(), Some(&t)).await;
         let fake = send(&w, method, &missing, body.as_ref(), Some(&t)).await;
@@ -669,6 +711,14 @@ fn policies_follow_design_section_4() {
         ("POST", "/v1/orders", Some(&[Doctor])),
         ("GET", "/v1/orders", Some(&[Doctor, Station])),
         ("GET", "/v1/reports/{id}/order", Some(&[Patient, Doctor])),
+        // Issue 16: break-glass.
+        ("GET", "/v1/emergency/team", Some(&[Doctor, Admin])),
+        ("POST", "/v1/emergency/team", Some(&[Admin])),
+        ("POST", "/v1/emergency/escrow/{id}", Some(&[Doctor])),
+        ("POST", "/v1/emergency", Some(&[Doctor])),
+        ("GET", "/v1/emergency", Some(&[Patient, Doctor, Admin])),
+        ("GET", "/v1/emergency/{id}/keys", Some(&[Doctor])),
+        ("POST", "/v1/emergency/{id}/veto", Some(&[Patient])),
     ];
     let t = table();
     assert_eq!(

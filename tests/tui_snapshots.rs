@@ -1341,3 +1341,58 @@ fn reports_station_origin_in_list_and_viewer() {
         a
     });
 }
+
+/// Issue 16: a break-glass row of the Ledger pane is drawn in the error style (red and bold;
+/// bold in mono), the rows around it are not.
+#[test]
+fn issue16_break_glass_rows_are_red() {
+    for color in [true, false] {
+        let mut a = app(color, Some(Role::Patient));
+        a.ledger.head = Some(head());
+        // The first row is the selected one, drawn in the selection style.
+        a.ledger.entries = vec![
+            LedgerLine {
+                index: 45,
+                time_ms: at(1, 9, 5).timestamp_millis(),
+                text: "report 97979797 committed".into(),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 44,
+                time_ms: at(1, 9, 0).timestamp_millis(),
+                text: format!(
+                    "{} 0b0b0b0b → you: \"unconscious\"",
+                    clinvault::tui::tasks::BREAK_GLASS
+                ),
+                ..Default::default()
+            },
+            LedgerLine {
+                index: 30,
+                time_ms: at(1, 8, 20).timestamp_millis(),
+                text: "code entered by you".into(),
+                ..Default::default()
+            },
+        ];
+        a.pane = Pane::Ledger;
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        t.draw(|f| render(&a, f)).expect("draw");
+        let buf = t.backend().buffer();
+        let style_of = |needle: &str| {
+            (0..24u16)
+                .find_map(|y| {
+                    let row: String = (0..80u16).map(|x| buf[(x, y)].symbol()).collect();
+                    let x = row.find(needle)?;
+                    let x = row[..x].chars().count() as u16;
+                    Some(buf[(x, y)].style())
+                })
+                .unwrap_or_else(|| panic!("{needle} not drawn"))
+        };
+        let red = style_of("BREAK-GLASS");
+        let plain = style_of("code entered");
+        assert!(red.add_modifier.contains(ratatui::style::Modifier::BOLD));
+        assert!(!plain.add_modifier.contains(ratatui::style::Modifier::BOLD));
+        if color {
+            assert_eq!(red.fg, Some(ratatui::style::Color::Red));
+        }
+    }
+}

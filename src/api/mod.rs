@@ -51,6 +51,8 @@ pub mod codes {
     pub const TOO_MANY_BOOKINGS: &str = "too_many_bookings";
     /// Check-in before the visit's day, completion before its start.
     pub const NOT_YET: &str = "not_yet";
+    /// Issue 16: break-glass by a doctor not on the emergency team (403).
+    pub const NOT_ON_TEAM: &str = "not_on_team";
     pub const INVALID_STATUS: &str = "invalid_status";
     pub const CONFLICT: &str = "conflict";
     pub const TIMEOUT: &str = "timeout";
@@ -488,6 +490,7 @@ pub struct BookingList {
     pub items: Vec<Booking>,
 }
 
+pub mod emergency;
 /// Lowercase hex for byte strings.
 mod reports;
 pub use reports::*;

@@ -38,6 +38,11 @@ pub enum AdminCommand {
     Deactivate { user: Uuid },
     /// Let a deactivated account log in again with its existing keys (recorded in the ledger).
     Reactivate { user: Uuid },
+    /// The break-glass emergency team (issue 16): add, remove, list.
+    #[command(subcommand)]
+    EmergencyTeam(super::emergency::TeamCommand),
+    /// Review every break-glass emergency access (issue 16).
+    Emergencies,
     /// Operator, on the server machine: a consistent copy of the metadata database (SQLite:
     /// `VACUUM INTO`, safe while servers run; PostgreSQL: `pg_dump --format=custom`).
     Backup {
@@ -115,6 +120,8 @@ pub async fn run(cfg: &Config, cmd: AdminCommand) -> Result<()> {
             .await
         }
         AdminCommand::Users { q, page } => users(cfg, &q, page).await,
+        AdminCommand::EmergencyTeam(cmd) => super::emergency::team(cfg, cmd).await,
+        AdminCommand::Emergencies => super::emergency::review(cfg).await,
         AdminCommand::Deactivate { user } => {
             let (c, _) = signed_in(cfg)?;
             c.deactivate(user).await?;

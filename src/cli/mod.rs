@@ -29,6 +29,7 @@ pub mod booking;
 pub mod bundle;
 pub mod config_check;
 pub mod docs;
+pub mod emergency;
 pub mod grants;
 pub mod reports;
 pub mod serve;

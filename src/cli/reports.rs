@@ -337,6 +337,7 @@ pub async fn access(cfg: &Config) -> Result<()> {
                 doctor_id,
                 ..
             } => vec![*station_id, *doctor_id],
+            Entry::EmergencyAccess { reader_id, .. } => vec![*reader_id],
             _ => vec![],
         };
         for id in ids {
@@ -350,6 +351,8 @@ pub async fn access(cfg: &Config) -> Result<()> {
             }
         }
     }
+    // Issue 16: the reasons of break-glass requests, each checked against its entry's hash.
+    let reasons = super::emergency::reasons(&c).await;
     let who = |id: &[u8; 16]| {
         let uuid = Uuid::from_bytes(*id);
         match names.get(id).filter(|n| !n.is_empty()) {
@@ -436,6 +439,9 @@ pub async fn access(cfg: &Config) -> Result<()> {
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default()
             ),
+            Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
+                super::emergency::trail_line(e, &reasons, &who)
+            }
         };
         out!("#{i:<6} {when}  {what}");
     }

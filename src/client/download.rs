@@ -53,6 +53,73 @@ pub async fn verify_report(
     id: Uuid,
 ) -> Result<VerifiedReport, ClientError> {
     let my_id = me.login.user.id;
+    let (detail, manifest, origin) = verify_detail(client, ledger, id).await?;
+    let key = client.report_key(id).await?;
+    let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
+    match ledger
+        .checked_entry(key.wrap_index, &key.wrap_entry)
+        .await?
+    {
+        Entry::KeyWrapped {
+            grant_id,
+            report_id,
+            reader_id,
+            wrapper_id,
+            wrapped_key_hash,
+            ..
+        } if report_id == *id.as_bytes()
+            && reader_id == *my_id.as_bytes()
+            && wrapped_key_hash == wrapped_hash
+            && wrapper_id == *key.wrapper_id.as_bytes()
+            && (wrapper_id == manifest.author_id
+                || (grant_id != COMMIT_GRANT_ID.into_bytes()
+                    && wrapper_id == manifest.patient_id)) =>
+        {
+            // A station's commit wraps go to the patient and the ordering doctor only.
+            if let Some(o) = &origin
+                && grant_id == COMMIT_GRANT_ID.into_bytes()
+                && my_id != detail.summary.patient_id
+                && my_id != o.doctor_id
+            {
+                return Err(ClientError::Ledger(format!(
+                    "report {id}: a station wrapped its key to you, but its order is for another doctor"
+                )));
+            }
+            // A key given through a grant holds only while the ledger says the grant does
+            // (issue 17): not after the expiry it records, not after a revocation entry.
+            if grant_id != COMMIT_GRANT_ID.into_bytes() {
+                super::grants::check_grant_in_force(
+                    client,
+                    ledger,
+                    Uuid::from_bytes(grant_id),
+                    my_id,
+                )
+                .await?;
+            }
+        }
+        _ => {
+            return Err(ClientError::Ledger(format!(
+                "the key the server handed over for report {id} is not the one recorded in the ledger"
+            )));
+        }
+    }
+    open_with_key(detail, manifest, origin, &key.wrapped, me)
+}
+
+/// The checks that need no key: the author's key and the report's commit in the ledger, the
+/// manifest's signature and what it names, and a station's order (issue 16).
+pub(crate) async fn verify_detail(
+    client: &ApiClient,
+    ledger: &Ledger,
+    id: Uuid,
+) -> Result<
+    (
+        ReportDetail,
+        Manifest,
+        Option<super::station::StationOrigin>,
+    ),
+    ClientError,
+> {
     let detail = client.report(id).await?;
     let author = detail.summary.author_id;
     let author_keys = ledger.user_keys(author, None).await?;
@@ -113,56 +180,22 @@ pub async fn verify_report(
     } else {
         None
     };
-    let key = client.report_key(id).await?;
-    let wrapped_hash: [u8; 32] = Sha256::digest(&key.wrapped).into();
-    match ledger
-        .checked_entry(key.wrap_index, &key.wrap_entry)
-        .await?
-    {
-        Entry::KeyWrapped {
-            grant_id,
-            report_id,
-            reader_id,
-            wrapper_id,
-            wrapped_key_hash,
-            ..
-        } if report_id == *id.as_bytes()
-            && reader_id == *my_id.as_bytes()
-            && wrapped_key_hash == wrapped_hash
-            && wrapper_id == *key.wrapper_id.as_bytes()
-            && (wrapper_id == manifest.author_id
-                || (grant_id != COMMIT_GRANT_ID.into_bytes()
-                    && wrapper_id == manifest.patient_id)) =>
-        {
-            // A station's commit wraps go to the patient and the ordering doctor only.
-            if let Some(o) = &origin
-                && grant_id == COMMIT_GRANT_ID.into_bytes()
-                && my_id != detail.summary.patient_id
-                && my_id != o.doctor_id
-            {
-                return Err(ClientError::Ledger(format!(
-                    "report {id}: a station wrapped its key to you, but its order is for another doctor"
-                )));
-            }
-            // A key given through a grant holds only while the ledger says the grant does
-            // (issue 17): not after the expiry it records, not after a revocation entry.
-            if grant_id != COMMIT_GRANT_ID.into_bytes() {
-                super::grants::check_grant_in_force(
-                    client,
-                    ledger,
-                    Uuid::from_bytes(grant_id),
-                    my_id,
-                )
-                .await?;
-            }
-        }
-        _ => {
-            return Err(ClientError::Ledger(format!(
-                "the key the server handed over for report {id} is not the one recorded in the ledger"
-            )));
-        }
-    }
-    let dek = unwrap_dek(&key.wrapped, id.as_bytes(), my_id.as_bytes(), &me.secrets)
+    Ok((detail, manifest, origin))
+}
+
+/// With a wrapped key the caller has checked against the ledger: unwrap it, check the key
+/// commitment and open the metadata.
+pub(crate) fn open_with_key(
+    detail: ReportDetail,
+    manifest: Manifest,
+    origin: Option<super::station::StationOrigin>,
+    wrapped: &[u8],
+    me: &LoggedIn,
+) -> Result<VerifiedReport, ClientError> {
+    // Checked against the requested id by `verify_detail`.
+    let id = Uuid::from_bytes(manifest.report_id);
+    let my_id = me.login.user.id;
+    let dek = unwrap_dek(wrapped, id.as_bytes(), my_id.as_bytes(), &me.secrets)
         .map_err(|e| integrity(format!("report {id}: your wrapped key: {e}")))?;
     let keys = ReportKeys::derive(&dek, id.as_bytes());
     keys.check_commit(&manifest.key_commit)

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit;
 pub mod download;
+pub mod emergency;
 pub mod grants;
 pub mod ledger;
 pub mod output;

@@ -47,6 +47,18 @@ pub async fn read(
     keep: impl FnOnce(&crate::seal::ReportMeta) -> bool,
 ) -> Result<InMemory, ClientError> {
     let report = verify_report(client, me, ledger, id).await?;
+    read_verified(client, report, transfers, max_keep, keep).await
+}
+
+/// The chunks of a report already verified up to its key (by [`read`], or by a break-glass
+/// read), each checked and opened.
+pub(crate) async fn read_verified(
+    client: &ApiClient,
+    report: VerifiedReport,
+    transfers: usize,
+    max_keep: u64,
+    keep: impl FnOnce(&crate::seal::ReportMeta) -> bool,
+) -> Result<InMemory, ClientError> {
     let len = report.manifest.plaintext_len;
     let keep = len <= max_keep && keep(&report.meta);
     let mut ids = Vec::with_capacity(report.detail.chunk_ids.len());

@@ -159,6 +159,9 @@ fn about(
             doctor_id,
             ..
         } => (vec![station_id, patient_id, doctor_id], None, None),
+        Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
+            (emergency_names(e), None, None)
+        }
     };
     let named = ids.contains(&me);
     let via =
@@ -212,6 +215,27 @@ fn indexed_for(e: &Entry, me: &[u8; 16], own: &HashSet<[u8; 16]>) -> bool {
         }
         // Names only a grant; its report is not in the entry.
         Entry::GrantRevoked { .. } => false,
+        Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
+            emergency_names(e).contains(&me)
+        }
+    }
+}
+
+/// Issue 16: the users a kind-11 or kind-12 entry is about, as the server indexes them: the
+/// member and the administrator; the patient and the reader.
+fn emergency_names(e: &Entry) -> Vec<&[u8; 16]> {
+    match e {
+        Entry::EmergencyTeam {
+            member_id,
+            admin_id,
+            ..
+        } => vec![member_id, admin_id],
+        Entry::EmergencyAccess {
+            patient_id,
+            reader_id,
+            ..
+        } => vec![patient_id, reader_id],
+        _ => vec![],
     }
 }
 

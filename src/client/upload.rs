@@ -243,6 +243,8 @@ pub async fn upload_to(
             None
         };
         let journal = journal(&state_path, header.as_deref())?;
+        // For the emergency escrow after the commit (issue 16); wiped on drop.
+        let dek = st.dek().clone();
         match upload_once(
             client,
             me,
@@ -273,6 +275,8 @@ pub async fn upload_to(
             }
             Ok(mut outcome) => {
                 wipe_state(&state_path);
+                super::emergency::escrow_after_commit(client, me, ledger, outcome.report_id, &dek)
+                    .await;
                 outcome.restarted = restarted;
                 return Ok(outcome);
             }

@@ -51,6 +51,17 @@ pub enum AccountState {
     Reactivated = 2,
 }
 
+// Issue 16 (break-glass): kinds 11 and 12.
+/// What an emergency-team entry (kind 11) records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TeamChange {
+    /// An administrator put the doctor on the emergency team.
+    Added = 1,
+    /// An administrator took the doctor off it.
+    Removed = 2,
+}
+
 macro_rules! u8_codes {
     ($ty:ident, $field:literal, $($variant:ident),+) => {
         impl TryFrom<u8> for $ty {
@@ -70,6 +81,7 @@ u8_codes!(
 u8_codes!(GrantHow, "grant approval", Otp, SignedByPatient);
 u8_codes!(AccessWhat, "access", ReleasedByOtp, KeyServed);
 u8_codes!(AccountState, "account state", Deactivated, Reactivated);
+u8_codes!(TeamChange, "team change", Added, Removed);
 
 /// One ledger entry. Random ids and hashes only: no names, emails, titles or appointments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -143,6 +155,40 @@ pub enum Entry {
         doctor_id: Id,
         expires_ms: i64,
     },
+    // Issue 16 (break-glass emergency access).
+    /// Kind 11: `admin_id` added `member_id` to, or removed them from, the emergency team.
+    EmergencyTeam {
+        time_ms: i64,
+        member_id: Id,
+        change: TeamChange,
+        admin_id: Id,
+    },
+    /// Kind 12: `reader_id` broke the glass on `patient_id`'s reports. `reports_hash` is
+    /// [`crate::ledger::emergency_reports_hash`] over the released report ids, `reason_hash`
+    /// SHA-256 of the reason as typed, `release_ms` when the escrowed keys are released.
+    EmergencyAccess {
+        time_ms: i64,
+        request_id: Id,
+        patient_id: Id,
+        reader_id: Id,
+        reports_hash: Hash,
+        reason_hash: Hash,
+        release_ms: i64,
+    },
+}
+
+/// SHA-256 over `"clinvault/emergency-reports/v1"` and the report ids, sorted: what a kind-12
+/// entry records of the reports a break-glass request released.
+pub fn emergency_reports_hash(ids: &[Id]) -> Hash {
+    use sha2::Digest;
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut h = sha2::Sha256::new();
+    h.update(b"clinvault/emergency-reports/v1");
+    for id in &sorted {
+        h.update(id);
+    }
+    h.finalize().into()
 }
 
 /// Body length of each kind, or `None` for an unknown kind.
@@ -158,6 +204,8 @@ fn body_len(kind: u8) -> Option<usize> {
         8 => 16 * 3 + 1 + 8,
         9 => 16 + 1 + 16,
         13 => 16 * 4 + 8,
+        11 => 16 + 1 + 16,
+        12 => 16 * 3 + 32 * 2 + 8,
         _ => return None,
     })
 }
@@ -180,6 +228,8 @@ impl Entry {
             Entry::OtpVerified { .. } => 7,
             Entry::AccountStatus { .. } => 9,
             Entry::StationOrder { .. } => 13,
+            Entry::EmergencyTeam { .. } => 11,
+            Entry::EmergencyAccess { .. } => 12,
         }
     }
 
@@ -194,6 +244,9 @@ impl Entry {
             | Entry::OtpVerified { time_ms, .. }
             | Entry::AccountStatus { time_ms, .. }
             | Entry::StationOrder { time_ms, .. } => *time_ms,
+            Entry::EmergencyTeam { time_ms, .. } | Entry::EmergencyAccess { time_ms, .. } => {
+                *time_ms
+            }
         }
     }
 
@@ -304,6 +357,32 @@ impl Entry {
                 out.extend_from_slice(doctor_id);
                 out.extend_from_slice(&expires_ms.to_be_bytes());
             }
+            Entry::EmergencyTeam {
+                member_id,
+                change,
+                admin_id,
+                ..
+            } => {
+                out.extend_from_slice(member_id);
+                out.push(*change as u8);
+                out.extend_from_slice(admin_id);
+            }
+            Entry::EmergencyAccess {
+                request_id,
+                patient_id,
+                reader_id,
+                reports_hash,
+                reason_hash,
+                release_ms,
+                ..
+            } => {
+                out.extend_from_slice(request_id);
+                out.extend_from_slice(patient_id);
+                out.extend_from_slice(reader_id);
+                out.extend_from_slice(reports_hash);
+                out.extend_from_slice(reason_hash);
+                out.extend_from_slice(&release_ms.to_be_bytes());
+            }
         }
         out
     }
@@ -394,6 +473,21 @@ impl Entry {
                 patient_id: r.take()?,
                 doctor_id: r.take()?,
                 expires_ms: i64::from_be_bytes(r.take()?),
+            },
+            11 => Entry::EmergencyTeam {
+                time_ms,
+                member_id: r.take()?,
+                change: TeamChange::try_from(r.byte()?)?,
+                admin_id: r.take()?,
+            },
+            12 => Entry::EmergencyAccess {
+                time_ms,
+                request_id: r.take()?,
+                patient_id: r.take()?,
+                reader_id: r.take()?,
+                reports_hash: r.take()?,
+                reason_hash: r.take()?,
+                release_ms: i64::from_be_bytes(r.take()?),
             },
             _ => return Err(LedgerError::UnknownKind(kind)),
         };
@@ -508,6 +602,21 @@ mod tests {
                 doctor_id: [25; 16],
                 expires_ms: 8,
             },
+            Entry::EmergencyTeam {
+                time_ms: 7,
+                member_id: [22; 16],
+                change: TeamChange::Removed,
+                admin_id: [23; 16],
+            },
+            Entry::EmergencyAccess {
+                time_ms: 8,
+                request_id: [24; 16],
+                patient_id: [25; 16],
+                reader_id: [26; 16],
+                reports_hash: [27; 32],
+                reason_hash: [28; 32],
+                release_ms: -9,
+            },
         ]
     }
 
@@ -522,6 +631,29 @@ mod tests {
         want.extend([2; 32]);
         want.extend([3; 32]);
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn exact_layout_of_an_emergency_access_entry() {
+        let bytes = all_kinds()[11].to_bytes();
+        let mut want = b"clinvault/entry/v1".to_vec();
+        want.push(12);
+        want.extend(8i64.to_be_bytes());
+        want.extend([24; 16]);
+        want.extend([25; 16]);
+        want.extend([26; 16]);
+        want.extend([27; 32]);
+        want.extend([28; 32]);
+        want.extend((-9i64).to_be_bytes());
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn emergency_reports_hash_ignores_order_but_not_content() {
+        let a = emergency_reports_hash(&[[1; 16], [2; 16]]);
+        assert_eq!(a, emergency_reports_hash(&[[2; 16], [1; 16]]));
+        assert_ne!(a, emergency_reports_hash(&[[1; 16]]));
+        assert_ne!(a, emergency_reports_hash(&[[1; 16], [3; 16]]));
     }
 
     #[test]
@@ -590,6 +722,17 @@ mod tests {
                 Entry::from_bytes(&status),
                 Err(LedgerError::UnknownCode {
                     field: "account state",
+                    code
+                })
+            );
+        }
+        let mut team = all_kinds()[10].to_bytes();
+        for code in [0u8, 3, 255] {
+            team[HEADER_LEN + 16] = code;
+            assert_eq!(
+                Entry::from_bytes(&team),
+                Err(LedgerError::UnknownCode {
+                    field: "team change",
                     code
                 })
             );

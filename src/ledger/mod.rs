@@ -14,6 +14,7 @@ mod tree;
 mod verify;
 
 pub use entry::{AccessWhat, AccountState, ENTRY_PREFIX, Entry, GrantHow, Role};
+pub use entry::{TeamChange, emergency_reports_hash};
 pub use error::LedgerError;
 pub use hash::{empty_root, leaf_hash, node_hash, root};
 pub use head::{

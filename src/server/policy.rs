@@ -91,6 +91,7 @@ fn all_routes() -> Vec<Route> {
         routes::grants::routes(),
         routes::audit::routes(),
         routes::stations::routes(),
+        routes::emergency::routes(),
     ]
     .into_iter()
     .flatten()

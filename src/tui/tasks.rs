@@ -629,6 +629,8 @@ async fn ledger_job(
         }
         Job::Entries => {
             let me_id = me.login.user.id;
+            // Issue 16: break-glass rows carry their reason, checked against the entry's hash.
+            let reasons = crate::client::emergency::reasons(c).await;
             Done::Entries(
                 complete_trail(l, me_id)
                     .await
@@ -640,7 +642,11 @@ async fn ledger_job(
                                 LedgerLine {
                                     index,
                                     time_ms: e.time_ms(),
-                                    text: describe(&e, me_id),
+                                    text: match crate::client::emergency::trail_reason(&e, &reasons)
+                                    {
+                                        Some(why) => format!("{}: {why}", describe(&e, me_id)),
+                                        None => describe(&e, me_id),
+                                    },
                                     report,
                                     grant,
                                 }
@@ -781,8 +787,42 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             short(patient_id, me),
             short(doctor_id, me)
         ),
+        Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => describe_emergency(e, me),
     }
 }
+
+/// Issue 16: kinds 11 and 12. The Ledger pane shows kind-12 rows in red ([`BREAK_GLASS`]).
+fn describe_emergency(e: &Entry, me: Uuid) -> String {
+    match e {
+        Entry::EmergencyTeam {
+            member_id,
+            change,
+            admin_id,
+            ..
+        } => format!(
+            "emergency team: {} {} by {}",
+            short(member_id, me),
+            match change {
+                crate::ledger::TeamChange::Added => "added",
+                crate::ledger::TeamChange::Removed => "removed",
+            },
+            short(admin_id, me)
+        ),
+        Entry::EmergencyAccess {
+            patient_id,
+            reader_id,
+            ..
+        } => format!(
+            "{BREAK_GLASS} {} → {}",
+            short(reader_id, me),
+            short(patient_id, me)
+        ),
+        _ => String::new(),
+    }
+}
+
+/// How a kind-12 row's text begins; the Ledger pane draws such rows in red.
+pub const BREAK_GLASS: &str = "BREAK-GLASS:";
 
 fn account_state(s: crate::ledger::AccountState) -> &'static str {
     match s {

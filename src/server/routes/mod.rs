@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bookings;
 pub mod chunks;
 pub mod doctors;
+pub mod emergency;
 pub mod grants;
 pub mod health;
 pub mod ledger;

@@ -130,12 +130,13 @@ pub async fn chunk_for_reader(
 ) -> Result<Option<ReaderChunk>, AppError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {cols}, rc.chunk_id, cr.bucket, \
-         (SELECT COUNT(*) FROM grants g WHERE g.report_id = r.id AND g.reader_id = $3 \
-          AND g.status = 'wrapped' AND g.expires_at > $4) AS granted \
+         ((SELECT COUNT(*) FROM grants g WHERE g.report_id = r.id AND g.reader_id = $3 \
+          AND g.status = 'wrapped' AND g.expires_at > $4) + {emergency}) AS granted \
          FROM reports r JOIN report_chunks rc ON rc.report_id = r.id AND rc.idx = $2 \
          LEFT JOIN chunk_replicas cr ON cr.chunk_id = rc.chunk_id \
          WHERE r.id = $1 ORDER BY cr.bucket",
         cols = super::reports::REPORT_COLS_R,
+        emergency = super::emergency::RELEASED_COUNT_SQL,
     )))
     .bind(report.to_string())
     .bind(i64::from(index))

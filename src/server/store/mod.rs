@@ -2,5 +2,6 @@
 //! instead of holding SQL themselves.
 
 pub mod chunks;
+pub mod emergency;
 pub mod reports;
 pub mod stations;

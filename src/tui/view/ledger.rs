@@ -121,12 +121,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let items: Vec<ListItem> = shown
         .iter()
         .map(|e| {
-            ListItem::new(format!(
+            let item = ListItem::new(format!(
                 "#{:<5} {}  {}",
                 e.index,
                 time(app, e.time_ms),
                 truncate(&e.text, 46)
-            ))
+            ));
+            // Issue 16: every break-glass access stands out.
+            if e.text.starts_with(crate::tui::tasks::BREAK_GLASS) {
+                item.style(t.error)
+            } else {
+                item
+            }
         })
         .collect();
     let mut st = ListState::default().with_selected(Some(l.selected));
