@@ -37,6 +37,17 @@ pub async fn export(
     ledger: &mut Ledger,
     id: Uuid,
 ) -> Result<Exported, ClientError> {
+    // On the heap: the whole read-and-check chain in one future is too deep for the TUI's
+    // task stack in a debug build.
+    Box::pin(export_boxed(client, me, ledger, id)).await
+}
+
+async fn export_boxed(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &mut Ledger,
+    id: Uuid,
+) -> Result<Exported, ClientError> {
     let report = crate::client::reports::verify_report(client, me, ledger, id).await?;
     let m = &report.manifest;
     let my = *me.login.user.id.as_bytes();
