@@ -85,8 +85,8 @@ fn main() {
         &state.seal(&WrapKey([3; 32])).unwrap(),
     );
 
-    // Report bundles: the committed vector (the harness verifies against its keys) and a few
-    // framing edge cases derived from it.
+    // Report bundles: the committed vectors (the harness verifies against their keys) and a
+    // few framing edge cases derived from the first.
     let v = std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bundle-v1.cvb"),
     )
@@ -100,4 +100,10 @@ fn main() {
         &[&v[..23], &[0, 2], &v[25..]].concat(),
     );
     write("report_bundle", "trailing", &[&v[..], &[11, 0]].concat());
+    // A station's report: the station group (tags 12-15), same keys.
+    let s = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bundle-v1-station.cvb"),
+    )
+    .unwrap();
+    write("report_bundle", "vector-v1-station", &s);
 }

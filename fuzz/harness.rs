@@ -117,8 +117,9 @@ pub fn upload_state(data: &[u8]) {
 }
 
 /// A report bundle file (issue 16): decoded (and re-encoded to the same bytes when it
-/// decodes), then verified against the ledger and witness keys of tests/vectors/bundle-v1.json,
-/// so inputs mutated from that vector reach every check.
+/// decodes), then verified against the ledger and witness keys of tests/vectors/bundle-v1.json
+/// (bundle-v1-station.json has the same), so inputs mutated from either vector (seeds
+/// `vector-v1`, `vector-v1-station`) reach every check, the station group's included.
 pub fn report_bundle(data: &[u8]) {
     use clinvault::bundle::{Bundle, Trust, verify};
     thread_local! {

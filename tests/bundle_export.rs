@@ -259,6 +259,157 @@ async fn export_then_verify_offline(db: Db) {
 }
 both_backends!(export_and_offline_verify, export_then_verify_offline);
 
+/// A lab report a station uploaded under a doctor's order: the patient exports it, the server
+/// is stopped, and `verify-bundle` checks the station's key, the order (kind 13) and the
+/// doctor's key entry offline, as a reader does online, and gives the byte-identical
+/// plaintext. The ordering doctor cannot export it (not its author); the station reads
+/// nothing, so it cannot either.
+async fn station_report_exports_and_verifies_offline(db: Db) {
+    use clinvault::api::{OrderRequest, Role};
+    use clinvault::client::reports::UploadOptions;
+    use clinvault::client::station::upload_for_order;
+
+    let mut c = clinic_with(db, |_| {}).await;
+    let admin = c.ts.login("admin@clinic.test").await;
+    c.ts.staff(&admin, Role::Station, "lab1@clinic.test", "Lab-1", "")
+        .await;
+    let station = common::clinic::user(&c.ts, "lab1@clinic.test").await;
+    let order = c
+        .doc
+        .c
+        .create_order(&OrderRequest {
+            station: "Lab-1".into(),
+            patient_id: c.pat.id,
+            days: None,
+        })
+        .await
+        .expect("order");
+    let work = tempfile::tempdir().unwrap();
+    let data = report_bytes(70 * 1024 + 5, b"LAB-BUNDLE");
+    let file = write_file(work.path(), "panel.bin", &data);
+    let sl = station.ledger().await.unwrap();
+    let opts = UploadOptions {
+        state_dir: station.state.path(),
+        chunk_size: 16 * 1024,
+        transfers: 2,
+        title: "Lab panel".into(),
+        note: String::new(),
+        cancel: None,
+        progress: None,
+    };
+    let report = upload_for_order(&station.c, &station.me, &sl, &order, &file, &opts, None)
+        .await
+        .expect("the station uploads")
+        .report_id;
+    release(&c).await;
+    let id = report.to_string();
+    let url = c.ts.url.clone();
+
+    let mut l = c.doc.ledger().await.unwrap();
+    let e = export(&c.doc.c, &c.doc.me, &mut l, report)
+        .await
+        .expect_err("the ordering doctor reads it but is not its author");
+    assert!(
+        e.to_string().contains("only the patient or the author"),
+        "{e}"
+    );
+    let mut l = station.ledger().await.unwrap();
+    let e = export(&station.c, &station.me, &mut l, report)
+        .await
+        .expect_err("a station reads nothing");
+    assert!(
+        matches!(e, clinvault::client::ClientError::Server { .. }),
+        "the server refuses the station: {e}"
+    );
+
+    let pat = tempfile::tempdir().unwrap();
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["login", "--email", &c.pat.email]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = cli(pat.path(), Some(&url), &["export", &id, "-o", "lab.cvb"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let bundle = std::fs::read(pat.path().join("lab.cvb")).unwrap();
+    let decoded = clinvault::bundle::Bundle::from_bytes(&bundle).unwrap();
+    let st = decoded
+        .station
+        .as_ref()
+        .expect("the bundle carries the order");
+    assert_eq!(st.order_entry.index, order.ledger_index);
+    assert_eq!(st.order_entry.entry, order.entry);
+    let ledger_key = c.pat.ledger().await.unwrap().key().to_string();
+
+    c.ts.stop().await;
+    assert!(c.pat.c.health().await.is_err(), "the server must be down");
+
+    let off = tempfile::tempdir().unwrap();
+    std::fs::write(off.path().join("lab.cvb"), &bundle).unwrap();
+    let (rc, out, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "lab.cvb",
+            "--ledger-key",
+            &ledger_key,
+            "-o",
+            "lab.bin",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read(off.path().join("lab.bin")).unwrap(),
+        data,
+        "byte-identical plaintext"
+    );
+    assert!(
+        out.contains(&format!(
+            "submitted  by station {} for doctor {}",
+            station.id, c.doc.id
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "order      {} at ledger entry {}",
+            order.id, order.ledger_index
+        )),
+        "{out}"
+    );
+    assert!(out.contains("names      not proven"), "{out}");
+
+    // A flipped byte in the order entry: refused, naming the order's inclusion.
+    let mut bad = bundle.clone();
+    let at = bad
+        .windows(order.entry.len())
+        .position(|w| w == order.entry.as_slice())
+        .expect("the order entry is in the file");
+    bad[at + order.entry.len() - 1] ^= 1;
+    std::fs::write(off.path().join("bad.cvb"), &bad).unwrap();
+    let (rc, _, err) = cli(
+        off.path(),
+        None,
+        &[
+            "verify-bundle",
+            "bad.cvb",
+            "--ledger-key",
+            &ledger_key,
+            "-o",
+            "bad.bin",
+        ],
+    )
+    .await;
+    assert_ne!(rc, 0);
+    assert!(
+        err.contains("check failed: inclusion of the station order entry"),
+        "{err}"
+    );
+    assert!(!off.path().join("bad.bin").exists());
+}
+both_backends!(
+    station_report_bundle,
+    station_report_exports_and_verifies_offline
+);
+
 /// With a witness: the exporter's client requires its cosignature (quorum 1), the bundle
 /// carries it, and after the server and the witness are gone `verify-bundle --witness` names
 /// the witness that vouches for the head; a quorum the bundle cannot meet is refused.

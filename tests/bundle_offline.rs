@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 
 use clinvault::bundle::{
-    Bundle, BundleError, Check, FormatError, MAGIC, ProvenEntry, Trust, VERSION, verify_bytes,
+    Bundle, BundleError, Check, FormatError, MAGIC, ProvenEntry, StationEvidence, Trust, VERSION,
+    verify, verify_bytes,
 };
 use clinvault::ledger::{Entry, LedgerKey, MerkleTree, Role, SignedHead};
 use clinvault::seal::{Dek, Manifest, ReportKeys, ReportMeta, ReportSealer, seal_meta};
@@ -58,6 +59,38 @@ fn trust() -> Trust {
 /// A six-entry ledger (two registrations, a filler, the commit, its two wraps), a report of
 /// five chunks of up to 16 bytes, a signed head and its checkpoint cosigned by one witness.
 fn make_vector() -> Vec<u8> {
+    make_bundle(None).to_bytes()
+}
+
+const DOCTOR: [u8; 16] = [0xd0; 16];
+const PATIENT2: [u8; 16] = [0xc4; 16];
+/// Where the station ledger holds the orders: the one the report was made under, another
+/// patient's, an expired one, and one appended after the commit.
+const ORDER_OK: u64 = 3;
+const ORDER_OTHER_PATIENT: u64 = 4;
+const ORDER_EXPIRED: u64 = 5;
+const ORDER_LATER: u64 = 9;
+
+/// The station vector: AUTHOR is a station (role 6), uploading for PATIENT under DOCTOR's
+/// order at `ORDER_OK`; ten entries (see the `ORDER_*` indexes, commit at 6).
+fn make_station_vector() -> Vec<u8> {
+    make_bundle(Some((ORDER_OK, 2))).to_bytes()
+}
+
+fn order(at: i64, patient: [u8; 16], expires_ms: i64, id: u8) -> Entry {
+    Entry::StationOrder {
+        time_ms: at,
+        order_id: [id; 16],
+        station_id: AUTHOR,
+        patient_id: patient,
+        doctor_id: DOCTOR,
+        expires_ms,
+    }
+}
+
+/// `station`: `None` for a doctor's report (the committed v1 vector), else the indexes of the
+/// order entry and of the "doctor's" key entry the bundle carries.
+fn make_bundle(station: Option<(u64, u64)>) -> Bundle {
     let author = SigningKey::from_bytes(&[0x22; 32]);
     let author_x = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([0x23; 32]));
     let dek = Dek::from_bytes([0x44; 32]);
@@ -91,7 +124,7 @@ fn make_vector() -> Vec<u8> {
         key_commit: s.key_commit,
     };
     let signature = manifest.sign(&author);
-    let entries = [
+    let doctor_vector = [
         Entry::UserRegistered {
             time_ms: TIME - 3_000,
             user_id: PATIENT,
@@ -136,8 +169,48 @@ fn make_vector() -> Vec<u8> {
             wrapped_key_hash: [0xe6; 32],
         },
     ];
+    let author_entry = Entry::UserRegistered {
+        time_ms: TIME - 2_000,
+        user_id: AUTHOR,
+        role: Role::Station,
+        x25519_public: author_x.to_bytes(),
+        ed25519_public: author.verifying_key().to_bytes(),
+    };
+    let day = 86_400_000;
+    let station_vector = [
+        doctor_vector[0].clone(),
+        author_entry,
+        Entry::UserRegistered {
+            time_ms: TIME - 1_900,
+            user_id: DOCTOR,
+            role: Role::Doctor,
+            x25519_public: [0xd1; 32],
+            ed25519_public: SigningKey::from_bytes(&[0xd2; 32])
+                .verifying_key()
+                .to_bytes(),
+        },
+        order(TIME - 1_500, PATIENT, TIME + day, 0x0d),
+        order(TIME - 1_400, PATIENT2, TIME + day, 0x0e),
+        order(TIME - 1_300, PATIENT, TIME - 500, 0x0f),
+        doctor_vector[3].clone(),
+        doctor_vector[4].clone(),
+        Entry::KeyWrapped {
+            time_ms: TIME,
+            grant_id: [0; 16],
+            report_id: REPORT,
+            reader_id: DOCTOR,
+            wrapper_id: AUTHOR,
+            wrapped_key_hash: [0xe7; 32],
+        },
+        order(TIME + 1_000, PATIENT, TIME + day, 0x10),
+    ];
+    let entries: &[Entry] = if station.is_some() {
+        &station_vector
+    } else {
+        &doctor_vector
+    };
     let mut tree = MerkleTree::new();
-    for e in &entries {
+    for e in entries {
         tree.push_entry(&e.to_bytes());
     }
     let size = tree.size();
@@ -164,20 +237,206 @@ fn make_vector() -> Vec<u8> {
         signature,
         meta,
         key_entry: proven(1),
-        commit_entry: proven(3),
+        commit_entry: proven(if station.is_some() { 6 } else { 3 }),
+        station: station.map(|(order, doctor)| StationEvidence {
+            order_entry: proven(order),
+            doctor_key_entry: proven(doctor),
+        }),
         signed_head: head.to_bytes().to_vec(),
         checkpoint: note.to_text(),
         dek: *dek.as_bytes(),
         chunks,
     }
-    .to_bytes()
 }
 
 fn committed() -> (Vec<u8>, Value) {
-    let bytes = std::fs::read(dir().join("bundle-v1.cvb")).expect("tests/vectors/bundle-v1.cvb");
+    committed_file("bundle-v1")
+}
+
+fn committed_station() -> (Vec<u8>, Value) {
+    committed_file("bundle-v1-station")
+}
+
+fn committed_file(name: &str) -> (Vec<u8>, Value) {
+    let bytes = std::fs::read(dir().join(format!("{name}.cvb"))).expect(name);
     let json: Value =
-        serde_json::from_slice(&std::fs::read(dir().join("bundle-v1.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir().join(format!("{name}.json"))).unwrap())
+            .unwrap();
     (bytes, json)
+}
+
+#[test]
+fn generated_station_vector_verifies_and_is_written_on_request() {
+    let bytes = make_station_vector();
+    let v = verify_bytes(&bytes, &trust()).expect("a fresh station vector verifies");
+    assert_eq!(&v.plaintext[..], PLAINTEXT);
+    let st = v.station.expect("a station's report");
+    assert_eq!(st.order_index, ORDER_OK);
+    if std::env::var_os("CLINVAULT_WRITE_VECTORS").is_some() {
+        std::fs::write(dir().join("bundle-v1-station.cvb"), &bytes).unwrap();
+        let doc = json!({
+            "description": "A report bundle, format v1 with the station group (docs/protocol.md §16), of a report submitted by an upload station under a doctor's order, built by make_station_vector in tests/bundle_offline.rs from the same fixed keys as bundle-v1 (the author, seed 22…22, is registered as a station). Verify it with ledger_key and, for a quorum of 1, the witness vkey.",
+            "ledger_key": trust().ledger_key.to_string(),
+            "witness_vkey": witness_key().to_string(),
+            "report_id": hex::encode(REPORT),
+            "patient_id": hex::encode(PATIENT),
+            "station_id": hex::encode(AUTHOR),
+            "doctor_id": hex::encode(DOCTOR),
+            "order_id": hex::encode([0x0d; 16]),
+            "key_index": 1,
+            "doctor_key_index": 2,
+            "order_index": ORDER_OK,
+            "commit_index": 6,
+            "tree_size": 10,
+            "plaintext": hex::encode(PLAINTEXT),
+        });
+        std::fs::write(
+            dir().join("bundle-v1-station.json"),
+            serde_json::to_string_pretty(&doc).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn committed_station_vector_verifies_offline() {
+    let (bytes, doc) = committed_station();
+    let key = LedgerKey::parse(doc["ledger_key"].as_str().unwrap()).unwrap();
+    let witness = VerifierKey::parse(doc["witness_vkey"].as_str().unwrap()).unwrap();
+    let v = verify_bytes(
+        &bytes,
+        &Trust {
+            ledger_key: key,
+            witnesses: vec![witness],
+            quorum: 1,
+        },
+    )
+    .expect("the committed station vector verifies");
+    assert_eq!(
+        hex::encode(&v.plaintext[..]),
+        doc["plaintext"].as_str().unwrap()
+    );
+    let st = v.station.as_ref().expect("the station group");
+    assert_eq!(hex::encode(st.station_id.as_bytes()), doc["station_id"]);
+    assert_eq!(hex::encode(st.doctor_id.as_bytes()), doc["doctor_id"]);
+    assert_eq!(hex::encode(st.order_id.as_bytes()), doc["order_id"]);
+    assert_eq!(st.order_index, doc["order_index"].as_u64().unwrap());
+    assert_eq!(
+        st.doctor_key_index,
+        doc["doctor_key_index"].as_u64().unwrap()
+    );
+    assert_eq!(v.commit_index, doc["commit_index"].as_u64().unwrap());
+    assert_eq!(v.head.tree_size, doc["tree_size"].as_u64().unwrap());
+    let b = bundle_of(&bytes);
+    assert_eq!(
+        b.to_bytes(),
+        bytes,
+        "decode then encode gives the same bytes"
+    );
+}
+
+/// The same rule a reader applies online: an order swapped for another genuine, included
+/// order (another patient's, an expired one, one appended after the commit), a patient's key
+/// entry in place of the doctor's, a missing or an extra station group: each refused, named.
+#[test]
+fn station_bundle_with_the_wrong_order_is_refused() {
+    let t = trust();
+    for (order, doctor, check, why) in [
+        (
+            ORDER_OTHER_PATIENT,
+            2,
+            Check::StationOrder,
+            "not for this station and patient",
+        ),
+        (
+            ORDER_EXPIRED,
+            2,
+            Check::StationOrder,
+            "outside its order's time",
+        ),
+        (
+            ORDER_LATER,
+            2,
+            Check::StationOrder,
+            "outside its order's time",
+        ),
+        (1, 2, Check::StationOrder, "not a station order"),
+        (
+            ORDER_OK,
+            0,
+            Check::DoctorKeyEntry,
+            "not a doctor's key registration",
+        ),
+        (
+            ORDER_OK,
+            1,
+            Check::DoctorKeyEntry,
+            "not a doctor's key registration",
+        ),
+    ] {
+        let b = make_bundle(Some((order, doctor)));
+        let e = verify(&b, &t).expect_err("a wrong order or doctor");
+        assert_eq!(
+            e.check(),
+            Some(check),
+            "order {order}, doctor {doctor}: {e}"
+        );
+        assert!(e.to_string().contains(why), "{e}");
+        // Through the file format too.
+        let e = verify_bytes(&b.to_bytes(), &t).unwrap_err();
+        assert_eq!(e.check(), Some(check), "{e}");
+    }
+    // A station's report without its order: refused, not shown as a doctor's.
+    let mut b = make_bundle(Some((ORDER_OK, 2)));
+    b.station = None;
+    let e = verify(&b, &t).unwrap_err();
+    assert_eq!(e.check(), Some(Check::KeyEntry), "{e}");
+    assert!(e.to_string().contains("carries no order"), "{e}");
+    // A doctor's report with a (genuine, included) order group riding along: refused.
+    let mut b = bundle_of(&committed().0);
+    b.station = bundle_of(&committed_station().0).station.clone();
+    let e = verify(&b, &t).unwrap_err();
+    assert!(
+        e.check() == Some(Check::OrderEntryInclusion) || e.check() == Some(Check::KeyEntry),
+        "{e}"
+    );
+}
+
+/// The station group is all four sections or none, and only right after the commit proof.
+#[test]
+fn decoder_places_the_station_group_strictly() {
+    let (bytes, _) = committed_station();
+    let secs = sections(&bytes);
+    let header = |i: usize| secs[i].1 - 5;
+    let (group_start, group_end) = (header(7), header(11));
+    let group = &bytes[group_start..group_end];
+    // Missing its last two sections.
+    let cut = [&bytes[..header(9)], &bytes[group_end..]].concat();
+    assert!(matches!(
+        Bundle::from_bytes(&cut),
+        Err(FormatError::WrongSection {
+            want: clinvault::bundle::Tag::DoctorKeyEntry,
+            got: 8
+        })
+    ));
+    // Moved after the signed head.
+    let moved = [
+        &bytes[..group_start],
+        &bytes[group_end..header(12)],
+        group,
+        &bytes[header(12)..],
+    ]
+    .concat();
+    assert!(matches!(
+        Bundle::from_bytes(&moved),
+        Err(FormatError::WrongSection { got: 12, .. })
+    ));
+    // Twice.
+    let twice = [&bytes[..group_end], group, &bytes[group_end..]].concat();
+    assert!(matches!(
+        Bundle::from_bytes(&twice),
+        Err(FormatError::WrongSection { got: 12, .. })
+    ));
 }
 
 #[test]
@@ -272,6 +531,8 @@ fn expected(tag: u8) -> &'static [Check] {
         9 => &[Checkpoint, WitnessQuorum],
         10 => &[KeyCommitment],
         11 => &[Chunks],
+        12 | 13 => &[OrderEntryInclusion],
+        14 | 15 => &[DoctorKeyInclusion],
         _ => &[],
     }
 }
@@ -279,10 +540,32 @@ fn expected(tag: u8) -> &'static [Check] {
 #[test]
 fn every_single_byte_flip_is_refused_naming_the_check() {
     let (bytes, _) = committed();
+    assert_eq!(
+        sections(&bytes).len(),
+        10 + 5,
+        "ten sections and five chunks"
+    );
+    every_flip_refused(&bytes);
+}
+
+#[test]
+fn every_single_byte_flip_of_the_station_vector_is_refused_naming_the_check() {
+    let (bytes, _) = committed_station();
+    let secs = sections(&bytes);
+    assert_eq!(secs.len(), 14 + 5, "fourteen sections and five chunks");
+    assert_eq!(
+        secs[7..11].iter().map(|s| s.0).collect::<Vec<_>>(),
+        [12, 13, 14, 15],
+        "the station group follows the commit proof"
+    );
+    every_flip_refused(&bytes);
+}
+
+fn every_flip_refused(bytes: &[u8]) {
+    let bytes = bytes.to_vec();
     let t = trust();
     verify_bytes(&bytes, &t).expect("the vector itself verifies");
     let secs = sections(&bytes);
-    assert_eq!(secs.len(), 10 + 5, "ten sections and five chunks");
     let mut refused = 0;
     for pos in 0..bytes.len() {
         for mask in [0x01u8, 0x80] {

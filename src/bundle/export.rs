@@ -7,7 +7,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use super::format::{Bundle, MAX_BUNDLE_LEN, ProvenEntry};
+use super::format::{Bundle, MAX_BUNDLE_LEN, ProvenEntry, StationEvidence};
 use super::verify::{BundleError, Trust, Verified, check};
 use crate::api::{LedgerHead, LedgerProof, Role};
 use crate::client::ledger::Ledger;
@@ -32,6 +32,17 @@ impl std::fmt::Debug for Exported {
 /// Builds the bundle of report `id` for its patient or its author. The bundle holds the
 /// report key in clear: handing the file over is handing over the report.
 pub async fn export(
+    client: &ApiClient,
+    me: &LoggedIn,
+    ledger: &mut Ledger,
+    id: Uuid,
+) -> Result<Exported, ClientError> {
+    // On the heap: the whole read-and-check chain in one future is too deep for the TUI's
+    // task stack in a debug build.
+    Box::pin(export_boxed(client, me, ledger, id)).await
+}
+
+async fn export_boxed(
     client: &ApiClient,
     me: &LoggedIn,
     ledger: &mut Ledger,
@@ -62,11 +73,50 @@ pub async fn export(
     for index in 0..m.n_chunks {
         chunks.push(fetch_chunk(client, id, index, chunk_ciphertext_len(m, index)).await?);
     }
+    // `verify_report` checked the author is a doctor or a station, and for a station the
+    // order (`report.origin`) against the ledger.
     let author = ledger
-        .user_keys(report.detail.summary.author_id, Some(Role::Doctor))
+        .user_keys(report.detail.summary.author_id, None)
         .await?;
+    let station_order = match (&author.role, &report.origin) {
+        (Role::Doctor, None) => None,
+        (Role::Station, Some(origin)) => {
+            let order = client.report_order(id).await?;
+            if order.id != origin.order_id || order.ledger_index != origin.order_index {
+                return Err(integrity(format!(
+                    "report {id}: the server now names another order than the one just checked"
+                )));
+            }
+            let doctor = ledger
+                .user_keys(origin.doctor_id, Some(Role::Doctor))
+                .await?;
+            Some((order, doctor))
+        }
+        _ => {
+            return Err(integrity(format!(
+                "report {id}: its author is a {} account; only a doctor's or a station's report \
+                 can be exported",
+                author.role
+            )));
+        }
+    };
     let checkpoint = head_with_checkpoint(client, ledger).await?;
     let size = ledger.head().tree_size;
+    let station = match station_order {
+        Some((order, doctor)) => Some(StationEvidence {
+            order_entry: ProvenEntry {
+                index: order.ledger_index,
+                proof: proof(client, order.ledger_index, size).await?,
+                entry: order.entry,
+            },
+            doctor_key_entry: ProvenEntry {
+                index: doctor.key_index,
+                proof: proof(client, doctor.key_index, size).await?,
+                entry: doctor.key_entry,
+            },
+        }),
+        None => None,
+    };
     let bundle = Bundle {
         manifest: report.detail.manifest.clone(),
         signature: report
@@ -86,6 +136,7 @@ pub async fn export(
             entry: report.detail.commit_entry.clone(),
             proof: proof(client, report.detail.ledger_index, size).await?,
         },
+        station,
         signed_head: ledger.head().to_bytes().to_vec(),
         checkpoint,
         dek: *report.dek().as_bytes(),

@@ -20,8 +20,9 @@ pub const META_LEN: (usize, usize) = (28, 64 * 1024);
 /// Smallest and largest ledger entry (docs/protocol.md §6.2).
 pub const ENTRY_LEN: (usize, usize) = (43, 139);
 
-/// Section tags, in the order they must appear. `Chunk` repeats (one per chunk, at least one)
-/// and ends the file.
+/// Section tags, in the order they must appear. The station group (`OrderEntry` to
+/// `DoctorKeyProof`) comes after `CommitProof`, all four or none: present exactly when the
+/// author is a station. `Chunk` repeats (one per chunk, at least one) and ends the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Tag {
@@ -36,6 +37,10 @@ pub enum Tag {
     Checkpoint = 9,
     ReportKey = 10,
     Chunk = 11,
+    OrderEntry = 12,
+    OrderProof = 13,
+    DoctorKeyEntry = 14,
+    DoctorKeyProof = 15,
 }
 
 impl Tag {
@@ -52,6 +57,13 @@ impl Tag {
         Tag::ReportKey,
         Tag::Chunk,
     ];
+    /// The optional station group, read after `CommitProof` when its first tag follows.
+    const STATION: [Tag; 4] = [
+        Tag::OrderEntry,
+        Tag::OrderProof,
+        Tag::DoctorKeyEntry,
+        Tag::DoctorKeyProof,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +78,10 @@ impl Tag {
             Tag::Checkpoint => "checkpoint",
             Tag::ReportKey => "report key",
             Tag::Chunk => "chunk",
+            Tag::OrderEntry => "station order entry",
+            Tag::OrderProof => "order entry's inclusion proof",
+            Tag::DoctorKeyEntry => "ordering doctor's key entry",
+            Tag::DoctorKeyProof => "doctor's key entry's inclusion proof",
         }
     }
 
@@ -75,8 +91,12 @@ impl Tag {
             Tag::Manifest => (MANIFEST_LEN, MANIFEST_LEN),
             Tag::Signature => (64, 64),
             Tag::Meta => META_LEN,
-            Tag::KeyEntry | Tag::CommitEntry => (8 + ENTRY_LEN.0, 8 + ENTRY_LEN.1),
-            Tag::KeyProof | Tag::CommitProof => (0, 32 * MAX_PROOF_HASHES),
+            Tag::KeyEntry | Tag::CommitEntry | Tag::OrderEntry | Tag::DoctorKeyEntry => {
+                (8 + ENTRY_LEN.0, 8 + ENTRY_LEN.1)
+            }
+            Tag::KeyProof | Tag::CommitProof | Tag::OrderProof | Tag::DoctorKeyProof => {
+                (0, 32 * MAX_PROOF_HASHES)
+            }
             Tag::SignedHead => (
                 crate::ledger::SIGNED_HEAD_LEN,
                 crate::ledger::SIGNED_HEAD_LEN,
@@ -128,6 +148,15 @@ pub struct ProvenEntry {
     pub proof: Vec<Hash>,
 }
 
+/// What a station-authored report's bundle adds (docs/protocol.md §16.1): the doctor's order
+/// (ledger kind 13) the station uploaded under, and that doctor's key entry (kind 1), each with
+/// its index and inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationEvidence {
+    pub order_entry: ProvenEntry,
+    pub doctor_key_entry: ProvenEntry,
+}
+
 /// Everything a verifier needs, with no server. See docs/protocol.md §16 for the layout.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {
@@ -136,6 +165,8 @@ pub struct Bundle {
     pub meta: Vec<u8>,
     pub key_entry: ProvenEntry,
     pub commit_entry: ProvenEntry,
+    /// Present exactly when the author is a station.
+    pub station: Option<StationEvidence>,
     pub signed_head: Vec<u8>,
     /// The head as a C2SP checkpoint note with cosignatures; empty when the server gave none.
     pub checkpoint: String,
@@ -187,6 +218,20 @@ impl Bundle {
             Tag::CommitProof,
             &self.commit_entry.proof.concat(),
         );
+        if let Some(st) = &self.station {
+            section(&mut out, Tag::OrderEntry, &entry_body(&st.order_entry));
+            section(&mut out, Tag::OrderProof, &st.order_entry.proof.concat());
+            section(
+                &mut out,
+                Tag::DoctorKeyEntry,
+                &entry_body(&st.doctor_key_entry),
+            );
+            section(
+                &mut out,
+                Tag::DoctorKeyProof,
+                &st.doctor_key_entry.proof.concat(),
+            );
+        }
         section(&mut out, Tag::SignedHead, &self.signed_head);
         section(&mut out, Tag::Checkpoint, self.checkpoint.as_bytes());
         section(&mut out, Tag::ReportKey, &self.dek);
@@ -212,7 +257,21 @@ impl Bundle {
         }
         let mut r = Reader(rest);
         let mut fixed = Vec::with_capacity(10);
+        let mut station = None;
         for tag in &Tag::ORDER[..10] {
+            if *tag == Tag::SignedHead && r.0.first() == Some(&(Tag::OrderEntry as u8)) {
+                let mut g = Vec::with_capacity(4);
+                for t in Tag::STATION {
+                    g.push(r.section(t)?);
+                }
+                let [order, order_proof, doctor, doctor_proof] = g[..] else {
+                    return Err(FormatError::Truncated("station order"));
+                };
+                station = Some(StationEvidence {
+                    order_entry: proven(order, order_proof, Tag::OrderProof)?,
+                    doctor_key_entry: proven(doctor, doctor_proof, Tag::DoctorKeyProof)?,
+                });
+            }
             fixed.push(r.section(*tag)?);
         }
         let mut chunks = Vec::new();
@@ -246,6 +305,7 @@ impl Bundle {
             meta: meta.to_vec(),
             key_entry: proven(key, key_proof, Tag::KeyProof)?,
             commit_entry: proven(commit, commit_proof, Tag::CommitProof)?,
+            station,
             signed_head: head.to_vec(),
             checkpoint: String::from_utf8(cp.to_vec()).map_err(|_| FormatError::CheckpointText)?,
             dek: fixed_array(dek),

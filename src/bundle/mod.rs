@@ -10,6 +10,6 @@ mod verify;
 
 pub use format::{
     Bundle, ENTRY_LEN, FormatError, MAGIC, MAX_BUNDLE_LEN, MAX_CHECKPOINT_LEN, MAX_PROOF_HASHES,
-    META_LEN, ProvenEntry, Tag, VERSION,
+    META_LEN, ProvenEntry, StationEvidence, Tag, VERSION,
 };
-pub use verify::{BundleError, Check, Trust, Verified, check, verify, verify_bytes};
+pub use verify::{BundleError, Check, StationProof, Trust, Verified, check, verify, verify_bytes};

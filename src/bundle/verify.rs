@@ -3,9 +3,12 @@
 //! `witness/` do crypto here; this is the order they run in.
 
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::format::{Bundle, FormatError};
+
+use crate::client::station::order_rule;
 use crate::ledger::{Entry, LedgerKey, Role, SignedHead, leaf_hash, verify_inclusion};
 use crate::seal::{
     Dek, Manifest, PublicKeys, ReportKeys, ReportMeta, ReportOpener, fingerprint, meta_hash,
@@ -21,9 +24,13 @@ pub enum Check {
     WitnessQuorum,
     KeyEntryInclusion,
     CommitEntryInclusion,
+    OrderEntryInclusion,
+    DoctorKeyInclusion,
     KeyEntry,
     Manifest,
     CommitEntry,
+    StationOrder,
+    DoctorKeyEntry,
     ManifestSignature,
     KeyCommitment,
     Metadata,
@@ -38,9 +45,13 @@ impl std::fmt::Display for Check {
             Check::WitnessQuorum => "witness cosignatures",
             Check::KeyEntryInclusion => "inclusion of the author's key entry",
             Check::CommitEntryInclusion => "inclusion of the commit entry",
+            Check::OrderEntryInclusion => "inclusion of the station order entry",
+            Check::DoctorKeyInclusion => "inclusion of the ordering doctor's key entry",
             Check::KeyEntry => "author's key entry",
             Check::Manifest => "manifest",
             Check::CommitEntry => "commit entry matches the manifest",
+            Check::StationOrder => "station order covers the commit",
+            Check::DoctorKeyEntry => "ordering doctor's key entry",
             Check::ManifestSignature => "manifest signature (author's key from the ledger)",
             Check::KeyCommitment => "key commitment",
             Check::Metadata => "metadata",
@@ -83,6 +94,20 @@ pub struct Trust {
     pub quorum: usize,
 }
 
+/// For a station's report: the order it was submitted under, as the ledger states it. The
+/// ledger carries ids and keys, not names, so a bundle proves no name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationProof {
+    pub station_id: Uuid,
+    pub doctor_id: Uuid,
+    pub doctor_fingerprint: String,
+    pub doctor_key_index: u64,
+    pub order_id: Uuid,
+    pub order_index: u64,
+    pub order_time_ms: i64,
+    pub expires_ms: i64,
+}
+
 /// What a verified bundle proves, and the plaintext (wiped on drop).
 pub struct Verified {
     pub manifest: Manifest,
@@ -94,6 +119,8 @@ pub struct Verified {
     /// The commit entry: where and when the report entered the ledger.
     pub commit_index: u64,
     pub committed_at_ms: i64,
+    /// Set when the author is a station (its key entry has role station).
+    pub station: Option<StationProof>,
     pub head: SignedHead,
     pub ledger_key: LedgerKey,
     /// The checkpoint's origin, when the bundle carries one.
@@ -182,27 +209,50 @@ fn verify_keeping(b: &Bundle, trust: &Trust, keep: bool) -> Result<Verified, Bun
     // 3. Both entries are in that tree.
     include(Check::KeyEntryInclusion, &b.key_entry, &head)?;
     include(Check::CommitEntryInclusion, &b.commit_entry, &head)?;
+    if let Some(st) = &b.station {
+        include(Check::OrderEntryInclusion, &st.order_entry, &head)?;
+        include(Check::DoctorKeyInclusion, &st.doctor_key_entry, &head)?;
+    }
     // 4. What they say.
     let manifest = Manifest::from_bytes(&b.manifest).map_err(|e| fail(Check::Manifest, e))?;
-    let author_keys = match Entry::from_bytes(&b.key_entry.entry) {
+    let (author_keys, author_role) = match Entry::from_bytes(&b.key_entry.entry) {
         Ok(Entry::UserRegistered {
             user_id,
-            role: Role::Doctor,
+            role: role @ (Role::Doctor | Role::Station),
             x25519_public,
             ed25519_public,
             ..
-        }) if user_id == manifest.author_id => PublicKeys {
-            x25519: x25519_public,
-            ed25519: ed25519_public,
-        },
+        }) if user_id == manifest.author_id => (
+            PublicKeys {
+                x25519: x25519_public,
+                ed25519: ed25519_public,
+            },
+            role,
+        ),
         Ok(_) => {
             return Err(fail(
                 Check::KeyEntry,
-                "it is not a doctor's key registration for the manifest's author",
+                "it is not a doctor's or a station's key registration for the manifest's author",
             ));
         }
         Err(e) => return Err(fail(Check::KeyEntry, e)),
     };
+    // The station group is there exactly when a station signed: nothing unchecked rides along.
+    match (author_role, &b.station) {
+        (Role::Station, None) => {
+            return Err(fail(
+                Check::KeyEntry,
+                "the author is a station, but the bundle carries no order it uploaded under",
+            ));
+        }
+        (Role::Doctor, Some(_)) => {
+            return Err(fail(
+                Check::KeyEntry,
+                "the author is a doctor, but the bundle carries a station order",
+            ));
+        }
+        _ => {}
+    }
     if b.key_entry.index >= b.commit_entry.index {
         return Err(fail(
             Check::KeyEntry,
@@ -227,6 +277,14 @@ fn verify_keeping(b: &Bundle, trust: &Trust, keep: bool) -> Result<Verified, Bun
         }
         Err(e) => return Err(fail(Check::CommitEntry, e)),
     };
+    let station = match &b.station {
+        Some(st) => Some(station_proof(
+            st,
+            &manifest,
+            (b.commit_entry.index, committed_at_ms),
+        )?),
+        None => None,
+    };
     // 5. The author's signature, with the key from the ledger.
     verify_manifest(&b.manifest, &b.signature, &author_keys.ed25519)
         .map_err(|e| fail(Check::ManifestSignature, e))?;
@@ -250,6 +308,7 @@ fn verify_keeping(b: &Bundle, trust: &Trust, keep: bool) -> Result<Verified, Bun
         key_index: b.key_entry.index,
         commit_index: b.commit_entry.index,
         committed_at_ms,
+        station,
         head,
         ledger_key: trust.ledger_key,
         origin,
@@ -258,6 +317,56 @@ fn verify_keeping(b: &Bundle, trust: &Trust, keep: bool) -> Result<Verified, Bun
         plaintext,
         manifest,
         meta,
+    })
+}
+
+/// A station's report: the same order rule a reader applies online (`order_rule`), then the
+/// order's doctor must be registered as a doctor (`verify_origin` asks the ledger for the
+/// doctor's keys with role doctor; here the bundle carries that key entry).
+fn station_proof(
+    st: &super::format::StationEvidence,
+    manifest: &Manifest,
+    commit: (u64, i64),
+) -> Result<StationProof, BundleError> {
+    let order =
+        Entry::from_bytes(&st.order_entry.entry).map_err(|e| fail(Check::StationOrder, e))?;
+    let station_id = Uuid::from_bytes(manifest.author_id);
+    let terms = order_rule(
+        &order,
+        st.order_entry.index,
+        station_id,
+        Uuid::from_bytes(manifest.patient_id),
+        commit,
+    )
+    .map_err(|e| fail(Check::StationOrder, e))?;
+    let doctor_keys = match Entry::from_bytes(&st.doctor_key_entry.entry) {
+        Ok(Entry::UserRegistered {
+            user_id,
+            role: Role::Doctor,
+            x25519_public,
+            ed25519_public,
+            ..
+        }) if user_id == terms.doctor_id.into_bytes() => PublicKeys {
+            x25519: x25519_public,
+            ed25519: ed25519_public,
+        },
+        Ok(_) => {
+            return Err(fail(
+                Check::DoctorKeyEntry,
+                "it is not a doctor's key registration for the order's doctor",
+            ));
+        }
+        Err(e) => return Err(fail(Check::DoctorKeyEntry, e)),
+    };
+    Ok(StationProof {
+        station_id,
+        doctor_id: terms.doctor_id,
+        doctor_fingerprint: fingerprint(&doctor_keys),
+        doctor_key_index: st.doctor_key_entry.index,
+        order_id: terms.order_id,
+        order_index: st.order_entry.index,
+        order_time_ms: order.time_ms(),
+        expires_ms: terms.expires_ms,
     })
 }
 

@@ -178,12 +178,37 @@ fn print_verified(
         clinvault::units::bytes(m.plaintext_len),
         super::plural(m.n_chunks, "chunk", "chunks")
     );
-    out!(
-        "  signed by  author {}, key fingerprint {} (ledger entry {})",
-        Uuid::from_bytes(m.author_id),
-        v.author_fingerprint,
-        v.key_index
-    );
+    match &v.station {
+        None => out!(
+            "  signed by  author {}, key fingerprint {} (ledger entry {})",
+            Uuid::from_bytes(m.author_id),
+            v.author_fingerprint,
+            v.key_index
+        ),
+        Some(st) => {
+            out!(
+                "  signed by  station {}, key fingerprint {} (ledger entry {})",
+                st.station_id,
+                v.author_fingerprint,
+                v.key_index
+            );
+            out!(
+                "  submitted  by station {} for doctor {}, key fingerprint {} (ledger entry {})",
+                st.station_id,
+                st.doctor_id,
+                st.doctor_fingerprint,
+                st.doctor_key_index
+            );
+            out!(
+                "  order      {} at ledger entry {}, made {}, in force until {}",
+                st.order_id,
+                st.order_index,
+                fmt_ms(st.order_time_ms),
+                fmt_ms(st.expires_ms)
+            );
+            out!("  names      not proven: the ledger records ids and keys, not names");
+        }
+    }
     out!("  patient    {}", Uuid::from_bytes(m.patient_id));
     out!(
         "  sealed     {} (the author's clock)",

@@ -155,10 +155,66 @@ pub async fn upload_for_order(
     .await
 }
 
-/// A reader's check of a report by a station (author role `station`): the order it names is in
-/// the ledger, is from this station for this patient, comes before the commit in the ledger
-/// and was in force at it, and its doctor is a doctor. `commit` is the commit entry's (index,
-/// time).
+/// The terms of a station's order, as its kind-13 entry states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderTerms {
+    pub order_id: Uuid,
+    pub doctor_id: Uuid,
+    pub expires_ms: i64,
+}
+
+/// Why a station's report is not covered by the order offered for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderRuleError {
+    #[error("the order entry is not a station order (ledger kind 13)")]
+    NotAnOrder,
+    #[error("the order is not for this station and patient")]
+    OtherStationOrPatient,
+    #[error("the report was committed outside its order's time (order at ledger entry {0})")]
+    OutsideOrder(u64),
+}
+
+/// The rule every reader of a station's report applies, online (`verify_origin`) and offline
+/// (report bundles, docs/protocol.md §16.2): `order` (at ledger index `order_index`) is a kind
+/// 13 entry for this station and patient, before the commit (`commit` = its index and time)
+/// by ledger index, and in force at the commit's time. The caller checks separately that the
+/// entry is in the ledger and that its doctor is registered as a doctor.
+pub fn order_rule(
+    order: &Entry,
+    order_index: u64,
+    station: Uuid,
+    patient: Uuid,
+    commit: (u64, i64),
+) -> Result<OrderTerms, OrderRuleError> {
+    let Entry::StationOrder {
+        order_id,
+        station_id,
+        patient_id,
+        doctor_id,
+        expires_ms,
+        ..
+    } = *order
+    else {
+        return Err(OrderRuleError::NotAnOrder);
+    };
+    if station_id != station.into_bytes() || patient_id != patient.into_bytes() {
+        return Err(OrderRuleError::OtherStationOrPatient);
+    }
+    let (commit_index, commit_ms) = commit;
+    // Before: by ledger order (entry times need not be monotonic across server processes).
+    if !(order_index < commit_index && commit_ms < expires_ms) {
+        return Err(OrderRuleError::OutsideOrder(order_index));
+    }
+    Ok(OrderTerms {
+        order_id: Uuid::from_bytes(order_id),
+        doctor_id: Uuid::from_bytes(doctor_id),
+        expires_ms,
+    })
+}
+
+/// A reader's check of a report by a station (author role `station`): the order the server
+/// names is in the ledger and passes [`order_rule`], and its doctor is a doctor. `commit` is
+/// the commit entry's (index, time).
 pub async fn verify_origin(
     client: &ApiClient,
     ledger: &Ledger,
@@ -167,29 +223,27 @@ pub async fn verify_origin(
     patient: Uuid,
     commit: (u64, i64),
 ) -> Result<StationOrigin, ClientError> {
-    let (commit_index, commit_ms) = commit;
     let o = client.report_order(report).await?;
-    let (_, expires_ms) = checked_order(ledger, &o).await?;
-    if o.station_id != station.user_id || o.patient_id != patient {
-        return Err(ledger_err(format!(
-            "report {report} was submitted by a station, but the order the server names is not \
-             for this station and patient"
-        )));
-    }
-    // Before: by ledger order (entry times need not be monotonic across server processes).
-    if !(o.ledger_index < commit_index && commit_ms < expires_ms) {
-        return Err(ledger_err(format!(
-            "report {report} was committed by a station outside its order's time (ledger entry {})",
-            o.ledger_index
-        )));
-    }
-    let doctor = ledger.user_keys(o.doctor_id, Some(Role::Doctor)).await?;
+    checked_order(ledger, &o).await?;
+    let entry = Entry::from_bytes(&o.entry).map_err(|e| ledger_err(e.to_string()))?;
+    let terms = order_rule(&entry, o.ledger_index, station.user_id, patient, commit).map_err(
+        |e| match e {
+            OrderRuleError::OtherStationOrPatient => ledger_err(format!(
+                "report {report} was submitted by a station, but the order the server names is \
+                 not for this station and patient"
+            )),
+            e => ledger_err(format!("report {report}: {e}")),
+        },
+    )?;
+    let doctor = ledger
+        .user_keys(terms.doctor_id, Some(Role::Doctor))
+        .await?;
     Ok(StationOrigin {
         station_id: station.user_id,
         station_name: station.name.clone(),
-        doctor_id: o.doctor_id,
+        doctor_id: terms.doctor_id,
         doctor_name: doctor.name,
-        order_id: o.id,
+        order_id: terms.order_id,
         order_index: o.ledger_index,
     })
 }
