@@ -100,9 +100,9 @@ enum ClientCommand {
         #[arg(long)]
         email: String,
     },
-    /// After an administrator's reset (password and recovery code both lost): new keys and a
-    /// new password with the mailed code. Scripts: CLINVAULT_RESET_CODE and
-    /// CLINVAULT_NEW_PASSWORD.
+    /// Password and recovery code both lost: new keys and a new password with the mailed code
+    /// (staff: from an administrator's `admin reset-user`; patients: from `register` with the
+    /// same address). Scripts: CLINVAULT_RESET_CODE and CLINVAULT_NEW_PASSWORD.
     ResetKeys {
         #[arg(long)]
         email: String,

@@ -301,7 +301,8 @@ pub async fn accept_key(cfg: &Config, user: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// `clinvault reset-keys --email`: the user's side of an administrator's reset.
+/// `clinvault reset-keys --email`: the user's side of a key reset, with the code an
+/// administrator's reset (staff) or registering again with the address (patients) mailed.
 pub async fn reset_keys(cfg: &Config, email: &str) -> Result<()> {
     let url = server_url(cfg)?;
     let code = match std::env::var("CLINVAULT_RESET_CODE") {

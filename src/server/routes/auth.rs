@@ -222,10 +222,11 @@ async fn verify_email(
     per_address(&st, &ip, "auth").await?;
     let email = fold_email(&req.email)?;
     ratelimit::hit(&st, &format!("verify-acct:{email}"), 3600, 10).await?;
-    let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE email = $1")
+    let owner = sqlx::query("SELECT id, role, name, active FROM users WHERE email = $1")
         .bind(email.clone())
         .fetch_optional(&st.db)
         .await?;
+    let taken = owner.as_ref().map(|_| 1i64);
     let id = Uuid::new_v4();
     let now = now_ms();
     let expires = now + CODE_TTL_MS;
@@ -243,7 +244,7 @@ async fn verify_email(
     .bind(expires)
     .execute(&st.db)
     .await?;
-    let (subject, body) = if taken.is_none() {
+    let (subject, body): (&str, String) = if taken.is_none() {
         (
             "Your clinvault registration code",
             format!(
@@ -251,6 +252,8 @@ async fn verify_email(
                  It expires in 10 minutes. If you did not ask for it, ignore this mail.\n"
             ),
         )
+    } else if let Some(reset) = patient_key_reset(&st, owner.as_ref(), &email, now).await? {
+        reset
     } else {
         (
             "Someone tried to register with your address",
@@ -277,6 +280,59 @@ async fn verify_email(
         expires_at: ms_to_utc(expires)?,
         kdf: st.config.kdf,
     }))
+}
+
+/// How long a patient's key-reset code (mailed by `verify-email`) stays usable.
+const PATIENT_KEY_RESET_TTL_MS: i64 = 3600 * 1000;
+
+/// Issue 15.3, the patient's path: registering again with an address that has an active
+/// patient account mails a key-reset code (no administrator: the kind 10 entry will say
+/// `by = 2`) instead of a plain warning. The caller's answer is the same either way, so
+/// nothing beyond what `verify-email` already tells is revealed; only the mailbox owner can
+/// use the code. Staff and deactivated accounts get the warning as before.
+async fn patient_key_reset(
+    st: &AppState,
+    owner: Option<&sqlx::any::AnyRow>,
+    email: &str,
+    now: i64,
+) -> Result<Option<(&'static str, String)>, AppError> {
+    let Some(row) = owner else { return Ok(None) };
+    let role: String = row.try_get("role")?;
+    let active: i64 = row.try_get("active")?;
+    if role != Role::Patient.as_str() || active == 0 {
+        return Ok(None);
+    }
+    let user: String = row.try_get("id")?;
+    let name: String = row.try_get("name")?;
+    let code = random_code()?;
+    let mac = st
+        .secrets
+        .mac("key-reset", &[normalize_code(&code).as_bytes()]);
+    sqlx::query(
+        "INSERT INTO key_resets (code_mac, user_id, admin_id, created_at, expires_at) \
+         VALUES ($1, $2, NULL, $3, $4)",
+    )
+    .bind(mac.to_vec())
+    .bind(user)
+    .bind(now)
+    .bind(now + PATIENT_KEY_RESET_TTL_MS)
+    .execute(&st.db)
+    .await?;
+    Ok(Some((
+        "Someone tried to register with your address",
+        format!(
+            "Hello {name},\n\nsomeone (perhaps you) asked to register a new clinvault account \
+             with this address, which already has one. If that was you, log in instead.\n\n\
+             If you lost your password, use your recovery code: `clinvault recover`. It keeps \
+             your keys, and every report stays readable.\n\n\
+             Only if you lost both your password and your recovery code: this one-time code \
+             makes new keys and a new password for your account, within one hour:\n\n    \
+             {code}\n\n    clinvault reset-keys --email {email}\n\n\
+             Your reports then stay closed to you until each doctor who wrote one confirms \
+             your new key by hand; your doctors will be told that your keys changed.\n\n\
+             If you did not ask for this, ignore this mail: nothing was changed.\n"
+        ),
+    )))
 }
 
 struct InviteRow {

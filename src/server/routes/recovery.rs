@@ -98,7 +98,8 @@ async fn reset_code(
         return Err(AppError::new(
             axum::http::StatusCode::GONE,
             codes::CODE_EXPIRED,
-            "this reset code expired: ask the administrator for a new one",
+            "this reset code expired: ask for a new one (staff: your administrator; \
+             patients: register again with this address)",
         ));
     }
     Ok((mac, row))
@@ -119,7 +120,9 @@ async fn key_reset_info(
 
 /// New keys for the same account (issue 15.3): the code is used up, keys, salt, auth key and
 /// bundle replaced, the recovery kit (sealing the old keys) dropped, every session ended, and
-/// the kind 10 entry appended, all in one transaction.
+/// the kind 10 entry appended, all in one transaction. One route, two authorisers: a code an
+/// administrator issued (staff, `by = 1`) or one `verify-email` mailed to a patient's own
+/// address (`by = 2`, authoriser nil).
 async fn key_reset(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -136,7 +139,16 @@ async fn key_reset(
     };
     let (mac, row) = reset_code(&st, &ip, &info).await?;
     let user: String = row.try_get("user_id")?;
-    let admin = parse_uuid(&row.try_get::<String, _>("admin_id")?)?;
+    // No administrator: the patient's own address, proven by the code `verify-email` mailed.
+    let admin = row
+        .try_get::<Option<String>, _>("admin_id")?
+        .as_deref()
+        .map(parse_uuid)
+        .transpose()?;
+    let (by, authoriser) = match admin {
+        Some(a) => (crate::ledger::RotationBy::Admin, *a.as_bytes()),
+        None => (crate::ledger::RotationBy::VerifiedEmail, [0u8; 16]),
+    };
     let old = row_public_keys(&row)?;
     let now = now_ms();
     let mut tx = st.db.begin().await?;
@@ -205,8 +217,8 @@ async fn key_reset(
             old_keys_hash: crate::ledger::keys_hash(&old.x25519, &old.ed25519),
             x25519_public: req.public_keys.x25519,
             ed25519_public: req.public_keys.ed25519,
-            by: crate::ledger::RotationBy::Admin,
-            authoriser_id: *admin.as_bytes(),
+            by,
+            authoriser_id: authoriser,
         },
         std::slice::from_ref(&user),
     )
@@ -217,7 +229,7 @@ async fn key_reset(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::info!(user = %user_id, admin = %admin, ledger_index = index, "keys reset");
+    tracing::info!(user = %user_id, admin = ?admin, ledger_index = index, "keys reset");
     Ok(Json(StatusChanged {
         ledger_index: index,
     }))

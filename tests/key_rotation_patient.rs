@@ -1,0 +1,269 @@
+//! Issue 15 point 3, the patient's path: a patient who lost both password and recovery kit
+//! registers again with the same address; `verify-email` mails a key-reset code to the address
+//! on file (the answer to the caller is the same as for a new address); with it, the patient's
+//! own client makes new keys for the same id, and the server appends kind 10 with `by = 2`
+//! (authoriser nil) in the same transaction. The doctors' clients show the change loudly; a
+//! database-only attacker can neither mint a code nor fake the rotation.
+
+mod common;
+
+use clinvault::api::Role;
+use clinvault::client::ClientError;
+use clinvault::client::ledger::monitor_self;
+use clinvault::client::reports::{TransferOptions, download};
+use clinvault::ledger::{Entry, RotationBy, keys_hash};
+use clinvault::seal::UserSecrets;
+use clinvault::server::ledger_store::{AppendKey, append};
+use common::Db;
+use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
+
+const NEW_PASSWORD: &str = "seven lanterns drift over the harbour";
+
+/// The 4×5 key-reset code in a mail, if there is one.
+fn reset_code_in(mail: &str) -> Option<String> {
+    mail.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 23 && l.split('-').count() == 4 && !l.contains(' '))
+        .map(str::to_string)
+}
+
+async fn fresh_ledger(c: &clinvault::client::ApiClient) -> clinvault::client::ledger::Ledger {
+    let dir = tempfile::tempdir().unwrap().keep();
+    clinvault::client::ledger::Ledger::sync(c, &dir, None, 3600)
+        .await
+        .unwrap()
+}
+
+async fn patient_reset(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let original = write_file(work.path(), "r.pdf", &report_bytes(20_000, b"pat"));
+    let report = upload_file(&c, &original, "R").await.report_id;
+    release(&c).await;
+    // The author's client has seen the patient's keys (it wrapped the report to them).
+    let l = c.doc.ledger().await.unwrap();
+    l.user_keys(c.pat.id, Some(Role::Patient)).await.unwrap();
+
+    // Registering again: the caller's answer looks like any other; only the mail differs.
+    let stranger = c.ts.client();
+    let fresh = stranger
+        .verify_email("nobody-yet@example.org")
+        .await
+        .unwrap();
+    let taken = stranger.verify_email(&c.pat.email).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&fresh)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        serde_json::to_value(&taken)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>()
+    );
+    let mail = c.ts.last_mail(&c.pat.email);
+    assert!(mail.contains("clinvault recover"), "{mail}");
+    let code = reset_code_in(&mail).expect("a key-reset code for a patient's address");
+    // Staff addresses get the warning only (their path is the administrator's reset).
+    stranger.verify_email(&c.doc2.email).await.unwrap();
+    let staff_mail = c.ts.last_mail(&c.doc2.email);
+    assert!(reset_code_in(&staff_mail).is_none(), "{staff_mail}");
+
+    // The code is bound to the address it was mailed to.
+    let e =
+        c.ts.client()
+            .complete_key_reset(&c.pat2.email, &code, NEW_PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("code_invalid"), "{e}");
+    let mut own = c.ts.client();
+    let (logged, index) = own
+        .complete_key_reset(&c.pat.email, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(logged.login.user.id, c.pat.id, "the same account");
+    let old = c.pat.me.secrets.public();
+    let new = logged.secrets.public();
+    assert_ne!(new, old, "new keys");
+    let bytes: Vec<u8> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
+        .bind(index as i64)
+        .fetch_one(c.ts.handle.db())
+        .await
+        .unwrap();
+    match Entry::from_bytes(&bytes).unwrap() {
+        Entry::KeyRotated {
+            user_id,
+            old_keys_hash,
+            x25519_public,
+            ed25519_public,
+            by,
+            authoriser_id,
+            ..
+        } => {
+            assert_eq!(user_id, *c.pat.id.as_bytes());
+            assert_eq!(old_keys_hash, keys_hash(&old.x25519, &old.ed25519));
+            assert_eq!((x25519_public, ed25519_public), (new.x25519, new.ed25519));
+            assert_eq!(by, RotationBy::VerifiedEmail);
+            assert_eq!(authoriser_id, [0u8; 16], "no administrator");
+        }
+        other => panic!("entry {index} is {other:?}"),
+    }
+    // Old sessions, the old password and the code are dead; the recovery kit is gone.
+    let e = c.pat.c.me().await.unwrap_err();
+    assert_eq!(e.code(), Some("session_revoked"), "{e}");
+    let e =
+        c.ts.client()
+            .login(&c.pat.email, common::PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_credentials"), "{e}");
+    let e =
+        c.ts.client()
+            .complete_key_reset(&c.pat.email, &code, NEW_PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("code_used"), "{e}");
+    let kit: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = $1")
+            .bind(c.pat.id.to_string())
+            .fetch_one(c.ts.handle.db())
+            .await
+            .unwrap();
+    assert!(kit.is_none(), "the kit sealed the old keys");
+    c.ts.client()
+        .login(&c.pat.email, NEW_PASSWORD)
+        .await
+        .unwrap();
+    monitor_self(
+        &own,
+        tempfile::tempdir().unwrap().path(),
+        None,
+        3600,
+        &logged,
+    )
+    .await
+    .expect("the patient's own client follows the chain to the new keys");
+
+    // Nothing comes back by itself: the report's key was wrapped to the old keys.
+    let got = work.path().join("back.pdf");
+    let e = download(
+        &own,
+        &logged,
+        &fresh_ledger(&own).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    println!("before any re-wrap: {e}");
+    assert!(!got.exists());
+
+    // The author's client: loud, naming the patient's own verified email, both fingerprints.
+    let l = c.doc.ledger().await.unwrap();
+    let e = l
+        .user_keys(c.pat.id, Some(Role::Patient))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ClientError::KeyRotated(_)), "{e}");
+    let text = e.to_string();
+    println!("author's client: {text}");
+    for want in [
+        "authorised by their own verified email",
+        &format!("ledger entry {index}"),
+        "compare fingerprints before sharing",
+        &clinvault::seal::fingerprint(&old),
+        &clinvault::seal::fingerprint(&new),
+        "clinvault accept-key --user",
+    ] {
+        assert!(text.contains(want), "{want:?} missing: {text}");
+    }
+    let s =
+        clinvault::client::audit::audit(&c.auditor.c, &c.auditor.ledger().await.unwrap(), false)
+            .await
+            .unwrap();
+    assert!(s.findings.is_empty(), "{:?}", s.findings);
+    assert_eq!(s.rotations.len(), 1);
+    assert!(
+        s.rotations[0].2.contains("verified email"),
+        "{:?}",
+        s.rotations
+    );
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(a_patient_resets_keys_by_a_mailed_code, patient_reset);
+
+/// A database-only attacker: a code row they plant cannot be used (its MAC needs the server's
+/// pepper), and a `by = 2` rotation they append is refused by every client (no append
+/// authenticator under the server's key).
+async fn database_only(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let planted = "ABCDE-FGHJK-LMNPQ-RSTUV";
+    // Without the server's pepper the attacker can only guess what the route will compute.
+    let wrong_pepper = clinvault::seal::random_array::<32>().unwrap().to_vec();
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO key_resets (code_mac, user_id, admin_id, created_at, expires_at) \
+         VALUES ($1, $2, NULL, $3, $4)",
+    )
+    .bind(wrong_pepper)
+    .bind(c.pat.id.to_string())
+    .bind(now)
+    .bind(now + 3_600_000)
+    .execute(c.ts.handle.db())
+    .await
+    .unwrap();
+    let e =
+        c.ts.client()
+            .complete_key_reset(&c.pat.email, planted, NEW_PASSWORD)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("code_invalid"), "{e}");
+
+    let l = c.doc.ledger().await.unwrap();
+    l.user_keys(c.pat.id, Some(Role::Patient)).await.unwrap();
+    let old = c.pat.me.secrets.public();
+    let new = UserSecrets::generate().unwrap().public();
+    let mut tx = c.ts.handle.db().begin().await.unwrap();
+    let not_the_servers = AppendKey::new(clinvault::seal::random_array::<32>().unwrap());
+    let index = append(
+        &mut tx,
+        &not_the_servers,
+        &Entry::KeyRotated {
+            time_ms: now,
+            user_id: *c.pat.id.as_bytes(),
+            old_keys_hash: keys_hash(&old.x25519, &old.ed25519),
+            x25519_public: new.x25519,
+            ed25519_public: new.ed25519,
+            by: RotationBy::VerifiedEmail,
+            authoriser_id: [0u8; 16],
+        },
+        &[c.pat.id.to_string()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE users SET x25519_pub = $1, ed25519_pub = $2, key_index = $3 WHERE id = $4")
+        .bind(new.x25519.to_vec())
+        .bind(new.ed25519.to_vec())
+        .bind(index as i64)
+        .bind(c.pat.id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let e = c.doc.ledger().await.map(|_| ()).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "ledger entry {index} has no valid append authenticator"
+        )),
+        "{e}"
+    );
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(a_database_only_patient_rotation_is_refused, database_only);
