@@ -10,9 +10,9 @@ mod common;
 use clinvault::api::Role;
 use clinvault::client::ClientError;
 use clinvault::client::ledger::monitor_self;
-use clinvault::client::reports::{TransferOptions, download};
+use clinvault::client::reports::{TransferOptions, check_grant_for_wrap, confirm_wrap, download};
 use clinvault::ledger::{Entry, RotationBy, keys_hash};
-use clinvault::seal::UserSecrets;
+use clinvault::seal::{UserSecrets, WRAPPED_DEK_LEN};
 use clinvault::server::ledger_store::{AppendKey, append};
 use common::Db;
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
@@ -184,6 +184,110 @@ async fn patient_reset(db: Db) {
     ] {
         assert!(text.contains(want), "{want:?} missing: {text}");
     }
+
+    // The re-wrap request: one per report the patient held, in the author's grant list.
+    let requests: Vec<_> = c
+        .doc
+        .c
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.reader_id == c.pat.id && g.status == "approved")
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let rewrap = requests[0].id;
+    assert_eq!(requests[0].report_id, report);
+    assert_eq!(requests[0].approval_index, Some(index));
+    // The author's client: the same loud refusal before any confirm.
+    let e = check_grant_for_wrap(&c.doc.c, &l, rewrap)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ClientError::KeyRotated(_)), "{e}");
+    // Nobody but the author wraps it: not another doctor, not the patient for themselves.
+    let junk = vec![0u8; WRAPPED_DEK_LEN];
+    let new_hash = keys_hash(&new.x25519, &new.ed25519);
+    let e = c
+        .doc2
+        .c
+        .grant_wrap_raw(rewrap, junk.clone(), Some(new_hash))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("not_found"), "another doctor: {e}");
+    let e = own
+        .grant_wrap_raw(rewrap, junk.clone(), Some(new_hash))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "the patient themselves: {e}");
+    // The author, to the old keys (a stale client) or naming no keys: refused.
+    let e = c
+        .doc
+        .c
+        .grant_wrap_raw(
+            rewrap,
+            junk.clone(),
+            Some(keys_hash(&old.x25519, &old.ed25519)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("conflict"), "old keys: {e}");
+    let e = c
+        .doc
+        .c
+        .grant_wrap_raw(rewrap, junk.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"), "no keys named: {e}");
+    // Still nothing for the patient.
+    assert!(
+        download(
+            &own,
+            &logged,
+            &fresh_ledger(&own).await,
+            report,
+            &got,
+            &TransferOptions::new(2)
+        )
+        .await
+        .is_err()
+    );
+    // The author compares fingerprints, accepts, and confirms by hand.
+    l.accept_key_change(c.pat.id).await.unwrap();
+    let ok = check_grant_for_wrap(&c.doc.c, &l, rewrap).await.unwrap();
+    assert_eq!(ok.rotation, Some(index));
+    assert_eq!(ok.reader_fingerprint, clinvault::seal::fingerprint(&new));
+    confirm_wrap(&c.doc.c, &c.doc.me, &l, &ok).await.unwrap();
+    // A replay of the confirm, or of a wrap, is refused.
+    let e = confirm_wrap(&c.doc.c, &c.doc.me, &l, &ok)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.code(), Some("not_approved"), "{e}");
+    let e = c
+        .doc
+        .c
+        .grant_wrap_raw(rewrap, junk, Some(new_hash))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("not_approved"), "{e}");
+    // The author cannot take the patient's own report away again.
+    let e = c.doc.c.grant_revoke(rewrap).await.unwrap_err();
+    assert_eq!(e.code(), Some("invalid_status"), "{e}");
+    download(
+        &own,
+        &logged,
+        &fresh_ledger(&own).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .expect("readable once its author confirmed the re-wrap");
+    assert!(
+        std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap(),
+        "the same bytes"
+    );
     let s =
         clinvault::client::audit::audit(&c.auditor.c, &c.auditor.ledger().await.unwrap(), false)
             .await

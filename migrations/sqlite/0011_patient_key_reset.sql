@@ -15,3 +15,8 @@ INSERT INTO key_resets_new (code_mac, user_id, admin_id, created_at, expires_at,
     SELECT code_mac, user_id, admin_id, created_at, expires_at, used_at FROM key_resets;
 DROP TABLE key_resets;
 ALTER TABLE key_resets_new RENAME TO key_resets;
+
+-- A re-wrap request after a key rotation: a grant whose reader is the rotated user and whose
+-- approval is the kind 10 entry itself (approval_index), made for each report the user held
+-- as its patient or author. Only the report's other key holder may wrap it, by hand.
+ALTER TABLE grants ADD COLUMN rewrap INTEGER NOT NULL DEFAULT 0;

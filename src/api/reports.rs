@@ -317,6 +317,11 @@ pub struct GrantApprove {
 pub struct GrantWrap {
     #[serde(with = "hex_bytes")]
     pub wrapped: Vec<u8>,
+    /// Issue 15.3: `keys_hash` of the reader keys the client wrapped to, as its ledger showed
+    /// them. Required for a re-wrap after a key rotation: the server refuses a wrap to keys
+    /// that are no longer the reader's.
+    #[serde(default, with = "opt_hex", skip_serializing_if = "Option::is_none")]
+    pub reader_keys_hash: Option<Vec<u8>>,
 }
 
 /// What a patient signs to approve a grant directly (v2, issue 17: the patient's id is bound

@@ -71,8 +71,9 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
             let l = ledger(cfg, &c).await?;
             let check = check_grant_for_wrap(&c, &l, grant).await?;
             out!(
-                "grant {}\n  reader:      Dr {} (key fingerprint {})\n  report:      {}\n  approved:    {} by {}\n  expires:     {}",
+                "grant {}\n  reader:      {}{} (key fingerprint {})\n  report:      {}\n  approved:    {} by {}\n  expires:     {}",
                 check.grant.id,
+                if check.rotation.is_some() { "" } else { "Dr " },
                 super::shown(&check.reader_name),
                 check.reader_fingerprint,
                 check.grant.report_id,
@@ -82,8 +83,13 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default(),
                 match check.how {
-                    GrantHow::Otp => "the patient's mailed code",
-                    GrantHow::SignedByPatient => "the patient's signature",
+                    Some(GrantHow::Otp) => "the patient's mailed code".to_string(),
+                    Some(GrantHow::SignedByPatient) => "the patient's signature".to_string(),
+                    None => format!(
+                        "a re-wrap of their own report after their key rotation (ledger entry \
+                         {}): you accepted the new fingerprint above",
+                        check.rotation.unwrap_or_default()
+                    ),
                 },
                 check.grant.expires_at.to_rfc3339()
             );

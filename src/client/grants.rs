@@ -57,9 +57,22 @@ impl ApiClient {
             .await
     }
 
-    async fn grant_wrap_raw(&self, id: Uuid, wrapped: Vec<u8>) -> Result<Grant, ClientError> {
-        self.post(&format!("/v1/grants/{id}/wrap"), &GrantWrap { wrapped })
-            .await
+    /// Stores a wrap; `reader_keys_hash` names the keys it was made for (tests send stale
+    /// ones to show the server refuses them).
+    pub async fn grant_wrap_raw(
+        &self,
+        id: Uuid,
+        wrapped: Vec<u8>,
+        reader_keys_hash: Option<[u8; 32]>,
+    ) -> Result<Grant, ClientError> {
+        self.post(
+            &format!("/v1/grants/{id}/wrap"),
+            &GrantWrap {
+                wrapped,
+                reader_keys_hash: reader_keys_hash.map(|h| h.to_vec()),
+            },
+        )
+        .await
     }
 
     async fn grant_approve_raw(
@@ -80,10 +93,15 @@ impl ApiClient {
 #[derive(Debug, Clone)]
 pub struct WrapCheck {
     pub grant: Grant,
-    pub how: GrantHow,
+    /// How the patient approved; `None` for a re-wrap after a key rotation.
+    pub how: Option<GrantHow>,
+    /// Issue 15.3: the kind 10 entry that made this a re-wrap request (the reader's own
+    /// report, given back to their new keys).
+    pub rotation: Option<u64>,
     pub reader_name: String,
     pub reader_fingerprint: String,
     reader_x25519: [u8; 32],
+    reader_keys_hash: [u8; 32],
 }
 
 /// Checks a grant before any key is wrapped for it: its approval must be in the ledger (a
@@ -112,6 +130,11 @@ pub async fn check_grant_for_wrap(
         )));
     };
     let (how, approved_ms) = match ledger.checked_entry(index, entry).await? {
+        // A re-wrap request (issue 15.3): approved by the reader's own key rotation; only for
+        // the report's patient or author, checked against the manifest below.
+        Entry::KeyRotated {
+            user_id, time_ms, ..
+        } if user_id == *grant.reader_id.as_bytes() => (None, time_ms),
         Entry::GrantApproved {
             grant_id: g,
             report_id,
@@ -132,7 +155,7 @@ pub async fn check_grant_for_wrap(
                     chrono::DateTime::from_timestamp_millis(e).unwrap_or_default()
                 )));
             }
-            (how, time_ms)
+            (Some(how), time_ms)
         }
         _ => {
             return Err(ClientError::Ledger(format!(
@@ -150,7 +173,31 @@ pub async fn check_grant_for_wrap(
     let manifest = crate::seal::Manifest::from_bytes(&detail.manifest).ok();
     let genuine = matches!(committed, Entry::ReportCommitted { report_id, manifest_hash: h, .. }
         if report_id == *grant.report_id.as_bytes() && h == manifest_hash);
+    let rotation = how.is_none().then_some(index);
+    let mut reader_role = Role::Doctor;
     match manifest {
+        Some(m) if genuine && rotation.is_some() => {
+            // Only the report's own patient or author gets it back, and only the other key
+            // holder wraps it.
+            let me = client.me().await?.id;
+            let reader = *grant.reader_id.as_bytes();
+            let wrapper = if reader == m.patient_id {
+                reader_role = Role::Patient;
+                m.author_id
+            } else if reader == m.author_id {
+                m.patient_id
+            } else {
+                return Err(ClientError::Ledger(format!(
+                    "grant {grant_id} claims a re-wrap after a key rotation, but its reader is \
+                     neither the report's patient nor its author; refusing to wrap"
+                )));
+            };
+            if wrapper != *me.as_bytes() || m.patient_id != *grant.patient_id.as_bytes() {
+                return Err(ClientError::Refused(format!(
+                    "grant {grant_id}: a re-wrap is confirmed by the report's other key holder"
+                )));
+            }
+        }
         Some(m) if genuine && m.patient_id == *grant.patient_id.as_bytes() => {}
         Some(_) if genuine => {
             return Err(ClientError::Ledger(format!(
@@ -166,7 +213,7 @@ pub async fn check_grant_for_wrap(
             )));
         }
     }
-    if how == GrantHow::SignedByPatient {
+    if how == Some(GrantHow::SignedByPatient) {
         let patient = ledger
             .user_keys(grant.patient_id, Some(Role::Patient))
             .await?;
@@ -189,9 +236,8 @@ pub async fn check_grant_for_wrap(
             )));
         }
     }
-    let reader = ledger
-        .user_keys(grant.reader_id, Some(Role::Doctor))
-        .await?;
+    // A rotation not yet accepted stops here, loudly (ClientError::KeyRotated).
+    let reader = ledger.user_keys(grant.reader_id, Some(reader_role)).await?;
     // The approval time shown is the ledger's, not the database's.
     let mut grant = grant;
     grant.approved_at = chrono::DateTime::from_timestamp_millis(approved_ms);
@@ -199,7 +245,12 @@ pub async fn check_grant_for_wrap(
         reader_name: reader.name.clone(),
         reader_fingerprint: fingerprint(&reader.public_keys),
         reader_x25519: reader.public_keys.x25519,
+        reader_keys_hash: crate::ledger::keys_hash(
+            &reader.public_keys.x25519,
+            &reader.public_keys.ed25519,
+        ),
         how,
+        rotation,
         grant,
     })
 }
@@ -237,6 +288,9 @@ pub async fn check_grant_in_force(
             // Kind 3 (approved before expiries were recorded): the server's word.
             expires_ms.unwrap_or(grant.expires_at.timestamp_millis())
         }
+        // A re-wrap after my own key rotation (issue 15.3): my own report, no expiry; the
+        // wrapper was checked against the manifest by the caller (author, or patient).
+        Entry::KeyRotated { user_id, .. } if user_id == *me.as_bytes() => i64::MAX,
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the ledger's approval entry does not match grant {grant_id}; refusing its key"
@@ -276,7 +330,11 @@ pub async fn confirm_wrap(
         &check.reader_x25519,
     )?;
     client
-        .grant_wrap_raw(check.grant.id, wrapped.to_vec())
+        .grant_wrap_raw(
+            check.grant.id,
+            wrapped.to_vec(),
+            Some(check.reader_keys_hash),
+        )
         .await
 }
 

@@ -423,11 +423,65 @@ async fn wrap(
             "wrapped: {WRAPPED_DEK_LEN} bytes"
         )));
     }
+    if is_rewrap(&st, g.id).await? {
+        check_rewrap(&st, &g, caller.id, req.reader_keys_hash.as_deref()).await?;
+    }
     let now = now_ms();
     let mut tx = st.db.begin().await?;
     store_wrap(&mut tx, &st.append_key, &g, caller.id, &req.wrapped, now).await?;
     tx.commit().await?;
     Ok(Json(visible_grant(&st, id, &caller).await?))
+}
+
+/// Whether the grant is a re-wrap request made by a key rotation (issue 15.3).
+async fn is_rewrap(st: &AppState, id: Uuid) -> Result<bool, AppError> {
+    let flag: i64 = sqlx::query_scalar("SELECT rewrap FROM grants WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&st.db)
+        .await?;
+    Ok(flag != 0)
+}
+
+/// A re-wrap after a key rotation gives a report back to its own patient or author. Only the
+/// other key holder wraps it (the author for the patient, the patient for the author), and
+/// only to the keys the reader has now: the client names the keys it wrapped to, and a wrap
+/// to keys since replaced (the old ones, or a rotation meanwhile) is refused.
+async fn check_rewrap(
+    st: &AppState,
+    g: &Grant,
+    caller: Uuid,
+    keys_hash: Option<&[u8]>,
+) -> Result<(), AppError> {
+    let wrapper = if g.reader_id == g.patient_id {
+        g.author_id
+    } else if g.reader_id == g.author_id {
+        g.patient_id
+    } else {
+        return Err(AppError::internal("re-wrap request for a third reader"));
+    };
+    if caller != wrapper {
+        return Err(AppError::forbidden(
+            "a re-wrap after a key rotation is confirmed by the report's other key holder \
+             (its author for the patient)",
+        ));
+    }
+    let row = sqlx::query("SELECT x25519_pub, ed25519_pub FROM users WHERE id = $1")
+        .bind(g.reader_id.to_string())
+        .fetch_one(&st.db)
+        .await?;
+    let now = super::auth::row_public_keys(&row)?;
+    let current = crate::ledger::keys_hash(&now.x25519, &now.ed25519);
+    match keys_hash {
+        Some(h) if h == current.as_slice() => Ok(()),
+        Some(_) => Err(AppError::conflict(
+            codes::CONFLICT,
+            "wrapped to keys that are no longer the reader's: refresh the ledger, compare the \
+             new fingerprint and confirm again",
+        )),
+        None => Err(AppError::bad_request(
+            "reader_keys_hash: required for a re-wrap after a key rotation",
+        )),
+    }
 }
 
 /// The patient (or the report's author) ends a grant: the server stops serving that reader
@@ -443,6 +497,13 @@ async fn revoke(
     }
     if g.status == "revoked" {
         return Ok(Json(g));
+    }
+    // A re-wrap gives a patient their own report back: not the author's to take away.
+    if g.reader_id == g.patient_id && is_rewrap(&st, g.id).await? {
+        return Err(AppError::conflict(
+            codes::INVALID_STATUS,
+            "this is the patient's own report, given back after a key rotation; it is not revoked",
+        ));
     }
     let now = now_ms();
     let mut tx = st.db.begin().await?;

@@ -194,6 +194,16 @@ async fn key_reset(
         .bind(user.clone())
         .execute(&mut *tx)
         .await?;
+    // Reports the user held as their patient or author: each gets a re-wrap request below,
+    // for the report's other key holder to confirm by hand.
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT w.report_id FROM wrapped_keys w JOIN reports r ON r.id = w.report_id \
+         WHERE w.reader_id = $1 AND (r.patient_id = $1 OR r.author_id = $1) \
+         AND r.status = 'committed'",
+    )
+    .bind(user.clone())
+    .fetch_all(&mut *tx)
+    .await?;
     // Nothing comes back by itself: keys wrapped to the old keys are dropped (no one can open
     // them now), and grants that held one are approved again, so their key holder sees a
     // wrap request and confirms it by hand after comparing the new fingerprint.
@@ -223,6 +233,22 @@ async fn key_reset(
         std::slice::from_ref(&user),
     )
     .await?;
+    // The re-wrap requests: approved by the kind 10 entry itself (a client checks it names
+    // this reader); open until confirmed, and the key then stays the holder's own.
+    for report in held {
+        sqlx::query(
+            "INSERT INTO grants (id, report_id, reader_id, status, created_at, expires_at, \
+             approved_at, approval_index, rewrap) VALUES ($1, $2, $3, 'approved', $4, $5, $4, $6, 1)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(report)
+        .bind(user.clone())
+        .bind(now)
+        .bind(now + REWRAP_OPEN_MS)
+        .bind(index as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
         .bind(index as i64)
         .bind(user)
@@ -234,6 +260,9 @@ async fn key_reset(
         ledger_index: index,
     }))
 }
+
+/// A re-wrap request stays open (about 100 years): it is the holder's own report.
+const REWRAP_OPEN_MS: i64 = 36_500 * 86_400_000;
 
 fn wrong_code() -> AppError {
     AppError::unauthenticated(codes::INVALID_CREDENTIALS, "wrong email or recovery code")

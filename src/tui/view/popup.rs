@@ -502,8 +502,8 @@ fn wrap(app: &App, frame: &mut Frame, area: Rect, c: &crate::client::reports::Wr
     let inner = block.inner(bx);
     frame.render_widget(block, bx);
     let approved = match c.grant.approved_at {
-        Some(at) => format!("{} ({:?})", app.local(at), c.how),
-        None => format!("{:?}", c.how),
+        Some(at) => format!("{} ({})", app.local(at), how_text(c)),
+        None => how_text(c),
     };
     let lines = vec![
         Line::from("Wrap this report's key to the reader below? Checked in the ledger:"),
@@ -625,4 +625,13 @@ fn dialog(app: &App, frame: &mut Frame, area: Rect, title: &str, text: &str) {
         ]),
     ];
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+}
+
+/// How a grant was approved, or that it is a re-wrap after the reader's key rotation.
+fn how_text(c: &crate::client::reports::WrapCheck) -> String {
+    match (c.how, c.rotation) {
+        (Some(h), _) => format!("{h:?}"),
+        (None, Some(i)) => format!("re-wrap after key rotation, ledger entry {i}"),
+        (None, None) => "re-wrap".into(),
+    }
 }
