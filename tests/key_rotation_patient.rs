@@ -371,3 +371,83 @@ async fn database_only(db: Db) {
     c.ts.handle.shutdown().await.unwrap();
 }
 both_backends!(a_database_only_patient_rotation_is_refused, database_only);
+
+/// A reset doctor's own reports (they were the author, their wrap was made at commit): the
+/// re-wrap request goes to the report's other key holder, its patient, whose client shows the
+/// rotation and wraps only after accepting; the doctor then reads the same bytes.
+async fn author_reset(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let original = write_file(work.path(), "r.pdf", &report_bytes(20_000, b"own"));
+    let report = upload_file(&c, &original, "R").await.report_id;
+    release(&c).await;
+    let pl = c.pat.ledger().await.unwrap();
+    pl.user_keys(c.doc.id, Some(Role::Doctor)).await.unwrap();
+    c.admin.c.admin_key_reset(c.doc.id).await.unwrap();
+    let code = reset_code_in(&c.ts.last_mail(&c.doc.email)).unwrap();
+    let mut own = c.ts.client();
+    let (logged, index) = own
+        .complete_key_reset(&c.doc.email, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let got = work.path().join("back.pdf");
+    let reread = async |own: &clinvault::client::ApiClient| {
+        download(
+            own,
+            &logged,
+            &fresh_ledger(own).await,
+            report,
+            &got,
+            &TransferOptions::new(2),
+        )
+        .await
+        .map(|_| ())
+    };
+    reread(&own).await.expect_err("no key before the re-wrap");
+    let rewrap = c
+        .pat
+        .c
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.reader_id == c.doc.id && g.report_id == report)
+        .expect("a re-wrap request for the patient")
+        .id;
+    // The author may not wrap it for themselves (they have no key anyway).
+    let e = own
+        .grant_wrap_raw(rewrap, vec![0u8; WRAPPED_DEK_LEN], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "{e}");
+    // The patient's client, synced after the rotation (its known keys kept from before).
+    let pl = c.pat.ledger().await.unwrap();
+    let e = check_grant_for_wrap(&c.pat.c, &pl, rewrap)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ClientError::KeyRotated(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("authorised by the clinic administrator"),
+        "{e}"
+    );
+    pl.accept_key_change(c.doc.id).await.unwrap();
+    let ok = check_grant_for_wrap(&c.pat.c, &pl, rewrap).await.unwrap();
+    assert_eq!(ok.rotation, Some(index));
+    confirm_wrap(&c.pat.c, &c.pat.me, &pl, &ok).await.unwrap();
+    reread(&own)
+        .await
+        .expect("readable after the patient's re-wrap");
+    assert!(std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap());
+    let s =
+        clinvault::client::audit::audit(&c.auditor.c, &c.auditor.ledger().await.unwrap(), false)
+            .await
+            .unwrap();
+    assert!(s.findings.is_empty(), "{:?}", s.findings);
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(
+    a_reset_authors_reports_come_back_through_the_patient,
+    author_reset
+);
