@@ -451,3 +451,131 @@ both_backends!(
     a_reset_authors_reports_come_back_through_the_patient,
     author_reset
 );
+
+const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
+
+/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
+async fn cli(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .env_remove("CLINVAULT_LOG")
+        .env_remove("CLINVAULT_PASSWORD")
+        .env_remove("CLINVAULT_NEW_PASSWORD")
+        .env_remove("CLINVAULT_RESET_CODE")
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commands end to end: the patient's `reset-keys` with the code `verify-email` mailed;
+/// the author's `grant list` shows the re-wrap, `grant confirm` refuses loudly until
+/// `accept-key`, then wraps; the patient's `download` gives the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_patient_reset_and_rewrap() {
+    let c = clinic_with(Db::Sqlite, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let original = write_file(work.path(), "r.pdf", &report_bytes(20_000, b"cli"));
+    let report = upload_file(&c, &original, "R").await.report_id.to_string();
+    release(&c).await;
+    let (pat_dir, doc_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = c.ts.url.clone();
+    let pat = c.pat.id.to_string();
+    let pw = [("CLINVAULT_PASSWORD", common::PASSWORD)];
+    let (rc, out, err) = cli(
+        doc_dir.path(),
+        &url,
+        &["login", "--email", &c.doc.email],
+        &pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = cli(doc_dir.path(), &url, &["accept-key", "--user", &pat], &[]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("nothing changed"), "{out}");
+
+    c.ts.client().verify_email(&c.pat.email).await.unwrap();
+    let code = reset_code_in(&c.ts.last_mail(&c.pat.email)).unwrap();
+    let new_pw = [
+        ("CLINVAULT_RESET_CODE", code.as_str()),
+        ("CLINVAULT_NEW_PASSWORD", NEW_PASSWORD),
+    ];
+    let (rc, out, err) = cli(
+        pat_dir.path(),
+        &url,
+        &["reset-keys", "--email", &c.pat.email],
+        &new_pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("recorded in the ledger"), "{out}");
+
+    let (rc, out, err) = cli(doc_dir.path(), &url, &["grant", "list"], &[]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("re-wrap after their key rotation"))
+        .unwrap_or_else(|| panic!("no re-wrap request listed: {out}"));
+    let grant = line.split_whitespace().next().unwrap().to_string();
+    let doc_pw = [("CLINVAULT_PASSWORD", common::PASSWORD)];
+    let (rc, out, err) = cli(
+        doc_dir.path(),
+        &url,
+        &["grant", "confirm", &grant, "--yes"],
+        &doc_pw,
+    )
+    .await;
+    assert_ne!(rc, 0, "no wrap before the change is accepted: {out}");
+    assert!(
+        err.contains("KEY ROTATED") && err.contains("their own verified email"),
+        "{err}"
+    );
+    let (rc, out, err) = cli(doc_dir.path(), &url, &["accept-key", "--user", &pat], &[]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("their own verified email"), "{out}");
+    let (rc, out, err) = cli(
+        doc_dir.path(),
+        &url,
+        &["grant", "confirm", &grant, "--yes"],
+        &doc_pw,
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("re-wrap of their own report"), "{out}");
+
+    let got = work.path().join("back.pdf");
+    let (rc, out, err) = cli(
+        pat_dir.path(),
+        &url,
+        &["download", &report, "-o", got.to_str().unwrap()],
+        &[("CLINVAULT_PASSWORD", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap());
+    c.ts.handle.shutdown().await.unwrap();
+}

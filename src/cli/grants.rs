@@ -43,6 +43,23 @@ pub async fn run(cfg: &Config, cmd: GrantCommand) -> Result<()> {
         GrantCommand::List => {
             let (c, _) = signed_in(cfg)?;
             for g in c.grants().await? {
+                // A grant to the report's own patient or author is a re-wrap request after
+                // their key rotation (issue 15.3): open until confirmed, so no date.
+                if g.reader_id == g.patient_id || g.reader_id == g.author_id {
+                    out!(
+                        "{}  report {}  reader {:<24} {:<9} re-wrap after their key rotation{}",
+                        g.id,
+                        g.report_id,
+                        super::shown(&g.reader_name),
+                        g.status,
+                        if g.status == "approved" {
+                            ": compare fingerprints, then `clinvault grant confirm` it"
+                        } else {
+                            ""
+                        }
+                    );
+                    continue;
+                }
                 out!(
                     "{}  report {}  reader {:<24} {:<9} until {}{}",
                     g.id,
