@@ -364,6 +364,8 @@ async fn raw_password_step(db: Db) {
         .unwrap();
     let pre = ts.client().prelogin("admin@clinic.test").await.unwrap();
     let salt: [u8; 16] = pre.salt.as_slice().try_into().unwrap();
+    // The Argon2id salt is bound to the address (docs/protocol.md §4.2).
+    let salt = clinvault::client::account::kdf_salt("admin@clinic.test", &salt).unwrap();
     let master = clinvault::seal::derive_master_key(PASSWORD, &salt, &pre.kdf).unwrap();
     let r = http()
         .post(format!("{}/v1/auth/login", ts.url))
