@@ -47,7 +47,7 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
     };
     for e in &s.emergencies {
         let reason = match &e.reason {
-            Some(r) => format!("reason \"{}\"", clinvault::text::display(r)),
+            Some(r) => format!("reason \"{r}\""),
             None => format!("reason hash {}", hex::encode(e.reason_hash)),
         };
         out!(

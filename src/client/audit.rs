@@ -608,3 +608,41 @@ pub async fn audit(
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Role, TeamChange};
+
+    #[test]
+    fn a_team_change_counts_only_from_an_admin_for_a_doctor_in_order() {
+        let (admin, doc, pat) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        let roles: HashMap<[u8; 16], Role> = [
+            (admin, Role::Admin),
+            (doc, Role::Doctor),
+            (pat, Role::Patient),
+        ]
+        .into();
+        let mut team = HashMap::new();
+        let check = |team: &HashMap<[u8; 16], u64>, who, change, by| {
+            team_change_problem(&roles, team, &who, change, &by)
+        };
+        assert_eq!(check(&team, doc, TeamChange::Added, admin), None);
+        // A doctor cannot add themselves; an unregistered account is no admin either.
+        assert!(
+            check(&team, doc, TeamChange::Added, doc)
+                .unwrap()
+                .contains("does not register as an administrator")
+        );
+        assert!(check(&team, doc, TeamChange::Added, [9; 16]).is_some());
+        assert!(
+            check(&team, pat, TeamChange::Added, admin)
+                .unwrap()
+                .contains("not register as a doctor")
+        );
+        assert!(check(&team, doc, TeamChange::Removed, admin).is_some());
+        team.insert(doc, 5);
+        assert!(check(&team, doc, TeamChange::Added, admin).is_some());
+        assert_eq!(check(&team, doc, TeamChange::Removed, admin), None);
+    }
+}
