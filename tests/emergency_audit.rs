@@ -167,8 +167,6 @@ async fn audited(db: Db) {
 }
 both_backends!(audit_lists_and_checks_break_glass, audited);
 
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
 /// `clinvault audit` prints the access line and, for a kind 12 by a non-member, the problem
 /// (exit code 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,39 +181,11 @@ async fn cli_audit_shows_break_glass() {
     upload_file(&c, &file, "ecg.bin").await;
     let req = c.doc2.c.emergency_open(c.pat.id, REASON).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!(
-            "[client]\nserver = \"{}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            c.ts.url,
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let run = |args: Vec<String>| {
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .args(args)
-            .env_remove("CLINVAULT_LOG")
-            .env("CLINVAULT_PASSWORD", common::PASSWORD)
-            .stdin(std::process::Stdio::null())
-            .current_dir(dir.path());
-        async move {
-            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-                .await
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (rc, out, err) = run(args(&["login", "--email", "audit@clinic.test"])).await;
+    let pw = [("CLINVAULT_PASSWORD", common::PASSWORD)];
+    let run = |args: &'static [&'static str]| common::cli(dir.path(), &c.ts.url, args, &pw);
+    let (rc, out, err) = run(&["login", "--email", "audit@clinic.test"]).await;
     assert_eq!(rc, 0, "{out}{err}");
-    let (rc, out, err) = run(args(&["audit"])).await;
+    let (rc, out, err) = run(&["audit"]).await;
     assert_eq!(rc, 0, "{out}{err}");
     let line = out
         .lines()
@@ -234,7 +204,7 @@ async fn cli_audit_shows_break_glass() {
 
     let now = chrono::Utc::now().timestamp_millis();
     let forged = append(&c, access(c.pat.id, c.doc.id, now, now), vec![c.pat.id]).await;
-    let (rc, out, err) = run(args(&["audit"])).await;
+    let (rc, out, err) = run(&["audit"]).await;
     assert_eq!(rc, 1, "{out}{err}");
     assert_eq!(
         out.lines().filter(|l| l.starts_with("BREAK-GLASS")).count(),
