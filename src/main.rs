@@ -69,13 +69,13 @@ enum ConfigCommand {
 enum ClientCommand {
     /// Create an account: a patient (mailed code), an invited staff member, or the first admin.
     Register(RegisterArgs),
-    /// Log in; keeps the session token (not keys) in the state folder.
     /// After comparing fingerprints with them: accept a user's new keys, which a key rotation
     /// in the ledger (an administrator's reset) made. A substituted key is never accepted.
     AcceptKey {
         #[arg(long)]
         user: uuid::Uuid,
     },
+    /// Log in; keeps the session token (not keys) in the state folder.
     Login {
         #[arg(long)]
         email: String,

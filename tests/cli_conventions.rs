@@ -160,3 +160,35 @@ fn config_check_passes_the_example_and_names_a_misspelled_key() {
         "{shown}"
     );
 }
+
+/// Every subcommand's line in `--help` says what that command does: a doc comment that
+/// slid onto its neighbour when commands were added leaves one line blank and another wrong.
+#[test]
+fn every_subcommand_has_its_own_help_line() {
+    let o = clinvault(&["--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(commands.len() > 20, "{help}");
+    for line in &commands {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap_or_default();
+        let about: Vec<&str> = words.collect();
+        assert!(!about.is_empty(), "`{name}` has no help line:\n{help}");
+    }
+    let login = commands
+        .iter()
+        .find(|l| l.trim_start().starts_with("login "))
+        .expect("login listed");
+    assert!(login.contains("Log in"), "{login}");
+    let accept = commands
+        .iter()
+        .find(|l| l.trim_start().starts_with("accept-key "))
+        .expect("accept-key listed");
+    assert!(!accept.contains("Log in"), "{accept}");
+}

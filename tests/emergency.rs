@@ -95,6 +95,12 @@ async fn break_glass(db: Db) {
     assert_eq!(c.ts.mails_to("admin@clinic.test"), mails_admin + 1);
     let m = c.ts.last_mail(&c.pat.email);
     assert!(m.contains("Emergency access") && m.contains(REASON), "{m}");
+    // The patient is sent to the trail they can open, not to the auditors' command.
+    let body = clinvault::tui::tasks::parse_mail(String::new(), &m).body;
+    assert!(
+        body.contains("`clinvault access`") && !body.contains("clinvault audit"),
+        "{body}"
+    );
     let m = c.ts.last_mail("admin@clinic.test");
     assert!(m.contains("Break-glass") && m.contains(REASON), "{m}");
     assert!(m.contains(&req.id.to_string()), "{m}");
@@ -415,35 +421,10 @@ async fn attacks(db: Db) {
 }
 both_backends!(attacks_on_break_glass, attacks);
 
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// Runs the CLI with its own config and state folder (in `dir`) against `url`, the test
-/// password in the environment: (exit code, stdout, stderr).
+/// The CLI with its own config and state folder (in `dir`) against `url`, the test password
+/// in the environment: (exit code, stdout, stderr).
 async fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env("CLINVAULT_PASSWORD", common::PASSWORD)
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::cli(dir, url, args, &[("CLINVAULT_PASSWORD", common::PASSWORD)]).await
 }
 
 /// The commands end to end: the admin puts a doctor on the team, the doctor breaks the glass

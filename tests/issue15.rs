@@ -12,7 +12,7 @@ use clinvault::client::reports::{TransferOptions, download};
 use clinvault::ledger::{AccountState, Entry};
 use clinvault::seal::BUNDLE_LEN;
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
-use common::{Db, PASSWORD, TEST_KDF, http, start_server};
+use common::{Db, PASSWORD, TEST_KDF, cli, http, start_server};
 use serde_json::{Value, json};
 
 const NEW_PASSWORD: &str = "seven lanterns drift over the harbour";
@@ -492,46 +492,6 @@ async fn recovery_guessing(db: Db) {
 both_backends!(recovery_guessing_is_rate_limited, recovery_guessing);
 
 // ---------------------------------------------------------------- the binary
-
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
-async fn cli(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env_remove("CLINVAULT_PASSWORD")
-        .env_remove("CLINVAULT_NEW_PASSWORD")
-        .env_remove("CLINVAULT_RECOVERY_CODE")
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The commands end to end: registration prints a kit, `password` changes the password,
 /// `recover` sets another with the printed code.

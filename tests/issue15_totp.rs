@@ -7,7 +7,7 @@ mod common;
 use clinvault::api::{InviteRequest, Role, codes};
 use clinvault::client::totp::{LoginStep, PendingLogin};
 use clinvault::client::{ApiClient, ClientError};
-use common::{Db, PASSWORD, TestServer, http, invite_code, start_server, start_with};
+use common::{Db, PASSWORD, TestServer, cli, http, invite_code, start_server, start_with};
 use serde_json::{Value, json};
 
 fn code_of(e: &ClientError) -> &str {
@@ -364,6 +364,8 @@ async fn raw_password_step(db: Db) {
         .unwrap();
     let pre = ts.client().prelogin("admin@clinic.test").await.unwrap();
     let salt: [u8; 16] = pre.salt.as_slice().try_into().unwrap();
+    // The Argon2id salt is bound to the address (docs/protocol.md §4.2).
+    let salt = clinvault::client::account::kdf_salt("admin@clinic.test", &salt).unwrap();
     let master = clinvault::seal::derive_master_key(PASSWORD, &salt, &pre.kdf).unwrap();
     let r = http()
         .post(format!("{}/v1/auth/login", ts.url))
@@ -381,45 +383,6 @@ async fn raw_password_step(db: Db) {
     ts.handle.shutdown().await.unwrap();
 }
 both_backends!(password_step_gives_no_session_or_bundle, raw_password_step);
-
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// The binary with a config for `url`, state in `dir`, and `env` (nothing else of ours).
-async fn cli(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env_remove("CLINVAULT_PASSWORD")
-        .env_remove("CLINVAULT_TOTP")
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The commands: `login` takes the code from CLINVAULT_TOTP (a wrong one fails), `totp
 /// status` reports, `totp disable` takes a recovery code, and then the password suffices.

@@ -14,7 +14,7 @@ use clinvault::client::ClientError;
 use clinvault::client::account::kdf_salt;
 use clinvault::client::recovery::RecoveryCode;
 use clinvault::seal::derive_master_key;
-use common::{Db, PASSWORD, TEST_KDF, http, start_server};
+use common::{Db, PASSWORD, TEST_KDF, cli, http, start_server};
 use serde_json::{Value, json};
 
 const NEW_PASSWORD: &str = "seven lanterns drift over the harbour";
@@ -316,46 +316,6 @@ async fn the_terminal_app_asks_before_the_old_salt() {
     assert_eq!(app.screen, Screen::Main, "{:?}", app.login.message);
     assert_eq!(scheme(&ts, "pia@clinic.test").await.0, 2, "moved at once");
     ts.handle.shutdown().await.unwrap();
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
-async fn cli(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env_remove("CLINVAULT_PASSWORD")
-        .env_remove("CLINVAULT_NEW_PASSWORD")
-        .env_remove("CLINVAULT_RESET_CODE")
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `clinvault login` refuses an old-scheme account and names the way out; `--legacy-salt`

@@ -111,7 +111,9 @@ impl Tag {
 /// Why a file is not a well-formed bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
-    #[error("not a clinvault report bundle (the file does not start with {MAGIC:?})")]
+    #[error(
+        "not a clinvault report bundle (the file does not start with \"clinvault/report-bundle\"): check that it is the .cvb file clinvault export wrote"
+    )]
     Magic,
     #[error(
         "bundle version {0} is not supported (this clinvault reads version {VERSION}); a newer clinvault may read it"
@@ -372,5 +374,20 @@ impl<'a> Reader<'a> {
 impl std::fmt::Display for Tag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod magic_tests {
+    use super::*;
+
+    /// The message names the magic as text a user can compare, not as a byte list.
+    #[test]
+    fn the_magic_error_reads_as_text() {
+        let text = FormatError::Magic.to_string();
+        assert!(
+            text.contains(&format!("\"{}\"", String::from_utf8_lossy(MAGIC))),
+            "{text}"
+        );
     }
 }

@@ -39,6 +39,28 @@ pub async fn audit(cfg: &Config, repair: bool) -> Result<()> {
             "KEY ROTATION  ledger entry {index}: user {user}'s keys were replaced, authorised by {by}"
         );
     }
+    // Every break-glass access, problem or not (issue 16; protocol.md §17.6).
+    let utc = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| format!("{ms} ms"))
+    };
+    for e in &s.emergencies {
+        let reason = match &e.reason {
+            Some(r) => format!("reason \"{r}\""),
+            None => format!("reason hash {}", hex::encode(e.reason_hash)),
+        };
+        out!(
+            "BREAK-GLASS   ledger entry {}: request {}, patient {}, reader {}, at {}, released {}; {}",
+            e.index,
+            e.request,
+            e.patient,
+            e.reader,
+            utc(e.time_ms),
+            utc(e.release_ms),
+            super::shown(&reason)
+        );
+    }
     for f in &s.findings {
         out!("PROBLEM  {}", super::shown(&f.to_string()));
     }

@@ -72,6 +72,19 @@ pub enum Finding {
     /// A key rotation (kind 10) that does not follow from the user's keys before it: no key
     /// entry for the user yet, or another `old_keys_hash` than theirs.
     BadRotation { user: String, index: u64 },
+    /// A break-glass access (kind 12) by a reader the replayed team (kind 11) did not hold at
+    /// that entry: never added by a ledger administrator, or removed since.
+    EmergencyNotOnTeam { index: u64, reader: String },
+    /// A kind-12 entry that cannot be honest for another reason (what says which).
+    BadEmergency { index: u64, what: String },
+    /// A kind-11 team change that does not follow from the ledger: by an account not
+    /// registered as administrator, for a non-doctor, or adding a member twice / removing a
+    /// non-member. It changes nobody's membership in the replay.
+    BadTeamChange {
+        index: u64,
+        member: String,
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -130,6 +143,23 @@ impl std::fmt::Display for Finding {
                 "ledger entry {index}: a KEY ROTATION for user {user} that does not replace the \
                  keys the ledger held for them"
             ),
+            Finding::EmergencyNotOnTeam { index, reader } => write!(
+                f,
+                "ledger entry {index}: a BREAK-GLASS access by {reader}, who was not on the \
+                 emergency team at that entry (no addition by a ledger administrator before it, \
+                 or removed since)"
+            ),
+            Finding::BadEmergency { index, what } => {
+                write!(f, "ledger entry {index}: a BREAK-GLASS access {what}")
+            }
+            Finding::BadTeamChange {
+                index,
+                member,
+                what,
+            } => write!(
+                f,
+                "ledger entry {index}: an emergency-team change for {member} {what}"
+            ),
         }
     }
 }
@@ -154,6 +184,24 @@ pub struct AuditSummary {
     /// Key rotations (kind 10) that follow from the keys before them: not problems, but
     /// every one is shown (entry index, user, who authorised it).
     pub rotations: Vec<(u64, String, String)>,
+    /// Every break-glass access (kind 12) in the ledger, in ledger order: shown whether or
+    /// not it is a problem (problems are in `findings` too).
+    pub emergencies: Vec<EmergencySeen>,
+}
+
+/// One break-glass access (kind 12) the replay saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencySeen {
+    pub index: u64,
+    pub time_ms: i64,
+    pub request: uuid::Uuid,
+    pub patient: uuid::Uuid,
+    pub reader: uuid::Uuid,
+    pub release_ms: i64,
+    pub reason_hash: [u8; 32],
+    /// The reason, only when the server shows it to this account and it hashes to
+    /// `reason_hash` (auditors are not shown reasons: docs/protocol.md §17.6).
+    pub reason: Option<String>,
 }
 
 impl AuditSummary {
@@ -164,6 +212,36 @@ impl AuditSummary {
 
 /// A user's keys from a ledger entry on: (entry index, X25519, Ed25519).
 type KeysFrom = (u64, [u8; 32], [u8; 32]);
+
+/// Why a kind-11 entry does not follow from the ledger before it, if it does not: the
+/// server's team route refuses each of these, so only a forged or rogue append makes one.
+fn team_change_problem(
+    roles: &HashMap<[u8; 16], crate::ledger::Role>,
+    team: &HashMap<[u8; 16], u64>,
+    member: &[u8; 16],
+    change: crate::ledger::TeamChange,
+    admin: &[u8; 16],
+) -> Option<String> {
+    use crate::ledger::{Role, TeamChange};
+    if roles.get(admin) != Some(&Role::Admin) {
+        return Some(format!(
+            "made by {}, whom the ledger does not register as an administrator",
+            uuid::Uuid::from_bytes(*admin)
+        ));
+    }
+    match change {
+        TeamChange::Added if roles.get(member) != Some(&Role::Doctor) => {
+            Some("adds an account the ledger does not register as a doctor".into())
+        }
+        TeamChange::Added if team.contains_key(member) => {
+            Some("adds a member already on the team".into())
+        }
+        TeamChange::Removed if !team.contains_key(member) => {
+            Some("removes an account that is not on the team".into())
+        }
+        _ => None,
+    }
+}
 
 /// Runs the audit. With `repair`, every chunk with a bad, missing or absent replica is sent to
 /// the server's repair, which copies a verified replica.
@@ -186,6 +264,11 @@ pub async fn audit(
     let mut keys: HashMap<[u8; 16], Vec<KeysFrom>> = HashMap::new();
     let mut key_entry: HashMap<[u8; 16], u64> = HashMap::new();
     let mut commits: HashMap<u64, Entry> = HashMap::new();
+    // Break-glass (§17.6): each account's role from its kind-1 entry, and the team as the
+    // kind-11 entries build it: member -> entry that added them.
+    let mut roles: HashMap<[u8; 16], crate::ledger::Role> = HashMap::new();
+    let mut team: HashMap<[u8; 16], u64> = HashMap::new();
+    let reasons = super::emergency::reasons(client).await;
     if let Some((seen_ms, now_ms)) = ledger.older_head {
         s.findings.push(Finding::OlderHead { seen_ms, now_ms });
     }
@@ -206,6 +289,7 @@ pub async fn audit(
         match &entry {
             Entry::UserRegistered {
                 user_id,
+                role,
                 x25519_public,
                 ed25519_public,
                 ..
@@ -218,6 +302,7 @@ pub async fn audit(
                         again: i as u64,
                     });
                 } else {
+                    roles.insert(*user_id, *role);
                     key_entry.insert(*user_id, i as u64);
                     keys.insert(*user_id, vec![(i as u64, *x25519_public, *ed25519_public)]);
                 }
@@ -257,6 +342,66 @@ pub async fn audit(
             }
             Entry::ReportCommitted { .. } => {
                 commits.insert(i as u64, entry.clone());
+            }
+            Entry::EmergencyTeam {
+                member_id,
+                change,
+                admin_id,
+                ..
+            } => {
+                if let Some(what) = team_change_problem(&roles, &team, member_id, *change, admin_id)
+                {
+                    s.findings.push(Finding::BadTeamChange {
+                        index: i as u64,
+                        member: uuid::Uuid::from_bytes(*member_id).to_string(),
+                        what,
+                    });
+                } else if *change == crate::ledger::TeamChange::Added {
+                    team.insert(*member_id, i as u64);
+                } else {
+                    team.remove(member_id);
+                }
+            }
+            Entry::EmergencyAccess {
+                time_ms,
+                request_id,
+                patient_id,
+                reader_id,
+                reason_hash,
+                release_ms,
+                ..
+            } => {
+                let index = i as u64;
+                let reader = uuid::Uuid::from_bytes(*reader_id);
+                if !team.contains_key(reader_id) {
+                    s.findings.push(Finding::EmergencyNotOnTeam {
+                        index,
+                        reader: reader.to_string(),
+                    });
+                }
+                let mut bad = |what: String| s.findings.push(Finding::BadEmergency { index, what });
+                if roles.get(patient_id) != Some(&crate::ledger::Role::Patient) {
+                    bad("on an account the ledger does not register as a patient".into());
+                }
+                if *release_ms < *time_ms {
+                    bad(format!(
+                        "whose release time ({release_ms}) is before the request ({time_ms})"
+                    ));
+                }
+                let reason = reasons
+                    .get(request_id)
+                    .filter(|r| <[u8; 32]>::from(Sha256::digest(r.as_bytes())) == *reason_hash)
+                    .cloned();
+                s.emergencies.push(EmergencySeen {
+                    index,
+                    time_ms: *time_ms,
+                    request: uuid::Uuid::from_bytes(*request_id),
+                    patient: uuid::Uuid::from_bytes(*patient_id),
+                    reader,
+                    release_ms: *release_ms,
+                    reason_hash: *reason_hash,
+                    reason,
+                });
             }
             _ => {}
         }
@@ -462,4 +607,42 @@ pub async fn audit(
         });
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Role, TeamChange};
+
+    #[test]
+    fn a_team_change_counts_only_from_an_admin_for_a_doctor_in_order() {
+        let (admin, doc, pat) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        let roles: HashMap<[u8; 16], Role> = [
+            (admin, Role::Admin),
+            (doc, Role::Doctor),
+            (pat, Role::Patient),
+        ]
+        .into();
+        let mut team = HashMap::new();
+        let check = |team: &HashMap<[u8; 16], u64>, who, change, by| {
+            team_change_problem(&roles, team, &who, change, &by)
+        };
+        assert_eq!(check(&team, doc, TeamChange::Added, admin), None);
+        // A doctor cannot add themselves; an unregistered account is no admin either.
+        assert!(
+            check(&team, doc, TeamChange::Added, doc)
+                .unwrap()
+                .contains("does not register as an administrator")
+        );
+        assert!(check(&team, doc, TeamChange::Added, [9; 16]).is_some());
+        assert!(
+            check(&team, pat, TeamChange::Added, admin)
+                .unwrap()
+                .contains("not register as a doctor")
+        );
+        assert!(check(&team, doc, TeamChange::Removed, admin).is_some());
+        team.insert(doc, 5);
+        assert!(check(&team, doc, TeamChange::Added, admin).is_some());
+        assert_eq!(check(&team, doc, TeamChange::Removed, admin), None);
+    }
 }

@@ -296,3 +296,48 @@ pub fn s3_buckets() -> Vec<clinvault::server::chunk_store::BucketConfig> {
         })
         .collect()
 }
+
+/// Runs the real binary with its own config and state folder (the test KDF floor) against
+/// `url`, with no secret taken from the caller's environment: (exit code, stdout, stderr).
+pub async fn cli(
+    dir: &Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clinvault"));
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .current_dir(dir);
+    for secret in [
+        "CLINVAULT_LOG",
+        "CLINVAULT_PASSWORD",
+        "CLINVAULT_NEW_PASSWORD",
+        "CLINVAULT_RECOVERY_CODE",
+        "CLINVAULT_RESET_CODE",
+        "CLINVAULT_TOTP",
+    ] {
+        cmd.env_remove(secret);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

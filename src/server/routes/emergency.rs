@@ -365,8 +365,8 @@ async fn open(
         format!(
             "Dr {reader} opened {n} of your reports in an emergency (break-glass), at {now}.\n\n\
              Reason given: {reason}\n\n{when}\n\nThis access is recorded in the clinic's ledger \
-             (entry {index}) and shows in your access trail (`clinvault audit`). If you did not \
-             expect it, tell the clinic.\n",
+             (entry {index}) and shows in your access trail (the Ledger pane, or `clinvault \
+             access`). If you did not expect it, tell the clinic.\n",
             reader = caller.name,
             now = at(now),
         ),
