@@ -14,8 +14,8 @@ use clinvault::client::reports::{TransferOptions, check_grant_for_wrap, confirm_
 use clinvault::ledger::{Entry, RotationBy, keys_hash};
 use clinvault::seal::{UserSecrets, WRAPPED_DEK_LEN};
 use clinvault::server::ledger_store::{AppendKey, append};
-use common::Db;
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
+use common::{Db, cli};
 
 const NEW_PASSWORD: &str = "seven lanterns drift over the harbour";
 
@@ -451,46 +451,6 @@ both_backends!(
     a_reset_authors_reports_come_back_through_the_patient,
     author_reset
 );
-
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
-async fn cli(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env_remove("CLINVAULT_PASSWORD")
-        .env_remove("CLINVAULT_NEW_PASSWORD")
-        .env_remove("CLINVAULT_RESET_CODE")
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The commands end to end: the patient's `reset-keys` with the code `verify-email` mailed;
 /// the author's `grant list` shows the re-wrap, `grant confirm` refuses loudly until
