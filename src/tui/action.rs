@@ -82,6 +82,13 @@ pub enum Action {
     Booked(UiResult<Booking>),
     BookingChanged(UiResult<Booking>),
     MailboxLoaded(UiResult<Vec<Mail>>),
+    /// Issue 15.3: a wrap check met a key rotation this client has not accepted: shown as a
+    /// popup before anything else happens with the grant.
+    KeyRotated {
+        epoch: u64,
+        ledger: Option<Result<HeadInfo, String>>,
+        rotated: Box<RotatedKey>,
+    },
     /// A report, grant, code or ledger job finished. `ledger` is the sync it started with
     /// (`None` for jobs that need no ledger); on a ledger failure `done` is `None`.
     Vault {
@@ -191,6 +198,12 @@ pub enum Job {
         code: String,
     },
     OtpResend(Uuid),
+    /// Issue 15.3: the key holder compared fingerprints and accepts `user`'s rotated keys,
+    /// then the grant is checked again (on success the wrap popup opens).
+    AcceptKey {
+        user: Uuid,
+        grant: Uuid,
+    },
 }
 
 impl Job {
@@ -376,4 +389,13 @@ pub enum Effect {
         ctx: VaultCtx,
         job: Job,
     },
+}
+
+/// A key rotation met while checking a grant (issue 15.3): whose keys, for which grant, and
+/// the client's loud text (date, authoriser, both fingerprints).
+#[derive(Debug, Clone)]
+pub struct RotatedKey {
+    pub user: Uuid,
+    pub grant: Uuid,
+    pub text: String,
 }

@@ -533,6 +533,8 @@ pub enum Popup {
     Grants(Box<GrantsView>),
     /// A checked grant waiting for the key holder's yes before the key is wrapped.
     Wrap(Box<crate::client::reports::WrapCheck>),
+    /// Issue 15.3: the reader's keys were rotated; nothing is wrapped until accepted.
+    KeyRotated(Box<crate::tui::action::RotatedKey>),
     PickPatient(Box<PatientPicker>),
     PickDoctor(Box<DoctorStep>),
     Palette(Box<Palette>),

@@ -409,12 +409,40 @@ pub async fn vault(
             };
         }
     };
+    // Issue 15.3: a wrap check that meets a rotation not yet accepted answers with the
+    // rotation itself, shown as a popup with its accept step.
+    if let Job::CheckWrap(grant) = job {
+        let done = match check_grant_for_wrap(&ctx.client, &ledger, grant).await {
+            Err(ClientError::KeyRotated(text)) => match rotated_reader(&ctx.client, grant).await {
+                Some(user) => {
+                    return Action::KeyRotated {
+                        epoch,
+                        ledger: Some(Ok(head_info(&ledger))),
+                        rotated: Box::new(crate::tui::action::RotatedKey { user, grant, text }),
+                    };
+                }
+                None => Done::WrapChecked(Err(Fail::from(ClientError::KeyRotated(text)))),
+            },
+            r => Done::WrapChecked(r.map(Box::new).map_err(Fail::from)),
+        };
+        return Action::Vault {
+            epoch,
+            ledger: Some(Ok(head_info(&ledger))),
+            done: Some(done),
+        };
+    }
     let done = ledger_job(&ctx, &mut ledger, job, tx).await;
     Action::Vault {
         epoch,
         ledger: Some(Ok(head_info(&ledger))),
         done: Some(done),
     }
+}
+
+/// The reader of `grant`: whose keys a failed wrap check met rotated.
+async fn rotated_reader(c: &crate::client::ApiClient, grant: Uuid) -> Option<Uuid> {
+    let grants = c.grants().await.ok()?;
+    grants.iter().find(|g| g.id == grant).map(|g| g.reader_id)
 }
 
 /// The answer of a job that could not start (the ledger sync failed on the way).
@@ -450,7 +478,7 @@ fn failed_done(job: Job, f: Fail) -> Done {
             result: Err(f),
         },
         Job::Entries => Done::Entries(Err(f)),
-        Job::CheckWrap(_) => Done::WrapChecked(Err(f)),
+        Job::CheckWrap(_) | Job::AcceptKey { .. } => Done::WrapChecked(Err(f)),
         Job::AskConsent(_) => Done::ConsentAsked(Err(f)),
         Job::Export { report, path } => Done::Exported {
             report,
@@ -663,6 +691,13 @@ async fn ledger_job(
                 .map(Box::new)
                 .map_err(Fail::from),
         ),
+        Job::AcceptKey { user, grant } => {
+            let r = match l.accept_key_change(user).await {
+                Ok(_) => check_grant_for_wrap(c, l, grant).await,
+                Err(e) => Err(e),
+            };
+            Done::WrapChecked(r.map(Box::new).map_err(Fail::from))
+        }
         Job::ConfirmWrap(check) => {
             let r = confirm_wrap(c, me, l, &check).await;
             let r = match r {

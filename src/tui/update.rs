@@ -231,6 +231,17 @@ fn apply(app: &mut App, action: Action, fx: &mut Vec<Effect>) {
             }
         }
         Action::MailboxLoaded(r) => mailbox_loaded(app, r),
+        Action::KeyRotated {
+            epoch,
+            ledger,
+            rotated,
+        } => {
+            if epoch == app.epoch && app.session.is_some() {
+                done(app);
+                on_vault(app, ledger, None, fx);
+                app.popup = Some(Popup::KeyRotated(rotated));
+            }
+        }
     }
 }
 

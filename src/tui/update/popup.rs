@@ -127,6 +127,22 @@ pub(super) fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                 app.dirty = false;
             }
         }
+        // Accept only on a deliberate key, after comparing fingerprints with the user.
+        Popup::KeyRotated(r) => {
+            if is(&k, KeyCode::Char('a')) {
+                vault(
+                    app,
+                    fx,
+                    Job::AcceptKey {
+                        user: r.user,
+                        grant: r.grant,
+                    },
+                );
+            } else if !is(&k, KeyCode::Esc) {
+                app.popup = Some(Popup::KeyRotated(r));
+                app.dirty = false;
+            }
+        }
         Popup::Messages(scroll) => {
             let max = app.status.history.len().saturating_sub(1) as u16;
             match app.keys.resolve(&k) {

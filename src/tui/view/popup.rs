@@ -33,6 +33,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Popup::Path(p) => path(app, frame, area, p),
         Popup::Grants(g) => grants(app, frame, area, g),
         Popup::Wrap(c) => wrap(app, frame, area, c),
+        Popup::KeyRotated(r) => key_rotated(app, frame, area, r),
         Popup::Messages(scroll) => messages(app, frame, area, scroll),
         Popup::Palette(p) => palette(app, frame, area, p),
         Popup::Password(p) => password(app, frame, area, p),
@@ -634,4 +635,30 @@ fn how_text(c: &crate::client::reports::WrapCheck) -> String {
         (None, Some(i)) => format!("re-wrap after key rotation, ledger entry {i}"),
         (None, None) => "re-wrap".into(),
     }
+}
+
+/// Issue 15.3: a key rotation, loud, with the client's own text (name, date, authoriser,
+/// both fingerprints) and the one way on: compare, then accept.
+fn key_rotated(app: &App, frame: &mut Frame, area: Rect, r: &crate::tui::action::RotatedKey) {
+    let t = &app.theme;
+    let bx = centered(area, 76, 14);
+    frame.render_widget(Clear, bx);
+    let block = Block::bordered()
+        .title(Span::styled(" KEY CHANGED ", t.error))
+        .border_style(t.error);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    let [body, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    let text = crate::text::display(r.text.trim_start_matches("KEY ROTATED: "));
+    frame.render_widget(
+        Paragraph::new(text.into_owned()).wrap(Wrap { trim: true }),
+        body,
+    );
+    frame.render_widget(
+        Span::styled(
+            "a accept (fingerprints compared in person or by phone) · Esc close",
+            t.muted,
+        ),
+        hint,
+    );
 }
