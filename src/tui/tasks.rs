@@ -410,31 +410,37 @@ pub async fn vault(
         }
     };
     // Issue 15.3: a wrap check that meets a rotation not yet accepted answers with the
-    // rotation itself, shown as a popup with its accept step.
+    // rotation itself, shown as a popup with its accept step. On the heap: this future sits
+    // inside every vault task's (the task stack is small).
     if let Job::CheckWrap(grant) = job {
-        let done = match check_grant_for_wrap(&ctx.client, &ledger, grant).await {
-            Err(ClientError::KeyRotated(text)) => match rotated_reader(&ctx.client, grant).await {
-                Some(user) => {
-                    return Action::KeyRotated {
-                        epoch,
-                        ledger: Some(Ok(head_info(&ledger))),
-                        rotated: Box::new(crate::tui::action::RotatedKey { user, grant, text }),
-                    };
-                }
-                None => Done::WrapChecked(Err(Fail::from(ClientError::KeyRotated(text)))),
-            },
-            r => Done::WrapChecked(r.map(Box::new).map_err(Fail::from)),
-        };
-        return Action::Vault {
-            epoch,
-            ledger: Some(Ok(head_info(&ledger))),
-            done: Some(done),
-        };
+        return Box::pin(check_wrap(epoch, &ctx, &ledger, grant)).await;
     }
     let done = ledger_job(&ctx, &mut ledger, job, tx).await;
     Action::Vault {
         epoch,
         ledger: Some(Ok(head_info(&ledger))),
+        done: Some(done),
+    }
+}
+
+/// `Job::CheckWrap`, answering a rotation not yet accepted with [`Action::KeyRotated`].
+async fn check_wrap(epoch: u64, ctx: &VaultCtx, ledger: &Ledger, grant: Uuid) -> Action {
+    let done = match check_grant_for_wrap(&ctx.client, ledger, grant).await {
+        Err(ClientError::KeyRotated(text)) => match rotated_reader(&ctx.client, grant).await {
+            Some(user) => {
+                return Action::KeyRotated {
+                    epoch,
+                    ledger: Some(Ok(head_info(ledger))),
+                    rotated: Box::new(crate::tui::action::RotatedKey { user, grant, text }),
+                };
+            }
+            None => Done::WrapChecked(Err(Fail::from(ClientError::KeyRotated(text)))),
+        },
+        r => Done::WrapChecked(r.map(Box::new).map_err(Fail::from)),
+    };
+    Action::Vault {
+        epoch,
+        ledger: Some(Ok(head_info(ledger))),
         done: Some(done),
     }
 }
@@ -693,7 +699,7 @@ async fn ledger_job(
         ),
         Job::AcceptKey { user, grant } => {
             let r = match l.accept_key_change(user).await {
-                Ok(_) => check_grant_for_wrap(c, l, grant).await,
+                Ok(_) => Box::pin(check_grant_for_wrap(c, l, grant)).await,
                 Err(e) => Err(e),
             };
             Done::WrapChecked(r.map(Box::new).map_err(Fail::from))
