@@ -539,3 +539,69 @@ async fn cli_patient_reset_and_rewrap() {
     assert!(std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap());
     c.ts.handle.shutdown().await.unwrap();
 }
+
+/// A server cannot re-point someone else's grant at its reader's rotation to make the reader's
+/// client skip the grant's expiry: a kind 10 approval counts only for the reader's own report.
+async fn repointed(db: Db) {
+    let c = clinic_with(db, |_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let original = write_file(work.path(), "r.pdf", &report_bytes(20_000, b"otto"));
+    let report = upload_file(&c, &original, "R").await.report_id;
+    release(&c).await;
+    let g = c.doc2.c.grant_request(report).await.unwrap();
+    let otp = common::six_digits(&c.ts.last_mail(&c.pat.email));
+    c.doc2
+        .c
+        .otp_verify(g.request_id.unwrap(), &otp)
+        .await
+        .unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    l.user_keys(c.doc2.id, Some(Role::Doctor)).await.unwrap();
+    // Otto is reset; the author wraps his grant again after accepting the new keys.
+    c.admin.c.admin_key_reset(c.doc2.id).await.unwrap();
+    let code = reset_code_in(&c.ts.last_mail(&c.doc2.email)).unwrap();
+    let mut own = c.ts.client();
+    let (logged, rotation) = own
+        .complete_key_reset(&c.doc2.email, &code, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let l = c.doc.ledger().await.unwrap();
+    l.accept_key_change(c.doc2.id).await.unwrap();
+    let ok = check_grant_for_wrap(&c.doc.c, &l, g.id).await.unwrap();
+    assert_eq!(ok.rotation, None, "an ordinary grant");
+    confirm_wrap(&c.doc.c, &c.doc.me, &l, &ok).await.unwrap();
+    let got = work.path().join("otto.pdf");
+    download(
+        &own,
+        &logged,
+        &fresh_ledger(&own).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .expect("the grant in force");
+    std::fs::remove_file(&got).unwrap();
+    // The database points the grant's approval at Otto's rotation entry.
+    sqlx::query("UPDATE grants SET approval_index = $1 WHERE id = $2")
+        .bind(rotation as i64)
+        .bind(g.id.to_string())
+        .execute(c.ts.handle.db())
+        .await
+        .unwrap();
+    let e = download(
+        &own,
+        &logged,
+        &fresh_ledger(&own).await,
+        report,
+        &got,
+        &TransferOptions::new(2),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(e.to_string().contains("not your own"), "{e}");
+    assert!(!got.exists());
+    c.ts.handle.shutdown().await.unwrap();
+}
+both_backends!(a_grant_repointed_at_a_rotation_is_refused, repointed);

@@ -288,9 +288,27 @@ pub async fn check_grant_in_force(
             // Kind 3 (approved before expiries were recorded): the server's word.
             expires_ms.unwrap_or(grant.expires_at.timestamp_millis())
         }
-        // A re-wrap after my own key rotation (issue 15.3): my own report, no expiry; the
-        // wrapper was checked against the manifest by the caller (author, or patient).
-        Entry::KeyRotated { user_id, .. } if user_id == *me.as_bytes() => i64::MAX,
+        // A re-wrap after my own key rotation (issue 15.3): no expiry, but only for my own
+        // report (I am its committed manifest's patient or author), so a grant to someone
+        // else's report cannot be re-pointed at my rotation to escape its expiry.
+        Entry::KeyRotated { user_id, .. } if user_id == *me.as_bytes() => {
+            let detail = client.report(grant.report_id).await?;
+            let committed = ledger
+                .checked_entry(detail.ledger_index, &detail.commit_entry)
+                .await?;
+            let manifest_hash: [u8; 32] = sha2::Sha256::digest(&detail.manifest).into();
+            let genuine = matches!(committed, Entry::ReportCommitted { report_id, manifest_hash: h, .. }
+                if report_id == *grant.report_id.as_bytes() && h == manifest_hash);
+            let mine = crate::seal::Manifest::from_bytes(&detail.manifest)
+                .is_ok_and(|m| m.patient_id == *me.as_bytes() || m.author_id == *me.as_bytes());
+            if !(genuine && mine) {
+                return Err(ClientError::Ledger(format!(
+                    "grant {grant_id} claims a re-wrap after your key rotation, but the report is \
+                     not your own; refusing its key"
+                )));
+            }
+            i64::MAX
+        }
         _ => {
             return Err(ClientError::Ledger(format!(
                 "the ledger's approval entry does not match grant {grant_id}; refusing its key"
