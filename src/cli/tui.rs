@@ -8,7 +8,13 @@ use clinvault::tui::{BoxFuture, Embedded, ServerSource};
 
 pub fn run(cfg: Config) -> Result<()> {
     let _log = clinvault::tui::log_to_file(&cfg.client.state_path());
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // The client's tasks are large futures, and a debug build (README command 1) keeps them
+    // unoptimised on the stack: 8 MiB per worker instead of tokio's 2 MiB, as the tests get.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+        .context("starting the async runtime")?;
     let source = if cfg.client.server.is_empty() {
         let mut server_cfg = cfg.clone();
         server_cfg.server.listen = "127.0.0.1:0".into();
