@@ -3,6 +3,7 @@
 mod bookings;
 mod calendar;
 mod doctors;
+mod emergency;
 mod help;
 mod ledger;
 mod login;
@@ -335,6 +336,12 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
                 _ => "next",
             },
             Some(Popup::RecoveryKit(_)) => "make the kit",
+            Some(Popup::BreakGlass(b))
+                if b.focus == crate::tui::state::BreakGlassField::Patient =>
+            {
+                "next"
+            }
+            Some(Popup::BreakGlass(_)) => "check",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
             Some(Popup::Path(p)) => match p.purpose {
                 crate::tui::state::PathFor::Upload { .. } => "next",
