@@ -402,14 +402,14 @@ pub const COMMANDS: &[CmdInfo] = &[
     CmdInfo {
         cmd: Cmd::BreakGlass,
         name: "break_glass",
-        desc: "break-glass: read a patient's reports in an emergency (team doctors; logged, mailed)",
+        desc: "break-glass on a patient (emergency team; logged, mailed)",
         panes: None,
         defaults: &["B"],
     },
     CmdInfo {
         cmd: Cmd::Emergencies,
         name: "emergencies",
-        desc: "break-glass requests: yours (fetch, read) or on you (veto)",
+        desc: "break-glass requests: yours (read) or on you (veto)",
         panes: None,
         defaults: &["E"],
     },

@@ -218,14 +218,9 @@ pub fn state_text(app: &App, r: &EmergencyRequest) -> String {
 pub(super) fn on_done(app: &mut App, d: EmDone) {
     match d {
         EmDone::Opened(Ok(r)) => {
-            let what = state_text(app, &r);
-            let next = if r.status == "released" {
-                "Enter on a report reads it."
-            } else {
-                "E, then Enter, fetches it then."
-            };
+            // The list below shows the state (released, or when); the line says what happened.
             app.status.info = Some(format!(
-                "Break-glass recorded in the ledger (#{}) and mailed: {what}. {next}",
+                "Break-glass logged in the ledger (#{}); patient and admins mailed.",
                 r.ledger_index
             ));
             app.status.error = None;
@@ -272,9 +267,7 @@ pub(super) fn on_done(app: &mut App, d: EmDone) {
                 && app.screen == crate::tui::state::Screen::Main
             {
                 app.status.info = Some(
-                    "Read through break-glass: the release's ledger entry and every check of \
-                     the report passed."
-                        .into(),
+                    "Break-glass read: its ledger entry and every report check passed.".into(),
                 );
                 app.popup = Some(Popup::Viewer(viewer));
             }

@@ -228,8 +228,18 @@ pub fn emergencies(app: &App, frame: &mut Frame, area: Rect, v: &EmergencyView) 
         ),
         (None, Some(m)) => (m.clone(), t.warn),
         (None, None) if reader => (
-            "A waiting request is released at its time unless the patient vetoes: Enter asks again."
-                .into(),
+            match rows
+                .get(v.selected)
+                .and_then(|row| v.requests.get(row.request))
+                .map(|r| r.status.as_str())
+            {
+                Some("released") => "Released for one hour: Enter on a report checks the ledger \
+                                     entry, then reads it here; nothing is written to disk.",
+                Some("waiting") => "Released at its time unless the patient vetoes: Enter asks \
+                                    the server again.",
+                _ => "B breaks the glass on a patient; everything here is in the ledger.",
+            }
+            .into(),
             t.muted,
         ),
         (None, None) => (
