@@ -1612,11 +1612,7 @@ fn issue16_break_glass_reason_too_short() {
         type_text(&mut a, "pat.jones@patients.demo");
         key(&mut a, KeyCode::Tab);
         type_text(&mut a, "ecg");
-        let fx = update(
-            &mut a,
-            Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
-        );
-        assert!(fx.is_empty(), "nothing sent");
+        key(&mut a, KeyCode::Enter);
         let text = draw(&a, 80, 24);
         assert!(text.contains("too short (3 of at least 5"));
         a
@@ -1694,4 +1690,33 @@ fn issue16_released_for_the_doctor() {
         )));
         a
     });
+}
+
+/// After a failed ledger check, Enter on a released report reads nothing and says why.
+#[test]
+fn issue16_no_break_glass_read_after_a_ledger_failure() {
+    let mut a = app(false, Some(Role::Doctor));
+    a.pane = Pane::Reports;
+    a.ledger.failed = Some("inconsistent head".into());
+    a.popup = Some(Popup::Emergencies(Box::new(
+        clinvault::tui::state::EmergencyView {
+            requests: vec![em_request("released", vec![id(154)])],
+            selected: 1,
+            ..Default::default()
+        },
+    )));
+    key(&mut a, KeyCode::Enter);
+    let Some(Popup::Emergencies(v)) = &a.popup else {
+        panic!("the list stays")
+    };
+    assert!(
+        v.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ledger check failed")
+    );
+    // And `B` does not open the form.
+    a.popup = None;
+    key(&mut a, KeyCode::Char('B'));
+    assert!(a.popup.is_none());
 }

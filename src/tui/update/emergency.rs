@@ -162,6 +162,11 @@ pub(super) fn emergencies_key(
             vault(app, fx, Job::Emergency(EmJob::List));
         }
         _ if is(&k, KeyCode::Enter) => match selected(app, &v) {
+            // A failed ledger check blocks every report action for the session.
+            Some((_, Some(_))) if app.ledger.failed.is_some() => {
+                v.message =
+                    Some("The ledger check failed: no report is read until it is resolved.".into());
+            }
             Some((r, Some(report))) => {
                 v.message = Some("Checking the break-glass entry and reading the report…".into());
                 vault(
