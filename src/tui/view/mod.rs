@@ -277,6 +277,20 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Refresh, "sync"),
             (Cmd::Down, "move"),
         ],
+        // Issue 16: the break-glass requests beside the red kind-12 rows (patients: veto).
+        Pane::Ledger
+            if app
+                .session
+                .as_ref()
+                .is_some_and(|s| matches!(s.user.role, Role::Patient | Role::Doctor)) =>
+        {
+            vec![
+                (Cmd::Search, "filter"),
+                (Cmd::Refresh, "sync"),
+                (Cmd::Down, "move"),
+                (Cmd::Emergencies, "break-glass"),
+            ]
+        }
         Pane::Ledger => vec![
             (Cmd::Search, "filter"),
             (Cmd::Refresh, "sync"),
