@@ -1561,3 +1561,162 @@ fn issue16_break_glass_rows_are_red() {
         }
     }
 }
+
+// ---- Issue 16: break-glass ----
+
+fn em_request(status: &str, reports: Vec<Uuid>) -> clinvault::api::emergency::EmergencyRequest {
+    clinvault::api::emergency::EmergencyRequest {
+        id: id(160),
+        patient_id: id(50),
+        patient_name: "Pat Jones".into(),
+        reader_id: id(2),
+        reader_name: "James Wilson".into(),
+        reason: "unconscious in the ER, needs last month's ECG".into(),
+        created_at: at(1, 8, 50),
+        release_at: at(1, 9, 0),
+        until: at(1, 10, 0),
+        status: status.into(),
+        report_ids: reports,
+        ledger_index: 42,
+        entry: vec![],
+    }
+}
+
+fn type_text(a: &mut App, text: &str) {
+    for ch in text.chars() {
+        key(a, KeyCode::Char(ch));
+    }
+}
+
+/// `B` on a doctor's Reports pane: the empty form, with the loud note.
+#[test]
+fn issue16_break_glass_empty() {
+    snap("issue16_break_glass_empty", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        a.pane = Pane::Reports;
+        key(&mut a, KeyCode::Char('B'));
+        assert!(matches!(a.popup, Some(Popup::BreakGlass(_))));
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("mailed at once to the patient"));
+        a
+    });
+}
+
+/// A reason under 5 characters: the form says so and sends nothing.
+#[test]
+fn issue16_break_glass_reason_too_short() {
+    snap("issue16_break_glass_reason_too_short", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        a.pane = Pane::Reports;
+        key(&mut a, KeyCode::Char('B'));
+        type_text(&mut a, "pat.jones@patients.demo");
+        key(&mut a, KeyCode::Tab);
+        type_text(&mut a, "ecg");
+        key(&mut a, KeyCode::Enter);
+        let text = draw(&a, 80, 24);
+        assert!(text.contains("too short (3 of at least 5"));
+        a
+    });
+}
+
+/// A good form: the loud confirmation before anything is sent.
+#[test]
+fn issue16_break_glass_confirmation() {
+    snap("issue16_break_glass_confirmation", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        a.pane = Pane::Reports;
+        key(&mut a, KeyCode::Char('B'));
+        type_text(&mut a, "pat.jones@patients.demo");
+        key(&mut a, KeyCode::Enter);
+        type_text(&mut a, "unconscious in the ER, needs last month's ECG");
+        key(&mut a, KeyCode::Enter);
+        let Some(Popup::BreakGlass(b)) = &a.popup else {
+            panic!("the form")
+        };
+        assert!(b.confirming && !b.sending);
+        a
+    });
+}
+
+/// The patient's view of a request during its wait, and the veto's confirmation.
+#[test]
+fn issue16_pending_and_veto() {
+    let make = |c: bool| {
+        let mut a = app(c, Some(Role::Patient));
+        a.pane = Pane::Ledger;
+        a.popup = Some(Popup::Emergencies(Box::new(
+            clinvault::tui::state::EmergencyView {
+                requests: vec![em_request("waiting", vec![id(154)])],
+                ..Default::default()
+            },
+        )));
+        a
+    };
+    snap("issue16_pending", |c| {
+        let a = make(c);
+        assert!(draw(&a, 80, 24).contains("released at 09:00 unless the patient vetoes"));
+        a
+    });
+    snap("issue16_veto_confirm", |c| {
+        let mut a = make(c);
+        key(&mut a, KeyCode::Char('v'));
+        assert!(draw(&a, 80, 24).contains("Veto this request?"));
+        a
+    });
+    snap("issue16_vetoed", |c| {
+        let mut a = make(c);
+        let Some(Popup::Emergencies(v)) = &mut a.popup else {
+            panic!("the list")
+        };
+        v.requests = vec![em_request("vetoed", vec![id(154)])];
+        v.message =
+            Some("Vetoed: Dr James Wilson's request is stopped; nothing was released.".into());
+        a
+    });
+}
+
+/// The doctor's list after a release: the request, then its reports to read.
+#[test]
+fn issue16_released_for_the_doctor() {
+    snap("issue16_released", |c| {
+        let mut a = app(c, Some(Role::Doctor));
+        a.pane = Pane::Reports;
+        a.popup = Some(Popup::Emergencies(Box::new(
+            clinvault::tui::state::EmergencyView {
+                requests: vec![em_request("released", vec![id(154), id(155)])],
+                selected: 1,
+                ..Default::default()
+            },
+        )));
+        a
+    });
+}
+
+/// After a failed ledger check, Enter on a released report reads nothing and says why.
+#[test]
+fn issue16_no_break_glass_read_after_a_ledger_failure() {
+    let mut a = app(false, Some(Role::Doctor));
+    a.pane = Pane::Reports;
+    a.ledger.failed = Some("inconsistent head".into());
+    a.popup = Some(Popup::Emergencies(Box::new(
+        clinvault::tui::state::EmergencyView {
+            requests: vec![em_request("released", vec![id(154)])],
+            selected: 1,
+            ..Default::default()
+        },
+    )));
+    key(&mut a, KeyCode::Enter);
+    let Some(Popup::Emergencies(v)) = &a.popup else {
+        panic!("the list stays")
+    };
+    assert!(
+        v.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ledger check failed")
+    );
+    // And `B` does not open the form.
+    a.popup = None;
+    key(&mut a, KeyCode::Char('B'));
+    assert!(a.popup.is_none());
+}

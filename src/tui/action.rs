@@ -204,6 +204,31 @@ pub enum Job {
         user: Uuid,
         grant: Uuid,
     },
+    /// Issue 16: break-glass (src/tui/update/emergency.rs).
+    Emergency(EmJob),
+}
+
+/// Break-glass work (issue 16, docs/protocol.md §17).
+pub enum EmJob {
+    /// Break the glass: the patient as typed (id, or exact email among the doctor's
+    /// patients, as the CLI resolves it) and the reason.
+    Open { patient: String, reason: String },
+    /// The requests the server shows the caller.
+    List,
+    /// Read one released report: the release's kind-12 entry is checked, then every check
+    /// of an ordinary read.
+    Read { request: Uuid, report: Uuid },
+    /// The patient stops a request during its wait.
+    Veto(Uuid),
+}
+
+/// What break-glass work found.
+#[derive(Debug)]
+pub enum EmDone {
+    Opened(Outcome<crate::api::emergency::EmergencyRequest>),
+    Listed(Outcome<Vec<crate::api::emergency::EmergencyRequest>>),
+    Read(Outcome<Box<crate::tui::viewer::Viewer>>),
+    Vetoed(Outcome<crate::api::emergency::EmergencyRequest>),
 }
 
 impl Job {
@@ -211,7 +236,11 @@ impl Job {
     pub fn needs_ledger(&self) -> bool {
         !matches!(
             self,
-            Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_)
+            Job::Patients
+                | Job::OtpList { .. }
+                | Job::OtpVerify { .. }
+                | Job::OtpResend(_)
+                | Job::Emergency(EmJob::List | EmJob::Veto(_))
         )
     }
 }
@@ -267,6 +296,8 @@ pub enum Done {
     },
     OtpVerified(Outcome<OtpVerifyResponse>),
     OtpResent(Outcome<OtpPending>),
+    /// Issue 16: break-glass.
+    Emergency(EmDone),
 }
 
 /// What the TOTP step of a login starts with (issue 15).

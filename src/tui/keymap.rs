@@ -50,6 +50,10 @@ pub enum Cmd {
     Resend,
     Messages,
     NewBooking,
+    /// Issue 16: break the glass on a patient (emergency-team doctors).
+    BreakGlass,
+    /// Issue 16: the break-glass requests (yours, or on you): fetch, read, veto.
+    Emergencies,
     Go(Pane),
 }
 
@@ -393,6 +397,21 @@ pub const COMMANDS: &[CmdInfo] = &[
         panes: None,
         // Palette only: a rare command needs no key of its own.
         defaults: &[],
+    },
+    // Issue 16: break-glass.
+    CmdInfo {
+        cmd: Cmd::BreakGlass,
+        name: "break_glass",
+        desc: "break-glass on a patient (emergency team; logged, mailed)",
+        panes: None,
+        defaults: &["B"],
+    },
+    CmdInfo {
+        cmd: Cmd::Emergencies,
+        name: "emergencies",
+        desc: "break-glass requests: yours (read) or on you (veto)",
+        panes: None,
+        defaults: &["E"],
     },
 ];
 

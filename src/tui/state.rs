@@ -548,6 +548,10 @@ pub enum Popup {
     Password(Box<PasswordChange>),
     /// A new recovery kit: the password, then the code shown once (issue 15).
     RecoveryKit(Box<KitPopup>),
+    /// Issue 16: break the glass on a patient (emergency-team doctors).
+    BreakGlass(Box<crate::tui::state::BreakGlass>),
+    /// Issue 16: break-glass requests (yours, or on you): fetch, read, veto.
+    Emergencies(Box<crate::tui::state::EmergencyView>),
 }
 
 /// The recovery-kit popup. The code is held only while shown; closing drops (wipes) it.
@@ -1199,7 +1203,8 @@ impl App {
                         | Some(Popup::Palette(_))
                         | Some(Popup::Path(_))
                         | Some(Popup::Password(_))
-                ) || matches!(&self.popup, Some(Popup::RecoveryKit(k)) if k.code.is_none())
+                ) || matches!(&self.popup, Some(Popup::BreakGlass(b)) if !b.confirming)
+                    || matches!(&self.popup, Some(Popup::RecoveryKit(k)) if k.code.is_none())
                     || (self.popup.is_none()
                         && ((self.pane == Pane::Doctors && self.doctors.editing)
                             || self.list_filter().is_some_and(|f| f.focused)
@@ -1250,5 +1255,85 @@ impl App {
         t.with_timezone(&self.tz)
             .format("%a %Y-%m-%d %H:%M")
             .to_string()
+    }
+}
+
+// ---- Issue 16: break-glass (src/tui/update/emergency.rs, src/tui/view/emergency.rs) ----
+
+/// Which field of the break-glass form has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakGlassField {
+    Patient,
+    Reason,
+}
+
+/// The break-glass form: the patient (id or exact email), the reason, then a loud y/n.
+pub struct BreakGlass {
+    pub patient: TextArea<'static>,
+    pub reason: TextArea<'static>,
+    pub focus: BreakGlassField,
+    /// The form checked out: the confirmation is showing.
+    pub confirming: bool,
+    /// What is wrong with the form, or the server's refusal.
+    pub message: Option<String>,
+    /// Sent; waiting for the server.
+    pub sending: bool,
+}
+
+impl BreakGlass {
+    pub fn new() -> BreakGlass {
+        BreakGlass {
+            patient: text_field("the patient's id or exact email"),
+            reason: text_field("why, 5 to 500 characters (mailed to the patient)"),
+            focus: BreakGlassField::Patient,
+            confirming: false,
+            message: None,
+            sending: false,
+        }
+    }
+}
+
+impl Default for BreakGlass {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One selectable row of the break-glass list: a request, or one report it released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmergencyRow {
+    pub request: usize,
+    pub report: Option<Uuid>,
+}
+
+/// The break-glass requests the server shows the caller (a doctor: theirs; a patient: those
+/// on them), newest first.
+#[derive(Default)]
+pub struct EmergencyView {
+    pub requests: Vec<crate::api::emergency::EmergencyRequest>,
+    pub selected: usize,
+    pub loading: bool,
+    /// A veto asked for this request, waiting for y/n.
+    pub confirm_veto: Option<Uuid>,
+    pub message: Option<String>,
+}
+
+impl EmergencyView {
+    /// Requests, each followed by its reports once released (for the reader only).
+    pub fn rows(&self, reader: bool) -> Vec<EmergencyRow> {
+        let mut out = Vec::new();
+        for (i, r) in self.requests.iter().enumerate() {
+            out.push(EmergencyRow {
+                request: i,
+                report: None,
+            });
+            if reader && r.status == "released" {
+                out.extend(r.report_ids.iter().map(|id| EmergencyRow {
+                    request: i,
+                    report: Some(*id),
+                }));
+            }
+        }
+        out
     }
 }

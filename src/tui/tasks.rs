@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
-use crate::client::ClientError;
 use crate::client::ledger::Ledger;
 use crate::client::reports::{
     self, Progress, TransferOptions, UploadOptions, approve_and_wrap, check_grant_for_wrap,
     confirm_wrap, verify_report,
 };
+use crate::client::{ApiClient, ClientError, LoggedIn};
 use crate::ledger::Entry;
-use crate::tui::action::{Action, Done, Effect, Fail, Job, Titled, UiResult, VaultCtx};
+use crate::tui::action::{
+    Action, Done, Effect, EmDone, EmJob, Fail, Job, Titled, UiResult, VaultCtx,
+};
 use crate::tui::state::{CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail};
 
 /// Runs `effect` on its own task and sends its answer to `tx`. Login derives its keys on the
@@ -506,6 +508,12 @@ fn failed_done(job: Job, f: Fail) -> Done {
         Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
             Done::Synced
         }
+        Job::Emergency(j) => Done::Emergency(match j {
+            EmJob::Open { .. } => EmDone::Opened(Err(f)),
+            EmJob::List => EmDone::Listed(Err(f)),
+            EmJob::Read { .. } => EmDone::Read(Err(f)),
+            EmJob::Veto(_) => EmDone::Vetoed(Err(f)),
+        }),
     }
 }
 
@@ -528,6 +536,13 @@ async fn plain_job(ctx: &VaultCtx, job: Job) -> Result<Done, String> {
             Done::OtpVerified(out(c.otp_verify(request, &code).await)?)
         }
         Job::OtpResend(request) => Done::OtpResent(out(c.otp_resend(request).await)?),
+        Job::Emergency(EmJob::List) => Done::Emergency(EmDone::Listed(out(c
+            .emergencies()
+            .await
+            .map(|l| l.requests))?)),
+        Job::Emergency(EmJob::Veto(id)) => {
+            Done::Emergency(EmDone::Vetoed(out(c.emergency_veto(id).await)?))
+        }
         _ => Done::Synced,
     })
 }
@@ -570,9 +585,21 @@ async fn ledger_job(
     let transfers = ctx.settings.transfers;
     match job {
         // Not ledger jobs: `vault` sends them to `plain_job`.
-        Job::Patients | Job::OtpList { .. } | Job::OtpVerify { .. } | Job::OtpResend(_) => {
-            Done::Synced
-        }
+        Job::Patients
+        | Job::OtpList { .. }
+        | Job::OtpVerify { .. }
+        | Job::OtpResend(_)
+        | Job::Emergency(EmJob::List | EmJob::Veto(_)) => Done::Synced,
+        Job::Emergency(EmJob::Open { patient, reason }) => Done::Emergency(EmDone::Opened(
+            emergency_open(c, &patient, &reason)
+                .await
+                .map_err(Fail::from),
+        )),
+        Job::Emergency(EmJob::Read { request, report }) => Done::Emergency(EmDone::Read(
+            emergency_read(c, me, l, request, report)
+                .await
+                .map_err(Fail::from),
+        )),
         Job::List { id, patient } => Done::Listed {
             id,
             result: c
@@ -763,6 +790,67 @@ async fn ledger_job(
             )
         }
     }
+}
+
+// ---- Issue 16: break-glass ----
+
+/// Resolves the patient as `clinvault emergency open` does (an id reaches any patient; an
+/// address only the doctor's own), then breaks the glass.
+async fn emergency_open(
+    c: &ApiClient,
+    patient: &str,
+    reason: &str,
+) -> Result<crate::api::emergency::EmergencyRequest, ClientError> {
+    let who = patient.trim();
+    let id = match Uuid::parse_str(who) {
+        Ok(id) => id,
+        Err(_) if who.contains('@') => {
+            let found = c.patients(who, 1).await?;
+            let exact: Vec<Uuid> = found
+                .items
+                .iter()
+                .filter(|p| p.email.eq_ignore_ascii_case(who))
+                .map(|p| p.id)
+                .collect();
+            match exact.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(ClientError::Refused(format!(
+                        "no patient {who} among the patients you have bookings with: type the \
+                         patient's id instead"
+                    )));
+                }
+                _ => {
+                    return Err(ClientError::Refused(format!(
+                        "more than one patient matches {who}: type the patient's id instead"
+                    )));
+                }
+            }
+        }
+        Err(_) => {
+            return Err(ClientError::Refused(
+                "type the patient's id or exact email address".into(),
+            ));
+        }
+    };
+    c.emergency_open(id, reason).await
+}
+
+/// One released report into memory for the viewer: the release's kind-12 entry checked
+/// (`released`), then every check of an ordinary read (`read_report`).
+async fn emergency_read(
+    c: &ApiClient,
+    me: &LoggedIn,
+    l: &mut Ledger,
+    request: Uuid,
+    report: Uuid,
+) -> Result<Box<crate::tui::viewer::Viewer>, ClientError> {
+    let rel = crate::client::emergency::released(c, me, l, request).await?;
+    let m =
+        crate::client::emergency::read_report(c, me, l, &rel, report, crate::tui::viewer::MAX_TEXT)
+            .await?;
+    let title = title_of(&m.report);
+    Ok(Box::new(crate::tui::viewer::Viewer::new(title, m)))
 }
 
 /// How many of the newest entries about the user the Ledger pane shows.

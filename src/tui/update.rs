@@ -24,6 +24,7 @@ mod bookings;
 mod calendar;
 mod command;
 mod doctors;
+pub mod emergency;
 mod fields;
 mod login;
 mod mailbox;

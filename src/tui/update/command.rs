@@ -39,6 +39,15 @@ pub(super) fn command(app: &mut App, cmd: Cmd, fx: &mut Vec<Effect>) {
             app.popup = Some(Popup::Messages(0));
             true
         }
+        // Issue 16: break-glass.
+        Cmd::BreakGlass => {
+            super::emergency::open_form(app);
+            true
+        }
+        Cmd::Emergencies => {
+            super::emergency::open_list(app, fx);
+            true
+        }
         Cmd::Back => back(app, fx),
         Cmd::Search => search(app),
         Cmd::NewBooking => new_booking(app, fx),

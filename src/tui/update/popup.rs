@@ -174,6 +174,9 @@ pub(super) fn popup_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             app.popup = Some(Popup::Viewer(v));
         }
+        // Issue 16: break-glass.
+        Popup::BreakGlass(b) => super::emergency::break_glass_key(app, b, k, fx),
+        Popup::Emergencies(v) => super::emergency::emergencies_key(app, v, k, fx),
         Popup::Palette(mut p) => {
             if is(&k, KeyCode::Esc) {
                 return;

@@ -610,6 +610,7 @@ pub(super) fn on_vault(
     };
     match done {
         Done::Synced => {}
+        Done::Emergency(d) => super::emergency::on_done(app, d),
         Done::Listed { id, result } => {
             if id != app.reports.request_id {
                 return;
@@ -898,7 +899,7 @@ fn ledger_failed(app: &mut App, why: String) {
 }
 
 /// A failure: the ledger's goes to the banner, others to `other`.
-fn fail(app: &mut App, f: Fail, other: impl FnOnce(&mut App, String)) {
+pub(super) fn fail(app: &mut App, f: Fail, other: impl FnOnce(&mut App, String)) {
     match f {
         Fail::Ledger(m) => ledger_failed(app, m),
         Fail::Check(m) | Fail::Other(m) => other(app, m),

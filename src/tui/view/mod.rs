@@ -3,6 +3,7 @@
 mod bookings;
 mod calendar;
 mod doctors;
+mod emergency;
 mod help;
 mod ledger;
 mod login;
@@ -276,6 +277,20 @@ fn pane_hints(app: &App) -> Vec<(Cmd, &'static str)> {
             (Cmd::Refresh, "sync"),
             (Cmd::Down, "move"),
         ],
+        // Issue 16: the break-glass requests beside the red kind-12 rows (patients: veto).
+        Pane::Ledger
+            if app
+                .session
+                .as_ref()
+                .is_some_and(|s| matches!(s.user.role, Role::Patient | Role::Doctor)) =>
+        {
+            vec![
+                (Cmd::Search, "filter"),
+                (Cmd::Refresh, "sync"),
+                (Cmd::Down, "move"),
+                (Cmd::Emergencies, "break-glass"),
+            ]
+        }
         Pane::Ledger => vec![
             (Cmd::Search, "filter"),
             (Cmd::Refresh, "sync"),
@@ -335,6 +350,12 @@ fn hint_line(app: &App, frame: &mut Frame, area: Rect, hints: &[(Cmd, &str)]) {
                 _ => "next",
             },
             Some(Popup::RecoveryKit(_)) => "make the kit",
+            Some(Popup::BreakGlass(b))
+                if b.focus == crate::tui::state::BreakGlassField::Patient =>
+            {
+                "next"
+            }
+            Some(Popup::BreakGlass(_)) => "check",
             Some(Popup::PickPatient(_) | Popup::PickDoctor(_)) => "choose",
             Some(Popup::Path(p)) => match p.purpose {
                 crate::tui::state::PathFor::Upload { .. } => "next",

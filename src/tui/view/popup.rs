@@ -38,6 +38,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Popup::Palette(p) => palette(app, frame, area, p),
         Popup::Password(p) => password(app, frame, area, p),
         Popup::RecoveryKit(k) => recovery_kit(app, frame, area, k),
+        // Issue 16: break-glass.
+        Popup::BreakGlass(b) => super::emergency::break_glass(app, frame, area, b),
+        Popup::Emergencies(v) => super::emergency::emergencies(app, frame, area, v),
     }
 }
 
