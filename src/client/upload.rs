@@ -284,6 +284,76 @@ pub async fn upload_to(
     }
 }
 
+/// Chunk buffers reused across an upload (issue 13 point 1): a buffer goes back to the pool when
+/// the last handle of its ciphertext is dropped (its PUT finished), so in steady state no chunk
+/// buffer is allocated and none is zero-filled. At most `keep` idle buffers are kept, the most
+/// the pipeline can hold at once, so the pool never grows past what the upload needs.
+struct BufPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Capacity of every buffer: a whole chunk and its tag.
+    size: usize,
+    keep: usize,
+}
+
+impl BufPool {
+    fn new(size: usize, keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: std::sync::Mutex::new(Vec::with_capacity(keep)),
+            size,
+            keep,
+        })
+    }
+
+    /// A buffer of exactly `len` bytes (at most `size`) whose contents are to be overwritten.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+        // A fresh buffer comes from the allocator already zeroed (calloc: untouched pages),
+        // not zero-filled here; a reused one keeps its old bytes, overwritten by the read.
+        let mut buf = reused.unwrap_or_else(|| vec![0u8; self.size]);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        // Only whole-size buffers come back; the lock is never poisoned by this code, but a
+        // poisoned one just lets the buffer be freed.
+        if buf.capacity() >= self.size
+            && let Ok(mut f) = self.free.lock()
+            && f.len() < self.keep
+        {
+            f.push(buf);
+        }
+    }
+
+    /// The ciphertext as shared bytes whose buffer returns here once every clone is gone.
+    fn share(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: Arc::clone(self),
+        })
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
 /// A sealed chunk on its way from the sealing thread to the senders.
 type Sealed = (u32, [u8; 32], Bytes, u64);
 
@@ -299,6 +369,7 @@ fn seal_chunks(
     mut journal: std::fs::File,
     file: PathBuf,
     batch: u32,
+    pool: Arc<BufPool>,
     tx: tokio::sync::mpsc::Sender<Sealed>,
 ) -> Result<UploadState, ClientError> {
     use rayon::prelude::*;
@@ -315,8 +386,7 @@ fn seal_chunks(
             .into_par_iter()
             .map(|i| {
                 let (offset, len) = sealer.chunk_range(i)?;
-                let mut buf = Vec::with_capacity(len + crate::seal::TAG_LEN);
-                buf.resize(len, 0);
+                let mut buf = pool.take(len);
                 fh.read_exact_at(&mut buf, offset)
                     .map_err(file_err(&file))?;
                 let hash = clinvault_hot::sha256(&[&buf]);
@@ -341,7 +411,7 @@ fn seal_chunks(
         for c in out {
             let len = (c.ciphertext.len() - crate::seal::TAG_LEN) as u64;
             if tx
-                .blocking_send((c.index, c.chunk_id, Bytes::from(c.ciphertext), len))
+                .blocking_send((c.index, c.chunk_id, pool.share(c.ciphertext), len))
                 .is_err()
             {
                 // The sending side stopped (cancelled or failed): so do we.
@@ -385,10 +455,16 @@ async fn upload_once(
     let transfers = opts.transfers.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(transfers);
     let batch = (transfers * 2).clamp(2, 32);
+    // Buffers alive at once: a batch being sealed, the channel, a batch grouped for
+    // `missing`, the PUTs in flight.
+    let pool = BufPool::new(
+        st.chunk_size as usize + crate::seal::TAG_LEN,
+        2 * batch + 2 * transfers + 1,
+    );
     let sealing = {
         let file = file.to_path_buf();
         // On failure the thread ends, the channel closes, and its error comes from the join.
-        tokio::task::spawn_blocking(move || seal_chunks(st, journal, file, batch as u32, tx))
+        tokio::task::spawn_blocking(move || seal_chunks(st, journal, file, batch as u32, pool, tx))
     };
     let cancelled = || {
         opts.cancel
@@ -573,4 +649,58 @@ async fn put_with_retry(
         }
     }
     unreachable!("the loop returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufPool;
+
+    #[test]
+    fn pool_reuses_a_buffer_once_its_bytes_are_dropped() {
+        let pool = BufPool::new(4096 + 16, 2);
+        let mut buf = pool.take(4096);
+        assert_eq!(buf.len(), 4096);
+        buf.extend_from_slice(&[7u8; 16]);
+        let ptr = buf.as_ptr();
+        let shared = pool.share(buf);
+        let clone = shared.clone();
+        drop(shared);
+        // A retry still holds the body: the buffer is not back yet.
+        let other = pool.take(4096);
+        assert_ne!(other.as_ptr(), ptr);
+        drop(clone);
+        let again = pool.take(100);
+        assert_eq!(again.as_ptr(), ptr, "the returned buffer is reused");
+        assert_eq!(
+            again.len(),
+            100,
+            "a shorter last chunk gets exactly its length"
+        );
+    }
+
+    #[test]
+    fn pool_keeps_at_most_its_bound_and_grows_a_short_buffer() {
+        let pool = BufPool::new(64, 2);
+        let bufs: Vec<Vec<u8>> = (0..5).map(|_| pool.take(64)).collect();
+        for b in bufs {
+            pool.give(b);
+        }
+        assert_eq!(pool.free.lock().map(|f| f.len()).unwrap_or(0), 2);
+        // A buffer last used for a short chunk serves a whole one at full length.
+        let mut short = pool.take(10);
+        short.truncate(3);
+        pool.give(short);
+        while pool.free.lock().map(|f| f.len()).unwrap_or(0) > 1 {
+            let _ = pool.free.lock().map(|mut f| f.remove(0));
+        }
+        assert_eq!(pool.take(64).len(), 64);
+        // A foreign, smaller buffer is not kept.
+        pool.give(Vec::with_capacity(8));
+        assert!(
+            pool.free
+                .lock()
+                .map(|f| f.iter().all(|b| b.capacity() >= 64))
+                .unwrap_or(false)
+        );
+    }
 }
