@@ -293,6 +293,8 @@ struct BufPool {
     /// Capacity of every buffer: a whole chunk and its tag.
     size: usize,
     keep: usize,
+    /// Buffers allocated over the pool's life: at most `keep` plus a few when reuse works.
+    made: std::sync::atomic::AtomicUsize,
 }
 
 impl BufPool {
@@ -301,6 +303,7 @@ impl BufPool {
             free: std::sync::Mutex::new(Vec::with_capacity(keep)),
             size,
             keep,
+            made: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -309,7 +312,10 @@ impl BufPool {
         let reused = self.free.lock().ok().and_then(|mut f| f.pop());
         // A fresh buffer comes from the allocator already zeroed (calloc: untouched pages),
         // not zero-filled here; a reused one keeps its old bytes, overwritten by the read.
-        let mut buf = reused.unwrap_or_else(|| vec![0u8; self.size]);
+        let mut buf = reused.unwrap_or_else(|| {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            vec![0u8; self.size]
+        });
         if buf.len() < len {
             buf.resize(len, 0);
         }
@@ -420,6 +426,11 @@ fn seal_chunks(
         }
         start = end;
     }
+    tracing::debug!(
+        chunks = n,
+        buffers = pool.made.load(Ordering::Relaxed),
+        "chunk buffers allocated"
+    );
     Ok(st)
 }
 
@@ -654,6 +665,55 @@ async fn put_with_retry(
 #[cfg(test)]
 mod tests {
     use super::BufPool;
+    use std::sync::atomic::Ordering;
+
+    /// The sealing side of a real upload, its output dropped as a finished PUT would: 65
+    /// chunks go through no more buffers than the pipeline holds at once.
+    #[test]
+    fn sealing_65_chunks_reuses_a_bounded_set_of_buffers() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("report.bin");
+        let data: Vec<u8> = (0..64 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::File::create(&file)
+            .and_then(|mut f| f.write_all(&data))
+            .expect("write input");
+        let st = crate::seal::UploadState::new(
+            [1; 16],
+            [2; 16],
+            4096,
+            data.len() as u64,
+            crate::seal::Dek::generate().expect("dek"),
+        )
+        .expect("state");
+        let journal = tempfile::tempfile().expect("journal");
+        let (batch, transfers) = (4usize, 1usize);
+        let pool = BufPool::new(4096 + crate::seal::TAG_LEN, 2 * batch + 2 * transfers + 1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(transfers);
+        let sealing = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                super::seal_chunks(st, journal, file, batch as u32, pool, tx).map(|_| ())
+            })
+        };
+        let mut seen = 0u32;
+        let mut total = 0u64;
+        while let Some((index, _id, ct, len)) = rx.blocking_recv() {
+            assert_eq!(index, seen, "chunks arrive in order");
+            assert_eq!(ct.len() as u64, len + crate::seal::TAG_LEN as u64);
+            seen += 1;
+            total += len;
+            drop(ct);
+        }
+        sealing.join().expect("sealing thread").expect("sealing");
+        assert_eq!((seen, total), (65, data.len() as u64));
+        let made = pool.made.load(Ordering::Relaxed);
+        assert!(
+            made <= pool.keep,
+            "{made} buffers for 65 chunks (keep {})",
+            pool.keep
+        );
+    }
 
     #[test]
     fn pool_reuses_a_buffer_once_its_bytes_are_dropped() {
@@ -669,8 +729,15 @@ mod tests {
         let other = pool.take(4096);
         assert_ne!(other.as_ptr(), ptr);
         drop(clone);
+        // Counted, not only compared by address: the allocator may hand a freed address out.
+        let made = pool.made.load(Ordering::Relaxed);
         let again = pool.take(100);
-        assert_eq!(again.as_ptr(), ptr, "the returned buffer is reused");
+        assert_eq!(
+            pool.made.load(Ordering::Relaxed),
+            made,
+            "the returned buffer is reused"
+        );
+        assert_eq!(again.as_ptr(), ptr);
         assert_eq!(
             again.len(),
             100,
