@@ -675,6 +675,28 @@ impl ApiClient {
         Ok(NewAccountKeys { request, secrets })
     }
 
+    /// [`Self::make_keys`] on the blocking pool: Argon2id is ~0.35 s of CPU that a runtime
+    /// worker (in the TUI also serving the embedded server) must not spend.
+    async fn make_keys_off_runtime(
+        &self,
+        enrollment: Enrollment,
+        email: &str,
+        password: &str,
+        identity: &[&str],
+        kdf: KdfParams,
+    ) -> Result<NewAccountKeys, ClientError> {
+        let me = self.clone();
+        let email = email.to_string();
+        let password = zeroize::Zeroizing::new(password.to_string());
+        let identity: Vec<String> = identity.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let identity: Vec<&str> = identity.iter().map(String::as_str).collect();
+            me.make_keys(enrollment, &email, &password, &identity, kdf)
+        })
+        .await
+        .map_err(|e| ClientError::Refused(format!("key generation stopped: {e}")))?
+    }
+
     /// Patient registration, after `verify_email` mailed `code`.
     #[allow(clippy::too_many_arguments)]
     pub async fn register_patient(
@@ -686,19 +708,21 @@ impl ApiClient {
         phone: &str,
         password: &str,
     ) -> Result<RegisterResponse, ClientError> {
-        let keys = self.make_keys(
-            Enrollment::Patient {
-                verification_id: verification.verification_id,
-                code: code.into(),
-                email: email.into(),
-                name: name.into(),
-                phone: phone.into(),
-            },
-            email,
-            password,
-            &[email, name],
-            verification.kdf,
-        )?;
+        let keys = self
+            .make_keys_off_runtime(
+                Enrollment::Patient {
+                    verification_id: verification.verification_id,
+                    code: code.into(),
+                    email: email.into(),
+                    name: name.into(),
+                    phone: phone.into(),
+                },
+                email,
+                password,
+                &[email, name],
+                verification.kdf,
+            )
+            .await?;
         self.register_raw(&keys.request).await
     }
 
@@ -709,13 +733,15 @@ impl ApiClient {
         password: &str,
     ) -> Result<RegisterResponse, ClientError> {
         let info = self.invite_info(code).await?;
-        let keys = self.make_keys(
-            Enrollment::Invite { code: code.into() },
-            &info.email,
-            password,
-            &[&info.email, &info.name],
-            info.kdf,
-        )?;
+        let keys = self
+            .make_keys_off_runtime(
+                Enrollment::Invite { code: code.into() },
+                &info.email,
+                password,
+                &[&info.email, &info.name],
+                info.kdf,
+            )
+            .await?;
         self.register_raw(&keys.request).await
     }
 
@@ -729,17 +755,19 @@ impl ApiClient {
         password: &str,
     ) -> Result<RegisterResponse, ClientError> {
         let pre = self.prelogin(email).await?;
-        let keys = self.make_keys(
-            Enrollment::Admin {
-                code: code.into(),
-                email: email.into(),
-                name: name.into(),
-            },
-            email,
-            password,
-            &[email, name],
-            pre.kdf,
-        )?;
+        let keys = self
+            .make_keys_off_runtime(
+                Enrollment::Admin {
+                    code: code.into(),
+                    email: email.into(),
+                    name: name.into(),
+                },
+                email,
+                password,
+                &[email, name],
+                pre.kdf,
+            )
+            .await?;
         self.register_raw(&keys.request).await
     }
 

@@ -284,6 +284,82 @@ pub async fn upload_to(
     }
 }
 
+/// Chunk buffers reused across an upload (issue 13 point 1): a buffer goes back to the pool when
+/// the last handle of its ciphertext is dropped (its PUT finished), so in steady state no chunk
+/// buffer is allocated and none is zero-filled. At most `keep` idle buffers are kept, the most
+/// the pipeline can hold at once, so the pool never grows past what the upload needs.
+struct BufPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Capacity of every buffer: a whole chunk and its tag.
+    size: usize,
+    keep: usize,
+    /// Buffers allocated over the pool's life: at most `keep` plus a few when reuse works.
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl BufPool {
+    fn new(size: usize, keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: std::sync::Mutex::new(Vec::with_capacity(keep)),
+            size,
+            keep,
+            made: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// A buffer of exactly `len` bytes (at most `size`) whose contents are to be overwritten.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+        // A fresh buffer comes from the allocator already zeroed (calloc: untouched pages),
+        // not zero-filled here; a reused one keeps its old bytes, overwritten by the read.
+        let mut buf = reused.unwrap_or_else(|| {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            vec![0u8; self.size]
+        });
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        // Only whole-size buffers come back; the lock is never poisoned by this code, but a
+        // poisoned one just lets the buffer be freed.
+        if buf.capacity() >= self.size
+            && let Ok(mut f) = self.free.lock()
+            && f.len() < self.keep
+        {
+            f.push(buf);
+        }
+    }
+
+    /// The ciphertext as shared bytes whose buffer returns here once every clone is gone.
+    fn share(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: Arc::clone(self),
+        })
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
 /// A sealed chunk on its way from the sealing thread to the senders.
 type Sealed = (u32, [u8; 32], Bytes, u64);
 
@@ -299,6 +375,7 @@ fn seal_chunks(
     mut journal: std::fs::File,
     file: PathBuf,
     batch: u32,
+    pool: Arc<BufPool>,
     tx: tokio::sync::mpsc::Sender<Sealed>,
 ) -> Result<UploadState, ClientError> {
     use rayon::prelude::*;
@@ -315,8 +392,7 @@ fn seal_chunks(
             .into_par_iter()
             .map(|i| {
                 let (offset, len) = sealer.chunk_range(i)?;
-                let mut buf = Vec::with_capacity(len + crate::seal::TAG_LEN);
-                buf.resize(len, 0);
+                let mut buf = pool.take(len);
                 fh.read_exact_at(&mut buf, offset)
                     .map_err(file_err(&file))?;
                 let hash = clinvault_hot::sha256(&[&buf]);
@@ -341,7 +417,7 @@ fn seal_chunks(
         for c in out {
             let len = (c.ciphertext.len() - crate::seal::TAG_LEN) as u64;
             if tx
-                .blocking_send((c.index, c.chunk_id, Bytes::from(c.ciphertext), len))
+                .blocking_send((c.index, c.chunk_id, pool.share(c.ciphertext), len))
                 .is_err()
             {
                 // The sending side stopped (cancelled or failed): so do we.
@@ -350,6 +426,11 @@ fn seal_chunks(
         }
         start = end;
     }
+    tracing::debug!(
+        chunks = n,
+        buffers = pool.made.load(Ordering::Relaxed),
+        "chunk buffers allocated"
+    );
     Ok(st)
 }
 
@@ -385,10 +466,16 @@ async fn upload_once(
     let transfers = opts.transfers.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(transfers);
     let batch = (transfers * 2).clamp(2, 32);
+    // Buffers alive at once: a batch being sealed, the channel, a batch grouped for
+    // `missing`, the PUTs in flight.
+    let pool = BufPool::new(
+        st.chunk_size as usize + crate::seal::TAG_LEN,
+        2 * batch + 2 * transfers + 1,
+    );
     let sealing = {
         let file = file.to_path_buf();
         // On failure the thread ends, the channel closes, and its error comes from the join.
-        tokio::task::spawn_blocking(move || seal_chunks(st, journal, file, batch as u32, tx))
+        tokio::task::spawn_blocking(move || seal_chunks(st, journal, file, batch as u32, pool, tx))
     };
     let cancelled = || {
         opts.cancel
@@ -573,4 +660,114 @@ async fn put_with_retry(
         }
     }
     unreachable!("the loop returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufPool;
+    use std::sync::atomic::Ordering;
+
+    /// The sealing side of a real upload, its output dropped as a finished PUT would: 65
+    /// chunks go through no more buffers than the pipeline holds at once.
+    #[test]
+    fn sealing_65_chunks_reuses_a_bounded_set_of_buffers() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("report.bin");
+        let data: Vec<u8> = (0..64 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::File::create(&file)
+            .and_then(|mut f| f.write_all(&data))
+            .expect("write input");
+        let st = crate::seal::UploadState::new(
+            [1; 16],
+            [2; 16],
+            4096,
+            data.len() as u64,
+            crate::seal::Dek::generate().expect("dek"),
+        )
+        .expect("state");
+        let journal = tempfile::tempfile().expect("journal");
+        let (batch, transfers) = (4usize, 1usize);
+        let pool = BufPool::new(4096 + crate::seal::TAG_LEN, 2 * batch + 2 * transfers + 1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(transfers);
+        let sealing = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                super::seal_chunks(st, journal, file, batch as u32, pool, tx).map(|_| ())
+            })
+        };
+        let mut seen = 0u32;
+        let mut total = 0u64;
+        while let Some((index, _id, ct, len)) = rx.blocking_recv() {
+            assert_eq!(index, seen, "chunks arrive in order");
+            assert_eq!(ct.len() as u64, len + crate::seal::TAG_LEN as u64);
+            seen += 1;
+            total += len;
+            drop(ct);
+        }
+        sealing.join().expect("sealing thread").expect("sealing");
+        assert_eq!((seen, total), (65, data.len() as u64));
+        let made = pool.made.load(Ordering::Relaxed);
+        assert!(
+            made <= pool.keep,
+            "{made} buffers for 65 chunks (keep {})",
+            pool.keep
+        );
+    }
+
+    #[test]
+    fn pool_reuses_a_buffer_once_its_bytes_are_dropped() {
+        let pool = BufPool::new(4096 + 16, 2);
+        let mut buf = pool.take(4096);
+        assert_eq!(buf.len(), 4096);
+        buf.extend_from_slice(&[7u8; 16]);
+        let ptr = buf.as_ptr();
+        let shared = pool.share(buf);
+        let clone = shared.clone();
+        drop(shared);
+        // A retry still holds the body: the buffer is not back yet.
+        let other = pool.take(4096);
+        assert_ne!(other.as_ptr(), ptr);
+        drop(clone);
+        // Counted, not only compared by address: the allocator may hand a freed address out.
+        let made = pool.made.load(Ordering::Relaxed);
+        let again = pool.take(100);
+        assert_eq!(
+            pool.made.load(Ordering::Relaxed),
+            made,
+            "the returned buffer is reused"
+        );
+        assert_eq!(again.as_ptr(), ptr);
+        assert_eq!(
+            again.len(),
+            100,
+            "a shorter last chunk gets exactly its length"
+        );
+    }
+
+    #[test]
+    fn pool_keeps_at_most_its_bound_and_grows_a_short_buffer() {
+        let pool = BufPool::new(64, 2);
+        let bufs: Vec<Vec<u8>> = (0..5).map(|_| pool.take(64)).collect();
+        for b in bufs {
+            pool.give(b);
+        }
+        assert_eq!(pool.free.lock().map(|f| f.len()).unwrap_or(0), 2);
+        // A buffer last used for a short chunk serves a whole one at full length.
+        let mut short = pool.take(10);
+        short.truncate(3);
+        pool.give(short);
+        while pool.free.lock().map(|f| f.len()).unwrap_or(0) > 1 {
+            let _ = pool.free.lock().map(|mut f| f.remove(0));
+        }
+        assert_eq!(pool.take(64).len(), 64);
+        // A foreign, smaller buffer is not kept.
+        pool.give(Vec::with_capacity(8));
+        assert!(
+            pool.free
+                .lock()
+                .map(|f| f.iter().all(|b| b.capacity() >= 64))
+                .unwrap_or(false)
+        );
+    }
 }

@@ -202,14 +202,15 @@ pub async fn run(cfg: Config, source: ServerSource) -> Result<(), TuiError> {
                             admin_code: e.admin_code,
                             begin_now: e.begin_now,
                         };
-                        // Argon2id for every demo account: on a blocking thread, so the
-                        // runtime's workers keep serving the UI's requests meanwhile.
-                        let handle = tokio::runtime::Handle::current();
-                        tokio::task::spawn_blocking(move || {
+                        // Argon2id for every demo account runs on the blocking pool inside
+                        // the client library; the runtime's workers keep serving the UI.
+                        tokio::spawn(async move {
                             let ptx = tx.clone();
-                            let r = handle.block_on(seeder.run(|p| {
-                                let _ = ptx.send(Action::Seed(p));
-                            }));
+                            let r = seeder
+                                .run(|p| {
+                                    let _ = ptx.send(Action::Seed(p));
+                                })
+                                .await;
                             if let Err(err) = r {
                                 tracing::warn!(error = %err, "demo seeding stopped");
                                 let _ = tx.send(Action::Seed(state::SeedProgress {

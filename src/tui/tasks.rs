@@ -23,24 +23,14 @@ use crate::tui::action::{
 };
 use crate::tui::state::{CalendarData, DoctorRow, HeadInfo, LedgerLine, Mail};
 
-/// Runs `effect` on its own task and sends its answer to `tx`. Login derives its keys on the
-/// blocking pool inside the client library; registration (Argon2id, ~0.35 s of CPU, in the
-/// synchronous `make_keys`) still runs on a blocking thread so the runtime's workers, which
-/// also serve an embedded server, stay free.
+/// Runs `effect` on its own task and sends its answer to `tx`. Login and registration derive
+/// their keys (Argon2id) on the blocking pool inside the client library, so the runtime's
+/// workers, which also serve an embedded server, stay free.
 pub fn spawn(effect: Effect, tx: UnboundedSender<Action>) {
     if let Effect::Vault { epoch, ctx, job } = effect {
         tokio::spawn(async move {
             let a = vault(epoch, ctx, job, Some(tx.clone())).await;
             let _ = tx.send(a);
-        });
-        return;
-    }
-    if matches!(effect, Effect::RegisterPatient { .. }) {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            if let Some(a) = handle.block_on(perform(effect)) {
-                let _ = tx.send(a);
-            }
         });
         return;
     }

@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use serde::Deserialize;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::chunks::chunk_hex;
@@ -30,8 +29,10 @@ use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{Policy, Route, route};
 use crate::server::store::reports::{
-    REPORT_COLS, ReportRow, load_report, may_read, present_chunks, public_ed25519, report_row,
-    user_name,
+    self as store, Committed, ListOf, NewReport, ReportRow, any_booking, completed_visit,
+    insert_commit_key, insert_open, load_report, mark_committed, may_read, present_chunks,
+    public_ed25519, release_request, sealed_parts, stored_manifest, touch_and_count, user_name,
+    wrapped_key,
 };
 
 /// Who may open, fill and commit a report: doctors, and (issue 16) stations under an order.
@@ -107,14 +108,7 @@ async fn upload_allowed(
         };
     }
     // Only for a patient this doctor has seen: a completed visit.
-    let seen: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(patient.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if seen.is_none() {
+    if !completed_visit(conn, caller.id, patient).await? {
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
             codes::NO_VISIT,
@@ -158,44 +152,26 @@ async fn open(
                 "an open report with this id has another patient or size; start a new report",
             ));
         }
-        sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(r.id.to_string())
-            .execute(&mut *conn)
-            .await?;
-        let present: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM report_chunks WHERE report_id = $1")
-                .bind(r.id.to_string())
-                .fetch_one(&mut *conn)
-                .await?;
+        let present = touch_and_count(&mut conn, r.id).await?;
         return Ok(Json(OpenReportResponse {
             report_id: r.id,
             chunks_present: u32::try_from(present).unwrap_or(u32::MAX),
         }));
     }
-    let now = now_ms();
-    let res = sqlx::query(
-        "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
-         created_at, touched_at, order_id, for_doctor_id) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, $8, $9)",
-    )
-    .bind(req.report_id.to_string())
-    .bind(caller.id_str())
-    .bind(req.patient_id.to_string())
-    .bind(i64::from(req.chunk_size))
-    .bind(i64::try_from(req.plaintext_len).map_err(|_| AppError::bad_request("plaintext_len too large"))?)
-    .bind(i64::from(crate::seal::expected_chunks(req.plaintext_len, req.chunk_size).unwrap_or(0)))
-    .bind(now)
-    .bind(order.map(|(o, _)| o.to_string()))
-    .bind(order.map(|(_, d)| d.to_string()))
-    .execute(&mut *conn)
-    .await;
-    match res {
-        Ok(_) => {}
-        Err(e) if crate::server::error::is_unique_violation(&e) => {
-            // Answered like any report the caller cannot see.
-            return Err(AppError::not_found("report"));
-        }
-        Err(e) => return Err(e.into()),
+    let new = NewReport {
+        id: req.report_id,
+        author_id: caller.id,
+        patient_id: req.patient_id,
+        chunk_size: req.chunk_size,
+        plaintext_len: i64::try_from(req.plaintext_len)
+            .map_err(|_| AppError::bad_request("plaintext_len too large"))?,
+        n_chunks: crate::seal::expected_chunks(req.plaintext_len, req.chunk_size).unwrap_or(0),
+        now: now_ms(),
+        order,
+    };
+    if !insert_open(&mut conn, &new).await? {
+        // Taken: answered like any report the caller cannot see.
+        return Err(AppError::not_found("report"));
     }
     Ok(Json(OpenReportResponse {
         report_id: req.report_id,
@@ -263,18 +239,9 @@ async fn commit(
         .ok_or_else(|| AppError::not_found("report"))?;
     if report.status == "committed" {
         // A retried commit whose answer was lost: the same manifest gets the same answer.
-        let stored: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT manifest FROM reports WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(&mut *conn)
-                .await?;
+        let stored = stored_manifest(&mut conn, id).await?;
         if stored.as_deref() == Some(req.manifest.as_slice()) {
-            let request: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM otp_requests WHERE report_id = $1 AND purpose = 'release' ORDER BY created_at LIMIT 1",
-            )
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+            let request = release_request(&mut conn, id).await?;
             return Ok(Json(CommitResponse {
                 report_id: id,
                 ledger_index: report.ledger_index.unwrap_or(0) as u64,
@@ -395,20 +362,15 @@ async fn commit(
     )
     .await?;
     let released = (!st.config.release_otp).then_some(now);
-    let updated = sqlx::query(
-        "UPDATE reports SET status = 'committed', committed_at = $1, touched_at = $1, manifest = $2, \
-         signature = $3, meta = $4, ledger_index = $5, released_at = $6 WHERE id = $7 AND status = 'open'",
-    )
-    .bind(now)
-    .bind(req.manifest.clone())
-    .bind(req.signature.clone())
-    .bind(req.meta.clone())
-    .bind(ledger_index as i64)
-    .bind(released)
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    let committed = Committed {
+        now,
+        manifest: &req.manifest,
+        signature: &req.signature,
+        meta: &req.meta,
+        ledger_index: ledger_index as i64,
+        released_at: released,
+    };
+    if !mark_committed(&mut tx, id, &committed).await? {
         return Err(AppError::conflict(
             codes::REPORT_NOT_OPEN,
             "this report was committed meanwhile",
@@ -425,17 +387,15 @@ async fn commit(
             wrapped_key_hash: sha256(&w.wrapped),
         };
         let index = ledger_store::append(&mut tx, &st.append_key, &entry, &subjects).await?;
-        sqlx::query(
-            "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+        insert_commit_key(
+            &mut tx,
+            id,
+            w.reader_id,
+            &w.wrapped,
+            caller.id,
+            index as i64,
+            now,
         )
-        .bind(id.to_string())
-        .bind(w.reader_id.to_string())
-        .bind(w.wrapped.clone())
-        .bind(caller.id_str())
-        .bind(index as i64)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
     }
     let release = if st.config.release_otp {
@@ -564,58 +524,28 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ReportList>, AppError> {
     let mut conn = st.db.acquire().await?;
-    let me = caller.id_str();
-    let sql = format!("SELECT {REPORT_COLS} FROM reports WHERE ");
     let rows = match (caller.role, q.patient) {
-        (Role::Patient, _) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
-                .bind(me)
-                .fetch_all(&mut *conn)
-                .await?
-        }
-        (Role::Doctor, None) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{sql} author_id = $1 OR (status = 'committed' AND for_doctor_id = $1) \
-                 OR (status = 'committed' AND id IN \
-                 (SELECT report_id FROM grants WHERE reader_id = $1 AND status = 'wrapped' AND expires_at > $2)) \
-                 ORDER BY created_at DESC"
-            )))
-            .bind(me)
-            .bind(now_ms())
-            .fetch_all(&mut *conn)
-            .await?
-        }
+        (Role::Patient, _) => store::list(&mut conn, ListOf::Patient(caller.id)).await?,
+        (Role::Doctor, None) => store::list(&mut conn, ListOf::Doctor(caller.id)).await?,
         (Role::Doctor, Some(patient)) => {
-            let booked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status <> 'cancelled' LIMIT 1",
-            )
-            .bind(me)
-            .bind(patient.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if booked.is_none() {
+            if !any_booking(&mut conn, caller.id, patient).await? {
                 return Ok(Json(ReportList { reports: vec![] }));
             }
-            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
-                .bind(patient.to_string())
-                .fetch_all(&mut *conn)
-                .await?
+            store::list(&mut conn, ListOf::Patient(patient)).await?
         }
         (Role::Reception, Some(patient)) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC")))
-                .bind(patient.to_string())
-                .fetch_all(&mut *conn)
-                .await?
+            store::list(&mut conn, ListOf::Patient(patient)).await?
         }
         (Role::Reception, None) => {
-            return Err(AppError::bad_request("reception lists one patient's reports: ?patient=ID"));
+            return Err(AppError::bad_request(
+                "reception lists one patient's reports: ?patient=ID",
+            ));
         }
         _ => return Err(AppError::forbidden("this role has no report list")),
     };
     let mut reports = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let r = report_row(row)?;
-        reports.push(summary(&mut conn, &r, &caller).await?);
+    for r in &rows {
+        reports.push(summary(&mut conn, r, &caller).await?);
     }
     Ok(Json(ReportList { reports }))
 }
@@ -633,15 +563,7 @@ async fn detail(
     if !may_read(&mut conn, &r, caller.id).await? {
         return Err(unreadable(&r, caller.id));
     }
-    let row = sqlx::query("SELECT manifest, signature, meta FROM reports WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    let chunk_ids: Vec<String> =
-        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1 ORDER BY idx")
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+    let sealed = sealed_parts(&mut conn, id).await?;
     let summary = summary(&mut conn, &r, &caller).await?;
     let ledger_index = r
         .ledger_index
@@ -652,16 +574,10 @@ async fn detail(
         .ok_or_else(|| AppError::damaged("this report", "report's ledger entry missing"))?;
     Ok(Json(ReportDetail {
         summary,
-        manifest: row
-            .try_get::<Option<Vec<u8>>, _>("manifest")?
-            .unwrap_or_default(),
-        signature: row
-            .try_get::<Option<Vec<u8>>, _>("signature")?
-            .unwrap_or_default(),
-        meta: row
-            .try_get::<Option<Vec<u8>>, _>("meta")?
-            .unwrap_or_default(),
-        chunk_ids,
+        manifest: sealed.manifest,
+        signature: sealed.signature,
+        meta: sealed.meta,
+        chunk_ids: sealed.chunk_ids,
         ledger_index,
         commit_entry,
     }))
@@ -680,16 +596,10 @@ async fn key(
     if !may_read(&mut conn, &r, caller.id).await? {
         return Err(unreadable(&r, caller.id));
     }
-    let row = sqlx::query(
-        "SELECT wrapped, wrapper_id, grant_id, ledger_index FROM wrapped_keys WHERE report_id = $1 AND reader_id = $2",
-    )
-    .bind(id.to_string())
-    .bind(caller.id_str())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| AppError::not_found("report"))?;
-    let index: i64 = row.try_get("ledger_index")?;
-    let wrap_index = u64::try_from(index).map_err(AppError::internal)?;
+    let row = wrapped_key(&mut conn, id, caller.id)
+        .await?
+        .ok_or_else(|| AppError::not_found("report"))?;
+    let wrap_index = u64::try_from(row.ledger_index).map_err(AppError::internal)?;
     let wrap_entry = ledger_store::entry(&mut conn, wrap_index)
         .await?
         .ok_or_else(|| {
@@ -726,13 +636,12 @@ async fn key(
         tx.commit().await?;
         crate::server::ratelimit::record(&st, &served, KEY_SERVED_WINDOW_SECS).await?;
     }
-    let grant: Option<String> = row.try_get("grant_id")?;
     Ok(Json(ReportKey {
-        wrapped: row.try_get("wrapped")?,
+        wrapped: row.wrapped,
         wrap_index,
         wrap_entry,
-        wrapper_id: parse_uuid(&row.try_get::<String, _>("wrapper_id")?)?,
-        grant_id: grant.as_deref().map(parse_uuid).transpose()?,
+        wrapper_id: row.wrapper_id,
+        grant_id: row.grant_id,
     }))
 }
 

@@ -149,3 +149,271 @@ pub async fn public_ed25519(
     key.try_into()
         .map_err(|_| AppError::internal("stored public key is not 32 bytes"))
 }
+
+/// Whether `doctor` has a completed visit with `patient` (a doctor uploads only then).
+pub async fn completed_visit(
+    conn: &mut sqlx::AnyConnection,
+    doctor: Uuid,
+    patient: Uuid,
+) -> Result<bool, AppError> {
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status = 'completed' LIMIT 1",
+    )
+    .bind(doctor.to_string())
+    .bind(patient.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(seen.is_some())
+}
+
+/// Whether `doctor` has any booking with `patient` that is not cancelled.
+pub async fn any_booking(
+    conn: &mut sqlx::AnyConnection,
+    doctor: Uuid,
+    patient: Uuid,
+) -> Result<bool, AppError> {
+    let booked: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status <> 'cancelled' LIMIT 1",
+    )
+    .bind(doctor.to_string())
+    .bind(patient.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(booked.is_some())
+}
+
+/// A resumed open: the report was touched now; how many chunks it already holds.
+pub async fn touch_and_count(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<i64, AppError> {
+    sqlx::query("UPDATE reports SET touched_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let present: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM report_chunks WHERE report_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(present)
+}
+
+/// A new open report's row.
+pub struct NewReport {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub patient_id: Uuid,
+    pub chunk_size: u32,
+    pub plaintext_len: i64,
+    pub n_chunks: u32,
+    pub now: i64,
+    /// Issue 16: (order, doctor) of a station's report.
+    pub order: Option<(Uuid, Uuid)>,
+}
+
+/// Inserts the open report; `Ok(false)` when the id is taken (by anyone).
+pub async fn insert_open(conn: &mut sqlx::AnyConnection, r: &NewReport) -> Result<bool, AppError> {
+    let res = sqlx::query(
+        "INSERT INTO reports (id, author_id, patient_id, status, chunk_size, plaintext_len, n_chunks, \
+         created_at, touched_at, order_id, for_doctor_id) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, $8, $9)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.author_id.to_string())
+    .bind(r.patient_id.to_string())
+    .bind(i64::from(r.chunk_size))
+    .bind(r.plaintext_len)
+    .bind(i64::from(r.n_chunks))
+    .bind(r.now)
+    .bind(r.order.map(|(o, _)| o.to_string()))
+    .bind(r.order.map(|(_, d)| d.to_string()))
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if crate::server::error::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The stored manifest of a committed report.
+pub async fn stored_manifest(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<Option<Vec<u8>>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT manifest FROM reports WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// The id of the report's first release-code request, if any.
+pub async fn release_request(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<Option<String>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM otp_requests WHERE report_id = $1 AND purpose = 'release' ORDER BY created_at LIMIT 1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// What a commit stores on the report row.
+pub struct Committed<'a> {
+    pub now: i64,
+    pub manifest: &'a [u8],
+    pub signature: &'a [u8],
+    pub meta: &'a [u8],
+    pub ledger_index: i64,
+    pub released_at: Option<i64>,
+}
+
+/// Marks the open report committed; `false` if it was not open any more.
+pub async fn mark_committed(
+    tx: &mut sqlx::AnyConnection,
+    id: Uuid,
+    c: &Committed<'_>,
+) -> Result<bool, AppError> {
+    let updated = sqlx::query(
+        "UPDATE reports SET status = 'committed', committed_at = $1, touched_at = $1, manifest = $2, \
+         signature = $3, meta = $4, ledger_index = $5, released_at = $6 WHERE id = $7 AND status = 'open'",
+    )
+    .bind(c.now)
+    .bind(c.manifest.to_vec())
+    .bind(c.signature.to_vec())
+    .bind(c.meta.to_vec())
+    .bind(c.ledger_index)
+    .bind(c.released_at)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A wrapped key given at commit (no grant).
+pub async fn insert_commit_key(
+    tx: &mut sqlx::AnyConnection,
+    report: Uuid,
+    reader: Uuid,
+    wrapped: &[u8],
+    wrapper: Uuid,
+    ledger_index: i64,
+    now: i64,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+    )
+    .bind(report.to_string())
+    .bind(reader.to_string())
+    .bind(wrapped.to_vec())
+    .bind(wrapper.to_string())
+    .bind(ledger_index)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Which reports a list shows.
+pub enum ListOf {
+    /// A patient's committed reports.
+    Patient(Uuid),
+    /// What a doctor wrote, was ordered to read, or holds a live grant of.
+    Doctor(Uuid),
+}
+
+/// The reports of a list, newest first.
+pub async fn list(
+    conn: &mut sqlx::AnyConnection,
+    which: ListOf,
+) -> Result<Vec<ReportRow>, AppError> {
+    let sql = format!("SELECT {REPORT_COLS} FROM reports WHERE ");
+    let rows = match which {
+        ListOf::Patient(patient) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{sql} patient_id = $1 AND status = 'committed' ORDER BY created_at DESC"
+            )))
+            .bind(patient.to_string())
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        ListOf::Doctor(doctor) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{sql} author_id = $1 OR (status = 'committed' AND for_doctor_id = $1) \
+                 OR (status = 'committed' AND id IN \
+                 (SELECT report_id FROM grants WHERE reader_id = $1 AND status = 'wrapped' AND expires_at > $2)) \
+                 ORDER BY created_at DESC"
+            )))
+            .bind(doctor.to_string())
+            .bind(now_ms())
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rows.iter().map(report_row).collect()
+}
+
+/// A committed report's verifiable parts: manifest, signature, meta and chunk ids in order.
+pub struct Sealed {
+    pub manifest: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub meta: Vec<u8>,
+    pub chunk_ids: Vec<String>,
+}
+
+pub async fn sealed_parts(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Sealed, AppError> {
+    let row = sqlx::query("SELECT manifest, signature, meta FROM reports WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    let chunk_ids: Vec<String> =
+        sqlx::query_scalar("SELECT chunk_id FROM report_chunks WHERE report_id = $1 ORDER BY idx")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Sealed {
+        manifest: row
+            .try_get::<Option<Vec<u8>>, _>("manifest")?
+            .unwrap_or_default(),
+        signature: row
+            .try_get::<Option<Vec<u8>>, _>("signature")?
+            .unwrap_or_default(),
+        meta: row
+            .try_get::<Option<Vec<u8>>, _>("meta")?
+            .unwrap_or_default(),
+        chunk_ids,
+    })
+}
+
+/// A reader's wrapped key of a report.
+pub struct WrappedKeyRow {
+    pub wrapped: Vec<u8>,
+    pub wrapper_id: Uuid,
+    pub grant_id: Option<Uuid>,
+    pub ledger_index: i64,
+}
+
+pub async fn wrapped_key(
+    conn: &mut sqlx::AnyConnection,
+    report: Uuid,
+    reader: Uuid,
+) -> Result<Option<WrappedKeyRow>, AppError> {
+    let row = sqlx::query(
+        "SELECT wrapped, wrapper_id, grant_id, ledger_index FROM wrapped_keys WHERE report_id = $1 AND reader_id = $2",
+    )
+    .bind(report.to_string())
+    .bind(reader.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let grant: Option<String> = row.try_get("grant_id")?;
+    Ok(Some(WrappedKeyRow {
+        wrapped: row.try_get("wrapped")?,
+        wrapper_id: parse_uuid(&row.try_get::<String, _>("wrapper_id")?)?,
+        grant_id: grant.as_deref().map(parse_uuid).transpose()?,
+        ledger_index: row.try_get("ledger_index")?,
+    }))
+}
