@@ -16,7 +16,7 @@ use clinvault::ledger::{Entry, RotationBy, keys_hash};
 use clinvault::seal::{PublicKeys, UserSecrets};
 use clinvault::server::ledger_store::{AppendKey, append};
 use common::clinic::{Clinic, clinic_with, release, report_bytes, upload_file, write_file};
-use common::{Db, six_digits};
+use common::{Db, cli, six_digits};
 
 fn rotation(user: uuid::Uuid, old: &PublicKeys, new: &PublicKeys, admin: uuid::Uuid) -> Entry {
     Entry::KeyRotated {
@@ -357,46 +357,6 @@ async fn fresh_ledger(c: &clinvault::client::ApiClient) -> clinvault::client::le
     clinvault::client::ledger::Ledger::sync(c, &dir, None, 3600)
         .await
         .unwrap()
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_clinvault");
-
-/// Runs the CLI with its own config and state folder against `url`: (exit code, stdout, stderr).
-async fn cli(
-    dir: &std::path::Path,
-    url: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[client]\nserver = \"{url}\"\nstate_dir = \"{}\"\n\n[client.kdf_floor]\nm_kib = 256\nt = 1\np = 1\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .env_remove("CLINVAULT_LOG")
-        .env_remove("CLINVAULT_PASSWORD")
-        .env_remove("CLINVAULT_NEW_PASSWORD")
-        .env_remove("CLINVAULT_RESET_CODE")
-        .stdin(std::process::Stdio::null())
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The commands: `admin reset-user`, `reset-keys` with the mailed code, `accept-key`.
