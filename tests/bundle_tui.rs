@@ -4,86 +4,16 @@
 
 mod common;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyCode;
 
-use clinvault::tui::action::{Action, Effect};
-use clinvault::tui::keymap::KeyMap;
-use clinvault::tui::state::{App, Clock, Pane, PathFor, Popup, ReportSettings, Screen, ServerInfo};
-use clinvault::tui::tasks::perform;
-use clinvault::tui::theme::Theme;
-use clinvault::tui::update::update;
+use clinvault::tui::state::{App, Pane, PathFor, Popup};
 use common::clinic::{clinic_with, release, upload_file, write_file};
-use common::{Db, PASSWORD, TestServer};
+use common::tui::{log_in, press, screen_text};
+use common::{Db, TestServer};
 
-const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
-
-async fn drive(app: &mut App, action: Action) {
-    let mut queue = vec![action];
-    while let Some(a) = queue.pop() {
-        app.clock = Clock::system(TZ);
-        for e in update(app, a) {
-            match e {
-                Effect::Later { action, .. } => queue.push(*action),
-                other => {
-                    if let Some(next) = perform(other).await {
-                        queue.push(next);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn press(app: &mut App, code: KeyCode) {
-    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
-}
-
-async fn typ(app: &mut App, text: &str) {
-    for c in text.chars() {
-        press(app, KeyCode::Char(c)).await;
-    }
-}
-
+/// A client whose state is in `dir/state` and whose bundles land in `dir`.
 fn new_app(s: &TestServer, dir: &std::path::Path) -> App {
-    let mut app = App::new(
-        Clock::system(TZ),
-        Theme::mono(),
-        KeyMap::default(),
-        ServerInfo {
-            url: s.url.clone(),
-            demo: false,
-            data_dir: None,
-        },
-    );
-    app.tz = TZ;
-    app.client_template = Some(s.client());
-    app.report_settings = ReportSettings {
-        state_dir: dir.join("state"),
-        download_dir: dir.to_path_buf(),
-        ..ReportSettings::default()
-    };
-    app
-}
-
-async fn log_in(app: &mut App, email: &str) {
-    typ(app, email).await;
-    press(app, KeyCode::Tab).await;
-    typ(app, PASSWORD).await;
-    press(app, KeyCode::Enter).await;
-    assert_eq!(app.screen, Screen::Main, "{:?}", app.login.message);
-}
-
-fn screen_text(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f))
-        .expect("draw");
-    let buf = t.backend().buffer();
-    (0..24)
-        .map(|y| (0..80).map(|x| buf[(x, y)].symbol()).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("\n")
+    common::tui::new_app_in(s, &dir.join("state"), dir)
 }
 
 fn bundles(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

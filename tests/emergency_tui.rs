@@ -6,75 +6,16 @@
 
 mod common;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyCode;
 use sha2::{Digest, Sha256};
 
-use clinvault::tui::action::{Action, Effect};
-use clinvault::tui::keymap::KeyMap;
-use clinvault::tui::state::{App, Clock, Popup, ReportSettings, Screen, ServerInfo};
-use clinvault::tui::tasks::perform;
-use clinvault::tui::theme::Theme;
-use clinvault::tui::update::update;
+use clinvault::tui::state::{App, Popup, Screen};
 use common::clinic::{Clinic, clinic_with, upload_file, write_file};
+use common::tui::{TZ, new_app, press, screen_text, typ};
 use common::{Db, PASSWORD, TestServer};
 
-const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 const REASON: &str = "unconscious in the ER, needs last month's ECG";
 const TEXT: &str = "# ECG\n\nRhythm: sinus, 72/min\nECG-MARKER-16U\n";
-
-async fn drive(app: &mut App, action: Action) {
-    let mut queue = vec![action];
-    while let Some(a) = queue.pop() {
-        app.clock = Clock::system(TZ);
-        for e in update(app, a) {
-            match e {
-                Effect::Later { action, .. } => queue.push(*action),
-                other => {
-                    if let Some(next) = perform(other).await {
-                        queue.push(next);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn press(app: &mut App, code: KeyCode) {
-    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
-}
-
-async fn typ(app: &mut App, text: &str) {
-    for c in text.chars() {
-        press(app, KeyCode::Char(c)).await;
-    }
-}
-
-fn new_app(s: &TestServer) -> App {
-    let mut app = App::new(
-        Clock::system(TZ),
-        Theme::mono(),
-        KeyMap::default(),
-        ServerInfo {
-            url: s.url.clone(),
-            demo: false,
-            data_dir: None,
-        },
-    );
-    app.tz = TZ;
-    app.client_template = Some(s.client());
-    let state = s
-        .dir
-        .path()
-        .join(format!("client-{}", uuid::Uuid::new_v4().simple()));
-    app.report_settings = ReportSettings {
-        state_dir: state.clone(),
-        download_dir: state,
-        ..ReportSettings::default()
-    };
-    app
-}
 
 async fn logged_in(s: &TestServer, email: &str) -> App {
     let mut app = new_app(s);
@@ -86,21 +27,6 @@ async fn logged_in(s: &TestServer, email: &str) -> App {
     // Off the Doctors pane, whose search could take the letters.
     press(&mut app, KeyCode::Char('6')).await;
     app
-}
-
-fn screen_text(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f))
-        .expect("draw");
-    let buf = t.backend().buffer();
-    (0..24)
-        .map(|y| {
-            (0..80)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `B`, the patient, the reason, Enter (check), `y` (confirm).

@@ -5,59 +5,17 @@
 
 mod common;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyCode;
 
 use clinvault::api::Role;
 use clinvault::client::ledger::Ledger;
 use clinvault::client::reports::{TransferOptions, download};
-use clinvault::tui::action::{Action, Effect};
 use clinvault::tui::keymap::KeyMap;
 use clinvault::tui::state::{App, Clock, Popup, ReportSettings, Screen, ServerInfo};
-use clinvault::tui::tasks::perform;
 use clinvault::tui::theme::Theme;
-use clinvault::tui::update::update;
 use common::clinic::{clinic_with, release, report_bytes, upload_file, write_file};
+use common::tui::{TZ, press, screen_text};
 use common::{Db, PASSWORD};
-
-const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
-
-async fn drive(app: &mut App, action: Action) {
-    let mut queue = vec![action];
-    while let Some(a) = queue.pop() {
-        app.clock = Clock::system(TZ);
-        for e in update(app, a) {
-            match e {
-                Effect::Later { action, .. } => queue.push(*action),
-                other => {
-                    if let Some(next) = perform(other).await {
-                        queue.push(next);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn press(app: &mut App, code: KeyCode) {
-    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
-}
-
-fn screen_text(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f))
-        .expect("draw");
-    let buf = t.backend().buffer();
-    (0..24)
-        .map(|y| {
-            (0..80)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotation_is_a_popup_with_an_accept_step() {

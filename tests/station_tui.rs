@@ -4,98 +4,15 @@
 
 mod common;
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyCode;
 
 use clinvault::api::{OrderRequest, Role};
 use clinvault::client::station::upload_for_order;
 use clinvault::client::upload::UploadOptions;
-use clinvault::tui::action::{Action, Effect};
-use clinvault::tui::keymap::KeyMap;
-use clinvault::tui::state::{App, Clock, Pane, Popup, ReportSettings, Screen, ServerInfo};
-use clinvault::tui::tasks::perform;
-use clinvault::tui::theme::Theme;
-use clinvault::tui::update::update;
+use clinvault::tui::state::{Pane, Popup};
+use common::Db;
 use common::clinic::{clinic_with, user, write_file};
-use common::{Db, PASSWORD, TestServer};
-
-const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
-
-async fn drive(app: &mut App, action: Action) {
-    let mut queue = vec![action];
-    while let Some(a) = queue.pop() {
-        app.clock = Clock::system(TZ);
-        for e in update(app, a) {
-            match e {
-                Effect::Later { action, .. } => queue.push(*action),
-                other => {
-                    if let Some(next) = perform(other).await {
-                        queue.push(next);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn press(app: &mut App, code: KeyCode) {
-    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
-}
-
-async fn typ(app: &mut App, text: &str) {
-    for c in text.chars() {
-        press(app, KeyCode::Char(c)).await;
-    }
-}
-
-fn new_app(s: &TestServer) -> App {
-    let mut app = App::new(
-        Clock::system(TZ),
-        Theme::mono(),
-        KeyMap::default(),
-        ServerInfo {
-            url: s.url.clone(),
-            demo: false,
-            data_dir: None,
-        },
-    );
-    app.tz = TZ;
-    app.client_template = Some(s.client());
-    let state = s
-        .dir
-        .path()
-        .join(format!("client-{}", uuid::Uuid::new_v4().simple()));
-    app.report_settings = ReportSettings {
-        state_dir: state.clone(),
-        download_dir: state,
-        ..ReportSettings::default()
-    };
-    app
-}
-
-async fn log_in(app: &mut App, email: &str) {
-    typ(app, email).await;
-    press(app, KeyCode::Tab).await;
-    typ(app, PASSWORD).await;
-    press(app, KeyCode::Enter).await;
-    assert_eq!(app.screen, Screen::Main, "{:?}", app.login.message);
-}
-
-fn screen_text(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f))
-        .expect("draw");
-    let buf = t.backend().buffer();
-    (0..24)
-        .map(|y| {
-            (0..80)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use common::tui::{log_in, new_app, press, screen_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_sees_the_station_and_the_order_station_sees_no_reports() {

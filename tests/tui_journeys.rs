@@ -4,105 +4,17 @@
 mod common;
 
 use chrono::{Duration, Timelike};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use clinvault::api::{Availability, BookingStatus, Role, WeeklyBlock};
 use clinvault::tui::action::{Action, Effect};
 use clinvault::tui::keymap::KeyMap;
-use clinvault::tui::state::{
-    App, Check, Clock, DayRow, Pane, Popup, ReportSettings, Screen, ServerInfo,
-};
+use clinvault::tui::state::{App, Check, Clock, DayRow, Pane, Popup, Screen, ServerInfo};
 use clinvault::tui::tasks::perform;
 use clinvault::tui::theme::Theme;
 use clinvault::tui::update::update;
+use common::tui::{TZ, drive, log_in, new_app, press, screen_text, typ};
 use common::{Db, PASSWORD, TEST_KDF, TestServer};
-
-const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
-
-/// Applies `action`, then runs every effect it asks for (debounces at once) until quiet.
-async fn drive(app: &mut App, action: Action) {
-    let mut queue = vec![action];
-    while let Some(a) = queue.pop() {
-        app.clock = Clock::system(TZ);
-        for e in update(app, a) {
-            match e {
-                Effect::Later { action, .. } => queue.push(*action),
-                other => {
-                    if let Some(next) = perform(other).await {
-                        queue.push(next);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn press(app: &mut App, code: KeyCode) {
-    drive(app, Action::Key(KeyEvent::new(code, KeyModifiers::NONE))).await;
-}
-
-async fn typ(app: &mut App, text: &str) {
-    for c in text.chars() {
-        press(app, KeyCode::Char(c)).await;
-    }
-}
-
-fn new_app(s: &TestServer) -> App {
-    let mut app = App::new(
-        Clock::system(TZ),
-        Theme::mono(),
-        KeyMap::default(),
-        ServerInfo {
-            url: s.url.clone(),
-            demo: false,
-            data_dir: None,
-        },
-    );
-    app.tz = TZ;
-    app.client_template = Some(s.client());
-    // Saved ledger heads and upload state in a folder of this test, downloads beside them.
-    // (inside the server's temporary folder, removed with it).
-    let state = s
-        .dir
-        .path()
-        .join(format!("client-{}", uuid::Uuid::new_v4().simple()));
-    app.report_settings = ReportSettings {
-        state_dir: state.clone(),
-        download_dir: state,
-        ..ReportSettings::default()
-    };
-    app
-}
-
-async fn log_in(app: &mut App, email: &str) {
-    typ(app, email).await;
-    press(app, KeyCode::Tab).await;
-    typ(app, PASSWORD).await;
-    press(app, KeyCode::Enter).await;
-    assert_eq!(
-        app.screen,
-        Screen::Main,
-        "logged in: {:?}",
-        app.login.message
-    );
-}
-
-fn screen_text(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    t.draw(|f| clinvault::tui::view::render(app, f))
-        .expect("draw");
-    let buf = t.backend().buffer();
-    (0..24)
-        .map(|y| {
-            (0..80)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A clinic: a cardiologist and a dermatologist open every day 09:00–12:00 in 30-minute
 /// slots, a reception desk and a patient.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clinic;
+pub mod tui;
 
 use std::path::Path;
 
