@@ -230,15 +230,8 @@ pub fn write_new_file(out: &Path, bytes: &[u8]) -> Result<(), ClientError> {
         path: out.display().to_string(),
         source: e,
     };
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
-    let mut pending = crate::client::output::PendingOutput::create(dir, &name.to_string_lossy())
-        .map_err(file_err)?;
+    let (dir, name) = crate::client::output::target_parts(out)?;
+    let mut pending = crate::client::output::PendingOutput::create(dir, &name).map_err(file_err)?;
     pending.file().write_all(bytes).map_err(file_err)?;
     pending.persist(out).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {

@@ -365,15 +365,8 @@ pub async fn download(
     opts: &TransferOptions<'_>,
 ) -> Result<VerifiedReport, ClientError> {
     let report = verify_report(client, me, ledger, id).await?;
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .ok_or_else(|| ClientError::Refused(format!("{} is not a file name", out.display())))?;
-    let pending = super::output::PendingOutput::create(dir, &name.to_string_lossy())
-        .map_err(file_err(dir))?;
+    let (dir, name) = super::output::target_parts(out)?;
+    let pending = super::output::PendingOutput::create(dir, &name).map_err(file_err(dir))?;
     let file = pending.positional().map_err(file_err(out))?;
     open_chunks(
         client,

@@ -18,6 +18,19 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 const MARK: &str = ".clinvault-";
 
+/// The folder and the file name a pending output for `out` is made with: a bare name is in
+/// the current folder; a path that names no file (`..`, `/`) is refused.
+pub fn target_parts(out: &Path) -> Result<(&Path, String), super::ClientError> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out.file_name().ok_or_else(|| {
+        super::ClientError::Refused(format!("{} is not a file name", out.display()))
+    })?;
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
 /// The output being written: the open file and, for the fallback, its temporary name.
 pub struct PendingOutput {
     file: File,
