@@ -12,7 +12,7 @@ use clinvault::api::emergency::EmergencyRequest;
 use clinvault::client::ApiClient;
 use clinvault::client::emergency as em;
 use clinvault::config::Config;
-use clinvault::ledger::{Entry, TeamChange};
+use clinvault::ledger::Entry;
 
 use super::{ledger, signed_in, unlock};
 
@@ -233,27 +233,13 @@ pub async fn reasons(c: &ApiClient) -> HashMap<[u8; 16], String> {
     em::reasons(c).await
 }
 
-/// The access trail's line for kinds 11 and 12 (`clinvault access`).
+/// The access trail's line for kind 12 (`clinvault access`).
 pub fn trail_line(
     e: &Entry,
     reasons: &HashMap<[u8; 16], String>,
     who: &dyn Fn(&[u8; 16]) -> String,
 ) -> String {
     match e {
-        Entry::EmergencyTeam {
-            member_id,
-            change,
-            admin_id,
-            ..
-        } => format!(
-            "emergency team: {} {} by {}",
-            who(member_id),
-            match change {
-                TeamChange::Added => "added",
-                TeamChange::Removed => "removed",
-            },
-            who(admin_id)
-        ),
         Entry::EmergencyAccess {
             patient_id,
             reader_id,

@@ -439,30 +439,13 @@ pub async fn access(cfg: &Config) -> Result<()> {
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default()
             ),
-            Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => {
-                super::emergency::trail_line(e, &reasons, &who)
+            Entry::EmergencyAccess { .. } => super::emergency::trail_line(e, &reasons, &who),
+            Entry::EmergencyTeam { .. } => {
+                clinvault::client::trail::shared_words(e, &who).unwrap_or_default()
             }
-            Entry::KeyRotated {
-                user_id,
-                x25519_public,
-                ed25519_public,
-                by,
-                authoriser_id,
-                ..
-            } => format!(
-                "KEYS CHANGED for {} to {}, authorised by {}",
-                who(user_id),
-                clinvault::seal::fingerprint(&clinvault::seal::PublicKeys {
-                    x25519: *x25519_public,
-                    ed25519: *ed25519_public,
-                }),
-                match by {
-                    clinvault::ledger::RotationBy::Admin =>
-                        format!("administrator {}", who(authoriser_id)),
-                    clinvault::ledger::RotationBy::VerifiedEmail =>
-                        "the user's verified email".into(),
-                }
-            ),
+            Entry::KeyRotated { .. } => {
+                clinvault::client::trail::shared_words(e, &who).unwrap_or_default()
+            }
         };
         out!("#{i:<6} {when}  {what}");
     }

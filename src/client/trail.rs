@@ -104,6 +104,49 @@ struct TrailState {
     entries: BTreeMap<u64, String>,
 }
 
+/// The words the CLI trail and the terminal client's Ledger pane both use for a key rotation
+/// (kind 10) and an emergency-team change (kind 11), with `who` naming an id their own way;
+/// `None` for the other kinds, which each describes in its own width.
+pub fn shared_words(e: &Entry, who: &dyn Fn(&[u8; 16]) -> String) -> Option<String> {
+    use crate::ledger::{RotationBy, TeamChange};
+    Some(match e {
+        Entry::KeyRotated {
+            user_id,
+            x25519_public,
+            ed25519_public,
+            by,
+            authoriser_id,
+            ..
+        } => format!(
+            "KEYS CHANGED for {} to {}, authorised by {}",
+            who(user_id),
+            crate::seal::fingerprint(&crate::seal::PublicKeys {
+                x25519: *x25519_public,
+                ed25519: *ed25519_public,
+            }),
+            match by {
+                RotationBy::Admin => format!("administrator {}", who(authoriser_id)),
+                RotationBy::VerifiedEmail => "the user's verified email".into(),
+            }
+        ),
+        Entry::EmergencyTeam {
+            member_id,
+            change,
+            admin_id,
+            ..
+        } => format!(
+            "emergency team: {} {} by {}",
+            who(member_id),
+            match change {
+                TeamChange::Added => "added",
+                TeamChange::Removed => "removed",
+            },
+            who(admin_id)
+        ),
+        _ => return None,
+    })
+}
+
 fn state_file(state_dir: &Path, server: &str, user: Uuid) -> PathBuf {
     let tag = hex::encode(&Sha256::digest(format!("{server} {user}").as_bytes())[..12]);
     state_dir.join("trail").join(format!("{tag}.json"))

@@ -969,46 +969,18 @@ pub fn describe(e: &Entry, me: Uuid) -> String {
             short(doctor_id, me)
         ),
         Entry::EmergencyTeam { .. } | Entry::EmergencyAccess { .. } => describe_emergency(e, me),
-        Entry::KeyRotated {
-            user_id,
-            x25519_public,
-            ed25519_public,
-            by,
-            authoriser_id,
-            ..
-        } => format!(
-            "KEYS CHANGED for {} to {}, authorised by {}",
-            short(user_id, me),
-            crate::seal::fingerprint(&crate::seal::PublicKeys {
-                x25519: *x25519_public,
-                ed25519: *ed25519_public,
-            }),
-            match by {
-                crate::ledger::RotationBy::Admin =>
-                    format!("administrator {}", short(authoriser_id, me)),
-                crate::ledger::RotationBy::VerifiedEmail => "the user's verified email".into(),
-            }
-        ),
+        Entry::KeyRotated { .. } => {
+            crate::client::trail::shared_words(e, &|id| short(id, me)).unwrap_or_default()
+        }
     }
 }
 
 /// Issue 16: kinds 11 and 12. The Ledger pane shows kind-12 rows in red ([`BREAK_GLASS`]).
 fn describe_emergency(e: &Entry, me: Uuid) -> String {
     match e {
-        Entry::EmergencyTeam {
-            member_id,
-            change,
-            admin_id,
-            ..
-        } => format!(
-            "emergency team: {} {} by {}",
-            short(member_id, me),
-            match change {
-                crate::ledger::TeamChange::Added => "added",
-                crate::ledger::TeamChange::Removed => "removed",
-            },
-            short(admin_id, me)
-        ),
+        Entry::EmergencyTeam { .. } => {
+            crate::client::trail::shared_words(e, &|id| short(id, me)).unwrap_or_default()
+        }
         Entry::EmergencyAccess {
             patient_id,
             reader_id,
