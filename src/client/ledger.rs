@@ -533,18 +533,9 @@ impl Ledger {
     }
 
     /// The Ed25519 key `user` signed with at ledger index `at` (a report's commit entry): the
-    /// newest of their key entries before it. Checks the keys as [`Ledger::user_keys`], except
-    /// that a rotation this client has not accepted yet does not stop reading.
-    pub async fn signing_key_at(
-        &self,
-        user: Uuid,
-        role: Option<Role>,
-        at: u64,
-    ) -> Result<[u8; 32], ClientError> {
-        Ok(self.signer_at(user, role, at).await?.1)
-    }
-
-    /// [`Ledger::signing_key_at`], with the user's current checked keys (their role) beside it.
+    /// newest of their key entries before it, with their current checked keys (their role)
+    /// beside it. Checks the keys as [`Ledger::user_keys`], except that a rotation this client
+    /// has not accepted yet does not stop reading.
     pub async fn signer_at(
         &self,
         user: Uuid,
