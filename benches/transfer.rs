@@ -6,8 +6,8 @@
 //! memory, which must stay flat. A peer that is not installed is skipped, saying so.
 //!
 //! `cargo bench --bench transfer` (CLINVAULT_BENCH_MIB, default 256; CLINVAULT_BENCH_RUNS,
-//! default 3; CLINVAULT_BENCH_BIG_MIB, default 1024, 0 to skip; CLINVAULT_TEST_S3_ENDPOINT for
-//! the S3 rows). `--profile dev` measures the binary `cargo run` builds.
+//! default 3; CLINVAULT_BENCH_BIG_MIB, default 1024, 0 to skip; CLINVAULT_BENCH_TRANSFERS, the
+//! client's default unless set; CLINVAULT_TEST_S3_ENDPOINT for the S3 rows). `--profile dev` measures the binary `cargo run` builds.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -55,7 +55,12 @@ fn cli(state: &Path, server: &str, args: &[&str]) -> (f64, u64) {
         .env("CLINVAULT_CLIENT__KDF_FLOOR__M_KIB", "256")
         .env("CLINVAULT_CLIENT__KDF_FLOOR__T", "1")
         .env("CLINVAULT_CLIENT__KDF_FLOOR__P", "1")
-        .env("CLINVAULT_CLIENT__TRANSFERS", "4")
+        // The client's default number of transfers unless this run asks for another.
+        .envs(
+            std::env::var("CLINVAULT_BENCH_TRANSFERS")
+                .ok()
+                .map(|t| ("CLINVAULT_CLIENT__TRANSFERS", t)),
+        )
         .output()
         .expect("run clinvault");
     let secs = started.elapsed().as_secs_f64();

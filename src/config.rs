@@ -225,7 +225,7 @@ impl Default for ClientConfig {
             chunk_size: crate::seal::DEFAULT_CHUNK_SIZE,
             ledger_key: String::new(),
             max_head_age_secs: 3600,
-            transfers: 4,
+            transfers: 8,
             idle_lock_minutes: 10,
             mouse: false,
             witnesses: Vec::new(),

@@ -100,8 +100,8 @@ fn the_journal_grows_by_one_record_per_pinned_chunk() {
     let mut file = s.seal_header(&wrap).unwrap();
     assert_eq!(file.len(), STATE_HEADER_LEN);
     for i in [3u32, 0, 7] {
-        assert!(s.pin_hash(i, [i as u8; 32]).unwrap(), "newly pinned");
-        assert!(!s.pin_hash(i, [i as u8; 32]).unwrap(), "pinned already");
+        assert!(s.pin_chunk_id(i, [i as u8; 32]).unwrap(), "newly pinned");
+        assert!(!s.pin_chunk_id(i, [i as u8; 32]).unwrap(), "pinned already");
         file.extend_from_slice(&s.record(i).unwrap());
     }
     assert_eq!(file.len(), STATE_HEADER_LEN + 3 * STATE_RECORD_LEN);
@@ -115,7 +115,7 @@ fn the_journal_grows_by_one_record_per_pinned_chunk() {
     twice.extend_from_slice(&s.record(3).unwrap());
     assert!(UploadState::open(&twice, &wrap).is_err());
     let mut other = UploadState::new([2; 16], [3; 16], CS, 1000, Dek::from_bytes([4; 32])).unwrap();
-    other.pin_hash(9, [1; 32]).unwrap();
+    other.pin_chunk_id(9, [1; 32]).unwrap();
     let mut foreign = file.clone();
     foreign.extend_from_slice(&other.record(9).unwrap());
     assert!(UploadState::open(&foreign, &wrap).is_err());

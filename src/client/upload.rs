@@ -363,11 +363,11 @@ impl Drop for Pooled {
 /// A sealed chunk on its way from the sealing thread to the senders.
 type Sealed = (u32, [u8; 32], Bytes, u64);
 
-/// A chunk read, its plaintext hashed and sealed, not yet pinned.
-type Hashed = (u32, [u8; 32], crate::seal::SealedChunk);
+/// A chunk read and sealed, not yet pinned.
+type Unpinned = (u32, crate::seal::SealedChunk);
 
-/// The sealing side of an upload, on its own thread: per batch, reads (positional), hashes
-/// and seals the chunks on every core, pins each chunk's plaintext hash in the state and
+/// The sealing side of an upload, on its own thread: per batch, reads (positional) and seals
+/// the chunks on every core (one SHA-256 pass: the chunk id), pins each chunk id in the state and
 /// appends the new records to the journal with one sync, and only then hands the batch's
 /// ciphertexts on. Returns the state when done.
 fn seal_chunks(
@@ -387,23 +387,22 @@ fn seal_chunks(
     while start < n {
         let end = (start + batch).min(n);
         // A chunk sealed here but refused by its pin below never leaves this thread: only
-        // ciphertexts of pinned plaintexts are sent.
-        let done: Vec<Result<Hashed, ClientError>> = (start..end)
+        // pinned ciphertexts are sent.
+        let done: Vec<Result<Unpinned, ClientError>> = (start..end)
             .into_par_iter()
             .map(|i| {
                 let (offset, len) = sealer.chunk_range(i)?;
                 let mut buf = pool.take(len);
                 fh.read_exact_at(&mut buf, offset)
                     .map_err(file_err(&file))?;
-                let hash = clinvault_hot::sha256(&[&buf]);
-                Ok((i, hash, sealer.seal(i, buf)?))
+                Ok((i, sealer.seal(i, buf)?))
             })
             .collect();
         let mut records = Vec::new();
         let mut out = Vec::with_capacity(done.len());
         for r in done {
-            let (i, hash, sealed) = r?;
-            if st.pin_hash(i, hash)? {
+            let (i, sealed) = r?;
+            if st.pin_chunk_id(i, sealed.chunk_id)? {
                 records.extend_from_slice(&st.record(i).ok_or_else(|| {
                     ClientError::Refused("could not seal the upload state".into())
                 })?);

@@ -94,29 +94,4 @@ impl ChunkCipher {
         self.open_in_place(index, &mut buf, last)?;
         Ok(buf)
     }
-
-    /// Opens with the flag it was expected to have; on failure, tells apart a chunk sealed with
-    /// the other flag (truncation / extension) from one that is simply corrupt or misplaced.
-    pub(crate) fn open_checked(
-        &self,
-        index: u32,
-        buf: &mut Vec<u8>,
-        last: bool,
-    ) -> Result<(), SealError> {
-        match self.open_in_place(index, buf, last) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                // A failed open leaves `buf` unchanged (aes-gcm checks the tag before decrypting),
-                // so it can be tried with the other flag; the buffer is discarded either way.
-                if self.open_in_place(index, buf, !last).is_ok() {
-                    Err(SealError::Integrity {
-                        chunk: index,
-                        check: ChunkCheck::LastFlag,
-                    })
-                } else {
-                    Err(err)
-                }
-            }
-        }
-    }
 }

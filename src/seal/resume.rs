@@ -1,26 +1,29 @@
 //! State of an interrupted upload, kept by the client in its state folder (DESIGN.md §2).
 //!
 //! Resuming reuses the report's DEK and id, so every chunk re-sealed must have exactly the
-//! plaintext it had: the state records SHA-256 of each chunk's plaintext, and the client writes
-//! that record to disk BEFORE the chunk's ciphertext leaves, so no (key, nonce) pair can ever
-//! seal two different plaintexts. The DEK is sealed under the user's `wrap_key`.
+//! plaintext it had: the state records each chunk's id (SHA-256 of its ciphertext), and the
+//! client writes that record to disk BEFORE the chunk's ciphertext leaves. Under one key and
+//! nonce AES-GCM gives different plaintexts different ciphertexts, so a re-sealed chunk whose
+//! id differs from the record had other plaintext: it never leaves, and no (key, nonce) pair
+//! ever lets out two plaintexts. Pinning the id rather than a plaintext hash saves a SHA-256
+//! pass over every byte uploaded (issue 13). The DEK is sealed under the user's `wrap_key`.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
-use super::{
-    ChunkCheck, Dek, Id, SealError, TAG_LEN, WrapKey, expected_chunks, random_array, sha256,
-};
+use super::{ChunkCheck, Dek, Id, SealError, TAG_LEN, WrapKey, expected_chunks, random_array};
 
-const AAD: &[u8] = b"clinvault/upload-state/v2";
-const MAGIC: &[u8] = b"CVUS2";
+// v3: records hold chunk ids (v2 held plaintext hashes; a v2 state is not read, and its upload
+// starts over as a new report).
+const AAD: &[u8] = b"clinvault/upload-state/v3";
+const MAGIC: &[u8] = b"CVUS3";
 /// Refuse state files for absurd chunk counts before allocating.
 const MAX_CHUNKS: u32 = 1 << 24;
 /// The sealed header: magic, nonce, then report, patient, chunk size, length, DEK and journal
 /// key under the user's wrap key.
 pub const STATE_HEADER_LEN: usize = 5 + 12 + (16 + 16 + 4 + 8 + 32 + 32) + TAG_LEN;
-/// One journal record: the chunk index, then its plaintext hash sealed under the journal key
+/// One journal record: the chunk index, then its chunk id sealed under the journal key
 /// with the index as nonce (each index is recorded at most once per journal).
 pub const STATE_RECORD_LEN: usize = 4 + 32 + TAG_LEN;
 
@@ -32,8 +35,8 @@ pub struct UploadState {
     dek: Dek,
     /// Seals the journal's records; random per state, kept in its header.
     journal_key: Zeroizing<[u8; 32]>,
-    /// SHA-256 of each chunk's plaintext, once that chunk has been sealed.
-    plain_hashes: Vec<Option<[u8; 32]>>,
+    /// Each chunk's id (SHA-256 of its ciphertext), once that chunk has been sealed.
+    chunk_ids: Vec<Option<[u8; 32]>>,
 }
 
 impl UploadState {
@@ -55,7 +58,7 @@ impl UploadState {
             file_len,
             dek,
             journal_key: Zeroizing::new(random_array()?),
-            plain_hashes: vec![None; n as usize],
+            chunk_ids: vec![None; n as usize],
         })
     }
 
@@ -64,26 +67,31 @@ impl UploadState {
     }
 
     pub fn n_chunks(&self) -> u32 {
-        self.plain_hashes.len() as u32
+        self.chunk_ids.len() as u32
     }
 
     /// Chunks sealed before (whose plaintext is pinned).
     pub fn sealed_count(&self) -> usize {
-        self.plain_hashes.iter().filter(|h| h.is_some()).count()
+        self.chunk_ids.iter().filter(|h| h.is_some()).count()
     }
 
-    /// Before sealing chunk `index`: refuses a plaintext that differs from the one sealed under
-    /// this index before, then pins it. Persist the state after this and before sending.
+    /// Pins `plaintext` as chunk `index`: seals it as this report's chunk `index` and pins that
+    /// chunk id ([`Self::pin_chunk_id`]). Refuses a plaintext that differs from the one pinned
+    /// before. Persist the state after this and before sending.
     pub fn pin(&mut self, index: u32, plaintext: &[u8]) -> Result<(), SealError> {
-        self.pin_hash(index, sha256(&[plaintext])).map(|_| ())
+        let last = index + 1 == self.n_chunks();
+        let keys = super::ReportKeys::derive(&self.dek, &self.report_id);
+        let sealed = super::ChunkCipher::new(&keys, &self.report_id).seal(index, plaintext, last);
+        self.pin_chunk_id(index, sealed.chunk_id).map(|_| ())
     }
 
-    /// [`Self::pin`] with the plaintext's SHA-256 already computed (by a sealing worker).
+    /// Pins chunk `index` by its id, computed by a sealing worker from this state's DEK.
     /// Returns whether the index is newly pinned: its journal record must then be written
-    /// ([`Self::record`]) and synced before the chunk's ciphertext leaves.
-    pub fn pin_hash(&mut self, index: u32, hash: [u8; 32]) -> Result<bool, SealError> {
+    /// ([`Self::record`]) and synced before the chunk's ciphertext leaves. A different id for
+    /// an index pinned before is [`SealError::InputChanged`]: that ciphertext must not leave.
+    pub fn pin_chunk_id(&mut self, index: u32, hash: [u8; 32]) -> Result<bool, SealError> {
         let slot = self
-            .plain_hashes
+            .chunk_ids
             .get_mut(index as usize)
             .ok_or(SealError::Integrity {
                 chunk: index,
@@ -99,9 +107,9 @@ impl UploadState {
         }
     }
 
-    /// The plaintext hash pinned for `index`, if any.
+    /// The chunk id pinned for `index`, if any.
     pub fn pinned(&self, index: u32) -> Option<[u8; 32]> {
-        self.plain_hashes.get(index as usize).copied().flatten()
+        self.chunk_ids.get(index as usize).copied().flatten()
     }
 
     fn record_nonce(index: u32) -> [u8; 12] {
@@ -219,7 +227,7 @@ impl UploadState {
                 .map_err(|_| bad("a chunk record is altered"))?;
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&buf);
-            match state.plain_hashes.get_mut(index as usize) {
+            match state.chunk_ids.get_mut(index as usize) {
                 Some(slot @ None) => *slot = Some(hash),
                 Some(Some(_)) => return Err(bad("a chunk is recorded twice")),
                 None => return Err(bad("a chunk record past the end of the file")),

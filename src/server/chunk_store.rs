@@ -127,6 +127,62 @@ struct Bucket {
     down_until: std::sync::Mutex<Option<Instant>>,
 }
 
+impl Bucket {
+    /// Stores a chunk durably: a local bucket writes it with `O_DIRECT` on the blocking pool
+    /// ([`direct_io`]), an S3 bucket through object_store.
+    async fn put(&self, key: &ObjectPath, body: Bytes) -> Result<(), String> {
+        match &self.local {
+            Some(root) => {
+                let (root, key) = (root.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || {
+                    crate::server::direct_io::write_durable(&root, &key, &body)
+                })
+                .await
+                .map_err(|e| format!("write task: {e}"))?
+                .map_err(|e| e.to_string())
+            }
+            None => self
+                .store
+                .put(key, body.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Reads a chunk whole (unchecked); a local bucket reads with `O_DIRECT`.
+    async fn get(&self, key: &ObjectPath) -> Result<Bytes, object_store::Error> {
+        let Some(root) = &self.local else {
+            return match self.store.get(key).await {
+                Ok(g) => g.bytes().await,
+                Err(e) => Err(e),
+            };
+        };
+        let (root, key) = (root.clone(), key.to_string());
+        let max = u64::from(crate::seal::MAX_CHUNK_SIZE) + crate::seal::TAG_LEN as u64;
+        let read = tokio::task::spawn_blocking({
+            let key = key.clone();
+            move || crate::server::direct_io::read(&root, &key, max)
+        })
+        .await;
+        match read {
+            Ok(Ok(Some(bytes))) => Ok(bytes),
+            Ok(Ok(None)) => Err(object_store::Error::NotFound {
+                path: key,
+                source: "no such chunk file".into(),
+            }),
+            Ok(Err(e)) => Err(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            }),
+            Err(e) => Err(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
 /// How long a bucket that failed is tried last.
 const DOWN_FOR: Duration = Duration::from_secs(15);
 
@@ -594,13 +650,10 @@ impl ChunkStore {
                 let key = key.clone();
                 let body = body.clone();
                 async move {
-                    let r = tokio::time::timeout(
-                        self.op_timeout,
-                        self.buckets[i].store.put(&key, body.into()),
-                    )
-                    .await
-                    .map_err(|_| format!("no answer in {:?}", self.op_timeout))
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    let r = tokio::time::timeout(self.op_timeout, self.buckets[i].put(&key, body))
+                        .await
+                        .map_err(|_| format!("no answer in {:?}", self.op_timeout))
+                        .and_then(|r| r);
                     (i, r)
                 }
             }))
@@ -646,13 +699,7 @@ impl ChunkStore {
             .iter()
             .position(|x| x.name == b.name)
             .unwrap_or(0);
-        let got = tokio::time::timeout(self.op_timeout, async {
-            match b.store.get(&key).await {
-                Ok(g) => g.bytes().await,
-                Err(e) => Err(e),
-            }
-        })
-        .await;
+        let got = tokio::time::timeout(self.op_timeout, b.get(&key)).await;
         let Ok(got) = got else {
             self.mark(i, false);
             return Err(ReplicaState::Unreachable(format!(
