@@ -48,6 +48,15 @@ pub async fn check(
     Ok(())
 }
 
+/// Forgets `key`'s counts, every window (a login or a recovery that succeeded).
+pub async fn clear(state: &AppState, key: String) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
+        .bind(key)
+        .execute(&state.db)
+        .await?;
+    Ok(())
+}
+
 /// Counts without refusing (a failed login).
 pub async fn record(state: &AppState, key: &str, window_secs: u64) -> Result<(), AppError> {
     let (start, _) = window(window_secs);

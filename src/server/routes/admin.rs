@@ -8,7 +8,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::auth::{normalize_code, random_code};
-use super::{PER_PAGE, clean_text, fold_email, like_pattern, ms_to_utc, page_offset, parse_uuid};
+use super::{PER_PAGE, clean_text, fold_email, like_pattern, ms_to_utc, page_offset};
 use crate::api::{Done, InviteRequest, InviteResponse, Page, Role, StatusChanged, UserInfo, codes};
 use crate::ledger::{AccountState, Entry};
 use crate::server::AppState;
@@ -16,6 +16,7 @@ use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::admin;
 use crate::server::{ledger_store, session};
 
 const ADMIN: &[Role] = &[Role::Admin];
@@ -67,9 +68,7 @@ async fn key_reset(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<Done>, AppError> {
-    let row = sqlx::query("SELECT email, name, role FROM users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&st.db)
+    let row = admin::user_contact(&st.db, id)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
     let role: String = row.try_get("role")?;
@@ -85,16 +84,14 @@ async fn key_reset(
         .secrets
         .mac("key-reset", &[normalize_code(&code).as_bytes()]);
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO key_resets (code_mac, user_id, admin_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+    admin::insert_key_reset(
+        &st.db,
+        mac.to_vec(),
+        id,
+        caller.id,
+        now,
+        now + KEY_RESET_TTL_MS,
     )
-    .bind(mac.to_vec())
-    .bind(id.to_string())
-    .bind(caller.id_str())
-    .bind(now)
-    .bind(now + KEY_RESET_TTL_MS)
-    .execute(&st.db)
     .await?;
     let body = format!(
         "Hello {name},\n\nan administrator reset your clinvault keys, because your password and \
@@ -128,11 +125,7 @@ async fn invite(
     let name = clean_text("name", &req.name, 100, true)?;
     let specialty = clean_text("specialty", &req.specialty, 100, req.role == Role::Doctor)?;
     let bio = clean_text("bio", &req.bio, 1000, false)?;
-    let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE email = $1")
-        .bind(email.clone())
-        .fetch_optional(&st.db)
-        .await?;
-    if taken.is_some() {
+    if admin::email_taken(&st.db, email.clone()).await? {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "an account with this address exists",
@@ -145,21 +138,21 @@ async fn invite(
     let id = Uuid::new_v4();
     let now = now_ms();
     let expires = now + INVITE_TTL_MS;
-    sqlx::query(
-        "INSERT INTO invites (id, code_mac, email, name, role, specialty, bio, created_by, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    admin::insert_invite(
+        &st.db,
+        admin::NewInvite {
+            id,
+            code_mac: mac.to_vec(),
+            email: email.clone(),
+            name: name.clone(),
+            role: req.role,
+            specialty,
+            bio,
+            created_by: caller.id,
+            now,
+            expires,
+        },
     )
-    .bind(id.to_string())
-    .bind(mac.to_vec())
-    .bind(email.clone())
-    .bind(name.clone())
-    .bind(req.role.as_str())
-    .bind(specialty)
-    .bind(bio)
-    .bind(caller.id_str())
-    .bind(now)
-    .bind(expires)
-    .execute(&st.db)
     .await?;
     let body = format!(
         "Hello {name},\n\nyou are invited to clinvault as {role}. Your one-time enrollment code:\n\n    {code}\n\n\
@@ -189,33 +182,8 @@ async fn list_users(
 ) -> Result<Json<Page<UserInfo>>, AppError> {
     let (page, offset) = page_offset(q.page)?;
     let pat = like_pattern(&clean_text("q", q.q.as_deref().unwrap_or(""), 100, false)?);
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users WHERE name_fold LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\'",
-    )
-    .bind(pat.clone())
-    .fetch_one(&st.db)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT id, email, name, role, active FROM users \
-         WHERE name_fold LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\' \
-         ORDER BY name_fold, id LIMIT $2 OFFSET $3",
-    )
-    .bind(pat)
-    .bind(i64::from(PER_PAGE))
-    .bind(offset)
-    .fetch_all(&st.db)
-    .await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for r in rows {
-        let role: String = r.try_get("role")?;
-        items.push(UserInfo {
-            id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-            email: r.try_get("email")?,
-            name: r.try_get("name")?,
-            role: Role::parse(&role).ok_or_else(|| AppError::internal("bad role"))?,
-            active: r.try_get::<i64, _>("active")? != 0,
-        });
-    }
+    let total = admin::count_users(&st.db, pat.clone()).await?;
+    let items = admin::users_page(&st.db, pat, i64::from(PER_PAGE), offset).await?;
     Ok(Json(Page {
         items,
         page,
@@ -271,19 +239,9 @@ async fn set_active(
         AccountState::Reactivated => (0, 1),
     };
     let mut tx = st.db.begin().await?;
-    let res = sqlx::query("UPDATE users SET active = $1 WHERE id = $2 AND active = $3")
-        .bind(to)
-        .bind(id.to_string())
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-    if res.rows_affected() == 0 {
+    if !admin::flip_active(&mut *tx, id, from, to).await? {
         drop(tx);
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&st.db)
-            .await?;
-        return if exists.is_none() {
+        return if !admin::user_exists(&st.db, id).await? {
             Err(AppError::not_found("user"))
         } else {
             Ok(None)
@@ -309,31 +267,10 @@ async fn set_active(
 /// doctor goes, their patients are told by mail.
 async fn release_future_bookings(st: &AppState, id: Uuid) -> Result<(), AppError> {
     let now = now_ms();
-    let affected = sqlx::query(
-        "SELECT b.starts_at, p.email, d.name AS doctor_name FROM bookings b \
-         JOIN users p ON p.id = b.patient_id JOIN users d ON d.id = b.doctor_id \
-         WHERE b.doctor_id = $1 AND b.status = 'booked' AND b.starts_at > $2",
-    )
-    .bind(id.to_string())
-    .bind(now)
-    .fetch_all(&st.db)
-    .await?;
+    let affected = admin::future_visits_of_doctor(&st.db, id, now).await?;
     let mut tx = st.db.begin().await?;
-    sqlx::query(
-        "UPDATE bookings SET status = 'cancelled', updated_at = $1 \
-         WHERE (doctor_id = $2 OR patient_id = $2) AND status = 'booked' AND starts_at > $1",
-    )
-    .bind(now)
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM booking_holds WHERE booking_id IN \
-         (SELECT id FROM bookings WHERE (doctor_id = $1 OR patient_id = $1) AND status = 'cancelled')",
-    )
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
+    admin::cancel_future_bookings(&mut *tx, id, now).await?;
+    admin::release_cancelled_holds(&mut *tx, id).await?;
     tx.commit().await?;
     for r in affected {
         let email: String = r.try_get("email")?;

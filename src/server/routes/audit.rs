@@ -16,6 +16,7 @@ use crate::server::chunk_store::ReplicaState;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery};
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::audit;
 
 const AUDITOR: &[Role] = &[Role::Auditor];
 const REPORTS_PER_PAGE: i64 = 20;
@@ -55,30 +56,14 @@ async fn reports(
     }
     let offset = i64::from(page - 1) * REPORTS_PER_PAGE;
     let mut conn = st.db.acquire().await?;
-    let rows = sqlx::query(
-        "SELECT id, author_id, manifest, signature, meta, ledger_index FROM reports WHERE status = 'committed' \
-         ORDER BY ledger_index LIMIT $1 OFFSET $2",
-    )
-    .bind(REPORTS_PER_PAGE + 1)
-    .bind(offset)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = audit::committed_reports(&mut *conn, REPORTS_PER_PAGE + 1, offset).await?;
     let more = rows.len() as i64 > REPORTS_PER_PAGE;
     let mut out = Vec::new();
     for row in rows.iter().take(REPORTS_PER_PAGE as usize) {
         let id: String = row.try_get("id")?;
-        let chunk_rows = sqlx::query(
-            "SELECT rc.chunk_id, cr.bucket FROM report_chunks rc \
-             LEFT JOIN chunk_replicas cr ON cr.chunk_id = rc.chunk_id \
-             WHERE rc.report_id = $1 ORDER BY rc.idx, cr.bucket",
-        )
-        .bind(id.clone())
-        .fetch_all(&mut *conn)
-        .await?;
+        let chunk_rows = audit::chunk_replicas(&mut *conn, id.clone()).await?;
         let mut chunks: Vec<AuditChunk> = Vec::new();
-        for c in &chunk_rows {
-            let chunk_id: String = c.try_get("chunk_id")?;
-            let bucket: Option<String> = c.try_get("bucket")?;
+        for (chunk_id, bucket) in chunk_rows {
             match chunks.last_mut() {
                 Some(last) if last.chunk_id == chunk_id => last.replicas.extend(bucket),
                 _ => chunks.push(AuditChunk {
@@ -117,12 +102,7 @@ async fn reports(
         if ledger_index.is_none() {
             problems.push("stored ledger_index unreadable".into());
         }
-        let key_rows = sqlx::query(
-            "SELECT reader_id, wrapped, ledger_index FROM wrapped_keys WHERE report_id = $1 ORDER BY ledger_index",
-        )
-        .bind(id.clone())
-        .fetch_all(&mut *conn)
-        .await?;
+        let key_rows = audit::wrapped_keys(&mut *conn, id.clone()).await?;
         let mut wrapped_keys = Vec::new();
         for k in &key_rows {
             let key = (|| -> Option<AuditWrappedKey> {
@@ -171,11 +151,7 @@ async fn repair(
         return Err(AppError::bad_request("chunk_id: 64 hex digits"));
     }
     let chunk_id = hex::encode(id);
-    let recorded: Vec<String> =
-        sqlx::query_scalar("SELECT bucket FROM chunk_replicas WHERE chunk_id = $1")
-            .bind(chunk_id.clone())
-            .fetch_all(&st.db)
-            .await?;
+    let recorded = audit::recorded_buckets(&st.db, chunk_id.clone()).await?;
     if recorded.is_empty() {
         return Err(AppError::not_found("chunk"));
     }
@@ -225,16 +201,9 @@ async fn repair(
         }
     }
     let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM chunk_replicas WHERE chunk_id = $1")
-        .bind(chunk_id.clone())
-        .execute(&mut *tx)
-        .await?;
+    audit::clear_replicas(&mut *tx, chunk_id.clone()).await?;
     for b in &intact {
-        sqlx::query("INSERT INTO chunk_replicas (chunk_id, bucket) VALUES ($1, $2)")
-            .bind(chunk_id.clone())
-            .bind(b.clone())
-            .execute(&mut *tx)
-            .await?;
+        audit::add_replica(&mut *tx, chunk_id.clone(), b.clone()).await?;
     }
     tx.commit().await?;
     if intact.len() < st.chunks.replicas() {

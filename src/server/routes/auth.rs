@@ -26,6 +26,7 @@ use crate::server::error::{AppError, is_unique_violation};
 use crate::server::extract::{ApiJson, Caller, ClientIp};
 use crate::server::metrics::Metrics;
 use crate::server::policy::{ANY_USER, Policy, Route, route};
+use crate::server::store::auth;
 use crate::server::{ledger_store, ratelimit, session};
 
 pub use crate::seal::BUNDLE_LEN;
@@ -103,12 +104,7 @@ async fn prelogin(
 ) -> Result<Json<PreloginResponse>, AppError> {
     per_address(&st, &ip, "prelogin").await?;
     let email = fold_email(&req.email)?;
-    let row = sqlx::query(
-        "SELECT salt, kdf_m, kdf_t, kdf_p, kdf_salt_scheme FROM users WHERE email = $1",
-    )
-    .bind(email.clone())
-    .fetch_optional(&st.db)
-    .await?;
+    let row = auth::kdf_row(&st.db, email.clone()).await?;
     // An unknown address gets a stable salt derived with the pepper, and parameters drawn
     // like a real account's (both paths run the same query: same work).
     let decoy = st.secrets.mac("decoy-salt", &[email.as_bytes()]);
@@ -147,12 +143,7 @@ fn stored_kdf(r: &sqlx::any::AnyRow) -> Result<KdfParams, AppError> {
 /// Parameters for an unknown address, picked (stably per address) with the weights the
 /// accounts' parameters have: after a KDF upgrade, old parameters do not mark real accounts.
 async fn decoy_kdf(st: &AppState, decoy: &[u8; 32]) -> Result<KdfParams, AppError> {
-    let rows = sqlx::query(
-        "SELECT kdf_m, kdf_t, kdf_p, COUNT(*) AS n FROM users GROUP BY kdf_m, kdf_t, kdf_p \
-         ORDER BY kdf_m, kdf_t, kdf_p",
-    )
-    .fetch_all(&st.db)
-    .await?;
+    let rows = auth::kdf_groups(&st.db).await?;
     let mut groups = Vec::with_capacity(rows.len());
     for r in &rows {
         groups.push((
@@ -222,10 +213,7 @@ async fn verify_email(
     per_address(&st, &ip, "auth").await?;
     let email = fold_email(&req.email)?;
     ratelimit::hit(&st, &format!("verify-acct:{email}"), 3600, 10).await?;
-    let owner = sqlx::query("SELECT id, role, name, active FROM users WHERE email = $1")
-        .bind(email.clone())
-        .fetch_optional(&st.db)
-        .await?;
+    let owner = auth::owner_of(&st.db, email.clone()).await?;
     let taken = owner.as_ref().map(|_| 1i64);
     let id = Uuid::new_v4();
     let now = now_ms();
@@ -233,16 +221,14 @@ async fn verify_email(
     let code = random_digits()?;
     let code_mac = st.secrets.mac("verify", &[id.as_bytes(), code.as_bytes()]);
     // A taken address gets no code (nothing can complete), and its owner gets a warning.
-    sqlx::query(
-        "INSERT INTO email_verifications (id, email, code_mac, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+    auth::insert_verification(
+        &st.db,
+        id,
+        email.clone(),
+        taken.is_none().then(|| code_mac.to_vec()),
+        now,
+        expires,
     )
-    .bind(id.to_string())
-    .bind(email.clone())
-    .bind(taken.is_none().then(|| code_mac.to_vec()))
-    .bind(now)
-    .bind(expires)
-    .execute(&st.db)
     .await?;
     let (subject, body): (&str, String) = if taken.is_none() {
         (
@@ -308,15 +294,13 @@ async fn patient_key_reset(
     let mac = st
         .secrets
         .mac("key-reset", &[normalize_code(&code).as_bytes()]);
-    sqlx::query(
-        "INSERT INTO key_resets (code_mac, user_id, admin_id, created_at, expires_at) \
-         VALUES ($1, $2, NULL, $3, $4)",
+    auth::insert_patient_key_reset(
+        &st.db,
+        mac.to_vec(),
+        user,
+        now,
+        now + PATIENT_KEY_RESET_TTL_MS,
     )
-    .bind(mac.to_vec())
-    .bind(user)
-    .bind(now)
-    .bind(now + PATIENT_KEY_RESET_TTL_MS)
-    .execute(&st.db)
     .await?;
     Ok(Some((
         "Someone tried to register with your address",
@@ -347,13 +331,9 @@ struct InviteRow {
 /// The invite behind a code, or the specific error (invalid, used, expired).
 async fn find_invite(st: &AppState, code: &str) -> Result<InviteRow, AppError> {
     let mac = st.secrets.mac("invite", &[normalize_code(code).as_bytes()]);
-    let row = sqlx::query(
-        "SELECT id, email, name, role, specialty, bio, expires_at, used_at FROM invites WHERE code_mac = $1",
-    )
-    .bind(mac.to_vec())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(code_invalid)?;
+    let row = auth::invite_by_mac(&st.db, mac.to_vec())
+        .await?
+        .ok_or_else(code_invalid)?;
     check_code_unused_and_live(&row)?;
     let role: String = row.try_get("role")?;
     Ok(InviteRow {
@@ -519,27 +499,26 @@ async fn insert_user(
     u: &NewUser<'_>,
 ) -> Result<(), InsertError> {
     let auth_mac = st.secrets.mac("auth", &[&req.auth_key]);
-    sqlx::query(
-        "INSERT INTO users (id, email, name, name_fold, phone, role, auth_mac, salt, kdf_m, kdf_t, kdf_p, \
-         x25519_pub, ed25519_pub, bundle, active, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15)",
+    auth::insert_user(
+        &mut *conn,
+        auth::NewUserRow {
+            id: req.user_id,
+            email: u.email.to_string(),
+            name: u.name.to_string(),
+            name_fold: u.name.to_lowercase(),
+            phone: u.phone.to_string(),
+            role: u.role.as_str(),
+            auth_mac: auth_mac.to_vec(),
+            salt: req.salt.clone(),
+            kdf_m: i64::from(req.kdf.m_kib),
+            kdf_t: i64::from(req.kdf.t),
+            kdf_p: i64::from(req.kdf.p),
+            x25519: req.public_keys.x25519.to_vec(),
+            ed25519: req.public_keys.ed25519.to_vec(),
+            bundle: req.bundle.clone(),
+            now: now_ms(),
+        },
     )
-    .bind(req.user_id.to_string())
-    .bind(u.email.to_string())
-    .bind(u.name.to_string())
-    .bind(u.name.to_lowercase())
-    .bind(u.phone.to_string())
-    .bind(u.role.as_str())
-    .bind(auth_mac.to_vec())
-    .bind(req.salt.clone())
-    .bind(i64::from(req.kdf.m_kib))
-    .bind(i64::from(req.kdf.t))
-    .bind(i64::from(req.kdf.p))
-    .bind(req.public_keys.x25519.to_vec())
-    .bind(req.public_keys.ed25519.to_vec())
-    .bind(req.bundle.clone())
-    .bind(now_ms())
-    .execute(&mut *conn)
     .await?;
     // The public keys go into the ledger in the same transaction (DESIGN.md §3).
     let entry = crate::ledger::Entry::UserRegistered {
@@ -551,11 +530,7 @@ async fn insert_user(
     };
     let index =
         ledger_store::append(conn, &st.append_key, &entry, &[req.user_id.to_string()]).await?;
-    sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
-        .bind(index as i64)
-        .bind(req.user_id.to_string())
-        .execute(&mut *conn)
-        .await?;
+    auth::set_key_index(&mut *conn, req.user_id.to_string(), index as i64).await?;
     Ok(())
 }
 
@@ -566,11 +541,7 @@ async fn register(
 ) -> Result<Json<RegisterResponse>, AppError> {
     per_address(&st, &ip, "auth").await?;
     check_keys(&st, &req)?;
-    let id_taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
-        .bind(req.user_id.to_string())
-        .fetch_optional(&st.db)
-        .await?;
-    if id_taken.is_some() {
+    if auth::id_taken(&st.db, req.user_id).await? {
         return Err(AppError::conflict(
             codes::ID_TAKEN,
             "user_id is in use; pick another random id",
@@ -594,13 +565,7 @@ async fn register(
         Enrollment::Invite { code } => {
             let inv = find_invite(&st, code).await?;
             let mut tx = st.db.begin().await?;
-            let used =
-                sqlx::query("UPDATE invites SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-                    .bind(now_ms())
-                    .bind(inv.id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-            if used.rows_affected() != 1 {
+            if !auth::use_invite(&mut *tx, inv.id.clone(), now_ms()).await? {
                 return Err(code_used());
             }
             let new = NewUser {
@@ -617,14 +582,12 @@ async fn register(
                 });
             }
             if inv.role == Role::Doctor {
-                sqlx::query(
-                    "INSERT INTO doctors (user_id, specialty, specialty_fold, bio) VALUES ($1, $2, $3, $4)",
+                auth::insert_doctor(
+                    &mut *tx,
+                    req.user_id,
+                    inv.specialty.clone(),
+                    inv.bio.clone(),
                 )
-                .bind(req.user_id.to_string())
-                .bind(inv.specialty.clone())
-                .bind(inv.specialty.to_lowercase())
-                .bind(inv.bio.clone())
-                .execute(&mut *tx)
                 .await?;
             }
             tx.commit().await?;
@@ -637,21 +600,9 @@ async fn register(
                 .secrets
                 .mac("admin-enroll", &[normalize_code(code).as_bytes()]);
             let mut tx = st.db.begin().await?;
-            let used = sqlx::query(
-                "UPDATE admin_enrollment SET used_at = $1 WHERE code_mac = $2 AND used_at IS NULL",
-            )
-            .bind(now_ms())
-            .bind(mac.to_vec())
-            .execute(&mut *tx)
-            .await?;
-            if used.rows_affected() != 1 {
+            if !auth::use_admin_code(&mut *tx, mac.to_vec(), now_ms()).await? {
                 drop(tx);
-                let known: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM admin_enrollment WHERE code_mac = $1")
-                        .bind(mac.to_vec())
-                        .fetch_optional(&st.db)
-                        .await?;
-                return Err(if known.is_some() {
+                return Err(if auth::admin_code_known(&st.db, mac.to_vec()).await? {
                     code_used()
                 } else {
                     code_invalid()
@@ -691,24 +642,13 @@ async fn register_patient(
     name: &str,
     phone: &str,
 ) -> Result<(), AppError> {
-    let row = sqlx::query(
-        "SELECT email, code_mac, expires_at, tries, used_at FROM email_verifications WHERE id = $1",
-    )
-    .bind(verification_id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(code_invalid)?;
+    let row = auth::verification(&st.db, verification_id)
+        .await?
+        .ok_or_else(code_invalid)?;
     check_code_unused_and_live(&row)?;
     // The try is counted before the comparison, in one statement: parallel guesses cannot
     // all pass a check of the old count (issue 17).
-    let tries: Option<i64> = sqlx::query_scalar(
-        "UPDATE email_verifications SET tries = tries + 1 \
-         WHERE id = $1 AND tries < $2 AND used_at IS NULL RETURNING tries",
-    )
-    .bind(verification_id.to_string())
-    .bind(CODE_TRIES)
-    .fetch_optional(&st.db)
-    .await?;
+    let tries = auth::charge_verification_try(&st.db, verification_id, CODE_TRIES).await?;
     let Some(tries) = tries else {
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
@@ -735,14 +675,7 @@ async fn register_patient(
         ));
     }
     let mut tx = st.db.begin().await?;
-    let used = sqlx::query(
-        "UPDATE email_verifications SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(verification_id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    if used.rows_affected() != 1 {
+    if !auth::use_verification(&mut *tx, verification_id, now_ms()).await? {
         return Err(code_used());
     }
     let new = NewUser {
@@ -778,10 +711,7 @@ async fn login(
     // Counted before the comparison (and cleared on success), so parallel wrong passwords
     // cannot all pass a check of the old count (issue 17).
     ratelimit::hit(&st, &fail_key, backoff, st.config.account_failures).await?;
-    let row = sqlx::query("SELECT id, role, auth_mac, active FROM users WHERE email = $1")
-        .bind(email.clone())
-        .fetch_optional(&st.db)
-        .await?;
+    let row = auth::login_row(&st.db, email.clone()).await?;
     let given = st.secrets.mac("auth", &[&req.auth_key]);
     // The same comparison runs for an unknown address, against a decoy.
     let stored: Vec<u8> = match &row {
@@ -812,10 +742,7 @@ async fn login(
             totp_required: challenge,
         }));
     }
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-        .bind(fail_key)
-        .execute(&st.db)
-        .await?;
+    ratelimit::clear(&st, fail_key).await?;
     Ok(Json(LoginAnswer::Session(Box::new(
         session_answer(&st, &id).await?,
     ))))
@@ -824,13 +751,7 @@ async fn login(
 /// A new session for `id` and what the client needs to open its keys: the end of a login,
 /// after the password (and, where needed, the TOTP code).
 pub(super) async fn session_answer(st: &AppState, id: &str) -> Result<LoginResponse, AppError> {
-    let row = sqlx::query(
-        "SELECT email, name, role, x25519_pub, ed25519_pub, bundle, kdf_m, kdf_t, kdf_p \
-         FROM users WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(&st.db)
-    .await?;
+    let row = auth::session_row(&st.db, id).await?;
     let (token, expires) = session::create(st, id).await?;
     let role: String = row.try_get("role")?;
     let public_keys = row_public_keys(&row)?;
@@ -871,15 +792,7 @@ async fn session_keys(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SessionKeys>, AppError> {
-    let row = sqlx::query(
-        "SELECT u.salt, u.kdf_m, u.kdf_t, u.kdf_p, u.kdf_salt_scheme, u.x25519_pub, u.ed25519_pub, \
-         u.bundle, s.created_at \
-         FROM users u JOIN sessions s ON s.user_id = u.id WHERE u.id = $1 AND s.token_hash = $2",
-    )
-    .bind(caller.id_str())
-    .bind(caller.token_hash.clone())
-    .fetch_one(&st.db)
-    .await?;
+    let row = auth::session_keys_row(&st.db, caller.id, caller.token_hash.clone()).await?;
     let created: i64 = row.try_get("created_at")?;
     let kdf = stored_kdf(&row)?;
     Ok(Json(SessionKeys {
@@ -965,10 +878,7 @@ async fn replace_secrets(
     let backoff = st.config.account_backoff_secs;
     // Counted before the comparison, as at login.
     ratelimit::hit(st, &fail_key, backoff, st.config.account_failures).await?;
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
-        .bind(caller.id_str())
-        .fetch_one(&st.db)
-        .await?;
+    let stored = auth::auth_mac(&st.db, caller.id).await?;
     let given = st.secrets.mac("auth", &[new.old_auth_key]);
     if !bool::from(stored.as_slice().ct_eq(&given[..])) {
         return Err(AppError::unauthenticated(
@@ -978,43 +888,25 @@ async fn replace_secrets(
     }
     let new_mac = st.secrets.mac("auth", &[new.auth_key]);
     let mut tx = st.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6, \
-         kdf_salt_scheme = 2 WHERE id = $7 AND auth_mac = $8",
-    )
-    .bind(new_mac.to_vec())
-    .bind(new.salt.to_vec())
-    .bind(i64::from(new.kdf.m_kib))
-    .bind(i64::from(new.kdf.t))
-    .bind(i64::from(new.kdf.p))
-    .bind(new.bundle.to_vec())
-    .bind(caller.id_str())
-    .bind(stored)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    let password = auth::NewPassword {
+        auth_mac: new_mac.to_vec(),
+        salt: new.salt.to_vec(),
+        kdf_m: i64::from(new.kdf.m_kib),
+        kdf_t: i64::from(new.kdf.t),
+        kdf_p: i64::from(new.kdf.p),
+        bundle: new.bundle.to_vec(),
+    };
+    if !auth::replace_password(&mut *tx, caller.id, &password, stored).await? {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "the account's keys changed meanwhile; log in again",
         ));
     }
     if end_others {
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 \
-             WHERE user_id = $2 AND token_hash <> $3 AND revoked_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(caller.id_str())
-        .bind(caller.token_hash.clone())
-        .execute(&mut *tx)
-        .await?;
+        auth::end_other_sessions(&mut *tx, caller.id, caller.token_hash.clone(), now_ms()).await?;
     }
     tx.commit().await?;
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-        .bind(fail_key)
-        .execute(&st.db)
-        .await?;
-    Ok(())
+    ratelimit::clear(st, fail_key).await
 }
 
 async fn logout(State(st): State<AppState>, caller: Caller) -> Result<Json<Done>, AppError> {
@@ -1036,10 +928,7 @@ async fn me(caller: Caller) -> Json<UserInfo> {
 /// written to `DATA/admin-enrollment.txt` (0600). Returns it so `serve` can print it.
 pub async fn prepare_admin_enrollment(st: &AppState) -> Result<Option<String>, AppError> {
     let file = st.config.data.join("admin-enrollment.txt");
-    let admin: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1")
-        .fetch_optional(&st.db)
-        .await?;
-    if admin.is_some() {
+    if auth::any_admin(&st.db).await? {
         let _ = std::fs::remove_file(&file);
         return Ok(None);
     }
@@ -1048,14 +937,8 @@ pub async fn prepare_admin_enrollment(st: &AppState) -> Result<Option<String>, A
         .secrets
         .mac("admin-enroll", &[normalize_code(&code).as_bytes()]);
     let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM admin_enrollment WHERE used_at IS NULL")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO admin_enrollment (code_mac, created_at) VALUES ($1, $2)")
-        .bind(mac.to_vec())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    auth::clear_admin_codes(&mut *tx).await?;
+    auth::insert_admin_code(&mut *tx, mac.to_vec(), now_ms()).await?;
     tx.commit().await?;
     let _ = std::fs::remove_file(&file);
     let mut f = std::fs::OpenOptions::new()

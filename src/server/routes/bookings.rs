@@ -7,11 +7,9 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::doctors::{find_doctor, load_availability};
-use super::{ms_to_utc, parse_uuid};
 use crate::api::{BookRequest, Booking, BookingList, BookingStatus, Role, codes};
 use crate::server::AppState;
 use crate::server::db::now_ms;
@@ -19,6 +17,7 @@ use crate::server::error::{AppError, is_unique_violation};
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::policy::{Policy, Route, route};
 use crate::server::schedule;
+use crate::server::store::bookings;
 
 const SEE: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception];
 const BOOK: &[Role] = &[Role::Patient, Role::Reception];
@@ -64,33 +63,11 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-fn booking_from_row(r: &sqlx::any::AnyRow) -> Result<Booking, AppError> {
-    let status: String = r.try_get("status")?;
-    Ok(Booking {
-        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-        doctor_id: parse_uuid(&r.try_get::<String, _>("doctor_id")?)?,
-        doctor_name: r.try_get("doctor_name")?,
-        patient_id: parse_uuid(&r.try_get::<String, _>("patient_id")?)?,
-        patient_name: r.try_get("patient_name")?,
-        start: ms_to_utc(r.try_get("starts_at")?)?,
-        end: ms_to_utc(r.try_get("ends_at")?)?,
-        status: BookingStatus::parse(&status).ok_or_else(|| AppError::internal("bad status"))?,
-    })
-}
-
 /// The booking if the caller may see it; otherwise exactly what a missing one answers.
 async fn visible(st: &AppState, caller: &Caller, id: Uuid) -> Result<Booking, AppError> {
-    let row = sqlx::query(
-        "SELECT b.id, b.doctor_id, b.patient_id, b.starts_at, b.ends_at, b.status, \
-         d.name AS doctor_name, p.name AS patient_name \
-         FROM bookings b JOIN users d ON d.id = b.doctor_id JOIN users p ON p.id = b.patient_id \
-         WHERE b.id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("booking"))?;
-    let b = booking_from_row(&row)?;
+    let b = bookings::load(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("booking"))?;
     let ok = match caller.role {
         Role::Patient => b.patient_id == caller.id,
         Role::Doctor => b.doctor_id == caller.id,
@@ -161,26 +138,18 @@ async fn list(
         Role::Doctor => (caller.id_str(), id_filter(q.patient_id)),
         _ => (id_filter(q.doctor_id), id_filter(q.patient_id)),
     };
-    let rows = sqlx::query(
-        "SELECT b.id, b.doctor_id, b.patient_id, b.starts_at, b.ends_at, b.status, \
-         d.name AS doctor_name, p.name AS patient_name \
-         FROM bookings b JOIN users d ON d.id = b.doctor_id JOIN users p ON p.id = b.patient_id \
-         WHERE ($1 = '' OR b.doctor_id = $1) AND ($2 = '' OR b.patient_id = $2) \
-         AND ($3 = '' OR b.status = $3) AND b.starts_at >= $4 AND b.starts_at < $5 \
-         ORDER BY b.starts_at, b.id LIMIT $6",
+    let items = bookings::list(
+        &st.db,
+        bookings::ListFilter {
+            doctor,
+            patient,
+            status,
+            from,
+            to,
+            limit: LIST_LIMIT,
+        },
     )
-    .bind(doctor)
-    .bind(patient)
-    .bind(status)
-    .bind(from)
-    .bind(to)
-    .bind(LIST_LIMIT)
-    .fetch_all(&st.db)
     .await?;
-    let items = rows
-        .iter()
-        .map(booking_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(BookingList { items }))
 }
 
@@ -206,13 +175,7 @@ async fn create(
             let p = req.patient_id.ok_or_else(|| {
                 AppError::bad_request("patient_id: required when booking for a patient")
             })?;
-            let ok: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM users WHERE id = $1 AND role = 'patient' AND active = 1",
-            )
-            .bind(p.to_string())
-            .fetch_optional(&st.db)
-            .await?;
-            if ok.is_none() {
+            if !bookings::is_active_patient(&st.db, p).await? {
                 return Err(AppError::not_found("patient"));
             }
             p
@@ -238,14 +201,7 @@ async fn create(
     }
     // A patient cannot hoard slots; reception books beyond the limit when it must.
     if caller.role == Role::Patient {
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM bookings WHERE patient_id = $1 AND status IN ('booked', 'checked_in') \
-             AND starts_at > $2",
-        )
-        .bind(patient_id.to_string())
-        .bind(now.timestamp_millis())
-        .fetch_one(&st.db)
-        .await?;
+        let held = bookings::upcoming_count(&st.db, patient_id, now.timestamp_millis()).await?;
         let max = st.config.max_future_bookings_per_patient;
         if held >= i64::from(max) {
             return Err(AppError::conflict(
@@ -275,18 +231,18 @@ async fn create(
     let mut tx = st.db.begin().await?;
     // A write comes first, so SQLite takes the write lock at once (and waits for it) instead of
     // failing to upgrade a read.
-    let inserted = sqlx::query(
-        "INSERT INTO bookings (id, doctor_id, patient_id, starts_at, ends_at, status, booked_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'booked', $6, $7, $7)",
+    let inserted = bookings::insert(
+        &mut *tx,
+        &bookings::NewBooking {
+            id,
+            doctor: doctor.id,
+            patient: patient_id,
+            start_ms,
+            end_ms,
+            booked_by: caller.id,
+            now: now_ms,
+        },
     )
-    .bind(id.to_string())
-    .bind(doctor.id.to_string())
-    .bind(patient_id.to_string())
-    .bind(start_ms)
-    .bind(end_ms)
-    .bind(caller.id_str())
-    .bind(now_ms)
-    .execute(&mut *tx)
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => return Err(slot_taken()),
@@ -298,14 +254,7 @@ async fn create(
         (format!("p:{patient_id}"), overlapping as fn() -> AppError),
     ] {
         for q in schedule::quanta(start_ms, end_ms) {
-            let res = sqlx::query(
-                "INSERT INTO booking_holds (holder, quantum, booking_id) VALUES ($1, $2, $3)",
-            )
-            .bind(holder.clone())
-            .bind(q)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await;
+            let res = bookings::hold(&mut *tx, holder.clone(), q, id).await;
             match res {
                 Err(e) if is_unique_violation(&e) => return Err(err()),
                 Err(e) => return Err(e.into()),
@@ -314,10 +263,7 @@ async fn create(
         }
     }
     tx.commit().await?;
-    let patient_name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-        .bind(patient_id.to_string())
-        .fetch_one(&st.db)
-        .await?;
+    let patient_name = bookings::user_name(&st.db, patient_id).await?;
     tracing::info!(booking = %id, "booked");
     Ok((
         StatusCode::CREATED,
@@ -399,16 +345,7 @@ async fn transition(
         _ => {}
     }
     let mut tx = st.db.begin().await?;
-    let res = sqlx::query(
-        "UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-    )
-    .bind(to.as_str())
-    .bind(now_ms())
-    .bind(id.to_string())
-    .bind(from.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if res.rows_affected() != 1 {
+    if !bookings::set_status(&mut *tx, id, from.as_str(), to.as_str(), now_ms()).await? {
         // Someone else moved it first.
         return Err(AppError::conflict(
             codes::INVALID_STATUS,
@@ -416,10 +353,7 @@ async fn transition(
         ));
     }
     if to == BookingStatus::Cancelled {
-        sqlx::query("DELETE FROM booking_holds WHERE booking_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        bookings::release_holds(&mut *tx, id).await?;
     }
     tx.commit().await?;
     b.status = to;

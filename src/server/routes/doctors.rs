@@ -7,17 +7,16 @@ use axum::extract::State;
 use axum::http::Method;
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::Deserialize;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::{PER_PAGE, clean_text, like_pattern, page_offset, parse_uuid};
+use super::{PER_PAGE, clean_text, like_pattern, page_offset};
 use crate::api::{Availability, AvailabilityResponse, Doctor, Page, Role, Slot, SlotsResponse};
-use crate::seal::PublicKeys;
 use crate::server::AppState;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, ApiQuery, Caller, PathId};
 use crate::server::policy::{Policy, Route, route};
 use crate::server::schedule::{self, Block};
+use crate::server::store::doctors;
 
 /// Who may look doctors up and see their free slots.
 const DIRECTORY: &[Role] = &[Role::Patient, Role::Doctor, Role::Reception, Role::Admin];
@@ -62,21 +61,6 @@ struct ListQuery {
     page: Option<u32>,
 }
 
-fn doctor_from_row(r: &sqlx::any::AnyRow) -> Result<Doctor, AppError> {
-    let x: Vec<u8> = r.try_get("x25519_pub")?;
-    let e: Vec<u8> = r.try_get("ed25519_pub")?;
-    Ok(Doctor {
-        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-        name: r.try_get("name")?,
-        specialty: r.try_get("specialty")?,
-        bio: r.try_get("bio")?,
-        public_keys: PublicKeys {
-            x25519: x.try_into().map_err(|_| AppError::internal("bad key"))?,
-            ed25519: e.try_into().map_err(|_| AppError::internal("bad key"))?,
-        },
-    })
-}
-
 async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -89,30 +73,8 @@ async fn list(
         100,
         false,
     )?);
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users u JOIN doctors d ON d.user_id = u.id \
-         WHERE u.active = 1 AND u.name_fold LIKE $1 ESCAPE '\\' AND d.specialty_fold LIKE $2 ESCAPE '\\'",
-    )
-    .bind(name.clone())
-    .bind(spec.clone())
-    .fetch_one(&st.db)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT u.id, u.name, d.specialty, d.bio, u.x25519_pub, u.ed25519_pub \
-         FROM users u JOIN doctors d ON d.user_id = u.id \
-         WHERE u.active = 1 AND u.name_fold LIKE $1 ESCAPE '\\' AND d.specialty_fold LIKE $2 ESCAPE '\\' \
-         ORDER BY u.name_fold, u.id LIMIT $3 OFFSET $4",
-    )
-    .bind(name)
-    .bind(spec)
-    .bind(i64::from(PER_PAGE))
-    .bind(offset)
-    .fetch_all(&st.db)
-    .await?;
-    let items = rows
-        .iter()
-        .map(doctor_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let total = doctors::count(&st.db, name.clone(), spec.clone()).await?;
+    let items = doctors::page(&st.db, name, spec, i64::from(PER_PAGE), offset).await?;
     Ok(Json(Page {
         items,
         page,
@@ -123,15 +85,9 @@ async fn list(
 
 /// An active doctor, or 404.
 pub async fn find_doctor(st: &AppState, id: Uuid) -> Result<Doctor, AppError> {
-    let row = sqlx::query(
-        "SELECT u.id, u.name, d.specialty, d.bio, u.x25519_pub, u.ed25519_pub \
-         FROM users u JOIN doctors d ON d.user_id = u.id WHERE u.id = $1 AND u.active = 1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("doctor"))?;
-    doctor_from_row(&row)
+    doctors::active(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("doctor"))
 }
 
 async fn get_one(State(st): State<AppState>, PathId(id): PathId) -> Result<Json<Doctor>, AppError> {
@@ -143,34 +99,8 @@ pub async fn load_availability(
     st: &AppState,
     id: Uuid,
 ) -> Result<(Vec<Block>, HashSet<NaiveDate>), AppError> {
-    let rows = sqlx::query(
-        "SELECT weekday, start_min, end_min, slot_minutes FROM availability WHERE doctor_id = $1 \
-         ORDER BY weekday, start_min",
-    )
-    .bind(id.to_string())
-    .fetch_all(&st.db)
-    .await?;
-    let mut blocks = Vec::with_capacity(rows.len());
-    for r in rows {
-        let n = |c: &str| -> Result<u32, AppError> {
-            u32::try_from(r.try_get::<i64, _>(c)?).map_err(AppError::internal)
-        };
-        blocks.push(Block {
-            weekday: n("weekday")? as u8,
-            start_min: n("start_min")?,
-            end_min: n("end_min")?,
-            slot_minutes: n("slot_minutes")?,
-        });
-    }
-    let days: Vec<String> =
-        sqlx::query_scalar("SELECT day FROM days_off WHERE doctor_id = $1 ORDER BY day")
-            .bind(id.to_string())
-            .fetch_all(&st.db)
-            .await?;
-    let days_off = days
-        .iter()
-        .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .collect();
+    let blocks = doctors::blocks(&st.db, id).await?;
+    let days_off = doctors::days_off(&st.db, id).await?;
     Ok((blocks, days_off))
 }
 
@@ -206,22 +136,7 @@ async fn slots(
         _ => (0, 0),
     };
     // Taken intervals: anything live of this doctor's that overlaps the range.
-    let taken_rows = sqlx::query(
-        "SELECT starts_at, ends_at FROM bookings \
-         WHERE doctor_id = $1 AND status <> 'cancelled' AND ends_at > $2 AND starts_at < $3",
-    )
-    .bind(id.to_string())
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(&st.db)
-    .await?;
-    let mut taken = Vec::with_capacity(taken_rows.len());
-    for r in taken_rows {
-        taken.push((
-            r.try_get::<i64, _>("starts_at")?,
-            r.try_get::<i64, _>("ends_at")?,
-        ));
-    }
+    let taken = doctors::taken(&st.db, id, lo, hi).await?;
     let slots = all
         .into_iter()
         .filter(|(s, _)| *s > now)
@@ -306,33 +221,13 @@ async fn put_availability(
     let days_off: HashSet<NaiveDate> = req.days_off.iter().copied().collect();
     let mut tx = st.db.begin().await?;
     // Existing bookings stay: they hold their time whatever the new template says.
-    sqlx::query("DELETE FROM availability WHERE doctor_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM days_off WHERE doctor_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    doctors::clear_blocks(&mut *tx, id).await?;
+    doctors::clear_days_off(&mut *tx, id).await?;
     for b in &blocks {
-        sqlx::query(
-            "INSERT INTO availability (doctor_id, weekday, start_min, end_min, slot_minutes) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id.to_string())
-        .bind(i64::from(b.weekday))
-        .bind(i64::from(b.start_min))
-        .bind(i64::from(b.end_min))
-        .bind(i64::from(b.slot_minutes))
-        .execute(&mut *tx)
-        .await?;
+        doctors::insert_block(&mut *tx, id, b).await?;
     }
     for d in &days_off {
-        sqlx::query("INSERT INTO days_off (doctor_id, day) VALUES ($1, $2)")
-            .bind(id.to_string())
-            .bind(d.format("%Y-%m-%d").to_string())
-            .execute(&mut *tx)
-            .await?;
+        doctors::insert_day_off(&mut *tx, id, d).await?;
     }
     tx.commit().await?;
     let mut days: Vec<NaiveDate> = days_off.into_iter().collect();

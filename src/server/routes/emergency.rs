@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{clean_text, ms_to_utc, parse_uuid};
+use super::{clean_text, ms_to_utc};
 use crate::api::emergency::{
     EmergencyKey, EmergencyKeys, EmergencyList, EmergencyOpen, EmergencyRequest, EscrowDeposit,
-    EscrowDone, TeamChangeRequest, TeamChanged, TeamList, TeamMember,
+    EscrowDone, TeamChangeRequest, TeamChanged, TeamList,
 };
 use crate::api::{Role, codes};
 use crate::ledger::{Entry, TeamChange, emergency_reports_hash};
@@ -25,8 +25,7 @@ use crate::server::extract::{ApiJson, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{Policy, Route, route};
 use crate::server::store::emergency::{
-    READ_WINDOW_MS, REQUEST_SELECT, escrowed_reports, is_member, load_request, request_keys,
-    request_reports, request_row,
+    self, READ_WINDOW_MS, escrowed_reports, is_member, load_request, request_keys,
 };
 use crate::server::store::reports::load_report;
 
@@ -79,28 +78,7 @@ pub fn routes() -> Vec<Route> {
 
 /// Current members, each with the kind-11 entry the server says added them.
 async fn team(State(st): State<AppState>) -> Result<Json<TeamList>, AppError> {
-    let rows = sqlx::query(
-        "SELECT t.user_id, t.added_at, t.ledger_index, u.name, u.email, le.entry \
-         FROM emergency_team t JOIN users u ON u.id = t.user_id \
-         LEFT JOIN ledger_entries le ON le.idx = t.ledger_index ORDER BY u.name_fold, t.user_id",
-    )
-    .fetch_all(&st.db)
-    .await?;
-    let mut members = Vec::with_capacity(rows.len());
-    for r in rows {
-        members.push(TeamMember {
-            user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
-            name: r.try_get("name")?,
-            email: r.try_get("email")?,
-            added_at: ms_to_utc(r.try_get("added_at")?)?,
-            ledger_index: r
-                .try_get::<Option<i64>, _>("ledger_index")?
-                .and_then(|i| u64::try_from(i).ok()),
-            entry: r
-                .try_get::<Option<Vec<u8>>, _>("entry")?
-                .unwrap_or_default(),
-        });
-    }
+    let members = emergency::team(&st.db).await?;
     Ok(Json(TeamList { members }))
 }
 
@@ -114,9 +92,7 @@ async fn change_team(
     let uid = req.user_id.to_string();
     let now = now_ms();
     let mut tx = st.db.begin().await?;
-    let user = sqlx::query("SELECT role, active FROM users WHERE id = $1")
-        .bind(uid.clone())
-        .fetch_optional(&mut *tx)
+    let user = emergency::user_role(&mut *tx, req.user_id)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
     let member = is_member(&mut tx, req.user_id).await?;
@@ -153,28 +129,14 @@ async fn change_team(
             },
             admin_id: caller.id.into_bytes(),
         },
-        &[uid.clone(), caller.id_str()],
+        &[uid, caller.id_str()],
     )
     .await?;
     if req.add {
-        sqlx::query(
-            "INSERT INTO emergency_team (user_id, added_by, added_at, ledger_index) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(uid)
-        .bind(caller.id_str())
-        .bind(now)
-        .bind(index as i64)
-        .execute(&mut *tx)
-        .await?;
+        emergency::add_member(&mut *tx, req.user_id, caller.id, now, index as i64).await?;
     } else {
-        sqlx::query("DELETE FROM emergency_team WHERE user_id = $1")
-            .bind(uid.clone())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM emergency_escrow WHERE member_id = $1")
-            .bind(uid)
-            .execute(&mut *tx)
-            .await?;
+        emergency::remove_member(&mut *tx, req.user_id).await?;
+        emergency::drop_escrow_of(&mut *tx, req.user_id).await?;
     }
     tx.commit().await?;
     tracing::info!(member = %req.user_id, add = req.add, "emergency team changed");
@@ -224,17 +186,7 @@ async fn escrow(
     let mut tx = st.db.begin().await?;
     let mut stored = 0u64;
     for w in &req.wraps {
-        let done = sqlx::query(
-            "INSERT INTO emergency_escrow (report_id, member_id, wrapped, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (report_id, member_id) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(w.member_id.to_string())
-        .bind(w.wrapped.clone())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        stored += done.rows_affected();
+        stored += emergency::deposit(&mut *tx, id, w.member_id, w.wrapped.clone(), now).await?;
     }
     tx.commit().await?;
     Ok(Json(EscrowDone { stored }))
@@ -242,12 +194,7 @@ async fn escrow(
 
 /// Addresses of every active administrator.
 async fn admin_addresses(st: &AppState) -> Result<Vec<String>, AppError> {
-    Ok(
-        sqlx::query_scalar("SELECT email FROM users WHERE role = $1 AND active = 1")
-            .bind(Role::Admin.as_str())
-            .fetch_all(&st.db)
-            .await?,
-    )
+    emergency::addresses_of_role(&st.db, Role::Admin.as_str()).await
 }
 
 async fn send(st: &AppState, to: &str, subject: &str, body: String) {
@@ -279,9 +226,7 @@ async fn open(
              (`clinvault admin emergency-team add`)",
         ));
     }
-    let patient = sqlx::query("SELECT name, email, role FROM users WHERE id = $1")
-        .bind(req.patient_id.to_string())
-        .fetch_optional(&mut *conn)
+    let patient = emergency::user_contact(&mut *conn, req.patient_id)
         .await?
         .filter(|r| r.try_get::<String, _>("role").ok().as_deref() == Some(Role::Patient.as_str()))
         .ok_or_else(|| AppError::not_found("patient"))?;
@@ -318,28 +263,22 @@ async fn open(
         &[req.patient_id.to_string(), caller.id_str()],
     )
     .await?;
-    sqlx::query(
-        "INSERT INTO emergency_requests (id, patient_id, reader_id, reason, created_at, release_at, \
-         until_at, status, ledger_index) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8)",
+    emergency::insert_request(
+        &mut *tx,
+        &emergency::NewRequest {
+            id,
+            patient: req.patient_id,
+            reader: caller.id,
+            reason: &reason,
+            now,
+            release,
+            until,
+            ledger_index: index as i64,
+        },
     )
-    .bind(id.to_string())
-    .bind(req.patient_id.to_string())
-    .bind(caller.id_str())
-    .bind(reason.clone())
-    .bind(now)
-    .bind(release)
-    .bind(until)
-    .bind(index as i64)
-    .execute(&mut *tx)
     .await?;
     for r in &reports {
-        sqlx::query(
-            "INSERT INTO emergency_request_reports (request_id, report_id) VALUES ($1, $2)",
-        )
-        .bind(id.to_string())
-        .bind(r.to_string())
-        .execute(&mut *tx)
-        .await?;
+        emergency::insert_request_report(&mut *tx, id, *r).await?;
     }
     tx.commit().await?;
     tracing::warn!(request = %id, reader = %caller.id, patient = %req.patient_id, reports = reports.len(), "break-glass request");
@@ -397,25 +336,13 @@ async fn open(
 
 /// Admins: every request. Patients: requests on them. Doctors: their own.
 async fn list(State(st): State<AppState>, caller: Caller) -> Result<Json<EmergencyList>, AppError> {
-    let filter = match caller.role {
-        Role::Admin => "",
-        Role::Patient => " WHERE q.patient_id = $1",
-        _ => " WHERE q.reader_id = $1",
+    let scope = match caller.role {
+        Role::Admin => emergency::ListScope::All,
+        Role::Patient => emergency::ListScope::OnPatient(caller.id),
+        _ => emergency::ListScope::ByReader(caller.id),
     };
-    let sql = format!("{REQUEST_SELECT}{filter} ORDER BY q.created_at DESC LIMIT 500");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    if !filter.is_empty() {
-        q = q.bind(caller.id_str());
-    }
     let mut conn = st.db.acquire().await?;
-    let rows = q.fetch_all(&mut *conn).await?;
-    let now = now_ms();
-    let mut requests = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut req = request_row(&r, now)?;
-        req.report_ids = request_reports(&mut conn, req.id).await?;
-        requests.push(req);
-    }
+    let requests = emergency::list_requests(&mut conn, scope, now_ms()).await?;
     Ok(Json(EmergencyList { requests }))
 }
 
@@ -487,15 +414,7 @@ async fn veto(
     if req.status == "vetoed" {
         return Ok(Json(req));
     }
-    let done = sqlx::query(
-        "UPDATE emergency_requests SET status = 'vetoed', vetoed_at = $1 \
-         WHERE id = $2 AND status = 'open' AND release_at > $1",
-    )
-    .bind(now)
-    .bind(id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
+    if !emergency::veto(&mut *conn, id, now).await? {
         return Err(AppError::conflict(
             codes::INVALID_STATUS,
             "too late to veto: the keys were released; the access stays in your trail",
@@ -506,10 +425,7 @@ async fn veto(
         .ok_or_else(|| AppError::internal("request vanished"))?;
     drop(conn);
     tracing::warn!(request = %id, "break-glass request vetoed by the patient");
-    let reader: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-        .bind(out.reader_id.to_string())
-        .fetch_optional(&st.db)
-        .await?;
+    let reader = emergency::email(&st.db, out.reader_id).await?;
     let body = format!(
         "The patient vetoed emergency request {id} (Dr {} on {}). Nothing was released.\n",
         out.reader_name, out.patient_name

@@ -5,11 +5,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use sqlx::Row;
 use uuid::Uuid;
 
+use super::ms_to_utc;
 use super::otp::{self, NewCode};
-use super::{ms_to_utc, parse_uuid};
 use crate::api::{
     Grant, GrantApprove, GrantCreate, GrantList, GrantWrap, Role, codes, consent_message,
 };
@@ -22,6 +21,7 @@ use crate::server::extract::{ApiJson, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{Policy, Route, route};
 use crate::server::store::reports::load_report;
+use crate::server::store::{bookings, grants};
 
 const DOCTOR: &[Role] = &[Role::Doctor];
 const PATIENT: &[Role] = &[Role::Patient];
@@ -52,54 +52,11 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-const GRANT_SELECT: &str = "SELECT g.id, g.report_id, g.reader_id, g.status, g.created_at, g.expires_at, \
-     g.approved_at, g.approval_index, g.consent_sig, u.name AS reader_name, r.patient_id, r.author_id, \
-     le.entry AS approval_entry, \
-     (SELECT o.id FROM otp_requests o WHERE o.grant_id = g.id AND o.used_at IS NULL ORDER BY o.created_at DESC LIMIT 1) AS request_id \
-     FROM grants g JOIN reports r ON r.id = g.report_id JOIN users u ON u.id = g.reader_id \
-     LEFT JOIN ledger_entries le ON le.idx = g.approval_index";
-
-fn grant_row(r: &sqlx::any::AnyRow) -> Result<Grant, AppError> {
-    let now = now_ms();
-    let expires: i64 = r.try_get("expires_at")?;
-    let mut status: String = r.try_get("status")?;
-    if expires <= now && status != "revoked" {
-        status = "expired".into();
-    }
-    let approval: Option<i64> = r.try_get("approval_index")?;
-    let approved: Option<i64> = r.try_get("approved_at")?;
-    Ok(Grant {
-        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-        report_id: parse_uuid(&r.try_get::<String, _>("report_id")?)?,
-        reader_id: parse_uuid(&r.try_get::<String, _>("reader_id")?)?,
-        reader_name: r.try_get("reader_name")?,
-        patient_id: parse_uuid(&r.try_get::<String, _>("patient_id")?)?,
-        author_id: parse_uuid(&r.try_get::<String, _>("author_id")?)?,
-        status,
-        created_at: ms_to_utc(r.try_get("created_at")?)?,
-        expires_at: ms_to_utc(expires)?,
-        approved_at: approved.map(ms_to_utc).transpose()?,
-        approval_index: approval.and_then(|i| u64::try_from(i).ok()),
-        approval_entry: r.try_get("approval_entry")?,
-        consent_signature: r.try_get("consent_sig")?,
-        request_id: r
-            .try_get::<Option<String>, _>("request_id")?
-            .as_deref()
-            .map(parse_uuid)
-            .transpose()?,
-    })
-}
-
 /// The grant, when the caller is its reader, its report's patient or its report's author.
 async fn visible_grant(st: &AppState, id: Uuid, caller: &Caller) -> Result<Grant, AppError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{GRANT_SELECT} WHERE g.id = $1"
-    )))
-    .bind(id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("grant"))?;
-    let g = grant_row(&row)?;
+    let g = grants::load(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("grant"))?;
     if ![g.reader_id, g.patient_id, g.author_id].contains(&caller.id) {
         return Err(AppError::not_found("grant"));
     }
@@ -109,15 +66,8 @@ async fn visible_grant(st: &AppState, id: Uuid, caller: &Caller) -> Result<Grant
 /// Patients: grants on their reports. Doctors: their own requests and grants on reports they
 /// wrote.
 async fn list(State(st): State<AppState>, caller: Caller) -> Result<Json<GrantList>, AppError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{GRANT_SELECT} WHERE g.reader_id = $1 OR r.patient_id = $1 OR r.author_id = $1 \
-         ORDER BY g.created_at DESC LIMIT 200"
-    )))
-    .bind(caller.id_str())
-    .fetch_all(&st.db)
-    .await?;
     Ok(Json(GrantList {
-        grants: rows.iter().map(grant_row).collect::<Result<_, _>>()?,
+        grants: grants::list_for(&st.db, caller.id).await?,
     }))
 }
 
@@ -133,14 +83,7 @@ async fn request(
         .await?
         .filter(|r| r.status == "committed")
         .ok_or_else(|| AppError::not_found("report"))?;
-    let booked: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status <> 'cancelled' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(report.patient_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if booked.is_none() {
+    if !bookings::has_booking(&mut *conn, caller.id, report.patient_id).await? {
         return Err(AppError::not_found("report"));
     }
     if report.author_id == caller.id {
@@ -157,15 +100,7 @@ async fn request(
         ));
     }
     let now = now_ms();
-    let live: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM grants WHERE report_id = $1 AND reader_id = $2 AND status <> 'revoked' AND expires_at > $3",
-    )
-    .bind(report.id.to_string())
-    .bind(caller.id_str())
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if live.is_some() {
+    if grants::has_live(&mut *conn, report.id, caller.id, now).await? {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "you already asked for this report; see `clinvault grant list`",
@@ -175,17 +110,7 @@ async fn request(
     let grant_id = Uuid::new_v4();
     let expires = now + i64::from(st.config.grant_days) * 86_400_000;
     let mut tx = st.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO grants (id, report_id, reader_id, status, created_at, expires_at) \
-         VALUES ($1, $2, $3, 'requested', $4, $5)",
-    )
-    .bind(grant_id.to_string())
-    .bind(report.id.to_string())
-    .bind(caller.id_str())
-    .bind(now)
-    .bind(expires)
-    .execute(&mut *tx)
-    .await?;
+    grants::insert_requested(&mut *tx, grant_id, report.id, caller.id, now, expires).await?;
     let code = otp::issue(
         &mut tx,
         &st,
@@ -199,10 +124,7 @@ async fn request(
     )
     .await?;
     tx.commit().await?;
-    let author: String = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-        .bind(report.author_id.to_string())
-        .fetch_one(&st.db)
-        .await?;
+    let author = grants::user_name(&st.db, report.author_id).await?;
     let day = ms_to_utc(report.created_at)?
         .with_timezone(&st.tz)
         .format("%Y-%m-%d");
@@ -250,10 +172,7 @@ async fn approve(
     }
     let expires_ms = g.expires_at.timestamp_millis();
     let message = consent_message(&g.id, &g.report_id, &g.patient_id, &g.reader_id, expires_ms);
-    let key: Vec<u8> = sqlx::query_scalar("SELECT ed25519_pub FROM users WHERE id = $1")
-        .bind(caller.id_str())
-        .fetch_one(&st.db)
-        .await?;
+    let key = grants::ed25519_pub(&st.db, caller.id).await?;
     let key: [u8; 32] = key
         .try_into()
         .map_err(|_| AppError::internal("stored public key is not 32 bytes"))?;
@@ -307,28 +226,14 @@ async fn approve(
         ],
     )
     .await?;
-    let updated = sqlx::query(
-        "UPDATE grants SET status = 'approved', how = 2, approved_at = $1, approval_index = $2, consent_sig = $3 \
-         WHERE id = $4 AND status = 'requested'",
-    )
-    .bind(now)
-    .bind(index as i64)
-    .bind(req.signature.clone())
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    if !grants::mark_approved(&mut *tx, id, now, index as i64, req.signature.clone()).await? {
         return Err(AppError::conflict(
             codes::INVALID_STATUS,
             "this grant changed meanwhile",
         ));
     }
     // The mailed code is no longer needed.
-    sqlx::query("UPDATE otp_requests SET expires_at = $1 WHERE grant_id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    grants::expire_codes(&mut *tx, id, now).await?;
     if let Some(wrapped) = &req.wrapped {
         store_wrap(&mut tx, &st.append_key, &g, caller.id, wrapped, now).await?;
     }
@@ -367,31 +272,24 @@ async fn store_wrap(
         ],
     )
     .await?;
-    let updated = sqlx::query(
-        "UPDATE grants SET status = 'wrapped' WHERE id = $1 AND status = 'approved' AND expires_at > $2",
-    )
-    .bind(g.id.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    if !grants::mark_wrapped(&mut **tx, g.id, now).await? {
         return Err(AppError::conflict(
             codes::INVALID_STATUS,
             "this grant changed meanwhile",
         ));
     }
-    sqlx::query(
-        "INSERT INTO wrapped_keys (report_id, reader_id, wrapped, wrapper_id, grant_id, ledger_index, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    grants::insert_wrapped_key(
+        &mut **tx,
+        &grants::NewWrap {
+            report: g.report_id,
+            reader: g.reader_id,
+            wrapped,
+            wrapper,
+            grant: g.id,
+            ledger_index: index as i64,
+            now,
+        },
     )
-    .bind(g.report_id.to_string())
-    .bind(g.reader_id.to_string())
-    .bind(wrapped.to_vec())
-    .bind(wrapper.to_string())
-    .bind(g.id.to_string())
-    .bind(index as i64)
-    .bind(now)
-    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -435,11 +333,7 @@ async fn wrap(
 
 /// Whether the grant is a re-wrap request made by a key rotation (issue 15.3).
 async fn is_rewrap(st: &AppState, id: Uuid) -> Result<bool, AppError> {
-    let flag: i64 = sqlx::query_scalar("SELECT rewrap FROM grants WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_one(&st.db)
-        .await?;
-    Ok(flag != 0)
+    grants::is_rewrap(&st.db, id).await
 }
 
 /// A re-wrap after a key rotation gives a report back to its own patient or author. Only the
@@ -465,10 +359,7 @@ async fn check_rewrap(
              (its author for the patient)",
         ));
     }
-    let row = sqlx::query("SELECT x25519_pub, ed25519_pub FROM users WHERE id = $1")
-        .bind(g.reader_id.to_string())
-        .fetch_one(&st.db)
-        .await?;
+    let row = grants::public_keys_row(&st.db, g.reader_id).await?;
     let now = super::auth::row_public_keys(&row)?;
     let current = crate::ledger::keys_hash(&now.x25519, &now.ed25519);
     match keys_hash {
@@ -521,23 +412,9 @@ async fn revoke(
         ],
     )
     .await?;
-    sqlx::query(
-        "UPDATE grants SET status = 'revoked', revoked_at = $1, revoke_index = $2 WHERE id = $3",
-    )
-    .bind(now)
-    .bind(index as i64)
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM wrapped_keys WHERE grant_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE otp_requests SET expires_at = $1 WHERE grant_id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    grants::mark_revoked(&mut *tx, id, now, index as i64).await?;
+    grants::delete_wrapped_keys(&mut *tx, id).await?;
+    grants::expire_codes(&mut *tx, id, now).await?;
     tx.commit().await?;
     tracing::info!(grant = %id, "grant revoked");
     Ok(Json(visible_grant(&st, id, &caller).await?))

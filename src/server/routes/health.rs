@@ -45,7 +45,7 @@ fn not_ready(what: String) -> AppError {
 /// The database and every bucket answer (a readiness probe for a load balancer). Names the
 /// ones that do not; bucket names are the operator's configuration, not user data.
 async fn ready(State(st): State<AppState>) -> Result<Json<Health>, AppError> {
-    let db = tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&st.db));
+    let db = tokio::time::timeout(PROBE_TIMEOUT, crate::server::store::health::ping(&st.db));
     let buckets = st.chunks.ready_within(PROBE_TIMEOUT);
     let (db, buckets) = tokio::join!(db, buckets);
     let mut down = Vec::new();

@@ -15,6 +15,7 @@ use crate::server::error::AppError;
 use crate::server::extract::{ApiQuery, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{ANY_USER, Policy, Route, route};
+use crate::server::store::ledger;
 
 /// Most entries in one answer.
 const MAX_ENTRIES: u64 = 1000;
@@ -205,14 +206,9 @@ async fn user_keys(
     State(st): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<UserKeys>, AppError> {
-    let row = sqlx::query(
-        "SELECT u.id, u.name, u.role, u.x25519_pub, u.ed25519_pub, u.key_index, le.entry AS key_entry \
-         FROM users u LEFT JOIN ledger_entries le ON le.idx = u.key_index WHERE u.id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("user"))?;
+    let row = ledger::user_keys_row(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
     let key32 = |col: &str| -> Result<[u8; 32], AppError> {
         let v: Vec<u8> = row.try_get(col)?;
         v.try_into()
@@ -225,23 +221,7 @@ async fn user_keys(
     let role: String = row.try_get("role")?;
     // Every key entry naming this user, for clients to see a second one (issue 11), and
     // every key rotation (kind 10, issue 15), for clients to follow the chain.
-    let key_entries = sqlx::query(
-        "SELECT e.idx, e.entry FROM ledger_entries e JOIN ledger_subjects s ON s.idx = e.idx \
-         WHERE s.user_id = $1 AND e.kind IN (1, 10) ORDER BY e.idx",
-    )
-    .bind(id.to_string())
-    .fetch_all(&st.db)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let idx: i64 = r.try_get("idx")?;
-        Ok(LedgerEntryOut {
-            index: u64::try_from(idx).map_err(|_| AppError::internal("negative index"))?,
-            entry: r.try_get("entry")?,
-            authenticated: None,
-        })
-    })
-    .collect::<Result<Vec<_>, AppError>>()?;
+    let key_entries = ledger::key_entries(&st.db, id).await?;
     Ok(Json(UserKeys {
         key_entries,
         user_id: parse_uuid(&row.try_get::<String, _>("id")?)?,

@@ -19,6 +19,7 @@ use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, Caller, PathId};
 use crate::server::metrics::Metrics;
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::otp;
 use crate::server::{ledger_store, ratelimit};
 
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -90,20 +91,20 @@ pub async fn issue(
     let request_id = Uuid::new_v4();
     let code = six_digits()?;
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO otp_requests (id, purpose, report_id, grant_id, user_id, patient_id, code_mac, \
-         created_at, expires_at, tries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+    otp::insert_request(
+        &mut *conn,
+        &otp::NewRequest {
+            id: request_id,
+            purpose: new.purpose,
+            report_id: new.report_id,
+            grant_id: new.grant_id,
+            user_id: new.user_id,
+            patient_id: new.patient_id,
+            code_mac: code_mac(st, &request_id, &code).to_vec(),
+            now,
+            expires_at: now + CODE_TTL_MS,
+        },
     )
-    .bind(request_id.to_string())
-    .bind(new.purpose)
-    .bind(new.report_id.to_string())
-    .bind(new.grant_id.map(|g| g.to_string()))
-    .bind(new.user_id.to_string())
-    .bind(new.patient_id.to_string())
-    .bind(code_mac(st, &request_id, &code).to_vec())
-    .bind(now)
-    .bind(now + CODE_TTL_MS)
-    .execute(&mut *conn)
     .await?;
     Ok(IssuedCode { request_id, code })
 }
@@ -111,11 +112,7 @@ pub async fn issue(
 /// Mails `user`; a failure is logged (never the body, which holds a code) and reception can
 /// resend.
 pub async fn mail(st: &AppState, user: Uuid, subject: &str, body: String) {
-    let email: Result<Option<String>, sqlx::Error> =
-        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(user.to_string())
-            .fetch_optional(&st.db)
-            .await;
+    let email = otp::email(&st.db, user).await;
     let body = Zeroizing::new(body);
     match email {
         Ok(Some(to)) => {
@@ -143,17 +140,10 @@ async fn not_charged(
     no_such: impl FnOnce() -> AppError,
 ) -> AppError {
     // Another account's request answers exactly like one that does not exist.
-    let row = match sqlx::query(
-        "SELECT expires_at, tries, total_tries, used_at FROM otp_requests WHERE id = $1 AND user_id = $2",
-    )
-    .bind(request_id.to_string())
-    .bind(caller.id_str())
-    .fetch_optional(&st.db)
-    .await
-    {
+    let row = match otp::request_state(&st.db, *request_id, caller.id).await {
         Ok(Some(row)) => row,
         Ok(None) => return no_such(),
-        Err(e) => return e.into(),
+        Err(e) => return e,
     };
     let get = |col: &str| row.try_get::<Option<i64>, _>(col).ok().flatten();
     if get("used_at").is_some() {
@@ -212,18 +202,8 @@ async fn other_request_of(
     caller: &Caller,
     code: &str,
 ) -> Result<Option<AppError>, AppError> {
-    let rows = sqlx::query(
-        "SELECT o.id, o.purpose, o.code_mac, u.name AS author_name, r.created_at AS report_created \
-         FROM otp_requests o JOIN reports r ON r.id = o.report_id JOIN users u ON u.id = r.author_id \
-         WHERE o.user_id = $1 AND o.id <> $2 AND o.used_at IS NULL AND o.expires_at > $3 \
-         AND o.tries < $4 ORDER BY o.created_at DESC LIMIT 50",
-    )
-    .bind(caller.id_str())
-    .bind(request_id.to_string())
-    .bind(now_ms())
-    .bind(MAX_TRIES)
-    .fetch_all(&st.db)
-    .await?;
+    let rows =
+        otp::other_live_requests(&st.db, caller.id, *request_id, now_ms(), MAX_TRIES).await?;
     for r in rows {
         let id = parse_uuid(&r.try_get::<String, _>("id")?)?;
         let stored: Vec<u8> = r.try_get("code_mac")?;
@@ -273,17 +253,7 @@ async fn verify(
     // cannot all be evaluated against the old count. `tries` never falls below
     // `total_tries - (MAX_TOTAL_TRIES - MAX_TRIES)` (see `resend`), so `tries < MAX_TRIES`
     // also holds the request's lifetime budget.
-    let charged = sqlx::query(
-        "UPDATE otp_requests SET tries = tries + 1, total_tries = total_tries + 1 \
-         WHERE id = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3 AND tries < $4 \
-         RETURNING purpose, report_id, grant_id, patient_id, code_mac, tries, total_tries",
-    )
-    .bind(req.request_id.to_string())
-    .bind(caller.id_str())
-    .bind(now_ms())
-    .bind(MAX_TRIES)
-    .fetch_optional(&st.db)
-    .await?;
+    let charged = otp::charge_try(&st.db, req.request_id, caller.id, now_ms(), MAX_TRIES).await?;
     let Some(row) = charged else {
         return Err(not_charged(&st, &req.request_id, &caller, no_such).await);
     };
@@ -292,13 +262,7 @@ async fn verify(
     if !bool::from(given.as_slice().ct_eq(&stored)) {
         // A code of another of the caller's own requests costs no try: say whose it is.
         if let Some(other) = other_request_of(&st, &req.request_id, &caller, code).await? {
-            sqlx::query(
-                "UPDATE otp_requests SET tries = tries - 1, total_tries = total_tries - 1 \
-                 WHERE id = $1 AND tries > 0",
-            )
-            .bind(req.request_id.to_string())
-            .execute(&st.db)
-            .await?;
+            otp::refund_try(&st.db, req.request_id).await?;
             return Err(other);
         }
         Metrics::add(&st.metrics.otp_wrong, 1);
@@ -343,14 +307,7 @@ async fn verify(
     )
     .await?;
     // Single use even against a concurrent second entry of the same code.
-    let used = sqlx::query(
-        "UPDATE otp_requests SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .bind(req.request_id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    if used.rows_affected() != 1 {
+    if !otp::mark_used(&mut *tx, req.request_id, now).await? {
         return Err(code_error(
             StatusCode::GONE,
             codes::CODE_USED,
@@ -359,13 +316,7 @@ async fn verify(
     }
     match (purpose.as_str(), grant_id) {
         ("release", _) => {
-            sqlx::query(
-                "UPDATE reports SET released_at = $1 WHERE id = $2 AND released_at IS NULL",
-            )
-            .bind(now)
-            .bind(report_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            otp::release_report(&mut *tx, report_id, now).await?;
             ledger_store::append(
                 &mut tx,
                 &st.append_key,
@@ -380,15 +331,9 @@ async fn verify(
             .await?;
         }
         ("grant", Some(grant)) => {
-            let author: String = sqlx::query_scalar("SELECT author_id FROM reports WHERE id = $1")
-                .bind(report_id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+            let author = otp::report_author(&mut *tx, report_id).await?;
             // The grant's expiry goes into the entry (kind 8): clients refuse the key after it.
-            let expires: i64 = sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = $1")
-                .bind(grant.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+            let expires = otp::grant_expiry(&mut *tx, grant).await?;
             let index = ledger_store::append(
                 &mut tx,
                 &st.append_key,
@@ -403,16 +348,7 @@ async fn verify(
                 &[patient_id.to_string(), caller.id_str(), author],
             )
             .await?;
-            let approved = sqlx::query(
-                "UPDATE grants SET status = 'approved', how = 1, approved_at = $1, approval_index = $2 \
-                 WHERE id = $3 AND status = 'requested' AND expires_at > $1",
-            )
-            .bind(now)
-            .bind(index as i64)
-            .bind(grant.to_string())
-            .execute(&mut *tx)
-            .await?;
-            if approved.rows_affected() != 1 {
+            if !otp::approve_grant(&mut *tx, grant, now, index as i64).await? {
                 return Err(AppError::conflict(
                     codes::INVALID_STATUS,
                     "this request was approved, revoked or expired meanwhile",
@@ -429,20 +365,6 @@ async fn verify(
         grant_id,
         ledger_index,
     }))
-}
-
-/// The query of what `pending_row` reads, for the list and the resend (a literal, so sqlx
-/// sees a static string).
-macro_rules! pending_sql {
-    ($where:literal) => {
-        concat!(
-            "SELECT o.id, o.purpose, o.report_id, o.grant_id, o.expires_at, o.tries, \
-             o.created_at AS asked_at, u.name AS author_name, r.created_at AS report_created, \
-             r.plaintext_len FROM otp_requests o JOIN reports r ON r.id = o.report_id \
-             JOIN users u ON u.id = r.author_id ",
-            $where
-        )
-    };
 }
 
 /// One waiting code, dated in the clinic's time zone like the mails.
@@ -478,15 +400,7 @@ async fn pending(
     caller: Caller,
 ) -> Result<Json<OtpPendingList>, AppError> {
     let now = now_ms();
-    let rows = sqlx::query(pending_sql!(
-        "WHERE o.user_id = $1 AND o.used_at IS NULL AND o.expires_at > $2 \
-         AND o.tries < $3 ORDER BY o.created_at DESC LIMIT 50"
-    ))
-    .bind(caller.id_str())
-    .bind(now)
-    .bind(MAX_TRIES)
-    .fetch_all(&st.db)
-    .await?;
+    let rows = otp::pending_for(&st.db, caller.id, now, MAX_TRIES).await?;
     Ok(Json(OtpPendingList {
         pending: rows
             .iter()
@@ -502,9 +416,7 @@ async fn resend(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<OtpPending>, AppError> {
-    let row = sqlx::query("SELECT user_id, patient_id, used_at FROM otp_requests WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&st.db)
+    let row = otp::request_owner(&st.db, id)
         .await?
         .ok_or_else(|| AppError::not_found("code request"))?;
     let user: String = row.try_get("user_id")?;
@@ -525,22 +437,20 @@ async fn resend(
     let now = now_ms();
     // A fresh code gets its tries back only as far as the request's lifetime budget allows:
     // `tries` is left at `total_tries - (MAX_TOTAL_TRIES - MAX_TRIES)` when that is above 0.
-    let resent = sqlx::query(
-        "UPDATE otp_requests SET code_mac = $1, created_at = $2, expires_at = $3, \
-         resends = resends + 1, \
-         tries = CASE WHEN total_tries > $5 THEN total_tries - $5 ELSE 0 END \
-         WHERE id = $4 AND used_at IS NULL AND resends < $6 AND total_tries < $7",
+    let resent = otp::resend(
+        &st.db,
+        id,
+        code_mac(&st, &id, &code).to_vec(),
+        now,
+        now + CODE_TTL_MS,
+        &otp::ResendLimits {
+            kept_tries: MAX_TOTAL_TRIES - MAX_TRIES,
+            max_resends: MAX_RESENDS,
+            max_total_tries: MAX_TOTAL_TRIES,
+        },
     )
-    .bind(code_mac(&st, &id, &code).to_vec())
-    .bind(now)
-    .bind(now + CODE_TTL_MS)
-    .bind(id.to_string())
-    .bind(MAX_TOTAL_TRIES - MAX_TRIES)
-    .bind(MAX_RESENDS)
-    .bind(MAX_TOTAL_TRIES)
-    .execute(&st.db)
     .await?;
-    if resent.rows_affected() != 1 {
+    if !resent {
         return Err(code_error(
             StatusCode::GONE,
             codes::TOO_MANY_RESENDS,
@@ -550,10 +460,7 @@ async fn resend(
             ),
         ));
     }
-    let row = sqlx::query(pending_sql!("WHERE o.id = $1"))
-        .bind(id.to_string())
-        .fetch_one(&st.db)
-        .await?;
+    let row = otp::pending_one(&st.db, id).await?;
     let pending = pending_row(&row, st.tz)?;
     // The words the OTP pane shows beside the code, so the two can be matched.
     mail(

@@ -22,6 +22,7 @@ use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, Caller, ClientIp};
 use crate::server::policy::{ANY_USER, Policy, Route, route};
 use crate::server::ratelimit;
+use crate::server::store::{auth, recovery};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -69,14 +70,7 @@ async fn reset_code(
             &[super::auth::normalize_code(&req.code).as_bytes()],
         )
         .to_vec();
-    let row = sqlx::query(
-        "SELECT r.user_id, r.admin_id, r.expires_at, r.used_at, u.email, u.name, \
-         u.x25519_pub, u.ed25519_pub FROM key_resets r JOIN users u ON u.id = r.user_id \
-         WHERE r.code_mac = $1",
-    )
-    .bind(mac.clone())
-    .fetch_optional(&st.db)
-    .await?;
+    let row = recovery::reset_code(&st.db, mac.clone()).await?;
     let invalid = || {
         AppError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -152,71 +146,45 @@ async fn key_reset(
     let old = row_public_keys(&row)?;
     let now = now_ms();
     let mut tx = st.db.begin().await?;
-    let used =
-        sqlx::query("UPDATE key_resets SET used_at = $1 WHERE code_mac = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(mac)
-            .execute(&mut *tx)
-            .await?;
-    if used.rows_affected() != 1 {
+    if !recovery::use_reset_code(&mut *tx, mac, now).await? {
         return Err(AppError::conflict(
             codes::CODE_USED,
             "this reset code was used",
         ));
     }
-    let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, \
-         bundle = $6, x25519_pub = $7, ed25519_pub = $8, recovery_mac = NULL, \
-         recovery_bundle = NULL, kdf_salt_scheme = 2 \
-         WHERE id = $9 AND x25519_pub = $10 AND ed25519_pub = $11",
+    let new = auth::NewPassword {
+        auth_mac: st.secrets.mac("auth", &[&req.auth_key]).to_vec(),
+        salt: req.salt.clone(),
+        kdf_m: i64::from(req.kdf.m_kib),
+        kdf_t: i64::from(req.kdf.t),
+        kdf_p: i64::from(req.kdf.p),
+        bundle: req.bundle.clone(),
+    };
+    let updated = recovery::reset_keys(
+        &mut *tx,
+        &user,
+        &new,
+        req.public_keys.x25519.to_vec(),
+        req.public_keys.ed25519.to_vec(),
+        old.x25519.to_vec(),
+        old.ed25519.to_vec(),
     )
-    .bind(st.secrets.mac("auth", &[&req.auth_key]).to_vec())
-    .bind(req.salt.clone())
-    .bind(i64::from(req.kdf.m_kib))
-    .bind(i64::from(req.kdf.t))
-    .bind(i64::from(req.kdf.p))
-    .bind(req.bundle.clone())
-    .bind(req.public_keys.x25519.to_vec())
-    .bind(req.public_keys.ed25519.to_vec())
-    .bind(user.clone())
-    .bind(old.x25519.to_vec())
-    .bind(old.ed25519.to_vec())
-    .execute(&mut *tx)
     .await?;
-    if updated.rows_affected() != 1 {
+    if !updated {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "the account's keys changed meanwhile",
         ));
     }
-    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(user.clone())
-        .execute(&mut *tx)
-        .await?;
+    recovery::end_sessions(&mut *tx, &user, now).await?;
     // Reports the user held as their patient or author: each gets a re-wrap request below,
     // for the report's other key holder to confirm by hand.
-    let held: Vec<String> = sqlx::query_scalar(
-        "SELECT w.report_id FROM wrapped_keys w JOIN reports r ON r.id = w.report_id \
-         WHERE w.reader_id = $1 AND (r.patient_id = $1 OR r.author_id = $1) \
-         AND r.status = 'committed'",
-    )
-    .bind(user.clone())
-    .fetch_all(&mut *tx)
-    .await?;
+    let held = recovery::held_reports(&mut *tx, &user).await?;
     // Nothing comes back by itself: keys wrapped to the old keys are dropped (no one can open
     // them now), and grants that held one are approved again, so their key holder sees a
     // wrap request and confirms it by hand after comparing the new fingerprint.
-    sqlx::query("DELETE FROM wrapped_keys WHERE reader_id = $1")
-        .bind(user.clone())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE grants SET status = 'approved' WHERE reader_id = $1 AND status = 'wrapped'",
-    )
-    .bind(user.clone())
-    .execute(&mut *tx)
-    .await?;
+    recovery::drop_wrapped_keys(&mut *tx, &user).await?;
+    recovery::unwrap_grants(&mut *tx, &user).await?;
     let user_id = parse_uuid(&user)?;
     let index = crate::server::ledger_store::append(
         &mut tx,
@@ -236,24 +204,17 @@ async fn key_reset(
     // The re-wrap requests: approved by the kind 10 entry itself (a client checks it names
     // this reader); open until confirmed, and the key then stays the holder's own.
     for report in held {
-        sqlx::query(
-            "INSERT INTO grants (id, report_id, reader_id, status, created_at, expires_at, \
-             approved_at, approval_index, rewrap) VALUES ($1, $2, $3, 'approved', $4, $5, $4, $6, 1)",
+        recovery::insert_rewrap(
+            &mut *tx,
+            report,
+            &user,
+            now,
+            now + REWRAP_OPEN_MS,
+            index as i64,
         )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(report)
-        .bind(user.clone())
-        .bind(now)
-        .bind(now + REWRAP_OPEN_MS)
-        .bind(index as i64)
-        .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE users SET key_index = $1 WHERE id = $2")
-        .bind(index as i64)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+    auth::set_key_index(&mut *tx, user, index as i64).await?;
     tx.commit().await?;
     tracing::info!(user = %user_id, admin = ?admin, ledger_index = index, "keys reset");
     Ok(Json(StatusChanged {
@@ -291,10 +252,7 @@ async fn set_kit(
         st.config.account_failures,
     )
     .await?;
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT auth_mac FROM users WHERE id = $1")
-        .bind(caller.id_str())
-        .fetch_one(&st.db)
-        .await?;
+    let stored = auth::auth_mac(&st.db, caller.id).await?;
     let given = st.secrets.mac("auth", &[&req.auth_key]);
     if !bool::from(stored.as_slice().ct_eq(&given[..])) {
         return Err(AppError::unauthenticated(
@@ -303,19 +261,15 @@ async fn set_kit(
         ));
     }
     let mac = st.secrets.mac("recovery", &[&req.recovery_auth]);
-    sqlx::query(
-        "UPDATE users SET recovery_mac = $1, recovery_bundle = $2 WHERE id = $3 AND auth_mac = $4",
+    recovery::set_kit(
+        &st.db,
+        caller.id,
+        mac.to_vec(),
+        req.recovery_bundle.clone(),
+        stored,
     )
-    .bind(mac.to_vec())
-    .bind(req.recovery_bundle.clone())
-    .bind(caller.id_str())
-    .bind(stored)
-    .execute(&st.db)
     .await?;
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-        .bind(fail_key)
-        .execute(&st.db)
-        .await?;
+    ratelimit::clear(&st, fail_key).await?;
     tracing::info!(user = %caller.id, "recovery kit stored");
     Ok(Json(Done { ok: true }))
 }
@@ -342,13 +296,7 @@ async fn check_code(
         st.config.account_failures,
     )
     .await?;
-    let row = sqlx::query(
-        "SELECT id, recovery_mac, recovery_bundle, x25519_pub, ed25519_pub FROM users \
-         WHERE email = $1",
-    )
-    .bind(email.clone())
-    .fetch_optional(&st.db)
-    .await?;
+    let row = recovery::kit_by_email(&st.db, email.clone()).await?;
     let given = st.secrets.mac("recovery", &[recovery_auth]);
     let stored: Vec<u8> = match &row {
         Some(r) => r
@@ -397,38 +345,24 @@ async fn reset(
     let kit: Option<Vec<u8>> = row.try_get("recovery_mac")?;
     let new_mac = st.secrets.mac("auth", &[&req.auth_key]);
     let mut tx = st.db.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE users SET auth_mac = $1, salt = $2, kdf_m = $3, kdf_t = $4, kdf_p = $5, bundle = $6, \
-         kdf_salt_scheme = 2 WHERE id = $7 AND recovery_mac = $8",
-    )
-    .bind(new_mac.to_vec())
-    .bind(req.salt.clone())
-    .bind(i64::from(req.kdf.m_kib))
-    .bind(i64::from(req.kdf.t))
-    .bind(i64::from(req.kdf.p))
-    .bind(req.bundle.clone())
-    .bind(id.clone())
-    .bind(kit)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
+    let new = auth::NewPassword {
+        auth_mac: new_mac.to_vec(),
+        salt: req.salt.clone(),
+        kdf_m: i64::from(req.kdf.m_kib),
+        kdf_t: i64::from(req.kdf.t),
+        kdf_p: i64::from(req.kdf.p),
+        bundle: req.bundle.clone(),
+    };
+    if !recovery::reset_password(&mut *tx, &id, &new, kit).await? {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "the recovery kit changed meanwhile",
         ));
     }
-    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(id.clone())
-        .execute(&mut *tx)
-        .await?;
+    recovery::end_sessions(&mut *tx, &id, now_ms()).await?;
     tx.commit().await?;
     let email = fold_email(&req.email)?;
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1 OR key = $2")
-        .bind(fail_key)
-        .bind(format!("login-fail:{email}"))
-        .execute(&st.db)
-        .await?;
+    recovery::clear_limits(&st.db, fail_key, format!("login-fail:{email}")).await?;
     tracing::info!(user = %id, "password reset with the recovery kit; every session ended");
     Ok(Json(Done { ok: true }))
 }

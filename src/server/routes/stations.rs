@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::parse_uuid;
@@ -18,7 +17,7 @@ use crate::server::extract::{ApiJson, Caller, PathId};
 use crate::server::ledger_store;
 use crate::server::policy::{Policy, Route, route};
 use crate::server::store::reports::{load_report, may_read};
-use crate::server::store::stations;
+use crate::server::store::{bookings, stations};
 
 const DOCTOR: &[Role] = &[Role::Doctor];
 const DOCTOR_STATION: &[Role] = &[Role::Doctor, Role::Station];
@@ -65,30 +64,16 @@ async fn create(
         ));
     }
     let mut conn = st.db.acquire().await?;
-    let booked: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM bookings WHERE doctor_id = $1 AND patient_id = $2 AND status <> 'cancelled' LIMIT 1",
-    )
-    .bind(caller.id_str())
-    .bind(req.patient_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if booked.is_none() {
+    if !bookings::has_booking(&mut *conn, caller.id, req.patient_id).await? {
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
             codes::NO_VISIT,
             "you can order uploads only for a patient you have a booking with",
         ));
     }
-    let rows = sqlx::query(
-        "SELECT id FROM users WHERE role = 'station' AND active = 1 AND \
-         (id = $1 OR email = $2 OR name = $1) ORDER BY id LIMIT 2",
-    )
-    .bind(who.to_string())
-    .bind(who.to_lowercase())
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = stations::matching(&mut *conn, who, who.to_lowercase()).await?;
     let station = match rows.as_slice() {
-        [one] => parse_uuid(&one.try_get::<String, _>("id")?)?,
+        [one] => parse_uuid(one)?,
         [] => {
             return Err(AppError::bad_request(format!(
                 "station: no active station account {:?}; ask the administrator for the \
@@ -125,18 +110,18 @@ async fn create(
         ],
     )
     .await?;
-    sqlx::query(
-        "INSERT INTO station_orders (id, station_id, patient_id, doctor_id, created_at, expires_at, ledger_index) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    stations::insert(
+        &mut *tx,
+        &stations::NewOrder {
+            id,
+            station,
+            patient: req.patient_id,
+            doctor: caller.id,
+            now,
+            expires,
+            ledger_index: index as i64,
+        },
     )
-    .bind(id.to_string())
-    .bind(station.to_string())
-    .bind(req.patient_id.to_string())
-    .bind(caller.id_str())
-    .bind(now)
-    .bind(expires)
-    .bind(index as i64)
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     tracing::info!(order = %id, ledger_index = index, "station order created");

@@ -27,6 +27,7 @@ use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::extract::{ApiJson, Caller, ClientIp};
 use crate::server::policy::{Policy, Route, route};
+use crate::server::store::totp;
 use crate::server::{ratelimit, session};
 
 /// The roles offered TOTP. Patients are not (docs/security.md says why).
@@ -175,17 +176,12 @@ struct TotpRow {
 }
 
 async fn totp_row(st: &AppState, user_id: &str) -> Result<Option<TotpRow>, AppError> {
-    let row = sqlx::query("SELECT secret_sealed, confirmed_at FROM totp WHERE user_id = $1")
-        .bind(user_id.to_string())
-        .fetch_optional(&st.db)
-        .await?;
-    row.map(|r| {
-        Ok(TotpRow {
-            sealed: r.try_get("secret_sealed")?,
-            confirmed: r.try_get::<Option<i64>, _>("confirmed_at")?.is_some(),
-        })
-    })
-    .transpose()
+    Ok(totp::secret(&st.db, user_id)
+        .await?
+        .map(|(sealed, confirmed)| TotpRow {
+            sealed,
+            confirmed: confirmed.is_some(),
+        }))
 }
 
 fn required(st: &AppState, role: Role) -> bool {
@@ -207,16 +203,8 @@ pub(super) async fn second_step(
     let pending = URL_SAFE_NO_PAD.encode(raw);
     let now = now_ms();
     let expires = now + PENDING_TTL_MS;
-    sqlx::query("DELETE FROM login_pending WHERE expires_at < $1")
-        .bind(now)
-        .execute(&st.db)
-        .await?;
-    sqlx::query("INSERT INTO login_pending (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(session::hash_token(&pending))
-        .bind(user_id.to_string())
-        .bind(expires)
-        .execute(&st.db)
-        .await?;
+    totp::purge_pending(&st.db, now).await?;
+    totp::insert_pending(&st.db, session::hash_token(&pending), user_id, expires).await?;
     Ok(Some(TotpChallenge {
         pending,
         expires_at: ms_to_utc(expires)?,
@@ -237,14 +225,9 @@ async fn pending_user(st: &AppState, pending: &str) -> Result<PendingUser, AppEr
         return Err(step_expired());
     }
     let hash = session::hash_token(pending);
-    let row = sqlx::query(
-        "SELECT p.user_id, p.expires_at, p.used_at, u.email, u.role, u.active \
-         FROM login_pending p JOIN users u ON u.id = p.user_id WHERE p.token_hash = $1",
-    )
-    .bind(hash.clone())
-    .fetch_optional(&st.db)
-    .await?
-    .ok_or_else(step_expired)?;
+    let row = totp::pending(&st.db, hash.clone())
+        .await?
+        .ok_or_else(step_expired)?;
     if row.try_get::<Option<i64>, _>("used_at")?.is_some()
         || row.try_get::<i64, _>("expires_at")? < now_ms()
     {
@@ -313,16 +296,7 @@ async fn check_code(
         };
         let step = i64::try_from(step).map_err(AppError::internal)?;
         // Compare-and-set: two requests with one code cannot both pass.
-        let done = sqlx::query(
-            "UPDATE totp SET last_step = $1, confirmed_at = COALESCE(confirmed_at, $2) \
-             WHERE user_id = $3 AND last_step < $1",
-        )
-        .bind(step)
-        .bind(now_ms())
-        .bind(user_id.to_string())
-        .execute(&st.db)
-        .await?;
-        if done.rows_affected() != 1 {
+        if !totp::spend_step(&st.db, user_id, step, now_ms()).await? {
             return Err(reused());
         }
         return Ok(Accepted::Totp {
@@ -336,16 +310,7 @@ async fn check_code(
         "totp-recovery",
         &[user_id.as_bytes(), normalize_code(&code).as_bytes()],
     );
-    let used = sqlx::query(
-        "UPDATE totp_recovery SET used_at = $1 \
-         WHERE user_id = $2 AND code_mac = $3 AND used_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(user_id.to_string())
-    .bind(mac.to_vec())
-    .execute(&st.db)
-    .await?;
-    if used.rows_affected() != 1 {
+    if !totp::spend_recovery_code(&st.db, user_id, mac.to_vec(), now_ms()).await? {
         return Err(invalid());
     }
     tracing::info!(user = %user_id, "TOTP recovery code used");
@@ -353,32 +318,21 @@ async fn check_code(
 }
 
 async fn clear_failures(st: &AppState, email: &str) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM rate_limits WHERE key = $1")
-        .bind(format!("login-fail:{email}"))
-        .execute(&st.db)
-        .await?;
-    Ok(())
+    ratelimit::clear(st, format!("login-fail:{email}")).await
 }
 
 /// Fresh recovery codes replacing any old ones; returned once, stored as HMACs.
 async fn new_recovery_codes(st: &AppState, user_id: &str) -> Result<Vec<String>, AppError> {
     let mut out = Vec::with_capacity(RECOVERY_CODES);
     let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM totp_recovery WHERE user_id = $1")
-        .bind(user_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    totp::delete_recovery_codes(&mut *tx, user_id).await?;
     for _ in 0..RECOVERY_CODES {
         let code = random_code()?;
         let mac = st.secrets.mac(
             "totp-recovery",
             &[user_id.as_bytes(), normalize_code(&code).as_bytes()],
         );
-        sqlx::query("INSERT INTO totp_recovery (user_id, code_mac) VALUES ($1, $2)")
-            .bind(user_id.to_string())
-            .bind(mac.to_vec())
-            .execute(&mut *tx)
-            .await?;
+        totp::insert_recovery_code(&mut *tx, user_id, mac.to_vec()).await?;
         out.push(code);
     }
     tx.commit().await?;
@@ -395,17 +349,7 @@ async fn start_enrolment(
     let secret =
         Zeroizing::new(crate::seal::random_array::<SECRET_LEN>().map_err(AppError::internal)?);
     let sealed = seal_secret(st, user_id, &secret[..])?;
-    let done = sqlx::query(
-        "INSERT INTO totp (user_id, secret_sealed, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET secret_sealed = $2, created_at = $3, last_step = -1 \
-         WHERE totp.confirmed_at IS NULL",
-    )
-    .bind(user_id.to_string())
-    .bind(sealed)
-    .bind(now_ms())
-    .execute(&st.db)
-    .await?;
-    if done.rows_affected() != 1 {
+    if !totp::start_enrolment(&st.db, user_id, sealed, now_ms()).await? {
         return Err(AppError::conflict(
             codes::CONFLICT,
             "TOTP is already enrolled; disable it first with a current code",
@@ -428,14 +372,7 @@ async fn login(
     per_address(&st, &ip, "auth").await?;
     let u = pending_user(&st, &req.pending).await?;
     let accepted = check_code(&st, &u.id, &u.email, &req.code, required(&st, u.role)).await?;
-    let used = sqlx::query(
-        "UPDATE login_pending SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(u.token_hash.clone())
-    .execute(&st.db)
-    .await?;
-    if used.rows_affected() != 1 {
+    if !totp::use_pending(&st.db, u.token_hash.clone(), now_ms()).await? {
         return Err(step_expired());
     }
     let recovery_codes = match accepted {
@@ -476,12 +413,7 @@ async fn status(State(st): State<AppState>, caller: Caller) -> Result<Json<TotpS
     let enrolled = totp_row(&st, &caller.id_str())
         .await?
         .is_some_and(|t| t.confirmed);
-    let left: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM totp_recovery WHERE user_id = $1 AND used_at IS NULL",
-    )
-    .bind(caller.id_str())
-    .fetch_one(&st.db)
-    .await?;
+    let left = totp::recovery_codes_left(&st.db, &caller.id_str()).await?;
     Ok(Json(TotpStatus {
         enrolled,
         required: required(&st, caller.role),
@@ -539,14 +471,8 @@ async fn disable(
     let id = caller.id_str();
     check_code(&st, &id, &caller.email, &req.code, false).await?;
     let mut tx = st.db.begin().await?;
-    sqlx::query("DELETE FROM totp_recovery WHERE user_id = $1")
-        .bind(id.clone())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM totp WHERE user_id = $1")
-        .bind(id.clone())
-        .execute(&mut *tx)
-        .await?;
+    totp::delete_recovery_codes(&mut *tx, &id).await?;
+    totp::delete_enrolment(&mut *tx, &id).await?;
     tx.commit().await?;
     clear_failures(&st, &caller.email).await?;
     tracing::info!(user = %id, "TOTP disabled");

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::api::emergency::EmergencyRequest;
+use crate::api::emergency::{EmergencyRequest, TeamMember};
 use crate::server::error::AppError;
 use crate::server::routes::{ms_to_utc, parse_uuid};
 
@@ -164,4 +164,245 @@ pub async fn request_keys(
             ))
         })
         .collect()
+}
+
+/// Current members, each with the kind-11 entry the server says added them, by name.
+pub async fn team(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+) -> Result<Vec<TeamMember>, AppError> {
+    let rows = sqlx::query(
+        "SELECT t.user_id, t.added_at, t.ledger_index, u.name, u.email, le.entry \
+         FROM emergency_team t JOIN users u ON u.id = t.user_id \
+         LEFT JOIN ledger_entries le ON le.idx = t.ledger_index ORDER BY u.name_fold, t.user_id",
+    )
+    .fetch_all(ex)
+    .await?;
+    let mut members = Vec::with_capacity(rows.len());
+    for r in rows {
+        members.push(TeamMember {
+            user_id: parse_uuid(&r.try_get::<String, _>("user_id")?)?,
+            name: r.try_get("name")?,
+            email: r.try_get("email")?,
+            added_at: ms_to_utc(r.try_get("added_at")?)?,
+            ledger_index: r
+                .try_get::<Option<i64>, _>("ledger_index")?
+                .and_then(|i| u64::try_from(i).ok()),
+            entry: r
+                .try_get::<Option<Vec<u8>>, _>("entry")?
+                .unwrap_or_default(),
+        });
+    }
+    Ok(members)
+}
+
+/// A user's `role` and `active`, to check who may join the team.
+pub async fn user_role(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    user: Uuid,
+) -> Result<Option<sqlx::any::AnyRow>, AppError> {
+    Ok(sqlx::query("SELECT role, active FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_optional(ex)
+        .await?)
+}
+
+/// Adds a member, with the kind-11 entry that added them.
+pub async fn add_member(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    member: Uuid,
+    admin: Uuid,
+    now: i64,
+    index: i64,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO emergency_team (user_id, added_by, added_at, ledger_index) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(member.to_string())
+    .bind(admin.to_string())
+    .bind(now)
+    .bind(index)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Removes a member.
+pub async fn remove_member(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    member: Uuid,
+) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM emergency_team WHERE user_id = $1")
+        .bind(member.to_string())
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Drops every wrap held in escrow for a (removed) member.
+pub async fn drop_escrow_of(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    member: Uuid,
+) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM emergency_escrow WHERE member_id = $1")
+        .bind(member.to_string())
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Holds a report key wrapped to a member; an existing wrap is kept. Returns the rows stored
+/// (0 or 1).
+pub async fn deposit(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    report: Uuid,
+    member: Uuid,
+    wrapped: Vec<u8>,
+    now: i64,
+) -> Result<u64, AppError> {
+    let done = sqlx::query(
+        "INSERT INTO emergency_escrow (report_id, member_id, wrapped, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (report_id, member_id) DO NOTHING",
+    )
+    .bind(report.to_string())
+    .bind(member.to_string())
+    .bind(wrapped)
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Addresses of the active users of `role` (the administrators, to mail).
+pub async fn addresses_of_role(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    role: &str,
+) -> Result<Vec<String>, AppError> {
+    Ok(
+        sqlx::query_scalar("SELECT email FROM users WHERE role = $1 AND active = 1")
+            .bind(role.to_string())
+            .fetch_all(ex)
+            .await?,
+    )
+}
+
+/// A user's `name`, `email` and `role` (the patient a request is on).
+pub async fn user_contact(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    user: Uuid,
+) -> Result<Option<sqlx::any::AnyRow>, AppError> {
+    Ok(
+        sqlx::query("SELECT name, email, role FROM users WHERE id = $1")
+            .bind(user.to_string())
+            .fetch_optional(ex)
+            .await?,
+    )
+}
+
+/// A request as opened, before its reports.
+pub struct NewRequest<'a> {
+    pub id: Uuid,
+    pub patient: Uuid,
+    pub reader: Uuid,
+    pub reason: &'a str,
+    pub now: i64,
+    pub release: i64,
+    pub until: i64,
+    pub ledger_index: i64,
+}
+
+/// Stores an open request.
+pub async fn insert_request(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    r: &NewRequest<'_>,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO emergency_requests (id, patient_id, reader_id, reason, created_at, release_at, \
+         until_at, status, ledger_index) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.patient.to_string())
+    .bind(r.reader.to_string())
+    .bind(r.reason.to_string())
+    .bind(r.now)
+    .bind(r.release)
+    .bind(r.until)
+    .bind(r.ledger_index)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Adds one report to a request.
+pub async fn insert_request_report(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    request: Uuid,
+    report: Uuid,
+) -> Result<(), AppError> {
+    sqlx::query("INSERT INTO emergency_request_reports (request_id, report_id) VALUES ($1, $2)")
+        .bind(request.to_string())
+        .bind(report.to_string())
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Whose requests a list shows.
+pub enum ListScope {
+    All,
+    OnPatient(Uuid),
+    ByReader(Uuid),
+}
+
+/// The newest 500 requests in `scope`, with their report ids, statuses shown at `now`.
+pub async fn list_requests(
+    conn: &mut sqlx::AnyConnection,
+    scope: ListScope,
+    now: i64,
+) -> Result<Vec<EmergencyRequest>, AppError> {
+    let (filter, user) = match scope {
+        ListScope::All => ("", None),
+        ListScope::OnPatient(u) => (" WHERE q.patient_id = $1", Some(u)),
+        ListScope::ByReader(u) => (" WHERE q.reader_id = $1", Some(u)),
+    };
+    let sql = format!("{REQUEST_SELECT}{filter} ORDER BY q.created_at DESC LIMIT 500");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    if let Some(u) = user {
+        q = q.bind(u.to_string());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut requests = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut req = request_row(&r, now)?;
+        req.report_ids = request_reports(conn, req.id).await?;
+        requests.push(req);
+    }
+    Ok(requests)
+}
+
+/// Vetoes an open request still in its wait; false when it was released (or vetoed).
+pub async fn veto(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    id: Uuid,
+    now: i64,
+) -> Result<bool, AppError> {
+    let done = sqlx::query(
+        "UPDATE emergency_requests SET status = 'vetoed', vetoed_at = $1 \
+         WHERE id = $2 AND status = 'open' AND release_at > $1",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A user's mail address.
+pub async fn email(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    user: Uuid,
+) -> Result<Option<String>, AppError> {
+    Ok(sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_optional(ex)
+        .await?)
 }

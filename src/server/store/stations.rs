@@ -161,3 +161,55 @@ pub async fn report_order(
         _ => Ok(None),
     }
 }
+
+/// The ids of up to two active station accounts whose id or name is `who` or whose address is
+/// `email` (two mean the name is ambiguous).
+pub async fn matching(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    who: &str,
+    email: String,
+) -> Result<Vec<String>, AppError> {
+    let rows = sqlx::query(
+        "SELECT id FROM users WHERE role = 'station' AND active = 1 AND \
+         (id = $1 OR email = $2 OR name = $1) ORDER BY id LIMIT 2",
+    )
+    .bind(who.to_string())
+    .bind(email)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>("id")?))
+        .collect()
+}
+
+/// An order as the doctor made it, with its kind-13 entry.
+pub struct NewOrder {
+    pub id: Uuid,
+    pub station: Uuid,
+    pub patient: Uuid,
+    pub doctor: Uuid,
+    pub now: i64,
+    pub expires: i64,
+    pub ledger_index: i64,
+}
+
+/// Stores an order.
+pub async fn insert(
+    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    o: &NewOrder,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "INSERT INTO station_orders (id, station_id, patient_id, doctor_id, created_at, expires_at, ledger_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(o.id.to_string())
+    .bind(o.station.to_string())
+    .bind(o.patient.to_string())
+    .bind(o.doctor.to_string())
+    .bind(o.now)
+    .bind(o.expires)
+    .bind(o.ledger_index)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
