@@ -8,6 +8,7 @@ pub mod api;
 pub mod bundle;
 pub mod client;
 pub mod config;
+pub mod direct_io;
 pub mod fsutil;
 pub mod ledger;
 pub mod seal;

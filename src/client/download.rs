@@ -1,6 +1,6 @@
 //! Downloading and verifying a report (DESIGN.md §2, §5): every check before the file appears.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -272,7 +272,16 @@ async fn open_chunks(
             // Pre-sized: every chunk lands at its own offset, in whatever order it arrives.
             file.set_len(report.manifest.plaintext_len)
                 .map_err(file_err(path))?;
-            Some((Arc::new(file), path.to_path_buf()))
+            // Written past the page cache where the filesystem and the chunk size allow it.
+            let direct = chunk_size
+                .is_multiple_of(crate::direct_io::ALIGN as u64)
+                .then(|| crate::direct_io::reopen_direct(&file))
+                .flatten();
+            Some(Arc::new(Output {
+                file,
+                direct,
+                path: path.to_path_buf(),
+            }))
         }
         None => None,
     };
@@ -299,10 +308,8 @@ async fn open_chunks(
                     let plain = opener
                         .open_chunk(index, Vec::from(bytes))
                         .map_err(|e| integrity(e.to_string()))?;
-                    if let Some((file, path)) = &out {
-                        use std::os::unix::fs::FileExt;
-                        file.write_all_at(&plain, u64::from(index) * chunk_size)
-                            .map_err(file_err(path))?;
+                    if let Some(out) = &out {
+                        out.write_at(&plain, u64::from(index) * chunk_size)?;
                     }
                     Ok(plain.len() as u64)
                 })
@@ -331,7 +338,40 @@ async fn open_chunks(
             p.chunks_done, p.bytes_done, report.manifest.plaintext_len
         )));
     }
+    if let Some(out) = &out
+        && out.direct.is_some()
+    {
+        // The last chunk went in padded to whole blocks: cut the file to the report's length.
+        out.file
+            .set_len(report.manifest.plaintext_len)
+            .map_err(file_err(&out.path))?;
+    }
     Ok(())
+}
+
+/// Where a download's plaintext goes: the pending output file, and another handle on it with
+/// `O_DIRECT` when the filesystem takes it and chunks start on block boundaries.
+struct Output {
+    file: std::fs::File,
+    direct: Option<std::fs::File>,
+    path: PathBuf,
+}
+
+impl Output {
+    fn write_at(&self, plain: &[u8], offset: u64) -> Result<(), ClientError> {
+        use std::os::unix::fs::FileExt;
+        if let Some(direct) = &self.direct {
+            match crate::direct_io::write_at(direct, plain, offset) {
+                Ok(()) => return Ok(()),
+                // A device with larger blocks: this chunk through the page cache.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(file_err(&self.path)(e)),
+            }
+        }
+        self.file
+            .write_all_at(plain, offset)
+            .map_err(file_err(&self.path))
+    }
 }
 
 /// How a download runs: chunks in flight, a cancel flag, a progress callback.

@@ -135,7 +135,7 @@ impl Bucket {
             Some(root) => {
                 let (root, key) = (root.clone(), key.to_string());
                 tokio::task::spawn_blocking(move || {
-                    crate::server::direct_io::write_durable(&root, &key, &body)
+                    crate::direct_io::write_durable(&root, &key, &body)
                 })
                 .await
                 .map_err(|e| format!("write task: {e}"))?
@@ -162,7 +162,7 @@ impl Bucket {
         let max = u64::from(crate::seal::MAX_CHUNK_SIZE) + crate::seal::TAG_LEN as u64;
         let read = tokio::task::spawn_blocking({
             let key = key.clone();
-            move || crate::server::direct_io::read(&root, &key, max)
+            move || crate::direct_io::read(&root, &key, max)
         })
         .await;
         match read {

@@ -6,7 +6,6 @@
 pub mod backup;
 pub mod chunk_store;
 pub mod db;
-pub mod direct_io;
 pub mod error;
 pub mod extract;
 pub mod ledger_signer;
