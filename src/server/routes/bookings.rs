@@ -263,7 +263,7 @@ async fn create(
         }
     }
     tx.commit().await?;
-    let patient_name = bookings::user_name(&st.db, patient_id).await?;
+    let patient_name = crate::server::store::users::name(&st.db, patient_id).await?;
     tracing::info!(booking = %id, "booked");
     Ok((
         StatusCode::CREATED,

@@ -124,7 +124,7 @@ async fn request(
     )
     .await?;
     tx.commit().await?;
-    let author = grants::user_name(&st.db, report.author_id).await?;
+    let author = crate::server::store::users::name(&st.db, report.author_id).await?;
     let day = ms_to_utc(report.created_at)?
         .with_timezone(&st.tz)
         .format("%Y-%m-%d");

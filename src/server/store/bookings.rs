@@ -157,17 +157,6 @@ pub async fn hold(
     Ok(())
 }
 
-/// A user's display name.
-pub async fn user_name(
-    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
-    id: Uuid,
-) -> Result<String, AppError> {
-    Ok(sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_one(ex)
-        .await?)
-}
-
 /// Moves a booking from status `from` to `to`; false when it was no longer `from`.
 pub async fn set_status(
     ex: impl sqlx::Executor<'_, Database = sqlx::Any>,

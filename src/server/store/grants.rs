@@ -122,17 +122,6 @@ pub async fn insert_requested(
     Ok(())
 }
 
-/// A user's display name, for the mail to the patient.
-pub async fn user_name(
-    ex: impl sqlx::Executor<'_, Database = sqlx::Any>,
-    id: Uuid,
-) -> Result<String, AppError> {
-    Ok(sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_one(ex)
-        .await?)
-}
-
 /// A user's stored Ed25519 public key, as stored (the caller checks its length).
 pub async fn ed25519_pub(
     ex: impl sqlx::Executor<'_, Database = sqlx::Any>,

@@ -18,3 +18,4 @@ pub mod recovery;
 pub mod reports;
 pub mod stations;
 pub mod totp;
+pub mod users;
