@@ -67,13 +67,19 @@ pub fn reopen_direct(file: &File) -> Option<File> {
         .ok()
 }
 
-/// Writes `bytes` at `offset` (a multiple of [`ALIGN`]) through an `O_DIRECT` handle, padded
-/// with zeros to whole blocks: the caller cuts the file to its length once every part is in.
-pub fn write_at(direct: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    if !offset.is_multiple_of(ALIGN as u64) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+/// Writes `bytes` at `offset` into `file`: through `direct` (its `O_DIRECT` handle, from
+/// [`reopen_direct`]) when there is one and `offset` is a multiple of [`ALIGN`], padded with
+/// zeros to whole blocks, so the caller cuts the file to its length once every part is in;
+/// through the page cache otherwise, or when the device refuses the blocks (EINVAL: blocks
+/// larger than [`ALIGN`]).
+pub fn write_at(file: &File, direct: Option<&File>, bytes: &[u8], offset: u64) -> io::Result<()> {
+    if let Some(direct) = direct.filter(|_| offset.is_multiple_of(ALIGN as u64)) {
+        match with_aligned_copy(bytes, |blocks| direct.write_all_at(blocks, offset)) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            done => return done,
+        }
     }
-    with_aligned_copy(bytes, |blocks| direct.write_all_at(blocks, offset))
+    file.write_all_at(bytes, offset)
 }
 
 /// Opens `path` with `O_DIRECT` when the filesystem allows it; `Ok((file, direct))`.
@@ -128,9 +134,9 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A fresh staging file beside `dest`, named like object_store's (`dest#N`), opened for
-/// `O_DIRECT` writes when the filesystem allows it.
-fn new_staging(dest: &Path) -> io::Result<(File, PathBuf, bool)> {
+/// A fresh staging file beside `dest`, named like object_store's (`dest#N`), with its
+/// `O_DIRECT` handle when the filesystem allows one.
+fn new_staging(dest: &Path) -> io::Result<(File, Option<File>, PathBuf)> {
     let mut create = OpenOptions::new();
     create.write(true).create_new(true);
     for n in 1u32.. {
@@ -140,17 +146,9 @@ fn new_staging(dest: &Path) -> io::Result<(File, PathBuf, bool)> {
         // Made without O_DIRECT, then reopened with it: a filesystem that refuses the flag
         // may do so only after it made the file.
         match create.open(&path) {
-            Ok(plain) => {
-                let mut reopen = OpenOptions::new();
-                reopen.write(true);
-                return match open_maybe_direct(&reopen, &path) {
-                    Ok((f, true)) => Ok((f, path, true)),
-                    Ok((_, false)) => Ok((plain, path, false)),
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&path);
-                        Err(e)
-                    }
-                };
+            Ok(file) => {
+                let direct = reopen_direct(&file);
+                return Ok((file, direct, path));
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -166,29 +164,12 @@ pub fn write_durable(root: &Path, key: &str, body: &[u8]) -> io::Result<()> {
         .parent()
         .ok_or_else(|| io::Error::other("an object key without a folder"))?;
     create_dirs_durably(root, dir)?;
-    let (file, staging, direct) = new_staging(&dest)?;
-    let written = (|| {
-        if direct {
-            // The whole buffer in aligned blocks, then cut to the real length.
-            match with_aligned_copy(body, |blocks| file.write_all_at(blocks, 0)) {
-                Ok(()) => file.set_len(body.len() as u64)?,
-                // A device with larger blocks than ALIGN: through the page cache instead.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    drop(file);
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .truncate(true)
-                        .open(&staging)?;
-                    f.write_all_at(body, 0)?;
-                    return f.sync_data();
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            file.write_all_at(body, 0)?;
-        }
-        file.sync_data()
-    })();
+    let (file, direct, staging) = new_staging(&dest)?;
+    // Whole aligned blocks through `direct`, then cut to the real length (a no-op through the
+    // page cache).
+    let written = write_at(&file, direct.as_ref(), body, 0)
+        .and_then(|()| file.set_len(body.len() as u64))
+        .and_then(|()| file.sync_data());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&staging);
         return Err(e);
@@ -285,25 +266,20 @@ mod tests {
         let chunk = 3 * ALIGN;
         let data: Vec<u8> = (0..chunk * 4 + 100).map(|i| (i % 251) as u8).collect();
         file.set_len(data.len() as u64).unwrap();
-        // Where the filesystem refuses O_DIRECT the caller writes through `file`; here that
-        // is the same bytes either way.
+        // Where the filesystem refuses O_DIRECT, `write_at` writes through `file`: the same
+        // bytes either way.
         let direct = reopen_direct(&file);
         for i in [4usize, 1, 3, 0, 2] {
             let part = &data[i * chunk..((i + 1) * chunk).min(data.len())];
-            match &direct {
-                Some(d) => write_at(d, part, (i * chunk) as u64).unwrap(),
-                None => file.write_all_at(part, (i * chunk) as u64).unwrap(),
-            }
+            write_at(&file, direct.as_ref(), part, (i * chunk) as u64).unwrap();
         }
         file.set_len(data.len() as u64).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), data);
-        if let Some(d) = &direct {
-            // An offset off the block grid is refused, not written somewhere else.
-            assert_eq!(
-                write_at(d, b"x", 1).unwrap_err().raw_os_error(),
-                Some(libc::EINVAL)
-            );
-        }
+        // An offset off the block grid goes through the page cache, at exactly that offset.
+        write_at(&file, direct.as_ref(), b"xyz", 1).unwrap();
+        let mut want = data.clone();
+        want[1..4].copy_from_slice(b"xyz");
+        assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 
     #[test]

@@ -359,17 +359,7 @@ struct Output {
 
 impl Output {
     fn write_at(&self, plain: &[u8], offset: u64) -> Result<(), ClientError> {
-        use std::os::unix::fs::FileExt;
-        if let Some(direct) = &self.direct {
-            match crate::direct_io::write_at(direct, plain, offset) {
-                Ok(()) => return Ok(()),
-                // A device with larger blocks: this chunk through the page cache.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(file_err(&self.path)(e)),
-            }
-        }
-        self.file
-            .write_all_at(plain, offset)
+        crate::direct_io::write_at(&self.file, self.direct.as_ref(), plain, offset)
             .map_err(file_err(&self.path))
     }
 }

@@ -89,7 +89,7 @@ impl UploadState {
     /// Returns whether the index is newly pinned: its journal record must then be written
     /// ([`Self::record`]) and synced before the chunk's ciphertext leaves. A different id for
     /// an index pinned before is [`SealError::InputChanged`]: that ciphertext must not leave.
-    pub fn pin_chunk_id(&mut self, index: u32, hash: [u8; 32]) -> Result<bool, SealError> {
+    pub fn pin_chunk_id(&mut self, index: u32, chunk_id: [u8; 32]) -> Result<bool, SealError> {
         let slot = self
             .chunk_ids
             .get_mut(index as usize)
@@ -98,10 +98,10 @@ impl UploadState {
                 check: ChunkCheck::Unexpected,
             })?;
         match slot {
-            Some(prev) if *prev != hash => Err(SealError::InputChanged { chunk: index }),
+            Some(prev) if *prev != chunk_id => Err(SealError::InputChanged { chunk: index }),
             Some(_) => Ok(false),
             None => {
-                *slot = Some(hash);
+                *slot = Some(chunk_id);
                 Ok(true)
             }
         }

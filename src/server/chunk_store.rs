@@ -164,16 +164,14 @@ impl Bucket {
             let key = key.clone();
             move || crate::direct_io::read(&root, &key, max)
         })
-        .await;
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         match read {
-            Ok(Ok(Some(bytes))) => Ok(bytes),
-            Ok(Ok(None)) => Err(object_store::Error::NotFound {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(object_store::Error::NotFound {
                 path: key,
                 source: "no such chunk file".into(),
-            }),
-            Ok(Err(e)) => Err(object_store::Error::Generic {
-                store: "local",
-                source: Box::new(e),
             }),
             Err(e) => Err(object_store::Error::Generic {
                 store: "local",
