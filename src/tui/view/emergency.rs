@@ -4,12 +4,12 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
 use crate::api::Role;
 use crate::tui::state::{App, BreakGlass, BreakGlassField, EmergencyView, field_text};
 use crate::tui::update::emergency::state_text;
-use crate::tui::view::{centered, truncate};
+use crate::tui::view::{boxed, centered, truncate};
 
 /// The loud part: said before the doctor confirms, and under the form.
 pub const RECORDED: &str =
@@ -18,12 +18,12 @@ pub const RECORDED: &str =
 pub fn break_glass(app: &App, frame: &mut Frame, area: Rect, b: &BreakGlass) {
     let t = &app.theme;
     let bx = centered(area, 72, 13);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" BREAK-GLASS · emergency access ", t.alarm))
-        .border_style(t.error);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" BREAK-GLASS · emergency access ", t.alarm),
+        t.error,
+    );
     // Patient, gap, reason, gap, the note (3 lines), the rest, the keys.
     let rows = Layout::vertical([
         Constraint::Length(1),
@@ -123,19 +123,19 @@ pub fn emergencies(app: &App, frame: &mut Frame, area: Rect, v: &EmergencyView) 
     let t = &app.theme;
     let reader = app.session.as_ref().map(|s| s.user.role) == Some(Role::Doctor);
     let bx = centered(area, 78, 18);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(
             if reader {
                 " Break-glass requests · yours "
             } else {
                 " Break-glass requests · on you "
             },
             t.title,
-        ))
-        .border_style(t.error);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+        ),
+        t.error,
+    );
     let [list, detail, note, hint] = Layout::vertical([
         Constraint::Min(1),
         Constraint::Length(2),

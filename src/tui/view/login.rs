@@ -9,7 +9,7 @@ use ratatui_textarea::TextArea;
 
 use crate::tui::demo;
 use crate::tui::state::{App, LoginField, RegisterField};
-use crate::tui::view::centered;
+use crate::tui::view::{boxed, centered};
 
 /// One labelled one-line field; only the focused one shows a cursor.
 fn field(
@@ -227,12 +227,12 @@ pub fn render_register(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let r = &app.register;
     let bx = centered(area, 68, 17);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" clinvault — new patient ", t.title))
-        .border_style(t.muted);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" clinvault — new patient ", t.title),
+        t.muted,
+    );
     let rows = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -325,12 +325,12 @@ pub fn render_recover(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let r = &app.recover;
     let bx = centered(area, 68, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" clinvault — forgot the password ", t.title))
-        .border_style(t.muted);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" clinvault — forgot the password ", t.title),
+        t.muted,
+    );
     let rows = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(1),

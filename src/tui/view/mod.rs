@@ -507,6 +507,21 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Draws a bordered box over whatever is under `bx` (a popup or a login form) with `title`
+/// and `border`, and returns the area inside it.
+pub fn boxed<'a>(
+    frame: &mut Frame,
+    bx: Rect,
+    title: impl Into<Line<'a>>,
+    border: ratatui::style::Style,
+) -> Rect {
+    frame.render_widget(ratatui::widgets::Clear, bx);
+    let block = Block::bordered().title(title).border_style(border);
+    let inner = block.inner(bx);
+    frame.render_widget(block, bx);
+    inner
+}
+
 /// A rectangle of `w`×`h` centred in `area` (clipped to it).
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);

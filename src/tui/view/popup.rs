@@ -12,7 +12,7 @@ use crate::tui::state::{
     PathFor, PatientPicker, Pending, PickFor, Popup, UploadPicker, field_text,
 };
 use crate::tui::update::{palette_matches, status_word};
-use crate::tui::view::{centered, truncate};
+use crate::tui::view::{boxed, centered, truncate};
 
 /// The open popup, if any: one function each.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -48,12 +48,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 fn recovery_kit(app: &App, frame: &mut Frame, area: Rect, k: &KitPopup) {
     let t = &app.theme;
     let bx = centered(area, 64, 12);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" New recovery kit ", t.title))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" New recovery kit ", t.title),
+        t.accent,
+    );
     let rows = Layout::vertical([Constraint::Length(1); 10]).split(inner);
     if let Some(code) = &k.code {
         frame.render_widget(
@@ -121,12 +121,12 @@ fn recovery_kit(app: &App, frame: &mut Frame, area: Rect, k: &KitPopup) {
 fn password(app: &App, frame: &mut Frame, area: Rect, p: &PasswordChange) {
     let t = &app.theme;
     let bx = centered(area, 64, 11);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" Change your password ", t.title))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" Change your password ", t.title),
+        t.accent,
+    );
     let rows = Layout::vertical([Constraint::Length(1); 9]).split(inner);
     let fields = [
         ("Current", &p.current, PasswordField::Current),
@@ -222,19 +222,19 @@ fn confirm(app: &App, frame: &mut Frame, area: Rect, pending: &Pending) {
 fn pick_patient(app: &App, frame: &mut Frame, area: Rect, p: &PatientPicker) {
     let t = &app.theme;
     let bx = centered(area, 64, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(
             if p.choose_doctor {
                 " New booking 1/2: which patient? ".to_string()
             } else {
                 format!(" Book {} for which patient? ", app.local(p.slot.start))
             },
             t.title,
-        ))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+        ),
+        t.accent,
+    );
     let [q, list, hint] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
@@ -294,18 +294,18 @@ fn patient_list(
 fn pick_doctor(app: &App, frame: &mut Frame, area: Rect, d: &DoctorStep) {
     let t = &app.theme;
     let bx = centered(area, 72, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(
             format!(
                 " New booking 2/2: {} with which doctor? ",
                 truncate(&d.patient.1, 24)
             ),
             t.title,
-        ))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+        ),
+        t.accent,
+    );
     let [q, list, hint] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
@@ -352,18 +352,18 @@ fn pick_doctor(app: &App, frame: &mut Frame, area: Rect, d: &DoctorStep) {
 fn pick_upload_patient(app: &App, frame: &mut Frame, area: Rect, p: &UploadPicker) {
     let t = &app.theme;
     let bx = centered(area, 64, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(
             match p.purpose {
                 PickFor::Upload => " Upload a report for which patient? ",
                 PickFor::Filter => " Whose reports? ",
             },
             t.title,
-        ))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+        ),
+        t.accent,
+    );
     let [list, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     if let Some(e) = &p.error {
         frame.render_widget(Span::styled(format!("✗ {e}"), t.error), list);
@@ -425,9 +425,10 @@ fn path(app: &App, frame: &mut Frame, area: Rect, p: &PathEntry) {
 fn grants(app: &App, frame: &mut Frame, area: Rect, g: &GrantsView) {
     let t = &app.theme;
     let bx = centered(area, 76, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(
             // The title once checked; the short id until then.
             match app
                 .reports
@@ -442,10 +443,9 @@ fn grants(app: &App, frame: &mut Frame, area: Rect, g: &GrantsView) {
                 }
             },
             t.title,
-        ))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+        ),
+        t.accent,
+    );
     let [list, note, hint] = Layout::vertical([
         Constraint::Min(1),
         Constraint::Length(1),
@@ -499,12 +499,12 @@ fn grants(app: &App, frame: &mut Frame, area: Rect, g: &GrantsView) {
 fn wrap(app: &App, frame: &mut Frame, area: Rect, c: &crate::client::reports::WrapCheck) {
     let t = &app.theme;
     let bx = centered(area, 72, 11);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" Confirm the key wrap ", t.title))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" Confirm the key wrap ", t.title),
+        t.accent,
+    );
     let approved = match c.grant.approved_at {
         Some(at) => format!("{} ({})", app.local(at), how_text(c)),
         None => how_text(c),
@@ -541,15 +541,12 @@ fn wrap(app: &App, frame: &mut Frame, area: Rect, c: &crate::client::reports::Wr
 fn messages(app: &App, frame: &mut Frame, area: Rect, scroll: &u16) {
     let t = &app.theme;
     let bx = centered(area, 76, 18);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(
-            " Messages, newest first · Esc closes ",
-            t.title,
-        ))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" Messages, newest first · Esc closes ", t.title),
+        t.accent,
+    );
     let lines: Vec<Line> = if app.status.history.is_empty() {
         vec![Line::from(Span::styled("No messages yet.", t.muted))]
     } else {
@@ -579,12 +576,7 @@ fn messages(app: &App, frame: &mut Frame, area: Rect, scroll: &u16) {
 fn palette(app: &App, frame: &mut Frame, area: Rect, p: &Palette) {
     let t = &app.theme;
     let bx = centered(area, 60, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" : command ", t.title))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(frame, bx, Span::styled(" : command ", t.title), t.accent);
     let [q, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     let mut field = p.input.clone();
     field.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
@@ -612,12 +604,12 @@ fn dialog(app: &App, frame: &mut Frame, area: Rect, title: &str, text: &str) {
     // Taller for longer questions.
     let rows = text.chars().count().div_ceil(56) as u16;
     let bx = centered(area, 60, 5 + rows.max(2));
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(title.to_string(), t.title))
-        .border_style(t.accent);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(title.to_string(), t.title),
+        t.accent,
+    );
     let lines = vec![
         Line::from(text.to_string()),
         Line::from(""),
@@ -645,12 +637,7 @@ fn how_text(c: &crate::client::reports::WrapCheck) -> String {
 fn key_rotated(app: &App, frame: &mut Frame, area: Rect, r: &crate::tui::action::RotatedKey) {
     let t = &app.theme;
     let bx = centered(area, 76, 14);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" KEY CHANGED ", t.error))
-        .border_style(t.error);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(frame, bx, Span::styled(" KEY CHANGED ", t.error), t.error);
     let [body, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     let text = crate::text::display(r.text.trim_start_matches("KEY ROTATED: "));
     frame.render_widget(

@@ -6,10 +6,10 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use crate::tui::state::App;
-use crate::tui::view::centered;
+use crate::tui::view::{boxed, centered};
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if let Some(r) = &app.totp.recovery {
@@ -43,12 +43,12 @@ fn code_lines(app: &App, frame: &mut Frame, field: Rect, message: Rect) {
 fn render_code(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let bx = centered(area, 68, 10);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" clinvault — second factor ", t.title))
-        .border_style(t.muted);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" clinvault — second factor ", t.title),
+        t.muted,
+    );
     let rows = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -196,12 +196,12 @@ fn render_recovery(app: &App, frame: &mut Frame, area: Rect, codes: &[String]) {
     let t = &app.theme;
     let rows_needed = codes.len().div_ceil(2) as u16;
     let bx = centered(area, 70, 9 + rows_needed);
-    frame.render_widget(Clear, bx);
-    let block = Block::bordered()
-        .title(Span::styled(" clinvault — TOTP recovery codes ", t.title))
-        .border_style(t.muted);
-    let inner = block.inner(bx);
-    frame.render_widget(block, bx);
+    let inner = boxed(
+        frame,
+        bx,
+        Span::styled(" clinvault — TOTP recovery codes ", t.title),
+        t.muted,
+    );
     let [intro, _, list, _, keys] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(1),
