@@ -254,29 +254,15 @@ async fn admin_reset(db: Db) {
     let old = c.doc2.me.secrets.public();
     let new = logged.secrets.public();
     assert_ne!(new, old, "new keys");
-    let bytes: Vec<u8> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
-        .bind(index as i64)
-        .fetch_one(c.ts.handle.db())
-        .await
-        .unwrap();
-    match Entry::from_bytes(&bytes).unwrap() {
-        Entry::KeyRotated {
-            user_id,
-            old_keys_hash,
-            x25519_public,
-            ed25519_public,
-            by,
-            authoriser_id,
-            ..
-        } => {
-            assert_eq!(user_id, *c.doc2.id.as_bytes());
-            assert_eq!(old_keys_hash, keys_hash(&old.x25519, &old.ed25519));
-            assert_eq!((x25519_public, ed25519_public), (new.x25519, new.ed25519));
-            assert_eq!(by, RotationBy::Admin);
-            assert_eq!(authoriser_id, *c.admin.id.as_bytes());
-        }
-        other => panic!("entry {index} is {other:?}"),
-    }
+    common::assert_key_rotated(
+        c.ts.handle.db(),
+        index,
+        c.doc2.id,
+        (&old, &new),
+        RotationBy::Admin,
+        *c.admin.id.as_bytes(),
+    )
+    .await;
     let e = c.doc2.c.me().await.unwrap_err();
     assert_eq!(e.code(), Some("session_revoked"), "old sessions end: {e}");
     let e =

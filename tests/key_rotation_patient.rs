@@ -89,29 +89,15 @@ async fn patient_reset(db: Db) {
     let old = c.pat.me.secrets.public();
     let new = logged.secrets.public();
     assert_ne!(new, old, "new keys");
-    let bytes: Vec<u8> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
-        .bind(index as i64)
-        .fetch_one(c.ts.handle.db())
-        .await
-        .unwrap();
-    match Entry::from_bytes(&bytes).unwrap() {
-        Entry::KeyRotated {
-            user_id,
-            old_keys_hash,
-            x25519_public,
-            ed25519_public,
-            by,
-            authoriser_id,
-            ..
-        } => {
-            assert_eq!(user_id, *c.pat.id.as_bytes());
-            assert_eq!(old_keys_hash, keys_hash(&old.x25519, &old.ed25519));
-            assert_eq!((x25519_public, ed25519_public), (new.x25519, new.ed25519));
-            assert_eq!(by, RotationBy::VerifiedEmail);
-            assert_eq!(authoriser_id, [0u8; 16], "no administrator");
-        }
-        other => panic!("entry {index} is {other:?}"),
-    }
+    common::assert_key_rotated(
+        c.ts.handle.db(),
+        index,
+        c.pat.id,
+        (&old, &new),
+        RotationBy::VerifiedEmail,
+        [0u8; 16],
+    )
+    .await;
     // Old sessions, the old password and the code are dead; the recovery kit is gone.
     let e = c.pat.c.me().await.unwrap_err();
     assert_eq!(e.code(), Some("session_revoked"), "{e}");

@@ -342,3 +342,39 @@ pub async fn cli(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Checks that ledger entry `index`, as the server stored it, rotates `user`'s keys from `old`
+/// to `new`, `by` whom, with `authoriser` (all zeros: no administrator).
+pub async fn assert_key_rotated(
+    db: &sqlx::AnyPool,
+    index: u64,
+    user: uuid::Uuid,
+    (old, new): (&clinvault::seal::PublicKeys, &clinvault::seal::PublicKeys),
+    by: clinvault::ledger::RotationBy,
+    authoriser: [u8; 16],
+) {
+    use clinvault::ledger::{Entry, keys_hash};
+    let bytes: Vec<u8> = sqlx::query_scalar("SELECT entry FROM ledger_entries WHERE idx = $1")
+        .bind(index as i64)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    match Entry::from_bytes(&bytes).unwrap() {
+        Entry::KeyRotated {
+            user_id,
+            old_keys_hash,
+            x25519_public,
+            ed25519_public,
+            by: entry_by,
+            authoriser_id,
+            ..
+        } => {
+            assert_eq!(user_id, *user.as_bytes());
+            assert_eq!(old_keys_hash, keys_hash(&old.x25519, &old.ed25519));
+            assert_eq!((x25519_public, ed25519_public), (new.x25519, new.ed25519));
+            assert_eq!(entry_by, by);
+            assert_eq!(authoriser_id, authoriser, "authoriser");
+        }
+        other => panic!("entry {index} is {other:?}"),
+    }
+}
